@@ -1,0 +1,86 @@
+/* Typed client for the ACS identity REST API on libcurl's multi interface. One engine thread
+ * runs every request concurrently over reused connections, retries what is safe to retry, and
+ * reports each outcome through a callback on that thread. Submitting is thread-safe; callbacks
+ * must not block. acs_client_call_sync() is a blocking wrapper for the CLI and tests. */
+#ifndef TV_ACS_CLIENT_H
+#define TV_ACS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct acs_client;
+
+#define ACS_ID_MAX 256
+#define ACS_CODE_MAX 64
+#define ACS_MESSAGE_MAX 512
+#define ACS_REQUEST_ID_MAX 64
+#define ACS_MAX_SCOPES 8
+
+enum acs_op { ACS_OP_CREATE, ACS_OP_ISSUE, ACS_OP_REVOKE, ACS_OP_DELETE, ACS_OP_TEAMS_EXCHANGE };
+
+struct acs_client_opts {
+    const char *connection_string; /* required; parsed by acs_connstr_parse */
+    const char *api_version;       /* NULL: "2023-10-01" */
+    long connect_timeout_ms;       /* per attempt; 0: 3000 */
+    long attempt_timeout_ms;       /* one attempt, connect included; 0: 10000 */
+    long deadline_ms;              /* whole call, retries included; 0: 30000 */
+    int max_retries;               /* retries after the first attempt; <0: 3 */
+    long backoff_base_ms;          /* 0: 200; doubled each retry, with full jitter */
+    long backoff_max_ms;           /* 0: 5000; cap on one backoff and on honoured retry-after */
+    size_t max_connections;        /* 0: 64 per host */
+};
+
+/* What one call asks for. Strings are copied at submission. */
+struct acs_request {
+    enum acs_op op;
+    const char *identity_id;      /* ISSUE, REVOKE, DELETE */
+    const char *scopes[ACS_MAX_SCOPES]; /* ISSUE; CREATE with a token when nscopes > 0 */
+    size_t nscopes;
+    int expires_in_minutes;       /* ISSUE/CREATE with token; 0 leaves it to ACS (1440) */
+    const char *teams_token;      /* TEAMS_EXCHANGE: Entra token (secret) */
+    const char *teams_app_id;     /* TEAMS_EXCHANGE */
+    const char *teams_user_id;    /* TEAMS_EXCHANGE */
+    const char *request_id;       /* sent as x-ms-client-request-id; NULL: a new UUID */
+};
+
+/* Outcome of one call. rc is 0 on a 2xx answer, else a TV_ERR_ACS_* / TV_ERR_UPSTREAM_* code;
+ * http_status, acs_code and message then describe the last ACS answer (status 0 when none). */
+struct acs_result {
+    int rc;
+    enum acs_op op;
+    long http_status;
+    char acs_code[ACS_CODE_MAX];       /* error.code from ACS, or "" */
+    char message[ACS_MESSAGE_MAX];     /* error.message from ACS or a description of the failure */
+    char identity_id[ACS_ID_MAX];      /* CREATE: the new identity; else the one acted on */
+    char *token;                       /* CREATE with token, ISSUE, TEAMS_EXCHANGE (secret) */
+    int64_t expires_on_ms;             /* token expiry, ms since the epoch */
+    char expires_on[40];               /* as ACS sent it */
+    int attempts;                      /* HTTP attempts made */
+    char request_id[ACS_REQUEST_ID_MAX];
+};
+
+/* Called once per submitted call on the engine thread. The callee owns res and must release it
+ * with acs_result_release() (it may keep it past the callback). */
+typedef void (*acs_done_fn)(void *arg, struct acs_result *res);
+
+/* Creates the client and starts its engine thread. 0, TV_ERR_CONFIG (bad connection string or
+ * options), TV_ERR_NOMEM or TV_ERR_INTERNAL; *out untouched on failure. */
+int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out);
+/* Stops the engine: calls still running complete with TV_ERR_SHUTDOWN; then frees. Blocks until
+ * the engine thread has exited. NULL is a no-op. */
+void acs_client_free(struct acs_client *c);
+/* Queues a call; done(arg, res) fires exactly once, later, on the engine thread, also when the
+ * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN. */
+int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
+                      void *arg);
+/* Submits and waits for the outcome. Returns res->rc; *res is always filled (release it). */
+int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,
+                         struct acs_result *res);
+/* "host[:port]" this client signs for (the ACS resource a mapping belongs to). */
+const char *acs_client_resource(const struct acs_client *c);
+/* Wipes and frees the token; leaves the rest. Safe on a zeroed struct. */
+void acs_result_release(struct acs_result *res);
+/* "create", "issue", "revoke", "delete", "teams_exchange". */
+const char *acs_op_name(enum acs_op op);
+
+#endif

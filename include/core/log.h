@@ -1,0 +1,28 @@
+/* JSON-lines logging: one object per line on stderr (or a chosen fd) with ts, level, msg,
+ * request_id and any extra fields. Each line is written with a single write(2), so threads may
+ * log concurrently. Never pass a secret or a token to any of these functions. */
+#ifndef TV_CORE_LOG_H
+#define TV_CORE_LOG_H
+
+#include <stdarg.h>
+
+struct json_object;
+
+enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERROR, LOGL_OFF };
+
+/* Sets the minimum level and the output descriptor (2 by default). Call before threads start. */
+void log_setup(enum log_level min, int fd);
+/* Parses "debug", "info", "warn"/"warning", "error", "off". 0 or TV_ERR_INVALID. */
+int log_level_parse(const char *s, enum log_level *out);
+const char *log_level_name(enum log_level l);
+/* True when a line at level l would be written. */
+int log_enabled(enum log_level l);
+/* Logs a formatted message; request_id may be NULL. */
+void log_msg(enum log_level l, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Logs msg with the members of `fields` (a JSON object, may be NULL; not consumed) merged into
+ * the line. */
+void log_fields(enum log_level l, const char *request_id, const char *msg,
+                struct json_object *fields);
+
+#endif
