@@ -37,21 +37,45 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 
 .PHONY: all deps test unit integration e2e run asan fmt fmt-check lint fuzz bench clean help
-all: deps-check $(BINS)
+
+# The public targets first make sure the Debian packages are there, then re-run make, so that
+# the pkg-config flags above are read after the packages exist (on a fresh machine they don't).
+ifeq ($(TV_DEPS_DONE),)
+all run lint:
+	@scripts/deps.sh build --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $@
+test unit integration e2e:
+	@scripts/deps.sh test --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $@
+else
+all: $(BINS)
+test: $(BINS) $(TEST_BIN)
+	@BUILD=$(BUILD) scripts/run-tests.sh all
+unit: $(BINS) $(TEST_BIN)
+	@BUILD=$(BUILD) scripts/run-tests.sh unit
+integration: $(BINS) $(TEST_BIN)
+	@BUILD=$(BUILD) scripts/run-tests.sh integration
+e2e: $(BINS)
+	@BUILD=$(BUILD) scripts/run-tests.sh e2e
+run: $(BINS)
+	@BUILD=$(BUILD) scripts/run.sh
+lint: $(BINS)
+	clang-tidy --quiet $(LIB_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --suppress=missingIncludeSystem -Iinclude src
+endif
 
 help:
 	@echo "make            build $(BINS)"
-	@echo "make test       build and run every test (unit, integration, e2e)"
+	@echo "make test       build and run every test (unit, integration, cli, e2e)"
 	@echo "make run        start acs-emulator and tokenvend on loopback with a demo account"
 	@echo "make asan       the whole suite under AddressSanitizer + UBSan"
 	@echo "make fmt|lint   clang-format the tree | clang-tidy and cppcheck"
 	@echo "make fuzz       build and briefly run the libFuzzer harnesses (clang)"
+	@echo "make deps       install the Debian packages the build and tests need"
 
-# Installs the Debian packages the build needs (apt-get as root, else prints the command).
 deps:
-	@scripts/deps.sh build
-deps-check:
-	@scripts/deps.sh build --quiet
+	@scripts/deps.sh test
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,22 +97,6 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-test: deps-test $(BINS) $(TEST_BIN)
-	@BUILD=$(BUILD) scripts/run-tests.sh all
-
-deps-test:
-	@scripts/deps.sh test --quiet
-
-unit: deps-check $(BINS) $(TEST_BIN)
-	@BUILD=$(BUILD) scripts/run-tests.sh unit
-integration: deps-check $(BINS) $(TEST_BIN)
-	@BUILD=$(BUILD) scripts/run-tests.sh integration
-e2e: deps-test $(BINS)
-	@BUILD=$(BUILD) scripts/run-tests.sh e2e
-
-run: deps-check $(BINS)
-	@BUILD=$(BUILD) scripts/run.sh
-
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
 
@@ -97,11 +105,6 @@ fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:
 	clang-format --dry-run --Werror $(FMT_FILES)
-
-lint: $(BINS)
-	clang-tidy --quiet $(LIB_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr --suppress=missingIncludeSystem -Iinclude src
 
 fuzz:
 	@BUILD=$(BUILD) scripts/fuzz.sh

@@ -33,14 +33,14 @@ struct acs_client_opts {
 /* What one call asks for. Strings are copied at submission. */
 struct acs_request {
     enum acs_op op;
-    const char *identity_id;      /* ISSUE, REVOKE, DELETE */
+    const char *identity_id;            /* ISSUE, REVOKE, DELETE */
     const char *scopes[ACS_MAX_SCOPES]; /* ISSUE; CREATE with a token when nscopes > 0 */
     size_t nscopes;
-    int expires_in_minutes;       /* ISSUE/CREATE with token; 0 leaves it to ACS (1440) */
-    const char *teams_token;      /* TEAMS_EXCHANGE: Entra token (secret) */
-    const char *teams_app_id;     /* TEAMS_EXCHANGE */
-    const char *teams_user_id;    /* TEAMS_EXCHANGE */
-    const char *request_id;       /* sent as x-ms-client-request-id; NULL: a new UUID */
+    int expires_in_minutes;    /* ISSUE/CREATE with token; 0 leaves it to ACS (1440) */
+    const char *teams_token;   /* TEAMS_EXCHANGE: Entra token (secret) */
+    const char *teams_app_id;  /* TEAMS_EXCHANGE */
+    const char *teams_user_id; /* TEAMS_EXCHANGE */
+    const char *request_id;    /* sent as x-ms-client-request-id; NULL: a new UUID */
 };
 
 /* Outcome of one call. rc is 0 on a 2xx answer, else a TV_ERR_ACS_* / TV_ERR_UPSTREAM_* code;
@@ -49,13 +49,13 @@ struct acs_result {
     int rc;
     enum acs_op op;
     long http_status;
-    char acs_code[ACS_CODE_MAX];       /* error.code from ACS, or "" */
-    char message[ACS_MESSAGE_MAX];     /* error.message from ACS or a description of the failure */
-    char identity_id[ACS_ID_MAX];      /* CREATE: the new identity; else the one acted on */
-    char *token;                       /* CREATE with token, ISSUE, TEAMS_EXCHANGE (secret) */
-    int64_t expires_on_ms;             /* token expiry, ms since the epoch */
-    char expires_on[40];               /* as ACS sent it */
-    int attempts;                      /* HTTP attempts made */
+    char acs_code[ACS_CODE_MAX];   /* error.code from ACS, or "" */
+    char message[ACS_MESSAGE_MAX]; /* error.message from ACS or a description of the failure */
+    char identity_id[ACS_ID_MAX];  /* CREATE: the new identity; else the one acted on */
+    char *token;                   /* CREATE with token, ISSUE, TEAMS_EXCHANGE (secret) */
+    int64_t expires_on_ms;         /* token expiry, ms since the epoch */
+    char expires_on[40];           /* as ACS sent it */
+    int attempts;                  /* HTTP attempts made */
     char request_id[ACS_REQUEST_ID_MAX];
 };
 

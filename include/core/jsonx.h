@@ -13,16 +13,15 @@ struct json_object;
 
 /* Parses exactly len bytes as one JSON value (trailing whitespace allowed, nothing else), at
  * most max_len bytes and JSONX_MAX_DEPTH deep, rejecting duplicate object keys and strings
- * holding NUL. On success *out is a new reference (json_object_put it). 0, TV_ERR_TOO_LARGE or
- * TV_ERR_PARSE. */
+ * holding NUL; a bare top-level `null` is refused too. On success *out is a new reference
+ * (json_object_put it). 0, TV_ERR_TOO_LARGE or TV_ERR_PARSE. */
 int jsonx_parse(const char *s, size_t len, size_t max_len, struct json_object **out);
 /* Member `key` of obj as a string of 1..max_len bytes; *out borrows from obj.
  * 0, TV_ERR_NOT_FOUND when absent, TV_ERR_INVALID when of another type or length. */
 int jsonx_get_string(struct json_object *obj, const char *key, size_t max_len, const char **out);
 /* Member `key` as an integer (a JSON number without fraction or exponent) within [min, max].
  * 0, TV_ERR_NOT_FOUND when absent, TV_ERR_INVALID otherwise. */
-int jsonx_get_int(struct json_object *obj, const char *key, int64_t min, int64_t max,
-                  int64_t *out);
+int jsonx_get_int(struct json_object *obj, const char *key, int64_t min, int64_t max, int64_t *out);
 /* Member `key` as an array; *out borrows. 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
 int jsonx_get_array(struct json_object *obj, const char *key, struct json_object **out);
 /* Serialises obj compactly, without escaping '/'. The string borrows from obj. */

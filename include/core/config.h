@@ -1,0 +1,106 @@
+/* Configuration: one table of settings, layered as built-in defaults < config file < environment
+ * (TOKENVEND_*) < flags, with *_FILE variants that read a value (typically a secret) from a file.
+ * Loading is not thread-safe (it reads the environment); a loaded struct config is read-only. */
+#ifndef TV_CORE_CONFIG_H
+#define TV_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/log.h"
+
+#define CONFIG_DEFAULT_PATH "config/tokenvend.conf"
+#define CONFIG_HOST_MAX 256
+#define CONFIG_MAX_SCOPES 8
+#define CONFIG_SETTINGS_MAX 40
+#define CONFIG_SOURCE_MAX 160
+#define CONFIG_VALUE_MAX 8192 /* one value, from any source */
+#define CONFIG_ERR_MAX 512    /* a comfortable size for config_load's err buffer */
+
+/* "host:port" or "[v6addr]:port"; host is stored without brackets. */
+struct config_addr {
+    char host[CONFIG_HOST_MAX];
+    int port; /* 0..65535; 0 lets the system pick */
+};
+
+/* A set of ACS scopes; items point at static names (see config_scope_names), never freed. */
+struct config_scopes {
+    const char *items[CONFIG_MAX_SCOPES];
+    size_t n;
+};
+
+/* A comma-separated list of strings, each owned by the list. */
+struct config_list {
+    char **items;
+    size_t n;
+};
+
+/* The effective configuration. Strings are owned by the struct (NUL-terminated, never NULL after
+ * a successful load; "" when unset) and freed by config_release. */
+struct config {
+    struct config_addr public_addr;
+    struct config_addr internal_addr;
+    char *db;
+    struct config_scopes allowed_scopes;
+    struct config_scopes default_scopes;
+    long token_minutes;
+    struct config_list cors_origins;
+    enum log_level log_level;
+    char *oidc_issuer;
+    char *oidc_audience;
+    char *oidc_jwks_url;
+    char *oidc_user_claim;
+    int local_accounts; /* bool */
+    int cache;          /* bool */
+    long cache_min_remaining_minutes;
+    char *acs_connection_string; /* secret: wiped by config_release */
+    char *acs_api_version;
+    long acs_connect_timeout_ms;
+    long acs_attempt_timeout_ms;
+    long acs_deadline_ms;
+    long acs_max_retries;
+    long acs_backoff_base_ms;
+    long acs_backoff_max_ms;
+
+    char *config_file; /* the file that was read, or "" */
+    /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),
+     * indexed in the order config_print lists them. */
+    char sources[CONFIG_SETTINGS_MAX][CONFIG_SOURCE_MAX];
+};
+
+/* One value given on the command line: `--set name=value` arrives as {name, value, "--set"},
+ * `--log-level debug` as {"log_level", "debug", "--log-level"}. name may end in "_file". */
+struct config_flag {
+    const char *name;
+    const char *value;
+    const char *flag;
+};
+
+struct config_overrides {
+    const char *config_path;  /* --config FILE: must exist. NULL: default_path if it exists */
+    const char *default_path; /* NULL: CONFIG_DEFAULT_PATH; "" reads no default file */
+    const struct config_flag *flags;
+    size_t nflags;
+};
+
+/* Loads the configuration into *out (ov may be NULL). On failure returns TV_ERR_CONFIG (or
+ * TV_ERR_NOMEM), writes one line naming the setting and its source into err (never a secret
+ * value) and leaves *out zeroed. On success release *out with config_release. */
+int config_load(const struct config_overrides *ov, struct config *out, char *err, size_t errlen);
+/* Frees what config_load allocated, wiping secrets, and zeroes *cfg. Safe on a zeroed struct. */
+void config_release(struct config *cfg);
+/* Writes one `name = value  # source` line per setting. With redact, secrets print as
+ * <redacted> (or <unset> when empty). */
+void config_print(const struct config *cfg, FILE *f, int redact);
+
+/* Parses a comma-separated scope list ("chat,voip"; blanks around items ignored) against the
+ * known ACS scopes. Duplicates are dropped. 0, or TV_ERR_INVALID with a message in err. */
+int config_scopes_parse(const char *s, struct config_scopes *out, char *err, size_t errlen);
+/* Comma-separated list of the known ACS scopes, for help texts. */
+const char *config_scope_names(void);
+/* Reads a small file holding one value (e.g. a secret): at most max bytes, trailing CR/LF
+ * stripped, no NUL bytes. *out is malloc'd (wipe and free it). 0, TV_ERR_IO (err says why),
+ * TV_ERR_TOO_LARGE, TV_ERR_PARSE or TV_ERR_NOMEM. */
+int config_read_value_file(const char *path, size_t max, char **out, char *err, size_t errlen);
+
+#endif

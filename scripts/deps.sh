@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tokenvend needs: apt-get when run as root, otherwise prints the
+# exact command and fails. Usage: scripts/deps.sh build|test|bench [--quiet]
+set -euo pipefail
+
+what=${1:-build}
+quiet=${2:-}
+
+build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
+    libjson-c-dev libsqlite3-dev libargon2-dev)
+test_pkgs=(libcmocka-dev curl)
+bench_pkgs=(wrk)
+
+case "$what" in
+build) want=("${build_pkgs[@]}") ;;
+test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+fuzz) want=("${build_pkgs[@]}" clang libclang-rt-14-dev) ;;
+*)
+    echo "usage: $0 build|test|bench|fuzz [--quiet]" >&2
+    exit 2
+    ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    [ "$quiet" = --quiet ] || echo "deps: not a Debian system; make sure these are installed: ${want[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    [ "$quiet" = --quiet ] || echo "deps: all ${#want[@]} packages present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]}" >&2
+    echo "deps: install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs the test suites and ends with one line "N passed, N failed" (test cases, summed over
+# the cmocka binaries, the CLI shell tests and node's test runner). Exit 1 on any failure.
+# Usage: scripts/run-tests.sh all|unit|integration|cli|e2e      (env: BUILD, default build)
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+export BUILD=${BUILD:-build}
+export TV_BUILD=$BUILD
+export TV_SHARED=${TV_SHARED:-$(cd .. && pwd)/shared}
+what=${1:-all}
+per_test_timeout=${TV_TEST_TIMEOUT:-600}
+
+passed=0
+failed=0
+failures=()
+log_dir=$BUILD/test-logs
+mkdir -p "$log_dir"
+
+note_failure() {
+    failures+=("$1")
+}
+
+# Reads a cmocka binary's output: "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)".
+run_cmocka() {
+    local bin=$1 name out rc p f
+    name=$(basename "$bin")
+    out=$log_dir/$name.log
+    echo "== $bin"
+    timeout "$per_test_timeout" "$bin" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1 # crashed, timed out or failed outside a test case
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || note_failure "$bin (exit $rc)"
+}
+
+# Shell suites end with their own "N passed, N failed" line.
+run_shell() {
+    local script=$1 name out rc line p f
+    name=$(basename "$script" .sh)
+    out=$log_dir/$name.log
+    echo "== $script"
+    timeout "$per_test_timeout" bash "$script" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    p=$(echo "$line" | awk '{print $1+0}')
+    f=$(echo "$line" | awk '{print $3+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || note_failure "$script (exit $rc)"
+}
+
+run_e2e() {
+    local out=$log_dir/e2e.log rc p f
+    echo "== tests/e2e (node --test)"
+    if [ ! -f tests/e2e/package.json ]; then
+        return
+    fi
+    if ! (cd tests/e2e && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; } ||
+        npm ci --no-audit --no-fund --loglevel=error); then
+        note_failure "tests/e2e: npm ci"
+        failed=$((failed + 1))
+        return
+    fi
+    (cd tests/e2e && timeout "$per_test_timeout" node --test --test-concurrency=1 2>&1) | tee "$out"
+    rc=${PIPESTATUS[0]}
+    p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$out" | tail -n 1)
+    f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$out" | tail -n 1)
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || note_failure "tests/e2e (exit $rc)"
+}
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+    for t in "$BUILD"/tests/unit/test_*; do
+        [ -x "$t" ] && run_cmocka "$t"
+    done
+fi
+if [ "$what" = all ] || [ "$what" = integration ]; then
+    for t in "$BUILD"/tests/integration/test_*; do
+        [ -x "$t" ] && run_cmocka "$t"
+    done
+fi
+if [ "$what" = all ] || [ "$what" = cli ] || [ "$what" = integration ]; then
+    for t in tests/cli/test_*.sh; do
+        [ -f "$t" ] && run_shell "$t"
+    done
+fi
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+    run_e2e
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failing suites (logs in $log_dir):"
+    printf '  %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,359 @@
+/* Strict JSON front end for json-c. A small RFC 8259 scanner checks the text first (grammar,
+ * UTF-8, escapes, NUL, integer range, depth) and counts object members; json-c then builds the
+ * tree, and a member count lower than the scanner's reveals a duplicate key that json-c merged. */
+#include "core/jsonx.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "core/err.h"
+
+struct jsonx_scan {
+    const char *p;
+    const char *end;
+    size_t members;
+    int depth;
+};
+
+static int jsonx_scan_value(struct jsonx_scan *s);
+
+static void jsonx_skip_ws(struct jsonx_scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int jsonx_hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return TV_ERR_PARSE;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Validates one UTF-8 sequence starting at s->p (a byte >= 0x80) and steps over it. */
+static int jsonx_utf8(struct jsonx_scan *s)
+{
+    const unsigned char *u = (const unsigned char *)s->p;
+    size_t left = (size_t)(s->end - s->p);
+    unsigned cp;
+    int n;
+
+    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
+        n = 2;
+        cp = u[0] & 0x1Fu;
+    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
+        n = 3;
+        cp = u[0] & 0x0Fu;
+    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
+        n = 4;
+        cp = u[0] & 0x07u;
+    } else {
+        return TV_ERR_PARSE;
+    }
+    if (left < (size_t)n)
+        return TV_ERR_PARSE;
+    for (int i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return TV_ERR_PARSE;
+        cp = cp << 6 | (u[i] & 0x3Fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return TV_ERR_PARSE;
+    s->p += n;
+    return 0;
+}
+
+static int jsonx_scan_string(struct jsonx_scan *s)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return TV_ERR_PARSE;
+    s->p++;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return TV_ERR_PARSE;
+        if (c >= 0x80) {
+            if (jsonx_utf8(s))
+                return TV_ERR_PARSE;
+            continue;
+        }
+        if (c != '\\') {
+            s->p++;
+            continue;
+        }
+        if (s->end - s->p < 2)
+            return TV_ERR_PARSE;
+        c = (unsigned char)s->p[1];
+        if (strchr("\"\\/bfnrt", c) && c) {
+            s->p += 2;
+            continue;
+        }
+        if (c != 'u' || s->end - s->p < 6)
+            return TV_ERR_PARSE;
+        {
+            unsigned cp, lo;
+            if (jsonx_hex4(s->p + 2, &cp) || cp == 0)
+                return TV_ERR_PARSE;
+            s->p += 6;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return TV_ERR_PARSE;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
+                    jsonx_hex4(s->p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    return TV_ERR_PARSE;
+                s->p += 6;
+            }
+        }
+    }
+    return TV_ERR_PARSE;
+}
+
+static int jsonx_scan_number(struct jsonx_scan *s)
+{
+    const char *start = s->p;
+    int integral = 1;
+    char tmp[64];
+    size_t n;
+
+    if (s->p < s->end && *s->p == '-')
+        s->p++;
+    if (s->p >= s->end)
+        return TV_ERR_PARSE;
+    if (*s->p == '0') {
+        s->p++;
+    } else if (*s->p >= '1' && *s->p <= '9') {
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    } else {
+        return TV_ERR_PARSE;
+    }
+    if (s->p < s->end && *s->p == '.') {
+        integral = 0;
+        s->p++;
+        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+            return TV_ERR_PARSE;
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        integral = 0;
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+            return TV_ERR_PARSE;
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    }
+    /* Refuse what json-c would silently saturate or round to infinity. */
+    n = (size_t)(s->p - start);
+    if (n >= sizeof(tmp))
+        return TV_ERR_PARSE;
+    memcpy(tmp, start, n);
+    tmp[n] = '\0';
+    errno = 0;
+    if (integral)
+        (void)strtoll(tmp, NULL, 10);
+    else
+        (void)strtod(tmp, NULL);
+    return errno == ERANGE ? TV_ERR_PARSE : 0;
+}
+
+static int jsonx_scan_literal(struct jsonx_scan *s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+        return TV_ERR_PARSE;
+    s->p += n;
+    return 0;
+}
+
+static int jsonx_scan_container(struct jsonx_scan *s, char close)
+{
+    int first = 1;
+
+    if (++s->depth > JSONX_MAX_DEPTH)
+        return TV_ERR_PARSE;
+    s->p++;
+    for (;;) {
+        jsonx_skip_ws(s);
+        if (s->p >= s->end)
+            return TV_ERR_PARSE;
+        if (*s->p == close && first)
+            break;
+        if (!first) {
+            if (*s->p == close)
+                break;
+            if (*s->p != ',')
+                return TV_ERR_PARSE;
+            s->p++;
+            jsonx_skip_ws(s);
+        }
+        first = 0;
+        if (close == '}') {
+            if (jsonx_scan_string(s))
+                return TV_ERR_PARSE;
+            jsonx_skip_ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                return TV_ERR_PARSE;
+            s->p++;
+            s->members++;
+        }
+        if (jsonx_scan_value(s))
+            return TV_ERR_PARSE;
+    }
+    s->p++;
+    s->depth--;
+    return 0;
+}
+
+static int jsonx_scan_value(struct jsonx_scan *s)
+{
+    jsonx_skip_ws(s);
+    if (s->p >= s->end)
+        return TV_ERR_PARSE;
+    switch (*s->p) {
+    case '{':
+        return jsonx_scan_container(s, '}');
+    case '[':
+        return jsonx_scan_container(s, ']');
+    case '"':
+        return jsonx_scan_string(s);
+    case 't':
+        return jsonx_scan_literal(s, "true");
+    case 'f':
+        return jsonx_scan_literal(s, "false");
+    case 'n':
+        return jsonx_scan_literal(s, "null");
+    default:
+        return jsonx_scan_number(s);
+    }
+}
+
+static size_t jsonx_count_members(struct json_object *o)
+{
+    size_t n = 0;
+
+    if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, key, val)
+        {
+            (void)key;
+            n += 1 + jsonx_count_members(val);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t len = json_object_array_length(o);
+        for (size_t i = 0; i < len; i++)
+            n += jsonx_count_members(json_object_array_get_idx(o, i));
+    }
+    return n;
+}
+
+int jsonx_parse(const char *text, size_t len, size_t max_len, struct json_object **out)
+{
+    struct jsonx_scan s = {.p = text, .end = text + len};
+    struct json_tokener *tok;
+    struct json_object *obj;
+
+    if (len > max_len || len > INT32_MAX)
+        return TV_ERR_TOO_LARGE;
+    if (jsonx_scan_value(&s))
+        return TV_ERR_PARSE;
+    jsonx_skip_ws(&s);
+    if (s.p != s.end)
+        return TV_ERR_PARSE;
+    tok = json_tokener_new_ex(JSONX_MAX_DEPTH + 1);
+    if (!tok)
+        return TV_ERR_NOMEM;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    obj = json_tokener_parse_ex(tok, text, (int)len);
+    if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
+        obj = json_tokener_parse_ex(tok, "", 1); /* a bare number needs a terminator */
+    json_tokener_free(tok);
+    /* json-c represents a top-level null as NULL; no caller wants one, so it is refused. */
+    if (!obj)
+        return TV_ERR_PARSE;
+    if (jsonx_count_members(obj) != s.members) {
+        json_object_put(obj);
+        return TV_ERR_PARSE;
+    }
+    *out = obj;
+    return 0;
+}
+
+int jsonx_get_string(struct json_object *obj, const char *key, size_t max_len, const char **out)
+{
+    struct json_object *v;
+    int len;
+
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        return TV_ERR_INVALID;
+    if (!json_object_object_get_ex(obj, key, &v))
+        return TV_ERR_NOT_FOUND;
+    if (!json_object_is_type(v, json_type_string))
+        return TV_ERR_INVALID;
+    len = json_object_get_string_len(v);
+    if (len <= 0 || (size_t)len > max_len)
+        return TV_ERR_INVALID;
+    *out = json_object_get_string(v);
+    return 0;
+}
+
+int jsonx_get_int(struct json_object *obj, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+    struct json_object *v;
+    int64_t n;
+
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        return TV_ERR_INVALID;
+    if (!json_object_object_get_ex(obj, key, &v))
+        return TV_ERR_NOT_FOUND;
+    if (!json_object_is_type(v, json_type_int))
+        return TV_ERR_INVALID;
+    n = json_object_get_int64(v);
+    if (n < min || n > max)
+        return TV_ERR_INVALID;
+    *out = n;
+    return 0;
+}
+
+int jsonx_get_array(struct json_object *obj, const char *key, struct json_object **out)
+{
+    struct json_object *v;
+
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        return TV_ERR_INVALID;
+    if (!json_object_object_get_ex(obj, key, &v))
+        return TV_ERR_NOT_FOUND;
+    if (!json_object_is_type(v, json_type_array))
+        return TV_ERR_INVALID;
+    *out = v;
+    return 0;
+}
+
+const char *jsonx_compact(struct json_object *obj)
+{
+    return json_object_to_json_string_ext(obj,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}

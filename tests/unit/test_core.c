@@ -1,0 +1,294 @@
+/* Unit tests of src/core: error table, bounded buffer, base64, clocks, strict JSON, logging. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "core/b64.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/jsonx.h"
+#include "core/log.h"
+
+static void test_err_table(void **state)
+{
+    (void)state;
+    assert_string_equal(err_name(TV_OK), "ok");
+    assert_int_equal(err_http_status(TV_ERR_NOT_FOUND), 404);
+    assert_int_equal(err_http_status(TV_ERR_UPSTREAM_TIMEOUT), 504);
+    assert_string_equal(err_name(TV_ERR_ACS_THROTTLED), "acs_throttled");
+    /* Unknown codes never index outside the table. */
+    assert_string_equal(err_name(-1), "internal_error");
+    assert_int_equal(err_http_status(TV_ERR__COUNT + 5), 500);
+    for (int rc = 0; rc < TV_ERR__COUNT; rc++) {
+        assert_non_null(err_message(rc));
+        assert_true(err_http_status(rc) >= 200 && err_http_status(rc) <= 599);
+    }
+}
+
+static void test_buf_ceiling(void **state)
+{
+    struct buf b;
+
+    (void)state;
+    buf_init(&b, 8);
+    assert_string_equal(buf_cstr(&b), "");
+    assert_int_equal(buf_append_str(&b, "abcd"), 0);
+    assert_int_equal(buf_printf(&b, "%d", 1234), 0);
+    assert_string_equal(buf_cstr(&b), "abcd1234");
+    /* One byte past the ceiling fails and leaves the contents alone. */
+    assert_int_equal(buf_append(&b, "x", 1), TV_ERR_TOO_LARGE);
+    assert_int_equal(buf_printf(&b, "y"), TV_ERR_TOO_LARGE);
+    assert_string_equal(buf_cstr(&b), "abcd1234");
+    assert_int_equal(b.len, 8);
+    buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(buf_append(&b, "0123456789", 10), TV_ERR_TOO_LARGE);
+    buf_release_wipe(&b);
+    assert_null(b.data);
+    {
+        char *p = buf_take(&b);
+        assert_string_equal(p, "");
+        free(p);
+    }
+}
+
+static void test_b64_round_trip(void **state)
+{
+    static const struct {
+        const char *plain, *std, *url;
+    } rows[] = {
+        {"", "", ""},
+        {"f", "Zg==", "Zg"},
+        {"fo", "Zm8=", "Zm8"},
+        {"foo", "Zm9v", "Zm9v"},
+        {"foob", "Zm9vYg==", "Zm9vYg"},
+        {"\xfb\xff", "+/8=", "-_8"},
+    };
+    char out[32];
+    uint8_t *dec;
+    size_t n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t len = strlen(rows[i].plain);
+        b64_encode((const uint8_t *)rows[i].plain, len, out);
+        assert_string_equal(out, rows[i].std);
+        b64url_encode((const uint8_t *)rows[i].plain, len, out);
+        assert_string_equal(out, rows[i].url);
+        assert_int_equal(b64_decode(rows[i].std, strlen(rows[i].std), &dec, &n), 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(dec, rows[i].plain, len);
+        free(dec);
+        assert_int_equal(b64url_decode(rows[i].url, strlen(rows[i].url), &dec, &n), 0);
+        assert_int_equal(n, len);
+        free(dec);
+    }
+}
+
+static void test_b64_rejects(void **state)
+{
+    static const char *bad_std[] = {"Zg=", "Zg", "Z===", "Zh==", "Zm9v\n", "Zm 9", "Zm9-", "=Zg="};
+    static const char *bad_url[] = {"Zg==", "Z", "Zh", "Zm9+", "Zm9/", "Zm9v="};
+    uint8_t *dec = NULL;
+    size_t n = 99;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_std) / sizeof(bad_std[0]); i++)
+        assert_int_equal(b64_decode(bad_std[i], strlen(bad_std[i]), &dec, &n), TV_ERR_PARSE);
+    for (size_t i = 0; i < sizeof(bad_url) / sizeof(bad_url[0]); i++)
+        assert_int_equal(b64url_decode(bad_url[i], strlen(bad_url[i]), &dec, &n), TV_ERR_PARSE);
+    assert_null(dec);
+    assert_int_equal(n, 99);
+}
+
+static void test_clock_formats(void **state)
+{
+    char http[CLOCK_HTTP_DATE_LEN], iso[CLOCK_ISO_LEN];
+    time_t t;
+    int64_t ms;
+
+    (void)state;
+    clock_http_date((time_t)1795772641, http); /* the test vectors' date */
+    assert_string_equal(http, "Fri, 27 Nov 2026 09:44:01 GMT");
+    assert_int_equal(clock_parse_http_date(http, &t), 0);
+    assert_int_equal((int64_t)t, 1795772641);
+    assert_int_equal(clock_parse_http_date("Fri, 27 Nov 2026 09:44:01 UTC", &t), TV_ERR_PARSE);
+    assert_int_equal(clock_parse_http_date("Fri, 32 Nov 2026 09:44:01 GMT", &t), TV_ERR_PARSE);
+    assert_int_equal(clock_parse_http_date("", &t), TV_ERR_PARSE);
+
+    clock_iso8601(1795772641123, iso);
+    assert_string_equal(iso, "2026-11-27T09:44:01.123Z");
+    assert_int_equal(clock_parse_iso8601(iso, &ms), 0);
+    assert_int_equal(ms, 1795772641123);
+    /* ACS writes seven fraction digits and an explicit offset. */
+    assert_int_equal(clock_parse_iso8601("2026-11-27T10:44:01.1234567+01:00", &ms), 0);
+    assert_int_equal(ms, 1795772641123);
+    assert_int_equal(clock_parse_iso8601("2026-11-27T09:44:01", &ms), TV_ERR_PARSE);
+    assert_int_equal(clock_parse_iso8601("2026-13-27T09:44:01Z", &ms), TV_ERR_PARSE);
+    assert_int_equal(clock_parse_iso8601("2026-11-27T09:44:01.Z", &ms), TV_ERR_PARSE);
+    assert_int_equal(clock_parse_iso8601("2026-11-27T09:44:01Zjunk", &ms), TV_ERR_PARSE);
+    assert_true(clock_mono_ms() > 0);
+}
+
+static int parse(const char *s, struct json_object **out)
+{
+    return jsonx_parse(s, strlen(s), 1024, out);
+}
+
+static void test_jsonx_accepts(void **state)
+{
+    static const char *good[] = {
+        "{}",
+        "[]",
+        "0",
+        "-1.5e3",
+        "\"x\"",
+        "true",
+        " {\"a\":[1,2,{\"b\":null}]} \n",
+        "{\"a\":\"\\u00e9\\ud83d\\ude00\"}",
+        "{\"a\":\"caf\xc3\xa9\"}",
+        "9223372036854775807",
+    };
+    struct json_object *o;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (parse(good[i], &o) != 0)
+            fail_msg("rejected valid JSON #%zu: %s", i, good[i]);
+        json_object_put(o);
+    }
+}
+
+static void test_jsonx_rejects(void **state)
+{
+    static const char *bad[] = {
+        "",
+        "{} x",
+        "{}{}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":{\"b\":1},\"c\":{\"b\":1,\"b\":2}}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\xc3\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":\"tab\there\"}",
+        "{'a':1}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":+1}",
+        "[1,]",
+        "{\"a\":1,}",
+        "9223372036854775808",
+        "1e999",
+        "NaN",
+        "null",
+        "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]",
+    };
+    struct json_object *o = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse(bad[i], &o) != TV_ERR_PARSE)
+            fail_msg("accepted invalid JSON #%zu: %s", i, bad[i]);
+    }
+    assert_null(o);
+    assert_int_equal(jsonx_parse("[1,2,3]", 7, 6, &o), TV_ERR_TOO_LARGE);
+}
+
+static void test_jsonx_getters(void **state)
+{
+    struct json_object *o, *arr;
+    const char *s;
+    int64_t n;
+
+    (void)state;
+    assert_int_equal(
+        parse("{\"s\":\"abc\",\"e\":\"\",\"n\":60,\"f\":60.0,\"q\":\"60\",\"a\":[1]}", &o), 0);
+    assert_int_equal(jsonx_get_string(o, "s", 3, &s), 0);
+    assert_string_equal(s, "abc");
+    assert_int_equal(jsonx_get_string(o, "s", 2, &s), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_string(o, "e", 10, &s), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_string(o, "n", 10, &s), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_string(o, "zz", 10, &s), TV_ERR_NOT_FOUND);
+    assert_int_equal(jsonx_get_int(o, "n", 60, 1440, &n), 0);
+    assert_int_equal(n, 60);
+    assert_int_equal(jsonx_get_int(o, "n", 61, 1440, &n), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_int(o, "f", 0, 1440, &n), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_int(o, "q", 0, 1440, &n), TV_ERR_INVALID);
+    assert_int_equal(jsonx_get_array(o, "a", &arr), 0);
+    assert_int_equal(jsonx_get_array(o, "s", &arr), TV_ERR_INVALID);
+    assert_string_equal(jsonx_compact(arr), "[1]");
+    json_object_put(o);
+}
+
+static void test_log_lines(void **state)
+{
+    int fds[2];
+    char out[4096];
+    ssize_t n;
+    struct json_object *fields, *line;
+    enum log_level l;
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    log_setup(LOGL_INFO, fds[1]);
+    log_msg(LOGL_DEBUG, NULL, "hidden");
+    log_msg(LOGL_INFO, "rid-1", "quote \" and newline \n kept %d", 7);
+    fields = json_object_new_object();
+    json_object_object_add(fields, "status", json_object_new_int(503));
+    log_fields(LOGL_WARN, NULL, "upstream", fields);
+    json_object_put(fields);
+    close(fds[1]);
+    n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    log_setup(LOGL_INFO, 2);
+    assert_true(n > 0);
+    out[n] = '\0';
+    {
+        /* Exactly two lines (the debug one filtered), each one JSON object. */
+        size_t lines = 0;
+        for (char *p = out; *p; p++)
+            lines += *p == '\n';
+        assert_int_equal(lines, 2);
+        char *nl = strchr(out, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        line = json_tokener_parse(out);
+        assert_non_null(line);
+        assert_string_equal(json_object_get_string(json_object_object_get(line, "level")), "info");
+        assert_string_equal(json_object_get_string(json_object_object_get(line, "request_id")),
+                            "rid-1");
+        assert_string_equal(json_object_get_string(json_object_object_get(line, "msg")),
+                            "quote \" and newline \n kept 7");
+        json_object_put(line);
+        line = json_tokener_parse(nl + 1);
+        assert_non_null(line);
+        assert_int_equal(json_object_get_int(json_object_object_get(line, "status")), 503);
+        json_object_put(line);
+    }
+    assert_int_equal(log_level_parse("WARNING", &l), 0);
+    assert_int_equal(l, LOGL_WARN);
+    assert_int_equal(log_level_parse("loud", &l), TV_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_table),      cmocka_unit_test(test_buf_ceiling),
+        cmocka_unit_test(test_b64_round_trip), cmocka_unit_test(test_b64_rejects),
+        cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
+        cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
+        cmocka_unit_test(test_log_lines),
+    };
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
