@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds every tests/fuzz/fuzz_*.c as a libFuzzer binary (clang, ASan + UBSan) and runs each for
+# FUZZ_SECONDS (default 30). Needs clang and libclang-rt-14-dev (libFuzzer's runtime on Debian
+# 12); installs them via scripts/deps.sh fuzz when root, else prints the command and exits 1.
+# Env: BUILD (outputs in $BUILD-fuzz), FUZZ_SECONDS, FUZZ_MAX_LEN (8192), FUZZ_ONLY (one name).
+# A harness may list the sources it needs in a "fuzz-sources: a.c b.c" comment; otherwise it is
+# linked with src/core/*.c and src/acs/*.c. Exit 1 when any harness fails to build or finds a bug.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+out=${BUILD}-fuzz
+seconds=${FUZZ_SECONDS:-30}
+max_len=${FUZZ_MAX_LEN:-8192}
+only=${FUZZ_ONLY:-}
+pkgs="openssl json-c libcurl"
+
+scripts/deps.sh fuzz --quiet
+CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
+if [ -z "$CLANG" ]; then
+    echo "fuzz: clang not found; install it with: apt-get install -y clang libclang-rt-14-dev" >&2
+    exit 1
+fi
+
+warn="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+      -Wvla -Wundef -fno-common -Werror"
+# shellcheck disable=SC2086
+cflags="-std=c17 -D_GNU_SOURCE -g -O1 $warn -Iinclude $(pkg-config --cflags $pkgs)
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+# shellcheck disable=SC2086
+libs="$(pkg-config --libs $pkgs) -lpthread -lm"
+
+# Seeds: valid inputs give the fuzzer a head start into the interesting paths.
+seed() {
+    local name=$1 dir=$2
+    case "$name" in
+    fuzz_connstr)
+        printf 'endpoint=https://contoso.communication.azure.com/;accesskey=U0VDUkVUU0VDUkVU' >"$dir/s1"
+        printf 'AccessKey=3q2+7w==;ENDPOINT=http://[::1]:8090;' >"$dir/s2"
+        printf ' endpoint = http://127.1:80/ ; accesskey = AQI= \r\n' >"$dir/s3"
+        ;;
+    fuzz_b64)
+        printf 'XYTsKEg4k4IBjck/O/DOcGSlgC31ZsyEf0pwWn9r6Y9I6s8sIPjuP3BfWJhkK0VT0JVH6KCP7zJfqgT350uETw==' >"$dir/s1"
+        printf 'eyJhbGciOiJSUzI1NiJ9' >"$dir/s2"
+        printf 'AQ==' >"$dir/s3"
+        ;;
+    esac
+}
+
+status=0
+mkdir -p "$out"
+for src in tests/fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
+    [ -z "$only" ] || [ "$only" = "$name" ] || continue
+    deps=$(sed -n 's/.*fuzz-sources:[[:space:]]*\(.*\)$/\1/p' "$src" | head -n1)
+    deps=${deps%%\*/}
+    [ -n "$deps" ] || deps="$(ls src/core/*.c src/acs/*.c)"
+    echo "== build $out/$name"
+    # shellcheck disable=SC2086
+    if ! "$CLANG" $cflags -o "$out/$name" "$src" $deps $libs; then
+        echo "fuzz: $name: build failed" >&2
+        status=1
+        continue
+    fi
+    corpus=$out/corpus/$name
+    mkdir -p "$corpus" "$out/artifacts"
+    seed "$name" "$corpus"
+    echo "== run $name for ${seconds}s"
+    if ! "$out/$name" -max_len="$max_len" -max_total_time="$seconds" -print_final_stats=1 \
+        -artifact_prefix="$out/artifacts/$name-" "$corpus" >"$out/$name.log" 2>&1; then
+        echo "fuzz: $name FAILED; reproducer in $out/artifacts/, log $out/$name.log:" >&2
+        tail -n 40 "$out/$name.log" >&2
+        status=1
+        continue
+    fi
+    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$out/$name.log" |
+        sed "s/^/   $name /"
+    echo "   $name: $(find "$corpus" -type f | wc -l) corpus entries, no crash"
+done
+exit $status
