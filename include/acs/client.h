@@ -59,8 +59,20 @@ struct acs_result {
     char request_id[ACS_REQUEST_ID_MAX];
 };
 
+/* Counters since acs_client_new (for metrics and tests). */
+struct acs_client_stats {
+    uint64_t calls;       /* calls finished, whatever their outcome */
+    uint64_t failures;    /* calls finished with rc != 0 */
+    uint64_t attempts;    /* HTTP attempts started */
+    uint64_t retries;     /* attempts scheduled after a failed one */
+    uint64_t connections; /* new connections opened (the rest reused a kept-alive one) */
+};
+
 /* Called once per submitted call on the engine thread. The callee owns res and must release it
- * with acs_result_release() (it may keep it past the callback). */
+ * with acs_result_release() (it may keep it past the callback). The struct itself lives on the
+ * engine's stack until the callback returns: to keep the result, copy *res (the copy then owns
+ * the token). Callbacks must not block and must not call acs_client_call_sync or
+ * acs_client_free; acs_client_submit is fine. */
 typedef void (*acs_done_fn)(void *arg, struct acs_result *res);
 
 /* Creates the client and starts its engine thread. 0, TV_ERR_CONFIG (bad connection string or
@@ -70,14 +82,20 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out);
  * the engine thread has exited. NULL is a no-op. */
 void acs_client_free(struct acs_client *c);
 /* Queues a call; done(arg, res) fires exactly once, later, on the engine thread, also when the
- * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN. */
+ * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN /
+ * TV_ERR_NOMEM / TV_ERR_CRYPTO (no random request id). The deadline runs from submission.
+ * A create is never repeated once its request may have reached ACS (it always uses a fresh
+ * connection, so libcurl cannot silently re-send it); it then ends in TV_ERR_UPSTREAM_UNKNOWN. */
 int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
                       void *arg);
-/* Submits and waits for the outcome. Returns res->rc; *res is always filled (release it). */
+/* Submits and waits for the outcome (blocks; never on the engine thread). Returns res->rc;
+ * *res is always filled (release it). */
 int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,
                          struct acs_result *res);
 /* "host[:port]" this client signs for (the ACS resource a mapping belongs to). */
 const char *acs_client_resource(const struct acs_client *c);
+/* Reads the counters; thread-safe, no lock (each counter is read atomically on its own). */
+void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out);
 /* Wipes and frees the token; leaves the rest. Safe on a zeroed struct. */
 void acs_result_release(struct acs_result *res);
 /* "create", "issue", "revoke", "delete", "teams_exchange". */

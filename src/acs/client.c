@@ -1,0 +1,571 @@
+/* ACS client engine: one thread per client owns a curl multi handle, starts submitted calls,
+ * retries failed attempts after their backoff (a min-heap of waiting calls), enforces each
+ * call's deadline and reports outcomes through callbacks. Submission is thread-safe. */
+#include "client_int.h"
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acs/retry.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#define IDLE_POLL_MS 1000 /* longest sleep of the engine; wake-ups normally come sooner */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_init_rc;
+
+static void curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : TV_ERR_INTERNAL;
+}
+
+const char *acs_op_name(enum acs_op op)
+{
+    switch (op) {
+    case ACS_OP_CREATE:
+        return "create";
+    case ACS_OP_ISSUE:
+        return "issue";
+    case ACS_OP_REVOKE:
+        return "revoke";
+    case ACS_OP_DELETE:
+        return "delete";
+    case ACS_OP_TEAMS_EXCHANGE:
+        return "teams_exchange";
+    }
+    return "unknown";
+}
+
+void acs_result_release(struct acs_result *res)
+{
+    if (res == NULL || res->token == NULL)
+        return;
+    OPENSSL_cleanse(res->token, strlen(res->token));
+    free(res->token);
+    res->token = NULL;
+}
+
+const char *acs_client_resource(const struct acs_client *c)
+{
+    return c->cs.host_signed;
+}
+
+void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out)
+{
+    out->calls = atomic_load_explicit(&c->n_calls, memory_order_relaxed);
+    out->failures = atomic_load_explicit(&c->n_failures, memory_order_relaxed);
+    out->attempts = atomic_load_explicit(&c->n_attempts, memory_order_relaxed);
+    out->retries = atomic_load_explicit(&c->n_retries, memory_order_relaxed);
+    out->connections = atomic_load_explicit(&c->n_connections, memory_order_relaxed);
+}
+
+/* xorshift64*: jitter needs spread, not secrecy; seeded from the CSPRNG. */
+static uint64_t rng_next(struct acs_client *c)
+{
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return c->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- min-heap of waiting calls, ordered by due_ms ---- */
+
+static void heap_swap(struct acs_client *c, size_t a, size_t b)
+{
+    struct acs_call *t = c->heap[a];
+
+    c->heap[a] = c->heap[b];
+    c->heap[b] = t;
+    c->heap[a]->heap_idx = a;
+    c->heap[b]->heap_idx = b;
+}
+
+static int heap_push(struct acs_client *c, struct acs_call *call)
+{
+    size_t i;
+
+    if (c->heap_len == c->heap_cap) {
+        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
+        struct acs_call **h = realloc(c->heap, cap * sizeof(*h));
+        if (h == NULL)
+            return TV_ERR_NOMEM;
+        c->heap = h;
+        c->heap_cap = cap;
+    }
+    i = c->heap_len++;
+    c->heap[i] = call;
+    call->heap_idx = i;
+    while (i > 0 && c->heap[(i - 1) / 2]->due_ms > c->heap[i]->due_ms) {
+        heap_swap(c, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static struct acs_call *heap_pop(struct acs_client *c)
+{
+    struct acs_call *top;
+    size_t i = 0;
+
+    if (c->heap_len == 0)
+        return NULL;
+    top = c->heap[0];
+    c->heap_len--;
+    if (c->heap_len > 0) {
+        c->heap[0] = c->heap[c->heap_len];
+        c->heap[0]->heap_idx = 0;
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            if (l < c->heap_len && c->heap[l]->due_ms < c->heap[m]->due_ms)
+                m = l;
+            if (r < c->heap_len && c->heap[r]->due_ms < c->heap[m]->due_ms)
+                m = r;
+            if (m == i)
+                break;
+            heap_swap(c, i, m);
+            i = m;
+        }
+    }
+    return top;
+}
+
+/* ---- running list ---- */
+
+static void running_add(struct acs_client *c, struct acs_call *call)
+{
+    call->prev = NULL;
+    call->next = c->running;
+    if (c->running != NULL)
+        c->running->prev = call;
+    c->running = call;
+}
+
+static void running_remove(struct acs_client *c, struct acs_call *call)
+{
+    if (call->prev != NULL)
+        call->prev->next = call->next;
+    else
+        c->running = call->next;
+    if (call->next != NULL)
+        call->next->prev = call->prev;
+    call->next = call->prev = NULL;
+}
+
+/* ---- outcomes ---- */
+
+#define LOG_START (-2) /* log_attempt: an attempt starts, no outcome to show yet */
+
+/* Logs one step of a call: op, attempt and, after an attempt, its outcome and the wait before
+ * the next one (wait_ms >= 0). Never the body, the token or the signature. */
+static void log_attempt(enum log_level l, const struct acs_call *call, const char *msg,
+                        int64_t wait_ms)
+{
+    struct json_object *f;
+
+    if (!log_enabled(l))
+        return;
+    f = json_object_new_object();
+    if (f == NULL)
+        return;
+    json_object_object_add(f, "op", json_object_new_string(acs_op_name(call->op)));
+    json_object_object_add(f, "attempt", json_object_new_int(call->res.attempts));
+    if (wait_ms == LOG_START) {
+        log_fields(l, call->request_id, msg, f);
+        json_object_put(f);
+        return;
+    }
+    json_object_object_add(f, "status", json_object_new_int64(call->res.http_status));
+    if (call->res.rc != 0)
+        json_object_object_add(f, "error", json_object_new_string(err_name(call->res.rc)));
+    if (call->res.acs_code[0] != '\0')
+        json_object_object_add(f, "acs_code", json_object_new_string(call->res.acs_code));
+    if (call->errbuf[0] != '\0')
+        json_object_object_add(f, "curl", json_object_new_string(call->errbuf));
+    if (wait_ms >= 0)
+        json_object_object_add(f, "wait_ms", json_object_new_int64(wait_ms));
+    log_fields(l, call->request_id, msg, f);
+    json_object_put(f);
+}
+
+/* Ends a call that is in no list: reports rc through the callback and frees the call. The
+ * result is handed over on the stack; the callee copies it to keep it. */
+static void call_finish(struct acs_call *call, int rc, const char *why)
+{
+    struct acs_result res;
+    acs_done_fn done = call->done;
+    void *arg = call->arg;
+
+    call->res.rc = rc;
+    if (rc != 0 && why != NULL)
+        acs_strlcpy(call->res.message, why, sizeof(call->res.message));
+    else if (rc != 0 && call->res.message[0] == '\0')
+        acs_strlcpy(call->res.message, err_message(rc), sizeof(call->res.message));
+    if (rc == 0)
+        call->res.message[0] = '\0';
+    if (rc == 0)
+        log_attempt(LOGL_DEBUG, call, "acs call succeeded", -1);
+    else
+        log_attempt(rc == TV_ERR_SHUTDOWN ? LOGL_INFO : LOGL_WARN, call, "acs call failed", -1);
+    atomic_fetch_add_explicit(&call->client->n_calls, 1, memory_order_relaxed);
+    if (rc != 0)
+        atomic_fetch_add_explicit(&call->client->n_failures, 1, memory_order_relaxed);
+    res = call->res;
+    call->res.token = NULL;
+    call_free(call);
+    done(arg, &res);
+}
+
+/* Starts the next attempt of call, or ends it when its deadline has passed. */
+static void call_start(struct acs_client *c, struct acs_call *call)
+{
+    int64_t left = call->deadline_ms - clock_mono_ms();
+    int rc;
+
+    if (left <= 0) {
+        call_finish(call, call->res.rc != 0 ? call->res.rc : TV_ERR_UPSTREAM_TIMEOUT,
+                    call->res.rc != 0 ? NULL : "the call's deadline passed before it started");
+        return;
+    }
+    if ((rc = call_prepare_attempt(call, left)) != 0) {
+        call_finish(call, rc, "could not prepare the request");
+        return;
+    }
+    call->res.attempts++;
+    atomic_fetch_add_explicit(&c->n_attempts, 1, memory_order_relaxed);
+    if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
+        call_finish(call, TV_ERR_INTERNAL, "curl_multi_add_handle failed");
+        return;
+    }
+    running_add(c, call);
+    log_attempt(LOGL_DEBUG, call, "acs attempt started", LOG_START);
+}
+
+/* Whether the request of a failed transfer may have reached the server. Counting a finished
+ * connect as "maybe sent" errs on the side of not repeating a create. */
+static int request_maybe_sent(CURL *e, CURLcode cc)
+{
+    long req_size = 0;
+    curl_off_t connect_us = 0;
+
+    if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+        cc == CURLE_COULDNT_RESOLVE_PROXY)
+        return 0;
+    if (curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &req_size) == CURLE_OK && req_size > 0)
+        return 1;
+    if (curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect_us) != CURLE_OK)
+        return 1;
+    return connect_us > 0;
+}
+
+/* Handles the end of one attempt: finishes the call or schedules its next attempt. */
+static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLcode cc)
+{
+    struct acs_attempt a = {.curl_code = (int)cc};
+    char why[ACS_MESSAGE_MAX];
+    int retryable, rc;
+    int64_t now, server_ms, wait;
+    long conns = 0;
+
+    running_remove(c, call);
+    curl_multi_remove_handle(c->multi, call->easy);
+    if (curl_easy_getinfo(call->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
+        atomic_fetch_add_explicit(&c->n_connections, (uint64_t)conns, memory_order_relaxed);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &a.http_status);
+    a.request_sent = request_maybe_sent(call->easy, cc);
+    if (call->hdr_request_id[0] != '\0')
+        acs_strlcpy(call->res.request_id, call->hdr_request_id, sizeof(call->res.request_id));
+    call->res.http_status = a.http_status;
+    call->res.acs_code[0] = '\0';
+    rc = acs_retry_classify(call->op, &a, &retryable);
+    call->res.rc = rc;
+    if (rc == 0) {
+        rc = call_parse_success(call);
+        call_finish(call, rc, NULL);
+        return;
+    }
+    if (cc == CURLE_OK) {
+        call_parse_error(call);
+        if (rc == TV_ERR_UPSTREAM_UNKNOWN)
+            snprintf(why, sizeof(why),
+                     "ACS answered HTTP %ld to a create: %.380s; the "
+                     "identity may have been created",
+                     a.http_status, call->res.message);
+        else
+            acs_strlcpy(why, call->res.message, sizeof(why));
+    } else if (rc == TV_ERR_UPSTREAM_UNKNOWN) {
+        snprintf(why, sizeof(why),
+                 "the create request was sent but no answer came (%.256s); the "
+                 "identity may have been created",
+                 call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
+    } else {
+        snprintf(why, sizeof(why), "%s", call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
+    }
+    acs_strlcpy(call->res.message, why, sizeof(call->res.message));
+    if (!retryable || call->retries >= c->max_retries) {
+        call_finish(call, rc, NULL);
+        return;
+    }
+    now = clock_mono_ms();
+    server_ms = cc == CURLE_OK ? call_server_wait_ms(call) : -1;
+    if (server_ms > call->deadline_ms - now) {
+        /* Retrying before the server's wait is over would only be refused again. */
+        snprintf(why, sizeof(why), "%.400s (ACS asked to wait %lld ms, past the deadline)",
+                 call->res.message, (long long)server_ms);
+        call_finish(call, rc, why);
+        return;
+    }
+    wait = acs_retry_wait_ms(
+        acs_retry_backoff_ms(call->retries, c->backoff_base_ms, c->backoff_max_ms, rng_next(c)),
+        server_ms, c->backoff_max_ms);
+    if (now + wait >= call->deadline_ms) {
+        call_finish(call, rc, NULL);
+        return;
+    }
+    call->retries++;
+    atomic_fetch_add_explicit(&c->n_retries, 1, memory_order_relaxed);
+    call->due_ms = now + wait;
+    if (heap_push(c, call) != 0) {
+        call_finish(call, rc, NULL);
+        return;
+    }
+    log_attempt(LOGL_INFO, call, "acs attempt failed, retrying", wait);
+}
+
+/* ---- engine ---- */
+
+static void engine_drain_messages(struct acs_client *c)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
+        struct acs_call *call = NULL;
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURLcode cc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        /* m is invalid once its handle leaves the multi; everything needed is copied. */
+        call_attempt_done(c, call, cc);
+    }
+}
+
+static void engine_shutdown(struct acs_client *c, struct acs_call *queued)
+{
+    struct acs_call *call;
+
+    while ((call = queued) != NULL) {
+        queued = call->next;
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    }
+    while ((call = heap_pop(c)) != NULL)
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    while ((call = c->running) != NULL) {
+        running_remove(c, call);
+        curl_multi_remove_handle(c->multi, call->easy);
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    struct acs_client *c = arg;
+
+    for (;;) {
+        struct acs_call *taken, *call;
+        int stop, still = 0;
+        int64_t now, timeout = IDLE_POLL_MS;
+
+        pthread_mutex_lock(&c->lock);
+        taken = c->q_head;
+        c->q_head = c->q_tail = NULL;
+        stop = c->stopping;
+        pthread_mutex_unlock(&c->lock);
+        if (stop) {
+            engine_shutdown(c, taken);
+            break;
+        }
+        while ((call = taken) != NULL) {
+            taken = call->next;
+            call->next = NULL;
+            call_start(c, call);
+        }
+        now = clock_mono_ms();
+        while (c->heap_len > 0 && c->heap[0]->due_ms <= now)
+            call_start(c, heap_pop(c));
+        curl_multi_perform(c->multi, &still);
+        engine_drain_messages(c);
+        if (c->heap_len > 0) {
+            int64_t d = c->heap[0]->due_ms - clock_mono_ms();
+            timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
+        }
+        curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);
+    }
+    return NULL;
+}
+
+/* ---- public API ---- */
+
+static long opt_or(long v, long dflt)
+{
+    return v == 0 ? dflt : v;
+}
+
+static int api_version_ok(const char *s)
+{
+    size_t n = strnlen(s, ACS_API_VERSION_MAX);
+
+    if (n == 0 || n >= ACS_API_VERSION_MAX)
+        return 0;
+    return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-.") == n;
+}
+
+int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
+{
+    struct acs_client *c = NULL;
+    const char *api = opts->api_version ? opts->api_version : "2023-10-01";
+    int rc = TV_ERR_CONFIG;
+    int lock_ok = 0;
+
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != 0)
+        return curl_init_rc;
+    if (opts->connection_string == NULL || !api_version_ok(api) || opts->connect_timeout_ms < 0 ||
+        opts->attempt_timeout_ms < 0 || opts->deadline_ms < 0 || opts->backoff_base_ms < 0 ||
+        opts->backoff_max_ms < 0)
+        return TV_ERR_CONFIG;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return TV_ERR_NOMEM;
+    if (acs_connstr_parse(opts->connection_string, &c->cs) != 0)
+        goto fail;
+    acs_strlcpy(c->api_version, api, sizeof(c->api_version));
+    c->connect_timeout_ms = opt_or(opts->connect_timeout_ms, 3000);
+    c->attempt_timeout_ms = opt_or(opts->attempt_timeout_ms, 10000);
+    c->deadline_ms = opt_or(opts->deadline_ms, 30000);
+    c->max_retries = opts->max_retries < 0 ? 3 : opts->max_retries;
+    c->backoff_base_ms = opt_or(opts->backoff_base_ms, 200);
+    c->backoff_max_ms = opt_or(opts->backoff_max_ms, 5000);
+    c->max_connections = opts->max_connections == 0 ? 64 : (long)opts->max_connections;
+    if (RAND_bytes((unsigned char *)&c->rng, sizeof(c->rng)) != 1 || c->rng == 0)
+        c->rng = (uint64_t)clock_mono_ms() | 1;
+    rc = TV_ERR_INTERNAL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0)
+        goto fail;
+    lock_ok = 1;
+    c->multi = curl_multi_init();
+    if (c->multi == NULL)
+        goto fail;
+    if (curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->max_connections) !=
+            CURLM_OK ||
+        curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->max_connections) != CURLM_OK)
+        goto fail;
+    if (pthread_create(&c->thread, NULL, engine_main, c) != 0)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    if (c->multi != NULL)
+        curl_multi_cleanup(c->multi);
+    if (lock_ok)
+        pthread_mutex_destroy(&c->lock);
+    acs_connstr_release(&c->cs);
+    free(c);
+    return rc;
+}
+
+void acs_client_free(struct acs_client *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = 1;
+    pthread_mutex_unlock(&c->lock);
+    curl_multi_wakeup(c->multi);
+    pthread_join(c->thread, NULL);
+    curl_multi_cleanup(c->multi);
+    pthread_mutex_destroy(&c->lock);
+    acs_connstr_release(&c->cs);
+    free(c->heap);
+    free(c);
+}
+
+int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
+                      void *arg)
+{
+    struct acs_call *call = NULL;
+    int rc;
+
+    if (c == NULL || req == NULL)
+        return TV_ERR_INVALID;
+    if ((rc = call_new(c, req, done, arg, &call)) != 0)
+        return rc;
+    /* The deadline runs from submission: time spent queued counts against it. */
+    call->deadline_ms = clock_mono_ms() + c->deadline_ms;
+    pthread_mutex_lock(&c->lock);
+    if (c->stopping) {
+        pthread_mutex_unlock(&c->lock);
+        call_free(call);
+        return TV_ERR_SHUTDOWN;
+    }
+    if (c->q_tail != NULL)
+        c->q_tail->next = call;
+    else
+        c->q_head = call;
+    c->q_tail = call;
+    pthread_mutex_unlock(&c->lock);
+    curl_multi_wakeup(c->multi);
+    return 0;
+}
+
+struct sync_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    struct acs_result res;
+};
+
+static void sync_done(void *arg, struct acs_result *res)
+{
+    struct sync_wait *w = arg;
+
+    pthread_mutex_lock(&w->lock);
+    w->res = *res;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,
+                         struct acs_result *res)
+{
+    struct sync_wait w = {.done = 0};
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    res->op = req != NULL ? req->op : ACS_OP_CREATE;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    rc = acs_client_submit(c, req, sync_done, &w);
+    if (rc != 0) {
+        res->rc = rc;
+        acs_strlcpy(res->message, err_message(rc), sizeof(res->message));
+        goto out;
+    }
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    *res = w.res;
+    rc = res->rc;
+out:
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
+}

@@ -1,0 +1,95 @@
+/* Internals shared by client.c (engine, lifecycle) and client_http.c (one call's HTTP exchange:
+ * request building, easy handle, header and body callbacks, response parsing). Everything here
+ * runs on the engine thread except call_new(), which runs on the submitting thread. */
+#ifndef TV_ACS_CLIENT_INT_H
+#define TV_ACS_CLIENT_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "acs/client.h"
+#include "acs/connstr.h"
+#include "core/buf.h"
+
+#define ACS_RESPONSE_MAX (256 * 1024) /* ceiling on one response body */
+#define ACS_REQUEST_MAX (64 * 1024)   /* ceiling on one request body */
+#define ACS_TOKEN_MAX (32 * 1024)     /* ceiling on a token in a response */
+#define ACS_API_VERSION_MAX 32
+#define ACS_HDR_VALUE_MAX 64
+
+struct acs_call {
+    struct acs_client *client;
+    struct acs_call *next, *prev; /* submission queue (next only) or running list */
+    enum acs_op op;
+    const char *method;
+    char *path; /* path and query as sent and signed */
+    char *url;
+    struct buf body; /* request body; may hold a Teams token, so wiped */
+    int with_token;  /* CREATE asked for a token */
+    char request_id[ACS_REQUEST_ID_MAX];
+    int64_t deadline_ms; /* monotonic: the whole call ends by then */
+    int64_t due_ms;      /* monotonic: when a waiting call's next attempt starts */
+    size_t heap_idx;
+    int retries; /* retries made so far */
+    CURL *easy;
+    struct curl_slist *headers;
+    struct buf resp; /* response body of the current attempt (may hold a token) */
+    char hdr_retry_after_ms[ACS_HDR_VALUE_MAX];
+    char hdr_x_retry_after_ms[ACS_HDR_VALUE_MAX];
+    char hdr_retry_after[ACS_HDR_VALUE_MAX];
+    char hdr_request_id[ACS_REQUEST_ID_MAX];
+    char errbuf[CURL_ERROR_SIZE];
+    struct acs_result res;
+    acs_done_fn done;
+    void *arg;
+};
+
+struct acs_client {
+    struct acs_connstr cs;
+    char api_version[ACS_API_VERSION_MAX];
+    long connect_timeout_ms;
+    long attempt_timeout_ms;
+    long deadline_ms;
+    int max_retries;
+    long backoff_base_ms;
+    long backoff_max_ms;
+    long max_connections;
+
+    CURLM *multi;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards q_head, q_tail, stopping */
+    struct acs_call *q_head, *q_tail;
+    int stopping;
+
+    /* Written by the engine thread, read by anyone (relaxed atomics). */
+    _Atomic uint64_t n_calls, n_failures, n_attempts, n_retries, n_connections;
+
+    /* Engine thread only. */
+    struct acs_call **heap; /* calls waiting for their backoff, min-heap on due_ms */
+    size_t heap_len, heap_cap;
+    struct acs_call *running; /* calls with an attempt in the multi handle */
+    uint64_t rng;
+};
+
+/* Validates req and builds a call for it (path, body, easy handle). Runs on the caller's
+ * thread. 0, TV_ERR_INVALID or TV_ERR_NOMEM; *out untouched on failure. */
+int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn done, void *arg,
+             struct acs_call **out);
+/* Frees a call that is in no list, wiping its secrets (not the result's token). */
+void call_free(struct acs_call *call);
+/* Prepares the next attempt: fresh date, signature and headers, timeouts bounded by left_ms.
+ * 0 or a TV_ERR_* code (the call then ends with it). */
+int call_prepare_attempt(struct acs_call *call, int64_t left_ms);
+/* Fills call->res from a 2xx answer. 0 or TV_ERR_UPSTREAM_PROTOCOL. */
+int call_parse_success(struct acs_call *call);
+/* Copies error.code and error.message of a non-2xx answer into call->res when the body has
+ * them; leaves them empty otherwise. */
+void call_parse_error(struct acs_call *call);
+/* Server-given wait of the last answer in ms, or -1 when it gave none. */
+int64_t call_server_wait_ms(const struct acs_call *call);
+
+/* Bounded copy that always terminates dst (truncating). */
+void acs_strlcpy(char *dst, const char *src, size_t cap);
+
+#endif
