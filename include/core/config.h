@@ -93,6 +93,10 @@ void config_release(struct config *cfg);
  * <redacted> (or <unset> when empty). */
 void config_print(const struct config *cfg, FILE *f, int redact);
 
+/* Where setting `name` got its value ("default", "FILE:LINE", "env VAR", "flag --set"); ""
+ * for an unknown name. The string borrows from cfg. */
+const char *config_source(const struct config *cfg, const char *name);
+
 /* Parses a comma-separated scope list ("chat,voip"; blanks around items ignored) against the
  * known ACS scopes. Duplicates are dropped. 0, or TV_ERR_INVALID with a message in err. */
 int config_scopes_parse(const char *s, struct config_scopes *out, char *err, size_t errlen);

@@ -1,0 +1,65 @@
+/* `tokenvend config check`: loads and validates the configuration the way every command does,
+ * and prints the effective values with their sources, secrets redacted. Single-threaded. */
+#include <stdio.h>
+#include <string.h>
+
+#include "acs/connstr.h"
+#include "cli/cli.h"
+#include "core/err.h"
+
+void cli_config_usage_print(FILE *f)
+{
+    fputs("Usage: tokenvend config check [--config FILE] [--set NAME=VALUE ...]\n"
+          "\n"
+          "Loads the configuration (defaults < config file < TOKENVEND_* environment < flags),\n"
+          "validates it and prints one `name = value  # source` line per setting, secrets shown\n"
+          "as <redacted> or <unset>. Exit 0 when valid, 2 with the error on stderr otherwise.\n"
+          "\n",
+          f);
+    cli_common_flags_print(f);
+}
+
+int cli_config_main(int argc, char **argv)
+{
+    struct cli_args a;
+    struct config cfg = {0};
+    struct acs_connstr cs = {0};
+    int rc;
+
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        cli_config_usage_print(argc < 1 ? stderr : stdout);
+        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (strcmp(argv[0], "check") != 0)
+        return cli_usage_error("config: unknown subcommand '%s' (see 'tokenvend config --help')",
+                               argv[0]);
+    if ((rc = cli_args_parse("config check", argc - 1, argv + 1, NULL, 0, 0, &a)) != CLI_EXIT_OK)
+        return rc;
+    if (a.help) {
+        cli_config_usage_print(stdout);
+        return CLI_EXIT_OK;
+    }
+    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
+        return rc;
+    /* The configuration module cannot parse ACS connection strings (core depends on nothing of
+     * ours), so that check lives here. */
+    if (cfg.acs_connection_string[0] != '\0' &&
+        acs_connstr_parse(cfg.acs_connection_string, &cs) != 0) {
+        char msg[CONFIG_SOURCE_MAX + 128];
+        snprintf(msg, sizeof msg,
+                 "%s: acs_connection_string: malformed; expected "
+                 "endpoint=https://HOST/;accesskey=BASE64KEY",
+                 config_source(&cfg, "acs_connection_string"));
+        cli_print_error("config_error", msg, 0, NULL);
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    config_print(&cfg, stdout, 1);
+    fflush(stdout);
+    rc = CLI_EXIT_OK;
+done:
+    acs_connstr_release(&cs);
+    config_release(&cfg);
+    return rc;
+}

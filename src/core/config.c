@@ -1,0 +1,615 @@
+/* Configuration loading: the settings table, the four layers, value parsing and printing.
+ * Every value is parsed as soon as a layer supplies it, so a bad value is reported with the
+ * place it came from even when a later layer would override it. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "config_int.h"
+#include "core/err.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+enum setting_type {
+    ST_STRING, /* any string; `required` demands non-empty */
+    ST_URL,    /* "" or an http(s) URL */
+    ST_CHOICE, /* one of `choices` */
+    ST_INT,    /* decimal integer in [min, max] */
+    ST_BOOL,   /* on|off */
+    ST_ADDR,   /* host:port */
+    ST_SCOPES, /* non-empty list of known ACS scopes */
+    ST_LIST,   /* comma-separated list of CORS origins */
+    ST_LEVEL,  /* log level */
+};
+
+struct setting {
+    const char *name;
+    const char *env;     /* TOKENVEND_<NAME> */
+    const char *env_alt; /* a second, lower-priority variable, or NULL */
+    const char *def;
+    enum setting_type type;
+    long min, max;
+    int secret;
+    int required;
+    size_t offset;
+    const char *const *choices;
+    const char *help;
+};
+
+static const char *const api_versions[] = {"2021-03-07", "2022-06-01", "2022-10-01",
+                                           "2023-10-01", "2025-06-30", NULL};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct setting settings[] = {
+    {"public_addr", "TOKENVEND_PUBLIC_ADDR", NULL, "0.0.0.0:8080", ST_ADDR, 0, 0, 0, 1,
+     OFF(public_addr), NULL, "listener for the public API (host:port)"},
+    {"internal_addr", "TOKENVEND_INTERNAL_ADDR", NULL, "127.0.0.1:8081", ST_ADDR, 0, 0, 0, 1,
+     OFF(internal_addr), NULL, "listener for the internal API and operations endpoints"},
+    {"db", "TOKENVEND_DB", NULL, "data/tokenvend.db", ST_STRING, 0, 0, 0, 1, OFF(db), NULL,
+     "SQLite database file"},
+    {"allowed_scopes", "TOKENVEND_ALLOWED_SCOPES", NULL, "chat,voip", ST_SCOPES, 0, 0, 0, 1,
+     OFF(allowed_scopes), NULL, "ACS scopes callers may ask for"},
+    {"default_scopes", "TOKENVEND_DEFAULT_SCOPES", NULL, "chat,voip", ST_SCOPES, 0, 0, 0, 1,
+     OFF(default_scopes), NULL, "scopes of a token when the caller names none"},
+    {"token_minutes", "TOKENVEND_TOKEN_MINUTES", NULL, "1440", ST_INT, 60, 1440, 0, 1,
+     OFF(token_minutes), NULL, "default token lifetime in minutes"},
+    {"cors_origins", "TOKENVEND_CORS_ORIGINS", NULL, "", ST_LIST, 0, 0, 0, 0, OFF(cors_origins),
+     NULL, "browser origins allowed by CORS (comma-separated; empty: none)"},
+    {"log_level", "TOKENVEND_LOG_LEVEL", NULL, "info", ST_LEVEL, 0, 0, 0, 1, OFF(log_level), NULL,
+     "debug, info, warn, error or off"},
+    {"oidc_issuer", "TOKENVEND_OIDC_ISSUER", NULL, "", ST_URL, 0, 0, 0, 0, OFF(oidc_issuer), NULL,
+     "OIDC issuer (iss) of caller JWTs"},
+    {"oidc_audience", "TOKENVEND_OIDC_AUDIENCE", NULL, "", ST_STRING, 0, 0, 0, 0,
+     OFF(oidc_audience), NULL, "required audience (aud) of caller JWTs"},
+    {"oidc_jwks_url", "TOKENVEND_OIDC_JWKS_URL", NULL, "", ST_URL, 0, 0, 0, 0, OFF(oidc_jwks_url),
+     NULL, "JWKS URL (empty: from the issuer's discovery document)"},
+    {"oidc_user_claim", "TOKENVEND_OIDC_USER_CLAIM", NULL, "sub", ST_STRING, 0, 0, 0, 1,
+     OFF(oidc_user_claim), NULL, "JWT claim that names the app user"},
+    {"local_accounts", "TOKENVEND_LOCAL_ACCOUNTS", NULL, "off", ST_BOOL, 0, 0, 0, 1,
+     OFF(local_accounts), NULL, "enable local accounts and /api/login (on|off)"},
+    {"cache", "TOKENVEND_CACHE", NULL, "on", ST_BOOL, 0, 0, 0, 1, OFF(cache), NULL,
+     "serve still-fresh tokens from the token cache (on|off)"},
+    {"cache_min_remaining_minutes", "TOKENVEND_CACHE_MIN_REMAINING_MINUTES", NULL, "30", ST_INT, 11,
+     1439, 0, 1, OFF(cache_min_remaining_minutes), NULL,
+     "minimum lifetime left for a cached token to be served"},
+    {"acs_connection_string", "TOKENVEND_ACS_CONNECTION_STRING",
+     "COMMUNICATION_SERVICES_CONNECTION_STRING", "", ST_STRING, 0, 0, 1, 0,
+     OFF(acs_connection_string), NULL, "ACS connection string endpoint=...;accesskey=... (secret)"},
+    {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, "2023-10-01", ST_CHOICE, 0, 0, 0, 1,
+     OFF(acs_api_version), api_versions, "ACS identity api-version"},
+    {"acs_connect_timeout_ms", "TOKENVEND_ACS_CONNECT_TIMEOUT_MS", NULL, "3000", ST_INT, 1, 600000,
+     0, 1, OFF(acs_connect_timeout_ms), NULL, "TCP/TLS connect timeout per attempt"},
+    {"acs_attempt_timeout_ms", "TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS", NULL, "10000", ST_INT, 1, 600000,
+     0, 1, OFF(acs_attempt_timeout_ms), NULL, "timeout of one HTTP attempt"},
+    {"acs_deadline_ms", "TOKENVEND_ACS_DEADLINE_MS", NULL, "30000", ST_INT, 1, 3600000, 0, 1,
+     OFF(acs_deadline_ms), NULL, "deadline of one ACS call, retries included"},
+    {"acs_max_retries", "TOKENVEND_ACS_MAX_RETRIES", NULL, "3", ST_INT, 0, 20, 0, 1,
+     OFF(acs_max_retries), NULL, "retries after the first attempt"},
+    {"acs_backoff_base_ms", "TOKENVEND_ACS_BACKOFF_BASE_MS", NULL, "200", ST_INT, 1, 600000, 0, 1,
+     OFF(acs_backoff_base_ms), NULL, "first retry backoff (doubled each retry, jittered)"},
+    {"acs_backoff_max_ms", "TOKENVEND_ACS_BACKOFF_MAX_MS", NULL, "5000", ST_INT, 1, 600000, 0, 1,
+     OFF(acs_backoff_max_ms), NULL, "cap on one backoff and on an honoured Retry-After"},
+};
+
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+_Static_assert(NSETTINGS <= CONFIG_SETTINGS_MAX, "raise CONFIG_SETTINGS_MAX");
+
+struct loader {
+    struct config *cfg;
+    char *err;
+    size_t errlen;
+};
+
+static int fail(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct loader *ld, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (ld->errlen > 0)
+        vsnprintf(ld->err, ld->errlen, fmt, ap);
+    va_end(ap);
+    return TV_ERR_CONFIG;
+}
+
+static void *field(struct config *cfg, const struct setting *s)
+{
+    return (char *)cfg + s->offset;
+}
+
+static const void *field_const(const struct config *cfg, const struct setting *s)
+{
+    return (const char *)cfg + s->offset;
+}
+
+static void free_string(char **p, int secret)
+{
+    if (*p != NULL && secret)
+        OPENSSL_cleanse(*p, strlen(*p));
+    free(*p);
+    *p = NULL;
+}
+
+/* Parses value for setting s into the config and records its source. */
+static int assign(struct loader *ld, size_t idx, const char *value, const char *source)
+{
+    const struct setting *s = &settings[idx];
+    void *f = field(ld->cfg, s);
+    char why[256];
+    const char *shown = s->secret ? "" : value;
+    const char *q = s->secret ? "" : "'";
+
+    if (strlen(value) > CONFIG_VALUE_MAX)
+        return fail(ld, "%s: %s: value longer than %d bytes", source, s->name, CONFIG_VALUE_MAX);
+    if (s->required && value[0] == '\0')
+        return fail(ld, "%s: %s: must not be empty", source, s->name);
+
+    switch (s->type) {
+    case ST_STRING:
+    case ST_URL:
+    case ST_CHOICE: {
+        if (s->type == ST_URL && value[0] != '\0' && !config_url_ok(value))
+            return fail(ld, "%s: %s: '%s' is not an http(s) URL", source, s->name, value);
+        if (s->type == ST_CHOICE) {
+            int ok = 0;
+            for (size_t i = 0; s->choices[i] != NULL; i++)
+                ok |= strcmp(s->choices[i], value) == 0;
+            if (!ok)
+                return fail(ld,
+                            "%s: %s: '%s' is not one of 2021-03-07, 2022-06-01, 2022-10-01, "
+                            "2023-10-01, 2025-06-30",
+                            source, s->name, value);
+        }
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return TV_ERR_NOMEM;
+        free_string(f, s->secret);
+        *(char **)f = copy;
+        break;
+    }
+    case ST_INT: {
+        char *end;
+        errno = 0;
+        long n = strtol(value, &end, 10);
+        if (value[0] == '\0' || isspace((unsigned char)value[0]) || *end != '\0' || errno != 0 ||
+            n < s->min || n > s->max)
+            return fail(ld, "%s: %s: must be an integer in %ld..%ld, got %s%s%s", source, s->name,
+                        s->min, s->max, q, shown, q);
+        *(long *)f = n;
+        break;
+    }
+    case ST_BOOL:
+        if (config_bool_parse(value, f) != 0)
+            return fail(ld, "%s: %s: must be on or off, got '%s'", source, s->name, value);
+        break;
+    case ST_ADDR: {
+        const char *reason = "";
+        if (config_addr_parse(value, f, &reason) != 0)
+            return fail(ld, "%s: %s: '%s' %s", source, s->name, value, reason);
+        break;
+    }
+    case ST_SCOPES:
+        if (config_scopes_parse(value, f, why, sizeof why) != 0)
+            return fail(ld, "%s: %s: %s", source, s->name, why);
+        break;
+    case ST_LIST: {
+        struct config_list l;
+        const char *reason = "";
+        int rc = config_list_parse(value, &l, &reason, why, sizeof why);
+        if (rc == TV_ERR_NOMEM)
+            return rc;
+        if (rc != 0)
+            return fail(ld, "%s: %s: '%s' %s", source, s->name, why, reason);
+        config_list_release(f);
+        *(struct config_list *)f = l;
+        break;
+    }
+    case ST_LEVEL: {
+        enum log_level lv;
+        if (log_level_parse(value, &lv) != 0)
+            return fail(ld, "%s: %s: must be debug, info, warn, error or off, got '%s'", source,
+                        s->name, value);
+        *(enum log_level *)f = lv;
+        break;
+    }
+    }
+    snprintf(ld->cfg->sources[idx], CONFIG_SOURCE_MAX, "%s", source);
+    return 0;
+}
+
+/* Applies one layer's value for setting idx given either directly or as a file path. The caller
+ * has already refused "both at one level". */
+static int assign_from(struct loader *ld, size_t idx, const char *value, const char *file_path,
+                       const char *source)
+{
+    char why[256];
+    char *data = NULL;
+    int rc;
+
+    if (file_path == NULL)
+        return assign(ld, idx, value, source);
+    rc = config_read_value_file(file_path, CONFIG_VALUE_MAX, &data, why, sizeof why);
+    if (rc == TV_ERR_NOMEM)
+        return rc;
+    if (rc != 0)
+        return fail(ld, "%s: %s_file: %s", source, settings[idx].name, why);
+    rc = assign(ld, idx, data, source);
+    OPENSSL_cleanse(data, strlen(data));
+    free(data);
+    return rc;
+}
+
+/* Finds a setting by its lower-case name or its `name_file` form. -1 when unknown. */
+static int setting_find(const char *name, size_t len, int *is_file)
+{
+    *is_file = 0;
+    if (len > 5 && memcmp(name + len - 5, "_file", 5) == 0) {
+        for (size_t i = 0; i < NSETTINGS; i++) {
+            if (strlen(settings[i].name) == len - 5 &&
+                memcmp(settings[i].name, name, len - 5) == 0) {
+                *is_file = 1;
+                return (int)i;
+            }
+        }
+    }
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (strlen(settings[i].name) == len && memcmp(settings[i].name, name, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Parses the value part of a `name = value` line in place; *out points into line. */
+static int file_value(char *p, char **out, const char **why)
+{
+    p = (char *)config_skip_blank(p);
+    if (*p == '"') {
+        char *w = p, *r = p + 1;
+        *out = p;
+        for (;;) {
+            if (*r == '\0') {
+                *why = "unterminated quoted value";
+                return -1;
+            }
+            if (*r == '"')
+                break;
+            if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+                r++;
+            *w++ = *r++;
+        }
+        *w = '\0';
+        r = (char *)config_skip_blank(r + 1);
+        if (*r != '\0' && *r != '#') {
+            *why = "unexpected text after the closing quote";
+            return -1;
+        }
+        return 0;
+    }
+    *out = p;
+    char *end = p;
+    /* An unquoted value ends at a '#' that starts the value or follows a blank. */
+    while (*end != '\0' && !(*end == '#' && (end == p || end[-1] == ' ' || end[-1] == '\t')))
+        end++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *end = '\0';
+    return 0;
+}
+
+static int load_file(struct loader *ld, const char *path)
+{
+    char why[256];
+    char *data = NULL;
+    size_t datalen = 0;
+    int rc, lineno = 0;
+    int seen[NSETTINGS][2] = {{0}};
+
+    rc = config_read_value_file(path, CONFIG_FILE_MAX, &data, why, sizeof why);
+    if (rc == TV_ERR_NOMEM)
+        return rc;
+    if (rc != 0)
+        return fail(ld, "config file: %s", why);
+    /* Lines are cut in place below, so remember the length for the final wipe. */
+    datalen = strlen(data);
+
+    for (char *line = data, *next; line != NULL; line = next) {
+        char source[CONFIG_SOURCE_MAX];
+        const char *reason = "";
+        char *value;
+        int is_file;
+
+        lineno++;
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        size_t ll = strlen(line);
+        if (ll > 0 && line[ll - 1] == '\r')
+            line[--ll] = '\0';
+        snprintf(source, sizeof source, "%s:%d", path, lineno);
+        char *p = (char *)config_skip_blank(line);
+        if (*p == '\0' || *p == '#')
+            continue;
+        char *eq = strchr(p, '=');
+        if (eq == NULL) {
+            rc = fail(ld, "%s: expected 'name = value'", source);
+            goto done;
+        }
+        char *nend = eq;
+        while (nend > p && (nend[-1] == ' ' || nend[-1] == '\t'))
+            nend--;
+        int idx = setting_find(p, (size_t)(nend - p), &is_file);
+        if (idx < 0) {
+            rc = fail(ld, "%s: unknown setting '%.*s'", source, (int)(nend - p), p);
+            goto done;
+        }
+        if (seen[idx][is_file]) {
+            rc = fail(ld, "%s: %s%s is set twice (first on line %d)", source, settings[idx].name,
+                      is_file ? "_file" : "", seen[idx][is_file]);
+            goto done;
+        }
+        if (seen[idx][!is_file]) {
+            rc = fail(ld, "%s: both %s and %s_file are set (line %d); use one", source,
+                      settings[idx].name, settings[idx].name, seen[idx][!is_file]);
+            goto done;
+        }
+        seen[idx][is_file] = lineno;
+        if (file_value(eq + 1, &value, &reason) != 0) {
+            rc = fail(ld, "%s: %s: %s", source, settings[idx].name, reason);
+            goto done;
+        }
+        rc = assign_from(ld, (size_t)idx, value, is_file ? value : NULL, source);
+        if (rc != 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    if (data != NULL) {
+        OPENSSL_cleanse(data, datalen);
+        free(data);
+    }
+    return rc;
+}
+
+/* One environment pair: NAME and NAME_FILE. */
+static int load_env_pair(struct loader *ld, size_t idx, const char *var)
+{
+    char file_var[128], source[CONFIG_SOURCE_MAX];
+    const char *v = getenv(var);
+    const char *fv;
+
+    snprintf(file_var, sizeof file_var, "%s_FILE", var);
+    fv = getenv(file_var);
+    if (v != NULL && fv != NULL)
+        return fail(ld, "environment: both %s and %s are set; use one", var, file_var);
+    if (v == NULL && fv == NULL)
+        return 0;
+    snprintf(source, sizeof source, "env %s", v != NULL ? var : file_var);
+    return assign_from(ld, idx, v, fv, source);
+}
+
+static int load_env(struct loader *ld)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        int rc;
+        /* The alternative name comes first so the TOKENVEND_ one wins when both are set. */
+        if (settings[i].env_alt != NULL && (rc = load_env_pair(ld, i, settings[i].env_alt)) != 0)
+            return rc;
+        if ((rc = load_env_pair(ld, i, settings[i].env)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int load_flags(struct loader *ld, const struct config_flag *flags, size_t n)
+{
+    int given[NSETTINGS][2] = {{0}};
+
+    for (size_t i = 0; i < n; i++) {
+        char source[CONFIG_SOURCE_MAX];
+        int is_file, rc;
+        const char *name = flags[i].name ? flags[i].name : "";
+        const char *flag = flags[i].flag ? flags[i].flag : "--set";
+        int idx = setting_find(name, strlen(name), &is_file);
+        if (idx < 0)
+            return fail(ld, "flag %s: unknown setting '%s'", flag, name);
+        if (given[idx][!is_file])
+            return fail(ld, "flags: both %s and %s_file are given; use one", settings[idx].name,
+                        settings[idx].name);
+        given[idx][is_file] = 1;
+        snprintf(source, sizeof source, "flag %s", flag);
+        const char *v = flags[i].value ? flags[i].value : "";
+        if ((rc = assign_from(ld, (size_t)idx, v, is_file ? v : NULL, source)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int scopes_has(const struct config_scopes *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->items[i] == name)
+            return 1;
+    }
+    return 0;
+}
+
+static size_t setting_index(const char *name)
+{
+    int is_file;
+    int idx = setting_find(name, strlen(name), &is_file);
+    return idx < 0 ? 0 : (size_t)idx;
+}
+
+/* Rules that tie settings together. */
+static int check_cross(struct loader *ld)
+{
+    const struct config *c = ld->cfg;
+    for (size_t i = 0; i < c->default_scopes.n; i++) {
+        if (!scopes_has(&c->allowed_scopes, c->default_scopes.items[i]))
+            return fail(ld, "%s: default_scopes: '%s' is not in allowed_scopes",
+                        c->sources[setting_index("default_scopes")], c->default_scopes.items[i]);
+    }
+    if (c->acs_connect_timeout_ms > c->acs_attempt_timeout_ms)
+        return fail(ld, "acs_connect_timeout_ms (%ld) must not exceed acs_attempt_timeout_ms (%ld)",
+                    c->acs_connect_timeout_ms, c->acs_attempt_timeout_ms);
+    if (c->acs_attempt_timeout_ms > c->acs_deadline_ms)
+        return fail(ld, "acs_attempt_timeout_ms (%ld) must not exceed acs_deadline_ms (%ld)",
+                    c->acs_attempt_timeout_ms, c->acs_deadline_ms);
+    if (c->acs_backoff_base_ms > c->acs_backoff_max_ms)
+        return fail(ld, "acs_backoff_base_ms (%ld) must not exceed acs_backoff_max_ms (%ld)",
+                    c->acs_backoff_base_ms, c->acs_backoff_max_ms);
+    if (c->cache && c->cache_min_remaining_minutes >= c->token_minutes)
+        return fail(ld,
+                    "cache_min_remaining_minutes (%ld) must be below token_minutes (%ld), or no "
+                    "token would ever be served from the cache",
+                    c->cache_min_remaining_minutes, c->token_minutes);
+    return 0;
+}
+
+int config_load(const struct config_overrides *ov, struct config *out, char *err, size_t errlen)
+{
+    static const struct config_overrides none = {0};
+    struct config cfg;
+    struct loader ld = {&cfg, err, errlen};
+    int rc;
+
+    memset(&cfg, 0, sizeof cfg);
+    if (ov == NULL)
+        ov = &none;
+    if (errlen > 0)
+        err[0] = '\0';
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if ((rc = assign(&ld, i, settings[i].def, "default")) != 0)
+            goto fail;
+    }
+
+    const char *path = ov->config_path;
+    if (path == NULL) {
+        const char *def = ov->default_path ? ov->default_path : CONFIG_DEFAULT_PATH;
+        if (def[0] != '\0' && access(def, F_OK) == 0)
+            path = def;
+    } else if (access(path, R_OK) != 0) {
+        rc = fail(&ld, "--config %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((cfg.config_file = strdup(path ? path : "")) == NULL) {
+        rc = TV_ERR_NOMEM;
+        goto fail;
+    }
+    if (path != NULL && (rc = load_file(&ld, path)) != 0)
+        goto fail;
+    if ((rc = load_env(&ld)) != 0)
+        goto fail;
+    if ((rc = load_flags(&ld, ov->flags, ov->nflags)) != 0)
+        goto fail;
+    if ((rc = check_cross(&ld)) != 0)
+        goto fail;
+    *out = cfg;
+    return 0;
+fail:
+    if (rc == TV_ERR_NOMEM && errlen > 0)
+        snprintf(err, errlen, "out of memory while loading the configuration");
+    config_release(&cfg);
+    memset(out, 0, sizeof *out);
+    return rc;
+}
+
+void config_release(struct config *cfg)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        if (s->type == ST_STRING || s->type == ST_URL || s->type == ST_CHOICE)
+            free_string(field(cfg, s), s->secret);
+        else if (s->type == ST_LIST)
+            config_list_release(field(cfg, s));
+    }
+    free(cfg->config_file);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* Prints a string value, quoted when it would not read back unquoted. */
+static void print_string(FILE *f, const char *v)
+{
+    int quote = v[0] == '\0' || v[0] == '"' || strpbrk(v, "#") != NULL ||
+                isspace((unsigned char)v[0]) || isspace((unsigned char)v[strlen(v) - 1]);
+    if (!quote) {
+        fputs(v, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void print_scopes(FILE *f, const struct config_scopes *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        fprintf(f, "%s%s", i ? "," : "", s->items[i]);
+}
+
+void config_print(const struct config *cfg, FILE *f, int redact)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const void *v = field_const(cfg, s);
+        fprintf(f, "%s = ", s->name);
+        switch (s->type) {
+        case ST_STRING:
+        case ST_URL:
+        case ST_CHOICE: {
+            const char *str = *(char *const *)v ? *(char *const *)v : "";
+            if (s->secret && redact)
+                fputs(str[0] ? "<redacted>" : "<unset>", f);
+            else
+                print_string(f, str);
+            break;
+        }
+        case ST_INT:
+            fprintf(f, "%ld", *(const long *)v);
+            break;
+        case ST_BOOL:
+            fputs(*(const int *)v ? "on" : "off", f);
+            break;
+        case ST_ADDR: {
+            const struct config_addr *a = v;
+            fprintf(f, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host, a->port);
+            break;
+        }
+        case ST_SCOPES:
+            print_scopes(f, v);
+            break;
+        case ST_LIST: {
+            const struct config_list *l = v;
+            if (l->n == 0)
+                fputs("\"\"", f);
+            for (size_t j = 0; j < l->n; j++)
+                fprintf(f, "%s%s", j ? "," : "", l->items[j]);
+            break;
+        }
+        case ST_LEVEL:
+            fputs(log_level_name(*(const enum log_level *)v), f);
+            break;
+        }
+        fprintf(f, "  # %s\n", cfg->sources[i][0] ? cfg->sources[i] : "default");
+    }
+}
+
+const char *config_source(const struct config *cfg, const char *name)
+{
+    int is_file;
+    int idx = setting_find(name, strlen(name), &is_file);
+    return idx < 0 || is_file ? "" : cfg->sources[idx];
+}

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# Shell tests of the tokenvend CLI against a private acs-emulator: every `tokenvend acs ...`
+# command's JSON, the exit codes (0 ok, 1 ACS failure, 2 usage/config), `tokenvend quickstart`,
+# `config check` redaction and the help texts. JSON is checked with node (no jq/python needed).
+# Ends with "N passed, N failed"; exits non-zero on any failure.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 2
+BUILD=${BUILD:-build}
+TV=$BUILD/bin/tokenvend
+EMU=$BUILD/bin/acs-emulator
+pass=0
+fail=0
+emu_pid=
+tmp=$(mktemp -d)
+
+cleanup() {
+    if [ -n "$emu_pid" ]; then
+        kill -TERM "$emu_pid" 2>/dev/null
+        wait "$emu_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ok() {
+    pass=$((pass + 1))
+    echo "ok - $1"
+}
+not_ok() {
+    fail=$((fail + 1))
+    echo "not ok - $1"
+    if [ -n "${2:-}" ]; then
+        printf '%s\n' "$2" | head -n 20 | sed 's/^/#   /'
+    fi
+}
+finish() {
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+
+# check NAME CONDITION-EXIT-STATUS [DETAIL]
+check() {
+    if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1" "${3:-}"; fi
+}
+
+# json_ok FILE 'JS boolean expression over o' : the last non-log JSON line of FILE satisfies it.
+json_ok() {
+    node -e '
+        const fs = require("fs");
+        const lines = fs.readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.trim());
+        const mine = lines.filter(l => !/^\{"ts":/.test(l));
+        const o = JSON.parse(mine[mine.length - 1]);
+        const f = new Function("o", "return (" + process.argv[2] + ");");
+        process.exit(f(o) ? 0 : 1);
+    ' "$1" "$2" 2>/dev/null
+}
+# json_get FILE FIELD-EXPR : prints o.<expr> of the last JSON line.
+json_get() {
+    node -e '
+        const fs = require("fs");
+        const lines = fs.readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.trim());
+        const o = JSON.parse(lines[lines.length - 1]);
+        const v = new Function("o", "return (" + process.argv[2] + ");")(o);
+        process.stdout.write(String(v));
+    ' "$1" "$2" 2>/dev/null
+}
+# http METHOD PATH [BODY] : a control-plane call to the emulator; prints the body.
+http() {
+    node -e '
+        const [m, url, body] = process.argv.slice(1);
+        fetch(url, {method: m, body: body || undefined,
+                    headers: body ? {"content-type": "application/json"} : {}})
+            .then(r => r.text()).then(t => process.stdout.write(t))
+            .catch(e => { console.error(String(e)); process.exit(1); });
+    ' "$1" "$base$2" "${3:-}"
+}
+# run OUTNAME ARGS... : runs tokenvend, stdout to $tmp/OUTNAME.out, stderr to .err, sets $rc.
+run() {
+    local name=$1
+    shift
+    "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    rc=$?
+}
+detail() {
+    echo "exit $rc"
+    echo "stdout:"
+    cat "$tmp/$1.out"
+    echo "stderr:"
+    cat "$tmp/$1.err"
+}
+
+if [ ! -x "$TV" ] || [ ! -x "$EMU" ]; then
+    not_ok "binaries exist ($TV, $EMU)"
+    finish
+fi
+
+# --- Commands that need no ACS -----------------------------------------------------------------
+unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING \
+    COMMUNICATION_SERVICES_CONNECTION_STRING_FILE TOKENVEND_ACS_CONNECTION_STRING_FILE
+export TOKENVEND_LOG_LEVEL=warn
+
+run version version
+check "version prints the version" $([ $rc -eq 0 ] && grep -q '^tokenvend [0-9]' "$tmp/version.out"; echo $?)
+
+run help help
+missing=
+for w in "acs create-user" "acs issue" "acs create-user-and-token" "acs revoke" "acs delete" \
+    "acs teams-exchange" quickstart "config check" version --scopes --minutes --token \
+    --token-file --app-id --user-id --config --set --log-level; do
+    grep -q -- "$w" "$tmp/help.out" || missing="$missing $w"
+done
+check "help lists every command and flag" $([ $rc -eq 0 ] && [ -z "$missing" ]; echo $?) "missing:$missing"
+
+run acshelp acs --help
+missing=
+for w in create-user issue create-user-and-token revoke delete teams-exchange --scopes --minutes \
+    --token --token-file --app-id --user-id; do
+    grep -q -- "$w" "$tmp/acshelp.out" || missing="$missing $w"
+done
+check "acs --help lists every subcommand and flag" $([ $rc -eq 0 ] && [ -z "$missing" ]; echo $?) "missing:$missing"
+
+run unknown frobnicate
+check "unknown command -> exit 2" $([ $rc -eq 2 ] && json_ok "$tmp/unknown.err" 'o.error.code === "usage_error"'; echo $?) "$(detail unknown)"
+run unknownflag acs create-user --frob 1
+check "unknown flag -> exit 2" $([ $rc -eq 2 ] && grep -q -- '--frob' "$tmp/unknownflag.err"; echo $?) "$(detail unknownflag)"
+run unknownsub acs frob
+check "unknown acs subcommand -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail unknownsub)"
+run noargs
+check "no command -> usage on stderr, exit 2" $([ $rc -eq 2 ] && grep -q Usage "$tmp/noargs.err"; echo $?)
+
+for c in serve migrate apikey account identity; do
+    run later "$c"
+    check "$c -> not available yet, exit 2" $([ $rc -eq 2 ] && grep -q "not available yet in this build" "$tmp/later.err"; echo $?) "$(detail later)"
+done
+
+run nocs acs create-user
+check "missing connection string -> exit 2 with a clear message" \
+    $([ $rc -eq 2 ] && grep -q "COMMUNICATION_SERVICES_CONNECTION_STRING" "$tmp/nocs.err" && [ ! -s "$tmp/nocs.out" ]; echo $?) "$(detail nocs)"
+COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x.example/' run badcs acs create-user
+check "malformed connection string -> exit 2" $([ $rc -eq 2 ] && grep -q malformed "$tmp/badcs.err"; echo $?) "$(detail badcs)"
+
+# --- Start the emulator --------------------------------------------------------------------------
+"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
+emu_pid=$!
+cs=
+for _ in $(seq 1 100); do
+    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
+        cs=$(head -n 1 "$tmp/emu.out")
+        break
+    fi
+    kill -0 "$emu_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$cs" ]; then
+    not_ok "acs-emulator started and printed its connection string" "$(cat "$tmp/emu.err")"
+    finish
+fi
+ok "acs-emulator started"
+base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
+key=$(printf '%s' "$cs" | sed -n 's/.*accesskey=\(.*\)$/\1/p')
+export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
+
+# --- acs commands --------------------------------------------------------------------------------
+run create acs create-user
+check "acs create-user -> {communicationUserId}" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/create.out" 'typeof o.communicationUserId === "string" && o.communicationUserId.startsWith("8:acs:") && Object.keys(o).length === 1'; echo $?) "$(detail create)"
+id=$(json_get "$tmp/create.out" o.communicationUserId)
+
+run issue acs issue "$id" --scopes chat,voip --minutes 60
+check "acs issue --minutes 60 -> token, expiresOn ~1 h ahead, user" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/issue.out" "o.token.split('.').length === 3 && o.user.communicationUserId === '$id' && Math.abs(Date.parse(o.expiresOn) - Date.now() - 3600e3) < 300e3"; echo $?) "$(detail issue)"
+token1=$(json_get "$tmp/issue.out" o.token)
+
+run issue2 acs issue "$id" --scopes=voip
+check "acs issue without --minutes -> 24 h token" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/issue2.out" "Math.abs(Date.parse(o.expiresOn) - Date.now() - 86400e3) < 300e3"; echo $?) "$(detail issue2)"
+
+val=$(http POST /emulator/validate "{\"token\":\"$token1\"}")
+check "issued token is valid per the emulator" $(printf '%s' "$val" | grep -q '"valid":true'; echo $?) "$val"
+
+run cut acs create-user-and-token --scopes voip --minutes 120
+check "acs create-user-and-token -> token and new user" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/cut.out" "o.token.length > 20 && o.user.communicationUserId.startsWith('8:acs:') && o.user.communicationUserId !== '$id' && Math.abs(Date.parse(o.expiresOn) - Date.now() - 7200e3) < 300e3"; echo $?) "$(detail cut)"
+
+# Local validation: nothing reaches ACS.
+http POST /emulator/stats/reset >/dev/null
+run badscope acs issue "$id" --scopes chat,video
+check "bad scope -> exit 2 usage error" \
+    $([ $rc -eq 2 ] && json_ok "$tmp/badscope.err" "o.error.code === 'usage_error' && /video/.test(o.error.message)"; echo $?) "$(detail badscope)"
+run m59 acs issue "$id" --scopes chat --minutes 59
+run m1441 acs create-user-and-token --scopes chat --minutes 1441
+m1441=$rc
+run noscope acs issue "$id"
+check "--minutes 59 / 1441 and missing --scopes -> exit 2" \
+    $([ $m1441 -eq 2 ] && [ $rc -eq 2 ] && grep -q "60..1440" "$tmp/m59.err" && grep -q "60..1440" "$tmp/m1441.err"; echo $?) "$(detail m59; detail m1441)"
+run flagmix acs revoke "$id" --scopes chat
+check "flag that does not apply -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail flagmix)"
+stats=$(http GET /emulator/stats)
+check "usage errors never called ACS" \
+    $(printf '%s' "$stats" | node -e 'const s=JSON.parse(require("fs").readFileSync(0,"utf8")); process.exit(Object.values(s.requests).every(n => n === 0) ? 0 : 1)'; echo $?) "$stats"
+
+# Teams exchange with an unsigned JWT (the emulator checks claims, not the signature).
+jwt=$(node -e '
+    const b = o => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const now = Math.floor(Date.now() / 1000);
+    process.stdout.write(b({alg: "RS256", typ: "JWT"}) + "." +
+        b({oid: "11111111-2222-3333-4444-555555555555", appid: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+           tid: "t", exp: now + 3600, iat: now}) + ".c2ln");')
+run teams acs teams-exchange --token "$jwt" --app-id aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee \
+    --user-id 11111111-2222-3333-4444-555555555555
+check "acs teams-exchange --token -> {token, expiresOn}" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/teams.out" "o.token.length > 20 && !isNaN(Date.parse(o.expiresOn))"; echo $?) "$(detail teams)"
+printf '%s\n' "$jwt" >"$tmp/entra.jwt"
+run teamsf acs teams-exchange --token-file "$tmp/entra.jwt" --app-id aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee \
+    --user-id 11111111-2222-3333-4444-555555555555
+check "acs teams-exchange --token-file" $([ $rc -eq 0 ] && json_ok "$tmp/teamsf.out" "o.token.length > 20"; echo $?) "$(detail teamsf)"
+run teamsbad acs teams-exchange --token-file "$tmp/entra.jwt" --app-id wrong-app \
+    --user-id 11111111-2222-3333-4444-555555555555
+check "teams-exchange with a mismatched app id -> exit 1, status 400" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/teamsbad.err" "o.error.status === 400"; echo $?) "$(detail teamsbad)"
+run teamsboth acs teams-exchange --token x --token-file "$tmp/entra.jwt" --app-id a --user-id u
+check "teams-exchange with --token and --token-file -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail teamsboth)"
+
+run revoke acs revoke "$id"
+check "acs revoke -> exit 0 {communicationUserId, revoked}" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/revoke.out" "o.communicationUserId === '$id' && o.revoked === true"; echo $?) "$(detail revoke)"
+val=$(http POST /emulator/validate "{\"token\":\"$token1\"}")
+check "token issued before revoke is invalid" $(printf '%s' "$val" | grep -q '"valid":false'; echo $?) "$val"
+
+run delete acs delete "$id"
+check "acs delete -> exit 0 {communicationUserId, deleted}" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/delete.out" "o.communicationUserId === '$id' && o.deleted === true"; echo $?) "$(detail delete)"
+run afterdel acs issue "$id" --scopes chat
+check "issue after delete -> exit 1, JSON error with status 404" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/afterdel.err" "o.error.status === 404 && typeof o.error.message === 'string'" && [ ! -s "$tmp/afterdel.out" ]; echo $?) "$(detail afterdel)"
+
+unknown_id="8:acs:00000000-0000-0000-0000-000000000000_00000000-0000-0000-0000-000000000000"
+run revunk acs revoke "$unknown_id"
+check "revoke of an unknown id -> exit 1 with JSON error on stderr" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/revunk.err" "o.error.status === 404 && 'acsCode' in o.error && o.error.code.length > 0"; echo $?) "$(detail revunk)"
+
+wrongkey=$(printf '%s' "$cs" | sed 's/accesskey=.*/accesskey=d3Jvbmcta2V5LXdyb25nLWtleQ==/')
+COMMUNICATION_SERVICES_CONNECTION_STRING=$wrongkey run wrongkey acs create-user
+check "wrong access key -> exit 1, status 401, acsCode Denied" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/wrongkey.err" "o.error.status === 401 && o.error.acsCode === 'Denied'"; echo $?) "$(detail wrongkey)"
+
+TOKENVEND_ACS_CONNECTION_STRING=$wrongkey run tvwins acs create-user
+check "TOKENVEND_ACS_CONNECTION_STRING wins over COMMUNICATION_SERVICES_CONNECTION_STRING" $([ $rc -eq 1 ]; echo $?) "$(detail tvwins)"
+printf '%s\n' "$cs" >"$tmp/cs.txt"
+env -u COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING_FILE="$tmp/cs.txt" \
+    "$TV" acs create-user >"$tmp/csfile.out" 2>"$tmp/csfile.err"
+rc=$?
+check "TOKENVEND_ACS_CONNECTION_STRING_FILE" $([ $rc -eq 0 ]; echo $?) "$(detail csfile)"
+
+closed="endpoint=http://127.0.0.1:1/;accesskey=$key"
+COMMUNICATION_SERVICES_CONNECTION_STRING=$closed run closed acs create-user --set acs_max_retries=0
+check "unreachable ACS -> exit 1 with an upstream error" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/closed.err" "/upstream|network/.test(o.error.code)"; echo $?) "$(detail closed)"
+
+# --- Secrets stay out of logs ---------------------------------------------------------------------
+run debug acs issue "$(json_get "$tmp/cut.out" o.user.communicationUserId)" --scopes chat --log-level debug
+tok=$(json_get "$tmp/debug.out" o.token)
+check "debug logs hold neither the access key nor the token" \
+    $([ $rc -eq 0 ] && [ -n "$tok" ] && ! grep -qF -- "$key" "$tmp/debug.err" && ! grep -qF -- "$tok" "$tmp/debug.err"; echo $?) "$(detail debug)"
+
+# --- quickstart -----------------------------------------------------------------------------------
+run qs quickstart
+expected=(
+    "Azure Communication Services - Access Tokens Quickstart"
+    "Created an identity with ID: 8:acs:"
+    "Issued an access token with 'voip' scope that expires at "
+    "Issued an access token with 'voip' scope and custom expiration that expires at "
+    "Created an identity with ID: 8:acs:.* and issued an access token with 'voip' scope that expires at "
+    "Refreshed an access token with ID: 8:acs:"
+    "Successfully revoked all access tokens for identity with ID: 8:acs:"
+    "Deleted the identity with ID: 8:acs:"
+)
+line=0
+order_ok=0
+for e in "${expected[@]}"; do
+    n=$(grep -n -- "^$e" "$tmp/qs.out" | head -n 1 | cut -d: -f1)
+    if [ -z "$n" ] || [ "$n" -le "$line" ]; then
+        order_ok=1
+        echo "# quickstart line missing or out of order: $e"
+        break
+    fi
+    line=$n
+done
+ntok=$(grep -cE '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' "$tmp/qs.out")
+check "quickstart prints the quickstart's sequence in order and exits 0" \
+    $([ $rc -eq 0 ] && [ $order_ok -eq 0 ] && [ "$ntok" -eq 4 ]; echo $?) "$(detail qs)"
+
+# A failing step: the emulator fails every issue call.
+http PUT /emulator/faults '{"error_rate":1,"error_status":500,"ops":["issue"]}' >/dev/null
+run qsfail quickstart --set acs_max_retries=0
+http DELETE /emulator/faults >/dev/null
+check "quickstart with a failing step -> exit 1, names the step" \
+    $([ $rc -eq 1 ] && grep -q "step 2" "$tmp/qsfail.err" && json_ok "$tmp/qsfail.err" "o.error.status === 500"; echo $?) "$(detail qsfail)"
+
+# --- config check ---------------------------------------------------------------------------------
+run cfg config check
+check "config check exits 0 and redacts the access key" \
+    $([ $rc -eq 0 ] && grep -q '^acs_connection_string = <redacted>  # env COMMUNICATION_SERVICES_CONNECTION_STRING$' "$tmp/cfg.out" && ! grep -qF -- "$key" "$tmp/cfg.out" "$tmp/cfg.err"; echo $?) "$(detail cfg)"
+n=$(grep -c ' = .*  # ' "$tmp/cfg.out")
+check "config check prints one line per setting (23)" $([ "$n" -eq 23 ]; echo $?) "$(detail cfg)"
+env -u COMMUNICATION_SERVICES_CONNECTION_STRING "$TV" config check >"$tmp/cfg2.out" 2>&1
+check "config check shows an unset secret as <unset>" $(grep -q '^acs_connection_string = <unset>' "$tmp/cfg2.out"; echo $?)
+run cfgbad config check --set token_minutes=59
+check "config check with a bad value -> exit 2 naming setting and source" \
+    $([ $rc -eq 2 ] && grep -q "token_minutes" "$tmp/cfgbad.err" && grep -q -- "--set" "$tmp/cfgbad.err"; echo $?) "$(detail cfgbad)"
+printf 'token_minutes = 120\nfrobnicate = 1\n' >"$tmp/bad.conf"
+run cfgfile config check --config "$tmp/bad.conf"
+check "config check: unknown key in file -> exit 2 with file:line" \
+    $([ $rc -eq 2 ] && grep -qF "$tmp/bad.conf:2" "$tmp/cfgfile.err"; echo $?) "$(detail cfgfile)"
+printf 'token_minutes = 120\n' >"$tmp/good.conf"
+TOKENVEND_DB=env.db run cfgprec config check --config "$tmp/good.conf" --set public_addr=127.0.0.1:9999
+check "config check shows each value's source" \
+    $([ $rc -eq 0 ] && grep -qF "token_minutes = 120  # $tmp/good.conf:1" "$tmp/cfgprec.out" && grep -q '^db = env.db  # env TOKENVEND_DB$' "$tmp/cfgprec.out" && grep -q '^public_addr = 127.0.0.1:9999  # flag --set$' "$tmp/cfgprec.out"; echo $?) "$(detail cfgprec)"
+run cfgmiss config check --config "$tmp/does-not-exist.conf"
+check "config check --config missing file -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail cfgmiss)"
+COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x/;nokey=1' run cfgcs config check
+check "config check with a malformed connection string -> exit 2, no secret shown" \
+    $([ $rc -eq 2 ] && grep -q malformed "$tmp/cfgcs.err" && ! grep -q nokey "$tmp/cfgcs.err"; echo $?) "$(detail cfgcs)"
+
+finish

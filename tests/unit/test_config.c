@@ -1,0 +1,517 @@
+/* Unit tests of the configuration loader: layer precedence, *_FILE variants, the ACS
+ * connection-string variables, file syntax errors, value validation and redaction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+#define NO_FILE ""
+
+/* Temporary files created by a test, removed in teardown. */
+static char tmp_paths[8][64];
+static size_t ntmp;
+
+static const char *const env_vars[] = {
+    "TOKENVEND_PUBLIC_ADDR",
+    "TOKENVEND_INTERNAL_ADDR",
+    "TOKENVEND_DB",
+    "TOKENVEND_TOKEN_MINUTES",
+    "TOKENVEND_ALLOWED_SCOPES",
+    "TOKENVEND_DEFAULT_SCOPES",
+    "TOKENVEND_LOG_LEVEL",
+    "TOKENVEND_CACHE",
+    "TOKENVEND_ACS_CONNECTION_STRING",
+    "COMMUNICATION_SERVICES_CONNECTION_STRING",
+    "TOKENVEND_CORS_ORIGINS",
+    "TOKENVEND_ACS_API_VERSION",
+    "TOKENVEND_LOCAL_ACCOUNTS",
+};
+
+static void env_clear(void)
+{
+    char name[128];
+    for (size_t i = 0; i < sizeof env_vars / sizeof env_vars[0]; i++) {
+        unsetenv(env_vars[i]);
+        snprintf(name, sizeof name, "%s_FILE", env_vars[i]);
+        unsetenv(name);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    env_clear();
+    ntmp = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    env_clear();
+    for (size_t i = 0; i < ntmp; i++)
+        unlink(tmp_paths[i]);
+    ntmp = 0;
+    return 0;
+}
+
+/* Writes text to a new temporary file and returns its path (valid until teardown). */
+static const char *tmp_file(const char *text)
+{
+    assert_true(ntmp < 8);
+    char *path = tmp_paths[ntmp++];
+    snprintf(path, 64, "/tmp/tv-config-test-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* Loads with the given file (NULL: none) and flags; returns config_load's result. */
+static int load(const char *file, const struct config_flag *flags, size_t nflags,
+                struct config *cfg, char *err)
+{
+    struct config_overrides ov = {
+        .config_path = file,
+        .default_path = NO_FILE,
+        .flags = flags,
+        .nflags = nflags,
+    };
+    return config_load(&ov, cfg, err, CONFIG_ERR_MAX);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) == NULL)
+        fail_msg("'%s' does not contain '%s'", hay, needle);
+}
+
+static void test_defaults(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.public_addr.host, "0.0.0.0");
+    assert_int_equal(cfg.public_addr.port, 8080);
+    assert_string_equal(cfg.internal_addr.host, "127.0.0.1");
+    assert_int_equal(cfg.internal_addr.port, 8081);
+    assert_string_equal(cfg.db, "data/tokenvend.db");
+    assert_int_equal(cfg.allowed_scopes.n, 2);
+    assert_string_equal(cfg.allowed_scopes.items[0], "chat");
+    assert_string_equal(cfg.allowed_scopes.items[1], "voip");
+    assert_int_equal(cfg.token_minutes, 1440);
+    assert_int_equal(cfg.cors_origins.n, 0);
+    assert_int_equal(cfg.log_level, LOGL_INFO);
+    assert_string_equal(cfg.oidc_user_claim, "sub");
+    assert_int_equal(cfg.local_accounts, 0);
+    assert_int_equal(cfg.cache, 1);
+    assert_int_equal(cfg.cache_min_remaining_minutes, 30);
+    assert_string_equal(cfg.acs_connection_string, "");
+    assert_string_equal(cfg.acs_api_version, "2023-10-01");
+    assert_int_equal(cfg.acs_connect_timeout_ms, 3000);
+    assert_int_equal(cfg.acs_attempt_timeout_ms, 10000);
+    assert_int_equal(cfg.acs_deadline_ms, 30000);
+    assert_int_equal(cfg.acs_max_retries, 3);
+    assert_int_equal(cfg.acs_backoff_base_ms, 200);
+    assert_int_equal(cfg.acs_backoff_max_ms, 5000);
+    assert_string_equal(config_source(&cfg, "token_minutes"), "default");
+    config_release(&cfg);
+}
+
+static void test_precedence(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], want[128];
+    (void)state;
+    const char *file = tmp_file("# comment\n\ntoken_minutes = 100\ndb = file.db\n"
+                                "log_level = warn\npublic_addr = 127.0.0.1:9000\n");
+
+    /* File over defaults. */
+    assert_int_equal(load(file, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.token_minutes, 100);
+    assert_string_equal(cfg.db, "file.db");
+    assert_int_equal(cfg.log_level, LOGL_WARN);
+    assert_int_equal(cfg.public_addr.port, 9000);
+    snprintf(want, sizeof want, "%s:3", file);
+    assert_string_equal(config_source(&cfg, "token_minutes"), want);
+    assert_string_equal(config_source(&cfg, "internal_addr"), "default");
+    config_release(&cfg);
+
+    /* Environment over the file. */
+    setenv("TOKENVEND_TOKEN_MINUTES", "200", 1);
+    setenv("TOKENVEND_LOG_LEVEL", "error", 1);
+    assert_int_equal(load(file, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.token_minutes, 200);
+    assert_int_equal(cfg.log_level, LOGL_ERROR);
+    assert_string_equal(cfg.db, "file.db");
+    assert_string_equal(config_source(&cfg, "token_minutes"), "env TOKENVEND_TOKEN_MINUTES");
+    config_release(&cfg);
+
+    /* Flags over the environment, the later flag winning. */
+    struct config_flag flags[] = {
+        {"token_minutes", "300", "--set"},
+        {"log_level", "debug", "--log-level"},
+        {"token_minutes", "400", "--set"},
+    };
+    assert_int_equal(load(file, flags, 3, &cfg, err), 0);
+    assert_int_equal(cfg.token_minutes, 400);
+    assert_int_equal(cfg.log_level, LOGL_DEBUG);
+    assert_string_equal(config_source(&cfg, "token_minutes"), "flag --set");
+    assert_string_equal(config_source(&cfg, "log_level"), "flag --log-level");
+    config_release(&cfg);
+}
+
+static void test_default_path(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+    const char *file = tmp_file("db = from-default-path.db\n");
+    struct config_overrides ov = {.default_path = file};
+
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.db, "from-default-path.db");
+    assert_string_equal(cfg.config_file, file);
+    config_release(&cfg);
+
+    /* A missing default file is fine; a missing --config file is an error. */
+    ov.default_path = "/nonexistent/tokenvend.conf";
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.db, "data/tokenvend.db");
+    config_release(&cfg);
+    ov.config_path = "/nonexistent/tokenvend.conf";
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), TV_ERR_CONFIG);
+    assert_contains(err, "--config /nonexistent/tokenvend.conf");
+}
+
+static void test_file_variants(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], conf[256];
+    (void)state;
+    const char *secret = tmp_file("endpoint=https://x.example/;accesskey=c2VjcmV0\n");
+    const char *dbname = tmp_file("db-from-file.db\r\n");
+
+    setenv("TOKENVEND_ACS_CONNECTION_STRING_FILE", secret, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string,
+                        "endpoint=https://x.example/;accesskey=c2VjcmV0");
+    assert_string_equal(config_source(&cfg, "acs_connection_string"),
+                        "env TOKENVEND_ACS_CONNECTION_STRING_FILE");
+    config_release(&cfg);
+
+    snprintf(conf, sizeof conf, "db_file = %s\n", dbname);
+    assert_int_equal(load(tmp_file(conf), NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.db, "db-from-file.db");
+    config_release(&cfg);
+
+    struct config_flag flags[] = {{"db_file", dbname, "--set"}};
+    assert_int_equal(load(NULL, flags, 1, &cfg, err), 0);
+    assert_string_equal(cfg.db, "db-from-file.db");
+    config_release(&cfg);
+
+    /* A *_FILE that cannot be read names the variable. */
+    setenv("TOKENVEND_DB_FILE", "/nonexistent/db-name", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "TOKENVEND_DB_FILE");
+    assert_contains(err, "/nonexistent/db-name");
+}
+
+static void test_both_plain_and_file(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], conf[256], want[128];
+    (void)state;
+    const char *path = tmp_file("x.db\n");
+
+    setenv("TOKENVEND_DB", "a.db", 1);
+    setenv("TOKENVEND_DB_FILE", path, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "TOKENVEND_DB and TOKENVEND_DB_FILE");
+    env_clear();
+
+    snprintf(conf, sizeof conf, "db = a.db\n# x\ndb_file = %s\n", path);
+    const char *file = tmp_file(conf);
+    assert_int_equal(load(file, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    snprintf(want, sizeof want, "%s:3", file);
+    assert_contains(err, want);
+    assert_contains(err, "both db and db_file");
+
+    struct config_flag flags[] = {{"db", "a.db", "--set"}, {"db_file", path, "--set"}};
+    assert_int_equal(load(NULL, flags, 2, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "both db and db_file");
+}
+
+static void test_file_syntax(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], want[128];
+    (void)state;
+
+    const char *file = tmp_file("db = x.db\n\n  # indented comment\nbogus_setting = 1\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    snprintf(want, sizeof want, "%s:4: unknown setting 'bogus_setting'", file);
+    assert_string_equal(err, want);
+
+    file = tmp_file("db = x.db\njust words\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    snprintf(want, sizeof want, "%s:2", file);
+    assert_contains(err, want);
+
+    file = tmp_file("db = a.db\ndb = b.db\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "set twice");
+
+    file = tmp_file("oidc_audience = \"api://my app # not a comment\"  # a comment\n"
+                    "db = plain.db # trailing comment\n"
+                    "oidc_user_claim = \"quo\\\"ted\"\n"
+                    "cors_origins = \"\"\r\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.oidc_audience, "api://my app # not a comment");
+    assert_string_equal(cfg.db, "plain.db");
+    assert_string_equal(cfg.oidc_user_claim, "quo\"ted");
+    assert_int_equal(cfg.cors_origins.n, 0);
+    config_release(&cfg);
+
+    file = tmp_file("db = \"unterminated\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "unterminated");
+}
+
+struct bad_case {
+    const char *name;
+    const char *value;
+    const char *expect; /* substring of the error */
+};
+
+static void test_bad_values(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"public_addr", "0.0.0.0:70000", "port"},
+        {"internal_addr", "localhost", "host:port"},
+        {"public_addr", ":8080", "host"},
+        {"token_minutes", "59", "60..1440"},
+        {"token_minutes", "1441", "60..1440"},
+        {"token_minutes", "12abc", "60..1440"},
+        {"allowed_scopes", "chat,foo", "unknown scope 'foo'"},
+        {"allowed_scopes", "", "must not be empty"},
+        {"default_scopes", "chat,voip.join", "'voip.join' is not in allowed_scopes"},
+        {"cache", "maybe", "on or off"},
+        {"local_accounts", "2", "on or off"},
+        {"log_level", "loud", "debug, info"},
+        {"acs_api_version", "2020-01-01", "not one of"},
+        {"cors_origins", "ftp://x.example", "origins"},
+        {"cors_origins", "https://a.example/path", "origins"},
+        {"oidc_issuer", "not a url", "URL"},
+        {"acs_max_retries", "-1", "0..20"},
+        {"cache_min_remaining_minutes", "10", "11..1439"},
+    };
+    char err[CONFIG_ERR_MAX], env[96], want[160];
+    struct config cfg;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct bad_case *c = &cases[i];
+        /* From a flag. */
+        struct config_flag f = {c->name, c->value, "--set"};
+        assert_int_equal(load(NULL, &f, 1, &cfg, err), TV_ERR_CONFIG);
+        assert_contains(err, c->name);
+        assert_contains(err, c->expect);
+        assert_contains(err, "flag --set");
+        /* From the environment. */
+        snprintf(env, sizeof env, "TOKENVEND_");
+        for (size_t j = 0; c->name[j] && j < 80; j++)
+            env[10 + j] =
+                (char)(c->name[j] >= 'a' && c->name[j] <= 'z' ? c->name[j] - 32 : c->name[j]);
+        env[10 + strlen(c->name)] = '\0';
+        setenv(env, c->value, 1);
+        assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+        snprintf(want, sizeof want, "env %s", env);
+        assert_contains(err, want);
+        assert_contains(err, c->expect);
+        unsetenv(env);
+    }
+
+    /* Cross-setting rules. */
+    struct config_flag cross[] = {{"acs_connect_timeout_ms", "20000", "--set"}};
+    assert_int_equal(load(NULL, cross, 1, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "acs_connect_timeout_ms");
+    struct config_flag cache[] = {{"token_minutes", "60", "--set"},
+                                  {"cache_min_remaining_minutes", "60", "--set"}};
+    assert_int_equal(load(NULL, cache, 2, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "cache_min_remaining_minutes");
+    struct config_flag unknown[] = {{"no_such_thing", "1", "--set"}};
+    assert_int_equal(load(NULL, unknown, 1, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "unknown setting 'no_such_thing'");
+}
+
+static void test_good_values(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+    struct config_flag flags[] = {
+        {"public_addr", "[::1]:0", "--set"},
+        {"allowed_scopes", "chat, voip,chat.join,chat.join.limited,voip.join,chat", "--set"},
+        {"default_scopes", "voip.join", "--set"},
+        {"cors_origins", "https://a.example, http://localhost:3000", "--set"},
+        {"cache", "OFF", "--set"},
+        {"local_accounts", "on", "--set"},
+        {"acs_api_version", "2025-06-30", "--set"},
+    };
+
+    assert_int_equal(load(NULL, flags, sizeof flags / sizeof flags[0], &cfg, err), 0);
+    assert_string_equal(cfg.public_addr.host, "::1");
+    assert_int_equal(cfg.public_addr.port, 0);
+    assert_int_equal(cfg.allowed_scopes.n, 5);
+    assert_int_equal(cfg.default_scopes.n, 1);
+    assert_string_equal(cfg.default_scopes.items[0], "voip.join");
+    assert_int_equal(cfg.cors_origins.n, 2);
+    assert_string_equal(cfg.cors_origins.items[1], "http://localhost:3000");
+    assert_int_equal(cfg.cache, 0);
+    assert_int_equal(cfg.local_accounts, 1);
+    assert_string_equal(cfg.acs_api_version, "2025-06-30");
+    config_release(&cfg);
+}
+
+static char *print_to_string(const struct config *cfg, int redact)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    config_print(cfg, f, redact);
+    fclose(f);
+    return text;
+}
+
+static void test_print_redacts(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    char *text = print_to_string(&cfg, 1);
+    assert_contains(text, "acs_connection_string = <unset>  # default\n");
+    assert_contains(text, "token_minutes = 1440  # default\n");
+    assert_contains(text, "public_addr = 0.0.0.0:8080  # default\n");
+    assert_contains(text, "cors_origins = \"\"  # default\n");
+    free(text);
+    config_release(&cfg);
+
+    setenv("COMMUNICATION_SERVICES_CONNECTION_STRING",
+           "endpoint=https://x.example/;accesskey=U0VDUkVUS0VZU0VDUkVUS0VZ", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    text = print_to_string(&cfg, 1);
+    assert_contains(text, "acs_connection_string = <redacted>  # env "
+                          "COMMUNICATION_SERVICES_CONNECTION_STRING\n");
+    assert_null(strstr(text, "U0VDUkVUS0VZU0VDUkVUS0VZ"));
+    assert_null(strstr(text, "x.example"));
+    free(text);
+    text = print_to_string(&cfg, 0);
+    assert_contains(text, "U0VDUkVUS0VZU0VDUkVUS0VZ");
+    free(text);
+    config_release(&cfg);
+}
+
+static void test_acs_connection_string_vars(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+    const char *cs_a = "endpoint=https://a.example/;accesskey=QQ==";
+    const char *cs_b = "endpoint=https://b.example/;accesskey=Qg==";
+
+    /* The quickstart's variable alone. */
+    setenv("COMMUNICATION_SERVICES_CONNECTION_STRING", cs_a, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, cs_a);
+    config_release(&cfg);
+
+    /* Both: the TOKENVEND_ one wins. */
+    setenv("TOKENVEND_ACS_CONNECTION_STRING", cs_b, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, cs_b);
+    assert_string_equal(config_source(&cfg, "acs_connection_string"),
+                        "env TOKENVEND_ACS_CONNECTION_STRING");
+    config_release(&cfg);
+
+    /* The quickstart variable's _FILE form, overridden by TOKENVEND_ as well. */
+    unsetenv("COMMUNICATION_SERVICES_CONNECTION_STRING");
+    setenv("COMMUNICATION_SERVICES_CONNECTION_STRING_FILE",
+           tmp_file("endpoint=https://c/;accesskey=Qw==\n"), 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, cs_b);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_ACS_CONNECTION_STRING");
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, "endpoint=https://c/;accesskey=Qw==");
+    config_release(&cfg);
+
+    /* One name and its _FILE at once is an error. */
+    setenv("COMMUNICATION_SERVICES_CONNECTION_STRING", cs_a, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "COMMUNICATION_SERVICES_CONNECTION_STRING_FILE");
+    /* The error never shows the secret. */
+    assert_null(strstr(err, "accesskey"));
+
+    /* The environment beats the file; a flag beats the environment. */
+    env_clear();
+    setenv("COMMUNICATION_SERVICES_CONNECTION_STRING", cs_a, 1);
+    const char *file = tmp_file("acs_connection_string = \"endpoint=https://f/;accesskey=Rg==\"\n");
+    assert_int_equal(load(file, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, cs_a);
+    config_release(&cfg);
+    struct config_flag f = {"acs_connection_string", cs_b, "--set"};
+    assert_int_equal(load(file, &f, 1, &cfg, err), 0);
+    assert_string_equal(cfg.acs_connection_string, cs_b);
+    config_release(&cfg);
+}
+
+static void test_scopes_parse(void **state)
+{
+    struct config_scopes s;
+    char err[256];
+    (void)state;
+
+    assert_int_equal(config_scopes_parse("voip", &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(config_scopes_parse("chat,voip,chat", &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(config_scopes_parse("chat,,voip", &s, err, sizeof err), TV_ERR_INVALID);
+    assert_int_equal(config_scopes_parse("", &s, err, sizeof err), TV_ERR_INVALID);
+    assert_int_equal(config_scopes_parse("VOIP", &s, err, sizeof err), TV_ERR_INVALID);
+    assert_contains(err, "unknown scope 'VOIP'");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_variants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_both_plain_and_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_syntax, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_good_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_print_redacts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acs_connection_string_vars, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scopes_parse, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
