@@ -39,6 +39,11 @@ seed() {
         printf 'AccessKey=3q2+7w==;ENDPOINT=http://[::1]:8090;' >"$dir/s2"
         printf ' endpoint = http://127.1:80/ ; accesskey = AQI= \r\n' >"$dir/s3"
         ;;
+    fuzz_jsonx)
+        printf '{"scopes":["chat","voip"],"expiresInMinutes":60}' >"$dir/s1"
+        printf '{"a":[1,-2.5e3,true,false,null,{"b":"\\u00e9\\ud83d\\ude00"}]}' >"$dir/s2"
+        printf '{"error":{"code":"Denied","message":"x"}}' >"$dir/s3"
+        ;;
     fuzz_b64)
         printf 'XYTsKEg4k4IBjck/O/DOcGSlgC31ZsyEf0pwWn9r6Y9I6s8sIPjuP3BfWJhkK0VT0JVH6KCP7zJfqgT350uETw==' >"$dir/s1"
         printf 'eyJhbGciOiJSUzI1NiJ9' >"$dir/s2"
