@@ -37,8 +37,9 @@ int acs_retry_parse_retry_after(const char *value, int64_t now_wall_ms, int64_t 
  * [0, min(max_ms, base_ms * 2^retry)] chosen by rnd (any 64-bit random number). */
 int64_t acs_retry_backoff_ms(int retry, int64_t base_ms, int64_t max_ms, uint64_t rnd);
 
-/* Wait before the next attempt, combining the jittered backoff with a server-given wait
- * (server_ms < 0 when none was given; it is honoured up to max_ms). */
-int64_t acs_retry_wait_ms(int64_t backoff_ms, int64_t server_ms, int64_t max_ms);
+/* Wait before the next attempt: the jittered backoff, or the server-given wait when that is
+ * longer (server_ms < 0 when none was given). A server's wait is honoured in full, never cut
+ * short; the caller fails the call instead when the wait would overrun its deadline. */
+int64_t acs_retry_wait_ms(int64_t backoff_ms, int64_t server_ms);
 
 #endif

@@ -323,7 +323,7 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
     }
     wait = acs_retry_wait_ms(
         acs_retry_backoff_ms(call->retries, c->backoff_base_ms, c->backoff_max_ms, rng_next(c)),
-        server_ms, c->backoff_max_ms);
+        server_ms);
     if (now + wait >= call->deadline_ms) {
         call_finish(call, rc, NULL);
         return;

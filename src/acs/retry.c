@@ -177,14 +177,11 @@ int64_t acs_retry_backoff_ms(int retry, int64_t base_ms, int64_t max_ms, uint64_
     return (int64_t)(rnd % (uint64_t)(cap + 1));
 }
 
-int64_t acs_retry_wait_ms(int64_t backoff_ms, int64_t server_ms, int64_t max_ms)
+int64_t acs_retry_wait_ms(int64_t backoff_ms, int64_t server_ms)
 {
     int64_t wait = backoff_ms;
 
-    if (server_ms >= 0) {
-        int64_t honoured = server_ms < max_ms ? server_ms : max_ms;
-        if (honoured > wait)
-            wait = honoured;
-    }
+    if (server_ms > wait)
+        wait = server_ms;
     return wait < 0 ? 0 : wait;
 }

@@ -267,6 +267,39 @@ static void test_throttle_honours_retry_after(void **state)
     acs_client_free(c);
 }
 
+static void test_throttle_wait_beyond_backoff_cap(void **state)
+{
+    /* The jitter cap is 100 ms, the server asks for 1.5 s: the server's wait wins in full. */
+    struct acs_client_opts o = {
+        .connection_string = g_emu.connstr,
+        .connect_timeout_ms = 1000,
+        .attempt_timeout_ms = 5000,
+        .deadline_ms = 15000,
+        .max_retries = 3,
+        .backoff_base_ms = 10,
+        .backoff_max_ms = 100,
+    };
+    struct acs_client *c = NULL;
+    struct acs_result res;
+    char id[ACS_ID_MAX];
+    int64_t t0, elapsed;
+
+    (void)state;
+    assert_int_equal(acs_client_new(&o, &c), 0);
+    create_identity(c, id);
+    assert_int_equal(
+        temu_faults_set(&g_emu, "{\"throttle_rate\":1,\"retry_after_ms\":1500,\"count\":1}"), 0);
+    struct acs_request is = {
+        .op = ACS_OP_ISSUE, .identity_id = id, .scopes = {"voip"}, .nscopes = 1};
+    t0 = clock_mono_ms();
+    assert_int_equal(acs_client_call_sync(c, &is, &res), 0);
+    elapsed = clock_mono_ms() - t0;
+    assert_int_equal(res.attempts, 2);
+    assert_true(elapsed >= 1500);
+    acs_result_release(&res);
+    acs_client_free(c);
+}
+
 static void test_throttle_beyond_deadline_fails_early(void **state)
 {
     struct acs_client *c = client_new(g_emu.connstr, 2000, 3000, 3);
@@ -594,6 +627,7 @@ int main(void)
         cmocka_unit_test_setup(test_connections_are_reused, test_setup),
         cmocka_unit_test_setup(test_invalid_requests, test_setup),
         cmocka_unit_test_setup(test_throttle_honours_retry_after, test_setup),
+        cmocka_unit_test_setup(test_throttle_wait_beyond_backoff_cap, test_setup),
         cmocka_unit_test_setup(test_throttle_beyond_deadline_fails_early, test_setup),
         cmocka_unit_test_setup(test_503_is_retried, test_setup),
         cmocka_unit_test_setup(test_500_on_create_is_not_retried, test_setup),
