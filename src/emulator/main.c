@@ -1,0 +1,208 @@
+/* acs-emulator: argv -> config -> app -> server; prints the connection string, then waits for
+ * SIGTERM or SIGINT and tears down in reverse. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "core/b64.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "emulator/app.h"
+#include "emulator/server.h"
+
+static void main_usage(FILE *f)
+{
+    fputs("usage: acs-emulator --listen HOST:PORT [--access-key BASE64] [--db FILE]\n"
+          "  [--token-ttl-seconds N] [--latency-ms N] [--throttle-rate R] [--retry-after-ms N]\n"
+          "  [--error-rate R] [--error-status N] [--drop-rate R] [--rate-limit-create N]\n"
+          "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
+          "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
+          "  [--threads N] [--log-level debug|info|warn|error|off]\n"
+          "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n",
+          f);
+}
+
+static int main_int(const char *flag, const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "acs-emulator: %s needs an integer in %lld..%lld\n", flag, (long long)min,
+                (long long)max);
+        return TV_ERR_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+static int main_rate(const char *flag, const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.0 && v <= 1.0)) {
+        fprintf(stderr, "acs-emulator: %s needs a number in 0..1\n", flag);
+        return TV_ERR_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses argv into cfg. *key receives the decoded --access-key (caller wipes and frees).
+ * 0, 1 for --help, or TV_ERR_INVALID. */
+static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **key,
+                     enum log_level *level)
+{
+    int64_t v;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        int rc = 0;
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            main_usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--no-rate-limits") == 0) {
+            cfg->no_rate_limits = 1;
+            takes = 0;
+        } else if (!val) {
+            fprintf(stderr, "acs-emulator: unknown option or missing value: %s\n", a);
+            return TV_ERR_INVALID;
+        } else if (strcmp(a, "--listen") == 0) {
+            cfg->listen = val;
+        } else if (strcmp(a, "--access-key") == 0) {
+            size_t len = 0;
+            if (*key) {
+                OPENSSL_cleanse(*key, cfg->access_key_len);
+                free(*key);
+                *key = NULL;
+            }
+            if (b64_decode(val, strlen(val), key, &len) != 0 || len == 0 || len > EMU_KEY_MAX) {
+                fprintf(stderr, "acs-emulator: --access-key must be base64 of 1..%d bytes\n",
+                        EMU_KEY_MAX);
+                return TV_ERR_INVALID;
+            }
+            cfg->access_key = *key;
+            cfg->access_key_len = len;
+        } else if (strcmp(a, "--db") == 0) {
+            cfg->db_path = val;
+        } else if (strcmp(a, "--token-ttl-seconds") == 0) {
+            rc = main_int(a, val, 1, 366LL * 24 * 3600, &cfg->token_ttl_s);
+        } else if (strcmp(a, "--latency-ms") == 0) {
+            rc = main_int(a, val, 0, EMU_FAULT_LATENCY_MAX_MS, &cfg->faults.latency_ms);
+        } else if (strcmp(a, "--throttle-rate") == 0) {
+            rc = main_rate(a, val, &cfg->faults.throttle_rate);
+        } else if (strcmp(a, "--retry-after-ms") == 0) {
+            rc = main_int(a, val, 0, 3600 * 1000, &cfg->faults.retry_after_ms);
+        } else if (strcmp(a, "--error-rate") == 0) {
+            rc = main_rate(a, val, &cfg->faults.error_rate);
+        } else if (strcmp(a, "--error-status") == 0) {
+            rc = main_int(a, val, 500, 599, &v);
+            cfg->faults.error_status = (int)v;
+        } else if (strcmp(a, "--drop-rate") == 0) {
+            rc = main_rate(a, val, &cfg->faults.drop_rate);
+        } else if (strcmp(a, "--rate-limit-create") == 0) {
+            rc = main_int(a, val, 0, INT32_MAX, &cfg->rate_limits[EMU_OP_CREATE]);
+        } else if (strcmp(a, "--rate-limit-issue") == 0) {
+            rc = main_int(a, val, 0, INT32_MAX, &cfg->rate_limits[EMU_OP_ISSUE]);
+        } else if (strcmp(a, "--rate-limit-revoke") == 0) {
+            rc = main_int(a, val, 0, INT32_MAX, &cfg->rate_limits[EMU_OP_REVOKE]);
+        } else if (strcmp(a, "--rate-limit-delete") == 0) {
+            rc = main_int(a, val, 0, INT32_MAX, &cfg->rate_limits[EMU_OP_DELETE]);
+        } else if (strcmp(a, "--rate-limit-window-s") == 0) {
+            rc = main_int(a, val, 1, 24 * 3600, &cfg->rate_window_s);
+        } else if (strcmp(a, "--max-clock-skew-s") == 0) {
+            rc = main_int(a, val, 0, 365LL * 24 * 3600, &cfg->max_skew_s);
+        } else if (strcmp(a, "--threads") == 0) {
+            rc = main_int(a, val, 1, 256, &v);
+            cfg->threads = (unsigned)v;
+        } else if (strcmp(a, "--log-level") == 0) {
+            if (log_level_parse(val, level) != 0) {
+                fprintf(stderr, "acs-emulator: --log-level is debug, info, warn, error or off\n");
+                rc = TV_ERR_INVALID;
+            }
+        } else {
+            fprintf(stderr, "acs-emulator: unknown option: %s\n", a);
+            return TV_ERR_INVALID;
+        }
+        if (rc != 0)
+            return rc;
+        i += takes;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int status = 2;
+    struct emu_config cfg;
+    struct emu_app app;
+    struct emu_server *srv = NULL;
+    uint8_t *key = NULL;
+    enum log_level level = LOGL_INFO;
+    sigset_t set;
+    int sig = 0;
+    char *enc = NULL;
+    int rc;
+
+    memset(&app, 0, sizeof(app));
+    emu_config_defaults(&cfg);
+    rc = main_args(argc, argv, &cfg, &key, &level);
+    if (rc == 1) {
+        status = 0;
+        goto out;
+    }
+    if (rc != 0) {
+        main_usage(stderr);
+        goto out;
+    }
+    log_setup(level, 2);
+    /* Block the stop signals in every thread (they inherit the mask) and take them with
+     * sigwait below; a broken pipe is an error on that one socket, never a reason to die. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    status = 1;
+    if (emu_app_init(&app, &cfg) != 0)
+        goto out;
+    if (emu_server_start(&app, &cfg, &srv) != 0)
+        goto out;
+    enc = malloc(b64_encoded_size(app.access_key_len));
+    if (!enc)
+        goto out;
+    b64_encode(app.access_key, app.access_key_len, enc);
+    printf("endpoint=http://%s:%u/;accesskey=%s\n", emu_server_host(srv),
+           (unsigned)emu_server_port(srv), enc);
+    fflush(stdout);
+    OPENSSL_cleanse(enc, strlen(enc));
+    log_msg(LOGL_INFO, NULL, "acs-emulator listening on %s:%u (resource %s)", emu_server_host(srv),
+            (unsigned)emu_server_port(srv), app.resource_id);
+    while (sigwait(&set, &sig) != 0)
+        ;
+    log_msg(LOGL_INFO, NULL, "acs-emulator stopping on signal %d", sig);
+    status = 0;
+out:
+    emu_server_stop(srv);
+    emu_app_release(&app);
+    if (key) {
+        OPENSSL_cleanse(key, cfg.access_key_len);
+        free(key);
+    }
+    free(enc);
+    return status;
+}
