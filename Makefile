@@ -21,9 +21,13 @@ LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
 
 # Library objects: everything but the two mains, so tests can link any module.
-LIB_SRC  := $(wildcard src/core/*.c src/acs/*.c src/cli/*.c) \
+LIB_SRC  := $(wildcard src/core/*.c src/acs/*.c src/http/*.c src/store/*.c src/auth/*.c \
+                      src/service/*.c src/api/*.c src/cli/*.c src/app.c) \
             $(filter-out src/emulator/main.c,$(wildcard src/emulator/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The SQL migrations are compiled into the binary, so it never depends on where it runs from.
+MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
+GEN_SRC  := $(BUILD)/gen/migrations.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o
 LIB      := $(BUILD)/libtokenvend.a
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -78,6 +82,14 @@ deps:
 	@scripts/deps.sh test
 
 $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN_SRC): scripts/embed-sql.sh $(MIGRATIONS)
+	@mkdir -p $(dir $@)
+	scripts/embed-sql.sh $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/migrations.o: $(GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
