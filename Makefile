@@ -41,6 +41,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 
 .PHONY: all deps test unit integration e2e run asan fmt fmt-check lint fuzz bench clean help
+# Keep intermediate objects: make would otherwise delete them after the summary line of a test run.
+.SECONDARY:
 
 # The public targets first make sure the Debian packages are there, then re-run make, so that
 # the pkg-config flags above are read after the packages exist (on a fresh machine they don't).
