@@ -26,8 +26,9 @@ struct acs_client_opts {
     long deadline_ms;              /* whole call, retries included; 0: 30000 */
     int max_retries;               /* retries after the first attempt; <0: 3 */
     long backoff_base_ms;          /* 0: 200; doubled each retry, with full jitter */
-    long backoff_max_ms;           /* 0: 5000; cap on one jittered backoff (a server's retry-after is honoured in full) */
-    size_t max_connections;        /* 0: 64 per host */
+    long backoff_max_ms; /* 0: 5000; cap on one jittered backoff (a server's retry-after is honoured
+                            in full) */
+    size_t max_connections; /* 0: 64 per host */
 };
 
 /* What one call asks for. Strings are copied at submission. */

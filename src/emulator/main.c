@@ -63,7 +63,7 @@ static int main_rate(const char *flag, const char *s, double *out)
 static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **key,
                      enum log_level *level)
 {
-    int64_t v;
+    int64_t v = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -110,7 +110,8 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             rc = main_rate(a, val, &cfg->faults.error_rate);
         } else if (strcmp(a, "--error-status") == 0) {
             rc = main_int(a, val, 500, 599, &v);
-            cfg->faults.error_status = (int)v;
+            if (rc == 0)
+                cfg->faults.error_status = (int)v;
         } else if (strcmp(a, "--drop-rate") == 0) {
             rc = main_rate(a, val, &cfg->faults.drop_rate);
         } else if (strcmp(a, "--rate-limit-create") == 0) {
@@ -127,7 +128,8 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             rc = main_int(a, val, 0, 365LL * 24 * 3600, &cfg->max_skew_s);
         } else if (strcmp(a, "--threads") == 0) {
             rc = main_int(a, val, 1, 256, &v);
-            cfg->threads = (unsigned)v;
+            if (rc == 0)
+                cfg->threads = (unsigned)v;
         } else if (strcmp(a, "--log-level") == 0) {
             if (log_level_parse(val, level) != 0) {
                 fprintf(stderr, "acs-emulator: --log-level is debug, info, warn, error or off\n");
