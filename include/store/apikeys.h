@@ -1,0 +1,48 @@
+/* API keys for the internal listener, stored ONLY as a hash (SHA-256 of the key's secret part;
+ * include/auth/apikey.h makes and verifies keys) with a public key id for lookup. Thread-safe. */
+#ifndef TV_STORE_APIKEYS_H
+#define TV_STORE_APIKEYS_H
+
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define STORE_KEY_ID_MAX 32
+#define STORE_KEY_HASH_LEN 32
+
+/* Plain value type. */
+struct store_apikey {
+    char name[STORE_NAME_MAX + 1];          /* unique, 1..64 bytes */
+    char key_id[STORE_KEY_ID_MAX + 1];      /* unique, public part of the key, 1..32 bytes */
+    unsigned char hash[STORE_KEY_HASH_LEN]; /* SHA-256 of the secret part */
+    int64_t created_ms;
+    int64_t last_used_ms; /* 0 = never; one-minute granularity (see touch_used) */
+    int64_t revoked_ms;   /* 0 = active */
+};
+
+/* Inserts k. TV_ERR_CONFLICT when the name (or, improbably, the key id) exists, even if that
+ * key is revoked; TV_ERR_INVALID for an empty or over-long name or key id. */
+int store_apikey_insert(struct store *s, const struct store_apikey *k);
+
+/* The key with key_id (revoked ones too: the caller checks revoked_ms). 0, TV_ERR_NOT_FOUND,
+ * TV_ERR_INVALID. */
+int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out);
+
+/* The key named name. 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
+int store_apikey_get(struct store *s, const char *name, struct store_apikey *out);
+
+/* Up to limit (1..STORE_LIST_MAX) keys ordered by name after the cursor (exclusive; NULL or ""
+ * = from the start); *n receives the count. */
+int store_apikey_list(struct store *s, const char *after, int limit, struct store_apikey *out,
+                      int *n);
+
+/* Revokes the key named name at ms (a key already revoked keeps its first revocation time).
+ * 0 or TV_ERR_NOT_FOUND. */
+int store_apikey_revoke(struct store *s, const char *name, int64_t ms);
+
+/* Records a use of key_id at ms. To keep authenticated reads from turning into writes, the
+ * row is only written when the stored time is at least 60 s older than ms (checked on a reader
+ * connection first). 0 or TV_ERR_NOT_FOUND. */
+int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms);
+
+#endif

@@ -1,0 +1,62 @@
+/* The service's persistent store: one SQLite database in WAL mode behind a backend-neutral
+ * interface (no SQL outside src/store/). The table modules live in users.h, outbox.h,
+ * apikeys.h, accounts.h, audit.h and meta.h. Every function of every store header is
+ * thread-safe: writes go through one mutex-protected writer connection inside BEGIN IMMEDIATE
+ * transactions; reads use a small pool of reader connections, so they never queue behind writes.
+ * All calls block on the database (a few microseconds, or up to the 5 s busy timeout while
+ * another process holds the write lock). */
+#ifndef TV_STORE_STORE_H
+#define TV_STORE_STORE_H
+
+#include <stdint.h>
+
+struct store;
+
+/* Ceilings shared by the table modules (bytes, without the terminating NUL). */
+#define STORE_ID_MAX 256    /* app user ids, ACS ids, resource hosts */
+#define STORE_NAME_MAX 64   /* API key and account names */
+#define STORE_LIST_MAX 1000 /* most rows one list call returns */
+
+/* How store_open treats a schema older than this binary's migrations. */
+enum store_migrate_mode {
+    STORE_MIGRATE_NO = 0,    /* fail with TV_ERR_CONFIG when a migration is pending */
+    STORE_MIGRATE_YES = 1,   /* apply pending migrations before returning */
+    STORE_MIGRATE_DEFER = 2, /* open anyway; the caller runs store_migrate (tokenvend migrate) */
+};
+
+/* Opens or creates the database file at path (creating its directory, mode 0700, and the file
+ * with mode 0600), sets WAL, synchronous=NORMAL, busy_timeout 5000 and foreign keys on.
+ * synchronous=NORMAL in WAL mode loses no committed transaction when the PROCESS crashes (the
+ * WAL is in the OS page cache); only an OS crash or power loss may drop the last commits, never
+ * corrupting the file. migrate is an enum store_migrate_mode (0 and 1 as booleans). Fails with
+ * TV_ERR_CONFIG when the database was written by a newer binary (a migration version this
+ * binary does not know) or, with STORE_MIGRATE_NO, when the schema is behind; TV_ERR_IO when the
+ * file cannot be opened or is not a database. *out (free with store_close) untouched on
+ * failure. Blocking. */
+int store_open(const char *path, int migrate, struct store **out);
+
+/* Applies pending migrations in version order, each in its own BEGIN IMMEDIATE transaction,
+ * recorded in schema_migrations; safe against a concurrent migrate from another process.
+ * *applied (may be NULL) receives how many were applied (0 when up to date). TV_ERR_CONFIG when
+ * the database is newer than the binary; TV_ERR_IO when a migration fails (that migration is
+ * rolled back, earlier ones stay). */
+int store_migrate(struct store *s, int *applied);
+
+/* Current schema version of the database (0 for a new file) and the newest version this
+ * binary knows (either pointer may be NULL). A migrate command prints the migrations between
+ * the two (include/store/migrations.h lists them). */
+int store_schema_version(struct store *s, int *current, int *latest);
+
+/* Closes every connection (a no-op for NULL). No other thread may use s any more. The last
+ * close of the database checkpoints the WAL into the main file. */
+void store_close(struct store *s);
+
+/* Readiness probe: takes the write lock (BEGIN IMMEDIATE), writes a row and rolls it back.
+ * 0 when the database is writable, TV_ERR_UNAVAILABLE otherwise (locked past the busy timeout,
+ * read-only, disk error). */
+int store_ping_write(struct store *s);
+
+/* Whether the database file is in WAL mode (for tests and `config check`): *wal = 1 or 0. */
+int store_is_wal(struct store *s, int *wal);
+
+#endif

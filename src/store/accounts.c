@@ -1,0 +1,152 @@
+/* Local accounts table: name and Argon2id encoded hash (never a password). */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "core/err.h"
+#include "store/accounts.h"
+#include "store_int.h"
+
+#define ACCOUNT_COLS "name, password_hash, created_ms, updated_ms"
+
+static const char SQL_EXISTS[] = "SELECT 1 FROM accounts WHERE name = ?1";
+static const char SQL_UPSERT[] =
+    "INSERT INTO accounts (name, password_hash, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+    " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,"
+    " updated_ms = excluded.updated_ms";
+static const char SQL_GET[] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE name = ?1";
+static const char SQL_DELETE[] = "DELETE FROM accounts WHERE name = ?1";
+static const char SQL_LIST[] =
+    "SELECT " ACCOUNT_COLS " FROM accounts WHERE name > ?1 ORDER BY name LIMIT ?2";
+
+static int account_from_row(sqlite3_stmt *st, struct store_account *a)
+{
+    int rc = store_col_text(st, 0, a->name, sizeof(a->name));
+
+    if (rc == 0)
+        rc = store_col_text(st, 1, a->password_hash, sizeof(a->password_hash));
+    a->created_ms = sqlite3_column_int64(st, 2);
+    a->updated_ms = sqlite3_column_int64(st, 3);
+    return rc;
+}
+
+int store_account_upsert(struct store *s, const struct store_account *a, int *created)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int existed = 0;
+    int rc = TV_ERR_INVALID;
+
+    if (a == NULL || store_check_str(a->name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(a->password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_EXISTS, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, a->name);
+        rc = store_step(c, st, &existed);
+        store_stmt_done(st);
+    }
+    if (rc == 0)
+        rc = store_stmt(c, SQL_UPSERT, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, a->name);
+        store_bind_text(st, 2, a->password_hash);
+        sqlite3_bind_int64(st, 3, a->created_ms);
+        sqlite3_bind_int64(st, 4, a->updated_ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+    }
+    rc = store_write_end(s, c, rc);
+    if (rc == 0 && created != NULL)
+        *created = !existed;
+    return rc;
+}
+
+int store_account_get(struct store *s, const char *name, struct store_account *out)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    struct store_account a;
+    int row = 0;
+    int rc = store_check_str(name, 1, STORE_NAME_MAX);
+
+    if (rc != 0 || out == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_GET, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, name);
+        rc = store_step(c, st, &row);
+        if (rc == 0 && !row)
+            rc = TV_ERR_NOT_FOUND;
+        if (rc == 0)
+            rc = account_from_row(st, &a);
+        if (rc == 0)
+            *out = a;
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    OPENSSL_cleanse(&a, sizeof(a));
+    return rc;
+}
+
+int store_account_delete(struct store *s, const char *name)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_check_str(name, 1, STORE_NAME_MAX);
+
+    if (rc != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_DELETE, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, name);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = TV_ERR_NOT_FOUND;
+    }
+    return store_write_end(s, c, rc);
+}
+
+int store_account_list(struct store *s, const char *after, int limit, struct store_account *out,
+                       int *n)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int row = 0;
+    int count = 0;
+    int rc = store_check_list(limit, out, n);
+
+    if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_LIST, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, after != NULL ? after : "");
+        sqlite3_bind_int(st, 2, limit);
+        while (rc == 0 && count < limit) {
+            rc = store_step(c, st, &row);
+            if (rc != 0 || !row)
+                break;
+            rc = account_from_row(st, &out[count]);
+            if (rc == 0)
+                count++;
+        }
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    if (rc == 0)
+        *n = count;
+    return rc;
+}

@@ -1,0 +1,186 @@
+/* API keys table: name, public key id, SHA-256 of the secret; never the key itself. */
+#include <string.h>
+
+#include "core/err.h"
+#include "store/apikeys.h"
+#include "store_int.h"
+
+/* last_used_ms is written at most this often per key, so authenticated reads stay reads. */
+#define TOUCH_GRANULARITY_MS 60000
+
+#define KEY_COLS "name, key_id, hash, created_ms, last_used_ms, revoked_ms"
+
+static const char SQL_INSERT[] =
+    "INSERT INTO api_keys (name, key_id, hash, created_ms, last_used_ms, revoked_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char SQL_BY_KEY_ID[] = "SELECT " KEY_COLS " FROM api_keys WHERE key_id = ?1";
+static const char SQL_BY_NAME[] = "SELECT " KEY_COLS " FROM api_keys WHERE name = ?1";
+static const char SQL_LIST[] =
+    "SELECT " KEY_COLS " FROM api_keys WHERE name > ?1 ORDER BY name LIMIT ?2";
+static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_ms ="
+                                 " CASE WHEN revoked_ms = 0 THEN ?2 ELSE revoked_ms END"
+                                 " WHERE name = ?1";
+static const char SQL_LAST_USED[] = "SELECT last_used_ms FROM api_keys WHERE key_id = ?1";
+static const char SQL_TOUCH[] =
+    "UPDATE api_keys SET last_used_ms = max(last_used_ms, ?2) WHERE key_id = ?1";
+
+static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
+{
+    const void *hash = sqlite3_column_blob(st, 2);
+    int rc = store_col_text(st, 0, k->name, sizeof(k->name));
+
+    if (rc == 0)
+        rc = store_col_text(st, 1, k->key_id, sizeof(k->key_id));
+    if (rc == 0 && (hash == NULL || sqlite3_column_bytes(st, 2) != STORE_KEY_HASH_LEN))
+        rc = TV_ERR_INTERNAL;
+    if (rc == 0)
+        memcpy(k->hash, hash, STORE_KEY_HASH_LEN);
+    k->created_ms = sqlite3_column_int64(st, 3);
+    k->last_used_ms = sqlite3_column_int64(st, 4);
+    k->revoked_ms = sqlite3_column_int64(st, 5);
+    return rc;
+}
+
+int store_apikey_insert(struct store *s, const struct store_apikey *k)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = TV_ERR_INVALID;
+
+    if (k == NULL || store_check_str(k->name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(k->key_id, 1, STORE_KEY_ID_MAX) != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_INSERT, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, k->name);
+        store_bind_text(st, 2, k->key_id);
+        sqlite3_bind_blob(st, 3, k->hash, STORE_KEY_HASH_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, k->created_ms);
+        sqlite3_bind_int64(st, 5, k->last_used_ms);
+        sqlite3_bind_int64(st, 6, k->revoked_ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+    }
+    return store_write_end(s, c, rc);
+}
+
+static int key_get_one(struct store *s, const char *sql, const char *arg, size_t max,
+                       struct store_apikey *out)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    struct store_apikey k;
+    int row = 0;
+    int rc = store_check_str(arg, 1, max);
+
+    if (rc != 0 || out == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, arg);
+        rc = store_step(c, st, &row);
+        if (rc == 0 && !row)
+            rc = TV_ERR_NOT_FOUND;
+        if (rc == 0)
+            rc = key_from_row(st, &k);
+        if (rc == 0)
+            *out = k;
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    return rc;
+}
+
+int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out)
+{
+    return key_get_one(s, SQL_BY_KEY_ID, key_id, STORE_KEY_ID_MAX, out);
+}
+
+int store_apikey_get(struct store *s, const char *name, struct store_apikey *out)
+{
+    return key_get_one(s, SQL_BY_NAME, name, STORE_NAME_MAX, out);
+}
+
+int store_apikey_list(struct store *s, const char *after, int limit, struct store_apikey *out,
+                      int *n)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int row = 0;
+    int count = 0;
+    int rc = store_check_list(limit, out, n);
+
+    if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_LIST, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, after != NULL ? after : "");
+        sqlite3_bind_int(st, 2, limit);
+        while (rc == 0 && count < limit) {
+            rc = store_step(c, st, &row);
+            if (rc != 0 || !row)
+                break;
+            rc = key_from_row(st, &out[count]);
+            if (rc == 0)
+                count++;
+        }
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    if (rc == 0)
+        *n = count;
+    return rc;
+}
+
+/* An UPDATE of one key by a text column; TV_ERR_NOT_FOUND when no row matched. */
+static int key_update(struct store *s, const char *sql, const char *arg, int64_t ms)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_write_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, arg);
+        sqlite3_bind_int64(st, 2, ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = TV_ERR_NOT_FOUND;
+    }
+    return store_write_end(s, c, rc);
+}
+
+int store_apikey_revoke(struct store *s, const char *name, int64_t ms)
+{
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0)
+        return TV_ERR_INVALID;
+    return key_update(s, SQL_REVOKE, name, ms);
+}
+
+int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms)
+{
+    int64_t last = 0;
+    int has = 0;
+    int rc = store_check_str(key_id, 1, STORE_KEY_ID_MAX);
+
+    if (rc != 0)
+        return rc;
+    rc = store_query_int64(s, SQL_LAST_USED, key_id, &last, &has);
+    if (rc == 0 && !has)
+        rc = TV_ERR_NOT_FOUND;
+    if (rc == 0 && ms - last >= TOUCH_GRANULARITY_MS)
+        rc = key_update(s, SQL_TOUCH, key_id, ms);
+    return rc;
+}

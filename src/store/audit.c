@@ -1,0 +1,147 @@
+/* Audit table: append-only record of who did what to which identity, with the outcome. */
+#include <string.h>
+
+#include "core/err.h"
+#include "store/audit.h"
+#include "store_int.h"
+
+static const char SQL_ADD[] =
+    "INSERT INTO audit (ts_ms, request_id, caller, action, app_user_id, acs_id, outcome, detail)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/* NULL parameters match everything, so one cached statement serves every filter. */
+static const char SQL_LIST[] =
+    "SELECT id, ts_ms, request_id, caller, action, app_user_id, acs_id, outcome, detail"
+    " FROM audit WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR app_user_id = ?2)"
+    " AND (?3 IS NULL OR acs_id = ?3) AND (?4 IS NULL OR action = ?4)"
+    " ORDER BY id DESC LIMIT ?5";
+static const char SQL_PRUNE[] = "DELETE FROM audit WHERE ts_ms < ?1";
+
+/* The struct's arrays are NUL-terminated by contract; strnlen guards against one that is not
+ * rather than reading past it. */
+static int bind_field(sqlite3_stmt *st, int idx, const char *field, size_t size)
+{
+    size_t n = strnlen(field, size);
+
+    if (n == size)
+        return TV_ERR_INVALID;
+    return sqlite3_bind_text(st, idx, field, (int)n, SQLITE_STATIC) == SQLITE_OK ? 0
+                                                                                 : TV_ERR_INTERNAL;
+}
+
+int store_audit_add(struct store *s, const struct store_audit *a)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = TV_ERR_INVALID;
+
+    if (a == NULL || a->action[0] == '\0' || a->outcome[0] == '\0')
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_ADD, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, a->ts_ms);
+        rc = bind_field(st, 2, a->request_id, sizeof(a->request_id));
+        if (rc == 0)
+            rc = bind_field(st, 3, a->caller, sizeof(a->caller));
+        if (rc == 0)
+            rc = bind_field(st, 4, a->action, sizeof(a->action));
+        if (rc == 0)
+            rc = bind_field(st, 5, a->app_user_id, sizeof(a->app_user_id));
+        if (rc == 0)
+            rc = bind_field(st, 6, a->acs_id, sizeof(a->acs_id));
+        if (rc == 0)
+            rc = bind_field(st, 7, a->outcome, sizeof(a->outcome));
+        if (rc == 0)
+            rc = bind_field(st, 8, a->detail, sizeof(a->detail));
+        if (rc == 0)
+            rc = store_step_done(c, st);
+        store_stmt_done(st);
+    }
+    return store_write_end(s, c, rc);
+}
+
+static int audit_from_row(sqlite3_stmt *st, struct store_audit *a)
+{
+    int rc;
+
+    a->id = sqlite3_column_int64(st, 0);
+    a->ts_ms = sqlite3_column_int64(st, 1);
+    rc = store_col_text(st, 2, a->request_id, sizeof(a->request_id));
+    if (rc == 0)
+        rc = store_col_text(st, 3, a->caller, sizeof(a->caller));
+    if (rc == 0)
+        rc = store_col_text(st, 4, a->action, sizeof(a->action));
+    if (rc == 0)
+        rc = store_col_text(st, 5, a->app_user_id, sizeof(a->app_user_id));
+    if (rc == 0)
+        rc = store_col_text(st, 6, a->acs_id, sizeof(a->acs_id));
+    if (rc == 0)
+        rc = store_col_text(st, 7, a->outcome, sizeof(a->outcome));
+    if (rc == 0)
+        rc = store_col_text(st, 8, a->detail, sizeof(a->detail));
+    return rc;
+}
+
+int store_audit_list(struct store *s, const struct store_audit_filter *f, int limit,
+                     struct store_audit *out, int *n)
+{
+    static const struct store_audit_filter all = {0, NULL, NULL, NULL};
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int row = 0;
+    int count = 0;
+    int rc = store_check_list(limit, out, n);
+
+    if (rc != 0)
+        return rc;
+    if (f == NULL)
+        f = &all;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_LIST, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, f->before_id);
+        store_bind_text(st, 2, f->app_user_id);
+        store_bind_text(st, 3, f->acs_id);
+        store_bind_text(st, 4, f->action);
+        sqlite3_bind_int(st, 5, limit);
+        while (rc == 0 && count < limit) {
+            rc = store_step(c, st, &row);
+            if (rc != 0 || !row)
+                break;
+            rc = audit_from_row(st, &out[count]);
+            if (rc == 0)
+                count++;
+        }
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    if (rc == 0)
+        *n = count;
+    return rc;
+}
+
+int store_audit_prune(struct store *s, int64_t before_ms, int64_t *deleted)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int64_t count = 0;
+    int rc = store_write_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_PRUNE, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, before_ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        count = sqlite3_changes64(c->db);
+    }
+    rc = store_write_end(s, c, rc);
+    if (rc == 0 && deleted != NULL)
+        *deleted = count;
+    return rc;
+}

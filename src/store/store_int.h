@@ -1,0 +1,88 @@
+/* Private to src/store: connections, the per-connection prepared-statement cache, the
+ * writer/reader split and small SQLite helpers shared by the table files. */
+#ifndef TV_STORE_STORE_INT_H
+#define TV_STORE_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define STORE_STMT_CACHE 64 /* statements one connection keeps prepared */
+#define STORE_READERS_MAX 4 /* reader connections opened on demand */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* One SQLite connection, used by one thread at a time (the store's locks guarantee it). */
+struct store_conn {
+    sqlite3 *db;
+    /* Keyed by the address of the SQL text: every statement is a static string, so a pointer
+     * compare finds it without hashing the text. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } stmts[STORE_STMT_CACHE];
+    size_t nstmts;
+    struct store_conn *next_free; /* reader pool link */
+};
+
+struct store {
+    char *path;
+    pthread_mutex_t wlock; /* serialises the writer connection */
+    struct store_conn *writer;
+    pthread_mutex_t rlock; /* guards the reader pool */
+    pthread_cond_t rcond;  /* signalled when a reader is returned */
+    struct store_conn *rfree;
+    struct store_conn *readers[STORE_READERS_MAX];
+    int nreaders;
+};
+
+/* Maps a failed SQLite result code to a TV_ERR_* code (never 0), logging unexpected failures
+ * once with sqlite3_errmsg (messages name constraints, never values). c must not be NULL. */
+int store_err(struct store_conn *c, int src, const char *what);
+
+/* The cached prepared statement for sql (a string literal; its address is the cache key). */
+int store_stmt(struct store_conn *c, const char *sql, sqlite3_stmt **out);
+/* Ends a statement's use: reset (which also ends a reader's implicit read transaction) and
+ * clear its bindings so no pointer into caller memory stays behind. */
+void store_stmt_done(sqlite3_stmt *st);
+/* Steps st: 0 with *row = 1 (a row is ready) or 0 (done), or a mapped error. */
+int store_step(struct store_conn *c, sqlite3_stmt *st, int *row);
+/* Runs a statement that returns no rows to the end. */
+int store_step_done(struct store_conn *c, sqlite3_stmt *st);
+
+/* Binds text (NULL binds SQL NULL); the string must outlive the step. */
+int store_bind_text(sqlite3_stmt *st, int idx, const char *s);
+/* Binds "" as SQL NULL, anything else as text. */
+int store_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s);
+/* Copies column i's text into dst (cap bytes incl. NUL); NULL gives "". TV_ERR_INTERNAL when it
+ * does not fit (the CHECK constraints make that impossible for rows this code wrote). */
+int store_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap);
+
+/* 0 when s is a string of min..max bytes, else TV_ERR_INVALID. */
+int store_check_str(const char *s, size_t min, size_t max);
+/* 0 when limit is 1..STORE_LIST_MAX and the pointers are set, else TV_ERR_INVALID. */
+int store_check_list(int limit, const void *out, const int *n);
+
+/* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
+ * *has_value = 0 when there was no row or the value was NULL. */
+int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
+                      int *has_value);
+
+/* Takes the writer (mutex + BEGIN IMMEDIATE). On failure nothing is held. */
+int store_write_begin(struct store *s, struct store_conn **c);
+/* Commits when rc == 0, else rolls back; releases the writer. Returns rc, or the commit's
+ * error when the commit fails. */
+int store_write_end(struct store *s, struct store_conn *c, int rc);
+
+/* Takes a reader connection from the pool (opening one if below the maximum, else waiting). */
+int store_read_begin(struct store *s, struct store_conn **c);
+void store_read_end(struct store *s, struct store_conn *c);
+
+/* Migrations (migrate.c), called with the writer NOT held. */
+int store_migrate_prepare(struct store *s);
+int store_version_get(struct store_conn *c, int *version);
+int store_version_latest(void);
+
+#endif

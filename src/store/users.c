@@ -1,0 +1,242 @@
+/* Mappings table: app user (or standalone identity) -> ACS identity, bound to its resource. */
+#include <string.h>
+
+#include "core/err.h"
+#include "store/users.h"
+#include "store_int.h"
+
+#define USER_COLS                                                                                  \
+    "coalesce(app_user_id, ''), acs_id, resource, created_ms, last_issued_ms, revoked_ms"
+
+static const char SQL_GET[] = "SELECT " USER_COLS " FROM mappings WHERE app_user_id = ?1";
+static const char SQL_GET_BY_ACS[] = "SELECT " USER_COLS " FROM mappings WHERE acs_id = ?1";
+static const char SQL_INSERT[] =
+    "INSERT INTO mappings (app_user_id, acs_id, resource, created_ms, last_issued_ms, revoked_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/* max() keeps the times monotonic when two requests finish out of order. */
+static const char SQL_TOUCH[] =
+    "UPDATE mappings SET last_issued_ms = max(last_issued_ms, ?2) WHERE acs_id = ?1";
+static const char SQL_REVOKED[] =
+    "UPDATE mappings SET revoked_ms = max(revoked_ms, ?2) WHERE acs_id = ?1";
+static const char SQL_LIST[] = "SELECT " USER_COLS " FROM mappings"
+                               " WHERE app_user_id IS NOT NULL AND app_user_id > ?1"
+                               " ORDER BY app_user_id LIMIT ?2";
+static const char SQL_COUNT[] = "SELECT count(*) FROM mappings";
+static const char SQL_RESOURCE[] = "SELECT resource FROM mappings WHERE acs_id = ?1";
+static const char SQL_DELETE[] = "DELETE FROM mappings WHERE acs_id = ?1";
+static const char SQL_OUTBOX_ADD[] =
+    "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms)"
+    " VALUES (?1, ?2, 'delete', ?3, ?3)";
+
+static int user_from_row(sqlite3_stmt *st, struct store_user *u)
+{
+    int rc = store_col_text(st, 0, u->app_user_id, sizeof(u->app_user_id));
+
+    if (rc == 0)
+        rc = store_col_text(st, 1, u->acs_id, sizeof(u->acs_id));
+    if (rc == 0)
+        rc = store_col_text(st, 2, u->resource, sizeof(u->resource));
+    u->created_ms = sqlite3_column_int64(st, 3);
+    u->last_issued_ms = sqlite3_column_int64(st, 4);
+    u->revoked_ms = sqlite3_column_int64(st, 5);
+    return rc;
+}
+
+/* One-row lookup by a text key on a reader connection. */
+static int user_get_one(struct store *s, const char *sql, const char *key, struct store_user *out)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st = NULL;
+    struct store_user u;
+    int row = 0;
+    int rc = store_check_str(key, 1, STORE_ID_MAX);
+
+    if (rc != 0 || out == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc != 0)
+        goto release;
+    store_bind_text(st, 1, key);
+    rc = store_step(c, st, &row);
+    if (rc == 0 && !row)
+        rc = TV_ERR_NOT_FOUND;
+    if (rc == 0)
+        rc = user_from_row(st, &u);
+    if (rc == 0)
+        *out = u;
+    store_stmt_done(st);
+release:
+    store_read_end(s, c);
+    return rc;
+}
+
+int store_user_get(struct store *s, const char *app_user_id, struct store_user *out)
+{
+    return user_get_one(s, SQL_GET, app_user_id, out);
+}
+
+int store_user_get_by_acs(struct store *s, const char *acs_id, struct store_user *out)
+{
+    return user_get_one(s, SQL_GET_BY_ACS, acs_id, out);
+}
+
+int store_user_insert(struct store *s, const struct store_user *u)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = TV_ERR_INVALID;
+
+    if (u == NULL || store_check_str(u->app_user_id, 0, STORE_ID_MAX) != 0 ||
+        store_check_str(u->acs_id, 1, STORE_ID_MAX) != 0 ||
+        store_check_str(u->resource, 1, STORE_ID_MAX) != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_INSERT, &st);
+    if (rc == 0) {
+        store_bind_text_or_null(st, 1, u->app_user_id);
+        store_bind_text(st, 2, u->acs_id);
+        store_bind_text(st, 3, u->resource);
+        sqlite3_bind_int64(st, 4, u->created_ms);
+        sqlite3_bind_int64(st, 5, u->last_issued_ms);
+        sqlite3_bind_int64(st, 6, u->revoked_ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+    }
+    return store_write_end(s, c, rc);
+}
+
+/* An UPDATE of one mapping by ACS id; TV_ERR_NOT_FOUND when no row matched. */
+static int user_update_ms(struct store *s, const char *sql, const char *acs_id, int64_t ms)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_check_str(acs_id, 1, STORE_ID_MAX);
+
+    if (rc != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, acs_id);
+        sqlite3_bind_int64(st, 2, ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = TV_ERR_NOT_FOUND;
+    }
+    return store_write_end(s, c, rc);
+}
+
+int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
+{
+    return user_update_ms(s, SQL_TOUCH, acs_id, ms);
+}
+
+int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
+{
+    return user_update_ms(s, SQL_REVOKED, acs_id, ms);
+}
+
+int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    int count = 0;
+    int rc = store_check_list(limit, out, n);
+
+    if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_ID_MAX) != 0))
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_LIST, &st);
+    if (rc != 0)
+        goto release;
+    store_bind_text(st, 1, after != NULL ? after : "");
+    sqlite3_bind_int(st, 2, limit);
+    while (rc == 0 && count < limit) {
+        rc = store_step(c, st, &row);
+        if (rc != 0 || !row)
+            break;
+        rc = user_from_row(st, &out[count]);
+        if (rc == 0)
+            count++;
+    }
+    store_stmt_done(st);
+    if (rc == 0)
+        *n = count;
+release:
+    store_read_end(s, c);
+    return rc;
+}
+
+int store_user_count(struct store *s, int64_t *n)
+{
+    int64_t v = 0;
+    int has = 0;
+    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, SQL_COUNT, NULL, &v, &has);
+
+    if (rc == 0)
+        *n = v;
+    return rc;
+}
+
+int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms, int64_t *outbox_id)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st = NULL;
+    char resource[STORE_ID_MAX + 1];
+    int64_t id = 0;
+    int row = 0;
+    int rc = store_check_str(acs_id, 1, STORE_ID_MAX);
+
+    if (rc != 0)
+        return rc;
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    /* Read, delete and queue under one write lock: no request can see the mapping gone
+     * without the outbox row, and a crash leaves either both changes or neither. */
+    rc = store_stmt(c, SQL_RESOURCE, &st);
+    if (rc != 0)
+        goto end;
+    store_bind_text(st, 1, acs_id);
+    rc = store_step(c, st, &row);
+    if (rc == 0 && !row)
+        rc = TV_ERR_NOT_FOUND;
+    if (rc == 0)
+        rc = store_col_text(st, 0, resource, sizeof(resource));
+    store_stmt_done(st);
+    if (rc != 0)
+        goto end;
+    rc = store_stmt(c, SQL_DELETE, &st);
+    if (rc != 0)
+        goto end;
+    store_bind_text(st, 1, acs_id);
+    rc = store_step_done(c, st);
+    store_stmt_done(st);
+    if (rc != 0)
+        goto end;
+    rc = store_stmt(c, SQL_OUTBOX_ADD, &st);
+    if (rc != 0)
+        goto end;
+    store_bind_text(st, 1, acs_id);
+    store_bind_text(st, 2, resource);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rc = store_step_done(c, st);
+    store_stmt_done(st);
+    id = sqlite3_last_insert_rowid(c->db);
+end:
+    rc = store_write_end(s, c, rc);
+    if (rc == 0 && outbox_id != NULL)
+        *outbox_id = id;
+    return rc;
+}

@@ -1,0 +1,298 @@
+/* Unit tests of the store's smaller tables on a temporary file: API keys (hash only, conflicts,
+ * revoke, coarse last-used), local accounts (upsert keeps created time), the audit log (filters,
+ * newest-first paging, prune), meta blobs, and the readiness write probe. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/err.h"
+#include "store/accounts.h"
+#include "store/apikeys.h"
+#include "store/audit.h"
+#include "store/meta.h"
+#include "store/store.h"
+
+struct fx {
+    char dir[64];
+    char path[128];
+    struct store *s;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/tv-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/tv.db", f->dir);
+    if (store_open(f->path, 1, &f->s) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char p[256];
+
+    store_close(f->s);
+    unlink(f->path);
+    snprintf(p, sizeof(p), "%s-wal", f->path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", f->path);
+    unlink(p);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct store_apikey make_key(const char *name, const char *key_id, unsigned char fill)
+{
+    struct store_apikey k;
+
+    memset(&k, 0, sizeof(k));
+    snprintf(k.name, sizeof(k.name), "%s", name);
+    snprintf(k.key_id, sizeof(k.key_id), "%s", key_id);
+    memset(k.hash, fill, sizeof(k.hash));
+    k.created_ms = 1000;
+    return k;
+}
+
+static void test_apikeys(void **state)
+{
+    static const struct {
+        const char *name, *key_id;
+        int want;
+    } cases[] = {
+        {"backend1", "0123456789abcdef", 0},
+        {"backend2", "fedcba9876543210", 0},
+        {"backend1", "1111111111111111", TV_ERR_CONFLICT}, /* duplicate name */
+        {"backend3", "0123456789abcdef", TV_ERR_CONFLICT}, /* duplicate key id */
+        {"", "2222222222222222", TV_ERR_INVALID},
+        {"backend4", "", TV_ERR_INVALID},
+    };
+    struct fx *f = *state;
+    struct store_apikey k, list[4];
+    int n = -1;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        k = make_key(cases[i].name, cases[i].key_id, (unsigned char)(0xa0 + i));
+        if (store_apikey_insert(f->s, &k) != cases[i].want)
+            fail_msg("case %zu (%s, %s)", i, cases[i].name, cases[i].key_id);
+    }
+    memset(&k, 0, sizeof(k));
+    assert_int_equal(store_apikey_get_by_key_id(f->s, "0123456789abcdef", &k), 0);
+    assert_string_equal(k.name, "backend1");
+    assert_int_equal(k.hash[0], 0xa0);
+    assert_int_equal(k.hash[31], 0xa0);
+    assert_true(k.created_ms == 1000 && k.last_used_ms == 0 && k.revoked_ms == 0);
+    assert_int_equal(store_apikey_get(f->s, "backend2", &k), 0);
+    assert_string_equal(k.key_id, "fedcba9876543210");
+    assert_int_equal(store_apikey_get_by_key_id(f->s, "nope", &k), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_apikey_get(f->s, "nope", &k), TV_ERR_NOT_FOUND);
+
+    assert_int_equal(store_apikey_list(f->s, NULL, 4, list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "backend1");
+    assert_string_equal(list[1].name, "backend2");
+    assert_int_equal(store_apikey_list(f->s, "backend1", 4, list, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* Revoke keeps the first revocation time; a revoked name still blocks reuse. */
+    assert_int_equal(store_apikey_revoke(f->s, "backend1", 5000), 0);
+    assert_int_equal(store_apikey_revoke(f->s, "backend1", 9000), 0);
+    assert_int_equal(store_apikey_get(f->s, "backend1", &k), 0);
+    assert_true(k.revoked_ms == 5000);
+    assert_int_equal(store_apikey_revoke(f->s, "nope", 1), TV_ERR_NOT_FOUND);
+    k = make_key("backend1", "3333333333333333", 1);
+    assert_int_equal(store_apikey_insert(f->s, &k), TV_ERR_CONFLICT);
+
+    /* last_used is written at most once a minute per key. */
+    assert_int_equal(store_apikey_touch_used(f->s, "fedcba9876543210", 100000), 0);
+    assert_int_equal(store_apikey_touch_used(f->s, "fedcba9876543210", 130000), 0);
+    assert_int_equal(store_apikey_get(f->s, "backend2", &k), 0);
+    assert_true(k.last_used_ms == 100000);
+    assert_int_equal(store_apikey_touch_used(f->s, "fedcba9876543210", 160000), 0);
+    assert_int_equal(store_apikey_get(f->s, "backend2", &k), 0);
+    assert_true(k.last_used_ms == 160000);
+    assert_int_equal(store_apikey_touch_used(f->s, "nope", 1), TV_ERR_NOT_FOUND);
+}
+
+static void test_accounts(void **state)
+{
+    static const char H1[] = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0$aGFzaA";
+    static const char H2[] = "$argon2id$v=19$m=65536,t=3,p=1$b3RoZXJzYWx0$b3RoZXI";
+    struct fx *f = *state;
+    struct store_account a, list[3];
+    int created = -1, n = -1;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.name, sizeof(a.name), "alice");
+    snprintf(a.password_hash, sizeof(a.password_hash), "%s", H1);
+    a.created_ms = a.updated_ms = 100;
+    assert_int_equal(store_account_upsert(f->s, &a, &created), 0);
+    assert_int_equal(created, 1);
+    snprintf(a.password_hash, sizeof(a.password_hash), "%s", H2);
+    a.created_ms = a.updated_ms = 200;
+    assert_int_equal(store_account_upsert(f->s, &a, &created), 0);
+    assert_int_equal(created, 0);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(store_account_get(f->s, "alice", &a), 0);
+    assert_string_equal(a.password_hash, H2);
+    assert_true(a.created_ms == 100 && a.updated_ms == 200);
+
+    snprintf(a.name, sizeof(a.name), "bob");
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), 0);
+    a.password_hash[0] = '\0';
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), TV_ERR_INVALID);
+    assert_int_equal(store_account_list(f->s, NULL, 3, list, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "alice");
+    assert_string_equal(list[1].name, "bob");
+    assert_int_equal(store_account_delete(f->s, "alice"), 0);
+    assert_int_equal(store_account_delete(f->s, "alice"), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_account_get(f->s, "alice", &a), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_account_get(f->s, "", &a), TV_ERR_INVALID);
+}
+
+static struct store_audit make_audit(int64_t ts, const char *action, const char *app,
+                                     const char *acs, const char *outcome)
+{
+    struct store_audit a;
+
+    memset(&a, 0, sizeof(a));
+    a.ts_ms = ts;
+    snprintf(a.request_id, sizeof(a.request_id), "req-%lld", (long long)ts);
+    snprintf(a.caller, sizeof(a.caller), "user:%s", app);
+    snprintf(a.action, sizeof(a.action), "%s", action);
+    snprintf(a.app_user_id, sizeof(a.app_user_id), "%s", app);
+    snprintf(a.acs_id, sizeof(a.acs_id), "%s", acs);
+    snprintf(a.outcome, sizeof(a.outcome), "%s", outcome);
+    return a;
+}
+
+static void test_audit(void **state)
+{
+    static const struct {
+        int64_t ts;
+        const char *action, *app, *acs, *outcome;
+    } rows[] = {
+        {10, "create", "alice", "8:acs:a", "ok"},
+        {20, "issue", "alice", "8:acs:a", "ok"},
+        {30, "issue", "bob", "8:acs:b", "acs_unavailable"},
+        {40, "revoke", "alice", "8:acs:a", "ok"},
+        {50, "delete", "alice", "8:acs:a", "ok"},
+        {60, "login", "carol", "", "unauthorized"},
+    };
+    struct fx *f = *state;
+    struct store_audit a, out[8];
+    struct store_audit_filter flt;
+    int64_t deleted = -1;
+    int n = -1;
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        a = make_audit(rows[i].ts, rows[i].action, rows[i].app, rows[i].acs, rows[i].outcome);
+        assert_int_equal(store_audit_add(f->s, &a), 0);
+    }
+    assert_int_equal(store_audit_list(f->s, NULL, 8, out, &n), 0);
+    assert_int_equal(n, 6);
+    assert_string_equal(out[0].action, "login"); /* newest first */
+    assert_string_equal(out[0].outcome, "unauthorized");
+    assert_string_equal(out[5].action, "create");
+    assert_string_equal(out[5].request_id, "req-10");
+    assert_string_equal(out[5].caller, "user:alice");
+    assert_true(out[5].ts_ms == 10);
+
+    memset(&flt, 0, sizeof(flt));
+    flt.app_user_id = "alice";
+    assert_int_equal(store_audit_list(f->s, &flt, 8, out, &n), 0);
+    assert_int_equal(n, 4);
+    flt.action = "issue";
+    assert_int_equal(store_audit_list(f->s, &flt, 8, out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(out[0].ts_ms == 20);
+    memset(&flt, 0, sizeof(flt));
+    flt.acs_id = "8:acs:b";
+    assert_int_equal(store_audit_list(f->s, &flt, 8, out, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* Paging backwards by id. */
+    memset(&flt, 0, sizeof(flt));
+    assert_int_equal(store_audit_list(f->s, &flt, 4, out, &n), 0);
+    assert_int_equal(n, 4);
+    flt.before_id = out[3].id;
+    assert_int_equal(store_audit_list(f->s, &flt, 4, out, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(out[1].ts_ms == 10);
+
+    a = make_audit(70, "", "x", "", "ok");
+    assert_int_equal(store_audit_add(f->s, &a), TV_ERR_INVALID);
+    assert_int_equal(store_audit_prune(f->s, 35, &deleted), 0);
+    assert_true(deleted == 3);
+    assert_int_equal(store_audit_list(f->s, NULL, 8, out, &n), 0);
+    assert_int_equal(n, 3);
+}
+
+static void test_meta_and_ping(void **state)
+{
+    struct fx *f = *state;
+    unsigned char key[48], buf[64];
+    size_t len = 0;
+    int inserted = -1;
+
+    memset(key, 0x5a, sizeof(key));
+    key[7] = 0; /* binary-safe */
+    assert_int_equal(store_meta_get(f->s, "session_key", buf, sizeof(buf), &len), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_meta_put_if_absent(f->s, "session_key", key, sizeof(key), &inserted), 0);
+    assert_int_equal(inserted, 1);
+    key[0] = 1;
+    assert_int_equal(store_meta_put_if_absent(f->s, "session_key", key, sizeof(key), &inserted), 0);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(store_meta_get(f->s, "session_key", buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, sizeof(key));
+    assert_int_equal(buf[0], 0x5a); /* the first value won */
+    assert_int_equal(buf[7], 0);
+    assert_int_equal(store_meta_get(f->s, "session_key", buf, 10, &len), TV_ERR_TOO_LARGE);
+    assert_int_equal(len, sizeof(key));
+
+    assert_int_equal(store_meta_put(f->s, "session_key", key, sizeof(key)), 0);
+    assert_int_equal(store_meta_get(f->s, "session_key", buf, sizeof(buf), &len), 0);
+    assert_int_equal(buf[0], 1);
+    assert_int_equal(store_meta_put(f->s, "empty", NULL, 0), 0);
+    assert_int_equal(store_meta_get(f->s, "empty", buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(store_meta_delete(f->s, "empty"), 0);
+    assert_int_equal(store_meta_delete(f->s, "empty"), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_meta_put(f->s, "", key, 1), TV_ERR_INVALID);
+
+    /* The probe writes and rolls back: nothing stays behind. */
+    assert_int_equal(store_ping_write(f->s), 0);
+    assert_int_equal(store_ping_write(f->s), 0);
+    assert_int_equal(store_meta_get(f->s, "tokenvend.ping", buf, sizeof(buf), &len),
+                     TV_ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_apikeys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
