@@ -1,0 +1,153 @@
+/* Internals of the http module shared by server.c, router.c, reply.c and metrics.c. Not a
+ * public header: nothing outside src/http includes it. */
+#ifndef TV_HTTP_INT_H
+#define TV_HTTP_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "http/server.h"
+
+struct MHD_Connection;
+struct MHD_Daemon;
+struct MHD_Response;
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_SEGMENTS 16
+#define HTTP_PATH_MAX 2048
+#define HTTP_MAX_REPLY_HEADERS 16
+#define HTTP_REPLY_HEADERS_MAX (8u * 1024u)
+#define HTTP_PARAM_MAX 1024
+#define HTTP_METHOD_MAX 16
+#define HTTP_REMOTE_MAX 64
+#define HTTP_ORIGIN_MAX 256
+#define HTTP_ALLOW_MAX 128
+
+/* Latency histogram bounds in microseconds (Prometheus "le" labels in seconds). */
+#define HTTP_HIST_BUCKETS 12
+
+/* Counters of one route (or of the listener's unmatched requests): lock-free. */
+struct http_route_stats {
+    atomic_uint_fast64_t by_status[600];              /* index = status 100..599; 0 = no answer */
+    atomic_uint_fast64_t hist[HTTP_HIST_BUCKETS + 1]; /* non-cumulative; last = +Inf */
+    atomic_uint_fast64_t sum_us;
+    atomic_uint_fast64_t count;
+};
+
+struct http_listener {
+    struct http_server *srv;
+    size_t index;
+    const char *name;
+    const char *addr;
+    const struct http_route *routes;
+    size_t nroutes;
+    void *ctx;
+    unsigned threads;
+    char **origins; /* exact CORS origins, owned */
+    size_t norigins;
+    int any_origin;
+    struct MHD_Daemon *d;
+    uint16_t port;
+    struct http_route_stats *stats; /* nroutes + 1; the last counts requests without a route */
+};
+
+/* Request lifecycle, guarded by http_req.mu once a handler runs. */
+enum http_state {
+    HTTP_ST_NEW,       /* headers/body being read; nothing dispatched */
+    HTTP_ST_HANDLER,   /* handler running on the server thread; no reply yet */
+    HTTP_ST_SUSPENDED, /* handler returned without a reply; connection suspended */
+    HTTP_ST_REPLIED,   /* a reply is built and waits to be queued by the server thread */
+    HTTP_ST_SENT,      /* queued to libmicrohttpd */
+    HTTP_ST_ABANDONED  /* answered 503 at shutdown; a late reply is discarded */
+};
+
+struct http_span {
+    size_t off, len;
+};
+
+struct http_req {
+    struct http_listener *l;
+    struct MHD_Connection *conn;
+    pthread_mutex_t mu;
+    atomic_int refs; /* one for libmicrohttpd, one while a reply is owed, transient others */
+    enum http_state state;
+    int owed;       /* a reply is owed (the handler was called and has not replied) */
+    int read_phase; /* 0 first call, 1 reading the body, 2 waiting for a reply, 3 done */
+    int too_large;
+    size_t discarded; /* body bytes dropped after too_large */
+    long route;       /* index into l->routes, or -1 */
+    int64_t start_ms;
+    char *target; /* raw request target: path and query, percent escapes intact */
+    size_t path_len;
+    char method[HTTP_METHOD_MAX];
+    char id[HTTP_REQ_ID_MAX + 1];
+    char remote[HTTP_REMOTE_MAX];
+    char cors_origin[HTTP_ORIGIN_MAX]; /* value for Access-Control-Allow-Origin, or "" */
+    int cors_vary;                     /* the listener has CORS configured: send Vary */
+    char *params[HTTP_MAX_PARAMS];
+    size_t nparams;
+    struct buf body;
+    struct buf hdrs; /* reply headers as "name\0value\0" pairs */
+    size_t nhdrs;
+    struct MHD_Response *resp; /* a built reply not yet queued */
+    int status;                /* the status answered, 0 for none */
+    size_t bytes_out;
+    void *data;
+    void (*data_free)(void *);
+    struct http_req *prev, *next; /* suspended list of the server, under srv->mu */
+};
+
+struct http_server {
+    struct http_listener l[HTTP_MAX_LISTENERS];
+    size_t n;
+    size_t body_max;
+    size_t header_mem;
+    unsigned conn_limit;
+    unsigned per_ip_limit;
+    unsigned conn_timeout_s;
+    unsigned cors_max_age_s;
+    pthread_mutex_t mu; /* the suspended list and `stopping` */
+    struct http_req *suspended;
+    int stopping;
+    int started;
+    atomic_long in_flight; /* dispatched and not yet answered */
+    atomic_long live;      /* begun and not yet completed (answer sent or connection gone) */
+    atomic_int draining;   /* stop has begun: answers carry Connection: close */
+};
+
+/* router.c */
+/* Checks a route pattern's syntax. 0 or TV_ERR_CONFIG. */
+int http_pattern_check(const char *pattern);
+/* Matches path (len bytes, no query) against pattern; on a match fills params with the "{}"
+ * segments' spans and returns 1, else 0. */
+int http_pattern_match(const char *pattern, const char *path, size_t len,
+                       struct http_span params[HTTP_MAX_PARAMS], size_t *nparams);
+/* Percent-decodes s[0..len) into a new string. 0, TV_ERR_PARSE (bad escape or NUL) or
+ * TV_ERR_NOMEM. */
+int http_percent_decode(const char *s, size_t len, char **out);
+/* True when id is 1..HTTP_REQ_ID_MAX chars of [A-Za-z0-9._-]. */
+int http_req_id_valid(const char *id);
+/* Writes a random RFC 4122 version 4 UUID. */
+void http_uuid_new(char out[37]);
+/* Parses a comma-separated origin list into l->origins / l->any_origin. 0, TV_ERR_CONFIG,
+ * TV_ERR_NOMEM. */
+int http_cors_parse(struct http_listener *l, const char *list);
+/* True when origin is allowed on l. */
+int http_cors_allowed(const struct http_listener *l, const char *origin);
+
+/* reply.c */
+/* Builds the response for req with the common headers; body (malloc'd, may be NULL) is taken.
+ * NULL when out of memory. */
+struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
+                                     char *body, size_t len);
+/* Builds an error body {"error":{"code","message"}} (malloc'd) and its length. */
+char *http_error_body(const char *code, const char *message, size_t *len);
+void http_req_unref(struct http_req *req);
+
+/* metrics.c */
+void http_stats_record(struct http_listener *l, long route, int status, int64_t dur_us);
+
+#endif

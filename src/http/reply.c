@@ -1,0 +1,229 @@
+/* Building responses and the reply state machine: a reply may come from the handler itself, from
+ * another thread while the handler still runs, or after the connection was suspended; each case
+ * is decided under the request's lock, so exactly one thread queues the response. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+
+#include "core/err.h"
+#include "core/jsonx.h"
+#include "core/log.h"
+#include "http_int.h"
+
+static void http_req_free(struct http_req *req)
+{
+    size_t i;
+
+    if (req->data_free && req->data)
+        req->data_free(req->data);
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    for (i = 0; i < req->nparams; i++)
+        free(req->params[i]);
+    buf_release(&req->body);
+    buf_release(&req->hdrs);
+    free(req->target);
+    pthread_mutex_destroy(&req->mu);
+    free(req);
+}
+
+void http_req_unref(struct http_req *req)
+{
+    if (atomic_fetch_sub(&req->refs, 1) == 1)
+        http_req_free(req);
+}
+
+char *http_error_body(const char *code, const char *message, size_t *len)
+{
+    struct json_object *root = json_object_new_object();
+    struct json_object *err = json_object_new_object();
+    char *out = NULL;
+
+    if (!root || !err) {
+        json_object_put(root);
+        json_object_put(err);
+        return NULL;
+    }
+    json_object_object_add(err, "code", json_object_new_string(code ? code : "internal_error"));
+    json_object_object_add(err, "message", json_object_new_string(message ? message : ""));
+    json_object_object_add(root, "error", err);
+    out = strdup(jsonx_compact(root));
+    json_object_put(root);
+    if (out)
+        *len = strlen(out);
+    return out;
+}
+
+struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
+                                     char *body, size_t len)
+{
+    struct MHD_Response *resp;
+    const char *p;
+    size_t i;
+
+    (void)status;
+    if (body && len > 0) {
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(body);
+    } else {
+        free(body);
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        len = 0;
+    }
+    if (!resp)
+        return NULL;
+    if (ctype && len > 0)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "X-Request-Id", req->id);
+    if (req->cors_vary) {
+        /* The answer depends on Origin whenever CORS is configured, allowed or not. */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+        if (req->cors_origin[0]) {
+            MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
+            MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+        }
+    }
+    p = req->hdrs.data;
+    for (i = 0; p && i < req->nhdrs; i++) {
+        const char *name = p;
+        const char *value = name + strlen(name) + 1;
+        MHD_add_response_header(resp, name, value);
+        p = value + strlen(value) + 1;
+    }
+    req->bytes_out = len;
+    return resp;
+}
+
+void http_reply_header(struct http_req *req, const char *name, const char *value)
+{
+    size_t old;
+
+    if (!name || !value)
+        return;
+    /* Header injection guard: a CR or LF would let a value start a new header. */
+    if (strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n"))
+        return;
+    /* Locked because a shutdown may build its 503 from this list at the same moment. */
+    pthread_mutex_lock(&req->mu);
+    old = req->hdrs.len;
+    if (req->nhdrs < HTTP_MAX_REPLY_HEADERS) {
+        if (buf_append(&req->hdrs, name, strlen(name) + 1) == 0 &&
+            buf_append(&req->hdrs, value, strlen(value) + 1) == 0)
+            req->nhdrs++;
+        else
+            req->hdrs.len = old;
+    }
+    pthread_mutex_unlock(&req->mu);
+}
+
+/* The one path every public reply takes. body (malloc'd or NULL) is consumed. */
+static void http_reply_finish(struct http_req *req, int status, const char *ctype, char *body,
+                              size_t len)
+{
+    struct MHD_Response *resp, *discard = NULL;
+    struct http_server *srv;
+    int drop = 0;
+
+    if (status < 100 || status > 599)
+        status = 500;
+    resp = http_resp_build(req, status, ctype, body, len);
+    pthread_mutex_lock(&req->mu);
+    switch (req->state) {
+    case HTTP_ST_HANDLER:
+    case HTTP_ST_SUSPENDED:
+        req->resp = resp; /* NULL when out of memory: the server thread then drops the line */
+        req->status = resp ? status : 500;
+        srv = req->l->srv; /* alive: the server waits for or abandons requests before freeing */
+        atomic_fetch_sub(&srv->in_flight, 1);
+        if (req->state == HTTP_ST_SUSPENDED) {
+            pthread_mutex_lock(&srv->mu);
+            if (req->prev)
+                req->prev->next = req->next;
+            else
+                srv->suspended = req->next;
+            if (req->next)
+                req->next->prev = req->prev;
+            req->prev = req->next = NULL;
+            pthread_mutex_unlock(&srv->mu);
+            req->state = HTTP_ST_REPLIED;
+            /* Still suspended, so the connection cannot be gone: resuming is safe here. */
+            MHD_resume_connection(req->conn);
+        } else {
+            req->state = HTTP_ST_REPLIED;
+        }
+        break;
+    case HTTP_ST_ABANDONED:
+        discard = resp; /* answered 503 at shutdown; the server may be gone: touch nothing */
+        break;
+    default:
+        discard = resp;
+        log_msg(LOGL_ERROR, req->id, "http: second reply to one request ignored");
+        break;
+    }
+    if (req->owed) {
+        req->owed = 0;
+        drop = 1;
+    }
+    pthread_mutex_unlock(&req->mu);
+    if (discard)
+        MHD_destroy_response(discard);
+    if (drop)
+        http_req_unref(req);
+}
+
+void http_reply_json(struct http_req *req, int status, struct json_object *body)
+{
+    char *s = NULL;
+    size_t len = 0;
+
+    if (body) {
+        s = strdup(jsonx_compact(body));
+        json_object_put(body);
+        if (!s) {
+            status = 500;
+            s = http_error_body(err_name(TV_ERR_NOMEM), err_message(TV_ERR_NOMEM), &len);
+        } else {
+            len = strlen(s);
+        }
+    }
+    http_reply_finish(req, status, "application/json", s, len);
+}
+
+void http_reply_data(struct http_req *req, int status, const char *content_type, const void *data,
+                     size_t len)
+{
+    char *copy = NULL;
+
+    if (data && len > 0) {
+        copy = malloc(len);
+        if (!copy) {
+            http_reply_error(req, TV_ERR_NOMEM, NULL);
+            return;
+        }
+        memcpy(copy, data, len);
+    }
+    http_reply_finish(req, status, content_type, copy, copy ? len : 0);
+}
+
+void http_reply_empty(struct http_req *req, int status)
+{
+    http_reply_finish(req, status, NULL, NULL, 0);
+}
+
+void http_reply_error_status(struct http_req *req, int status, const char *code,
+                             const char *message)
+{
+    size_t len = 0;
+    char *s = http_error_body(code, message, &len);
+
+    http_reply_finish(req, status, "application/json", s, s ? len : 0);
+}
+
+void http_reply_error(struct http_req *req, int rc, const char *message)
+{
+    http_reply_error_status(req, err_http_status(rc), err_name(rc),
+                            message ? message : err_message(rc));
+}
