@@ -44,6 +44,12 @@ seed() {
         printf '{"a":[1,-2.5e3,true,false,null,{"b":"\\u00e9\\ud83d\\ude00"}]}' >"$dir/s2"
         printf '{"error":{"code":"Denied","message":"x"}}' >"$dir/s3"
         ;;
+    fuzz_jwt)
+        # s1 is a valid ES256 token for the harness's fixed key; s2 its claims; s3 a JWK.
+        printf 'eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImZ6In0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLyIsImF1ZCI6WyJ4IiwiYXBpOi8vdG9rZW52ZW5kIl0sInN1YiI6ImFsaWNlIiwib2lkIjoibzEiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjo0MDAwMDAwMDAwfQ.MPjJmkGxV0BWYHP8lCVwwbknbT30Ua3DQpifvoPVgUwPjuo9MkV1xHYaZ2QmINfIzGrXTPclLuvlfupSaTr9Yw' >"$dir/s1"
+        printf '{"iss":"https://issuer.example/","aud":["x","api://tokenvend"],"sub":"alice","iat":1700000000,"nbf":1700000000,"exp":4000000000}' >"$dir/s2"
+        printf '{"kty":"RSA","alg":"PS256","use":"sig","key_ops":["verify"],"kid":"k","n":"AQAB","e":"AQAB"}' >"$dir/s3"
+        ;;
     fuzz_b64)
         printf 'XYTsKEg4k4IBjck/O/DOcGSlgC31ZsyEf0pwWn9r6Y9I6s8sIPjuP3BfWJhkK0VT0JVH6KCP7zJfqgT350uETw==' >"$dir/s1"
         printf 'eyJhbGciOiJSUzI1NiJ9' >"$dir/s2"
