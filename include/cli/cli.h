@@ -60,6 +60,19 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_acs_main(int argc, char **argv);
 int cli_quickstart_main(int argc, char **argv);
 int cli_config_main(int argc, char **argv);
+/* `tokenvend serve` (src/cli/serve.c): runs the service until SIGTERM/SIGINT. */
+int cli_serve_main(int argc, char **argv);
+void cli_serve_usage_print(FILE *f);
+/* The store admin commands (src/cli/migrate.c, apikey_cmd.c, account_cmd.c, identity_cmd.c). */
+int cli_migrate_main(int argc, char **argv);
+int cli_apikey_main(int argc, char **argv);
+int cli_account_main(int argc, char **argv);
+int cli_identity_main(int argc, char **argv);
+/* Runs the admin command named cmd ("migrate", "apikey", "account", "identity") with the words
+ * after it, storing its exit code in *rc: 0, or -1 when cmd is not one of them. */
+int cli_admin_dispatch(const char *cmd, int argc, char **argv, int *rc);
+/* Prints the usage of admin command cmd on f: 0, or -1 when cmd is not one of them. */
+int cli_admin_usage_print(const char *cmd, FILE *f);
 /* Usage texts on f. */
 void cli_usage_print(FILE *f);
 void cli_acs_usage_print(FILE *f);

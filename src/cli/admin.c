@@ -1,0 +1,122 @@
+/* Shared pieces of the store admin commands: store set-up from the configuration, uniform
+ * reporting of store failures, JSON output helpers. Single-threaded. */
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli/admin.h"
+#include "cli/cli.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/jsonx.h"
+#include "store/store.h"
+
+int cli_store_failure(int rc, const char *what)
+{
+    long status = 0;
+
+    if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_CONFLICT)
+        status = err_http_status(rc);
+    cli_print_error(err_name(rc), what, status, NULL);
+    return rc == TV_ERR_CONFIG || rc == TV_ERR_INVALID ? CLI_EXIT_USAGE : CLI_EXIT_UPSTREAM;
+}
+
+int cli_store_open(const struct config *cfg, int migrate, struct store **out)
+{
+    char msg[512];
+    int rc;
+
+    if (cfg->db == NULL || cfg->db[0] == '\0') {
+        cli_print_error("config_error", "no database: set TOKENVEND_DB (or db in the config file)",
+                        0, NULL);
+        return CLI_EXIT_USAGE;
+    }
+    rc = store_open(cfg->db, migrate, out);
+    if (rc == 0)
+        return CLI_EXIT_OK;
+    if (rc == TV_ERR_CONFIG)
+        snprintf(msg, sizeof msg,
+                 "database %.300s: its schema does not match this binary (written by a newer "
+                 "tokenvend, or migrations pending: run 'tokenvend migrate')",
+                 cfg->db);
+    else
+        snprintf(msg, sizeof msg, "cannot open the database %.300s: %s", cfg->db, err_message(rc));
+    return cli_store_failure(rc, msg);
+}
+
+int cli_json_print(struct json_object *o)
+{
+    if (o == NULL) {
+        cli_print_error("out_of_memory", "out of memory", 0, NULL);
+        return CLI_EXIT_UPSTREAM;
+    }
+    printf("%s\n", jsonx_compact(o));
+    fflush(stdout);
+    json_object_put(o);
+    return CLI_EXIT_OK;
+}
+
+void cli_json_add_time(struct json_object *o, const char *key, int64_t ms)
+{
+    char iso[CLOCK_ISO_LEN];
+
+    if (ms == 0) {
+        json_object_object_add(o, key, NULL);
+        return;
+    }
+    clock_iso8601(ms, iso);
+    json_object_object_add(o, key, json_object_new_string(iso));
+}
+
+int cli_name_valid(const char *name, int allow_at)
+{
+    size_t n = 0;
+
+    if (name == NULL)
+        return 0;
+    for (; name[n] != '\0'; n++) {
+        char c = name[n];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-' || (allow_at && c == '@');
+        if (!ok || n >= 64)
+            return 0;
+    }
+    return n > 0;
+}
+
+/* The admin commands by name, so that main.c registers them with one call. */
+struct admin_cmd {
+    const char *name;
+    int (*main_fn)(int argc, char **argv);
+    void (*usage_fn)(FILE *f);
+};
+
+static const struct admin_cmd admin_cmds[] = {
+    {"migrate", cli_migrate_main, cli_migrate_usage_print},
+    {"apikey", cli_apikey_main, cli_apikey_usage_print},
+    {"account", cli_account_main, cli_account_usage_print},
+    {"identity", cli_identity_main, cli_identity_usage_print},
+};
+
+int cli_admin_dispatch(const char *cmd, int argc, char **argv, int *rc)
+{
+    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
+        if (strcmp(cmd, admin_cmds[i].name) == 0) {
+            *rc = admin_cmds[i].main_fn(argc, argv);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cli_admin_usage_print(const char *cmd, FILE *f)
+{
+    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
+        if (strcmp(cmd, admin_cmds[i].name) == 0) {
+            admin_cmds[i].usage_fn(f);
+            return 0;
+        }
+    }
+    return -1;
+}

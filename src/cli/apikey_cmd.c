@@ -1,0 +1,222 @@
+/* `tokenvend apikey create|list|revoke`: API keys for the internal listener. A new key is
+ * printed once, as the last line of stdout, and only its hash is stored. Single-threaded. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "auth/apikey.h"
+#include "cli/admin.h"
+#include "cli/cli.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "store/apikeys.h"
+#include "store/audit.h"
+
+#define LIST_PAGE 200
+
+void cli_apikey_usage_print(FILE *f)
+{
+    fputs(
+        "Usage: tokenvend apikey SUBCOMMAND [ARGS] [FLAGS]\n"
+        "\n"
+        "API keys authenticate backends on the internal listener\n"
+        "(Authorization: Bearer <key>). Only a hash of each key is stored.\n"
+        "\n"
+        "Subcommands:\n"
+        "  create NAME    make a key named NAME ([A-Za-z0-9._-], 1..64 characters); prints\n"
+        "                 {\"name\",\"keyId\",\"createdAt\"} and then the key itself as the LAST\n"
+        "                 line of stdout. It is shown this once: store it now.\n"
+        "  list           {\"apikeys\":[{\"name\",\"keyId\",\"createdAt\",\"lastUsedAt\",\n"
+        "                 \"revokedAt\"}]} (never the keys)\n"
+        "  revoke NAME    revoke the key named NAME (it stops working at once)\n"
+        "\n",
+        f);
+    cli_common_flags_print(f);
+    fputs("\nExit status: 0 success, 1 not found / already exists / database failure,\n"
+          "2 usage or configuration error.\n",
+          f);
+}
+
+/* A best-effort audit row for an admin action: the action already happened, so a failure to
+ * record it is logged by the store and not reported as the command's failure. */
+static void audit_admin(struct store *st, const char *action, const char *name)
+{
+    struct store_audit au;
+
+    memset(&au, 0, sizeof au);
+    au.ts_ms = clock_wall_ms();
+    snprintf(au.caller, sizeof au.caller, "cli");
+    snprintf(au.action, sizeof au.action, "%s", action);
+    snprintf(au.outcome, sizeof au.outcome, "ok");
+    snprintf(au.detail, sizeof au.detail, "name=%s", name);
+    (void)store_audit_add(st, &au);
+}
+
+static struct json_object *key_object(const struct store_apikey *k)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "name", json_object_new_string(k->name));
+    json_object_object_add(o, "keyId", json_object_new_string(k->key_id));
+    cli_json_add_time(o, "createdAt", k->created_ms);
+    cli_json_add_time(o, "lastUsedAt", k->last_used_ms);
+    cli_json_add_time(o, "revokedAt", k->revoked_ms);
+    return o;
+}
+
+static int apikey_create(struct store *st, const char *name)
+{
+    struct store_apikey k;
+    char key[APIKEY_MAX];
+    char msg[160];
+    int rc;
+
+    memset(&k, 0, sizeof k);
+    snprintf(k.name, sizeof k.name, "%s", name);
+    k.created_ms = clock_wall_ms();
+    if ((rc = apikey_generate(key, sizeof key, k.key_id, k.hash)) != 0) {
+        rc = cli_store_failure(rc, "could not generate a key (no randomness?)");
+        goto done;
+    }
+    if ((rc = store_apikey_insert(st, &k)) != 0) {
+        if (rc == TV_ERR_CONFLICT)
+            snprintf(msg, sizeof msg, "an API key named '%s' already exists", name);
+        else
+            snprintf(msg, sizeof msg, "could not store the API key '%s'", name);
+        rc = cli_store_failure(rc, msg);
+        goto done;
+    }
+    audit_admin(st, "apikey_create", name);
+    struct json_object *o = json_object_new_object();
+    if (o != NULL) {
+        json_object_object_add(o, "name", json_object_new_string(k.name));
+        json_object_object_add(o, "keyId", json_object_new_string(k.key_id));
+        cli_json_add_time(o, "createdAt", k.created_ms);
+    }
+    if ((rc = cli_json_print(o)) != CLI_EXIT_OK)
+        goto done;
+    fputs("The new API key follows on the last line of stdout; it is not stored and cannot be "
+          "shown again.\n",
+          stderr);
+    printf("%s\n", key);
+    fflush(stdout);
+    rc = CLI_EXIT_OK;
+done:
+    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
+static int apikey_list(struct store *st)
+{
+    struct store_apikey *rows = calloc(LIST_PAGE, sizeof *rows);
+    struct json_object *o = json_object_new_object();
+    struct json_object *arr = json_object_new_array();
+    char after[STORE_NAME_MAX + 1] = "";
+    int n = 0;
+    int rc;
+
+    if (rows == NULL || o == NULL || arr == NULL) {
+        json_object_put(arr);
+        json_object_put(o);
+        o = NULL;
+        rc = cli_json_print(NULL);
+        goto done;
+    }
+    json_object_object_add(o, "apikeys", arr);
+    do {
+        if ((rc = store_apikey_list(st, after, LIST_PAGE, rows, &n)) != 0) {
+            rc = cli_store_failure(rc, "could not list the API keys");
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            json_object_array_add(arr, key_object(&rows[i]));
+        if (n > 0)
+            snprintf(after, sizeof after, "%s", rows[n - 1].name);
+    } while (n == LIST_PAGE);
+    rc = cli_json_print(o);
+    o = NULL;
+done:
+    json_object_put(o);
+    if (rows != NULL)
+        OPENSSL_cleanse(rows, LIST_PAGE * sizeof *rows);
+    free(rows);
+    return rc;
+}
+
+static int apikey_revoke(struct store *st, const char *name)
+{
+    struct store_apikey k;
+    char msg[160];
+    int rc;
+
+    if ((rc = store_apikey_revoke(st, name, clock_wall_ms())) != 0) {
+        if (rc == TV_ERR_NOT_FOUND)
+            snprintf(msg, sizeof msg, "no API key named '%s'", name);
+        else
+            snprintf(msg, sizeof msg, "could not revoke the API key '%s'", name);
+        return cli_store_failure(rc, msg);
+    }
+    audit_admin(st, "apikey_revoke", name);
+    if ((rc = store_apikey_get(st, name, &k)) != 0)
+        return cli_store_failure(rc, "revoked, but could not read the key back");
+    rc = cli_json_print(key_object(&k));
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
+int cli_apikey_main(int argc, char **argv)
+{
+    struct cli_args a;
+    struct config cfg = {0};
+    struct store *st = NULL;
+    const char *sub;
+    char cmd[32];
+    int rc;
+
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        cli_apikey_usage_print(argc < 1 ? stderr : stdout);
+        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    sub = argv[0];
+    if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "revoke") != 0)
+        return cli_usage_error("apikey: unknown subcommand '%.64s' (see 'tokenvend apikey "
+                               "--help')",
+                               sub);
+    snprintf(cmd, sizeof cmd, "apikey %s", sub);
+    if ((rc = cli_args_parse(cmd, argc - 1, argv + 1, NULL, 0, 1, &a)) != CLI_EXIT_OK)
+        return rc;
+    if (a.help) {
+        cli_apikey_usage_print(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(sub, "list") == 0) {
+        if (a.npos != 0)
+            return cli_usage_error("apikey list takes no arguments");
+    } else {
+        if (a.npos != 1)
+            return cli_usage_error("%s: expects one NAME", cmd);
+        if (!apikey_name_valid(a.pos[0]))
+            return cli_usage_error("%s: NAME must be 1..64 characters of [A-Za-z0-9._-]", cmd);
+    }
+    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
+        goto done;
+    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+        goto done;
+    if (strcmp(sub, "create") == 0)
+        rc = apikey_create(st, a.pos[0]);
+    else if (strcmp(sub, "list") == 0)
+        rc = apikey_list(st);
+    else
+        rc = apikey_revoke(st, a.pos[0]);
+done:
+    store_close(st);
+    config_release(&cfg);
+    return rc;
+}

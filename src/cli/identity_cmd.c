@@ -1,0 +1,336 @@
+/* `tokenvend identity list|show|delete`: admin views over the app-user -> ACS identity mappings.
+ * delete takes the same path as the API: the mapping goes and an outbox row is queued in one
+ * transaction, then the ACS delete is tried once (with the client's retries); if ACS fails, the
+ * row stays for the service's outbox worker. Single-threaded; delete blocks on ACS. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "acs/client.h"
+#include "cli/acs_cmd.h"
+#include "cli/admin.h"
+#include "cli/cli.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "store/audit.h"
+#include "store/outbox.h"
+#include "store/users.h"
+
+#define LIST_PAGE 200
+/* When the CLI's ACS delete fails, the outbox row becomes due again this much later (the
+ * service's worker then owns the retries and their backoff). */
+#define RETRY_AFTER_MS 30000
+
+enum { OPT_LIMIT, OPT_AFTER };
+
+static const struct cli_opt identity_opts[] = {
+    {"limit", "N", "list: at most N mappings (1..1000) and a \"next\" cursor"},
+    {"after", "USER", "list: start after app user id USER (a previous \"next\")"},
+};
+
+void cli_identity_usage_print(FILE *f)
+{
+    fputs(
+        "Usage: tokenvend identity SUBCOMMAND [ARGS] [FLAGS]\n"
+        "\n"
+        "Admin views over the mappings from app users to ACS identities.\n"
+        "\n"
+        "Subcommands:\n"
+        "  list [--limit N] [--after USER]\n"
+        "                 {\"identities\":[{\"appUserId\",\"acsUserIdentity\",\"resource\",\n"
+        "                 \"createdAt\",\"lastIssuedAt\",\"revokedAt\"}],\"next\"} ordered by\n"
+        "                 app user id; without --limit every mapping (next is null)\n"
+        "  show ID        one mapping, by app user id or ACS id (8:acs:...), with\n"
+        "                 \"pendingDelete\"\n"
+        "  delete ID      remove the mapping (it stops issuing at once) and delete the ACS\n"
+        "                 identity; if ACS fails, the delete stays queued and `tokenvend serve`\n"
+        "                 finishes it (exit 1, \"queued\":true). Needs the ACS connection string.\n"
+        "\n"
+        "Flags:\n",
+        f);
+    for (size_t i = 0; i < sizeof identity_opts / sizeof identity_opts[0]; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "--%s %s", identity_opts[i].name, identity_opts[i].arg);
+        fprintf(f, "  %-22s %s\n", left, identity_opts[i].help);
+    }
+    cli_common_flags_print(f);
+    fputs("\nExit status: 0 success, 1 not found / ACS or database failure, 2 usage or\n"
+          "configuration error.\n",
+          f);
+}
+
+static struct json_object *user_object(const struct store_user *u)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "appUserId",
+                           u->app_user_id[0] ? json_object_new_string(u->app_user_id) : NULL);
+    json_object_object_add(o, "acsUserIdentity", json_object_new_string(u->acs_id));
+    json_object_object_add(o, "resource", json_object_new_string(u->resource));
+    cli_json_add_time(o, "createdAt", u->created_ms);
+    cli_json_add_time(o, "lastIssuedAt", u->last_issued_ms);
+    cli_json_add_time(o, "revokedAt", u->revoked_ms);
+    return o;
+}
+
+/* Finds the mapping of id, read as an ACS id first when it looks like one ("8:..."), else as an
+ * app user id first; the other reading is the fallback. 0, TV_ERR_NOT_FOUND or a store error. */
+static int mapping_find(struct store *st, const char *id, struct store_user *out)
+{
+    int acs_first = strncmp(id, "8:", 2) == 0;
+    int rc;
+
+    rc = acs_first ? store_user_get_by_acs(st, id, out) : store_user_get(st, id, out);
+    if (rc == TV_ERR_NOT_FOUND)
+        rc = acs_first ? store_user_get(st, id, out) : store_user_get_by_acs(st, id, out);
+    return rc;
+}
+
+static int not_found(struct store *st, const char *id)
+{
+    char msg[STORE_ID_MAX + 128];
+    int pending = 0;
+
+    if (store_outbox_pending_for(st, id, &pending) != 0)
+        pending = 0;
+    snprintf(msg, sizeof msg, "no mapping for '%s'%s", id,
+             pending ? " (a delete of that ACS identity is already queued)" : "");
+    return cli_store_failure(TV_ERR_NOT_FOUND, msg);
+}
+
+static int parse_limit(const char *s, int *out)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > STORE_LIST_MAX)
+        return cli_usage_error("identity list: --limit must be 1..%d, got '%.32s'", STORE_LIST_MAX,
+                               s);
+    *out = (int)n;
+    return CLI_EXIT_OK;
+}
+
+static int identity_list(struct store *st, const struct cli_args *a)
+{
+    struct store_user *rows = NULL;
+    struct json_object *o = NULL, *arr = NULL;
+    char after[STORE_ID_MAX + 1] = "";
+    int limit = 0, page, n = 0, total = 0;
+    int rc;
+
+    if (a->values[OPT_LIMIT] != NULL &&
+        (rc = parse_limit(a->values[OPT_LIMIT], &limit)) != CLI_EXIT_OK)
+        return rc;
+    if (a->values[OPT_AFTER] != NULL) {
+        if (strlen(a->values[OPT_AFTER]) > STORE_ID_MAX)
+            return cli_usage_error("identity list: --after is longer than %d bytes", STORE_ID_MAX);
+        snprintf(after, sizeof after, "%s", a->values[OPT_AFTER]);
+    }
+    page = limit ? limit : LIST_PAGE;
+    rows = calloc((size_t)page, sizeof *rows);
+    o = json_object_new_object();
+    arr = json_object_new_array();
+    if (rows == NULL || o == NULL || arr == NULL) {
+        json_object_put(arr);
+        json_object_put(o);
+        o = NULL;
+        rc = cli_json_print(NULL);
+        goto done;
+    }
+    json_object_object_add(o, "identities", arr);
+    do {
+        if ((rc = store_user_list(st, after, page, rows, &n)) != 0) {
+            rc = cli_store_failure(rc, "could not list the mappings");
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            json_object_array_add(arr, user_object(&rows[i]));
+        if (n > 0)
+            snprintf(after, sizeof after, "%s", rows[n - 1].app_user_id);
+        total += n;
+    } while (limit == 0 && n == page);
+    /* A full page may be followed by more: hand out the cursor. */
+    json_object_object_add(o, "next", limit && n == limit ? json_object_new_string(after) : NULL);
+    rc = cli_json_print(o);
+    o = NULL;
+    log_msg(LOGL_DEBUG, NULL, "identity list: %d mappings", total);
+done:
+    json_object_put(o);
+    free(rows);
+    return rc;
+}
+
+static int identity_show(struct store *st, const char *id)
+{
+    struct store_user u;
+    struct json_object *o;
+    int pending = 0;
+    int rc;
+
+    rc = mapping_find(st, id, &u);
+    if (rc == TV_ERR_NOT_FOUND)
+        return not_found(st, id);
+    if (rc != 0)
+        return cli_store_failure(rc, "could not read the mapping");
+    if ((rc = store_outbox_pending_for(st, u.acs_id, &pending)) != 0)
+        return cli_store_failure(rc, "could not read the outbox");
+    o = user_object(&u);
+    if (o != NULL)
+        json_object_object_add(o, "pendingDelete", json_object_new_boolean(pending));
+    return cli_json_print(o);
+}
+
+static void audit_delete(struct store *st, const struct store_user *u, const char *outcome,
+                         const char *detail)
+{
+    struct store_audit au;
+
+    memset(&au, 0, sizeof au);
+    au.ts_ms = clock_wall_ms();
+    snprintf(au.caller, sizeof au.caller, "cli");
+    snprintf(au.action, sizeof au.action, "delete");
+    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", u->app_user_id);
+    snprintf(au.acs_id, sizeof au.acs_id, "%s", u->acs_id);
+    snprintf(au.outcome, sizeof au.outcome, "%s", outcome);
+    snprintf(au.detail, sizeof au.detail, "%s", detail);
+    (void)store_audit_add(st, &au);
+}
+
+static int identity_delete(struct store *st, const struct config *cfg, const char *id)
+{
+    struct store_user u;
+    struct acs_client *client = NULL;
+    struct acs_request req = {0};
+    struct acs_result res = {0};
+    struct json_object *o;
+    char msg[STORE_ID_MAX * 2 + 160];
+    int64_t outbox_id = 0;
+    int rc;
+
+    rc = mapping_find(st, id, &u);
+    if (rc == TV_ERR_NOT_FOUND)
+        return not_found(st, id);
+    if (rc != 0)
+        return cli_store_failure(rc, "could not read the mapping");
+    /* The client is needed before anything changes: without credentials nothing happens. */
+    if ((rc = cli_acs_client_open(cfg, &client)) != CLI_EXIT_OK)
+        goto done;
+    /* Deleting with another resource's credentials would get a 404 that looks like success. */
+    if (strcmp(u.resource, acs_client_resource(client)) != 0) {
+        snprintf(msg, sizeof msg,
+                 "identity belongs to another ACS resource (%s); this configuration signs for %s",
+                 u.resource, acs_client_resource(client));
+        rc = cli_store_failure(TV_ERR_CONFLICT, msg);
+        goto done;
+    }
+    rc = store_user_delete_begin(st, u.acs_id, clock_wall_ms(), &outbox_id);
+    if (rc == TV_ERR_NOT_FOUND) {
+        rc = not_found(st, id); /* deleted concurrently */
+        goto done;
+    }
+    if (rc != 0) {
+        rc = cli_store_failure(rc, "could not remove the mapping");
+        goto done;
+    }
+    req.op = ACS_OP_DELETE;
+    req.identity_id = u.acs_id;
+    int arc = acs_client_call_sync(client, &req, &res);
+    int deleted = arc == 0 || arc == TV_ERR_ACS_NOT_FOUND; /* ACS 404: already gone */
+    if (deleted) {
+        if (store_outbox_done(st, outbox_id) != 0)
+            log_msg(LOGL_WARN, NULL,
+                    "ACS identity deleted, but its outbox row stays; the "
+                    "service will repeat the (idempotent) delete");
+        audit_delete(st, &u, "ok", arc == 0 ? "via cli" : "via cli; ACS already had none");
+    } else {
+        if (store_outbox_retry_later(st, outbox_id, clock_wall_ms() + RETRY_AFTER_MS,
+                                     err_name(arc)) != 0)
+            log_msg(LOGL_WARN, NULL, "could not record the failed attempt in the outbox");
+        audit_delete(st, &u, err_name(arc), "via cli; queued in the outbox");
+    }
+    o = json_object_new_object();
+    if (o != NULL) {
+        json_object_object_add(o, "appUserId",
+                               u.app_user_id[0] ? json_object_new_string(u.app_user_id) : NULL);
+        json_object_object_add(o, "acsUserIdentity", json_object_new_string(u.acs_id));
+        json_object_object_add(o, "deleted", json_object_new_boolean(deleted));
+        json_object_object_add(o, "queued", json_object_new_boolean(!deleted));
+    }
+    if ((rc = cli_json_print(o)) != CLI_EXIT_OK)
+        goto done;
+    if (!deleted) {
+        snprintf(msg, sizeof msg,
+                 "the mapping is removed, but the ACS delete failed (%.200s); it is queued and "
+                 "`tokenvend serve` will retry it",
+                 res.message[0] ? res.message : err_message(arc));
+        cli_print_error(err_name(arc), msg, res.http_status, res.acs_code);
+        rc = CLI_EXIT_UPSTREAM;
+    }
+done:
+    acs_result_release(&res);
+    acs_client_free(client);
+    return rc;
+}
+
+int cli_identity_main(int argc, char **argv)
+{
+    struct cli_args a;
+    struct config cfg = {0};
+    struct store *st = NULL;
+    const char *sub;
+    char cmd[32];
+    int rc;
+
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        cli_identity_usage_print(argc < 1 ? stderr : stdout);
+        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    sub = argv[0];
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "delete") != 0)
+        return cli_usage_error("identity: unknown subcommand '%.64s' (see 'tokenvend identity "
+                               "--help')",
+                               sub);
+    snprintf(cmd, sizeof cmd, "identity %s", sub);
+    rc = cli_args_parse(cmd, argc - 1, argv + 1, identity_opts,
+                        sizeof identity_opts / sizeof identity_opts[0], 1, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (a.help) {
+        cli_identity_usage_print(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(sub, "list") == 0) {
+        if (a.npos != 0)
+            return cli_usage_error("identity list takes no arguments");
+    } else {
+        if (a.values[OPT_LIMIT] != NULL || a.values[OPT_AFTER] != NULL)
+            return cli_usage_error("%s: --limit and --after apply to 'identity list' only", cmd);
+        if (a.npos != 1)
+            return cli_usage_error("%s: expects one ID (an app user id or 8:acs:...)", cmd);
+        if (a.pos[0][0] == '\0' || strlen(a.pos[0]) > STORE_ID_MAX)
+            return cli_usage_error("%s: ID must be 1..%d bytes", cmd, STORE_ID_MAX);
+    }
+    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
+        goto done;
+    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+        goto done;
+    if (strcmp(sub, "list") == 0)
+        rc = identity_list(st, &a);
+    else if (strcmp(sub, "show") == 0)
+        rc = identity_show(st, a.pos[0]);
+    else
+        rc = identity_delete(st, &cfg, a.pos[0]);
+done:
+    store_close(st);
+    config_release(&cfg);
+    return rc;
+}
