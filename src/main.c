@@ -8,9 +8,6 @@
 #include "cli/cli.h"
 #include "core/log.h"
 
-/* Commands named by the specification whose implementation is not in this build yet. */
-static const char *const later[] = {"serve", "migrate", "apikey", "account", "identity"};
-
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -31,6 +28,10 @@ int main(int argc, char **argv)
             cli_acs_usage_print(stdout);
         else if (argc > 2 && strcmp(argv[2], "config") == 0)
             cli_config_usage_print(stdout);
+        else if (argc > 2 && strcmp(argv[2], "serve") == 0)
+            cli_serve_usage_print(stdout);
+        else if (argc > 2 && cli_admin_usage_print(argv[2], stdout) == 0)
+            return CLI_EXIT_OK;
         else
             cli_usage_print(stdout);
         return CLI_EXIT_OK;
@@ -39,12 +40,10 @@ int main(int argc, char **argv)
         printf("tokenvend %s\n", TOKENVEND_VERSION);
         return CLI_EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
-        if (strcmp(cmd, later[i]) == 0) {
-            fprintf(stderr, "tokenvend %s: not available yet in this build\n", cmd);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    if (strcmp(cmd, "serve") == 0)
+        return cli_serve_main(argc - 2, argv + 2);
+    if (cli_admin_dispatch(cmd, argc - 2, argv + 2, &rc) == 0)
+        return rc;
     if (strcmp(cmd, "acs") != 0 && strcmp(cmd, "quickstart") != 0 && strcmp(cmd, "config") != 0)
         return cli_usage_error("unknown command '%s' (see 'tokenvend help')", cmd);
     if (strcmp(cmd, "acs") == 0)

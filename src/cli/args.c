@@ -182,7 +182,12 @@ void cli_usage_print(FILE *f)
           "  config check                             validate and print the configuration\n"
           "  version                                  print the version\n"
           "  help                                     show this text\n"
-          "  serve, migrate, apikey, account, identity  (not available yet in this build)\n"
+          "  migrate                                  create the database / apply migrations\n"
+          "  apikey create NAME | list | revoke NAME  API keys for the internal listener\n"
+          "  account add NAME | list | remove NAME    local accounts (password on stdin)\n"
+          "  identity list | show ID | delete ID      app user -> ACS identity mappings\n"
+          "  serve                                    run the service (public and internal "
+          "listeners)\n"
           "\n",
           f);
     cli_common_flags_print(f);

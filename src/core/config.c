@@ -96,7 +96,29 @@ static const struct setting settings[] = {
     {"acs_backoff_base_ms", "TOKENVEND_ACS_BACKOFF_BASE_MS", NULL, "200", ST_INT, 1, 600000, 0, 1,
      OFF(acs_backoff_base_ms), NULL, "first retry backoff (doubled each retry, jittered)"},
     {"acs_backoff_max_ms", "TOKENVEND_ACS_BACKOFF_MAX_MS", NULL, "5000", ST_INT, 1, 600000, 0, 1,
-     OFF(acs_backoff_max_ms), NULL, "cap on one backoff and on an honoured Retry-After"},
+     OFF(acs_backoff_max_ms), NULL,
+     "cap on one jittered backoff (a server's Retry-After is honoured in full)"},
+    {"auto_create", "TOKENVEND_AUTO_CREATE", NULL, "on", ST_BOOL, 0, 0, 0, 1, OFF(auto_create),
+     NULL, "create a user's ACS identity on the first GET/POST /api/token (on|off)"},
+    {"token_min_minutes", "TOKENVEND_TOKEN_MIN_MINUTES", NULL, "60", ST_INT, 60, 1440, 0, 1,
+     OFF(token_min_minutes), NULL, "shortest token lifetime a caller may ask for"},
+    {"token_max_minutes", "TOKENVEND_TOKEN_MAX_MINUTES", NULL, "1440", ST_INT, 60, 1440, 0, 1,
+     OFF(token_max_minutes), NULL, "longest token lifetime a caller may ask for"},
+    {"body_limit", "TOKENVEND_BODY_LIMIT", NULL, "65536", ST_INT, 1024, 16777216, 0, 1,
+     OFF(body_limit), NULL, "largest request body in bytes (413 above)"},
+    {"header_limit", "TOKENVEND_HEADER_LIMIT", NULL, "16384", ST_INT, 8192, 1048576, 0, 1,
+     OFF(header_limit), NULL,
+     "memory per connection for the request line and headers (431 above); costs RSS per "
+     "keep-alive connection"},
+    {"session_minutes", "TOKENVEND_SESSION_MINUTES", NULL, "15", ST_INT, 1, 1440, 0, 1,
+     OFF(session_minutes), NULL, "lifetime of the tokens POST /api/login returns"},
+    {"outbox_interval_ms", "TOKENVEND_OUTBOX_INTERVAL_MS", NULL, "2000", ST_INT, 50, 3600000, 0, 1,
+     OFF(outbox_interval_ms), NULL, "how often the delete outbox looks for due work"},
+    {"outbox_backoff_max_ms", "TOKENVEND_OUTBOX_BACKOFF_MAX_MS", NULL, "60000", ST_INT, 100,
+     86400000, 0, 1, OFF(outbox_backoff_max_ms), NULL,
+     "cap on the retry backoff of one outbox row"},
+    {"shutdown_drain_ms", "TOKENVEND_SHUTDOWN_DRAIN_MS", NULL, "10000", ST_INT, 0, 600000, 0, 1,
+     OFF(shutdown_drain_ms), NULL, "SIGTERM: time in-flight requests get to finish"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -467,6 +489,14 @@ static int check_cross(struct loader *ld)
     if (c->acs_backoff_base_ms > c->acs_backoff_max_ms)
         return fail(ld, "acs_backoff_base_ms (%ld) must not exceed acs_backoff_max_ms (%ld)",
                     c->acs_backoff_base_ms, c->acs_backoff_max_ms);
+    if (c->token_min_minutes > c->token_max_minutes)
+        return fail(ld, "token_min_minutes (%ld) must not exceed token_max_minutes (%ld)",
+                    c->token_min_minutes, c->token_max_minutes);
+    if (c->token_minutes < c->token_min_minutes || c->token_minutes > c->token_max_minutes)
+        return fail(ld,
+                    "token_minutes (%ld) must lie within token_min_minutes..token_max_minutes "
+                    "(%ld..%ld)",
+                    c->token_minutes, c->token_min_minutes, c->token_max_minutes);
     if (c->cache && c->cache_min_remaining_minutes >= c->token_minutes)
         return fail(ld,
                     "cache_min_remaining_minutes (%ld) must be below token_minutes (%ld), or no "

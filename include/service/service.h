@@ -1,0 +1,143 @@
+/* The domain of tokenvend serve: get-or-create an app user's ACS identity (single-flight), issue
+ * tokens under the policy, revoke, delete through the outbox, standalone identities and the
+ * Teams exchange, with an audit row for each. Calls that need ACS are asynchronous: they return
+ * at once and report through a done callback exactly once, from any thread (often a service
+ * worker thread). The service never touches HTTP. Thread-safe. */
+#ifndef TV_SERVICE_SERVICE_H
+#define TV_SERVICE_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acs/client.h"
+#include "service/policy.h"
+#include "store/store.h"
+#include "store/users.h"
+
+struct service;
+
+/* How the service reaches ACS: acs_client_submit's contract (done fires exactly once on some
+ * other thread unless this returns non-zero). Tests pass a fake. */
+typedef int (*service_submit_fn)(void *ctx, const struct acs_request *req, acs_done_fn done,
+                                 void *arg);
+
+struct service_opts {
+    struct store *store;      /* required; borrowed, must outlive the service */
+    service_submit_fn submit; /* required */
+    void *submit_ctx;
+    const char *resource; /* required: "host[:port]" of the ACS resource (copied) */
+    struct policy policy;
+    unsigned workers;            /* completion threads; 0 = 2 */
+    long outbox_interval_ms;     /* outbox poll period; 0 = 2000; < 0 = no outbox thread */
+    long outbox_backoff_base_ms; /* first retry delay of an outbox row; 0 = 1000 */
+    long outbox_backoff_max_ms;  /* cap on a row's retry delay; 0 = 60000 */
+};
+
+#define SERVICE_CALLER_MAX 127
+#define SERVICE_REQUEST_ID_MAX 64
+
+/* Who asks, for audit rows and upstream correlation. Plain value type. */
+struct service_call {
+    char request_id[SERVICE_REQUEST_ID_MAX + 1]; /* sent upstream as x-ms-client-request-id */
+    char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "apikey:backend1", "cli" */
+};
+
+/* Fills c: caller becomes "kind:name" (truncated), request_id is copied (NULL = ""). */
+void service_call_init(struct service_call *c, const char *request_id, const char *kind,
+                       const char *name);
+
+/* One outcome. Everything borrowed is valid only during the done callback. */
+struct service_result {
+    int rc;                        /* 0 or TV_ERR_* (err_http_status gives the answer's status) */
+    const char *message;           /* a sentence for the caller, or NULL for err_message(rc) */
+    int created;                   /* this call created the identity (201 rather than 200) */
+    int pending;                   /* delete accepted, ACS failing: the outbox finishes it (202) */
+    const struct store_user *user; /* the mapping concerned, or NULL */
+    const char *token;             /* issued token (SECRET: never log it), or NULL */
+    const char *expires_on;        /* its expiry as ACS sent it, or NULL */
+    int64_t expires_on_ms;
+    const char *acs_id; /* identity concerned ("" when none) */
+};
+
+typedef void (*service_done_fn)(void *arg, const struct service_result *r);
+
+/* Creates the service (no threads yet). 0, TV_ERR_INVALID (missing option) or TV_ERR_NOMEM. */
+int service_new(const struct service_opts *o, struct service **out);
+/* Starts the worker threads and the outbox worker (which at once looks for due rows, e.g.
+ * deletes left by a previous run). 0 or TV_ERR_INTERNAL. */
+int service_start(struct service *s);
+/* First step of shutdown: stops the outbox worker and refuses new ACS submissions (flows then
+ * end with TV_ERR_SHUTDOWN). Call before freeing the ACS client. Blocks until the outbox thread
+ * has exited (it never waits on ACS). Idempotent. */
+void service_stop(struct service *s);
+/* Last step: after the ACS client is gone (every callback has fired), runs the queued
+ * completions, joins the workers and frees. NULL is a no-op. */
+void service_free(struct service *s);
+
+/* Token for an app user's identity. treq NULL = the policy defaults. With create_if_missing an
+ * absent mapping is created first (concurrent first calls for one user share ONE upstream
+ * create); without it an absent mapping ends in TV_ERR_NOT_FOUND. A mapping of another ACS
+ * resource ends in TV_ERR_CONFLICT. Result: token, expires_on, user, created. */
+void service_user_token(struct service *s, const struct service_call *c, const char *app_user_id,
+                        const struct policy_token_req *treq, int create_if_missing,
+                        service_done_fn done, void *arg);
+/* Ensures the user has an identity. Result: user, created (1 new, 0 existing). */
+void service_user_ensure(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg);
+/* Revokes all of the user's tokens. TV_ERR_NOT_FOUND without a mapping. */
+void service_user_revoke(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg);
+/* Deletes the user's identity and mapping (idempotent: no mapping is success). The mapping is
+ * gone at once; pending = 1 when ACS failed and the outbox will finish. */
+void service_user_delete(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg);
+
+/* A standalone identity (no app user), with a token in the same upstream call when treq is not
+ * NULL. Result: user (app_user_id ""), token when asked, created = 1. */
+void service_identity_create(struct service *s, const struct service_call *c,
+                             const struct policy_token_req *treq, service_done_fn done, void *arg);
+/* Token / revoke / delete by ACS identity id; the id must have a mapping here (app user or
+ * standalone), else TV_ERR_NOT_FOUND (delete: success, idempotent). */
+void service_identity_token(struct service *s, const struct service_call *c, const char *acs_id,
+                            const struct policy_token_req *treq, service_done_fn done, void *arg);
+void service_identity_revoke(struct service *s, const struct service_call *c, const char *acs_id,
+                             service_done_fn done, void *arg);
+void service_identity_delete(struct service *s, const struct service_call *c, const char *acs_id,
+                             service_done_fn done, void *arg);
+
+/* Exchanges a Teams user's Entra token for an ACS token. bearer_oid is the "oid" claim of the
+ * caller's own (verified) token; the Teams token's payload is decoded WITHOUT verification
+ * (ACS verifies it) and its "oid" must equal bearer_oid (else TV_ERR_FORBIDDEN), its "appid"
+ * (or "azp") names the application. TV_ERR_INVALID for a token that is not a JWT. Result:
+ * token, expires_on, acs_id. */
+void service_teams_exchange(struct service *s, const struct service_call *c, const char *bearer_oid,
+                            const char *teams_token, service_done_fn done, void *arg);
+
+/* Synchronous reads (block on the store only). service_user_get applies the resource binding:
+ * TV_ERR_CONFLICT (message in msg) for a mapping of another ACS resource. */
+int service_user_get(struct service *s, const char *app_user_id, struct store_user *out, char *msg,
+                     size_t msglen);
+int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
+                      int *n);
+
+/* Runs fn(arg) on the service's one thread for slow jobs (blocking work such as password
+ * hashing), so neither a server thread nor the ACS completions are held; jobs run one at a
+ * time in order, which also bounds their memory. 0, or TV_ERR_SHUTDOWN / TV_ERR_NOMEM (fn not
+ * called). */
+int service_defer(struct service *s, void (*fn)(void *arg), void *arg);
+/* Appends an audit row (blocks on the store; failures are logged, not returned). Fields may be
+ * NULL. Never pass a secret. */
+void service_audit(struct service *s, const struct service_call *c, const char *action,
+                   const char *app_user_id, const char *acs_id, int rc, const char *detail);
+
+/* Readiness: the store is writable and the service is not shutting down. 0 or an error. */
+int service_ready(struct service *s);
+/* Kicks the outbox worker to look for due rows now (tests, admin). */
+void service_outbox_kick(struct service *s);
+/* Appends Prometheus text (identities created/deleted, flows, outbox). 0 or the buf error. */
+struct buf;
+int service_metrics_write(struct service *s, struct buf *out);
+/* The policy in force (borrowed). */
+const struct policy *service_policy(const struct service *s);
+
+#endif

@@ -1,0 +1,63 @@
+/* Internals shared by the api module's files: caller authentication, the pending-request
+ * record that carries a request to the service's callback, and the reply shapes. */
+#ifndef TV_API_API_INT_H
+#define TV_API_API_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "auth/jwt.h"
+#include "service/service.h"
+
+struct json_object;
+
+#define API_USER_MAX JWT_USER_MAX
+#define API_OID_MAX 128
+
+/* An authenticated caller. */
+struct api_caller {
+    char kind[16];               /* "user" or "apikey" */
+    char name[API_USER_MAX + 1]; /* app user id or API key name */
+    char oid[API_OID_MAX + 1];   /* the bearer token's "oid" claim, "" when absent */
+};
+
+/* How a service result becomes a reply. */
+enum api_shape {
+    SHAPE_TOKEN,         /* 200 {"token","expiresOn","user":{"communicationUserId"}} */
+    SHAPE_TEAMS,         /* 200 {"token","expiresOn"} */
+    SHAPE_PUBLIC_USER,   /* 201/200 {"acsUserIdentity","createdAt"} */
+    SHAPE_INTERNAL_USER, /* 201/200 the internal mapping object */
+    SHAPE_IDENTITY, /* 201 {"user":{"communicationUserId"},"createdAt"[,"token","expiresOn"]} */
+    SHAPE_EMPTY,    /* 204 */
+    SHAPE_DELETE,   /* 204, or 202 while the outbox finishes */
+};
+
+/* Authenticates a public-API caller from "Authorization: Bearer <JWT>" (OIDC, or a session
+ * token when local accounts are on). On failure it has replied (401 with WWW-Authenticate, or
+ * 503) and returns non-zero. */
+int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out);
+/* Authenticates an internal caller from "Authorization: Bearer <api key>"; replies on failure. */
+int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller *out);
+
+/* Starts waiting for the service: returns a done callback argument that replies to req in the
+ * given shape, or NULL after replying 500 (out of memory). */
+void *api_pending_new(struct http_req *req, enum api_shape shape);
+/* The service callback matching api_pending_new. */
+void api_pending_done(void *arg, const struct service_result *r);
+/* Fills a service_call for req and caller. */
+void api_call_init(struct service_call *c, struct http_req *req, const struct api_caller *who);
+
+/* Replies with an error built from a service result or a code. */
+void api_reply_error(struct http_req *req, int rc, const char *message);
+/* A mapping as the internal API shows it (new reference). */
+struct json_object *api_user_json(const struct store_user *u);
+/* Parses a token request body against the policy; replies 400/403 on failure (non-zero). */
+int api_token_req(struct http_req *req, struct api_ctx *ctx, struct policy_token_req *out);
+
+/* Operations endpoints (ops.c), on both listeners. */
+void api_ops_healthz(struct http_req *req, void *ctx);
+void api_ops_readyz(struct http_req *req, void *ctx);
+void api_ops_metrics(struct http_req *req, void *ctx);
+
+#endif

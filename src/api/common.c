@@ -1,0 +1,276 @@
+/* What every API handler shares: caller authentication, the pending-request record that the
+ * service's callback replies through, the reply shapes, and token-request parsing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "api_int.h"
+#include "auth/apikey.h"
+#include "auth/jwks.h"
+#include "auth/session.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "http/server.h"
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+void api_reply_error(struct http_req *req, int rc, const char *message)
+{
+    if (rc == TV_ERR_UNAUTHORIZED)
+        http_reply_header(req, "WWW-Authenticate", "Bearer");
+    http_reply_error(req, rc, message);
+}
+
+/* The token after "Bearer " in the Authorization header, or NULL. */
+static const char *bearer(struct http_req *req, size_t *len)
+{
+    const char *h = http_req_header(req, "Authorization");
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    *len = strlen(h);
+    while (*len > 0 && h[*len - 1] == ' ')
+        (*len)--;
+    return *len > 0 ? h : NULL;
+}
+
+static void reply_unauthorized(struct http_req *req, const char *message, int invalid_token)
+{
+    http_reply_header(req, "WWW-Authenticate",
+                      invalid_token ? "Bearer error=\"invalid_token\"" : "Bearer");
+    http_reply_error(req, TV_ERR_UNAUTHORIZED, message);
+}
+
+int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)
+{
+    struct jwt_claims claims;
+    struct jwt_header hdr;
+    const char *reason = NULL, *oid = NULL;
+    size_t len = 0;
+    const char *tok = bearer(req, &len);
+    int rc;
+
+    memset(&claims, 0, sizeof claims);
+    if (tok == NULL) {
+        reply_unauthorized(req, "a bearer token is required", 0);
+        return TV_ERR_UNAUTHORIZED;
+    }
+    if (len > JWT_MAX_LEN) {
+        reply_unauthorized(req, "the bearer token is not acceptable", 1);
+        return TV_ERR_UNAUTHORIZED;
+    }
+    /* The session key decides only for tokens that name its kid; everything else is an OIDC
+     * token, so a session token can never be checked against the OIDC keys or vice versa. */
+    if (ctx->session != NULL && jwt_header_peek(tok, len, &hdr) == 0 &&
+        strcmp(hdr.kid, session_key_kid(ctx->session)) == 0) {
+        rc = session_verify(ctx->session, tok, len, 0, &claims, &reason);
+    } else if (ctx->jwks != NULL) {
+        struct jwt_expect e = {
+            .issuer = ctx->issuer, .audience = ctx->audience, .user_claim = ctx->user_claim};
+        rc = jwks_verify_ex(ctx->jwks, tok, len, &e, &claims, &reason);
+    } else {
+        rc = TV_ERR_UNAUTHORIZED;
+        reason = "no token issuer is configured";
+    }
+    if (rc != 0) {
+        log_msg(LOGL_INFO, http_req_id(req), "bearer token rejected: %s (%s)",
+                reason != NULL ? reason : "-", err_name(rc));
+        if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID)
+            reply_unauthorized(req, "the bearer token is not acceptable", 1);
+        else
+            http_reply_error(req, rc == TV_ERR_NOMEM ? rc : TV_ERR_UNAVAILABLE,
+                             "cannot verify tokens right now");
+        return rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
+    }
+    memset(out, 0, sizeof *out);
+    copy_str(out->kind, sizeof out->kind, "user");
+    copy_str(out->name, sizeof out->name, claims.user);
+    if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0)
+        copy_str(out->oid, sizeof out->oid, oid);
+    jwt_claims_release(&claims);
+    return 0;
+}
+
+int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)
+{
+    char name[APIKEY_NAME_MAX];
+    char key[APIKEY_MAX + 1];
+    size_t len = 0;
+    const char *tok = bearer(req, &len);
+    int rc;
+
+    if (tok == NULL) {
+        reply_unauthorized(req, "an API key is required (Authorization: Bearer <key>)", 0);
+        return TV_ERR_UNAUTHORIZED;
+    }
+    if (len > APIKEY_LEN) {
+        reply_unauthorized(req, "the API key is not valid", 1);
+        return TV_ERR_UNAUTHORIZED;
+    }
+    memcpy(key, tok, len);
+    key[len] = '\0';
+    rc = apikey_verify(ctx->store, key, name);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc == TV_ERR_UNAUTHORIZED) {
+        reply_unauthorized(req, "the API key is not valid", 1);
+        return rc;
+    }
+    if (rc != 0) {
+        http_reply_error(req, TV_ERR_UNAVAILABLE, "cannot verify API keys right now");
+        return rc;
+    }
+    memset(out, 0, sizeof *out);
+    copy_str(out->kind, sizeof out->kind, "apikey");
+    copy_str(out->name, sizeof out->name, name);
+    return 0;
+}
+
+void api_call_init(struct service_call *c, struct http_req *req, const struct api_caller *who)
+{
+    service_call_init(c, http_req_id(req), who != NULL ? who->kind : NULL,
+                      who != NULL ? who->name : NULL);
+}
+
+/* ---- pending requests and reply shapes ---- */
+
+struct pending {
+    struct http_req *req;
+    enum api_shape shape;
+};
+
+void *api_pending_new(struct http_req *req, enum api_shape shape)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        http_reply_error(req, TV_ERR_NOMEM, NULL);
+        return NULL;
+    }
+    p->req = req;
+    p->shape = shape;
+    return p;
+}
+
+static void put_time(struct json_object *o, const char *key, int64_t ms)
+{
+    char iso[CLOCK_ISO_LEN];
+    if (ms <= 0) {
+        json_object_object_add(o, key, NULL);
+        return;
+    }
+    clock_iso8601(ms, iso);
+    json_object_object_add(o, key, json_object_new_string(iso));
+}
+
+static struct json_object *comm_user(const char *acs_id)
+{
+    struct json_object *u = json_object_new_object();
+    json_object_object_add(u, "communicationUserId", json_object_new_string(acs_id));
+    return u;
+}
+
+struct json_object *api_user_json(const struct store_user *u)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "userId", json_object_new_string(u->app_user_id));
+    json_object_object_add(o, "acsUserIdentity", json_object_new_string(u->acs_id));
+    json_object_object_add(o, "resource", json_object_new_string(u->resource));
+    put_time(o, "createdAt", u->created_ms);
+    put_time(o, "lastIssuedAt", u->last_issued_ms);
+    put_time(o, "revokedAt", u->revoked_ms);
+    return o;
+}
+
+static struct json_object *token_json(const struct service_result *r, int with_user)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "token", json_object_new_string(r->token));
+    json_object_object_add(o, "expiresOn",
+                           json_object_new_string(r->expires_on != NULL ? r->expires_on : ""));
+    if (with_user)
+        json_object_object_add(o, "user", comm_user(r->acs_id));
+    return o;
+}
+
+void api_pending_done(void *arg, const struct service_result *r)
+{
+    struct pending *p = arg;
+    struct http_req *req = p->req;
+    struct json_object *o;
+    int status;
+
+    if (r->rc != 0) {
+        api_reply_error(req, r->rc, r->message);
+        goto done;
+    }
+    switch (p->shape) {
+    case SHAPE_TOKEN:
+    case SHAPE_TEAMS:
+        if (r->token == NULL) {
+            http_reply_error(req, TV_ERR_INTERNAL, "no token came back");
+            break;
+        }
+        http_reply_header(req, "Cache-Control", "no-store");
+        http_reply_header(req, "Pragma", "no-cache");
+        http_reply_json(req, 200, token_json(r, p->shape == SHAPE_TOKEN));
+        break;
+    case SHAPE_PUBLIC_USER:
+        o = json_object_new_object();
+        json_object_object_add(o, "acsUserIdentity", json_object_new_string(r->acs_id));
+        put_time(o, "createdAt", r->user != NULL ? r->user->created_ms : 0);
+        http_reply_json(req, r->created ? 201 : 200, o);
+        break;
+    case SHAPE_INTERNAL_USER:
+        if (r->user == NULL) {
+            http_reply_error(req, TV_ERR_INTERNAL, NULL);
+            break;
+        }
+        http_reply_json(req, r->created ? 201 : 200, api_user_json(r->user));
+        break;
+    case SHAPE_IDENTITY:
+        o = json_object_new_object();
+        json_object_object_add(o, "user", comm_user(r->acs_id));
+        put_time(o, "createdAt", r->user != NULL ? r->user->created_ms : 0);
+        if (r->token != NULL) {
+            json_object_object_add(o, "token", json_object_new_string(r->token));
+            json_object_object_add(o, "expiresOn",
+                                   json_object_new_string(r->expires_on ? r->expires_on : ""));
+        }
+        http_reply_header(req, "Cache-Control", "no-store");
+        http_reply_json(req, 201, o);
+        break;
+    case SHAPE_EMPTY:
+        http_reply_empty(req, 204);
+        break;
+    case SHAPE_DELETE:
+        status = r->pending ? 202 : 204;
+        http_reply_empty(req, status);
+        break;
+    }
+done:
+    free(p);
+}
+
+int api_token_req(struct http_req *req, struct api_ctx *ctx, struct policy_token_req *out)
+{
+    char msg[POLICY_MSG_MAX];
+    size_t len = 0;
+    const char *body = http_req_body(req, &len);
+    int rc;
+
+    msg[0] = '\0';
+    rc = policy_token_req_parse(service_policy(ctx->svc), body, len, out, msg, sizeof msg);
+    if (rc != 0)
+        http_reply_error(req, rc, msg[0] != '\0' ? msg : NULL);
+    return rc;
+}

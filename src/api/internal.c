@@ -1,0 +1,252 @@
+/* The internal API (SPEC 4): backends on their own listener, authenticated by an API key.
+ * User routes name the app user exactly as the public API's token claim does; identity routes
+ * name an ACS identity id (standalone "guest" identities included). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "api_int.h"
+#include "core/err.h"
+#include "core/jsonx.h"
+#include "store/store.h"
+
+#define LIST_DEFAULT 100
+
+/* Authenticates, then fills the call. 0 or non-zero after replying. */
+static int begin(struct http_req *req, struct api_ctx *ctx, struct service_call *call)
+{
+    struct api_caller who;
+    if (api_auth_apikey(req, ctx, &who) != 0)
+        return -1;
+    api_call_init(call, req, &who);
+    return 0;
+}
+
+static void put_user(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_INTERNAL_USER)) == NULL)
+        return;
+    service_user_ensure(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+static void get_user(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    struct store_user u;
+    char msg[320];
+    int rc;
+
+    if (begin(req, ctx, &call) != 0)
+        return;
+    msg[0] = '\0';
+    rc = service_user_get(ctx->svc, http_req_param(req, 0), &u, msg, sizeof msg);
+    if (rc == TV_ERR_INVALID)
+        msg[0] = '\0';
+    if (rc != 0) {
+        api_reply_error(req, rc,
+                        msg[0] != '\0'           ? msg
+                        : rc == TV_ERR_NOT_FOUND ? "no ACS identity for this user"
+                                                 : NULL);
+        return;
+    }
+    http_reply_json(req, 200, api_user_json(&u));
+}
+
+/* Parses a decimal query parameter within [min, max]; def when absent. */
+static int query_int(struct http_req *req, const char *name, long min, long max, long def,
+                     long *out)
+{
+    const char *v = http_req_query(req, name);
+    char *end;
+    long n;
+
+    if (v == NULL || v[0] == '\0') {
+        *out = def;
+        return 0;
+    }
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (*end != '\0' || errno != 0 || n < min || n > max || v[0] == '+' || v[0] == '-' ||
+        v[0] == ' ')
+        return TV_ERR_INVALID;
+    *out = n;
+    return 0;
+}
+
+static void list_users(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    struct store_user *rows = NULL;
+    struct json_object *o, *arr;
+    const char *after;
+    long limit;
+    int n = 0, rc;
+
+    if (begin(req, ctx, &call) != 0)
+        return;
+    if (query_int(req, "limit", 1, STORE_LIST_MAX, LIST_DEFAULT, &limit) != 0) {
+        http_reply_error(req, TV_ERR_INVALID, "limit must be an integer in 1..1000");
+        return;
+    }
+    after = http_req_query(req, "after");
+    if (after != NULL && strlen(after) > STORE_ID_MAX) {
+        http_reply_error(req, TV_ERR_INVALID, "after must be a user id (at most 256 bytes)");
+        return;
+    }
+    if ((rows = calloc((size_t)limit, sizeof *rows)) == NULL) {
+        http_reply_error(req, TV_ERR_NOMEM, NULL);
+        return;
+    }
+    rc = service_user_list(ctx->svc, after, (int)limit, rows, &n);
+    if (rc != 0) {
+        http_reply_error(req, rc, NULL);
+        goto done;
+    }
+    o = json_object_new_object();
+    arr = json_object_new_array();
+    for (int i = 0; i < n; i++)
+        json_object_array_add(arr, api_user_json(&rows[i]));
+    json_object_object_add(o, "users", arr);
+    json_object_object_add(
+        o, "next", n == limit && n > 0 ? json_object_new_string(rows[n - 1].app_user_id) : NULL);
+    http_reply_json(req, 200, o);
+done:
+    free(rows);
+}
+
+static void user_token(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct policy_token_req treq;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || api_token_req(req, ctx, &treq) != 0 ||
+        (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
+        return;
+    service_user_token(ctx->svc, &call, http_req_param(req, 0), &treq, 1, api_pending_done, p);
+}
+
+static void user_revoke(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_EMPTY)) == NULL)
+        return;
+    service_user_revoke(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+static void user_delete(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_DELETE)) == NULL)
+        return;
+    service_user_delete(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+/* Whether a body asks for a token: it names scopes or expiresInMinutes. */
+static int wants_token(struct http_req *req)
+{
+    struct json_object *root = NULL, *v;
+    size_t len = 0;
+    const char *body = http_req_body(req, &len);
+    int want = 0;
+
+    if (len == 0)
+        return 0;
+    if (jsonx_parse(body, len, POLICY_BODY_MAX, &root) != 0)
+        return 1; /* let the policy parser report the syntax error */
+    want = !json_object_is_type(root, json_type_object) ||
+           json_object_object_get_ex(root, "scopes", &v) ||
+           json_object_object_get_ex(root, "expiresInMinutes", &v);
+    json_object_put(root);
+    return want;
+}
+
+static void identity_create(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct policy_token_req treq;
+    struct service_call call;
+    int want;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0)
+        return;
+    want = wants_token(req);
+    if (want && api_token_req(req, ctx, &treq) != 0)
+        return;
+    if ((p = api_pending_new(req, SHAPE_IDENTITY)) == NULL)
+        return;
+    service_identity_create(ctx->svc, &call, want ? &treq : NULL, api_pending_done, p);
+}
+
+static void identity_token(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct policy_token_req treq;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || api_token_req(req, ctx, &treq) != 0 ||
+        (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
+        return;
+    service_identity_token(ctx->svc, &call, http_req_param(req, 0), &treq, api_pending_done, p);
+}
+
+static void identity_revoke(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_EMPTY)) == NULL)
+        return;
+    service_identity_revoke(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+static void identity_delete(struct http_req *req, void *vctx)
+{
+    struct api_ctx *ctx = vctx;
+    struct service_call call;
+    void *p;
+
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_DELETE)) == NULL)
+        return;
+    service_identity_delete(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+static const struct http_route internal_routes[] = {
+    {"GET", "/internal/users", list_users},
+    {"PUT", "/internal/users/{}", put_user},
+    {"GET", "/internal/users/{}", get_user},
+    {"DELETE", "/internal/users/{}", user_delete},
+    {"POST", "/internal/users/{}/token", user_token},
+    {"POST", "/internal/users/{}/revoke", user_revoke},
+    {"POST", "/internal/identities", identity_create},
+    {"POST", "/internal/identities/{}/token", identity_token},
+    {"POST", "/internal/identities/{}/revoke", identity_revoke},
+    {"DELETE", "/internal/identities/{}", identity_delete},
+    {"GET", "/healthz", api_ops_healthz},
+    {"GET", "/readyz", api_ops_readyz},
+    {"GET", "/metrics", api_ops_metrics},
+};
+
+const struct http_route *api_internal_routes(size_t *n)
+{
+    *n = sizeof internal_routes / sizeof internal_routes[0];
+    return internal_routes;
+}

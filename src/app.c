@@ -1,0 +1,279 @@
+/* The object graph of tokenvend serve and its lifecycle. Teardown order matters: the HTTP
+ * server drains first (in-flight requests still get their ACS answers), then the service stops
+ * submitting, the ACS client completes what is left, the service runs the last completions,
+ * and only then is the store closed. */
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "acs/client.h"
+#include "api/api.h"
+#include "auth/jwks.h"
+#include "auth/session.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "http/server.h"
+#include "service/service.h"
+#include "store/meta.h"
+#include "store/store.h"
+
+#define SESSION_META_KEY "session_signing_key"
+#define ADDR_MAX 300
+
+struct app {
+    const struct config *cfg;
+    struct store *store;
+    struct acs_client *acs;
+    struct jwks *jwks;
+    struct session_key *session;
+    struct service *svc;
+    struct http_server *http;
+    struct api_ctx api;
+    struct http_listener_opts listeners[2];
+    char public_addr[ADDR_MAX];
+    char internal_addr[ADDR_MAX];
+    char *cors; /* comma-joined allow-list */
+    int started, stopped;
+};
+
+static void addr_format(const struct config_addr *a, char *out, size_t cap)
+{
+    if (strchr(a->host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%d", a->host, a->port);
+    else
+        snprintf(out, cap, "%s:%d", a->host, a->port);
+}
+
+static int submit_acs(void *ctx, const struct acs_request *req, acs_done_fn done, void *arg)
+{
+    return acs_client_submit(ctx, req, done, arg);
+}
+
+/* Loads the session signing key from the store, creating it on first use. Two processes that
+ * start together agree on one key through put_if_absent. */
+static int session_key_load(struct store *st, struct session_key **out)
+{
+    uint8_t *der = NULL, buf[SESSION_KEY_MAX];
+    size_t derlen = 0, len = 0;
+    struct session_key *k = NULL;
+    int inserted = 0, rc;
+
+    rc = store_meta_get(st, SESSION_META_KEY, buf, sizeof buf, &len);
+    if (rc == TV_ERR_NOT_FOUND) {
+        if ((rc = session_key_generate(&k)) != 0 ||
+            (rc = session_key_export(k, &der, &derlen)) != 0)
+            goto done;
+        if ((rc = store_meta_put_if_absent(st, SESSION_META_KEY, der, derlen, &inserted)) != 0)
+            goto done;
+        if (inserted) {
+            *out = k;
+            k = NULL;
+            goto done;
+        }
+        rc = store_meta_get(st, SESSION_META_KEY, buf, sizeof buf, &len);
+    }
+    if (rc != 0)
+        goto done;
+    rc = session_key_import(buf, len, out);
+done:
+    OPENSSL_cleanse(buf, sizeof buf);
+    if (der != NULL) {
+        OPENSSL_cleanse(der, derlen);
+        free(der);
+    }
+    session_key_free(k);
+    return rc;
+}
+
+static char *join_list(const struct config_list *l)
+{
+    size_t n = 1;
+    char *s;
+
+    for (size_t i = 0; i < l->n; i++)
+        n += strlen(l->items[i]) + 1;
+    if ((s = calloc(1, n)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (i > 0)
+            strcat(s, ",");
+        strcat(s, l->items[i]);
+    }
+    return s;
+}
+
+int app_new(const struct config *cfg, struct app **out)
+{
+    struct app *a = calloc(1, sizeof *a);
+    int rc = TV_ERR_NOMEM;
+
+    if (a == NULL)
+        return rc;
+    a->cfg = cfg;
+
+    if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
+        log_msg(LOGL_ERROR, NULL,
+                "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
+                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant)");
+        rc = TV_ERR_CONFIG;
+        goto fail;
+    }
+    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
+        log_msg(LOGL_WARN, NULL,
+                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
+                "API call will be refused");
+    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
+        log_msg(LOGL_ERROR, NULL, "TOKENVEND_OIDC_AUDIENCE is required with TOKENVEND_OIDC_ISSUER");
+        rc = TV_ERR_CONFIG;
+        goto fail;
+    }
+
+    if ((rc = store_open(cfg->db, STORE_MIGRATE_YES, &a->store)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot open the database %s: %s", cfg->db, err_name(rc));
+        goto fail;
+    }
+
+    struct acs_client_opts ao = {
+        .connection_string = cfg->acs_connection_string,
+        .api_version = cfg->acs_api_version,
+        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
+        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
+        .deadline_ms = cfg->acs_deadline_ms,
+        .max_retries = (int)cfg->acs_max_retries,
+        .backoff_base_ms = cfg->acs_backoff_base_ms,
+        .backoff_max_ms = cfg->acs_backoff_max_ms,
+    };
+    if ((rc = acs_client_new(&ao, &a->acs)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the ACS client: %s", err_name(rc));
+        goto fail;
+    }
+
+    if (cfg->oidc_issuer[0] != '\0') {
+        struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url, .issuer = cfg->oidc_issuer};
+        if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
+            log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
+            goto fail;
+        }
+    }
+    if (cfg->local_accounts && (rc = session_key_load(a->store, &a->session)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot load or create the session signing key: %s",
+                err_name(rc));
+        goto fail;
+    }
+
+    struct service_opts so = {
+        .store = a->store,
+        .submit = submit_acs,
+        .submit_ctx = a->acs,
+        .resource = acs_client_resource(a->acs),
+        .outbox_interval_ms = cfg->outbox_interval_ms,
+        .outbox_backoff_max_ms = cfg->outbox_backoff_max_ms,
+    };
+    policy_from_config(&so.policy, cfg);
+    if ((rc = service_new(&so, &a->svc)) != 0)
+        goto fail;
+
+    a->api = (struct api_ctx){
+        .svc = a->svc,
+        .store = a->store,
+        .jwks = a->jwks,
+        .session = a->session,
+        .issuer = cfg->oidc_issuer,
+        .audience = cfg->oidc_audience,
+        .user_claim = cfg->oidc_user_claim,
+        .session_minutes = cfg->session_minutes,
+        .acs = a->acs,
+    };
+    if ((a->cors = join_list(&cfg->cors_origins)) == NULL) {
+        rc = TV_ERR_NOMEM;
+        goto fail;
+    }
+    addr_format(&cfg->public_addr, a->public_addr, sizeof a->public_addr);
+    addr_format(&cfg->internal_addr, a->internal_addr, sizeof a->internal_addr);
+    a->listeners[0] = (struct http_listener_opts){
+        .name = "public", .addr = a->public_addr, .ctx = &a->api, .cors_origins = a->cors};
+    a->listeners[0].routes = api_public_routes(&a->listeners[0].nroutes);
+    a->listeners[1] =
+        (struct http_listener_opts){.name = "internal", .addr = a->internal_addr, .ctx = &a->api};
+    a->listeners[1].routes = api_internal_routes(&a->listeners[1].nroutes);
+    struct http_server_opts ho = {
+        .listeners = a->listeners,
+        .nlisteners = 2,
+        .body_max = (size_t)cfg->body_limit,
+        /* Room for a bearer token just past JWT_MAX_LEN (16 KiB) plus ordinary headers, so an
+         * oversized token is refused by the verifier with 401, not by the parser with 431. */
+        .header_mem = (size_t)cfg->header_limit,
+    };
+    if ((rc = http_server_new(&ho, &a->http)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));
+        goto fail;
+    }
+    a->api.http = a->http;
+    *out = a;
+    return 0;
+fail:
+    app_free(a);
+    return rc;
+}
+
+int app_start(struct app *a)
+{
+    struct json_object *f;
+    char pub[ADDR_MAX], in[ADDR_MAX];
+    int rc;
+
+    if ((rc = service_start(a->svc)) != 0)
+        return rc;
+    a->started = 1;
+    if ((rc = http_server_start(a->http)) != 0)
+        return rc;
+    /* Report the ports actually bound (the configuration may say 0). */
+    snprintf(pub, sizeof pub, "%.*s:%u", (int)(strrchr(a->public_addr, ':') - a->public_addr),
+             a->public_addr, (unsigned)http_server_port(a->http, 0));
+    snprintf(in, sizeof in, "%.*s:%u", (int)(strrchr(a->internal_addr, ':') - a->internal_addr),
+             a->internal_addr, (unsigned)http_server_port(a->http, 1));
+    f = json_object_new_object();
+    json_object_object_add(f, "public_addr", json_object_new_string(pub));
+    json_object_object_add(f, "internal_addr", json_object_new_string(in));
+    json_object_object_add(f, "acs_resource", json_object_new_string(acs_client_resource(a->acs)));
+    json_object_object_add(f, "oidc", json_object_new_boolean(a->jwks != NULL));
+    json_object_object_add(f, "local_accounts", json_object_new_boolean(a->session != NULL));
+    log_fields(LOGL_INFO, NULL, "listening", f);
+    json_object_put(f);
+    return 0;
+}
+
+void app_stop(struct app *a)
+{
+    if (a == NULL || a->stopped)
+        return;
+    a->stopped = 1;
+    if (a->http != NULL)
+        http_server_stop(a->http, (int)a->cfg->shutdown_drain_ms);
+    /* No new ACS calls from here; the client then completes the ones in flight. */
+    service_stop(a->svc);
+    acs_client_free(a->acs);
+    a->acs = NULL;
+    a->api.acs = NULL;
+    log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
+}
+
+void app_free(struct app *a)
+{
+    if (a == NULL)
+        return;
+    app_stop(a);
+    service_free(a->svc);
+    http_server_free(a->http);
+    jwks_free(a->jwks);
+    session_key_free(a->session);
+    store_close(a->store);
+    free(a->cors);
+    free(a);
+}

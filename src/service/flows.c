@@ -1,0 +1,695 @@
+/* The request flows. Each public entry point allocates a flow, does what it can synchronously
+ * (store reads, policy) and submits one ACS call; flow_step, on a worker thread, takes the ACS
+ * outcome, writes the store and the audit row, and either submits the next call or finishes.
+ * finish() calls the caller's done callback exactly once and frees the flow.
+ * Token cache seam (SPEC 9, not built yet): a cache would be consulted in have_mapping() before
+ * submitting ACS_OP_ISSUE, filled in issue_done(), and invalidated in revoke_done() and
+ * delete_begin(). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "core/b64.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/jsonx.h"
+#include "core/log.h"
+#include "service_int.h"
+#include "store/outbox.h"
+
+#define TEAMS_TOKEN_MAX (16 * 1024)
+#define MSG_MAX 320
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+static int id_valid(const char *id)
+{
+    return id != NULL && id[0] != '\0' && strlen(id) <= STORE_ID_MAX;
+}
+
+/* Reports the outcome and frees f. A token is handed out only on success and only when this
+ * flow's last ACS call produced one. */
+static void finish_ex(struct flow *f, int rc, const char *msg, int pending)
+{
+    struct service_result r;
+
+    memset(&r, 0, sizeof r);
+    r.rc = rc;
+    r.message = msg;
+    r.created = f->created;
+    r.pending = pending;
+    r.user = f->have_user ? &f->user : NULL;
+    r.acs_id = f->have_user ? f->user.acs_id : "";
+    if (rc == 0 && f->res.token != NULL) {
+        r.token = f->res.token;
+        r.expires_on = f->res.expires_on;
+        r.expires_on_ms = f->res.expires_on_ms;
+    }
+    if (f->kind == FK_TEAMS && rc == 0)
+        r.acs_id = f->res.identity_id;
+    if (rc != 0)
+        atomic_fetch_add(&f->s->m_flow_errors, 1);
+    if (f->done != NULL)
+        f->done(f->arg, &r);
+    flow_free(f);
+}
+
+static void finish(struct flow *f, int rc, const char *msg)
+{
+    finish_ex(f, rc, msg, 0);
+}
+
+/* The message to pass on for a failed ACS call: ACS's own words (never secret) or ours. */
+static const char *acs_message(const struct flow *f)
+{
+    return f->res.message[0] != '\0' ? f->res.message : NULL;
+}
+
+static const char *user_of(const struct flow *f)
+{
+    return f->have_user ? f->user.app_user_id : f->key;
+}
+
+static void token_detail(const struct flow *f, char *out, size_t cap)
+{
+    char scopes[96];
+    policy_scopes_format(&f->treq, scopes, sizeof scopes);
+    snprintf(out, cap, "scopes=%s minutes=%d", scopes, f->treq.minutes);
+}
+
+static void fill_token_request(const struct flow *f, struct acs_request *rq)
+{
+    rq->nscopes = f->treq.nscopes;
+    for (size_t i = 0; i < f->treq.nscopes && i < ACS_MAX_SCOPES; i++)
+        rq->scopes[i] = f->treq.scopes[i];
+    rq->expires_in_minutes = f->treq.minutes;
+}
+
+/* Submits op for the flow's mapping; on a refused submission the flow ends here. */
+static void submit_for_mapping(struct flow *f, enum acs_op op)
+{
+    struct acs_request rq;
+    int rc;
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = op;
+    rq.identity_id = f->user.acs_id;
+    if (op == ACS_OP_ISSUE)
+        fill_token_request(f, &rq);
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        service_audit(f->s, &f->call, acs_op_name(op), user_of(f), f->user.acs_id, rc, NULL);
+        finish(f, rc, NULL);
+    }
+}
+
+/* ---- delete ---- */
+
+static void delete_begin(struct flow *f)
+{
+    struct service *s = f->s;
+    struct acs_request rq;
+    int64_t now = clock_wall_ms();
+    int rc;
+
+    rc = store_user_delete_begin(s->store, f->user.acs_id, now, &f->outbox_id);
+    if (rc == TV_ERR_NOT_FOUND) {
+        /* Another delete removed it between our read and now: deleting is idempotent. */
+        int found = 0;
+        (void)store_outbox_pending_for(s->store, f->user.acs_id, &found);
+        finish_ex(f, 0, NULL, found);
+        return;
+    }
+    if (rc != 0) {
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, NULL);
+        finish(f, rc, NULL);
+        return;
+    }
+    if (outbox_inflight_add(s, f->outbox_id) != 0) {
+        /* Too many deletes in flight: the outbox worker takes this row soon. */
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, TV_ERR_UNAVAILABLE,
+                      "queued in the outbox");
+        finish_ex(f, 0, NULL, 1);
+        return;
+    }
+    memset(&rq, 0, sizeof rq);
+    rq.op = ACS_OP_DELETE;
+    rq.identity_id = f->user.acs_id;
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        outbox_inflight_remove(s, f->outbox_id);
+        (void)store_outbox_retry_later(s->store, f->outbox_id, now + outbox_backoff_ms(s, 0),
+                                       err_name(rc));
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc,
+                      "queued in the outbox");
+        finish_ex(f, 0, NULL, 1);
+    }
+}
+
+static void delete_done(struct flow *f)
+{
+    struct service *s = f->s;
+    int rc = f->res.rc;
+
+    outbox_inflight_remove(s, f->outbox_id);
+    if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
+        (void)store_outbox_done(s->store, f->outbox_id);
+        atomic_fetch_add(&s->m_deleted, 1);
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, 0,
+                      rc == 0 ? NULL : "ACS did not know the identity");
+        finish(f, 0, NULL);
+        return;
+    }
+    (void)store_outbox_retry_later(s->store, f->outbox_id,
+                                   clock_wall_ms() + outbox_backoff_ms(s, 0), err_name(rc));
+    atomic_fetch_add(&s->m_outbox_retry, 1);
+    service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, "queued in the outbox");
+    finish_ex(f, 0, NULL, 1);
+}
+
+/* ---- with a mapping in hand ---- */
+
+static void have_mapping(struct flow *f)
+{
+    char msg[MSG_MAX];
+
+    if (strcmp(f->user.resource, f->s->resource) != 0) {
+        snprintf(msg, sizeof msg, "identity belongs to another ACS resource (%s)",
+                 f->user.resource);
+        finish(f, TV_ERR_CONFLICT, msg);
+        return;
+    }
+    switch (f->kind) {
+    case FK_USER_ENSURE:
+        finish(f, 0, NULL);
+        break;
+    case FK_USER_TOKEN:
+    case FK_ID_TOKEN:
+        submit_for_mapping(f, ACS_OP_ISSUE);
+        break;
+    case FK_USER_REVOKE:
+    case FK_ID_REVOKE:
+        submit_for_mapping(f, ACS_OP_REVOKE);
+        break;
+    case FK_USER_DELETE:
+    case FK_ID_DELETE:
+        delete_begin(f);
+        break;
+    default:
+        finish(f, TV_ERR_INTERNAL, NULL);
+        break;
+    }
+}
+
+/* ---- create (single-flight leader) ---- */
+
+/* An identity ACS created that no mapping will own (we lost the race to another process, or
+ * the store failed): queue its deletion so it does not linger. */
+static void orphan_delete(struct service *s, const struct flow *f, const char *acs_id)
+{
+    int rc = store_outbox_add(s->store, acs_id, s->resource, "delete", clock_wall_ms(), NULL);
+    if (rc != 0)
+        log_msg(LOGL_ERROR, f->call.request_id,
+                "ACS identity %s has no mapping and could not be queued for deletion: %s", acs_id,
+                err_name(rc));
+    else
+        service_outbox_kick(s);
+}
+
+static void fail_all(struct flow *leader, struct flow *waiters, int rc, const char *msg)
+{
+    while (waiters != NULL) {
+        struct flow *w = waiters;
+        waiters = w->wnext;
+        finish(w, rc, msg);
+    }
+    finish(leader, rc, msg);
+}
+
+static void user_create_done(struct flow *f)
+{
+    struct service *s = f->s;
+    struct store_user u;
+    struct flow *waiters;
+    int rc = f->res.rc;
+
+    if (rc != 0) {
+        service_audit(s, &f->call, "create", f->key, "", rc, NULL);
+        waiters = sf_finish(s, f->key);
+        fail_all(f, waiters, rc, acs_message(f));
+        return;
+    }
+    memset(&u, 0, sizeof u);
+    copy_str(u.app_user_id, sizeof u.app_user_id, f->key);
+    copy_str(u.acs_id, sizeof u.acs_id, f->res.identity_id);
+    copy_str(u.resource, sizeof u.resource, s->resource);
+    u.created_ms = clock_wall_ms();
+    if (f->res.token != NULL)
+        u.last_issued_ms = u.created_ms;
+    rc = store_user_insert(s->store, &u);
+    if (rc == 0) {
+        f->user = u;
+        f->have_user = 1;
+        f->created = 1;
+        atomic_fetch_add(&s->m_created, 1);
+        service_audit(s, &f->call, "create", u.app_user_id, u.acs_id, 0, NULL);
+    } else {
+        /* TV_ERR_CONFLICT: another process created this user's mapping first (the UNIQUE
+         * constraint is the backstop of the in-memory single-flight). Use its mapping, and
+         * delete the identity we created, with the token that came with it. */
+        service_audit(s, &f->call, "create", u.app_user_id, u.acs_id, rc,
+                      "identity discarded; queued for deletion");
+        orphan_delete(s, f, u.acs_id);
+        acs_result_release(&f->res);
+        if (rc == TV_ERR_CONFLICT && store_user_get(s->store, f->key, &f->user) == 0) {
+            f->have_user = 1;
+        } else {
+            waiters = sf_finish(s, f->key);
+            fail_all(f, waiters, rc == TV_ERR_CONFLICT ? TV_ERR_INTERNAL : rc, NULL);
+            return;
+        }
+    }
+
+    /* The mapping is committed: from now on new requests find it in the store. */
+    waiters = sf_finish(s, f->key);
+    while (waiters != NULL) {
+        struct flow *w = waiters;
+        waiters = w->wnext;
+        w->user = f->user;
+        w->have_user = 1;
+        have_mapping(w);
+    }
+    if (f->kind == FK_USER_TOKEN && f->res.token != NULL) {
+        char detail[160];
+        token_detail(f, detail, sizeof detail);
+        atomic_fetch_add(&s->m_issued, 1);
+        service_audit(s, &f->call, "issue", f->user.app_user_id, f->user.acs_id, 0, detail);
+        finish(f, 0, NULL);
+        return;
+    }
+    have_mapping(f);
+}
+
+static void identity_create_done(struct flow *f)
+{
+    struct service *s = f->s;
+    int rc = f->res.rc;
+
+    if (rc != 0) {
+        service_audit(s, &f->call, "create", "", "", rc, NULL);
+        finish(f, rc, acs_message(f));
+        return;
+    }
+    memset(&f->user, 0, sizeof f->user);
+    copy_str(f->user.acs_id, sizeof f->user.acs_id, f->res.identity_id);
+    copy_str(f->user.resource, sizeof f->user.resource, s->resource);
+    f->user.created_ms = clock_wall_ms();
+    if (f->res.token != NULL)
+        f->user.last_issued_ms = f->user.created_ms;
+    rc = store_user_insert(s->store, &f->user);
+    service_audit(s, &f->call, "create", "", f->user.acs_id, rc, "standalone");
+    if (rc != 0) {
+        orphan_delete(s, f, f->user.acs_id);
+        finish(f, rc, NULL);
+        return;
+    }
+    f->have_user = 1;
+    f->created = 1;
+    atomic_fetch_add(&s->m_created, 1);
+    if (f->res.token != NULL) {
+        char detail[160];
+        token_detail(f, detail, sizeof detail);
+        atomic_fetch_add(&s->m_issued, 1);
+        service_audit(s, &f->call, "issue", "", f->user.acs_id, 0, detail);
+    }
+    finish(f, 0, NULL);
+}
+
+/* ---- the other outcomes ---- */
+
+static void issue_done(struct flow *f)
+{
+    struct service *s = f->s;
+    char detail[160];
+    int rc = f->res.rc;
+
+    token_detail(f, detail, sizeof detail);
+    if (rc == 0) {
+        (void)store_user_touch_issued(s->store, f->user.acs_id, clock_wall_ms());
+        atomic_fetch_add(&s->m_issued, 1);
+    }
+    service_audit(s, &f->call, "issue", user_of(f), f->user.acs_id, rc, detail);
+    finish(f, rc, rc == 0 ? NULL : acs_message(f));
+}
+
+static void revoke_done(struct flow *f)
+{
+    struct service *s = f->s;
+    int rc = f->res.rc;
+
+    if (rc == 0) {
+        (void)store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms());
+        atomic_fetch_add(&s->m_revoked, 1);
+    }
+    service_audit(s, &f->call, "revoke", user_of(f), f->user.acs_id, rc, NULL);
+    finish(f, rc, rc == 0 ? NULL : acs_message(f));
+}
+
+static void teams_done(struct flow *f)
+{
+    struct service *s = f->s;
+    char detail[200];
+    int rc = f->res.rc;
+    const char *msg = rc == 0 ? NULL : acs_message(f);
+
+    /* ACS answers 401 for a Teams token it cannot accept (expired, malformed): that is the
+     * caller's token, not our credentials (those fail with code "Denied"). */
+    if (rc != 0 && f->res.http_status == 401 && strcmp(f->res.acs_code, "Denied") != 0) {
+        rc = TV_ERR_UNAUTHORIZED;
+        msg = "ACS did not accept the Teams token";
+    }
+    if (rc == 0)
+        atomic_fetch_add(&s->m_exchanged, 1);
+    snprintf(detail, sizeof detail, "oid=%.90s appid=%.90s", f->teams_oid, f->teams_app);
+    service_audit(s, &f->call, "teams_exchange", "", rc == 0 ? f->res.identity_id : "", rc, detail);
+    finish(f, rc, msg);
+}
+
+void flow_step(struct flow *f)
+{
+    switch (f->res.op) {
+    case ACS_OP_CREATE:
+        if (f->kind == FK_ID_CREATE)
+            identity_create_done(f);
+        else
+            user_create_done(f);
+        break;
+    case ACS_OP_ISSUE:
+        issue_done(f);
+        break;
+    case ACS_OP_REVOKE:
+        revoke_done(f);
+        break;
+    case ACS_OP_DELETE:
+        delete_done(f);
+        break;
+    case ACS_OP_TEAMS_EXCHANGE:
+        teams_done(f);
+        break;
+    default:
+        finish(f, TV_ERR_INTERNAL, NULL);
+        break;
+    }
+}
+
+/* ---- entry points ---- */
+
+/* Looks the app user up and continues with the mapping, a create, or an error. */
+static void user_start(struct flow *f)
+{
+    struct service *s = f->s;
+    struct acs_request rq;
+    enum sf_role role;
+    int rc;
+
+    rc = store_user_get(s->store, f->key, &f->user);
+    if (rc == 0) {
+        f->have_user = 1;
+        have_mapping(f);
+        return;
+    }
+    if (rc != TV_ERR_NOT_FOUND) {
+        finish(f, rc, NULL);
+        return;
+    }
+    if (!f->may_create) {
+        finish(f, TV_ERR_NOT_FOUND, "no ACS identity for this user");
+        return;
+    }
+    if ((rc = sf_join_or_lead(s, f, &role)) != 0) {
+        finish(f, rc, NULL);
+        return;
+    }
+    if (role == SF_FOUND) {
+        have_mapping(f);
+        return;
+    }
+    if (role == SF_JOINED)
+        return; /* the leader's create continues this flow */
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = ACS_OP_CREATE;
+    /* The leader's own token comes in the same upstream call (create identity and token). */
+    if (f->kind == FK_USER_TOKEN)
+        fill_token_request(f, &rq);
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        struct flow *waiters = sf_finish(s, f->key);
+        service_audit(s, &f->call, "create", f->key, "", rc, NULL);
+        fail_all(f, waiters, rc, NULL);
+    }
+}
+
+static struct flow *start(struct service *s, enum flow_kind kind, const struct service_call *c,
+                          const char *key, service_done_fn done, void *arg)
+{
+    struct flow *f = flow_new(s, kind, c, done, arg);
+    struct service_result r;
+
+    if (f == NULL || !id_valid(key)) {
+        memset(&r, 0, sizeof r);
+        r.rc = f == NULL ? TV_ERR_NOMEM : TV_ERR_INVALID;
+        r.message = f == NULL ? NULL : "the user or identity id must be 1..256 bytes";
+        r.acs_id = "";
+        flow_free(f);
+        if (done != NULL)
+            done(arg, &r);
+        return NULL;
+    }
+    copy_str(f->key, sizeof f->key, key);
+    return f;
+}
+
+static void set_treq(struct flow *f, const struct policy_token_req *treq)
+{
+    if (treq != NULL)
+        f->treq = *treq;
+    else
+        policy_token_req_default(&f->s->policy, &f->treq);
+    f->want_token = 1;
+}
+
+void service_user_token(struct service *s, const struct service_call *c, const char *app_user_id,
+                        const struct policy_token_req *treq, int create_if_missing,
+                        service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_USER_TOKEN, c, app_user_id, done, arg);
+    if (f == NULL)
+        return;
+    set_treq(f, treq);
+    f->may_create = create_if_missing;
+    user_start(f);
+}
+
+void service_user_ensure(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_USER_ENSURE, c, app_user_id, done, arg);
+    if (f == NULL)
+        return;
+    f->may_create = 1;
+    user_start(f);
+}
+
+void service_user_revoke(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_USER_REVOKE, c, app_user_id, done, arg);
+    if (f == NULL)
+        return;
+    user_start(f);
+}
+
+void service_user_delete(struct service *s, const struct service_call *c, const char *app_user_id,
+                         service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_USER_DELETE, c, app_user_id, done, arg);
+    int rc;
+
+    if (f == NULL)
+        return;
+    rc = store_user_get(s->store, f->key, &f->user);
+    if (rc == TV_ERR_NOT_FOUND) {
+        finish(f, 0, NULL); /* idempotent */
+        return;
+    }
+    if (rc != 0) {
+        finish(f, rc, NULL);
+        return;
+    }
+    f->have_user = 1;
+    have_mapping(f);
+}
+
+void service_identity_create(struct service *s, const struct service_call *c,
+                             const struct policy_token_req *treq, service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_ID_CREATE, c, "-", done, arg);
+    struct acs_request rq;
+    int rc;
+
+    if (f == NULL)
+        return;
+    f->key[0] = '\0';
+    memset(&rq, 0, sizeof rq);
+    rq.op = ACS_OP_CREATE;
+    if (treq != NULL) {
+        f->treq = *treq;
+        f->want_token = 1;
+        fill_token_request(f, &rq);
+    }
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        service_audit(s, &f->call, "create", "", "", rc, "standalone");
+        finish(f, rc, NULL);
+    }
+}
+
+/* By ACS id: the id must be mapped here (that is what binds it to our resource). */
+static void identity_start(struct flow *f)
+{
+    struct service *s = f->s;
+    int rc = store_user_get_by_acs(s->store, f->key, &f->user);
+
+    if (rc == TV_ERR_NOT_FOUND && f->kind == FK_ID_DELETE) {
+        int found = 0;
+        (void)store_outbox_pending_for(s->store, f->key, &found);
+        finish_ex(f, 0, NULL, found);
+        return;
+    }
+    if (rc == TV_ERR_NOT_FOUND) {
+        finish(f, TV_ERR_NOT_FOUND, "no such identity");
+        return;
+    }
+    if (rc != 0) {
+        finish(f, rc, NULL);
+        return;
+    }
+    f->have_user = 1;
+    have_mapping(f);
+}
+
+void service_identity_token(struct service *s, const struct service_call *c, const char *acs_id,
+                            const struct policy_token_req *treq, service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_ID_TOKEN, c, acs_id, done, arg);
+    if (f == NULL)
+        return;
+    set_treq(f, treq);
+    identity_start(f);
+}
+
+void service_identity_revoke(struct service *s, const struct service_call *c, const char *acs_id,
+                             service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_ID_REVOKE, c, acs_id, done, arg);
+    if (f != NULL)
+        identity_start(f);
+}
+
+void service_identity_delete(struct service *s, const struct service_call *c, const char *acs_id,
+                             service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_ID_DELETE, c, acs_id, done, arg);
+    if (f != NULL)
+        identity_start(f);
+}
+
+/* ---- Teams ---- */
+
+/* Reads oid and appid/azp from the payload of a JWT without verifying it. 0 or TV_ERR_INVALID. */
+static int teams_claims(const char *token, char oid[TEAMS_OID_MAX + 1], char app[TEAMS_APP_MAX + 1])
+{
+    const char *d1 = strchr(token, '.'), *d2;
+    struct json_object *payload = NULL;
+    uint8_t *raw = NULL;
+    size_t rawlen = 0;
+    const char *v;
+    int rc = TV_ERR_INVALID;
+
+    if (d1 == NULL || (d2 = strchr(d1 + 1, '.')) == NULL || strchr(d2 + 1, '.') != NULL ||
+        d1 == token || d2 == d1 + 1)
+        goto done;
+    if (b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &raw, &rawlen) != 0)
+        goto done;
+    if (jsonx_parse((const char *)raw, rawlen, TEAMS_TOKEN_MAX, &payload) != 0 ||
+        !json_object_is_type(payload, json_type_object))
+        goto done;
+    if (jsonx_get_string(payload, "oid", TEAMS_OID_MAX, &v) != 0)
+        goto done;
+    copy_str(oid, TEAMS_OID_MAX + 1, v);
+    if (jsonx_get_string(payload, "appid", TEAMS_APP_MAX, &v) != 0 &&
+        jsonx_get_string(payload, "azp", TEAMS_APP_MAX, &v) != 0)
+        goto done;
+    copy_str(app, TEAMS_APP_MAX + 1, v);
+    rc = 0;
+done:
+    json_object_put(payload);
+    if (raw != NULL) {
+        OPENSSL_cleanse(raw, rawlen);
+        free(raw);
+    }
+    return rc;
+}
+
+void service_teams_exchange(struct service *s, const struct service_call *c, const char *bearer_oid,
+                            const char *teams_token, service_done_fn done, void *arg)
+{
+    struct flow *f = start(s, FK_TEAMS, c, "-", done, arg);
+    struct acs_request rq;
+    size_t len;
+    int rc;
+
+    if (f == NULL)
+        return;
+    f->key[0] = '\0';
+    len = teams_token != NULL ? strlen(teams_token) : 0;
+    if (len == 0 || len > TEAMS_TOKEN_MAX) {
+        finish(f, TV_ERR_INVALID, "header teams-user-aad-token must hold the Teams user's token");
+        return;
+    }
+    if (teams_claims(teams_token, f->teams_oid, f->teams_app) != 0) {
+        finish(f, TV_ERR_INVALID,
+               "teams-user-aad-token is not a JWT with oid and appid (or azp) claims");
+        return;
+    }
+    if (bearer_oid == NULL || bearer_oid[0] == '\0') {
+        finish(f, TV_ERR_FORBIDDEN, "the caller's token has no oid claim");
+        return;
+    }
+    if (strlen(bearer_oid) != strlen(f->teams_oid) ||
+        CRYPTO_memcmp(bearer_oid, f->teams_oid, strlen(bearer_oid)) != 0) {
+        finish(f, TV_ERR_FORBIDDEN, "the Teams token belongs to another user (oid differs)");
+        return;
+    }
+    if ((f->teams_token = strdup(teams_token)) == NULL) {
+        finish(f, TV_ERR_NOMEM, NULL);
+        return;
+    }
+    memset(&rq, 0, sizeof rq);
+    rq.op = ACS_OP_TEAMS_EXCHANGE;
+    rq.teams_token = f->teams_token;
+    rq.teams_app_id = f->teams_app;
+    rq.teams_user_id = f->teams_oid;
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        service_audit(s, &f->call, "teams_exchange", "", "", rc, NULL);
+        finish(f, rc, NULL);
+    }
+}

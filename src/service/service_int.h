@@ -1,0 +1,143 @@
+/* Internals of the service module shared by service.c (lifecycle, workers, single-flight map,
+ * audit), flows.c (the request flows) and outbox.c (the delete outbox worker). A flow is one
+ * request's small state machine: each ACS callback copies its result into the flow and queues
+ * the flow on a worker, which runs the next step (store writes never run on the ACS engine
+ * thread, whose callbacks must not block). */
+#ifndef TV_SERVICE_SERVICE_INT_H
+#define TV_SERVICE_SERVICE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "service/service.h"
+#include "store/outbox.h"
+
+enum flow_kind {
+    FK_USER_TOKEN,
+    FK_USER_ENSURE,
+    FK_USER_REVOKE,
+    FK_USER_DELETE,
+    FK_ID_CREATE,
+    FK_ID_TOKEN,
+    FK_ID_REVOKE,
+    FK_ID_DELETE,
+    FK_TEAMS,
+    FK_OUTBOX, /* one outbox row's ACS delete */
+    FK_DEFER,  /* service_defer: just a function to run */
+};
+
+#define TEAMS_OID_MAX 128
+#define TEAMS_APP_MAX 128
+#define SF_BUCKETS 256
+
+struct flow {
+    struct service *s;
+    enum flow_kind kind;
+    struct service_call call;
+    char key[STORE_ID_MAX + 1]; /* app user id, or acs id for FK_ID_* */
+    struct store_user user;
+    int have_user;
+    struct policy_token_req treq;
+    int want_token;
+    int may_create; /* FK_USER_TOKEN: create the identity when the user has none */
+    int created;
+    int64_t outbox_id;
+    int attempts;          /* FK_OUTBOX: failed attempts of the row before this one */
+    struct acs_result res; /* the last ACS outcome (owns its token) */
+    char *teams_token;     /* FK_TEAMS: a copy (secret, wiped) */
+    char teams_oid[TEAMS_OID_MAX + 1];
+    char teams_app[TEAMS_APP_MAX + 1];
+    service_done_fn done;
+    void *arg;
+    void (*defer_fn)(void *arg);
+    struct flow *qnext; /* worker queue */
+    struct flow *wnext; /* single-flight waiters */
+};
+
+/* One in-flight create for an app user: the leader's flow and those waiting for it. */
+struct sf_entry {
+    char user_id[STORE_ID_MAX + 1];
+    struct flow *waiters;
+    struct sf_entry *next;
+};
+
+/* A FIFO of flows served by a few threads. */
+struct wq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct flow *head, *tail;
+    int stop;
+    pthread_t *threads;
+    unsigned n, started;
+};
+
+/* In-flight outbox row ids, so that a row being deleted is not submitted twice. */
+#define OUTBOX_INFLIGHT_MAX 256
+
+struct service {
+    struct store *store;
+    service_submit_fn submit;
+    void *submit_ctx;
+    char resource[STORE_ID_MAX + 1];
+    struct policy policy;
+
+    /* Submissions read-lock; service_stop write-locks to flip `stopping`, so no submission can
+     * be half-way through when the ACS client is freed. */
+    pthread_rwlock_t submit_lock;
+    int stopping;
+
+    /* Flow steps run on `fast`; service_defer's blocking jobs (password hashing) on `slow`,
+     * one at a time, so they never delay ACS completions and their memory stays bounded. */
+    struct wq fast, slow;
+
+    /* Single-flight map. */
+    pthread_mutex_t sf_lock;
+    struct sf_entry *sf[SF_BUCKETS];
+
+    /* Outbox worker. */
+    pthread_mutex_t ob_lock;
+    pthread_cond_t ob_cond;
+    int ob_stop, ob_kick, ob_started;
+    pthread_t ob_thread;
+    long ob_interval_ms, ob_base_ms, ob_max_ms;
+    int64_t ob_inflight[OUTBOX_INFLIGHT_MAX];
+    size_t ob_ninflight;
+
+    /* Counters for /metrics. */
+    atomic_ullong m_created, m_deleted, m_issued, m_revoked, m_exchanged, m_sf_joined,
+        m_outbox_done, m_outbox_retry, m_flow_errors;
+};
+
+/* Allocates a flow for kind (zeroed, call copied). NULL when out of memory. */
+struct flow *flow_new(struct service *s, enum flow_kind kind, const struct service_call *c,
+                      service_done_fn done, void *arg);
+/* Frees the flow, its ACS result and its secrets. */
+void flow_free(struct flow *f);
+/* Queues f for a worker (which calls flow_step). */
+void service_queue_push(struct service *s, struct flow *f);
+/* Submits req for f (request id from f->call); the callback queues f. 0 or an error (then no
+ * callback comes). */
+int flow_submit(struct flow *f, struct acs_request *req);
+/* The next step of f after an ACS outcome (worker thread). flows.c / outbox.c. */
+void flow_step(struct flow *f);
+void outbox_step(struct flow *f);
+
+enum sf_role { SF_LEAD, SF_JOINED, SF_FOUND };
+/* Single-flight for f->key: when a create for that user is in flight, appends f to its waiters
+ * (SF_JOINED); else, under the same lock, re-reads the store, so a create that finished since
+ * the caller's first read is seen (SF_FOUND, f->user filled); else registers f as the leader
+ * (SF_LEAD). 0 or a store error / TV_ERR_NOMEM. */
+int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role);
+/* Removes the entry of user_id and returns its waiters (leader excluded), NULL if none. */
+struct flow *sf_finish(struct service *s, const char *user_id);
+
+/* Outbox worker lifecycle and the in-flight set. */
+int outbox_start(struct service *s);
+void outbox_stop(struct service *s);
+int outbox_inflight_add(struct service *s, int64_t id);
+void outbox_inflight_remove(struct service *s, int64_t id);
+/* Next retry delay after `attempts` failures: base * 2^attempts, capped, with jitter. */
+int64_t outbox_backoff_ms(const struct service *s, int attempts);
+
+#endif
