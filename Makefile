@@ -129,4 +129,6 @@ bench: $(BINS)
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(BUILD)/obj/src/emulator/main.d
+TEST_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
+-include $(LIB_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
+         $(BUILD)/obj/src/emulator/main.d
