@@ -206,9 +206,12 @@ int app_new(const struct config *cfg, struct app **out)
         .listeners = a->listeners,
         .nlisteners = 2,
         .body_max = (size_t)cfg->body_limit,
-        /* Room for a bearer token just past JWT_MAX_LEN (16 KiB) plus ordinary headers, so an
-         * oversized token is refused by the verifier with 401, not by the parser with 431. */
+        /* The default leaves room for a bearer token just past JWT_MAX_LEN plus ordinary
+         * headers, so an oversized token is refused by the verifier with 401, not with 431. */
         .header_mem = (size_t)cfg->header_limit,
+        .conn_limit = (unsigned)cfg->max_connections,
+        .per_ip_limit = (unsigned)cfg->max_connections_per_ip,
+        .conn_timeout_s = (unsigned)cfg->connection_timeout_s,
     };
     if ((rc = http_server_new(&ho, &a->http)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));

@@ -65,12 +65,15 @@ struct config {
     int auto_create;        /* bool: create an identity on a user's first token request */
     long token_min_minutes; /* lifetime bounds a caller may ask for, within 60..1440 */
     long token_max_minutes;
-    long body_limit;            /* request body ceiling in bytes */
-    long header_limit;          /* per-connection memory for request line and headers */
-    long session_minutes;       /* lifetime of /api/login tokens */
-    long outbox_interval_ms;    /* how often the delete outbox worker looks for due rows */
-    long outbox_backoff_max_ms; /* cap on the per-row retry backoff of the outbox */
-    long shutdown_drain_ms;     /* SIGTERM: how long in-flight requests may take to finish */
+    long body_limit;             /* request body ceiling in bytes */
+    long header_limit;           /* per-connection memory for request line and headers */
+    long max_connections;        /* per listener */
+    long max_connections_per_ip; /* 0: no limit */
+    long connection_timeout_s;   /* idle connections are closed after this */
+    long session_minutes;        /* lifetime of /api/login tokens */
+    long outbox_interval_ms;     /* how often the delete outbox worker looks for due rows */
+    long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
+    long shutdown_drain_ms;      /* SIGTERM: how long in-flight requests may take to finish */
 
     char *config_file; /* the file that was read, or "" */
     /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),

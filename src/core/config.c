@@ -110,6 +110,13 @@ static const struct setting settings[] = {
      OFF(header_limit), NULL,
      "memory per connection for the request line and headers (431 above); costs RSS per "
      "keep-alive connection"},
+    {"max_connections", "TOKENVEND_MAX_CONNECTIONS", NULL, "10000", ST_INT, 16, 1000000, 0, 1,
+     OFF(max_connections), NULL, "open connections per listener; more are refused"},
+    {"max_connections_per_ip", "TOKENVEND_MAX_CONNECTIONS_PER_IP", NULL, "0", ST_INT, 0, 1000000, 0,
+     1, OFF(max_connections_per_ip), NULL,
+     "open connections per client address (0: no limit; keep 0 behind a proxy)"},
+    {"connection_timeout_s", "TOKENVEND_CONNECTION_TIMEOUT_S", NULL, "60", ST_INT, 1, 86400, 0, 1,
+     OFF(connection_timeout_s), NULL, "an idle connection is closed after this many seconds"},
     {"session_minutes", "TOKENVEND_SESSION_MINUTES", NULL, "15", ST_INT, 1, 1440, 0, 1,
      OFF(session_minutes), NULL, "lifetime of the tokens POST /api/login returns"},
     {"outbox_interval_ms", "TOKENVEND_OUTBOX_INTERVAL_MS", NULL, "2000", ST_INT, 50, 3600000, 0, 1,
