@@ -174,6 +174,9 @@ int app_new(const struct config *cfg, struct app **out)
         .resource = acs_client_resource(a->acs),
         .outbox_interval_ms = cfg->outbox_interval_ms,
         .outbox_backoff_max_ms = cfg->outbox_backoff_max_ms,
+        .cache = cfg->cache,
+        .cache_min_remaining_minutes = cfg->cache_min_remaining_minutes,
+        .cache_max_entries = cfg->cache_max_entries,
     };
     policy_from_config(&so.policy, cfg);
     if ((rc = service_new(&so, &a->svc)) != 0)
@@ -247,6 +250,7 @@ int app_start(struct app *a)
     json_object_object_add(f, "acs_resource", json_object_new_string(acs_client_resource(a->acs)));
     json_object_object_add(f, "oidc", json_object_new_boolean(a->jwks != NULL));
     json_object_object_add(f, "local_accounts", json_object_new_boolean(a->session != NULL));
+    json_object_object_add(f, "token_cache", json_object_new_boolean(a->cfg->cache));
     log_fields(LOGL_INFO, NULL, "listening", f);
     json_object_put(f);
     return 0;

@@ -53,6 +53,7 @@ struct config {
     int local_accounts; /* bool */
     int cache;          /* bool */
     long cache_min_remaining_minutes;
+    long cache_max_entries;      /* bound on cached tokens (LRU) */
     char *acs_connection_string; /* secret: wiped by config_release */
     char *acs_api_version;
     long acs_connect_timeout_ms;

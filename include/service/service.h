@@ -31,6 +31,12 @@ struct service_opts {
     long outbox_interval_ms;     /* outbox poll period; 0 = 2000; < 0 = no outbox thread */
     long outbox_backoff_base_ms; /* first retry delay of an outbox row; 0 = 1000 */
     long outbox_backoff_max_ms;  /* cap on a row's retry delay; 0 = 60000 */
+    /* Token cache (SPEC 9; see service/tcache.h). Off unless `cache` is set, so a zeroed
+     * struct behaves as before the cache existed. With it on, concurrent requests for one
+     * identity, scope set and lifetime also share one upstream issue. */
+    int cache;
+    long cache_min_remaining_minutes; /* 0 = 30; at least 11 */
+    long cache_max_entries;           /* 0 = 20000 */
 };
 
 #define SERVICE_CALLER_MAX 127
@@ -77,7 +83,10 @@ void service_free(struct service *s);
 /* Token for an app user's identity. treq NULL = the policy defaults. With create_if_missing an
  * absent mapping is created first (concurrent first calls for one user share ONE upstream
  * create); without it an absent mapping ends in TV_ERR_NOT_FOUND. A mapping of another ACS
- * resource ends in TV_ERR_CONFLICT. Result: token, expires_on, user, created. */
+ * resource ends in TV_ERR_CONFLICT. Result: token, expires_on, user, created. With the cache on,
+ * the token may come from the cache (no ACS call, no audit row; the mapping is still read, so
+ * a revoke or delete by another process is honoured) and done may then run before this
+ * returns; concurrent misses for one key share one ACS issue. service_identity_token alike. */
 void service_user_token(struct service *s, const struct service_call *c, const char *app_user_id,
                         const struct policy_token_req *treq, int create_if_missing,
                         service_done_fn done, void *arg);
@@ -134,7 +143,8 @@ void service_audit(struct service *s, const struct service_call *c, const char *
 int service_ready(struct service *s);
 /* Kicks the outbox worker to look for due rows now (tests, admin). */
 void service_outbox_kick(struct service *s);
-/* Appends Prometheus text (identities created/deleted, flows, outbox). 0 or the buf error. */
+/* Appends Prometheus text (identities created/deleted, flows, outbox, token cache). 0 or the
+ * buf error. */
 struct buf;
 int service_metrics_write(struct service *s, struct buf *out);
 /* The policy in force (borrowed). */

@@ -2,9 +2,10 @@
  * (store reads, policy) and submits one ACS call; flow_step, on a worker thread, takes the ACS
  * outcome, writes the store and the audit row, and either submits the next call or finishes.
  * finish() calls the caller's done callback exactly once and frees the flow.
- * Token cache seam (SPEC 9, not built yet): a cache would be consulted in have_mapping() before
- * submitting ACS_OP_ISSUE, filled in issue_done(), and invalidated in revoke_done() and
- * delete_begin(). */
+ * Token cache (SPEC 9, service/tcache.h; only when configured): token_start() serves a hit or
+ * joins/leads the one in-flight issue for the key; tokens ACS issues (or sends with a create)
+ * are stored before anyone else can look; revoke and delete invalidate the identity's entries
+ * when they start and again before they answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,13 @@ static void submit_for_mapping(struct flow *f, enum acs_op op)
     }
 }
 
+/* Wipes the identity's cached tokens and fences off ACS calls already in flight. */
+static void cache_invalidate(struct flow *f, const char *acs_id)
+{
+    if (f->s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
+        (void)tcache_invalidate(f->s->cache, acs_id);
+}
+
 /* ---- delete ---- */
 
 static void delete_begin(struct flow *f)
@@ -119,6 +127,8 @@ static void delete_begin(struct flow *f)
     int rc;
 
     rc = store_user_delete_begin(s->store, f->user.acs_id, now, &f->outbox_id);
+    /* The mapping is gone (or going): its cached tokens go now, before any answer. */
+    cache_invalidate(f, f->user.acs_id);
     if (rc == TV_ERR_NOT_FOUND) {
         /* Another delete removed it between our read and now: deleting is idempotent. */
         int found = 0;
@@ -158,6 +168,8 @@ static void delete_done(struct flow *f)
     int rc = f->res.rc;
 
     outbox_inflight_remove(s, f->outbox_id);
+    /* Again, for issues that were in flight when the delete began. */
+    cache_invalidate(f, f->user.acs_id);
     if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
         (void)store_outbox_done(s->store, f->outbox_id);
         atomic_fetch_add(&s->m_deleted, 1);
@@ -171,6 +183,128 @@ static void delete_done(struct flow *f)
     atomic_fetch_add(&s->m_outbox_retry, 1);
     service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, "queued in the outbox");
     finish_ex(f, 0, NULL, 1);
+}
+
+static void fail_all(struct flow *leader, struct flow *waiters, int rc, const char *msg)
+{
+    while (waiters != NULL) {
+        struct flow *w = waiters;
+        waiters = w->wnext;
+        finish(w, rc, msg);
+    }
+    finish(leader, rc, msg);
+}
+
+/* ---- tokens, through the cache ---- */
+
+/* Offers the token in f->res to the cache under the epoch read before the ACS call. A refusal
+ * (revoked since, too little life left) only means the next request asks ACS again. */
+static void cache_store(struct flow *f, const char *acs_id)
+{
+    struct tcache_key k = {acs_id, f->scopes_key, f->treq.minutes};
+    int rc;
+
+    if (f->s->cache == NULL || f->res.token == NULL || f->scopes_key[0] == '\0')
+        return;
+    rc = tcache_put(f->s->cache, &k, f->epoch, f->res.token, f->res.expires_on,
+                    f->res.expires_on_ms, f->issue_start_ms, clock_wall_ms());
+    if (rc != 0)
+        log_msg(LOGL_DEBUG, f->call.request_id, "token for %s not cached: %s", acs_id,
+                rc == TV_ERR_CONFLICT ? "revoked or deleted meanwhile" : err_name(rc));
+}
+
+/* Answers f with a cached token (moved into f->res, which flow_free wipes). No audit row: see
+ * service/tcache.h. */
+static void finish_hit(struct flow *f, struct tcache_hit *h)
+{
+    acs_result_release(&f->res);
+    f->res.op = ACS_OP_ISSUE;
+    f->res.token = h->token;
+    h->token = NULL;
+    copy_str(f->res.expires_on, sizeof f->res.expires_on, h->expires_on);
+    f->res.expires_on_ms = h->expires_on_ms;
+    atomic_fetch_add(&f->s->m_cache_hits, 1);
+    finish(f, 0, NULL);
+}
+
+/* A waiter of an issue single-flight gets a copy of the leader's outcome. */
+static void finish_shared(struct flow *w, const struct flow *leader, int rc, const char *msg)
+{
+    if (rc != 0 || leader->res.token == NULL) {
+        finish(w, rc, msg);
+        return;
+    }
+    acs_result_release(&w->res);
+    w->res.op = ACS_OP_ISSUE;
+    if ((w->res.token = strdup(leader->res.token)) == NULL) {
+        finish(w, TV_ERR_NOMEM, NULL);
+        return;
+    }
+    copy_str(w->res.expires_on, sizeof w->res.expires_on, leader->res.expires_on);
+    w->res.expires_on_ms = leader->res.expires_on_ms;
+    finish(w, 0, NULL);
+}
+
+/* The single-flight leader's ACS issue; a refused submission ends it and its waiters. */
+static void issue_submit_leader(struct flow *f)
+{
+    struct acs_request rq;
+    int rc;
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = ACS_OP_ISSUE;
+    rq.identity_id = f->user.acs_id;
+    fill_token_request(f, &rq);
+    rc = flow_submit(f, &rq);
+    if (rc != 0) {
+        struct flow *waiters = isf_finish(f->s, f);
+        service_audit(f->s, &f->call, "issue", user_of(f), f->user.acs_id, rc, NULL);
+        fail_all(f, waiters, rc, NULL);
+    }
+}
+
+/* A token for the mapping in hand: from the cache, by joining the issue in flight for the same
+ * key, or from a new ACS issue. Without the cache: straight to ACS, as before. */
+static void token_start(struct flow *f)
+{
+    struct service *s = f->s;
+    struct tcache_hit hit;
+    struct tcache_key k;
+    enum sf_role role;
+    int rc;
+
+    memset(&hit, 0, sizeof hit);
+    if (s->cache == NULL || tcache_scopes_key(f->treq.scopes, f->treq.nscopes, f->scopes_key,
+                                              sizeof f->scopes_key) != 0) {
+        f->scopes_key[0] = '\0';
+        submit_for_mapping(f, ACS_OP_ISSUE);
+        return;
+    }
+    k = (struct tcache_key){f->user.acs_id, f->scopes_key, f->treq.minutes};
+    if (tcache_get(s->cache, &k, clock_wall_ms(), f->user.revoked_ms, &hit) == 0) {
+        finish_hit(f, &hit);
+        return;
+    }
+    /* Both before the ACS call: the start time is what a later revoked_ms is compared with,
+     * the epoch what a revoke moves on. */
+    f->issue_start_ms = clock_wall_ms();
+    f->epoch = tcache_epoch(s->cache, f->user.acs_id);
+    if ((rc = isf_join_or_lead(s, f, &role, &hit)) != 0) {
+        finish(f, rc, NULL);
+        return;
+    }
+    switch (role) {
+    case SF_FOUND:
+        finish_hit(f, &hit);
+        break;
+    case SF_JOINED:
+        atomic_fetch_add(&s->m_cache_misses, 1);
+        break; /* the leader's issue_done answers this flow */
+    case SF_LEAD:
+        atomic_fetch_add(&s->m_cache_misses, 1);
+        issue_submit_leader(f);
+        break;
+    }
 }
 
 /* ---- with a mapping in hand ---- */
@@ -191,10 +325,12 @@ static void have_mapping(struct flow *f)
         break;
     case FK_USER_TOKEN:
     case FK_ID_TOKEN:
-        submit_for_mapping(f, ACS_OP_ISSUE);
+        token_start(f);
         break;
     case FK_USER_REVOKE:
     case FK_ID_REVOKE:
+        /* Cached tokens stop being served from the moment the revoke is asked for. */
+        cache_invalidate(f, f->user.acs_id);
         submit_for_mapping(f, ACS_OP_REVOKE);
         break;
     case FK_USER_DELETE:
@@ -222,16 +358,6 @@ static void orphan_delete(struct service *s, const struct flow *f, const char *a
         service_outbox_kick(s);
 }
 
-static void fail_all(struct flow *leader, struct flow *waiters, int rc, const char *msg)
-{
-    while (waiters != NULL) {
-        struct flow *w = waiters;
-        waiters = w->wnext;
-        finish(w, rc, msg);
-    }
-    finish(leader, rc, msg);
-}
-
 static void user_create_done(struct flow *f)
 {
     struct service *s = f->s;
@@ -252,6 +378,9 @@ static void user_create_done(struct flow *f)
     u.created_ms = clock_wall_ms();
     if (f->res.token != NULL)
         u.last_issued_ms = u.created_ms;
+    /* Read before the mapping exists, so no revoke can come between it and the ACS call. */
+    if (s->cache != NULL)
+        f->epoch = tcache_epoch(s->cache, u.acs_id);
     rc = store_user_insert(s->store, &u);
     if (rc == 0) {
         f->user = u;
@@ -276,6 +405,10 @@ static void user_create_done(struct flow *f)
         }
     }
 
+    /* The token that came with the create goes into the cache first, so the waiters asking
+     * for the same scopes and lifetime are served from it. */
+    if (f->kind == FK_USER_TOKEN && f->res.token != NULL)
+        cache_store(f, f->user.acs_id);
     /* The mapping is committed: from now on new requests find it in the store. */
     waiters = sf_finish(s, f->key);
     while (waiters != NULL) {
@@ -312,6 +445,8 @@ static void identity_create_done(struct flow *f)
     f->user.created_ms = clock_wall_ms();
     if (f->res.token != NULL)
         f->user.last_issued_ms = f->user.created_ms;
+    if (s->cache != NULL)
+        f->epoch = tcache_epoch(s->cache, f->user.acs_id);
     rc = store_user_insert(s->store, &f->user);
     service_audit(s, &f->call, "create", "", f->user.acs_id, rc, "standalone");
     if (rc != 0) {
@@ -327,6 +462,7 @@ static void identity_create_done(struct flow *f)
         token_detail(f, detail, sizeof detail);
         atomic_fetch_add(&s->m_issued, 1);
         service_audit(s, &f->call, "issue", "", f->user.acs_id, 0, detail);
+        cache_store(f, f->user.acs_id);
     }
     finish(f, 0, NULL);
 }
@@ -345,6 +481,19 @@ static void issue_done(struct flow *f)
         atomic_fetch_add(&s->m_issued, 1);
     }
     service_audit(s, &f->call, "issue", user_of(f), f->user.acs_id, rc, detail);
+    if (f->isf != NULL) {
+        /* Stored before the single-flight entry goes, so a request arriving in between finds
+         * one or the other. */
+        struct flow *waiters;
+        if (rc == 0)
+            cache_store(f, f->user.acs_id);
+        waiters = isf_finish(s, f);
+        while (waiters != NULL) {
+            struct flow *w = waiters;
+            waiters = w->wnext;
+            finish_shared(w, f, rc, rc == 0 ? NULL : acs_message(f));
+        }
+    }
     finish(f, rc, rc == 0 ? NULL : acs_message(f));
 }
 
@@ -357,6 +506,9 @@ static void revoke_done(struct flow *f)
         (void)store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms());
         atomic_fetch_add(&s->m_revoked, 1);
     }
+    /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
+     * issues that were in flight meanwhile are refused by the cache from here on. */
+    cache_invalidate(f, f->user.acs_id);
     service_audit(s, &f->call, "revoke", user_of(f), f->user.acs_id, rc, NULL);
     finish(f, rc, rc == 0 ? NULL : acs_message(f));
 }
@@ -446,8 +598,13 @@ static void user_start(struct flow *f)
     memset(&rq, 0, sizeof rq);
     rq.op = ACS_OP_CREATE;
     /* The leader's own token comes in the same upstream call (create identity and token). */
-    if (f->kind == FK_USER_TOKEN)
+    if (f->kind == FK_USER_TOKEN) {
         fill_token_request(f, &rq);
+        f->issue_start_ms = clock_wall_ms();
+        if (f->s->cache != NULL && tcache_scopes_key(f->treq.scopes, f->treq.nscopes, f->scopes_key,
+                                                     sizeof f->scopes_key) != 0)
+            f->scopes_key[0] = '\0';
+    }
     rc = flow_submit(f, &rq);
     if (rc != 0) {
         struct flow *waiters = sf_finish(s, f->key);
@@ -553,6 +710,10 @@ void service_identity_create(struct service *s, const struct service_call *c,
         f->treq = *treq;
         f->want_token = 1;
         fill_token_request(f, &rq);
+        f->issue_start_ms = clock_wall_ms();
+        if (s->cache != NULL && tcache_scopes_key(f->treq.scopes, f->treq.nscopes, f->scopes_key,
+                                                  sizeof f->scopes_key) != 0)
+            f->scopes_key[0] = '\0';
     }
     rc = flow_submit(f, &rq);
     if (rc != 0) {

@@ -70,6 +70,10 @@ void outbox_step(struct flow *f)
     int rc = f->res.rc;
 
     outbox_inflight_remove(s, f->outbox_id);
+    /* A delete queued by another process (admin CLI) may leave tokens here: never served (the
+     * mapping is gone), but wiped now rather than at eviction. */
+    if (s->cache != NULL)
+        (void)tcache_invalidate(s->cache, f->user.acs_id);
     if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
         (void)store_outbox_done(s->store, f->outbox_id);
         atomic_fetch_add(&s->m_outbox_done, 1);

@@ -1,5 +1,6 @@
 /* Service lifecycle: worker threads that run flow steps, the guarded path to ACS, the
- * single-flight map of in-flight creates, audit rows and metrics. The flows themselves are in
+ * single-flight maps of in-flight creates and (with the token cache) issues, audit rows and
+ * metrics. The flows themselves are in
  * flows.c, the delete outbox in outbox.c. */
 #include "service/service.h"
 
@@ -283,6 +284,86 @@ struct flow *sf_finish(struct service *s, const char *user_id)
     return w;
 }
 
+/* ---- issue single-flight ---- */
+
+static unsigned isf_hash(const char *acs_id, const char *scopes, int minutes)
+{
+    return (sf_hash(acs_id) * 31u + sf_hash(scopes) * 7u + (unsigned)minutes) % SF_BUCKETS;
+}
+
+static int isf_match(const struct isf_entry *e, const struct flow *f)
+{
+    return e->epoch == f->epoch && e->minutes == f->treq.minutes &&
+           strcmp(e->acs_id, f->user.acs_id) == 0 && strcmp(e->scopes, f->scopes_key) == 0;
+}
+
+int isf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role, struct tcache_hit *hit)
+{
+    unsigned b = isf_hash(f->user.acs_id, f->scopes_key, f->treq.minutes);
+    struct tcache_key k = {f->user.acs_id, f->scopes_key, f->treq.minutes};
+    struct isf_entry *e;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->isf_lock);
+    for (e = s->isf[b]; e != NULL; e = e->next) {
+        if (isf_match(e, f))
+            break;
+    }
+    if (e != NULL) {
+        f->wnext = e->waiters;
+        e->waiters = f;
+        *role = SF_JOINED;
+        atomic_fetch_add(&s->m_isf_joined, 1);
+        goto unlock;
+    }
+    /* The leader stores its token before it removes its entry: this lookup sees it. */
+    rc = tcache_get(s->cache, &k, clock_wall_ms(), f->user.revoked_ms, hit);
+    if (rc == 0) {
+        *role = SF_FOUND;
+        goto unlock;
+    }
+    if (rc != TV_ERR_NOT_FOUND)
+        goto unlock;
+    if ((e = calloc(1, sizeof *e)) == NULL) {
+        rc = TV_ERR_NOMEM;
+        goto unlock;
+    }
+    copy_str(e->acs_id, sizeof e->acs_id, f->user.acs_id);
+    copy_str(e->scopes, sizeof e->scopes, f->scopes_key);
+    e->minutes = f->treq.minutes;
+    e->epoch = f->epoch;
+    e->next = s->isf[b];
+    s->isf[b] = e;
+    f->isf = e;
+    *role = SF_LEAD;
+    rc = 0;
+unlock:
+    pthread_mutex_unlock(&s->isf_lock);
+    return rc;
+}
+
+struct flow *isf_finish(struct service *s, struct flow *f)
+{
+    struct isf_entry *e = f->isf;
+    struct flow *w = NULL;
+
+    if (e == NULL)
+        return NULL;
+    pthread_mutex_lock(&s->isf_lock);
+    for (struct isf_entry **pp = &s->isf[isf_hash(e->acs_id, e->scopes, e->minutes)]; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            w = e->waiters;
+            free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->isf_lock);
+    f->isf = NULL;
+    return w;
+}
+
 /* ---- lifecycle ---- */
 
 int service_new(const struct service_opts *o, struct service **out)
@@ -308,8 +389,20 @@ int service_new(const struct service_opts *o, struct service **out)
     s->ob_max_ms = o->outbox_backoff_max_ms > 0 ? o->outbox_backoff_max_ms : 60000;
     if (s->ob_base_ms > s->ob_max_ms)
         s->ob_base_ms = s->ob_max_ms;
+    if (o->cache) {
+        struct tcache_opts to = {
+            .max_entries = o->cache_max_entries > 0 ? (size_t)o->cache_max_entries : 0,
+            .min_remaining_ms = (int64_t)o->cache_min_remaining_minutes * 60000,
+        };
+        int rc = tcache_new(&to, &s->cache);
+        if (rc != 0) {
+            free(s);
+            return rc;
+        }
+    }
     pthread_rwlock_init(&s->submit_lock, NULL);
     pthread_mutex_init(&s->sf_lock, NULL);
+    pthread_mutex_init(&s->isf_lock, NULL);
     pthread_mutex_init(&s->ob_lock, NULL);
     pthread_cond_init(&s->ob_cond, NULL);
     *out = s;
@@ -351,8 +444,17 @@ void service_free(struct service *s)
             free(e);
         }
     }
+    for (size_t b = 0; b < SF_BUCKETS; b++) {
+        while (s->isf[b] != NULL) {
+            struct isf_entry *e = s->isf[b];
+            s->isf[b] = e->next;
+            free(e);
+        }
+    }
+    tcache_free(s->cache);
     pthread_cond_destroy(&s->ob_cond);
     pthread_mutex_destroy(&s->ob_lock);
+    pthread_mutex_destroy(&s->isf_lock);
     pthread_mutex_destroy(&s->sf_lock);
     pthread_rwlock_destroy(&s->submit_lock);
     free(s);
@@ -432,9 +534,13 @@ const struct policy *service_policy(const struct service *s)
 
 int service_metrics_write(struct service *s, struct buf *out)
 {
+    struct tcache_stats cs;
     int64_t pending = 0, mappings = 0;
     int rc;
 
+    memset(&cs, 0, sizeof cs);
+    if (s->cache != NULL)
+        tcache_stats_get(s->cache, &cs);
     (void)store_outbox_count(s->store, &pending);
     (void)store_user_count(s->store, &mappings);
     rc = buf_printf(
@@ -469,9 +575,25 @@ int service_metrics_write(struct service *s, struct buf *out)
         "# HELP tokenvend_mappings Identity mappings in the store.\n"
         "# TYPE tokenvend_mappings gauge\n"
         "tokenvend_mappings %lld\n"
-        "# HELP tokenvend_cache_hits_total Tokens served from the token cache (no cache yet).\n"
+        "# HELP tokenvend_cache_hits_total Tokens served from the token cache.\n"
         "# TYPE tokenvend_cache_hits_total counter\n"
-        "tokenvend_cache_hits_total 0\n",
+        "tokenvend_cache_hits_total %llu\n"
+        "# HELP tokenvend_cache_misses_total Token requests the cache could not serve.\n"
+        "# TYPE tokenvend_cache_misses_total counter\n"
+        "tokenvend_cache_misses_total %llu\n"
+        "# HELP tokenvend_cache_evictions_total Cached tokens dropped for room.\n"
+        "# TYPE tokenvend_cache_evictions_total counter\n"
+        "tokenvend_cache_evictions_total %llu\n"
+        "# HELP tokenvend_cache_invalidated_total Cached tokens wiped by a revoke or delete.\n"
+        "# TYPE tokenvend_cache_invalidated_total counter\n"
+        "tokenvend_cache_invalidated_total %llu\n"
+        "# HELP tokenvend_cache_entries Tokens held by the token cache.\n"
+        "# TYPE tokenvend_cache_entries gauge\n"
+        "tokenvend_cache_entries %llu\n"
+        "# HELP tokenvend_issue_singleflight_joined_total Requests that waited for another's "
+        "issue.\n"
+        "# TYPE tokenvend_issue_singleflight_joined_total counter\n"
+        "tokenvend_issue_singleflight_joined_total %llu\n",
         (unsigned long long)atomic_load(&s->m_created),
         (unsigned long long)atomic_load(&s->m_deleted),
         (unsigned long long)atomic_load(&s->m_issued),
@@ -480,6 +602,9 @@ int service_metrics_write(struct service *s, struct buf *out)
         (unsigned long long)atomic_load(&s->m_sf_joined),
         (unsigned long long)atomic_load(&s->m_outbox_done),
         (unsigned long long)atomic_load(&s->m_outbox_retry), (long long)pending,
-        (long long)mappings);
+        (long long)mappings, (unsigned long long)atomic_load(&s->m_cache_hits),
+        (unsigned long long)atomic_load(&s->m_cache_misses), (unsigned long long)cs.evictions,
+        (unsigned long long)cs.invalidated, (unsigned long long)cs.entries,
+        (unsigned long long)atomic_load(&s->m_isf_joined));
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "service/service.h"
+#include "service/tcache.h"
 #include "store/outbox.h"
 
 enum flow_kind {
@@ -53,6 +54,23 @@ struct flow {
     void (*defer_fn)(void *arg);
     struct flow *qnext; /* worker queue */
     struct flow *wnext; /* single-flight waiters */
+    /* Token cache (FK_USER_TOKEN, FK_ID_TOKEN, FK_ID_CREATE with a token). */
+    char scopes_key[TCACHE_SCOPES_MAX]; /* canonical scope set; "" = not cacheable */
+    uint64_t epoch;                     /* the identity's cache epoch before asking ACS */
+    int64_t issue_start_ms;             /* wall clock when the ACS call was submitted */
+    struct isf_entry *isf;              /* the issue single-flight this flow leads, or NULL */
+};
+
+/* One in-flight ACS issue for (identity, scope set, minutes, epoch): the leader and its
+ * waiters. The epoch is part of the key: a request that starts after a revoke never joins an
+ * issue that started before it. */
+struct isf_entry {
+    char acs_id[STORE_ID_MAX + 1];
+    char scopes[TCACHE_SCOPES_MAX];
+    int minutes;
+    uint64_t epoch;
+    struct flow *waiters;
+    struct isf_entry *next;
 };
 
 /* One in-flight create for an app user: the leader's flow and those waiting for it. */
@@ -95,6 +113,11 @@ struct service {
     pthread_mutex_t sf_lock;
     struct sf_entry *sf[SF_BUCKETS];
 
+    /* Token cache (NULL when off) and the single-flight map of in-flight issues. */
+    struct tcache *cache;
+    pthread_mutex_t isf_lock;
+    struct isf_entry *isf[SF_BUCKETS];
+
     /* Outbox worker. */
     pthread_mutex_t ob_lock;
     pthread_cond_t ob_cond;
@@ -106,7 +129,7 @@ struct service {
 
     /* Counters for /metrics. */
     atomic_ullong m_created, m_deleted, m_issued, m_revoked, m_exchanged, m_sf_joined,
-        m_outbox_done, m_outbox_retry, m_flow_errors;
+        m_outbox_done, m_outbox_retry, m_flow_errors, m_isf_joined, m_cache_hits, m_cache_misses;
 };
 
 /* Allocates a flow for kind (zeroed, call copied). NULL when out of memory. */
@@ -131,6 +154,14 @@ enum sf_role { SF_LEAD, SF_JOINED, SF_FOUND };
 int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role);
 /* Removes the entry of user_id and returns its waiters (leader excluded), NULL if none. */
 struct flow *sf_finish(struct service *s, const char *user_id);
+
+/* Issue single-flight (cache on only). Under the map's lock: when an issue for f's key and
+ * epoch is in flight, appends f to its waiters (SF_JOINED); else looks in the cache once more,
+ * so an issue that finished since the caller's lookup is seen (SF_FOUND, *hit filled); else
+ * registers f as the leader (SF_LEAD, f->isf set). 0 or TV_ERR_NOMEM. */
+int isf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role, struct tcache_hit *hit);
+/* Removes the entry f leads and returns its waiters, NULL if none. */
+struct flow *isf_finish(struct service *s, struct flow *f);
 
 /* Outbox worker lifecycle and the in-flight set. */
 int outbox_start(struct service *s);

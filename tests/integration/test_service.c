@@ -1,5 +1,6 @@
 /* The service layer against a real store (temp file) and a fake ACS: single-flight creates,
- * failure fan-out, delete through the outbox, resource binding and the Teams checks. The fake
+ * failure fan-out, delete through the outbox, resource binding, the Teams checks, and the token
+ * cache (hits, single-flight issues, revoke fencing, cache off as before). The fake
  * completes calls on its own thread, as the real engine does, and can hold creates back so
  * that concurrent requests pile up behind one. */
 #include <setjmp.h>
@@ -19,6 +20,7 @@
 #include "core/b64.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/buf.h"
 #include "service/service.h"
 #include "store/audit.h"
 #include "store/outbox.h"
@@ -44,10 +46,12 @@ struct fake {
     struct fcall q[MAXQ];
     size_t nq;
     int hold_creates; /* creates wait for fake_release */
+    int hold_issues;  /* issues wait for fake_release */
+    int64_t ttl_ms;   /* token lifetime; 0 = 60 minutes */
     int fail_rc[5];   /* per op: rc to complete with (0 = success) */
     int counts[5];    /* submissions per op */
     int stop;
-    unsigned seq;
+    unsigned seq, tokseq;
     pthread_t th;
 };
 
@@ -89,8 +93,13 @@ static void fake_complete(struct fake *f, struct fcall *c)
             snprintf(r.identity_id, sizeof r.identity_id, "%s", c->identity_id);
         if (c->op == ACS_OP_ISSUE || c->op == ACS_OP_TEAMS_EXCHANGE ||
             (c->op == ACS_OP_CREATE && c->nscopes > 0)) {
-            r.token = strdup("fake.token.value");
-            r.expires_on_ms = clock_wall_ms() + 3600000;
+            char tok[48];
+            pthread_mutex_lock(&f->mu);
+            int64_t ttl = f->ttl_ms > 0 ? f->ttl_ms : 3600000;
+            snprintf(tok, sizeof tok, "fake.token.%u", ++f->tokseq);
+            pthread_mutex_unlock(&f->mu);
+            r.token = strdup(tok);
+            r.expires_on_ms = clock_wall_ms() + ttl;
             snprintf(r.expires_on, sizeof r.expires_on, "2030-01-01T00:00:00.000Z");
         }
     } else {
@@ -106,7 +115,8 @@ static void *fake_main(void *arg)
     for (;;) {
         size_t i;
         for (i = 0; i < f->nq; i++) {
-            if (!(f->hold_creates && f->q[i].op == ACS_OP_CREATE))
+            if (!(f->hold_creates && f->q[i].op == ACS_OP_CREATE) &&
+                !(f->hold_issues && f->q[i].op == ACS_OP_ISSUE))
                 break;
         }
         if (i < f->nq) {
@@ -140,6 +150,7 @@ static void fake_release(struct fake *f)
 {
     pthread_mutex_lock(&f->mu);
     f->hold_creates = 0;
+    f->hold_issues = 0;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
@@ -162,6 +173,7 @@ struct results {
     int n;
     int rc[MAXR], created[MAXR], pending[MAXR], had_token[MAXR];
     char acs[MAXR][64];
+    char tok[MAXR][48];
 };
 
 static void on_done(void *arg, const struct service_result *r)
@@ -175,6 +187,7 @@ static void on_done(void *arg, const struct service_result *r)
         rs->pending[i] = r->pending;
         rs->had_token[i] = r->token != NULL;
         snprintf(rs->acs[i], sizeof rs->acs[i], "%s", r->acs_id ? r->acs_id : "");
+        snprintf(rs->tok[i], sizeof rs->tok[i], "%s", r->token ? r->token : "");
     }
     pthread_cond_broadcast(&rs->cv);
     pthread_mutex_unlock(&rs->mu);
@@ -206,7 +219,7 @@ struct fx {
     struct results rs;
 };
 
-static int setup(void **state)
+static int setup_with(void **state, int cache)
 {
     struct fx *x = calloc(1, sizeof *x);
     struct service_opts o;
@@ -236,10 +249,22 @@ static int setup(void **state)
     o.policy.min_minutes = 60;
     o.policy.max_minutes = 1440;
     o.policy.auto_create = 1;
+    o.cache = cache;
+    o.cache_min_remaining_minutes = 30;
     assert_int_equal(service_new(&o, &x->svc), 0);
     assert_int_equal(service_start(x->svc), 0);
     *state = x;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, 0);
+}
+
+static int setup_cache(void **state)
+{
+    return setup_with(state, 1);
 }
 
 static int teardown(void **state)
@@ -460,6 +485,241 @@ static void test_teams_checks(void **state)
     free(noapp);
 }
 
+/* ---- token cache ---- */
+
+static struct policy_token_req treq_for(const char *scopes, int minutes)
+{
+    struct policy_token_req r;
+    struct config_scopes cs;
+    char err[128];
+
+    memset(&r, 0, sizeof r);
+    assert_int_equal(config_scopes_parse(scopes, &cs, err, sizeof err), 0);
+    for (size_t i = 0; i < cs.n; i++)
+        r.scopes[i] = cs.items[i];
+    r.nscopes = cs.n;
+    r.minutes = minutes;
+    return r;
+}
+
+/* One request, waited for; returns its result index. */
+static int token_now(struct fx *x, const char *user, const struct policy_token_req *treq)
+{
+    struct service_call c = call_for(user);
+    int want = x->rs.n + 1;
+    service_user_token(x->svc, &c, user, treq, 1, on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, want), want);
+    assert_int_equal(x->rs.rc[want - 1], 0);
+    assert_true(x->rs.had_token[want - 1]);
+    return want - 1;
+}
+
+static int audit_count(struct fx *x, const char *user, const char *action)
+{
+    struct store_audit rows[64];
+    struct store_audit_filter flt = {.app_user_id = user, .action = action};
+    int n = 0;
+    assert_int_equal(store_audit_list(x->st, &flt, 64, rows, &n), 0);
+    return n;
+}
+
+static void assert_metric(struct fx *x, const char *line)
+{
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(service_metrics_write(x->svc, &b), 0);
+    if (strstr(buf_cstr(&b), line) == NULL)
+        fail_msg("metrics lack \"%s\"", line);
+    buf_release(&b);
+}
+
+static void test_cache_sequential(void **state)
+{
+    struct fx *x = *state;
+    struct policy_token_req dflt = treq_for("chat,voip", 1440);
+    struct policy_token_req vc = treq_for("voip,chat", 1440); /* same set, other order */
+    struct policy_token_req chat = treq_for("chat", 1440);
+    struct policy_token_req shorter = treq_for("chat,voip", 600);
+
+    int a = token_now(x, "hana", &dflt); /* create with token */
+    int b = token_now(x, "hana", &dflt); /* hit */
+    int c = token_now(x, "hana", &vc);   /* hit: a scope set is a set */
+    assert_string_equal(x->rs.tok[b], x->rs.tok[a]);
+    assert_string_equal(x->rs.tok[c], x->rs.tok[a]);
+    assert_int_equal(x->rs.created[b], 0);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_CREATE), 1);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 0);
+
+    /* Other scopes or another lifetime are other keys: one upstream issue each, then hits. */
+    int d = token_now(x, "hana", &chat);
+    int e = token_now(x, "hana", &shorter);
+    int f = token_now(x, "hana", &chat);
+    int g = token_now(x, "hana", &shorter);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 2);
+    assert_string_not_equal(x->rs.tok[d], x->rs.tok[a]);
+    assert_string_not_equal(x->rs.tok[e], x->rs.tok[d]);
+    assert_string_equal(x->rs.tok[f], x->rs.tok[d]);
+    assert_string_equal(x->rs.tok[g], x->rs.tok[e]);
+    /* ACS issues are audited, hits are not. */
+    assert_int_equal(audit_count(x, "hana", "issue"), 3);
+    assert_metric(x, "tokenvend_cache_hits_total 4\n");
+    assert_metric(x, "tokenvend_cache_entries 3\n");
+}
+
+static void test_cache_revoke(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("ivan");
+    struct policy_token_req dflt = treq_for("chat,voip", 1440);
+
+    int a = token_now(x, "ivan", &dflt);
+    service_user_revoke(x->svc, &c, "ivan", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, a + 2), a + 2);
+    assert_int_equal(x->rs.rc[a + 1], 0);
+    assert_metric(x, "tokenvend_cache_entries 0\n");
+    clock_sleep_ms(2); /* out of the revoke's millisecond (see test_cache_revoke_during_issue) */
+    int b = token_now(x, "ivan", &dflt); /* after the revoke: upstream again */
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    assert_string_not_equal(x->rs.tok[b], x->rs.tok[a]);
+    int d = token_now(x, "ivan", &dflt); /* and the new token is cached */
+    assert_string_equal(x->rs.tok[d], x->rs.tok[b]);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+
+    /* A revoke recorded by another process (only the store knows) is honoured too. */
+    clock_sleep_ms(2);
+    assert_int_equal(store_user_set_revoked(x->st, x->rs.acs[a], clock_wall_ms()), 0);
+    int e = token_now(x, "ivan", &dflt);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 2);
+    assert_string_not_equal(x->rs.tok[e], x->rs.tok[b]);
+}
+
+static void test_cache_concurrent(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("jo");
+    const int n = 64;
+
+    service_user_ensure(x->svc, &c, "jo", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    fake_set(&x->fake, 0, ACS_OP_ISSUE, 0);
+    pthread_mutex_lock(&x->fake.mu);
+    x->fake.hold_issues = 1;
+    pthread_mutex_unlock(&x->fake.mu);
+    for (int i = 0; i < n; i++)
+        service_user_token(x->svc, &c, "jo", NULL, 1, on_done, &x->rs);
+    /* Everyone waits on one issue. */
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, n + 1), n + 1);
+    for (int i = 1; i <= n; i++) {
+        assert_int_equal(x->rs.rc[i], 0);
+        assert_string_equal(x->rs.tok[i], x->rs.tok[1]);
+    }
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    assert_int_equal(audit_count(x, "jo", "issue"), 1);
+    assert_metric(x, "tokenvend_issue_singleflight_joined_total 63\n");
+    token_now(x, "jo", NULL);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+}
+
+/* 100 concurrent first requests: one create, and the waiters take its token from the cache. */
+static void test_cache_first_requests(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("kai");
+    const int n = 100;
+
+    fake_set(&x->fake, 1, ACS_OP_CREATE, 0);
+    for (int i = 0; i < n; i++)
+        service_user_token(x->svc, &c, "kai", NULL, 1, on_done, &x->rs);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, n), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(x->rs.rc[i], 0);
+        assert_string_equal(x->rs.tok[i], x->rs.tok[0]);
+    }
+    assert_int_equal(fake_count(&x->fake, ACS_OP_CREATE), 1);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 0);
+}
+
+/* A revoke that answers while an issue is in flight: that issue's token is handed to its own
+ * requester but never cached, and later requests do not join it. */
+static void test_cache_revoke_during_issue(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("lea");
+
+    service_user_ensure(x->svc, &c, "lea", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    pthread_mutex_lock(&x->fake.mu);
+    x->fake.hold_issues = 1;
+    pthread_mutex_unlock(&x->fake.mu);
+    service_user_token(x->svc, &c, "lea", NULL, 1, on_done, &x->rs); /* #1: issue held */
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    service_user_revoke(x->svc, &c, "lea", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 2), 2);
+    assert_int_equal(x->rs.rc[1], 0); /* the revoke answered; #1 still waits */
+    /* A token issued in the millisecond of a recorded revoke is conservatively not served
+     * from the cache; step past it so #2's token counts as issued after the revoke. */
+    clock_sleep_ms(2);
+    service_user_token(x->svc, &c, "lea", NULL, 1, on_done, &x->rs); /* #2 */
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 2);         /* did not join #1 */
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, 4), 4);
+    assert_int_equal(x->rs.rc[2], 0);
+    assert_int_equal(x->rs.rc[3], 0);
+    /* The fake issues in submission order: #1 got fake.token.1 (issued before the revoke),
+     * #2 fake.token.2 (the service's two workers may answer them in either order). Only the
+     * latter may be served from the cache. */
+    assert_true(
+        (strcmp(x->rs.tok[2], "fake.token.1") == 0 && strcmp(x->rs.tok[3], "fake.token.2") == 0) ||
+        (strcmp(x->rs.tok[2], "fake.token.2") == 0 && strcmp(x->rs.tok[3], "fake.token.1") == 0));
+    int d = token_now(x, "lea", NULL);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 2);
+    assert_string_equal(x->rs.tok[d], "fake.token.2");
+}
+
+static void test_cache_short_tokens(void **state)
+{
+    struct fx *x = *state;
+
+    pthread_mutex_lock(&x->fake.mu);
+    x->fake.ttl_ms = 29 * 60 * 1000; /* below cache_min_remaining_minutes */
+    pthread_mutex_unlock(&x->fake.mu);
+    int a = token_now(x, "max", NULL);
+    int b = token_now(x, "max", NULL);
+    assert_string_not_equal(x->rs.tok[a], x->rs.tok[b]);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    assert_metric(x, "tokenvend_cache_entries 0\n");
+}
+
+static void test_cache_delete(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("nia");
+
+    int a = token_now(x, "nia", NULL);
+    service_user_delete(x->svc, &c, "nia", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, a + 2), a + 2);
+    assert_metric(x, "tokenvend_cache_entries 0\n");
+    int b = token_now(x, "nia", NULL); /* a new identity, a new token */
+    assert_string_not_equal(x->rs.acs[b], x->rs.acs[a]);
+    assert_string_not_equal(x->rs.tok[b], x->rs.tok[a]);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_CREATE), 2);
+}
+
+static void test_cache_off(void **state)
+{
+    struct fx *x = *state;
+
+    int a = token_now(x, "olga", NULL);
+    int b = token_now(x, "olga", NULL);
+    assert_string_not_equal(x->rs.tok[a], x->rs.tok[b]);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    assert_metric(x, "tokenvend_cache_hits_total 0\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +730,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_resource, setup, teardown),
         cmocka_unit_test_setup_teardown(test_teams_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_sequential, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_revoke, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_concurrent, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_first_requests, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_revoke_during_issue, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_short_tokens, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_delete, setup_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
