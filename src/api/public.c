@@ -266,7 +266,8 @@ static const struct http_route public_routes[] = {
     {"POST", "/api/login", login},
     {"GET", "/healthz", api_ops_healthz},
     {"GET", "/readyz", api_ops_readyz},
-    {"GET", "/metrics", api_ops_metrics},
+    /* No /metrics here: it shows mapping and outbox counts and costs table scans, so it is
+     * served on the internal listener only, where the scraper lives. */
 };
 
 const struct http_route *api_public_routes(size_t *n)

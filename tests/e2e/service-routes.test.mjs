@@ -71,6 +71,8 @@ describe("tokenvend serve: routes", { skip }, () => {
     assert.match(String(m.headers["content-type"]), /^text\/plain/, "metrics content-type");
     assert.match(m.text, /^# TYPE \S+ (counter|gauge|histogram)/m, "metrics has # TYPE lines");
     assert.match(m.text, /tokenvend_http_requests_total\{/, "per-route request counters");
+    // Metrics reveal counts and cost table scans: internal listener only.
+    assertError(await svc.pub("GET", "/metrics"), 404, "not_found", "public GET /metrics");
     assertMethodNotAllowed(await svc.int("POST", "/healthz"), ["GET"], "POST /healthz");
   });
 
