@@ -25,6 +25,7 @@
 
 #define SESSION_META_KEY "session_signing_key"
 #define ADDR_MAX 300
+#define APP_JWKS_STARTUP_WAIT_MS 2000 /* see app_start */
 
 struct app {
     const struct config *cfg;
@@ -237,6 +238,12 @@ int app_start(struct app *a)
     if ((rc = service_start(a->svc)) != 0)
         return rc;
     a->started = 1;
+    /* The key set is fetched in the background from jwks_new on; give that first fetch a short
+     * moment so the first bearer requests do not meet an empty set. An identity provider that
+     * is down only delays the start by this much; bearer requests then get 503 until the keys
+     * load (the fetcher keeps retrying). */
+    if (a->jwks != NULL && jwks_wait(a->jwks, APP_JWKS_STARTUP_WAIT_MS) != 0)
+        log_msg(LOGL_WARN, NULL, "OIDC signing keys not loaded yet; bearer requests get 503");
     if ((rc = http_server_start(a->http)) != 0)
         return rc;
     /* Report the ports actually bound (the configuration may say 0). */

@@ -86,11 +86,15 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
     if (rc != 0) {
         log_msg(LOGL_INFO, http_req_id(req), "bearer token rejected: %s (%s)",
                 reason != NULL ? reason : "-", err_name(rc));
-        if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID)
+        if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID) {
             reply_unauthorized(req, "the bearer token is not acceptable", 1);
-        else
+        } else {
+            /* No key set yet: the fetcher retries in the background on this period. */
+            if (rc == TV_ERR_UNAVAILABLE)
+                http_reply_header(req, "Retry-After", JWKS_RETRY_AFTER_S);
             http_reply_error(req, rc == TV_ERR_NOMEM ? rc : TV_ERR_UNAVAILABLE,
                              "cannot verify tokens right now");
+        }
         return rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
     }
     memset(out, 0, sizeof *out);

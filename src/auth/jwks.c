@@ -1,7 +1,7 @@
 /* OIDC key set: a reader-writer-locked array of reference-counted keys. Verifiers take a key
- * reference under the read lock and verify outside it, so a refetch (done under a separate
- * mutex, one at a time, with the network I/O outside every lock the verifiers take) never
- * stalls verification with known keys. */
+ * reference under the read lock and verify outside it. Keys are fetched by one background thread
+ * per set (at startup, when a verifier meets an unknown kid, and periodically), never by a
+ * verifier, so a slow or silent JWKS server cannot hold a request thread. */
 #include "auth/jwks.h"
 
 #include <pthread.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -20,7 +21,6 @@
 #include "core/log.h"
 
 #define JWKS_URL_MAX 2048
-#define JWKS_UNLOADED_RETRY_MS 5000 /* retry sooner while no key set was ever loaded */
 
 struct jwks {
     pthread_rwlock_t lock; /* guards keys, nkeys, loaded, generation */
@@ -29,16 +29,38 @@ struct jwks {
     int loaded;          /* a key set has been installed at least once */
     uint64_t generation; /* bumped on every install */
 
-    pthread_mutex_t fetch_lock; /* one fetch at a time; guards the fields below */
-    int64_t last_fetch_ms;      /* monotonic time of the last attempt */
-    int fetched_once;
-    char *discovered_url; /* jwks_uri from the discovery document */
+    pthread_mutex_t fetch_lock; /* one fetch at a time, held across the network I/O */
+    char *discovered_url;       /* jwks_uri from the discovery document (under fetch_lock) */
+
+    /* The fetcher's schedule. mu is only ever held briefly, never across I/O, so a verifier
+     * that asks for a fetch waits for nothing but this bookkeeping. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* CLOCK_MONOTONIC; signalled on a wish, on stop, after each attempt */
+    int wanted;          /* a verifier met an unknown kid while a fetch was due */
+    int inflight;        /* fetches running now (the fetcher's and jwks_refresh's) */
+    int stopping;        /* jwks_free has begun */
+    int attempts;        /* fetch attempts ended so far */
+    int64_t last_end_ms; /* monotonic end of the last attempt (rate limits start from here) */
+    int64_t last_ok_ms;  /* monotonic end of the last successful attempt */
+    int last_failed;     /* the last attempt failed */
+    int has_fetcher;
+    pthread_t fetcher;
+    atomic_int abort_io; /* makes a transfer in progress give up (shutdown) */
 
     atomic_int_least64_t interval_ms;
+    int64_t refresh_every_ms;
     char *jwks_url; /* configured; NULL when discovered or static */
     char *issuer;
     long connect_ms, timeout_ms;
 };
+
+static pthread_once_t jwks_curl_once = PTHREAD_ONCE_INIT;
+
+static void jwks_curl_init(void)
+{
+    /* curl_easy_init would do this implicitly, but not safely from two threads at once. */
+    (void)curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static int jwks_url_ok(const char *u)
 {
@@ -50,9 +72,12 @@ static int jwks_url_ok(const char *u)
            !strpbrk(u, " \t\r\n");
 }
 
+static void *jwks_fetcher_main(void *arg);
+
 int jwks_new(const struct jwks_opts *o, struct jwks **out)
 {
     struct jwks *s;
+    pthread_condattr_t ca;
     int rc = TV_ERR_INVALID;
 
     if (!o || !out)
@@ -64,17 +89,25 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
     s = calloc(1, sizeof *s);
     if (!s)
         return TV_ERR_NOMEM;
-    if (pthread_rwlock_init(&s->lock, NULL) != 0) {
-        free(s);
-        return TV_ERR_NOMEM;
-    }
-    if (pthread_mutex_init(&s->fetch_lock, NULL) != 0) {
-        pthread_rwlock_destroy(&s->lock);
-        free(s);
-        return TV_ERR_NOMEM;
-    }
+    if (pthread_rwlock_init(&s->lock, NULL) != 0)
+        goto fail_alloc;
+    if (pthread_mutex_init(&s->fetch_lock, NULL) != 0)
+        goto fail_rwlock;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        goto fail_fetch_lock;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail_mu;
+    /* A monotonic condvar: a wall-clock jump must not stall or hurry the fetcher. */
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&s->cv, &ca) == 0
+             ? 0
+             : TV_ERR_NOMEM;
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        goto fail_mu;
     atomic_init(&s->interval_ms,
                 o->refetch_interval_ms > 0 ? o->refetch_interval_ms : JWKS_DEFAULT_REFETCH_MS);
+    atomic_init(&s->abort_io, 0);
+    s->refresh_every_ms = o->refresh_every_ms > 0 ? o->refresh_every_ms : JWKS_DEFAULT_REFRESH_MS;
     s->connect_ms = o->connect_timeout_ms > 0 ? (long)o->connect_timeout_ms : 2000;
     s->timeout_ms = o->timeout_ms > 0 ? (long)o->timeout_ms : 5000;
     rc = TV_ERR_NOMEM;
@@ -82,11 +115,26 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
         goto fail;
     if (o->issuer && *o->issuer && !(s->issuer = strdup(o->issuer)))
         goto fail;
+    if (s->jwks_url || s->issuer) {
+        pthread_once(&jwks_curl_once, jwks_curl_init);
+        if (pthread_create(&s->fetcher, NULL, jwks_fetcher_main, s) != 0)
+            goto fail;
+        s->has_fetcher = 1;
+    }
     *out = s;
     return 0;
 fail:
     jwks_free(s);
     return rc;
+fail_mu:
+    pthread_mutex_destroy(&s->mu);
+fail_fetch_lock:
+    pthread_mutex_destroy(&s->fetch_lock);
+fail_rwlock:
+    pthread_rwlock_destroy(&s->lock);
+fail_alloc:
+    free(s);
+    return TV_ERR_NOMEM;
 }
 
 static void jwks_keys_free(struct jwk **keys, size_t n)
@@ -100,9 +148,21 @@ void jwks_free(struct jwks *s)
 {
     if (!s)
         return;
+    if (s->has_fetcher) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        atomic_store(&s->abort_io, 1);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        /* The fetcher's transfer sees abort_io within about a second (curl's progress
+         * callback), so this does not wait out the fetch timeouts. */
+        pthread_join(s->fetcher, NULL);
+    }
     jwks_keys_free(s->keys, s->nkeys);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->fetch_lock);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
     free(s->discovered_url);
     free(s->jwks_url);
     free(s->issuer);
@@ -229,8 +289,21 @@ static size_t jwks_curl_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return buf_append(b, ptr, n) == 0 ? n : 0;
 }
 
+static int jwks_curl_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    struct jwks *s = ud;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    /* Non-zero aborts the transfer: jwks_free must not wait for a silent server. */
+    return atomic_load(&s->abort_io);
+}
+
 /* Blocking GET of url into body (at most JWKS_MAX_BODY). 0 or TV_ERR_UNAVAILABLE. */
-static int jwks_http_get(const struct jwks *s, const char *url, struct buf *body)
+static int jwks_http_get(struct jwks *s, const char *url, struct buf *body)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     CURL *c = curl_easy_init();
@@ -253,6 +326,9 @@ static int jwks_http_get(const struct jwks *s, const char *url, struct buf *body
     curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "tokenvend-jwks");
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, jwks_curl_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
     cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {
         log_msg(LOGL_WARN, NULL, "jwks: GET %s failed: %s", url,
@@ -323,8 +399,6 @@ static int jwks_fetch_locked(struct jwks *s)
     const char *url = s->jwks_url;
     int rc;
 
-    s->last_fetch_ms = clock_mono_ms();
-    s->fetched_once = 1;
     if (!url) {
         if (!s->issuer)
             return TV_ERR_UNAVAILABLE; /* a static set: nothing to fetch */
@@ -350,20 +424,132 @@ static int jwks_fetch_locked(struct jwks *s)
     return rc;
 }
 
-int jwks_refresh(struct jwks *s)
+/* Runs one attempt that the caller has already counted in s->inflight (under mu), then stamps
+ * its end: the rate limits count from the END, so callers that asked during a slow fetch do
+ * not start another one the moment it gives up. */
+static int jwks_attempt(struct jwks *s)
 {
     int rc;
 
-    if (!s)
-        return TV_ERR_INVALID;
     pthread_mutex_lock(&s->fetch_lock);
     rc = jwks_fetch_locked(s);
     pthread_mutex_unlock(&s->fetch_lock);
+    pthread_mutex_lock(&s->mu);
+    s->inflight--;
+    s->attempts++;
+    s->last_end_ms = clock_mono_ms();
+    if (rc == 0)
+        s->last_ok_ms = s->last_end_ms;
+    s->last_failed = rc != 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
+int jwks_refresh(struct jwks *s)
+{
+    if (!s)
+        return TV_ERR_INVALID;
+    pthread_mutex_lock(&s->mu);
+    s->inflight++;
+    s->wanted = 0; /* this fetch answers any pending wish */
+    pthread_mutex_unlock(&s->mu);
+    return jwks_attempt(s);
+}
+
+static int jwks_is_loaded(struct jwks *s)
+{
+    int loaded;
+
+    pthread_rwlock_rdlock(&s->lock);
+    loaded = s->loaded;
+    pthread_rwlock_unlock(&s->lock);
+    return loaded;
+}
+
+/* The unknown-kid refetch interval; shorter while nothing was ever loaded (caller holds mu). */
+static int64_t jwks_wish_interval(struct jwks *s, int loaded)
+{
+    int64_t interval = atomic_load(&s->interval_ms);
+
+    return !loaded && interval > JWKS_UNLOADED_RETRY_MS ? JWKS_UNLOADED_RETRY_MS : interval;
+}
+
+/* Monotonic time at which the fetcher should next fetch (caller holds mu): at once the first
+ * time; every JWKS_UNLOADED_RETRY_MS while nothing loaded; refresh_every_ms after the last
+ * success (a failed refresh is retried after the refetch interval, at least
+ * JWKS_UNLOADED_RETRY_MS); and a verifier's wish as soon as the refetch interval allows. */
+static int64_t jwks_next_fetch(struct jwks *s, int loaded)
+{
+    int64_t next, retry;
+
+    if (s->attempts == 0)
+        return 0;
+    if (!loaded) {
+        next = s->last_end_ms + JWKS_UNLOADED_RETRY_MS;
+    } else {
+        retry = atomic_load(&s->interval_ms);
+        if (retry < JWKS_UNLOADED_RETRY_MS)
+            retry = JWKS_UNLOADED_RETRY_MS;
+        next = s->last_ok_ms + s->refresh_every_ms;
+        if (s->last_failed && next < s->last_end_ms + retry)
+            next = s->last_end_ms + retry;
+    }
+    if (s->wanted && s->last_end_ms + jwks_wish_interval(s, loaded) < next)
+        next = s->last_end_ms + jwks_wish_interval(s, loaded);
+    return next;
+}
+
+static void *jwks_fetcher_main(void *arg)
+{
+    struct jwks *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        int loaded = jwks_is_loaded(s);
+        int64_t now = clock_mono_ms(), next = jwks_next_fetch(s, loaded);
+        struct timespec ts;
+
+        /* A jwks_refresh in progress will install the newest set; wait for it instead. */
+        if (next <= now && s->inflight == 0) {
+            s->inflight++;
+            s->wanted = 0;
+            pthread_mutex_unlock(&s->mu);
+            (void)jwks_attempt(s);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (next <= now)
+            next = now + 1000; /* woken by the attempt's broadcast well before this */
+        ts.tv_sec = (time_t)(next / 1000);
+        ts.tv_nsec = (long)(next % 1000) * 1000000L;
+        (void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int jwks_wait(struct jwks *s, int64_t timeout_ms)
+{
+    int64_t deadline;
+    int loaded;
+
+    if (!s)
+        return TV_ERR_INVALID;
+    deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    pthread_mutex_lock(&s->mu);
+    while (s->has_fetcher && s->attempts == 0 && !s->stopping && clock_mono_ms() < deadline) {
+        struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
+                              .tv_nsec = (long)(deadline % 1000) * 1000000L};
+        (void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    loaded = jwks_is_loaded(s);
+    return loaded ? 0 : TV_ERR_UNAVAILABLE;
+}
+
 /* Looks up the key for kid ("" = the only key) under the read lock; takes a reference. */
-static struct jwk *jwks_lookup(struct jwks *s, const char *kid, uint64_t *gen, int *loaded)
+static struct jwk *jwks_lookup(struct jwks *s, const char *kid, int *loaded)
 {
     struct jwk *k = NULL;
 
@@ -379,32 +565,25 @@ static struct jwk *jwks_lookup(struct jwks *s, const char *kid, uint64_t *gen, i
             }
         }
     }
-    *gen = s->generation;
     *loaded = s->loaded;
     pthread_rwlock_unlock(&s->lock);
     return k;
 }
 
-/* Fetches when due: the first time, then at most once per interval (sooner while nothing was
- * ever loaded). Callers arriving during a fetch wait for it instead of starting their own. */
-static void jwks_fetch_if_due(struct jwks *s, uint64_t seen_gen)
+/* A verifier missed a key: asks the fetcher for a fetch when one is due (none running, and the
+ * last one ended at least the refetch interval ago) and returns at once. Never waits for the
+ * network, so a request thread is held only for this bookkeeping. */
+static void jwks_nudge(struct jwks *s, int loaded)
 {
-    int64_t interval = atomic_load(&s->interval_ms);
-    uint64_t gen;
-    int loaded;
-
-    if (!s->jwks_url && !s->issuer)
+    if (!s->has_fetcher)
         return;
-    pthread_mutex_lock(&s->fetch_lock);
-    pthread_rwlock_rdlock(&s->lock);
-    gen = s->generation;
-    loaded = s->loaded;
-    pthread_rwlock_unlock(&s->lock);
-    if (!loaded && interval > JWKS_UNLOADED_RETRY_MS)
-        interval = JWKS_UNLOADED_RETRY_MS;
-    if (gen == seen_gen && (!s->fetched_once || clock_mono_ms() - s->last_fetch_ms >= interval))
-        (void)jwks_fetch_locked(s);
-    pthread_mutex_unlock(&s->fetch_lock);
+    pthread_mutex_lock(&s->mu);
+    if (!s->stopping && !s->wanted && s->inflight == 0 &&
+        (s->attempts == 0 || clock_mono_ms() - s->last_end_ms >= jwks_wish_interval(s, loaded))) {
+        s->wanted = 1;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 int jwks_key_for(struct jwks *s, const char *token, size_t len, struct jwk **out,
@@ -412,7 +591,6 @@ int jwks_key_for(struct jwks *s, const char *token, size_t len, struct jwk **out
 {
     struct jwt_header hdr;
     struct jwk *k;
-    uint64_t gen;
     int loaded, rc;
     const char *why = "malformed token";
 
@@ -426,12 +604,9 @@ int jwks_key_for(struct jwks *s, const char *token, size_t len, struct jwk **out
             why = "token too large";
         goto done;
     }
-    k = jwks_lookup(s, hdr.kid, &gen, &loaded);
+    k = jwks_lookup(s, hdr.kid, &loaded);
     if (!k) {
-        jwks_fetch_if_due(s, gen);
-        k = jwks_lookup(s, hdr.kid, &gen, &loaded);
-    }
-    if (!k) {
+        jwks_nudge(s, loaded);
         rc = loaded ? TV_ERR_UNAUTHORIZED : TV_ERR_UNAVAILABLE;
         why = loaded ? (hdr.kid[0] ? "unknown kid" : "no kid and several keys")
                      : "no signing keys available";

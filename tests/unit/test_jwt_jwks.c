@@ -1,7 +1,8 @@
 /* Unit tests for JWKS fetching against a tiny HTTP server on 127.0.0.1 (a thread in this test):
- * fetch on first use, unknown-kid refetch limited by the interval, key rotation, last good keys
- * kept on failure, discovery via openid-configuration (issuer must match), body ceiling, and
- * many threads verifying while the set is refetched. */
+ * background fetch at creation, unknown-kid refetch limited by the interval, key rotation,
+ * periodic refresh, last good keys kept on failure, discovery via openid-configuration (issuer
+ * must match), body ceiling, many threads verifying while the set is refetched, and a JWKS
+ * server that accepts and never answers: verification still answers at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@
 #include "auth/jwks.h"
 #include "auth/jwt.h"
 #include "core/b64.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -44,6 +46,20 @@ struct srv {
 };
 
 static struct srv S;
+
+/* A JWKS server that accepts connections and never answers: each fetch hangs until curl's
+ * timeout (or jwks_free's abort). Records when each connection came. */
+#define HANG_MAX 64
+struct hang {
+    int fd, port;
+    pthread_t th;
+    pthread_mutex_t mu;
+    int conns[HANG_MAX];
+    int64_t at_ms[HANG_MAX];
+    int n, stop;
+};
+
+static struct hang H;
 static EVP_PKEY *k1, *k2;
 static char *jwk1, *jwk2;
 static const struct jwt_expect expect = {.issuer = ISS, .audience = AUD};
@@ -203,13 +219,12 @@ static int check(struct jwks *s, const char *tok)
     return rc;
 }
 
-static struct jwks *make_set(const char *path, int discovery)
+static struct jwks *make_set_opts(int port, const char *path, int discovery, struct jwks_opts o)
 {
     char url[128];
     struct jwks *s = NULL;
-    struct jwks_opts o = {0};
 
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", S.port, path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     if (discovery)
         o.issuer = url;
     else
@@ -218,25 +233,123 @@ static struct jwks *make_set(const char *path, int discovery)
     return s;
 }
 
-static int setup(void **state)
+static struct jwks *make_set(const char *path, int discovery)
+{
+    return make_set_opts(S.port, path, discovery, (struct jwks_opts){0});
+}
+
+/* A set whose background fetcher has loaded the keys served now. */
+static struct jwks *make_loaded_set(const char *path, int discovery)
+{
+    struct jwks *s = make_set(path, discovery);
+
+    assert_int_equal(jwks_wait(s, 10000), 0);
+    return s;
+}
+
+/* Verifies until the result is want or 10 s passed (the fetcher works in the background). */
+static int check_until(struct jwks *s, const char *tok, int want)
+{
+    int64_t deadline = clock_mono_ms() + 10000;
+    int rc;
+
+    while ((rc = check(s, tok)) != want && clock_mono_ms() < deadline)
+        clock_sleep_ms(10);
+    return rc;
+}
+
+/* check() and how long it took, in ms. */
+static int check_timed(struct jwks *s, const char *tok, int64_t *ms)
+{
+    int64_t t0 = clock_mono_ms();
+    int rc = check(s, tok);
+
+    *ms = clock_mono_ms() - t0;
+    return rc;
+}
+
+static void *hang_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct pollfd p = {.fd = H.fd, .events = POLLIN};
+        int stop;
+        pthread_mutex_lock(&H.mu);
+        stop = H.stop;
+        pthread_mutex_unlock(&H.mu);
+        if (stop)
+            break;
+        if (poll(&p, 1, 20) > 0) {
+            int c = accept(H.fd, NULL, NULL);
+            pthread_mutex_lock(&H.mu);
+            if (c >= 0 && H.n < HANG_MAX) {
+                H.at_ms[H.n] = clock_mono_ms();
+                H.conns[H.n++] = c;
+            } else if (c >= 0) {
+                close(c);
+            }
+            pthread_mutex_unlock(&H.mu);
+        }
+    }
+    return NULL;
+}
+
+static int listen_loopback(int *port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int hang_conns(void)
+{
+    int n;
+    pthread_mutex_lock(&H.mu);
+    n = H.n;
+    pthread_mutex_unlock(&H.mu);
+    return n;
+}
+
+/* Closes the hanging connections and forgets them. */
+static void hang_reset(void)
+{
+    pthread_mutex_lock(&H.mu);
+    for (int i = 0; i < H.n; i++)
+        close(H.conns[i]);
+    H.n = 0;
+    pthread_mutex_unlock(&H.mu);
+}
+
+static void wait_hang_conns(int n)
+{
+    int64_t deadline = clock_mono_ms() + 10000;
+
+    while (hang_conns() < n && clock_mono_ms() < deadline)
+        clock_sleep_ms(5);
+    assert_true(hang_conns() >= n);
+}
+
+static int setup(void **state)
+{
     (void)state;
     k1 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     k2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     jwk1 = jwk_of(k1, "r1");
     jwk2 = jwk_of(k2, "r2");
     pthread_mutex_init(&S.mu, NULL);
-    S.fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(S.fd >= 0);
-    assert_int_equal(bind(S.fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(S.fd, 64), 0);
-    assert_int_equal(getsockname(S.fd, (struct sockaddr *)&a, &len), 0);
-    S.port = ntohs(a.sin_port);
+    S.fd = listen_loopback(&S.port);
     serve_keys(jwk1, NULL, 200);
     assert_int_equal(pthread_create(&S.th, NULL, srv_main, NULL), 0);
+    pthread_mutex_init(&H.mu, NULL);
+    H.fd = listen_loopback(&H.port);
+    assert_int_equal(pthread_create(&H.th, NULL, hang_main, NULL), 0);
     return 0;
 }
 
@@ -248,6 +361,12 @@ static int teardown(void **state)
     pthread_mutex_unlock(&S.mu);
     pthread_join(S.th, NULL);
     close(S.fd);
+    pthread_mutex_lock(&H.mu);
+    H.stop = 1;
+    pthread_mutex_unlock(&H.mu);
+    pthread_join(H.th, NULL);
+    hang_reset();
+    close(H.fd);
     free(jwk1);
     free(jwk2);
     EVP_PKEY_free(k1);
@@ -257,13 +376,14 @@ static int teardown(void **state)
 
 static void test_fetch_and_refetch(void **state)
 {
-    struct jwks *s = make_set("/jwks", 0);
+    struct jwks *s;
     char *t1 = token(k1, "r1"), *t2 = token(k2, "r2");
 
     (void)state;
     reset_hits();
     serve_keys(jwk1, NULL, 200);
-    /* Fetched on first use, then served from the cache. */
+    /* Fetched in the background at creation, then served from the cache. */
+    s = make_loaded_set("/jwks", 0);
     assert_int_equal(check(s, t1), 0);
     assert_int_equal(check(s, t1), 0);
     assert_int_equal(hits(&S.hits_jwks), 1);
@@ -271,10 +391,13 @@ static void test_fetch_and_refetch(void **state)
     serve_keys(jwk1, jwk2, 200);
     assert_int_equal(check(s, t2), TV_ERR_UNAUTHORIZED);
     assert_int_equal(check(s, t2), TV_ERR_UNAUTHORIZED);
+    clock_sleep_ms(200);
     assert_int_equal(hits(&S.hits_jwks), 1);
-    /* With the test hook the rotation is picked up on the next unknown kid. */
+    /* With the test hook the next unknown kid asks for a refetch: that request is answered at
+     * once with the keys held (401), and the rotation is accepted once the refetch ended. */
     jwks_set_refetch_interval_ms(s, 0);
-    assert_int_equal(check(s, t2), 0);
+    assert_int_equal(check(s, t2), TV_ERR_UNAUTHORIZED);
+    assert_int_equal(check_until(s, t2, 0), 0);
     assert_int_equal(hits(&S.hits_jwks), 2);
     assert_int_equal(jwks_key_count(s), 2);
     /* Failed fetches keep the last good keys. */
@@ -307,7 +430,7 @@ static void test_discovery(void **state)
              "{\"issuer\":\"http://127.0.0.1:%d/\",\"jwks_uri\":\"http://127.0.0.1:%d/jwks\"}",
              S.port, S.port);
     pthread_mutex_unlock(&S.mu);
-    s = make_set("/", 1);
+    s = make_loaded_set("/", 1);
     assert_int_equal(check(s, t1), 0);
     assert_int_equal(hits(&S.hits_oidc), 1);
     assert_int_equal(hits(&S.hits_jwks), 1);
@@ -319,6 +442,7 @@ static void test_discovery(void **state)
              S.port);
     pthread_mutex_unlock(&S.mu);
     s = make_set("/", 1);
+    assert_int_equal(jwks_wait(s, 10000), TV_ERR_UNAVAILABLE);
     assert_int_equal(check(s, t1), TV_ERR_UNAVAILABLE);
     jwks_free(s);
     free(t1);
@@ -378,13 +502,14 @@ static void *refresher_main(void *arg)
 
 static void test_concurrent(void **state)
 {
-    struct jwks *s = make_set("/jwks", 0);
+    struct jwks *s;
     char *t1 = token(k1, "r1"), *tx = token(k2, "unknown");
     struct worker w[6];
     pthread_t th[7];
 
     (void)state;
     serve_keys(jwk1, jwk2, 200);
+    s = make_loaded_set("/jwks", 0);
     jwks_set_refetch_interval_ms(s, 0);
     for (int i = 0; i < 6; i++) {
         w[i] = (struct worker){.s = s, .good = t1, .unknown = tx};
@@ -402,13 +527,146 @@ static void test_concurrent(void **state)
     free(tx);
 }
 
+static void test_periodic_refresh(void **state)
+{
+    struct jwks_opts o = {.refresh_every_ms = 300};
+    struct jwks *s;
+    char *t1 = token(k1, "r1"), *t2 = token(k2, "r2");
+
+    (void)state;
+    serve_keys(jwk1, NULL, 200);
+    s = make_set_opts(S.port, "/jwks", 0, o);
+    assert_int_equal(jwks_wait(s, 10000), 0);
+    assert_int_equal(check(s, t1), 0);
+    /* Rotation with no unknown kid to prompt it (the 60 s wish interval has not passed either):
+     * the periodic refresh retires r1 and brings r2. */
+    serve_keys(jwk2, NULL, 200);
+    assert_int_equal(check_until(s, t1, TV_ERR_UNAUTHORIZED), TV_ERR_UNAUTHORIZED);
+    assert_int_equal(check(s, t2), 0);
+    jwks_free(s);
+    serve_keys(jwk1, NULL, 200);
+    free(t1);
+    free(t2);
+}
+
+struct hang_worker {
+    struct jwks *s;
+    const char *good, *unknown;
+    int ok, unauthorized, other;
+    int64_t slowest_ms;
+};
+
+static void *hang_worker_main(void *arg)
+{
+    struct hang_worker *w = arg;
+
+    for (int i = 0; i < 50; i++) {
+        int64_t ms;
+        int rc = check_timed(w->s, i % 5 == 0 ? w->unknown : w->good, &ms);
+        if (i % 5 == 0)
+            rc == TV_ERR_UNAUTHORIZED ? w->unauthorized++ : w->other++;
+        else
+            rc == 0 ? w->ok++ : w->other++;
+        if (ms > w->slowest_ms)
+            w->slowest_ms = ms;
+    }
+    return NULL;
+}
+
+/* The JWKS server accepts and never answers (the review's reproduction). With a 30 s transfer
+ * timeout, a verification that waited for the fetch would take 30 s; "within 1 s" is generous. */
+static void test_hanging_server(void **state)
+{
+    struct jwks_opts o = {.timeout_ms = 30000};
+    struct jwks *s;
+    char *t1 = token(k1, "r1"), *tx = token(k2, "unknown");
+    struct hang_worker w[4];
+    pthread_t th[4];
+    int64_t ms, t0;
+
+    (void)state;
+    hang_reset();
+    s = make_set_opts(H.port, "/jwks", 0, o);
+    wait_hang_conns(1); /* the initial fetch is now stuck */
+    /* Nothing loaded: 503-style "unavailable", at once. */
+    assert_int_equal(check_timed(s, t1, &ms), TV_ERR_UNAVAILABLE);
+    assert_true(ms < 1000);
+    assert_int_equal(check_timed(s, tx, &ms), TV_ERR_UNAVAILABLE);
+    assert_true(ms < 1000);
+    /* Keys arrive by other means while the fetch still hangs: known kids verify, unknown kids
+     * are refused, all at once and from several threads. */
+    assert_int_equal(jwks_load_json(s, jwk1, strlen(jwk1)), 0);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct hang_worker){.s = s, .good = t1, .unknown = tx};
+        assert_int_equal(pthread_create(&th[i], NULL, hang_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].ok, 40);
+        assert_int_equal(w[i].unauthorized, 10);
+        assert_int_equal(w[i].other, 0);
+        assert_true(w[i].slowest_ms < 1000);
+    }
+    /* Every miss during the hanging fetch joined it: still one connection. */
+    assert_int_equal(hang_conns(), 1);
+    /* Shutdown aborts the stuck transfer instead of waiting out its 30 s. */
+    t0 = clock_mono_ms();
+    jwks_free(s);
+    ms = clock_mono_ms() - t0;
+    if (getenv("TV_TEST_LOG"))
+        fprintf(stderr, "hanging: slowest verification %lld ms, jwks_free %lld ms\n",
+                (long long)w[0].slowest_ms, (long long)ms);
+    assert_true(ms < 5000);
+    hang_reset();
+    free(t1);
+    free(tx);
+}
+
+/* Refetch wishes are rate-limited from the END of the last fetch: a 1.5 s hanging fetch with a
+ * 1 s interval must not be followed at once by another one. */
+static void test_rate_limit_from_fetch_end(void **state)
+{
+    struct jwks_opts o = {.timeout_ms = 1500};
+    struct jwks *s;
+    char *t1 = token(k1, "r1"), *tx = token(k2, "unknown");
+    int64_t at0, at1, deadline;
+
+    (void)state;
+    hang_reset();
+    s = make_set_opts(H.port, "/jwks", 0, o);
+    assert_int_equal(jwks_load_json(s, jwk1, strlen(jwk1)), 0);
+    jwks_set_refetch_interval_ms(s, 1000);
+    wait_hang_conns(1);
+    /* Unknown kids keep asking; the first fetch gives up after 1.5 s. */
+    deadline = clock_mono_ms() + 10000;
+    while (hang_conns() < 2 && clock_mono_ms() < deadline) {
+        assert_int_equal(check(s, tx), TV_ERR_UNAUTHORIZED);
+        assert_int_equal(check(s, t1), 0);
+        clock_sleep_ms(10);
+    }
+    assert_int_equal(hang_conns(), 2);
+    pthread_mutex_lock(&H.mu);
+    at0 = H.at_ms[0];
+    at1 = H.at_ms[1];
+    pthread_mutex_unlock(&H.mu);
+    /* 1.5 s of fetch plus 1 s of interval, with some slack for the accept loop. */
+    if (getenv("TV_TEST_LOG"))
+        fprintf(stderr, "rate limit: second fetch %lld ms after the first\n",
+                (long long)(at1 - at0));
+    assert_true(at1 - at0 >= 2300);
+    jwks_free(s);
+    hang_reset();
+    free(t1);
+    free(tx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fetch_and_refetch),
-        cmocka_unit_test(test_discovery),
-        cmocka_unit_test(test_limits_and_failures),
-        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_fetch_and_refetch),         cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_limits_and_failures),       cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_periodic_refresh),          cmocka_unit_test(test_hanging_server),
+        cmocka_unit_test(test_rate_limit_from_fetch_end),
     };
 
     log_setup(getenv("TV_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF, 2);
