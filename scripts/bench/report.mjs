@@ -1,0 +1,221 @@
+// `make bench` helper: turns the result files scripts/bench.sh wrote (one "key=value" file per
+// scenario) into docs/benchmarks.md, judges each row against SPEC section 9, and prints the
+// results table on stdout.
+// Usage: node scripts/bench/report.mjs RESULTS_DIR OUT_FILE
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [dir, out] = process.argv.slice(2);
+
+function load(name) {
+  const f = join(dir, name);
+  if (!existsSync(f)) return null;
+  const r = {};
+  for (const line of readFileSync(f, "utf8").split("\n")) {
+    const i = line.indexOf("=");
+    if (i <= 0) continue;
+    const k = line.slice(0, i);
+    const v = line.slice(i + 1);
+    r[k] = v !== "" && !Number.isNaN(Number(v)) ? Number(v) : v;
+  }
+  return r;
+}
+
+const m = load("machine");
+const R = {};
+for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "floor", "hit", "create", "miss", "overhead", "memory"])
+  R[s] = load(s);
+
+const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? "-" : Number(x).toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d }));
+const mb = (kib) => (kib ? fmt(kib / 1024, 1) : "-");
+const errors = (r) => (r ? ["err_connect", "err_read", "err_write", "err_status", "err_timeout"].reduce((s, k) => s + (r[k] || 0), 0) : 0);
+const errNote = (r) => (errors(r) ? ` (${fmt(errors(r))} errors: connect ${r.err_connect}, read ${r.err_read}, write ${r.err_write}, non-2xx ${r.err_status}, timeout ${r.err_timeout})` : "");
+const cpu = (r) => (r && r.cpu_busy !== undefined ? `${r.cpu_tv} / ${r.cpu_emu} / ${r.cpu_busy}` : "-");
+const verdict = (ok, r) => (errors(r) ? "**fail** (errors)" : ok ? "pass" : "**fail**");
+
+// ---- memory: samples, phases, growth over the last half of the request phase ------------------
+const mem = R.memory;
+if (mem) {
+  const samples = readFileSync(join(dir, "memory.rss"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => l.split(" ").map(Number))
+    .filter((s) => s.length === 2 && s[1] > 0);
+  const at = (t) => (samples.find((s) => s[0] >= t) || samples[samples.length - 1])[1];
+  const inPhase = samples.filter((s) => s[0] >= mem.t_req && s[0] <= mem.t_end);
+  const mid = mem.t_req + (mem.t_end - mem.t_req) / 2;
+  const lastHalf = inPhase.filter((s) => s[0] >= mid);
+  const before = samples.filter((s) => s[0] < mem.t_idle);
+  mem.rss_base = (before.length ? before[before.length - 1] : samples[0])[1];
+  mem.rss_idle = at(mem.t_req);
+  mem.rss_max_kib = Math.max(...samples.map((s) => s[1]));
+  mem.rss_mid = lastHalf.length ? lastHalf[0][1] : at(mid);
+  mem.rss_end = inPhase.length ? inPhase[inPhase.length - 1][1] : at(mem.t_end);
+  mem.rss_last_half_max = lastHalf.length ? Math.max(...lastHalf.map((s) => s[1])) : mem.rss_end;
+  mem.growth = mem.rss_end - mem.rss_mid;
+  mem.seconds = mem.t_end - mem.t_req;
+  mem.rps = mem.requests / mem.seconds;
+  const chunks = readFileSync(join(dir, "memory.chunks"), "utf8")
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => Object.fromEntries(l.split(" ").map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)])));
+  for (const k of ["err_connect", "err_read", "err_write", "err_status", "err_timeout"]) mem[k] = chunks.reduce((s, c) => s + (c[k] || 0), 0);
+  const sorted = (k) => chunks.map((c) => c[k]).sort((a, b) => a - b);
+  mem.p50_ms = sorted("p50_ms")[Math.floor(chunks.length / 2)];
+  mem.p99_ms = Math.max(...sorted("p99_ms"));
+}
+
+// ---- verdicts -----------------------------------------------------------------------------------
+const floor = R.floor;
+const GROWTH_TOLERANCE_KIB = 1024;
+const rows = [];
+const row = (name, load, r, target, ok, extra = {}) =>
+  rows.push({ name, load, r, target, result: r ? verdict(ok, r) : "not run", ...extra });
+
+const hitFromCache = R.hit && R.hit.upstream_calls === 0;
+row("floor", "`GET /healthz`, 64 connections", floor, "the HTTP stack's limit here", true, { result: floor ? (errors(floor) ? "**fail** (errors)" : "reference") : "not run" });
+row("hit", `\`GET /api/token\`, ${fmt(m.users)} OIDC users (RS256 JWTs), tokens cached, 64 connections`, R.hit, `>= 0.5 x floor = ${fmt(floor?.rps * 0.5)} req/s`, R.hit && floor && R.hit.rps >= 0.5 * floor.rps && hitFromCache);
+if (R.hit && !hitFromCache) rows[rows.length - 1].result += ` (not from cache: ${fmt(R.hit.upstream_calls)} upstream calls)`;
+row("miss", "`GET /api/token`, cache off, emulator latency 50 ms, 256 connections", R.miss, ">= 0.8 x 5,120 = 4,096 req/s", R.miss && R.miss.rps >= 4096);
+const createAcked = R.create ? R.create.requests - (R.create.err_status || 0) : 0;
+const durable = R.create && R.create.rows_after_kill >= createAcked;
+row("create", "`PUT /internal/users/{new id}` (API key), emulator latency 0, 64 connections", R.create, ">= 2,000 identities/s, durable", R.create && R.create.rps >= 2000 && durable);
+row("overhead", "`GET /api/token`, cache off, emulator latency 50 ms, 16 connections", R.overhead, "p99 <= 55 ms", R.overhead && R.overhead.p99_ms <= 55);
+if (R.overhead && R.emu_issue_50ms_16)
+  rows[rows.length - 1].result += ` (emulator alone: p99 ${fmt(R.emu_issue_50ms_16.p99_ms, 1)} ms; tokenvend adds ${fmt(R.overhead.p50_ms - R.emu_issue_50ms_16.p50_ms, 1)} ms at p50, ${fmt(R.overhead.p99_ms - R.emu_issue_50ms_16.p99_ms, 1)} ms at p99)`;
+row(
+  "memory",
+  mem ? `${fmt(mem.idle)} idle keep-alive connections, then ${fmt(mem.requests)} cached \`GET /api/token\` (64 connections); header_limit 8192` : "",
+  mem,
+  "RSS <= 64 MB, no growth over the last half",
+  mem && mem.rss_max_kib <= 64 * 1024 && mem.growth <= GROWTH_TOLERANCE_KIB && mem.still_open === mem.idle,
+);
+
+const table = [
+  "| scenario | load | req/s | p50 ms | p99 ms | RSS MB (max) | CPU % tv / emu / all | target | result |",
+  "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+  ...rows.map((x) => `| ${x.name} | ${x.load} | ${fmt(x.r?.rps)} | ${fmt(x.r?.p50_ms, 2)} | ${fmt(x.r?.p99_ms, 2)} | ${mb(x.r?.rss_max_kib)} | ${cpu(x.r)} | ${x.target} | ${x.result} |`),
+].join("\n");
+
+const emuRows = [
+  ["issue token, latency 0", 64, R.emu_issue],
+  ["create identity, latency 0", 64, R.emu_create],
+  ["issue token, latency 50 ms", 256, R.emu_issue_50ms_256],
+  ["issue token, latency 50 ms", 16, R.emu_issue_50ms_16],
+];
+const emuTable = [
+  "| request (signed, replayed by wrk) | connections | req/s | p50 ms | p99 ms | CPU % emu / all | errors |",
+  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ...emuRows.map(([what, c, r]) => `| ${what} | ${c} | ${fmt(r?.rps)} | ${fmt(r?.p50_ms, 2)} | ${fmt(r?.p99_ms, 2)} | ${r ? `${r.cpu_emu} / ${r.cpu_busy}` : "-"} | ${fmt(errors(r))} |`),
+].join("\n");
+
+// ---- interpretation ---------------------------------------------------------------------------------
+const P = [];
+if (floor)
+  P.push(
+    `**floor.** \`GET /healthz\` does no work beyond libmicrohttpd's parsing, tokenvend's routing, request id, metrics counters and a small JSON reply, so ${fmt(floor.rps)} req/s (p99 ${fmt(floor.p99_ms, 2)} ms) is what this HTTP stack does on this machine${errNote(floor)}. wrk's two threads run on the same ${m.nproc} cores and take a large share of them, so a dedicated server would do more; the other rows are read as ratios to this one, measured under the same handicap.`,
+  );
+if (R.hit) {
+  const ratio = floor ? R.hit.rps / floor.rps : NaN;
+  P.push(
+    hitFromCache
+      ? `**hit.** ${fmt(R.hit.rps)} req/s, ${fmt(ratio, 2)} x floor${errNote(R.hit)}. The emulator saw no call during the run (the warm-up made ${fmt(R.hit.warm_upstream_calls)} calls for ${fmt(m.users)} users), so every answer came from the token cache. Beyond the floor each request verifies an RS256 bearer JWT (one 2048-bit RSA public-key operation and strict base64url/JSON parsing of header and claims), looks the user up and serialises a ~1 KB token response; the JWT verification is the largest single part of the difference. In CPU time tokenvend spent about ${fmt((R.hit.cpu_tv * 10000) / R.hit.rps, 0)} µs per hit against ${floor ? fmt((floor.cpu_tv * 10000) / floor.rps, 0) : "-"} µs per floor request; one RSA-2048 verification alone costs ${m.rsa_verify ? fmt(1e6 / m.rsa_verify, 0) : "-"} µs here. Reaching 0.5 x floor would need the verified bearer tokens cached as well (for example by SHA-256 of the token, until its \`exp\`), so that a repeat request skips the RSA operation.`
+      : `**hit.** ${fmt(R.hit.rps)} req/s, ${fmt(ratio, 2)} x floor${errNote(R.hit)}, but the emulator saw ${fmt(R.hit.upstream_calls)} calls for ${fmt(R.hit.requests)} requests: this build has no token cache (${m.cache_built ? "src/service/tcache.c exists, but the answers were not served from it" : "src/service/tcache.c is not in the tree yet"}), so every request issued a new token upstream and the row measures misses at emulator latency 0, bounded by the emulator's token signing (see the emulator-alone table). It is a fail until the cache serves it.`,
+  );
+}
+if (R.miss) {
+  const e256 = R.emu_issue_50ms_256;
+  const e0 = R.emu_issue;
+  const cpuBound = R.miss.cpu_busy >= 0.85 * m.nproc * 100;
+  P.push(
+    `**miss.** The ideal for 256 connections waiting 50 ms each is 5,120 req/s; tokenvend answered ${fmt(R.miss.rps)} req/s with p50 ${fmt(R.miss.p50_ms, 1)} ms and p99 ${fmt(R.miss.p99_ms, 1)} ms${errNote(R.miss)}, and the emulator saw ${fmt(R.miss.upstream_calls)} calls for ${fmt(R.miss.requests)} requests (one issue each). Two ceilings sit below the target on this machine. ` +
+      (e256 && e0
+        ? `First the emulator: alone, at the same load, it answers ${fmt(e256.rps)} req/s (${fmt(e0.rps)} req/s at latency 0), because every token it issues costs an RSA-2048 signature (${m.rsa_sign ? `${fmt(1e6 / m.rsa_sign)} µs of one core here` : "about 0.5 ms"}), so even a tokenvend that cost nothing could not pass about ${fmt(e256.rps)} req/s here. `
+        : "") +
+      (m.acs_pool_setting
+        ? ""
+        : "Second, tokenvend's ACS client keeps at most 64 connections to one host (the default of `acs_client_opts.max_connections`, which `src/app.c` does not set and no setting exposes), and an HTTP/1.1 connection carries one call at a time: with 50 ms per call that allows at most 64 / 0.05 s = 1,280 calls per second, and the other requests queue for a connection (hence the long p99); the target needs at least 256. ") +
+      `During the run the machine was ${fmt(R.miss.cpu_busy)}% busy out of ${m.nproc * 100}% (tokenvend ${R.miss.cpu_tv}%, emulator ${R.miss.cpu_emu}%, about ${fmt(R.miss.rps ? (R.miss.cpu_tv * 10000) / R.miss.rps : 0)} µs of tokenvend CPU per request)` +
+      (cpuBound ? ", so CPU was the binding limit." : ", so CPU was not the binding limit: the upstream connection pool was.") +
+      (R.miss.rps < 4096
+        ? " To measure tokenvend rather than the emulator here, the emulator would need a bench-only mode that reuses one signed token per identity and scopes for a minute, and tokenvend a setting for its upstream connection count."
+        : ""),
+  );
+}
+if (R.create) {
+  const ec = R.emu_create;
+  P.push(
+    `**create.** ${fmt(R.create.rps)} new identities/s (p99 ${fmt(R.create.p99_ms, 1)} ms)${errNote(R.create)}; the emulator alone creates ${ec ? fmt(ec.rps) : "-"} identities/s. Each request authenticates the API key (SHA-256 + constant-time compare), makes one upstream create and commits the mapping and an audit row in SQLite (WAL, synchronous=NORMAL, one writer) before it answers. Durability check: right after the run tokenvend was killed with SIGKILL and the database then held ${fmt(R.create.rows_after_kill)} of the run's mappings for ${fmt(createAcked)} acknowledged creates${durable ? " (none lost; a few more than acknowledged were committed while wrk stopped)" : " - ACKNOWLEDGED MAPPINGS WERE LOST"}.`,
+  );
+}
+if (R.overhead) {
+  const e16 = R.emu_issue_50ms_16;
+  P.push(
+    `**overhead.** With 16 connections and 50 ms upstream latency tokenvend answers with p50 ${fmt(R.overhead.p50_ms, 2)} ms and p99 ${fmt(R.overhead.p99_ms, 2)} ms (${fmt(R.overhead.rps)} req/s)${errNote(R.overhead)}` +
+      (e16 ? `; the emulator alone at the same load shows p50 ${fmt(e16.p50_ms, 2)} ms and p99 ${fmt(e16.p99_ms, 2)} ms, so tokenvend adds about ${fmt(R.overhead.p50_ms - e16.p50_ms, 2)} ms at the median and ${fmt(R.overhead.p99_ms - e16.p99_ms, 2)} ms at p99` : "") +
+      `. The added time is the JWT check, the store reads and writes around the call and the hand-over between the ACS engine thread, the service workers and the resumed HTTP connection.${e16 && e16.p99_ms > 55 ? ` The emulator alone already answers above 55 ms at p99 here (it signs each token after the 50 ms wait, on cores it shares with wrk), so the literal target cannot be met on this machine; the service's own share is the difference above.` : ""}`,
+  );
+}
+if (mem) {
+  const perConn = (mem.rss_idle - mem.rss_base) / mem.idle;
+  P.push(
+    `**memory.** tokenvend started at ${mb(mem.rss_base)} MB; with ${fmt(mem.open)} idle keep-alive connections open it held ${mb(mem.rss_idle)} MB (about ${fmt(perConn, 1)} KiB per connection, mostly libmicrohttpd's per-connection pool, sized by \`header_limit\` = 8192 here; the default 16384 costs about twice as much per connection, see README "Header memory"). It then answered ${fmt(mem.requests)} cached token requests in ${fmt(mem.seconds)} s (${fmt(mem.rps)} req/s, p50 ${fmt(mem.p50_ms, 2)} ms, worst chunk p99 ${fmt(mem.p99_ms, 2)} ms)${errNote(mem)}; RSS peaked at ${mb(mem.rss_max_kib)} MB and went from ${mb(mem.rss_mid)} MB at the half-way point to ${mb(mem.rss_end)} MB at the end (growth ${fmt(mem.growth / 1024, 2)} MB; tolerance ${fmt(GROWTH_TOLERANCE_KIB / 1024)} MB for allocator noise). ${fmt(mem.still_open)} of the ${fmt(mem.idle)} idle connections were still open at the end (the idle timeout was raised to 900 s for this run).`,
+  );
+}
+
+const dirty = m.dirty ? ` with ${m.dirty} modified tracked files` : "";
+const doc = `# Benchmarks
+
+Generated by \`make bench\` (\`scripts/bench.sh\`); re-run it rather than editing this file. It
+starts acs-emulator, a local OIDC issuer (node) and \`tokenvend serve\` on loopback and drives
+them with wrk; each scenario runs ${m.seconds} s. Targets are SPEC section 9's.
+
+## Machine and build
+
+| | |
+| --- | --- |
+| date | ${m.date} |
+| commit | ${m.commit}${dirty} |
+| cores (nproc) | ${m.nproc} |
+| CPU | ${m.cpu} |
+| RAM | ${m.mem_gib} GiB |
+| kernel / OS | ${m.kernel} / ${m.os} |
+| compiler, flags | ${m.cc}; \`${m.opt}\` (the Makefile's warnings, \`-std=c17\`) |
+| libraries | libmicrohttpd ${m.libmicrohttpd}, SQLite ${m.sqlite}, OpenSSL ${m.openssl} |
+| RSA-2048, one core | ${m.rsa_sign ? `${fmt(m.rsa_sign)} signatures/s, ${fmt(m.rsa_verify)} verifications/s (\`openssl speed rsa2048\`)` : "-"} |
+| load generator | ${m.wrk}, 2 threads; node ${m.node} for the OIDC issuer and the idle connections |
+| tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
+| acs-emulator | \`--no-rate-limits --log-level warn\`, latency set per scenario through \`PUT /emulator/faults\` |
+| load average | ${m.load_before} before, ${m.load_after} after |
+
+**All of it shares ${m.nproc} cores:** wrk, tokenvend, acs-emulator (which signs every token it
+issues with RSA-2048) and the node helpers. The absolute figures are therefore low compared with
+a server that has the cores to itself, and rows whose requests reach the emulator are bounded by
+the emulator as much as by tokenvend; the table of the emulator alone below shows where that is.
+Other processes running on the machine at the same time (see the load average) make the
+figures noisier still.
+
+## Results
+
+${table}
+
+p50 and p99 are wrk's latency percentiles (time from sending a request to its full response).
+"RSS MB (max)" is tokenvend's VmRSS from /proc, sampled every 0.2 s during the run. "CPU %" is
+CPU time during the run as a percentage of one core (${m.nproc * 100} = every core busy): tokenvend,
+acs-emulator, and the whole machine (wrk, the node helpers and anything else included).
+
+## acs-emulator alone
+
+The same signed ACS request replayed by wrk straight at the emulator (no tokenvend), to show what
+the upstream can do on this machine.
+
+${emuTable}
+
+## Interpretation
+
+${P.join("\n\n")}
+`;
+
+writeFileSync(out, doc);
+process.stdout.write(`${table}\n\nacs-emulator alone:\n${emuTable}\n`);
