@@ -149,6 +149,7 @@ int app_new(const struct config *cfg, struct app **out)
         .max_retries = (int)cfg->acs_max_retries,
         .backoff_base_ms = cfg->acs_backoff_base_ms,
         .backoff_max_ms = cfg->acs_backoff_max_ms,
+        .max_connections = (size_t)cfg->acs_max_connections,
     };
     if ((rc = acs_client_new(&ao, &a->acs)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the ACS client: %s", err_name(rc));

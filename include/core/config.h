@@ -62,6 +62,7 @@ struct config {
     long acs_max_retries;
     long acs_backoff_base_ms;
     long acs_backoff_max_ms;
+    long acs_max_connections;
     /* Service (tokenvend serve) settings. */
     int auto_create;        /* bool: create an identity on a user's first token request */
     long token_min_minutes; /* lifetime bounds a caller may ask for, within 60..1440 */
