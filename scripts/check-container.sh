@@ -5,7 +5,8 @@
 #   2. the Dockerfile built for real by ../shared/container/check-image.sh (podman, as root), then,
 #      inside the built image as its user: both binaries resolve their shared libraries,
 #      `acs-emulator --help` and `tokenvend version` run, the user is not root, /data is writable
-#      and acs-emulator serves its JWKS from inside the image.
+#      acs-emulator serves its JWKS from inside the image, and tokenvend serve starts against
+#      it, answers its HEALTHCHECK, creates an identity for an API key and exits 0 on SIGTERM.
 # Usage: scripts/check-container.sh [--compose-only]      (env: TV_SHARED, default ../shared)
 set -euo pipefail
 
@@ -65,7 +66,26 @@ i=0
 while ! grep -q "^endpoint=" /tmp/cs && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 endpoint=$(sed -n "s/^endpoint=\([^;]*\);.*/\1/p" /tmp/cs)
 curl -fsS -o /dev/null "${endpoint}emulator/jwks" || { kill $pid; cat /tmp/emu.log >&2; exit 1; }
+# The service starts against it, passes its own HEALTHCHECK command, and serves an API key.
+# Below the ephemeral range (32768+), so no outgoing connection holds the port.
+pub=$(shuf -i 20000-32000 -n 1)
+int=$((pub + 1))
+export COMMUNICATION_SERVICES_CONNECTION_STRING="$(head -n 1 /tmp/cs)"
+export TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int
+export TOKENVEND_DB=/data/probe-tokenvend.db
+tokenvend serve 2>/tmp/tv.log &
+tv=$!
+i=0
+until curl -fsS -o /dev/null "http://127.0.0.1:$pub/healthz"; do
+    i=$((i + 1))
+    if [ $i -gt 100 ] || ! kill -0 $tv 2>/dev/null; then cat /tmp/tv.log >&2; exit 1; fi
+    sleep 0.1
+done
+key=$(tokenvend apikey create probe 2>/dev/null | tail -n 1)
+curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $key" \
+    "http://127.0.0.1:$int/internal/users/probe" || { cat /tmp/tv.log >&2; exit 1; }
+kill -TERM $tv && wait $tv || { echo "tokenvend did not exit 0 on SIGTERM" >&2; exit 1; }
 kill -TERM $pid && wait $pid
-rm -f /data/probe-emulator.db* /tmp/cs /tmp/emu.log
-echo "image: OK (user $(id -u):$(id -g), workdir $(pwd), emulator served $endpoint)"'
+rm -f /data/probe-emulator.db* /data/probe-tokenvend.db* /tmp/cs /tmp/emu.log /tmp/tv.log
+echo "image: OK (user $(id -u):$(id -g), workdir $(pwd), emulator served $endpoint, tokenvend served 127.0.0.1:$pub and :$int)"'
 "$shared/container/check-image.sh" -t localhost/tokenvend:check -- /bin/sh -c "$probe"
