@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "auth/jwks.h"
 #include "auth/session.h"
+#include "auth/vcache.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -33,6 +34,7 @@ struct app {
     struct acs_client *acs;
     struct jwks *jwks;
     struct session_key *session;
+    struct vcache *vcache;
     struct service *svc;
     struct http_server *http;
     struct api_ctx api;
@@ -169,6 +171,12 @@ int app_new(const struct config *cfg, struct app **out)
         goto fail;
     }
 
+    if (cfg->auth_cache_max_entries > 0 && (a->jwks != NULL || a->session != NULL) &&
+        (rc = vcache_new((size_t)cfg->auth_cache_max_entries, VCACHE_TTL_S, &a->vcache)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the verified-token cache: %s", err_name(rc));
+        goto fail;
+    }
+
     struct service_opts so = {
         .store = a->store,
         .submit = submit_acs,
@@ -189,6 +197,7 @@ int app_new(const struct config *cfg, struct app **out)
         .store = a->store,
         .jwks = a->jwks,
         .session = a->session,
+        .vcache = a->vcache,
         .issuer = cfg->oidc_issuer,
         .audience = cfg->oidc_audience,
         .user_claim = cfg->oidc_user_claim,
@@ -288,6 +297,7 @@ void app_free(struct app *a)
     http_server_free(a->http);
     jwks_free(a->jwks);
     session_key_free(a->session);
+    vcache_free(a->vcache);
     store_close(a->store);
     free(a->cors);
     free(a);

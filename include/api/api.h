@@ -14,6 +14,7 @@ struct store;
 struct jwks;
 struct session_key;
 struct acs_client;
+struct vcache;
 
 /* Everything the handlers need; filled by app.c, borrowed by the handlers. */
 struct api_ctx {
@@ -21,6 +22,7 @@ struct api_ctx {
     struct store *store;
     struct jwks *jwks;           /* OIDC key set, NULL when no issuer is configured */
     struct session_key *session; /* local-account login key, NULL when local accounts are off */
+    struct vcache *vcache;       /* verified bearer tokens, NULL when that cache is off */
     const char *issuer;          /* OIDC iss and aud, user claim (borrowed from the config) */
     const char *audience;
     const char *user_claim;

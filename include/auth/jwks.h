@@ -56,6 +56,11 @@ void jwks_set_refetch_interval_ms(struct jwks *s, int64_t ms);
  * give the keys a moment before serving. 0 when keys are held, else TV_ERR_UNAVAILABLE (also at
  * once for a set without fetcher and no keys). */
 int jwks_wait(struct jwks *s, int64_t timeout_ms);
+/* The key set's generation: bumped each time a key set is installed (jwks_load_json, any
+ * successful fetch), never otherwise. A cache of verification results reads it BEFORE
+ * verifying and trusts a result only while it is unchanged, so a removed key stops working as
+ * soon as the set without it is installed. Lock-free. */
+uint64_t jwks_generation(struct jwks *s);
 /* Number of usable keys held now. */
 size_t jwks_key_count(struct jwks *s);
 

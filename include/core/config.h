@@ -50,8 +50,9 @@ struct config {
     char *oidc_audience;
     char *oidc_jwks_url;
     char *oidc_user_claim;
-    int local_accounts; /* bool */
-    int cache;          /* bool */
+    long auth_cache_max_entries; /* verified bearer tokens remembered; 0: verify every request */
+    int local_accounts;          /* bool */
+    int cache;                   /* bool */
     long cache_min_remaining_minutes;
     long cache_max_entries;      /* bound on cached tokens (LRU) */
     char *acs_connection_string; /* secret: wiped by config_release */

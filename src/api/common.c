@@ -12,10 +12,13 @@
 #include "auth/apikey.h"
 #include "auth/jwks.h"
 #include "auth/session.h"
+#include "auth/vcache.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "http/server.h"
+
+_Static_assert(API_OID_MAX == VCACHE_OID_MAX, "the cache keeps the oid the caller record keeps");
 
 static void copy_str(char *dst, size_t cap, const char *src)
 {
@@ -52,16 +55,40 @@ static void reply_unauthorized(struct http_req *req, const char *message, int in
     http_reply_error(req, TV_ERR_UNAUTHORIZED, message);
 }
 
+/* The caller from a cached verification of the token with this key, when there is one. */
+static int auth_cached(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
+                       struct api_caller *out)
+{
+    struct vcache_claims vc;
+    int rc;
+
+    if (ctx->vcache == NULL)
+        return TV_ERR_NOT_FOUND;
+    rc = vcache_lookup(ctx->vcache, key, now_s, ctx->jwks != NULL ? jwks_generation(ctx->jwks) : 0,
+                       ctx->session != NULL, &vc);
+    if (rc == 0) {
+        memset(out, 0, sizeof *out);
+        copy_str(out->kind, sizeof out->kind, "user");
+        copy_str(out->name, sizeof out->name, vc.user);
+        copy_str(out->oid, sizeof out->oid, vc.oid);
+    }
+    return rc;
+}
+
 int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)
 {
     struct jwt_claims claims;
     struct jwt_header hdr;
+    struct vcache_verdict verdict;
+    uint8_t key[VCACHE_KEY_LEN] = {0};
     const char *reason = NULL, *oid = NULL;
     size_t len = 0;
     const char *tok = bearer(req, &len);
+    int64_t now_s = clock_wall_ms() / 1000;
     int rc;
 
     memset(&claims, 0, sizeof claims);
+    memset(&verdict, 0, sizeof verdict);
     if (tok == NULL) {
         reply_unauthorized(req, "a bearer token is required", 0);
         return TV_ERR_UNAUTHORIZED;
@@ -70,14 +97,29 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
         reply_unauthorized(req, "the bearer token is not acceptable", 1);
         return TV_ERR_UNAUTHORIZED;
     }
+    /* A token that verified a moment ago skips the signature check; only successes are ever
+     * cached, so a bad token always takes the full path below. */
+    if (ctx->vcache != NULL) {
+        vcache_key(tok, len, key);
+        if (auth_cached(ctx, key, now_s, out) == 0) {
+            rc = 0;
+            goto done;
+        }
+    }
     /* The session key decides only for tokens that name its kid; everything else is an OIDC
      * token, so a session token can never be checked against the OIDC keys or vice versa. */
     if (ctx->session != NULL && jwt_header_peek(tok, len, &hdr) == 0 &&
         strcmp(hdr.kid, session_key_kid(ctx->session)) == 0) {
-        rc = session_verify(ctx->session, tok, len, 0, &claims, &reason);
+        verdict.source = VCACHE_SRC_SESSION;
+        rc = session_verify(ctx->session, tok, len, now_s, &claims, &reason);
     } else if (ctx->jwks != NULL) {
-        struct jwt_expect e = {
-            .issuer = ctx->issuer, .audience = ctx->audience, .user_claim = ctx->user_claim};
+        struct jwt_expect e = {.issuer = ctx->issuer,
+                               .audience = ctx->audience,
+                               .user_claim = ctx->user_claim,
+                               .now_s = now_s};
+        /* Read before the key lookup: see jwks_generation. */
+        verdict.source = VCACHE_SRC_OIDC;
+        verdict.generation = jwks_generation(ctx->jwks);
         rc = jwks_verify_ex(ctx->jwks, tok, len, &e, &claims, &reason);
     } else {
         rc = TV_ERR_UNAUTHORIZED;
@@ -95,15 +137,31 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
             http_reply_error(req, rc == TV_ERR_NOMEM ? rc : TV_ERR_UNAVAILABLE,
                              "cannot verify tokens right now");
         }
-        return rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
+        rc = rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
+        goto done;
     }
     memset(out, 0, sizeof *out);
     copy_str(out->kind, sizeof out->kind, "user");
     copy_str(out->name, sizeof out->name, claims.user);
     if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0)
         copy_str(out->oid, sizeof out->oid, oid);
+    if (ctx->vcache != NULL) {
+        struct vcache_claims vc;
+
+        /* Both verifiers use the default leeway (session_verify always, and the OIDC
+         * expectation above leaves leeway_s at 0); the cache applies the same rule on hits. */
+        verdict.exp = claims.exp;
+        verdict.nbf = claims.nbf;
+        verdict.leeway_s = JWT_DEFAULT_LEEWAY_S;
+        copy_str(vc.user, sizeof vc.user, out->name);
+        copy_str(vc.oid, sizeof vc.oid, out->oid);
+        (void)vcache_insert(ctx->vcache, key, now_s, &verdict, &vc); /* best effort */
+    }
     jwt_claims_release(&claims);
-    return 0;
+    rc = 0;
+done:
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
 }
 
 int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)

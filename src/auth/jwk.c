@@ -12,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 
 #include "core/b64.h"
 #include "core/err.h"
@@ -27,7 +28,34 @@ struct jwk {
     EVP_PKEY *pkey;
     unsigned algs; /* JWK_ALG_BIT mask of the algorithms this key may verify */
     char kid[JWK_KID_MAX + 1];
+    /* Per allowed algorithm, a verification context prepared once (algorithm fetched, padding
+     * and digest set). Never used directly: verifiers duplicate it, which skips the provider
+     * fetches that building a context costs on every call. NULL: built per call instead. */
+    EVP_PKEY_CTX *vctx[JWT_ALG_ES256 + 1];
 };
+
+/* A fresh verification context for pkey under alg: SHA-256, and for RSA the padding (PKCS#1
+ * v1.5, or PSS with MGF1 SHA-256 and a 32-byte salt). NULL on failure. */
+static EVP_PKEY_CTX *jwk_vctx_new(EVP_PKEY *pkey, enum jwt_alg alg)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    int ok;
+
+    if (!ctx)
+        return NULL;
+    ok = EVP_PKEY_verify_init(ctx) > 0 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) > 0;
+    if (ok && alg == JWT_ALG_RS256)
+        ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0;
+    if (ok && alg == JWT_ALG_PS256)
+        ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) > 0 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) > 0 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, 32) > 0;
+    if (!ok) {
+        EVP_PKEY_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
 
 const char *jwt_alg_name(enum jwt_alg alg)
 {
@@ -256,6 +284,11 @@ static int jwk_new(EVP_PKEY *pkey, unsigned algs, const char *kid, struct jwk **
     atomic_init(&k->refs, 1);
     k->pkey = pkey;
     k->algs = algs;
+    /* A context that cannot be prepared here is built per verification instead (same result,
+     * slower), so preparation never decides whether a key is usable. */
+    for (int a = JWT_ALG_RS256; a <= JWT_ALG_ES256; a++)
+        if (algs & JWK_ALG_BIT(a))
+            k->vctx[a] = jwk_vctx_new(pkey, (enum jwt_alg)a);
     if (kid)
         memcpy(k->kid, kid, strlen(kid) + 1);
     *out = k;
@@ -364,6 +397,8 @@ void jwk_free(struct jwk *k)
         return;
     if (atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
         return;
+    for (size_t a = 0; a < sizeof k->vctx / sizeof k->vctx[0]; a++)
+        EVP_PKEY_CTX_free(k->vctx[a]);
     EVP_PKEY_free(k->pkey);
     free(k);
 }
@@ -378,6 +413,24 @@ int jwk_allows(const struct jwk *k, enum jwt_alg alg)
     if (!k || alg < JWT_ALG_RS256 || alg > JWT_ALG_ES256)
         return 0;
     return (k->algs & JWK_ALG_BIT(alg)) != 0;
+}
+
+int jwk_verify_sha256(const struct jwk *k, enum jwt_alg alg, const uint8_t digest[32],
+                      const uint8_t *sig, size_t sig_len)
+{
+    EVP_PKEY_CTX *ctx;
+    int rc = TV_ERR_UNAUTHORIZED;
+
+    if (!jwk_allows(k, alg) || !digest || !sig)
+        return TV_ERR_UNAUTHORIZED;
+    /* A context holds per-operation state, so each verification gets its own copy. */
+    ctx = k->vctx[alg] ? EVP_PKEY_CTX_dup(k->vctx[alg]) : jwk_vctx_new(k->pkey, alg);
+    if (!ctx)
+        return TV_ERR_NOMEM;
+    if (EVP_PKEY_verify(ctx, sig, sig_len, digest, 32) == 1)
+        rc = 0;
+    EVP_PKEY_CTX_free(ctx);
+    return rc;
 }
 
 EVP_PKEY *jwk_pkey(const struct jwk *k)

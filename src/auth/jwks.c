@@ -23,11 +23,13 @@
 #define JWKS_URL_MAX 2048
 
 struct jwks {
-    pthread_rwlock_t lock; /* guards keys, nkeys, loaded, generation */
+    pthread_rwlock_t lock; /* guards keys, nkeys, loaded; generation is written under it */
     struct jwk **keys;
     size_t nkeys;
-    int loaded;          /* a key set has been installed at least once */
-    uint64_t generation; /* bumped on every install */
+    int loaded; /* a key set has been installed at least once */
+    /* Bumped on every install, after the keys are swapped and under the write lock, so a
+     * verifier that reads it BEFORE its key lookup never pairs a new number with an old key. */
+    atomic_uint_least64_t generation;
 
     pthread_mutex_t fetch_lock; /* one fetch at a time, held across the network I/O */
     char *discovered_url;       /* jwks_uri from the discovery document (under fetch_lock) */
@@ -107,6 +109,7 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
     atomic_init(&s->interval_ms,
                 o->refetch_interval_ms > 0 ? o->refetch_interval_ms : JWKS_DEFAULT_REFETCH_MS);
     atomic_init(&s->abort_io, 0);
+    atomic_init(&s->generation, 0);
     s->refresh_every_ms = o->refresh_every_ms > 0 ? o->refresh_every_ms : JWKS_DEFAULT_REFRESH_MS;
     s->connect_ms = o->connect_timeout_ms > 0 ? (long)o->connect_timeout_ms : 2000;
     s->timeout_ms = o->timeout_ms > 0 ? (long)o->timeout_ms : 5000;
@@ -172,6 +175,11 @@ void jwks_free(struct jwks *s)
 void jwks_set_refetch_interval_ms(struct jwks *s, int64_t ms)
 {
     atomic_store(&s->interval_ms, ms < 0 ? 0 : ms);
+}
+
+uint64_t jwks_generation(struct jwks *s)
+{
+    return (uint64_t)atomic_load_explicit(&s->generation, memory_order_acquire);
 }
 
 size_t jwks_key_count(struct jwks *s)
@@ -260,7 +268,7 @@ static void jwks_install(struct jwks *s, struct jwk **keys, size_t n)
     s->keys = keys;
     s->nkeys = n;
     s->loaded = 1;
-    s->generation++;
+    atomic_fetch_add_explicit(&s->generation, 1, memory_order_release);
     pthread_rwlock_unlock(&s->lock);
     /* In-flight verifications hold their own references, so freeing here is safe. */
     jwks_keys_free(old, old_n);

@@ -57,28 +57,43 @@ void b64url_encode(const uint8_t *in, size_t n, char *out)
     b64_encode_with(b64_url, 0, in, n, out);
 }
 
-static int b64_value(char c, int url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
+/* Character -> 6-bit value, -1 for anything outside the alphabet (padding, whitespace, NUL
+ * and bytes >= 0x80 included). One load per character instead of a chain of range tests. */
+static const int8_t b64_dec_std[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+static const int8_t b64_dec_url[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 /* padded: standard alphabet, length a multiple of 4 with 0-2 '='; else url alphabet, no '='. */
 static int b64_decode_with(int url, const char *in, size_t len, uint8_t **out, size_t *out_len)
 {
+    const int8_t *dec = url ? b64_dec_url : b64_dec_std;
+    const unsigned char *p = (const unsigned char *)in;
     size_t body = len, rem, olen, i, o = 0;
     uint8_t *buf;
-    uint32_t acc = 0;
-    int bits = 0;
+    int32_t a, b, c, d;
 
     if (!url) {
         if (len % 4)
@@ -95,21 +110,34 @@ static int b64_decode_with(int url, const char *in, size_t len, uint8_t **out, s
     buf = malloc(olen ? olen : 1);
     if (!buf)
         return TV_ERR_NOMEM;
-    for (i = 0; i < body; i++) {
-        int v = b64_value(in[i], url);
-        if (v < 0)
+    for (i = 0; i + 4 <= body; i += 4) {
+        a = dec[p[i]];
+        b = dec[p[i + 1]];
+        c = dec[p[i + 2]];
+        d = dec[p[i + 3]];
+        if ((a | b | c | d) < 0)
             goto fail;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
+        buf[o++] = (uint8_t)(a << 2 | b >> 4);
+        buf[o++] = (uint8_t)(b << 4 | c >> 2);
+        buf[o++] = (uint8_t)(c << 6 | d);
+    }
+    /* The last 2 or 3 characters: their leftover bits must be zero, otherwise two encodings
+     * would decode alike. */
+    if (rem >= 2) {
+        a = dec[p[i]];
+        b = dec[p[i + 1]];
+        c = rem == 3 ? dec[p[i + 2]] : 0;
+        if ((a | b | c) < 0)
+            goto fail;
+        buf[o++] = (uint8_t)(a << 2 | b >> 4);
+        if (rem == 2 && (b & 0x0f) != 0)
+            goto fail;
+        if (rem == 3) {
+            buf[o++] = (uint8_t)(b << 4 | c >> 2);
+            if ((c & 0x03) != 0)
+                goto fail;
         }
     }
-    /* Leftover bits must be zero, otherwise two encodings would decode alike. */
-    if (acc != 0)
-        goto fail;
     *out = buf;
     *out_len = olen;
     return 0;
