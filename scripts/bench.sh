@@ -7,7 +7,10 @@
 # Settings (environment): BUILD (build), BENCH_SECONDS (10, per scenario), BENCH_USERS (1000),
 # BENCH_IDLE (5000 idle connections), BENCH_MEMORY_REQUESTS (1000000),
 # BENCH_MEMORY_MAX_SECONDS (300, a bound on the memory scenario's request phase),
-# BENCH_LOG_LEVEL (warn: no access log line per request), BENCH_OUT (docs/benchmarks.md).
+# BENCH_LOG_LEVEL (warn: no access log line per request), BENCH_OUT (docs/benchmarks.md),
+# BENCH_EMU_REUSE_S (600: the emulator tokenvend talks to runs with --reuse-signed-token-s 600,
+# so a repeated issue for a user returns the token it signed first instead of spending an
+# RSA-2048 signature on this machine, as the real ACS would not; 0 signs every token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,7 @@ IDLE=${BENCH_IDLE:-5000}
 MEM_REQUESTS=${BENCH_MEMORY_REQUESTS:-1000000}
 MEM_MAX_S=${BENCH_MEMORY_MAX_SECONDS:-300}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+EMU_REUSE_S=${BENCH_EMU_REUSE_S:-600}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 TV=$BUILD/bin/tokenvend
 EMU=$BUILD/bin/acs-emulator
@@ -73,6 +77,11 @@ free_port() {
 # Upstream calls the emulator has seen (creates + issues), to tell cache hits from misses.
 emu_calls() {
     node -e 'fetch(process.argv[1]).then(r=>r.json()).then(s=>console.log(s.requests.create+s.requests.issue))' \
+        "$emu_url/emulator/stats"
+}
+# Tokens the emulator answered from its reuse cache instead of signing them.
+emu_reused() {
+    node -e 'fetch(process.argv[1]).then(r=>r.json()).then(s=>console.log(s.tokens_reused||0))' \
         "$emu_url/emulator/stats"
 }
 emu_latency() {
@@ -205,37 +214,66 @@ stop_tv() {
 } >"$res/machine"
 
 # ---- the emulator, the OIDC issuer, the database ---------------------------------------
-say "starting acs-emulator, the OIDC issuer ($USERS users) and the database in $work"
-"$EMU" --listen 127.0.0.1:0 --no-rate-limits --log-level warn >"$work/emu.out" 2>"$work/emu.log" &
-emu_pid=$!
+# start_emu [FLAGS...]: (re)starts acs-emulator on a free port; sets emu_pid, connstr, emu_url.
+# The emulator always logs at warn: at info it writes one JSON line per request.
+start_emu() {
+    stop_emu
+    : >"$work/emu.out"
+    "$EMU" --listen 127.0.0.1:0 --no-rate-limits --log-level warn "$@" >"$work/emu.out" 2>>"$work/emu.log" &
+    emu_pid=$!
+    for _ in $(seq 100); do
+        [ -s "$work/emu.out" ] && break
+        sleep 0.1
+    done
+    connstr=$(head -n 1 "$work/emu.out")
+    if [ -z "$connstr" ]; then
+        echo "bench: acs-emulator did not start; its log:" >&2
+        cat "$work/emu.log" >&2
+        exit 1
+    fi
+    emu_url=$(printf '%s' "$connstr" | sed -E 's#^endpoint=(http://[^/;]+)/?;.*#\1#')
+}
+stop_emu() {
+    [ -n "$emu_pid" ] || return 0
+    kill "$emu_pid" 2>/dev/null || true
+    wait "$emu_pid" 2>/dev/null || true
+    emu_pid=''
+}
+
+say "starting the OIDC issuer ($USERS users) and the database in $work"
 node scripts/bench/oidc.mjs "$work/tokens.txt" "$USERS" >"$work/oidc.out" 2>"$work/oidc.log" &
 oidc_pid=$!
 for _ in $(seq 100); do
-    [ -s "$work/emu.out" ] && [ -s "$work/oidc.out" ] && break
+    [ -s "$work/oidc.out" ] && break
     sleep 0.1
 done
-connstr=$(head -n 1 "$work/emu.out")
 issuer=$(head -n 1 "$work/oidc.out")
-if [ -z "$connstr" ] || [ -z "$issuer" ]; then
-    echo "bench: acs-emulator or the OIDC issuer did not start" >&2
+if [ -z "$issuer" ]; then
+    echo "bench: the OIDC issuer did not start" >&2
     exit 1
 fi
-emu_url=$(printf '%s' "$connstr" | sed -E 's#^endpoint=(http://[^/;]+)/?;.*#\1#')
 
 TOKENVEND_DB="$work/tv.db" "$TV" migrate >/dev/null
 api_key=$(TOKENVEND_DB="$work/tv.db" "$TV" apikey create bench 2>/dev/null | tail -n 1)
 
 # ---- the emulator alone: what the upstream can do on this machine ------------------------
-# shellcheck disable=SC2034 # read through the nameref in emu_wrk
-mapfile -t issue_req < <(node scripts/bench/emu-request.mjs "$connstr" issue)
-# shellcheck disable=SC2034
-mapfile -t create_req < <(node scripts/bench/emu-request.mjs "$connstr" create)
+# The same signed request replayed by wrk: "issue" issues tokens for one identity over and
+# over, "create" creates identities. First an emulator that signs every token it issues (what
+# ACS does, but on this machine's cores), then the one tokenvend will use, which reuses them.
 emu_wrk() { # NAME CONNECTIONS REQUEST-ARRAY-NAME
     local -n r=$3
     BENCH_METHOD=POST BENCH_BODY="${r[4]}" run_wrk "$1" "$2" "$emu_url${r[0]}" \
         -H "${r[1]}" -H "${r[2]}" -H "${r[3]}" -H 'content-type: application/json'
 }
-say "acs-emulator alone"
+emu_requests() {
+    # shellcheck disable=SC2034 # read through the nameref in emu_wrk
+    mapfile -t issue_req < <(node scripts/bench/emu-request.mjs "$connstr" issue)
+    # shellcheck disable=SC2034
+    mapfile -t create_req < <(node scripts/bench/emu-request.mjs "$connstr" create)
+}
+say "acs-emulator alone, signing every token"
+start_emu
+emu_requests
 emu_latency 0
 emu_wrk emu_issue 64 issue_req
 emu_wrk emu_create 64 create_req
@@ -243,6 +281,19 @@ emu_latency 50
 emu_wrk emu_issue_50ms_256 256 issue_req
 emu_wrk emu_issue_50ms_16 16 issue_req
 emu_latency 0
+if [ "$EMU_REUSE_S" -gt 0 ]; then
+    start_emu --reuse-signed-token-s "$EMU_REUSE_S"
+    say "acs-emulator alone, --reuse-signed-token-s $EMU_REUSE_S"
+    emu_requests
+    emu_latency 0
+    emu_wrk emu_issue_reuse 64 issue_req
+    emu_latency 50
+    emu_wrk emu_issue_50ms_256_reuse 256 issue_req
+    emu_wrk emu_issue_50ms_16_reuse 16 issue_req
+    emu_latency 0
+    http POST "$emu_url/emulator/stats/reset" >/dev/null
+fi
+echo "emu_reuse_s=$EMU_REUSE_S" >>"$res/machine"
 
 # ---- floor, hit, create: tokenvend with its default settings (cache on) -----------------
 start_tv
@@ -277,12 +328,18 @@ start_tv TOKENVEND_CACHE=off
 emu_latency 50
 say "miss: GET /api/token, cache off, emulator latency 50 ms"
 before=$(emu_calls)
+reused_before=$(emu_reused)
 BENCH_MODE=tokens BENCH_TOKENS="$work/tokens.txt" BENCH_THREADS=2 \
     run_wrk miss 256 "http://127.0.0.1:$pub_port/api/token"
 echo "upstream_calls=$(($(emu_calls) - before))" >>"$res/miss"
+echo "upstream_reused=$(($(emu_reused) - reused_before))" >>"$res/miss"
 say "overhead: 16 connections, emulator latency 50 ms"
+before=$(emu_calls)
+reused_before=$(emu_reused)
 BENCH_MODE=tokens BENCH_TOKENS="$work/tokens.txt" BENCH_THREADS=2 \
     run_wrk overhead 16 "http://127.0.0.1:$pub_port/api/token"
+echo "upstream_calls=$(($(emu_calls) - before))" >>"$res/overhead"
+echo "upstream_reused=$(($(emu_reused) - reused_before))" >>"$res/overhead"
 emu_latency 0
 
 # ---- memory: idle keep-alive connections, then many cached-token requests ----------------

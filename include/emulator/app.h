@@ -24,7 +24,8 @@ struct emu_config {
     int64_t rate_window_s;
     int no_rate_limits;
     int64_t max_skew_s;
-    unsigned threads; /* MHD thread pool size; 0 picks */
+    unsigned threads;             /* MHD thread pool size; 0 picks */
+    int64_t reuse_signed_token_s; /* > 0: benchmarks only, see emulator/reuse.h */
 };
 
 struct emu_app {
@@ -33,6 +34,7 @@ struct emu_app {
     struct emu_faults *faults;
     struct emu_ratelimit *ratelimit; /* NULL with --no-rate-limits */
     struct emu_persist *db;          /* NULL without --db */
+    struct emu_reuse *reuse;         /* NULL unless --reuse-signed-token-s */
     uint8_t access_key[EMU_KEY_MAX]; /* secret */
     size_t access_key_len;
     char resource_id[EMU_UUID_LEN];

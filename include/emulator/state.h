@@ -40,6 +40,8 @@ size_t emu_state_live(struct emu_state *st);
 void emu_state_count_request(struct emu_state *st, enum emu_op op);
 void emu_state_count_success(struct emu_state *st, enum emu_op op);
 void emu_state_count_token(struct emu_state *st);
+/* A token answered from the --reuse-signed-token-s cache (also counted as a token). */
+void emu_state_count_reused(struct emu_state *st);
 void emu_state_count_fault(struct emu_state *st);
 /* The /emulator/stats document into *out (malloc'd). 0 or TV_ERR_NOMEM. */
 int emu_state_stats_json(struct emu_state *st, char **out);

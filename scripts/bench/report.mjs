@@ -23,9 +23,14 @@ function load(name) {
 
 const m = load("machine");
 const R = {};
-for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "floor", "hit", "create", "miss", "overhead", "memory"])
+for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "create", "miss", "overhead", "memory"])
   R[s] = load(s);
 
+// The emulator tokenvend talks to reuses signed tokens (--reuse-signed-token-s) unless the bench
+// ran with BENCH_EMU_REUSE_S=0; its rows of the emulator-alone table are the ones to compare with.
+const reuseS = m.emu_reuse_s || 0;
+const emuFor = (plain, reused) => (reuseS > 0 && R[reused] ? R[reused] : R[plain]);
+const emuFlags = `--no-rate-limits --log-level warn${reuseS > 0 ? ` --reuse-signed-token-s ${reuseS}` : ""}`;
 const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? "-" : Number(x).toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d }));
 const mb = (kib) => (kib ? fmt(kib / 1024, 1) : "-");
 const errors = (r) => (r ? ["err_connect", "err_read", "err_write", "err_status", "err_timeout"].reduce((s, k) => s + (r[k] || 0), 0) : 0);
@@ -82,8 +87,9 @@ const createAcked = R.create ? R.create.requests - (R.create.err_status || 0) : 
 const durable = R.create && R.create.rows_after_kill >= createAcked;
 row("create", "`PUT /internal/users/{new id}` (API key), emulator latency 0, 64 connections", R.create, ">= 2,000 identities/s, durable", R.create && R.create.rps >= 2000 && durable);
 row("overhead", "`GET /api/token`, cache off, emulator latency 50 ms, 16 connections", R.overhead, "p99 <= 55 ms", R.overhead && R.overhead.p99_ms <= 55);
-if (R.overhead && R.emu_issue_50ms_16)
-  rows[rows.length - 1].result += ` (emulator alone: p99 ${fmt(R.emu_issue_50ms_16.p99_ms, 1)} ms; tokenvend adds ${fmt(R.overhead.p50_ms - R.emu_issue_50ms_16.p50_ms, 1)} ms at p50, ${fmt(R.overhead.p99_ms - R.emu_issue_50ms_16.p99_ms, 1)} ms at p99)`;
+const e16 = emuFor("emu_issue_50ms_16", "emu_issue_50ms_16_reuse");
+if (R.overhead && e16)
+  rows[rows.length - 1].result += ` (emulator alone: p99 ${fmt(e16.p99_ms, 1)} ms; tokenvend adds ${fmt(R.overhead.p50_ms - e16.p50_ms, 1)} ms at p50, ${fmt(R.overhead.p99_ms - e16.p99_ms, 1)} ms at p99)`;
 row(
   "memory",
   mem ? `${fmt(mem.idle)} idle keep-alive connections, then ${fmt(mem.requests)} cached \`GET /api/token\` (64 connections); header_limit 8192` : "",
@@ -98,16 +104,24 @@ const table = [
   ...rows.map((x) => `| ${x.name} | ${x.load} | ${fmt(x.r?.rps)} | ${fmt(x.r?.p50_ms, 2)} | ${fmt(x.r?.p99_ms, 2)} | ${mb(x.r?.rss_max_kib)} | ${cpu(x.r)} | ${x.target} | ${x.result} |`),
 ].join("\n");
 
+const signsAll = "signs every token";
+const reuses = `reuses (\`--reuse-signed-token-s ${reuseS}\`)`;
 const emuRows = [
-  ["issue token, latency 0", 64, R.emu_issue],
-  ["create identity, latency 0", 64, R.emu_create],
-  ["issue token, latency 50 ms", 256, R.emu_issue_50ms_256],
-  ["issue token, latency 50 ms", 16, R.emu_issue_50ms_16],
+  ["issue token, latency 0", signsAll, 64, R.emu_issue],
+  ["create identity, latency 0", "-", 64, R.emu_create],
+  ["issue token, latency 50 ms", signsAll, 256, R.emu_issue_50ms_256],
+  ["issue token, latency 50 ms", signsAll, 16, R.emu_issue_50ms_16],
 ];
+if (reuseS > 0)
+  emuRows.push(
+    ["issue token, latency 0", reuses, 64, R.emu_issue_reuse],
+    ["issue token, latency 50 ms", reuses, 256, R.emu_issue_50ms_256_reuse],
+    ["issue token, latency 50 ms", reuses, 16, R.emu_issue_50ms_16_reuse],
+  );
 const emuTable = [
-  "| request (signed, replayed by wrk) | connections | req/s | p50 ms | p99 ms | CPU % emu / all | errors |",
-  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ...emuRows.map(([what, c, r]) => `| ${what} | ${c} | ${fmt(r?.rps)} | ${fmt(r?.p50_ms, 2)} | ${fmt(r?.p99_ms, 2)} | ${r ? `${r.cpu_emu} / ${r.cpu_busy}` : "-"} | ${fmt(errors(r))} |`),
+  "| request (signed, replayed by wrk) | tokens | connections | req/s | p50 ms | p99 ms | CPU % emu / all | errors |",
+  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ...emuRows.map(([what, how, c, r]) => `| ${what} | ${how} | ${c} | ${fmt(r?.rps)} | ${fmt(r?.p50_ms, 2)} | ${fmt(r?.p99_ms, 2)} | ${r ? `${r.cpu_emu} / ${r.cpu_busy}` : "-"} | ${fmt(errors(r))} |`),
 ].join("\n");
 
 // ---- interpretation ---------------------------------------------------------------------------------
@@ -126,20 +140,34 @@ if (R.hit) {
 }
 if (R.miss) {
   const e256 = R.emu_issue_50ms_256;
+  const e256r = reuseS > 0 ? R.emu_issue_50ms_256_reuse : null;
   const e0 = R.emu_issue;
   const cpuBound = R.miss.cpu_busy >= 0.85 * m.nproc * 100;
+  const signUs = m.rsa_sign ? `${fmt(1e6 / m.rsa_sign)} µs of one core here` : "about 0.5 ms";
+  const reusedNote =
+    reuseS > 0 && R.miss.upstream_reused !== undefined
+      ? `; it answered ${fmt(R.miss.upstream_reused)} of them with a token it had already signed in the same ${fmt(reuseS)}-second bucket and signed ${fmt(Math.max(0, R.miss.upstream_calls - R.miss.upstream_reused))} (each user's token is signed once per bucket, at its first issue or create in that bucket; a bucket boundary during the run means one more signature per user)`
+      : "";
+  let upstream = "";
+  if (e256r && e256)
+    upstream = `The emulator ran with \`--reuse-signed-token-s ${reuseS}\`, so it signed each user's token once and handed the same token out again for that user's later issues instead of spending an RSA-2048 signature (${signUs}) on each: the real ACS does its signing on its own machines, not on the two cores measured here. Alone, at the same load, that emulator answers ${fmt(e256r.rps)} req/s (p99 ${fmt(e256r.p99_ms, 1)} ms), against ${fmt(e256.rps)} req/s when it signs every token${e0 ? ` (${fmt(e0.rps)} req/s at latency 0)` : ""}, ${e256r.rps >= 4096 ? "so the upstream is no longer what caps this row" : "so even without signing the emulator itself stays below the target on this machine"}. `;
+  else if (e256 && e0)
+    upstream = `The emulator signed every token (\`BENCH_EMU_REUSE_S=0\`): alone, at the same load, it answers ${fmt(e256.rps)} req/s (${fmt(e0.rps)} req/s at latency 0), because every token it issues costs an RSA-2048 signature (${signUs}), so even a tokenvend that cost nothing could not pass about ${fmt(e256.rps)} req/s here. `;
+  const pool = m.acs_pool_setting
+    ? "tokenvend's ACS client keeps up to `acs_max_connections` connections to the upstream (`TOKENVEND_ACS_MAX_CONNECTIONS`, default 256, used here) and an HTTP/1.1 connection carries one call at a time, so with 50 ms per call the pool allows 256 / 0.05 s = 5,120 calls per second, the ideal itself; a smaller setting would cap the row at that setting / 0.05 s. "
+    : "tokenvend's ACS client keeps at most 64 connections to one host (the default of `acs_client_opts.max_connections`, which `src/app.c` does not set and no setting exposes), and an HTTP/1.1 connection carries one call at a time: with 50 ms per call that allows at most 64 / 0.05 s = 1,280 calls per second, and the other requests queue for a connection (hence the long p99); the target needs at least 256. ";
   P.push(
-    `**miss.** The ideal for 256 connections waiting 50 ms each is 5,120 req/s; tokenvend answered ${fmt(R.miss.rps)} req/s with p50 ${fmt(R.miss.p50_ms, 1)} ms and p99 ${fmt(R.miss.p99_ms, 1)} ms${errNote(R.miss)}, and the emulator saw ${fmt(R.miss.upstream_calls)} calls for ${fmt(R.miss.requests)} requests (one issue each). Two ceilings sit below the target on this machine. ` +
-      (e256 && e0
-        ? `First the emulator: alone, at the same load, it answers ${fmt(e256.rps)} req/s (${fmt(e0.rps)} req/s at latency 0), because every token it issues costs an RSA-2048 signature (${m.rsa_sign ? `${fmt(1e6 / m.rsa_sign)} µs of one core here` : "about 0.5 ms"}), so even a tokenvend that cost nothing could not pass about ${fmt(e256.rps)} req/s here. `
-        : "") +
-      (m.acs_pool_setting
-        ? ""
-        : "Second, tokenvend's ACS client keeps at most 64 connections to one host (the default of `acs_client_opts.max_connections`, which `src/app.c` does not set and no setting exposes), and an HTTP/1.1 connection carries one call at a time: with 50 ms per call that allows at most 64 / 0.05 s = 1,280 calls per second, and the other requests queue for a connection (hence the long p99); the target needs at least 256. ") +
-      `During the run the machine was ${fmt(R.miss.cpu_busy)}% busy out of ${m.nproc * 100}% (tokenvend ${R.miss.cpu_tv}%, emulator ${R.miss.cpu_emu}%, about ${fmt(R.miss.rps ? (R.miss.cpu_tv * 10000) / R.miss.rps : 0)} µs of tokenvend CPU per request)` +
-      (cpuBound ? ", so CPU was the binding limit." : ", so CPU was not the binding limit: the upstream connection pool was.") +
-      (R.miss.rps < 4096
-        ? " To measure tokenvend rather than the emulator here, the emulator would need a bench-only mode that reuses one signed token per identity and scopes for a minute, and tokenvend a setting for its upstream connection count."
+    `**miss.** The ideal for 256 connections waiting 50 ms each is 5,120 req/s; tokenvend answered ${fmt(R.miss.rps)} req/s with p50 ${fmt(R.miss.p50_ms, 1)} ms and p99 ${fmt(R.miss.p99_ms, 1)} ms${errNote(R.miss)}, and the emulator saw ${fmt(R.miss.upstream_calls)} calls for ${fmt(R.miss.requests)} requests (one issue each)${reusedNote}. ` +
+      upstream +
+      pool +
+      `During the run the machine was ${fmt(R.miss.cpu_busy)}% busy out of ${m.nproc * 100}% (tokenvend ${R.miss.cpu_tv}%, emulator ${R.miss.cpu_emu}%, wrk and the rest ${fmt(Math.max(0, R.miss.cpu_busy - R.miss.cpu_tv - R.miss.cpu_emu))}%; about ${fmt(R.miss.rps ? (R.miss.cpu_tv * 10000) / R.miss.rps : 0)} µs of tokenvend CPU per request)` +
+      (cpuBound
+        ? ", so the shared cores were the binding limit: tokenvend, the emulator and wrk took all of them."
+        : m.acs_pool_setting
+          ? ", so CPU was not the binding limit."
+          : ", so CPU was not the binding limit: the upstream connection pool was.") +
+      (R.miss.rps < 4096 && !(reuseS > 0)
+        ? " To measure tokenvend rather than the emulator's signing here, run the bench with the emulator reusing signed tokens (the default, `BENCH_EMU_REUSE_S=600`)."
         : ""),
   );
 }
@@ -150,11 +178,11 @@ if (R.create) {
   );
 }
 if (R.overhead) {
-  const e16 = R.emu_issue_50ms_16;
   P.push(
     `**overhead.** With 16 connections and 50 ms upstream latency tokenvend answers with p50 ${fmt(R.overhead.p50_ms, 2)} ms and p99 ${fmt(R.overhead.p99_ms, 2)} ms (${fmt(R.overhead.rps)} req/s)${errNote(R.overhead)}` +
-      (e16 ? `; the emulator alone at the same load shows p50 ${fmt(e16.p50_ms, 2)} ms and p99 ${fmt(e16.p99_ms, 2)} ms, so tokenvend adds about ${fmt(R.overhead.p50_ms - e16.p50_ms, 2)} ms at the median and ${fmt(R.overhead.p99_ms - e16.p99_ms, 2)} ms at p99` : "") +
-      `. The added time is the JWT check, the store reads and writes around the call and the hand-over between the ACS engine thread, the service workers and the resumed HTTP connection.${e16 && e16.p99_ms > 55 ? ` The emulator alone already answers above 55 ms at p99 here (it signs each token after the 50 ms wait, on cores it shares with wrk), so the literal target cannot be met on this machine; the service's own share is the difference above.` : ""}`,
+      (e16 ? `; the emulator alone at the same load (${reuseS > 0 && R.emu_issue_50ms_16_reuse ? "reusing signed tokens, as here" : "signing every token, as here"}) shows p50 ${fmt(e16.p50_ms, 2)} ms and p99 ${fmt(e16.p99_ms, 2)} ms, so tokenvend adds about ${fmt(R.overhead.p50_ms - e16.p50_ms, 2)} ms at the median and ${fmt(R.overhead.p99_ms - e16.p99_ms, 2)} ms at p99` : "") +
+      (R.overhead.cpu_busy !== undefined ? `. During the run the machine was ${fmt(R.overhead.cpu_busy)}% busy out of ${m.nproc * 100}% (tokenvend ${R.overhead.cpu_tv}%, emulator ${R.overhead.cpu_emu}%; the rest is wrk and anything else running${R.overhead.cpu_busy - R.overhead.cpu_tv - R.overhead.cpu_emu > 50 ? ", far more than wrk needs at this rate, so other processes competed for the cores and the p99 shows it" : ""})` : "") +
+      `. The added time is the JWT check, the store reads and writes around the call and the hand-over between the ACS engine thread, the service workers and the resumed HTTP connection.${e16 && e16.p99_ms > 55 ? ` The emulator alone already answers above 55 ms at p99 here (${reuseS > 0 ? "its own HTTP handling and timer on cores it shares with wrk" : "it signs each token after the 50 ms wait, on cores it shares with wrk"}), so the literal target cannot be met on this machine; the service's own share is the difference above.` : ""}`,
   );
 }
 if (mem) {
@@ -186,13 +214,23 @@ them with wrk; each scenario runs ${m.seconds} s. Targets are SPEC section 9's.
 | RSA-2048, one core | ${m.rsa_sign ? `${fmt(m.rsa_sign)} signatures/s, ${fmt(m.rsa_verify)} verifications/s (\`openssl speed rsa2048\`)` : "-"} |
 | load generator | ${m.wrk}, 2 threads; node ${m.node} for the OIDC issuer and the idle connections |
 | tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
-| acs-emulator | \`--no-rate-limits --log-level warn\`, latency set per scenario through \`PUT /emulator/faults\` |
+| acs-emulator | \`${emuFlags}\` (no log line per request), latency set per scenario through \`PUT /emulator/faults\`${reuseS > 0 ? "; the emulator-alone table also shows it without the reuse flag" : ""} |
 | load average | ${m.load_before} before, ${m.load_after} after |
 
-**All of it shares ${m.nproc} cores:** wrk, tokenvend, acs-emulator (which signs every token it
-issues with RSA-2048) and the node helpers. The absolute figures are therefore low compared with
-a server that has the cores to itself, and rows whose requests reach the emulator are bounded by
-the emulator as much as by tokenvend; the table of the emulator alone below shows where that is.
+**All of it shares ${m.nproc} cores:** wrk, tokenvend, acs-emulator and the node helpers. The
+absolute figures are therefore low compared with a server that has the cores to itself, and rows
+whose requests reach the emulator are bounded by the emulator as much as by tokenvend; the table
+of the emulator alone below shows where that is. ${
+  reuseS > 0
+    ? `The real ACS signs its tokens (RSA-2048, ${m.rsa_sign ? `${fmt(1e6 / m.rsa_sign)} µs of one core here` : "about 0.5 ms"}) on its own machines, so the emulator
+tokenvend talks to runs with the bench-only flag \`--reuse-signed-token-s ${reuseS}\`: an issue for the
+same identity, scopes and expiresInMinutes within the same ${reuseS}-second bucket returns the token it
+signed first (still a valid RS256 JWT; a revoke or delete still ends it). That keeps the miss and
+overhead rows (every request an issue) measuring tokenvend rather than the emulator's signing.
+Identity creates, with or without a token, are unaffected (each is a new identity).`
+    : `The emulator signs every token it issues with RSA-2048 (\`BENCH_EMU_REUSE_S=0\`), on these
+same cores, so the miss and overhead rows include that cost.`
+}
 Other processes running on the machine at the same time (see the load average) make the
 figures noisier still.
 
@@ -208,7 +246,10 @@ acs-emulator, and the whole machine (wrk, the node helpers and anything else inc
 ## acs-emulator alone
 
 The same signed ACS request replayed by wrk straight at the emulator (no tokenvend), to show what
-the upstream can do on this machine.
+the upstream can do on this machine. "signs every token" is the emulator as ACS behaves, with the
+signing on these cores${reuseS > 0 ? `; "reuses" is the emulator tokenvend used in this run, which signs a
+token once per identity, scopes and minutes per ${reuseS}-second bucket (the replayed request issues
+for one identity, so it signs once per bucket)` : ""}.
 
 ${emuTable}
 

@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "emulator/persist.h"
+#include "emulator/reuse.h"
 #include "emulator/state.h"
 #include "emulator/tokens.h"
 
@@ -176,6 +177,15 @@ int emu_app_init(struct emu_app *app, const struct emu_config *cfg)
         if (rc != 0)
             goto out;
     }
+    if (cfg->reuse_signed_token_s > 0) {
+        rc = emu_reuse_new(cfg->reuse_signed_token_s, &app->reuse);
+        if (rc != 0)
+            goto out;
+        log_msg(LOGL_WARN, NULL,
+                "--reuse-signed-token-s %lld: repeated issues within a bucket get the same token "
+                "(benchmarks only)",
+                (long long)cfg->reuse_signed_token_s);
+    }
 out:
     if (rc != 0)
         emu_app_release(app);
@@ -184,6 +194,7 @@ out:
 
 void emu_app_release(struct emu_app *app)
 {
+    emu_reuse_free(app->reuse);
     emu_ratelimit_free(app->ratelimit);
     emu_faults_free(app->faults);
     emu_state_free(app->state);

@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "emulator/app.h"
+#include "emulator/reuse.h"
 #include "emulator/server.h"
 
 static void main_usage(FILE *f)
@@ -22,8 +23,13 @@ static void main_usage(FILE *f)
           "  [--error-rate R] [--error-status N] [--drop-rate R] [--rate-limit-create N]\n"
           "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
           "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
-          "  [--threads N] [--log-level debug|info|warn|error|off]\n"
-          "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n",
+          "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
+          "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
+          "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
+          "  identity, scopes and expiresInMinutes within the same N-second bucket (1..3600)\n"
+          "  returns the token signed first, same exp and expiresOn, instead of signing a new\n"
+          "  one; a revoke or delete still ends it, and stats count every request. It makes the\n"
+          "  emulator behave like an ACS whose signing cost is not on this machine.\n",
           f);
 }
 
@@ -130,6 +136,8 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             rc = main_int(a, val, 1, 256, &v);
             if (rc == 0)
                 cfg->threads = (unsigned)v;
+        } else if (strcmp(a, "--reuse-signed-token-s") == 0) {
+            rc = main_int(a, val, 0, EMU_REUSE_MAX_S, &cfg->reuse_signed_token_s);
         } else if (strcmp(a, "--log-level") == 0) {
             if (log_level_parse(val, level) != 0) {
                 fprintf(stderr, "acs-emulator: --log-level is debug, info, warn, error or off\n");

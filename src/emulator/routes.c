@@ -16,6 +16,7 @@
 #include "emulator/app.h"
 #include "emulator/auth.h"
 #include "emulator/reqparse.h"
+#include "emulator/reuse.h"
 #include "emulator/state.h"
 #include "emulator/tokens.h"
 
@@ -170,16 +171,34 @@ static int routes_op(enum emu_route r, enum emu_op *op)
     }
 }
 
+/* {"token","expiresOn"} for tok expiring at exp_s into a new json object; counts the token. */
+static int routes_token_obj(struct emu_app *app, const char *tok, int64_t exp_s,
+                            struct json_object **out)
+{
+    char iso[CLOCK_ISO_LEN];
+    struct json_object *o = json_object_new_object();
+
+    clock_iso8601(exp_s * 1000, iso);
+    if (!o || json_object_object_add(o, "token", json_object_new_string(tok)) ||
+        json_object_object_add(o, "expiresOn", json_object_new_string(iso))) {
+        json_object_put(o);
+        return TV_ERR_NOMEM;
+    }
+    emu_state_count_token(app->state);
+    *out = o;
+    return 0;
+}
+
 /* Mints a token for skypeid and fills {"token","expiresOn"} into a new json object. exp_s is
- * the wanted expiry; --token-ttl-seconds overrides it. */
+ * the wanted expiry; --token-ttl-seconds overrides it. With a reuse key (ACS identities only,
+ * and only under --reuse-signed-token-s) the new token is also remembered for later issues. */
 static int routes_mint(struct emu_app *app, const char *skypeid, const char *acs_scope, int64_t scp,
-                       int64_t now_ms, int64_t exp_s, uint64_t gen, struct json_object **out)
+                       int64_t now_ms, int64_t exp_s, uint64_t gen,
+                       const struct emu_reuse_key *reuse_key, struct json_object **out)
 {
     int rc;
     struct emu_claims c;
     char *tok = NULL;
-    char iso[CLOCK_ISO_LEN];
-    struct json_object *o = NULL;
 
     memset(&c, 0, sizeof(c));
     snprintf(c.skypeid, sizeof(c.skypeid), "%s", skypeid);
@@ -195,22 +214,36 @@ static int routes_mint(struct emu_app *app, const char *skypeid, const char *acs
     rc = emu_token_mint(app->keys, &c, &tok);
     if (rc != 0)
         goto out;
-    clock_iso8601(c.exp * 1000, iso);
-    rc = TV_ERR_NOMEM;
-    o = json_object_new_object();
-    if (!o || json_object_object_add(o, "token", json_object_new_string(tok)) ||
-        json_object_object_add(o, "expiresOn", json_object_new_string(iso)))
-        goto out;
-    emu_state_count_token(app->state);
-    *out = o;
-    o = NULL;
-    rc = 0;
+    if (app->reuse && reuse_key)
+        emu_reuse_put(app->reuse, reuse_key, now_ms / 1000, tok, c.exp);
+    rc = routes_token_obj(app, tok, c.exp, out);
 out:
-    json_object_put(o);
     if (tok) {
         OPENSSL_cleanse(tok, strlen(tok));
         free(tok);
     }
+    return rc;
+}
+
+/* Under --reuse-signed-token-s: the token signed earlier in this bucket for the same request,
+ * as {"token","expiresOn"}. 0 on a hit, otherwise non-zero (then mint). */
+static int routes_reuse(struct emu_app *app, const struct emu_reuse_key *k, int64_t now_ms,
+                        struct json_object **out)
+{
+    char *tok = NULL;
+    int64_t exp_s = 0;
+    int rc;
+
+    if (!app->reuse)
+        return TV_ERR_NOT_FOUND;
+    rc = emu_reuse_get(app->reuse, k, now_ms / 1000, &tok, &exp_s);
+    if (rc != 0)
+        return rc;
+    rc = routes_token_obj(app, tok, exp_s, out);
+    if (rc == 0)
+        emu_state_count_reused(app->state);
+    OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
     return rc;
 }
 
@@ -229,6 +262,7 @@ static void routes_create(struct emu_app *app, const struct emu_http_req *req,
     char id[EMU_ID_MAX];
     char scope[EMU_SCOPE_STR_MAX];
     int64_t now_ms = clock_wall_ms();
+    struct emu_reuse_key rk;
     struct json_object *o = NULL, *ident = NULL, *tok = NULL;
     int rc;
 
@@ -248,9 +282,15 @@ static void routes_create(struct emu_app *app, const struct emu_http_req *req,
     json_object_object_add(o, "identity", ident);
     ident = NULL;
     if (tr.want_token) {
+        /* A new identity never has a token to reuse, but under --reuse-signed-token-s its
+         * first one is remembered for the issues that follow (generation 0: never revoked). */
         emu_scopes_str(tr.scopes, scope);
+        rk.id = id;
+        rk.acs_scope = scope;
+        rk.expires_in_minutes = tr.expires_in_minutes;
+        rk.gen = 0;
         if (routes_mint(app, id + 2, scope, ROUTES_SCP_ACS, now_ms,
-                        now_ms / 1000 + tr.expires_in_minutes * 60, 0, &tok) != 0)
+                        now_ms / 1000 + tr.expires_in_minutes * 60, 0, &rk, &tok) != 0)
             goto oom;
         json_object_object_add(o, "accessToken", tok);
     }
@@ -270,6 +310,7 @@ static void routes_issue(struct emu_app *app, const struct emu_http_req *req,
     char scope[EMU_SCOPE_STR_MAX];
     int64_t now_ms = clock_wall_ms();
     uint64_t gen;
+    struct emu_reuse_key rk;
     struct json_object *tok = NULL;
 
     if (emu_req_issue(req->body, req->body_len, ctx->apiver, &tr, why, sizeof(why)) != 0) {
@@ -281,8 +322,13 @@ static void routes_issue(struct emu_app *app, const struct emu_http_req *req,
         return;
     }
     emu_scopes_str(tr.scopes, scope);
-    if (routes_mint(app, ctx->id + 2, scope, ROUTES_SCP_ACS, now_ms,
-                    now_ms / 1000 + tr.expires_in_minutes * 60, gen, &tok) != 0) {
+    rk.id = ctx->id;
+    rk.acs_scope = scope;
+    rk.expires_in_minutes = tr.expires_in_minutes;
+    rk.gen = gen;
+    if (routes_reuse(app, &rk, now_ms, &tok) != 0 &&
+        routes_mint(app, ctx->id + 2, scope, ROUTES_SCP_ACS, now_ms,
+                    now_ms / 1000 + tr.expires_in_minutes * 60, gen, &rk, &tok) != 0) {
         reply_error(rep, 500, "InternalServerError", "The token could not be minted.");
         return;
     }
@@ -327,7 +373,7 @@ static void routes_teams(struct emu_app *app, const struct emu_http_req *req, st
     if (exp > now_ms / 1000 + ROUTES_TEAMS_MAX_S)
         exp = now_ms / 1000 + ROUTES_TEAMS_MAX_S;
     snprintf(skypeid, sizeof(skypeid), "orgid:%s", tr.oid);
-    if (routes_mint(app, skypeid, "voip", ROUTES_SCP_TEAMS, now_ms, exp, 0, &tok) != 0) {
+    if (routes_mint(app, skypeid, "voip", ROUTES_SCP_TEAMS, now_ms, exp, 0, NULL, &tok) != 0) {
         reply_error(rep, 500, "InternalServerError", "The token could not be minted.");
         return;
     }

@@ -32,6 +32,7 @@ struct emu_state {
     atomic_uint_fast64_t succeeded[EMU_OP__COUNT];
     atomic_uint_fast64_t identities_created;
     atomic_uint_fast64_t tokens_issued;
+    atomic_uint_fast64_t tokens_reused;
     atomic_uint_fast64_t faults_injected;
 };
 
@@ -287,6 +288,11 @@ void emu_state_count_token(struct emu_state *st)
     atomic_fetch_add_explicit(&st->tokens_issued, 1, memory_order_relaxed);
 }
 
+void emu_state_count_reused(struct emu_state *st)
+{
+    atomic_fetch_add_explicit(&st->tokens_reused, 1, memory_order_relaxed);
+}
+
 void emu_state_count_fault(struct emu_state *st)
 {
     atomic_fetch_add_explicit(&st->faults_injected, 1, memory_order_relaxed);
@@ -322,9 +328,10 @@ int emu_state_stats_json(struct emu_state *st, char **out)
         rc = buf_printf(
             &b,
             ",\"identities_created\":%llu,\"identities_live\":%zu,\"tokens_issued\":%llu,"
-            "\"faults_injected\":%llu}",
+            "\"tokens_reused\":%llu,\"faults_injected\":%llu}",
             (unsigned long long)atomic_load(&st->identities_created), emu_state_live(st),
             (unsigned long long)atomic_load(&st->tokens_issued),
+            (unsigned long long)atomic_load(&st->tokens_reused),
             (unsigned long long)atomic_load(&st->faults_injected));
     if (rc == 0) {
         *out = buf_take(&b);
@@ -343,5 +350,6 @@ void emu_state_stats_reset(struct emu_state *st)
     }
     atomic_store(&st->identities_created, 0);
     atomic_store(&st->tokens_issued, 0);
+    atomic_store(&st->tokens_reused, 0);
     atomic_store(&st->faults_injected, 0);
 }
