@@ -184,6 +184,9 @@ int app_new(const struct config *cfg, struct app **out)
         .resource = acs_client_resource(a->acs),
         .outbox_interval_ms = cfg->outbox_interval_ms,
         .outbox_backoff_max_ms = cfg->outbox_backoff_max_ms,
+        /* A request's own ACS delete may take the whole ACS deadline; only after that (and a
+         * margin) may the outbox worker treat the row as abandoned and retry it. */
+        .outbox_lease_ms = cfg->acs_deadline_ms + 15000,
         .cache = cfg->cache,
         .cache_min_remaining_minutes = cfg->cache_min_remaining_minutes,
         .cache_max_entries = cfg->cache_max_entries,

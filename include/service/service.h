@@ -31,6 +31,15 @@ struct service_opts {
     long outbox_interval_ms;     /* outbox poll period; 0 = 2000; < 0 = no outbox thread */
     long outbox_backoff_base_ms; /* first retry delay of an outbox row; 0 = 1000 */
     long outbox_backoff_max_ms;  /* cap on a row's retry delay; 0 = 60000 */
+    /* How long a delete's outbox row stays not-due while the request's own ACS delete is in
+     * flight (and how long the outbox worker claims a row it takes): at least the ACS client's
+     * deadline, so the worker only takes rows whose attempt never reported (crash, restart).
+     * 0 = 60000 (the default 30 s ACS deadline plus margin). */
+    long outbox_lease_ms;
+    /* service_defer: threads for the blocking jobs (0 = 2) and the most jobs queued or running
+     * at once (0 = 32); beyond that service_defer refuses with TV_ERR_UNAVAILABLE. */
+    unsigned defer_workers;
+    unsigned defer_max_pending;
     /* Token cache (SPEC 9; see service/tcache.h). Off unless `cache` is set, so a zeroed
      * struct behaves as before the cache existed. With it on, concurrent requests for one
      * identity, scope set and lifetime also share one upstream issue. */
@@ -83,7 +92,11 @@ void service_free(struct service *s);
 /* Token for an app user's identity. treq NULL = the policy defaults. With create_if_missing an
  * absent mapping is created first (concurrent first calls for one user share ONE upstream
  * create); without it an absent mapping ends in TV_ERR_NOT_FOUND. A mapping of another ACS
- * resource ends in TV_ERR_CONFLICT. Result: token, expires_on, user, created. With the cache on,
+ * resource ends in TV_ERR_CONFLICT. When ACS answers 404 to the issue because a delete removed
+ * (or replaced) the mapping meanwhile, the request starts over once (so with create_if_missing
+ * it gets a new identity, without it TV_ERR_NOT_FOUND); a mapping ACS no longer knows although
+ * no delete ran here, or a second such race, ends in TV_ERR_CONFLICT, never in
+ * TV_ERR_ACS_NOT_FOUND. Result: token, expires_on, user, created. With the cache on,
  * the token may come from the cache (no ACS call, no audit row; the mapping is still read, so
  * a revoke or delete by another process is honoured) and done may then run before this
  * returns; concurrent misses for one key share one ACS issue. service_identity_token alike. */
@@ -96,8 +109,11 @@ void service_user_ensure(struct service *s, const struct service_call *c, const 
 /* Revokes all of the user's tokens. TV_ERR_NOT_FOUND without a mapping. */
 void service_user_revoke(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg);
-/* Deletes the user's identity and mapping (idempotent: no mapping is success). The mapping is
- * gone at once; pending = 1 when ACS failed and the outbox will finish. */
+/* Deletes the user's identity and mapping (idempotent: no mapping is success, audited with
+ * detail "no mapping"). The mapping is gone at once; pending = 1 when ACS failed and the outbox
+ * will finish, also for a repeated delete while the outbox still owes ACS the delete. A delete
+ * that arrives while the user's first create is in flight waits for it and deletes what it
+ * created (the request that started the create still gets its answer). */
 void service_user_delete(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg);
 
@@ -129,10 +145,12 @@ int service_user_get(struct service *s, const char *app_user_id, struct store_us
 int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
                       int *n);
 
-/* Runs fn(arg) on the service's one thread for slow jobs (blocking work such as password
- * hashing), so neither a server thread nor the ACS completions are held; jobs run one at a
- * time in order, which also bounds their memory. 0, or TV_ERR_SHUTDOWN / TV_ERR_NOMEM (fn not
- * called). */
+/* Runs fn(arg) on the service's threads for slow jobs (blocking work such as password
+ * hashing; defer_workers of them, 2 by default), so neither a server thread nor the ACS
+ * completions are held; jobs start in order. At most defer_max_pending jobs are queued or
+ * running: beyond that TV_ERR_UNAVAILABLE at once (answer 503 with Retry-After), so a flood
+ * cannot make every later job wait without bound. 0, or TV_ERR_UNAVAILABLE / TV_ERR_SHUTDOWN /
+ * TV_ERR_NOMEM (fn not called). */
 int service_defer(struct service *s, void (*fn)(void *arg), void *arg);
 /* Appends an audit row (blocks on the store; failures are logged, not returned). Fields may be
  * NULL. Never pass a secret. */

@@ -21,6 +21,7 @@ struct store_outbox_row {
     int64_t next_attempt_ms;                     /* not due before this (ms since the epoch) */
     char last_error[STORE_OUTBOX_ERROR_MAX + 1]; /* "" until an attempt failed */
     int64_t created_ms;
+    char app_user_id[STORE_ID_MAX + 1]; /* whose identity it was; "" when none or unknown */
 };
 
 /* Queues an operation directly (e.g. the ACS delete of an identity that has no mapping).
@@ -45,6 +46,17 @@ int store_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const
 
 /* *found = 1 when a row for acs_id is pending (any op), else 0. */
 int store_outbox_pending_for(struct store *s, const char *acs_id, int *found);
+
+/* *found = 1 when a delete queued for app_user_id's identity is pending, else 0 (rows written by
+ * store_user_delete_begin*; those queued before schema version 2 have no app user). acs_id (may
+ * be NULL; room for STORE_ID_MAX + 1) receives the identity of the oldest such row. */
+int store_outbox_pending_for_user(struct store *s, const char *app_user_id, int *found,
+                                  char *acs_id);
+
+/* Claims row id until until_ms: next_attempt_ms = until_ms, attempts unchanged. A worker calls it
+ * before sending the row's ACS call, so the row is not due (nor a reason to wake up) while the
+ * call is in flight, and a row finished meanwhile is seen: TV_ERR_NOT_FOUND. */
+int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms);
 
 /* Number of pending rows (for metrics and tests). */
 int store_outbox_count(struct store *s, int64_t *n);

@@ -48,11 +48,17 @@ int store_user_list(struct store *s, const char *after, int limit, struct store_
 int store_user_count(struct store *s, int64_t *n);
 
 /* Delete, step one: in ONE transaction removes the mapping of acs_id (so it stops issuing at
- * once) and inserts an outbox row {acs_id, its resource, op "delete", next attempt now_ms}.
+ * once) and inserts an outbox row {acs_id, its resource, its app user id (NULL for a standalone
+ * identity), op "delete", next attempt now_ms}.
  * *outbox_id (may be NULL) receives the row's id for store_outbox_done/retry_later. 0 or
  * TV_ERR_NOT_FOUND when acs_id has no mapping (check store_outbox_pending_for to tell "already
  * being deleted" from "never existed"). */
 int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms,
                             int64_t *outbox_id);
+/* The same, with the row first due at due_ms (>= now_ms): a caller that attempts the ACS delete
+ * itself leases the row for its attempt's deadline, so an outbox worker only takes it if that
+ * attempt never reports (crash, restart); on failure the caller reschedules it sooner. */
+int store_user_delete_begin_due(struct store *s, const char *acs_id, int64_t now_ms, int64_t due_ms,
+                                int64_t *outbox_id);
 
 #endif

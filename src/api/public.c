@@ -16,6 +16,8 @@
 #include "store/accounts.h"
 
 #define LOGIN_BODY_MAX 4096
+/* Seconds a refused login (queue full) is told to wait: the queue drains in about that. */
+#define LOGIN_RETRY_AFTER_S "1"
 
 static void token_common(struct http_req *req, struct api_ctx *ctx, int with_body)
 {
@@ -241,7 +243,13 @@ static void login(struct http_req *req, void *vctx)
         api_call_init(&l->call, req, &who);
     }
     rc = service_defer(ctx->svc, login_run, l);
-    if (rc != 0) {
+    if (rc == TV_ERR_UNAVAILABLE) {
+        /* The password-check queue is full (a flood of logins): refuse at once rather than
+         * make this caller wait behind all of them. */
+        login_free(l);
+        http_reply_header(req, "Retry-After", LOGIN_RETRY_AFTER_S);
+        http_reply_error(req, rc, "too many logins in progress; try again shortly");
+    } else if (rc != 0) {
         login_free(l);
         http_reply_error(req, rc, NULL);
     }

@@ -119,6 +119,31 @@ static void cache_invalidate(struct flow *f, const char *acs_id)
 
 /* ---- delete ---- */
 
+/* A delete with no mapping (left) to act on: success, as deleting is idempotent, but 202 while
+ * the outbox still owes ACS the delete of this user's (or this id's) identity. Audited. */
+static void delete_none(struct flow *f)
+{
+    struct service *s = f->s;
+    char acs[STORE_ID_MAX + 1];
+    int found = 0;
+
+    acs[0] = '\0';
+    if (f->kind == FK_ID_DELETE) {
+        copy_str(acs, sizeof acs, f->key);
+        (void)store_outbox_pending_for(s->store, f->key, &found);
+    } else {
+        (void)store_outbox_pending_for_user(s->store, f->key, &found, acs);
+        /* A row queued before the outbox knew app users (schema 1) is found by its id. */
+        if (!found && f->have_user) {
+            copy_str(acs, sizeof acs, f->user.acs_id);
+            (void)store_outbox_pending_for(s->store, f->user.acs_id, &found);
+        }
+    }
+    service_audit(s, &f->call, "delete", f->kind == FK_ID_DELETE ? "" : f->key, acs, 0,
+                  found ? "no mapping; the outbox is still deleting the identity" : "no mapping");
+    finish_ex(f, 0, NULL, found);
+}
+
 static void delete_begin(struct flow *f)
 {
     struct service *s = f->s;
@@ -126,14 +151,15 @@ static void delete_begin(struct flow *f)
     int64_t now = clock_wall_ms();
     int rc;
 
-    rc = store_user_delete_begin(s->store, f->user.acs_id, now, &f->outbox_id);
+    /* The outbox row is leased for this request's own attempt (due only after the ACS deadline
+     * has surely passed), so the outbox worker takes it only if the attempt never reports. */
+    rc = store_user_delete_begin_due(s->store, f->user.acs_id, now, now + s->ob_lease_ms,
+                                     &f->outbox_id);
     /* The mapping is gone (or going): its cached tokens go now, before any answer. */
     cache_invalidate(f, f->user.acs_id);
     if (rc == TV_ERR_NOT_FOUND) {
-        /* Another delete removed it between our read and now: deleting is idempotent. */
-        int found = 0;
-        (void)store_outbox_pending_for(s->store, f->user.acs_id, &found);
-        finish_ex(f, 0, NULL, found);
+        /* Another delete removed it between our read and now. */
+        delete_none(f);
         return;
     }
     if (rc != 0) {
@@ -141,10 +167,21 @@ static void delete_begin(struct flow *f)
         finish(f, rc, NULL);
         return;
     }
-    if (outbox_inflight_add(s, f->outbox_id) != 0) {
-        /* Too many deletes in flight: the outbox worker takes this row soon. */
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, TV_ERR_UNAVAILABLE,
-                      "queued in the outbox");
+    rc = outbox_inflight_add(s, f->outbox_id);
+    if (rc == TV_ERR_CONFLICT) {
+        /* The worker already sends it (the lease cannot have run out yet, but if it did):
+         * not an error; the outbox finishes it. */
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, 0,
+                      "the outbox is deleting the identity");
+        finish_ex(f, 0, NULL, 1);
+        return;
+    }
+    if (rc != 0) {
+        /* Too many deletes in flight: due now, the outbox worker takes this row soon. */
+        (void)store_outbox_lease(s->store, f->outbox_id, now);
+        service_outbox_kick(s);
+        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc,
+                      "queued in the outbox (too many deletes in flight)");
         finish_ex(f, 0, NULL, 1);
         return;
     }
@@ -153,9 +190,9 @@ static void delete_begin(struct flow *f)
     rq.identity_id = f->user.acs_id;
     rc = flow_submit(f, &rq);
     if (rc != 0) {
-        outbox_inflight_remove(s, f->outbox_id);
         (void)store_outbox_retry_later(s->store, f->outbox_id, now + outbox_backoff_ms(s, 0),
                                        err_name(rc));
+        outbox_inflight_remove(s, f->outbox_id);
         service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc,
                       "queued in the outbox");
         finish_ex(f, 0, NULL, 1);
@@ -167,11 +204,13 @@ static void delete_done(struct flow *f)
     struct service *s = f->s;
     int rc = f->res.rc;
 
-    outbox_inflight_remove(s, f->outbox_id);
     /* Again, for issues that were in flight when the delete began. */
     cache_invalidate(f, f->user.acs_id);
+    /* The store first, the in-flight mark after: while the row still looks due, the mark keeps
+     * the outbox worker from sending the same delete again. */
     if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
         (void)store_outbox_done(s->store, f->outbox_id);
+        outbox_inflight_remove(s, f->outbox_id);
         atomic_fetch_add(&s->m_deleted, 1);
         service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, 0,
                       rc == 0 ? NULL : "ACS did not know the identity");
@@ -180,17 +219,23 @@ static void delete_done(struct flow *f)
     }
     (void)store_outbox_retry_later(s->store, f->outbox_id,
                                    clock_wall_ms() + outbox_backoff_ms(s, 0), err_name(rc));
+    outbox_inflight_remove(s, f->outbox_id);
     atomic_fetch_add(&s->m_outbox_retry, 1);
     service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, "queued in the outbox");
     finish_ex(f, 0, NULL, 1);
 }
 
+/* Ends a failed single-flight: everyone gets the leader's error, except a delete that waited
+ * for a create that made nothing: it has nothing to delete. */
 static void fail_all(struct flow *leader, struct flow *waiters, int rc, const char *msg)
 {
     while (waiters != NULL) {
         struct flow *w = waiters;
         waiters = w->wnext;
-        finish(w, rc, msg);
+        if (w->kind == FK_USER_DELETE)
+            delete_none(w);
+        else
+            finish(w, rc, msg);
     }
     finish(leader, rc, msg);
 }
@@ -469,6 +514,54 @@ static void identity_create_done(struct flow *f)
 
 /* ---- the other outcomes ---- */
 
+static void user_start(struct flow *f);
+
+/* ACS answered 404 to f's issue: the identity is gone. Usually a delete removed (or replaced)
+ * the mapping after f read it; then the request starts over once, from the store, as if it had
+ * arrived after the delete (with auto-create: a new identity; without: 404 not_found). A
+ * mapping that still names the identity means it vanished outside tokenvend: 409. */
+static void issue_gone(struct flow *f)
+{
+    struct service *s = f->s;
+    struct store_user cur;
+    int rc;
+
+    rc = f->kind == FK_ID_TOKEN ? store_user_get_by_acs(s->store, f->key, &cur)
+                                : store_user_get(s->store, f->key, &cur);
+    if (rc != 0 && rc != TV_ERR_NOT_FOUND) {
+        finish(f, rc, NULL);
+        return;
+    }
+    if (rc == 0 && strcmp(cur.acs_id, f->user.acs_id) == 0) {
+        finish(f, TV_ERR_CONFLICT,
+               "ACS no longer knows this identity although its mapping exists (deleted outside "
+               "tokenvend?); delete the user or identity to start over");
+        return;
+    }
+    if (f->kind == FK_ID_TOKEN) {
+        finish(f, TV_ERR_NOT_FOUND, "no such identity");
+        return;
+    }
+    if (f->kind != FK_USER_TOKEN || f->restarted) {
+        finish(f, TV_ERR_CONFLICT,
+               "the identity was deleted while a token was being issued; try again");
+        return;
+    }
+    log_msg(LOGL_INFO, f->call.request_id,
+            "identity %s of %s went away during the issue (deleted); starting over", f->user.acs_id,
+            f->key);
+    f->restarted = 1;
+    acs_result_release(&f->res);
+    memset(&f->res, 0, sizeof f->res);
+    memset(&f->user, 0, sizeof f->user);
+    f->have_user = 0;
+    f->created = 0;
+    f->isf = NULL;
+    f->wnext = NULL;
+    f->scopes_key[0] = '\0';
+    user_start(f);
+}
+
 static void issue_done(struct flow *f)
 {
     struct service *s = f->s;
@@ -491,8 +584,15 @@ static void issue_done(struct flow *f)
         while (waiters != NULL) {
             struct flow *w = waiters;
             waiters = w->wnext;
-            finish_shared(w, f, rc, rc == 0 ? NULL : acs_message(f));
+            if (rc == TV_ERR_ACS_NOT_FOUND)
+                issue_gone(w);
+            else
+                finish_shared(w, f, rc, rc == 0 ? NULL : acs_message(f));
         }
+    }
+    if (rc == TV_ERR_ACS_NOT_FOUND) {
+        issue_gone(f);
+        return;
     }
     finish(f, rc, rc == 0 ? NULL : acs_message(f));
 }
@@ -677,14 +777,22 @@ void service_user_delete(struct service *s, const struct service_call *c, const 
                          service_done_fn done, void *arg)
 {
     struct flow *f = start(s, FK_USER_DELETE, c, app_user_id, done, arg);
+    enum sf_role role;
     int rc;
 
     if (f == NULL)
         return;
     rc = store_user_get(s->store, f->key, &f->user);
     if (rc == TV_ERR_NOT_FOUND) {
-        finish(f, 0, NULL); /* idempotent */
-        return;
+        /* A create in flight for this user: wait for it and delete what it makes, so that no
+         * mapping appears after this delete answered. */
+        rc = sf_join_if_inflight(s, f, &role);
+        if (rc == 0 && role == SF_JOINED)
+            return; /* the leader's create continues this flow */
+        if (rc == TV_ERR_NOT_FOUND) {
+            delete_none(f);
+            return;
+        }
     }
     if (rc != 0) {
         finish(f, rc, NULL);
@@ -729,9 +837,7 @@ static void identity_start(struct flow *f)
     int rc = store_user_get_by_acs(s->store, f->key, &f->user);
 
     if (rc == TV_ERR_NOT_FOUND && f->kind == FK_ID_DELETE) {
-        int found = 0;
-        (void)store_outbox_pending_for(s->store, f->key, &found);
-        finish_ex(f, 0, NULL, found);
+        delete_none(f);
         return;
     }
     if (rc == TV_ERR_NOT_FOUND) {

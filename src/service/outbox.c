@@ -1,8 +1,10 @@
 /* The delete outbox worker: one thread that, at start and then every interval (or when kicked),
  * takes due outbox rows and submits their ACS deletes; each outcome (on a service worker)
  * marks the row done (ACS 404 counts as done) or schedules its retry with exponential backoff.
- * The thread never waits on ACS, so stopping it is immediate; rows whose call is in flight are
- * remembered so they are not submitted twice. */
+ * The thread never waits on ACS, so stopping it is immediate. A row is never sent twice at
+ * once: in this process an in-flight set guards it, and in the store a row whose delete is in
+ * flight is leased (not due until the lease ends), so it is neither taken again nor a reason
+ * to wake up early; a request's own delete leases its row the same way when it writes it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,20 +71,23 @@ void outbox_step(struct flow *f)
     struct service *s = f->s;
     int rc = f->res.rc;
 
-    outbox_inflight_remove(s, f->outbox_id);
     /* A delete queued by another process (admin CLI) may leave tokens here: never served (the
      * mapping is gone), but wiped now rather than at eviction. */
     if (s->cache != NULL)
         (void)tcache_invalidate(s->cache, f->user.acs_id);
+    /* The store first, the in-flight mark after: until the row is gone or rescheduled, the mark
+     * keeps anyone else from sending the same delete. */
     if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
         (void)store_outbox_done(s->store, f->outbox_id);
+        outbox_inflight_remove(s, f->outbox_id);
         atomic_fetch_add(&s->m_outbox_done, 1);
         atomic_fetch_add(&s->m_deleted, 1);
-        service_audit(s, &f->call, "delete", "", f->user.acs_id, 0,
+        service_audit(s, &f->call, "delete", f->key, f->user.acs_id, 0,
                       rc == 0 ? "outbox" : "outbox; ACS did not know the identity");
     } else {
         int64_t next = clock_wall_ms() + outbox_backoff_ms(s, f->attempts);
         (void)store_outbox_retry_later(s->store, f->outbox_id, next, err_name(rc));
+        outbox_inflight_remove(s, f->outbox_id);
         atomic_fetch_add(&s->m_outbox_retry, 1);
         log_msg(LOGL_INFO, f->call.request_id, "outbox: delete of %s failed (%s); retry in %lld ms",
                 f->user.acs_id, err_name(rc), (long long)(next - clock_wall_ms()));
@@ -104,14 +109,25 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
                                        "not handled by this instance (op or ACS resource)");
         return;
     }
-    if (outbox_inflight_add(s, row->id) != 0)
+    rc = outbox_inflight_add(s, row->id);
+    if (rc == TV_ERR_CONFLICT) {
+        /* Its delete is in flight (a request's attempt that outlived its lease): not an error,
+         * and not due either, so push it out rather than wake up for it again and again. */
+        (void)store_outbox_lease(s->store, row->id, clock_wall_ms() + s->ob_lease_ms);
         return;
-    if ((f = flow_new(s, FK_OUTBOX, NULL, NULL, NULL)) == NULL) {
+    }
+    if (rc != 0)
+        return; /* too many in flight: a later pass */
+    /* Claim it in the store. This also sees a row finished after our read (its owner updates
+     * the store before dropping its mark): then there is nothing to send. */
+    if (store_outbox_lease(s->store, row->id, clock_wall_ms() + s->ob_lease_ms) != 0 ||
+        (f = flow_new(s, FK_OUTBOX, NULL, NULL, NULL)) == NULL) {
         outbox_inflight_remove(s, row->id);
         return;
     }
     service_call_init(&f->call, NULL, "outbox", NULL);
     f->outbox_id = row->id;
+    snprintf(f->key, sizeof f->key, "%s", row->app_user_id);
     snprintf(f->user.acs_id, sizeof f->user.acs_id, "%s", row->acs_id);
     f->attempts = row->attempts;
     memset(&rq, 0, sizeof rq);
@@ -119,6 +135,9 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
     rq.identity_id = f->user.acs_id;
     rc = flow_submit(f, &rq);
     if (rc != 0) {
+        /* Not sent (shutting down): give the claim back, so the next run need not wait out
+         * the lease. */
+        (void)store_outbox_lease(s->store, row->id, row->next_attempt_ms);
         outbox_inflight_remove(s, row->id);
         flow_free(f);
     }
@@ -131,6 +150,7 @@ static void outbox_pass(struct service *s)
 
     if (rows == NULL)
         return;
+    atomic_fetch_add(&s->m_outbox_passes, 1);
     rc = store_outbox_due(s->store, clock_wall_ms(), OUTBOX_BATCH, rows, &n);
     if (rc != 0)
         log_msg(LOGL_WARN, NULL, "outbox: cannot read due rows: %s", err_name(rc));
@@ -152,7 +172,8 @@ static void *outbox_main(void *arg)
         s->ob_kick = 0;
         pthread_mutex_unlock(&s->ob_lock);
         outbox_pass(s);
-        /* Sleep until the interval, or sooner when a row falls due before it. */
+        /* Sleep until the interval, or sooner when a row falls due before it. Rows in flight
+         * are leased (not due), so they never shorten the sleep. */
         if (store_outbox_next_due(s->store, &next, &found) == 0 && found) {
             int64_t until = next - clock_wall_ms();
             if (until < wait_ms)

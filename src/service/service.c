@@ -19,6 +19,9 @@
 
 #define WORKERS_DEFAULT 2
 #define WORKERS_MAX 16
+#define DEFER_WORKERS_DEFAULT 2
+#define DEFER_MAX_PENDING_DEFAULT 32
+#define OUTBOX_LEASE_DEFAULT_MS 60000
 
 static void copy_str(char *dst, size_t cap, const char *src)
 {
@@ -86,8 +89,12 @@ void service_queue_push(struct service *s, struct flow *f)
 static void run_one(struct flow *f)
 {
     if (f->kind == FK_DEFER) {
+        struct wq *q = &f->s->slow;
         f->defer_fn(f->arg);
         flow_free(f);
+        pthread_mutex_lock(&q->lock);
+        q->pending--;
+        pthread_mutex_unlock(&q->lock);
     } else if (f->kind == FK_OUTBOX) {
         outbox_step(f);
     } else {
@@ -166,17 +173,27 @@ static void wq_release(struct wq *q)
 
 int service_defer(struct service *s, void (*fn)(void *arg), void *arg)
 {
+    struct wq *q = &s->slow;
     struct flow *f;
-    int stopping;
+    int rc = 0;
 
-    pthread_mutex_lock(&s->slow.lock);
-    stopping = s->slow.stop || s->slow.started == 0;
-    pthread_mutex_unlock(&s->slow.lock);
-    if (stopping)
-        return TV_ERR_SHUTDOWN;
     if ((f = flow_new(s, FK_DEFER, NULL, NULL, arg)) == NULL)
         return TV_ERR_NOMEM;
     f->defer_fn = fn;
+    /* Counted under the queue's lock, so concurrent callers cannot overshoot the cap; the count
+     * drops when a job has run (run_one). */
+    pthread_mutex_lock(&q->lock);
+    if (q->stop || q->started == 0)
+        rc = TV_ERR_SHUTDOWN;
+    else if (q->max_pending > 0 && q->pending >= q->max_pending)
+        rc = TV_ERR_UNAVAILABLE;
+    else
+        q->pending++;
+    pthread_mutex_unlock(&q->lock);
+    if (rc != 0) {
+        flow_free(f);
+        return rc;
+    }
     service_queue_push(s, f);
     return 0;
 }
@@ -265,6 +282,34 @@ unlock:
     return rc;
 }
 
+int sf_join_if_inflight(struct service *s, struct flow *f, enum sf_role *role)
+{
+    unsigned b = sf_hash(f->key);
+    struct sf_entry *e;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->sf_lock);
+    for (e = s->sf[b]; e != NULL; e = e->next) {
+        if (strcmp(e->user_id, f->key) == 0)
+            break;
+    }
+    if (e != NULL) {
+        f->wnext = e->waiters;
+        e->waiters = f;
+        *role = SF_JOINED;
+        atomic_fetch_add(&s->m_sf_joined, 1);
+        goto unlock;
+    }
+    rc = store_user_get(s->store, f->key, &f->user);
+    if (rc == 0) {
+        f->have_user = 1;
+        *role = SF_FOUND;
+    }
+unlock:
+    pthread_mutex_unlock(&s->sf_lock);
+    return rc;
+}
+
 struct flow *sf_finish(struct service *s, const char *user_id)
 {
     unsigned b = sf_hash(user_id);
@@ -275,7 +320,14 @@ struct flow *sf_finish(struct service *s, const char *user_id)
         if (strcmp((*pp)->user_id, user_id) == 0) {
             struct sf_entry *e = *pp;
             *pp = e->next;
-            w = e->waiters;
+            /* Joined by prepending: reverse, so they continue in arrival order (a delete that
+             * came before a token request acts before it). */
+            for (struct flow *n = e->waiters; n != NULL;) {
+                struct flow *next = n->wnext;
+                n->wnext = w;
+                w = n;
+                n = next;
+            }
             free(e);
             break;
         }
@@ -383,12 +435,19 @@ int service_new(const struct service_opts *o, struct service **out)
     wq_init(&s->fast, o->workers == 0            ? WORKERS_DEFAULT
                       : o->workers > WORKERS_MAX ? WORKERS_MAX
                                                  : o->workers);
-    wq_init(&s->slow, 1);
+    /* Two threads: a login (Argon2, ~100 ms and 64 MiB each) need not wait for another on a
+     * 2-core machine; the cap bounds how long a job can wait in the queue. */
+    wq_init(&s->slow, o->defer_workers == 0            ? DEFER_WORKERS_DEFAULT
+                      : o->defer_workers > WORKERS_MAX ? WORKERS_MAX
+                                                       : o->defer_workers);
+    s->slow.max_pending =
+        o->defer_max_pending > 0 ? o->defer_max_pending : DEFER_MAX_PENDING_DEFAULT;
     s->ob_interval_ms = o->outbox_interval_ms == 0 ? 2000 : o->outbox_interval_ms;
     s->ob_base_ms = o->outbox_backoff_base_ms > 0 ? o->outbox_backoff_base_ms : 1000;
     s->ob_max_ms = o->outbox_backoff_max_ms > 0 ? o->outbox_backoff_max_ms : 60000;
     if (s->ob_base_ms > s->ob_max_ms)
         s->ob_base_ms = s->ob_max_ms;
+    s->ob_lease_ms = o->outbox_lease_ms > 0 ? o->outbox_lease_ms : OUTBOX_LEASE_DEFAULT_MS;
     if (o->cache) {
         struct tcache_opts to = {
             .max_entries = o->cache_max_entries > 0 ? (size_t)o->cache_max_entries : 0,
@@ -569,6 +628,9 @@ int service_metrics_write(struct service *s, struct buf *out)
         "# HELP tokenvend_outbox_retries_total Outbox attempts that failed and were rescheduled.\n"
         "# TYPE tokenvend_outbox_retries_total counter\n"
         "tokenvend_outbox_retries_total %llu\n"
+        "# HELP tokenvend_outbox_passes_total Times the outbox worker looked for due rows.\n"
+        "# TYPE tokenvend_outbox_passes_total counter\n"
+        "tokenvend_outbox_passes_total %llu\n"
         "# HELP tokenvend_outbox_pending Outbox rows waiting.\n"
         "# TYPE tokenvend_outbox_pending gauge\n"
         "tokenvend_outbox_pending %lld\n"
@@ -601,7 +663,8 @@ int service_metrics_write(struct service *s, struct buf *out)
         (unsigned long long)atomic_load(&s->m_exchanged),
         (unsigned long long)atomic_load(&s->m_sf_joined),
         (unsigned long long)atomic_load(&s->m_outbox_done),
-        (unsigned long long)atomic_load(&s->m_outbox_retry), (long long)pending,
+        (unsigned long long)atomic_load(&s->m_outbox_retry),
+        (unsigned long long)atomic_load(&s->m_outbox_passes), (long long)pending,
         (long long)mappings, (unsigned long long)atomic_load(&s->m_cache_hits),
         (unsigned long long)atomic_load(&s->m_cache_misses), (unsigned long long)cs.evictions,
         (unsigned long long)cs.invalidated, (unsigned long long)cs.entries,

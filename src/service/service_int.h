@@ -43,6 +43,7 @@ struct flow {
     int want_token;
     int may_create; /* FK_USER_TOKEN: create the identity when the user has none */
     int created;
+    int restarted; /* FK_USER_TOKEN: started over once after the identity vanished */
     int64_t outbox_id;
     int attempts;          /* FK_OUTBOX: failed attempts of the row before this one */
     struct acs_result res; /* the last ACS outcome (owns its token) */
@@ -88,6 +89,7 @@ struct wq {
     int stop;
     pthread_t *threads;
     unsigned n, started;
+    unsigned pending, max_pending; /* jobs queued or running; 0 max = unbounded */
 };
 
 /* In-flight outbox row ids, so that a row being deleted is not submitted twice. */
@@ -106,7 +108,8 @@ struct service {
     int stopping;
 
     /* Flow steps run on `fast`; service_defer's blocking jobs (password hashing) on `slow`,
-     * one at a time, so they never delay ACS completions and their memory stays bounded. */
+     * a few threads with a bounded queue, so they never delay ACS completions and neither
+     * their memory nor their waiting time grows without bound. */
     struct wq fast, slow;
 
     /* Single-flight map. */
@@ -123,13 +126,14 @@ struct service {
     pthread_cond_t ob_cond;
     int ob_stop, ob_kick, ob_started;
     pthread_t ob_thread;
-    long ob_interval_ms, ob_base_ms, ob_max_ms;
+    long ob_interval_ms, ob_base_ms, ob_max_ms, ob_lease_ms;
     int64_t ob_inflight[OUTBOX_INFLIGHT_MAX];
     size_t ob_ninflight;
 
     /* Counters for /metrics. */
     atomic_ullong m_created, m_deleted, m_issued, m_revoked, m_exchanged, m_sf_joined,
-        m_outbox_done, m_outbox_retry, m_flow_errors, m_isf_joined, m_cache_hits, m_cache_misses;
+        m_outbox_done, m_outbox_retry, m_flow_errors, m_isf_joined, m_cache_hits, m_cache_misses,
+        m_outbox_passes;
 };
 
 /* Allocates a flow for kind (zeroed, call copied). NULL when out of memory. */
@@ -152,7 +156,12 @@ enum sf_role { SF_LEAD, SF_JOINED, SF_FOUND };
  * the caller's first read is seen (SF_FOUND, f->user filled); else registers f as the leader
  * (SF_LEAD). 0 or a store error / TV_ERR_NOMEM. */
 int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role);
-/* Removes the entry of user_id and returns its waiters (leader excluded), NULL if none. */
+/* The same without leading: joins a create in flight for f->key (SF_JOINED) or finds the
+ * mapping committed since the caller's read (SF_FOUND); else TV_ERR_NOT_FOUND. A delete uses it
+ * so that it acts on what an in-flight create makes. */
+int sf_join_if_inflight(struct service *s, struct flow *f, enum sf_role *role);
+/* Removes the entry of user_id and returns its waiters (leader excluded) in the order they
+ * joined, NULL if none. */
 struct flow *sf_finish(struct service *s, const char *user_id);
 
 /* Issue single-flight (cache on only). Under the map's lock: when an issue for f's key and
@@ -166,6 +175,10 @@ struct flow *isf_finish(struct service *s, struct flow *f);
 /* Outbox worker lifecycle and the in-flight set. */
 int outbox_start(struct service *s);
 void outbox_stop(struct service *s);
+/* Marks row id in flight: 0, TV_ERR_CONFLICT (already in flight: someone else is sending its
+ * delete, which is not an error) or TV_ERR_UNAVAILABLE (the set is full). Whoever added the mark
+ * removes it, and only after the row's store update (done or retry_later), so nobody can take
+ * a row that is finished but still looks due. */
 int outbox_inflight_add(struct service *s, int64_t id);
 void outbox_inflight_remove(struct service *s, int64_t id);
 /* Next retry delay after `attempts` failures: base * 2^attempts, capped, with jitter. */

@@ -5,7 +5,9 @@
 #include "store/outbox.h"
 #include "store_int.h"
 
-#define OUTBOX_COLS "id, acs_id, resource, op, attempts, next_attempt_ms, last_error, created_ms"
+#define OUTBOX_COLS                                                                                \
+    "id, acs_id, resource, op, attempts, next_attempt_ms, last_error, created_ms,"                 \
+    " coalesce(app_user_id, '')"
 
 static const char SQL_ADD[] =
     "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms)"
@@ -16,6 +18,9 @@ static const char SQL_DONE[] = "DELETE FROM outbox WHERE id = ?1";
 static const char SQL_RETRY[] = "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2,"
                                 " last_error = ?3 WHERE id = ?1";
 static const char SQL_PENDING[] = "SELECT 1 FROM outbox WHERE acs_id = ?1 LIMIT 1";
+static const char SQL_PENDING_USER[] =
+    "SELECT acs_id FROM outbox WHERE app_user_id = ?1 AND op = 'delete' ORDER BY id LIMIT 1";
+static const char SQL_LEASE[] = "UPDATE outbox SET next_attempt_ms = ?2 WHERE id = ?1";
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
 
@@ -65,6 +70,8 @@ static int row_from_stmt(sqlite3_stmt *st, struct store_outbox_row *r)
     if (rc == 0)
         rc = store_col_text(st, 6, r->last_error, sizeof(r->last_error));
     r->created_ms = sqlite3_column_int64(st, 7);
+    if (rc == 0)
+        rc = store_col_text(st, 8, r->app_user_id, sizeof(r->app_user_id));
     return rc;
 }
 
@@ -161,6 +168,53 @@ int store_outbox_pending_for(struct store *s, const char *acs_id, int *found)
     if (rc == 0)
         *found = has;
     return rc;
+}
+
+int store_outbox_pending_for_user(struct store *s, const char *app_user_id, int *found,
+                                  char *acs_id)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    int rc = store_check_str(app_user_id, 1, STORE_ID_MAX);
+
+    if (rc != 0 || found == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_PENDING_USER, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, app_user_id);
+        rc = store_step(c, st, &row);
+        if (rc == 0 && row && acs_id != NULL)
+            rc = store_col_text(st, 0, acs_id, STORE_ID_MAX + 1);
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    if (rc == 0)
+        *found = row;
+    return rc;
+}
+
+int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_write_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_LEASE, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, until_ms);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = TV_ERR_NOT_FOUND;
+    }
+    return store_write_end(s, c, rc);
 }
 
 int store_outbox_count(struct store *s, int64_t *n)

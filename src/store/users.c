@@ -22,11 +22,11 @@ static const char SQL_LIST[] = "SELECT " USER_COLS " FROM mappings"
                                " WHERE app_user_id IS NOT NULL AND app_user_id > ?1"
                                " ORDER BY app_user_id LIMIT ?2";
 static const char SQL_COUNT[] = "SELECT count(*) FROM mappings";
-static const char SQL_RESOURCE[] = "SELECT resource FROM mappings WHERE acs_id = ?1";
+static const char SQL_RESOURCE[] = "SELECT resource, app_user_id FROM mappings WHERE acs_id = ?1";
 static const char SQL_DELETE[] = "DELETE FROM mappings WHERE acs_id = ?1";
 static const char SQL_OUTBOX_ADD[] =
-    "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms)"
-    " VALUES (?1, ?2, 'delete', ?3, ?3)";
+    "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms, app_user_id)"
+    " VALUES (?1, ?2, 'delete', ?4, ?3, ?5)";
 
 static int user_from_row(sqlite3_stmt *st, struct store_user *u)
 {
@@ -191,9 +191,16 @@ int store_user_count(struct store *s, int64_t *n)
 
 int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms, int64_t *outbox_id)
 {
+    return store_user_delete_begin_due(s, acs_id, now_ms, now_ms, outbox_id);
+}
+
+int store_user_delete_begin_due(struct store *s, const char *acs_id, int64_t now_ms, int64_t due_ms,
+                                int64_t *outbox_id)
+{
     struct store_conn *c;
     sqlite3_stmt *st = NULL;
     char resource[STORE_ID_MAX + 1];
+    char app_user[STORE_ID_MAX + 1];
     int64_t id = 0;
     int row = 0;
     int rc = store_check_str(acs_id, 1, STORE_ID_MAX);
@@ -214,6 +221,9 @@ int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms,
         rc = TV_ERR_NOT_FOUND;
     if (rc == 0)
         rc = store_col_text(st, 0, resource, sizeof(resource));
+    app_user[0] = '\0';
+    if (rc == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL)
+        rc = store_col_text(st, 1, app_user, sizeof(app_user));
     store_stmt_done(st);
     if (rc != 0)
         goto end;
@@ -231,6 +241,11 @@ int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms,
     store_bind_text(st, 1, acs_id);
     store_bind_text(st, 2, resource);
     sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int64(st, 4, due_ms);
+    if (app_user[0] != '\0')
+        store_bind_text(st, 5, app_user);
+    else
+        sqlite3_bind_null(st, 5);
     rc = store_step_done(c, st);
     store_stmt_done(st);
     id = sqlite3_last_insert_rowid(c->db);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct fake {
     size_t nq;
     int hold_creates; /* creates wait for fake_release */
     int hold_issues;  /* issues wait for fake_release */
+    int hold_deletes; /* deletes wait for fake_release */
     int64_t ttl_ms;   /* token lifetime; 0 = 60 minutes */
     int fail_rc[5];   /* per op: rc to complete with (0 = success) */
     int counts[5];    /* submissions per op */
@@ -116,7 +118,8 @@ static void *fake_main(void *arg)
         size_t i;
         for (i = 0; i < f->nq; i++) {
             if (!(f->hold_creates && f->q[i].op == ACS_OP_CREATE) &&
-                !(f->hold_issues && f->q[i].op == ACS_OP_ISSUE))
+                !(f->hold_issues && f->q[i].op == ACS_OP_ISSUE) &&
+                !(f->hold_deletes && f->q[i].op == ACS_OP_DELETE))
                 break;
         }
         if (i < f->nq) {
@@ -151,8 +154,40 @@ static void fake_release(struct fake *f)
     pthread_mutex_lock(&f->mu);
     f->hold_creates = 0;
     f->hold_issues = 0;
+    f->hold_deletes = 0;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
+}
+
+static int fake_count(struct fake *f, enum acs_op op);
+
+/* Only the failure of one op changes; holds stay as they are. */
+static void fake_fail(struct fake *f, enum acs_op op, int rc)
+{
+    pthread_mutex_lock(&f->mu);
+    f->fail_rc[op] = rc;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void fake_hold(struct fake *f, int creates, int issues, int deletes)
+{
+    pthread_mutex_lock(&f->mu);
+    f->hold_creates = creates;
+    f->hold_issues = issues;
+    f->hold_deletes = deletes;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Waits (generous deadline) until at least n calls of op were submitted. */
+static int fake_wait_count(struct fake *f, enum acs_op op, int n)
+{
+    int64_t end = clock_mono_ms() + 20000;
+    int got;
+    while ((got = fake_count(f, op)) < n && clock_mono_ms() < end)
+        clock_sleep_ms(5);
+    return got;
 }
 
 static int fake_count(struct fake *f, enum acs_op op)
@@ -219,6 +254,9 @@ struct fx {
     struct results rs;
 };
 
+/* The outbox period of the next fixture (test_outbox_idle_while_inflight wants a long one). */
+static long outbox_interval_ms = 50;
+
 static int setup_with(void **state, int cache)
 {
     struct fx *x = calloc(1, sizeof *x);
@@ -240,7 +278,7 @@ static int setup_with(void **state, int cache)
     o.submit = fake_submit;
     o.submit_ctx = &x->fake;
     o.resource = RESOURCE;
-    o.outbox_interval_ms = 50;
+    o.outbox_interval_ms = outbox_interval_ms;
     o.outbox_backoff_base_ms = 20;
     o.outbox_backoff_max_ms = 50;
     assert_int_equal(config_scopes_parse("chat,voip", &o.policy.allowed, err, sizeof err), 0);
@@ -265,6 +303,14 @@ static int setup(void **state)
 static int setup_cache(void **state)
 {
     return setup_with(state, 1);
+}
+
+static int setup_slow_outbox(void **state)
+{
+    outbox_interval_ms = 1000;
+    int rc = setup_with(state, 0);
+    outbox_interval_ms = 50;
+    return rc;
 }
 
 static int teardown(void **state)
@@ -720,6 +766,397 @@ static void test_cache_off(void **state)
     assert_metric(x, "tokenvend_cache_hits_total 0\n");
 }
 
+/* ---- races and limits (reviewer findings 2-6, 8) ---- */
+
+static void results_init(struct results *rs)
+{
+    memset(rs, 0, sizeof *rs);
+    pthread_mutex_init(&rs->mu, NULL);
+    pthread_cond_init(&rs->cv, NULL);
+}
+
+static void results_destroy(struct results *rs)
+{
+    pthread_cond_destroy(&rs->cv);
+    pthread_mutex_destroy(&rs->mu);
+}
+
+/* The newest audit row of user/action (fails the test when there is none). */
+static struct store_audit audit_last(struct fx *x, const char *user, const char *action)
+{
+    struct store_audit rows[4];
+    struct store_audit_filter flt = {.app_user_id = user, .action = action};
+    int n = 0;
+    assert_int_equal(store_audit_list(x->st, &flt, 4, rows, &n), 0);
+    if (n == 0)
+        fail_msg("no \"%s\" audit row for %s", action, user);
+    return rows[0];
+}
+
+static long long metric_value(struct fx *x, const char *name)
+{
+    struct buf b;
+    char key[128];
+    long long v = -1;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(service_metrics_write(x->svc, &b), 0);
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(buf_cstr(&b), key);
+    if (p != NULL)
+        v = strtoll(p + strlen(key), NULL, 10);
+    buf_release(&b);
+    if (v < 0)
+        fail_msg("metrics lack %s", name);
+    return v;
+}
+
+static void wait_outbox_empty(struct fx *x)
+{
+    int64_t pending = -1, end = clock_mono_ms() + 20000;
+    do {
+        service_outbox_kick(x->svc);
+        clock_sleep_ms(10);
+        assert_int_equal(store_outbox_count(x->st, &pending), 0);
+    } while (pending != 0 && clock_mono_ms() < end);
+    assert_int_equal(pending, 0);
+}
+
+/* Finding 2: service_defer's queue is bounded; beyond it the caller gets TV_ERR_UNAVAILABLE at
+ * once (the API answers 503 with Retry-After) instead of waiting behind everyone. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, ran;
+};
+
+static void gate_job(void *arg)
+{
+    struct gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->ran++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int gate_ran(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    int ran = g->ran;
+    pthread_mutex_unlock(&g->mu);
+    return ran;
+}
+
+static int gate_wait_ran(struct gate *g, int n)
+{
+    int64_t end = clock_mono_ms() + 20000;
+    while (gate_ran(g) < n && clock_mono_ms() < end)
+        clock_sleep_ms(5);
+    return gate_ran(g);
+}
+
+/* Static: the jobs must outlive a failed assertion (the teardown runs them). */
+static struct gate defer_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void test_defer_bounded(void **state)
+{
+    struct fx *x = *state;
+    struct gate *g = &defer_gate;
+    int accepted = 0, refused = 0, other = 0;
+
+    g->open = 0;
+    g->ran = 0;
+    for (int i = 0; i < 100; i++) {
+        int rc = service_defer(x->svc, gate_job, g);
+        if (rc == 0)
+            accepted++;
+        else if (rc == TV_ERR_UNAVAILABLE)
+            refused++;
+        else
+            other++;
+    }
+    /* Open before asserting, so a failure does not leave the workers blocked. */
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    /* At most 32 jobs queued or running at a time (the default cap). */
+    assert_int_equal(other, 0);
+    assert_int_equal(accepted, 32);
+    assert_int_equal(refused, 68);
+    assert_int_equal(gate_wait_ran(g, accepted), accepted);
+    /* Room again once the queue drained (the count drops after each job returns). */
+    int64_t end = clock_mono_ms() + 20000;
+    int rc;
+    while ((rc = service_defer(x->svc, gate_job, g)) == TV_ERR_UNAVAILABLE && clock_mono_ms() < end)
+        clock_sleep_ms(5);
+    assert_int_equal(rc, 0);
+    assert_int_equal(gate_wait_ran(g, accepted + 1), accepted + 1);
+}
+
+/* Finding 3: while the outbox still owes the ACS delete, a repeated delete says so (202), by
+ * app user id as well as by ACS id; once ACS confirmed, 204. */
+static void test_delete_again_while_pending(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("paul");
+
+    service_user_ensure(x->svc, &c, "paul", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    char acs[64];
+    snprintf(acs, sizeof acs, "%s", x->rs.acs[0]);
+    fake_fail(&x->fake, ACS_OP_DELETE, TV_ERR_ACS_UNAVAILABLE);
+    service_user_delete(x->svc, &c, "paul", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 2), 2);
+    assert_int_equal(x->rs.rc[1], 0);
+    assert_int_equal(x->rs.pending[1], 1);
+    service_user_delete(x->svc, &c, "paul", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 3), 3);
+    assert_int_equal(x->rs.rc[2], 0);
+    assert_int_equal(x->rs.pending[2], 1); /* was 0 (204) before the fix */
+    service_identity_delete(x->svc, &c, acs, on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 4), 4);
+    assert_int_equal(x->rs.pending[3], 1);
+    struct store_audit a = audit_last(x, "paul", "delete");
+    assert_string_equal(a.outcome, "ok");
+    assert_non_null(strstr(a.detail, "no mapping"));
+
+    fake_fail(&x->fake, ACS_OP_DELETE, 0);
+    wait_outbox_empty(x);
+    service_user_delete(x->svc, &c, "paul", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 5), 5);
+    assert_int_equal(x->rs.rc[4], 0);
+    assert_int_equal(x->rs.pending[4], 0);
+}
+
+/* Finding 4a: the request's own row is not due while the request's ACS delete is in flight,
+ * so the outbox worker cannot take it (spurious 202, duplicate delete). */
+static void test_delete_row_leased_during_attempt(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("quinn");
+    struct store_outbox_row rows[4];
+    int n = -1;
+
+    service_user_ensure(x->svc, &c, "quinn", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    fake_hold(&x->fake, 0, 0, 1);
+    service_user_delete(x->svc, &c, "quinn", on_done, &x->rs);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_DELETE, 1), 1);
+    assert_int_equal(store_outbox_due(x->st, clock_wall_ms(), 4, rows, &n), 0);
+    assert_int_equal(n, 0); /* was 1 before the fix: due at once */
+    /* Give the worker (50 ms period) a few chances anyway. */
+    for (int i = 0; i < 5; i++) {
+        service_outbox_kick(x->svc);
+        clock_sleep_ms(20);
+    }
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, 2), 2);
+    assert_int_equal(x->rs.rc[1], 0);
+    assert_int_equal(x->rs.pending[1], 0);
+    wait_outbox_empty(x);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
+    struct store_audit a = audit_last(x, "quinn", "delete");
+    assert_string_equal(a.outcome, "ok");
+}
+
+/* Finding 4b: many deletes while the outbox worker runs flat out: each identity deleted once,
+ * every answer 204, every audit row ok. */
+struct kicker {
+    struct service *svc;
+    atomic_int stop;
+};
+
+static void *kicker_main(void *arg)
+{
+    struct kicker *k = arg;
+    while (!atomic_load(&k->stop)) {
+        service_outbox_kick(k->svc);
+        clock_sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void test_delete_storm_no_duplicates(void **state)
+{
+    struct fx *x = *state;
+    const int n = 150;
+    char name[32];
+    struct kicker k = {.svc = x->svc};
+    pthread_t th;
+    struct results rd;
+
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "storm%03d", i);
+        struct service_call c = call_for(name);
+        service_user_ensure(x->svc, &c, name, on_done, &x->rs);
+    }
+    assert_int_equal(results_wait(&x->rs, n), n);
+    results_init(&rd);
+    assert_int_equal(pthread_create(&th, NULL, kicker_main, &k), 0);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "storm%03d", i);
+        struct service_call c = call_for(name);
+        service_user_delete(x->svc, &c, name, on_done, &rd);
+    }
+    assert_int_equal(results_wait(&rd, n), n);
+    clock_sleep_ms(200); /* let any duplicate the worker might send arrive */
+    atomic_store(&k.stop, 1);
+    pthread_join(th, NULL);
+    int pending = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(rd.rc[i], 0);
+        pending += rd.pending[i];
+    }
+    assert_int_equal(pending, 0);
+    wait_outbox_empty(x);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), n);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "storm%03d", i);
+        struct store_audit a = audit_last(x, name, "delete");
+        assert_string_equal(a.outcome, "ok");
+    }
+    results_destroy(&rd);
+}
+
+/* Finding 4c: a due row whose delete is in flight does not make the worker poll: it sleeps its
+ * period (1 s here). */
+static void test_outbox_idle_while_inflight(void **state)
+{
+    struct fx *x = *state;
+
+    fake_hold(&x->fake, 0, 0, 1);
+    assert_int_equal(
+        store_outbox_add(x->st, "8:acs:orphan_1", RESOURCE, "delete", clock_wall_ms(), NULL), 0);
+    service_outbox_kick(x->svc);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_DELETE, 1), 1);
+    clock_sleep_ms(50);
+    long long p0 = metric_value(x, "tokenvend_outbox_passes_total");
+    clock_sleep_ms(500);
+    long long p1 = metric_value(x, "tokenvend_outbox_passes_total");
+    /* A 10 ms poll would make ~50 passes; the 1 s period at most one. */
+    assert_true(p1 - p0 <= 2);
+    fake_release(&x->fake);
+    wait_outbox_empty(x);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
+}
+
+/* Finding 5: a delete during the user's in-flight create waits for it, then deletes what it
+ * created; the token request that started the create still gets its token. */
+static void test_delete_joins_create(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("dora");
+    struct results rt, rd;
+    struct store_user u;
+    int64_t pending = -1;
+
+    results_init(&rt);
+    results_init(&rd);
+    fake_hold(&x->fake, 1, 0, 0);
+    service_user_token(x->svc, &c, "dora", NULL, 1, on_done, &rt);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_CREATE, 1), 1);
+    service_user_delete(x->svc, &c, "dora", on_done, &rd);
+    clock_sleep_ms(50);
+    assert_int_equal(results_wait(&rd, 0), 0); /* before the fix: answered at once */
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&rt, 1), 1);
+    assert_int_equal(results_wait(&rd, 1), 1);
+    assert_int_equal(rt.rc[0], 0);
+    assert_true(rt.had_token[0]);
+    assert_int_equal(rd.rc[0], 0);
+    assert_int_equal(rd.pending[0], 0);
+    /* After the delete answered: no mapping, the identity deleted at ACS. */
+    assert_int_equal(store_user_get(x->st, "dora", &u), TV_ERR_NOT_FOUND);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
+    assert_int_equal(store_outbox_count(x->st, &pending), 0);
+    assert_int_equal(pending, 0);
+
+    /* A failed create leaves nothing to delete: the joined delete answers 204. */
+    fake_hold(&x->fake, 1, 0, 0);
+    fake_fail(&x->fake, ACS_OP_CREATE, TV_ERR_ACS_UNAVAILABLE);
+    service_user_token(x->svc, &c, "dora", NULL, 1, on_done, &rt);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_CREATE, 2), 2);
+    service_user_delete(x->svc, &c, "dora", on_done, &rd);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&rt, 2), 2);
+    assert_int_equal(results_wait(&rd, 2), 2);
+    assert_int_equal(rt.rc[1], TV_ERR_ACS_UNAVAILABLE);
+    assert_int_equal(rd.rc[1], 0);
+    assert_int_equal(rd.pending[1], 0);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
+    results_destroy(&rt);
+    results_destroy(&rd);
+}
+
+/* Finding 6: ACS answers 404 to an issue because a delete removed the identity after the
+ * token request read the mapping. With auto-create the request starts over once (a new
+ * identity); without it the answer is the plain "no identity" 404, never acs_not_found. */
+static void test_issue_races_delete(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("gus");
+    struct results rt;
+
+    results_init(&rt);
+    service_user_ensure(x->svc, &c, "gus", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    char first[64];
+    snprintf(first, sizeof first, "%s", x->rs.acs[0]);
+
+    fake_hold(&x->fake, 0, 1, 0);
+    service_user_token(x->svc, &c, "gus", NULL, 1, on_done, &rt);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_ISSUE, 1), 1);
+    service_user_delete(x->svc, &c, "gus", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 2), 2);
+    assert_int_equal(x->rs.pending[1], 0);
+    fake_fail(&x->fake, ACS_OP_ISSUE, TV_ERR_ACS_NOT_FOUND); /* the identity is gone */
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&rt, 1), 1);
+    assert_int_equal(rt.rc[0], 0); /* before the fix: TV_ERR_ACS_NOT_FOUND */
+    assert_true(rt.had_token[0]);
+    assert_string_not_equal(rt.acs[0], first);
+    assert_int_equal(rt.created[0], 1);
+
+    /* Without auto-create: a plain 404 for the missing mapping. */
+    fake_fail(&x->fake, ACS_OP_ISSUE, 0);
+    fake_hold(&x->fake, 0, 1, 0);
+    service_user_token(x->svc, &c, "gus", NULL, 0, on_done, &rt);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_ISSUE, 2), 2);
+    service_user_delete(x->svc, &c, "gus", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 3), 3);
+    fake_fail(&x->fake, ACS_OP_ISSUE, TV_ERR_ACS_NOT_FOUND);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&rt, 2), 2);
+    assert_int_equal(rt.rc[1], TV_ERR_NOT_FOUND);
+
+    /* The mapping still there but ACS no longer knows it (deleted behind our back): 409. */
+    fake_fail(&x->fake, ACS_OP_ISSUE, 0);
+    service_user_ensure(x->svc, &c, "gus", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 4), 4);
+    fake_fail(&x->fake, ACS_OP_ISSUE, TV_ERR_ACS_NOT_FOUND);
+    service_user_token(x->svc, &c, "gus", NULL, 1, on_done, &rt);
+    assert_int_equal(results_wait(&rt, 3), 3);
+    assert_int_equal(rt.rc[2], TV_ERR_CONFLICT);
+    results_destroy(&rt);
+}
+
+/* Finding 8: a delete that finds no mapping is audited too. */
+static void test_delete_no_mapping_audited(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("nobody");
+
+    service_user_delete(x->svc, &c, "nobody", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    assert_int_equal(x->rs.rc[0], 0);
+    assert_int_equal(x->rs.pending[0], 0);
+    struct store_audit a = audit_last(x, "nobody", "delete");
+    assert_string_equal(a.outcome, "ok");
+    assert_string_equal(a.detail, "no mapping");
+    assert_string_equal(a.caller, "user:nobody");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +1175,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_short_tokens, setup_cache, teardown),
         cmocka_unit_test_setup_teardown(test_cache_delete, setup_cache, teardown),
         cmocka_unit_test_setup_teardown(test_cache_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defer_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_again_while_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_row_leased_during_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_storm_no_duplicates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_idle_while_inflight, setup_slow_outbox,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_delete_joins_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issue_races_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_no_mapping_audited, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -525,6 +525,62 @@ static void test_delete_begin_and_outbox(void **state)
     }
 }
 
+/* Schema 2: the outbox row remembers the app user (a repeated delete answers 202 while it is
+ * pending), a delete can lease its row for its own attempt, and a worker's lease sees rows
+ * finished meanwhile. */
+static void test_outbox_user_and_lease(void **state)
+{
+    struct fx *f = *state;
+    struct store_user u = make_user("gina", "8:acs:g1");
+    struct store_user guest = make_user("", "8:acs:guest1");
+    struct store_outbox_row rows[4];
+    char acs[STORE_ID_MAX + 1];
+    int64_t id = 0, gid = 0, next = 0;
+    int n = -1, found = -1;
+
+    assert_int_equal(store_user_insert(f->s, &u), 0);
+    assert_int_equal(store_user_insert(f->s, &guest), 0);
+    assert_int_equal(store_outbox_pending_for_user(f->s, "gina", &found, acs), 0);
+    assert_int_equal(found, 0);
+
+    /* Leased for the caller's own attempt: not due before due_ms. */
+    assert_int_equal(store_user_delete_begin_due(f->s, "8:acs:g1", 1000, 31000, &id), 0);
+    assert_int_equal(store_outbox_due(f->s, 30999, 4, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_next_due(f->s, &next, &found), 0);
+    assert_true(found == 1 && next == 31000);
+    assert_int_equal(store_outbox_due(f->s, 31000, 4, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].app_user_id, "gina");
+    assert_true(rows[0].created_ms == 1000);
+    assert_int_equal(store_outbox_pending_for_user(f->s, "gina", &found, acs), 0);
+    assert_int_equal(found, 1);
+    assert_string_equal(acs, "8:acs:g1");
+    assert_int_equal(store_outbox_pending_for_user(f->s, "gin", &found, NULL), 0);
+    assert_int_equal(found, 0);
+    assert_int_equal(store_outbox_pending_for_user(f->s, "", &found, NULL), TV_ERR_INVALID);
+
+    /* A standalone identity's row has no app user. */
+    assert_int_equal(store_user_delete_begin(f->s, "8:acs:guest1", 50, &gid), 0);
+    assert_int_equal(store_outbox_due(f->s, 50, 4, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].app_user_id, "");
+
+    /* A lease moves the due time without counting an attempt; a finished row cannot be leased. */
+    assert_int_equal(store_outbox_lease(f->s, gid, 9000), 0);
+    assert_int_equal(store_outbox_due(f->s, 8999, 4, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_due(f->s, 9000, 4, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].attempts, 0);
+    assert_int_equal(store_outbox_done(f->s, gid), 0);
+    assert_int_equal(store_outbox_lease(f->s, gid, 9000), TV_ERR_NOT_FOUND);
+
+    assert_int_equal(store_outbox_done(f->s, id), 0);
+    assert_int_equal(store_outbox_pending_for_user(f->s, "gina", &found, acs), 0);
+    assert_int_equal(found, 0);
+}
+
 static void test_delete_survives_reopen(void **state)
 {
     struct fx *f = *state;
@@ -560,6 +616,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_list_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_begin_and_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_user_and_lease, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
