@@ -103,10 +103,13 @@ static char *join_list(const struct config_list *l)
         n += strlen(l->items[i]) + 1;
     if ((s = calloc(1, n)) == NULL)
         return NULL;
-    for (size_t i = 0; i < l->n; i++) {
+    /* Sized above: every item and its separator fit, with the NUL calloc left at the end. */
+    for (size_t i = 0, at = 0; i < l->n; i++) {
+        size_t len = strlen(l->items[i]);
         if (i > 0)
-            strcat(s, ",");
-        strcat(s, l->items[i]);
+            s[at++] = ',';
+        memcpy(s + at, l->items[i], len);
+        at += len;
     }
     return s;
 }

@@ -58,8 +58,9 @@ struct http_server_opts {
 
 #define HTTP_MAX_LISTENERS 4
 #define HTTP_BODY_MAX_DEFAULT (64u * 1024u)
-#define HTTP_REQ_ID_MAX 64 /* an incoming X-Request-Id is used when 1..64 chars of [A-Za-z0-9._-]  \
-                            */
+#define HTTP_REQ_ID_MAX                                                                            \
+    64 /* an incoming X-Request-Id is used when 1..64 chars of [A-Za-z0-9._-]                      \
+        */
 
 /* Validates the options and copies what it needs (not the borrowed strings/routes). Binds
  * nothing. 0, TV_ERR_CONFIG (bad address, pattern or option) or TV_ERR_NOMEM. *out on success. */

@@ -173,10 +173,8 @@ static int jwt_sig_check(const struct jwk *key, enum jwt_alg alg, const char *ms
     if (alg == JWT_ALG_ES256) {
         if (sig_len != JWT_ES256_SIG_LEN)
             goto cleanup;
-        rc = jwt_es256_to_der(sig, &der, &der_len);
-        if (rc != 0)
+        if (jwt_es256_to_der(sig, &der, &der_len) != 0)
             goto cleanup;
-        rc = TV_ERR_UNAUTHORIZED;
         sig = der;
         sig_len = der_len;
     } else if (sig_len != (size_t)EVP_PKEY_get_size(jwk_pkey(key))) {
