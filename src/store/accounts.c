@@ -97,56 +97,26 @@ int store_account_get(struct store *s, const char *name, struct store_account *o
 
 int store_account_delete(struct store *s, const char *name)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
     int rc = store_check_str(name, 1, STORE_NAME_MAX);
 
     if (rc != 0)
         return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_DELETE, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, name);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, SQL_DELETE, store_bind_key, name);
+}
+
+/* A store_row_fn for the list. */
+static int account_row(sqlite3_stmt *st, void *out)
+{
+    return account_from_row(st, out);
 }
 
 int store_account_list(struct store *s, const char *after, int limit, struct store_account *out,
                        int *n)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
-    int count = 0;
     int rc = store_check_list(limit, out, n);
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_LIST, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, after != NULL ? after : "");
-        sqlite3_bind_int(st, 2, limit);
-        while (rc == 0 && count < limit) {
-            rc = store_step(c, st, &row);
-            if (rc != 0 || !row)
-                break;
-            rc = account_from_row(st, &out[count]);
-            if (rc == 0)
-                count++;
-        }
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    if (rc == 0)
-        *n = count;
-    return rc;
+    return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
+                           account_row, n);
 }

@@ -107,59 +107,29 @@ int store_apikey_get(struct store *s, const char *name, struct store_apikey *out
     return key_get_one(s, SQL_BY_NAME, name, STORE_NAME_MAX, out);
 }
 
+/* A store_row_fn for the list. */
+static int key_row(sqlite3_stmt *st, void *out)
+{
+    return key_from_row(st, out);
+}
+
 int store_apikey_list(struct store *s, const char *after, int limit, struct store_apikey *out,
                       int *n)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
-    int count = 0;
     int rc = store_check_list(limit, out, n);
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_LIST, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, after != NULL ? after : "");
-        sqlite3_bind_int(st, 2, limit);
-        while (rc == 0 && count < limit) {
-            rc = store_step(c, st, &row);
-            if (rc != 0 || !row)
-                break;
-            rc = key_from_row(st, &out[count]);
-            if (rc == 0)
-                count++;
-        }
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    if (rc == 0)
-        *n = count;
-    return rc;
+    return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
+                           key_row, n);
 }
 
 /* An UPDATE of one key by a text column; TV_ERR_NOT_FOUND when no row matched. */
 static int key_update(struct store *s, const char *sql, const char *arg, int64_t ms)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = store_write_begin(s, &c);
+    struct store_key_ms k = {arg, ms};
 
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, arg);
-        sqlite3_bind_int64(st, 2, ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, sql, store_bind_key_ms, &k);
 }
 
 int store_apikey_revoke(struct store *s, const char *name, int64_t ms)

@@ -84,44 +84,33 @@ static int audit_from_row(sqlite3_stmt *st, struct store_audit *a)
     return rc;
 }
 
+/* store_list_rows callbacks: the filter, and the row. */
+static void filter_bind(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_audit_filter *f = arg;
+
+    sqlite3_bind_int64(st, 1, f->before_id);
+    store_bind_text(st, 2, f->app_user_id);
+    store_bind_text(st, 3, f->acs_id);
+    store_bind_text(st, 4, f->action);
+}
+
+static int audit_row(sqlite3_stmt *st, void *out)
+{
+    return audit_from_row(st, out);
+}
+
 int store_audit_list(struct store *s, const struct store_audit_filter *f, int limit,
                      struct store_audit *out, int *n)
 {
     static const struct store_audit_filter all = {0, NULL, NULL, NULL};
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
-    int count = 0;
     int rc = store_check_list(limit, out, n);
 
     if (rc != 0)
         return rc;
     if (f == NULL)
         f = &all;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_LIST, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, f->before_id);
-        store_bind_text(st, 2, f->app_user_id);
-        store_bind_text(st, 3, f->acs_id);
-        store_bind_text(st, 4, f->action);
-        sqlite3_bind_int(st, 5, limit);
-        while (rc == 0 && count < limit) {
-            rc = store_step(c, st, &row);
-            if (rc != 0 || !row)
-                break;
-            rc = audit_from_row(st, &out[count]);
-            if (rc == 0)
-                count++;
-        }
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    if (rc == 0)
-        *n = count;
-    return rc;
+    return store_list_rows(s, SQL_LIST, filter_bind, f, 5, limit, out, sizeof(*out), audit_row, n);
 }
 
 int store_audit_prune(struct store *s, int64_t before_ms, int64_t *deleted)

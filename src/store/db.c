@@ -469,6 +469,76 @@ int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t
     return rc;
 }
 
+int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    int limit_idx, int limit, void *out, size_t size, store_row_fn conv, int *n)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int row = 0;
+    int count = 0;
+    int rc = store_read_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        bind(st, arg);
+        sqlite3_bind_int(st, limit_idx, limit);
+        while (rc == 0 && count < limit) {
+            rc = store_step(c, st, &row);
+            if (rc != 0 || !row)
+                break;
+            rc = conv(st, (char *)out + (size_t)count * size);
+            if (rc == 0)
+                count++;
+        }
+        store_stmt_done(st);
+    }
+    store_read_end(s, c);
+    if (rc == 0)
+        *n = count;
+    return rc;
+}
+
+void store_bind_after(sqlite3_stmt *st, const void *arg)
+{
+    const char *after = arg;
+
+    store_bind_text(st, 1, after != NULL ? after : "");
+}
+
+int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_write_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        bind(st, arg);
+        rc = store_step_done(c, st);
+        store_stmt_done(st);
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = TV_ERR_NOT_FOUND;
+    }
+    return store_write_end(s, c, rc);
+}
+
+void store_bind_key(sqlite3_stmt *st, const void *arg)
+{
+    store_bind_text(st, 1, arg);
+}
+
+void store_bind_key_ms(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_key_ms *k = arg;
+
+    store_bind_text(st, 1, k->key);
+    sqlite3_bind_int64(st, 2, k->ms);
+}
+
 static const char SQL_PING[] =
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('tokenvend.ping', x'00')";
 

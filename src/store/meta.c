@@ -87,22 +87,9 @@ int store_meta_put_if_absent(struct store *s, const char *key, const void *data,
 
 int store_meta_delete(struct store *s, const char *key)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
     int rc = store_check_str(key, 1, STORE_META_KEY_MAX);
 
     if (rc != 0)
         return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_DELETE, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, key);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, SQL_DELETE, store_bind_key, key);
 }

@@ -75,57 +75,32 @@ static int row_from_stmt(sqlite3_stmt *st, struct store_outbox_row *r)
     return rc;
 }
 
+/* A store_bind_fn binding an int64_t (a due time, a row id) to ?1. */
+static void int64_bind(sqlite3_stmt *st, const void *arg)
+{
+    sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
+}
+
+/* A store_row_fn for store_outbox_due. */
+static int outbox_row(sqlite3_stmt *st, void *out)
+{
+    return row_from_stmt(st, out);
+}
+
 int store_outbox_due(struct store *s, int64_t now_ms, int limit, struct store_outbox_row *rows,
                      int *n)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st = NULL;
-    int row = 0;
-    int count = 0;
     int rc = store_check_list(limit, rows, n);
 
     if (rc != 0)
         return rc;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_DUE, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, now_ms);
-        sqlite3_bind_int(st, 2, limit);
-        while (rc == 0 && count < limit) {
-            rc = store_step(c, st, &row);
-            if (rc != 0 || !row)
-                break;
-            rc = row_from_stmt(st, &rows[count]);
-            if (rc == 0)
-                count++;
-        }
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    if (rc == 0)
-        *n = count;
-    return rc;
+    return store_list_rows(s, SQL_DUE, int64_bind, &now_ms, 2, limit, rows, sizeof(*rows),
+                           outbox_row, n);
 }
 
 int store_outbox_done(struct store *s, int64_t id)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = store_write_begin(s, &c);
-
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_DONE, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, id);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, SQL_DONE, int64_bind, &id);
 }
 
 int store_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const char *last_error)

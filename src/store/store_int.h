@@ -70,6 +70,32 @@ int store_check_list(int limit, const void *out, const int *n);
 int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
                       int *has_value);
 
+/* Binds a list query's parameters other than its limit; arg is the caller's. */
+typedef void (*store_bind_fn)(sqlite3_stmt *st, const void *arg);
+/* Converts the statement's current row into *out: 0 or a TV_ERR_* code. */
+typedef int (*store_row_fn)(sqlite3_stmt *st, void *out);
+
+/* Runs a list query on a reader: bind(st, arg), limit bound as parameter limit_idx, then up to
+ * limit rows converted by conv into the array out (elements of size bytes). Sets *n to the rows
+ * converted on success only. The caller has checked limit, out and n (store_check_list). */
+int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    int limit_idx, int limit, void *out, size_t size, store_row_fn conv, int *n);
+/* A store_bind_fn for keyset pagination: binds arg, the cursor (a const char *; NULL means from
+ * the start, bound as ""), to ?1. */
+void store_bind_after(sqlite3_stmt *st, const void *arg);
+
+/* Runs sql, a statement that changes rows and returns none, on the writer in a transaction of
+ * its own, after bind(st, arg). TV_ERR_NOT_FOUND when it changed no row. */
+int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg);
+/* A store_bind_fn binding arg (a const char *) to ?1 as text. */
+void store_bind_key(sqlite3_stmt *st, const void *arg);
+/* A text key and a time: store_bind_key_ms binds them to ?1 and ?2. */
+struct store_key_ms {
+    const char *key;
+    int64_t ms;
+};
+void store_bind_key_ms(sqlite3_stmt *st, const void *arg);
+
 /* Takes the writer (mutex + BEGIN IMMEDIATE). On failure nothing is held. */
 int store_write_begin(struct store *s, struct store_conn **c);
 /* Commits when rc == 0, else rolls back; releases the writer. Returns rc, or the commit's

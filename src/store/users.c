@@ -113,25 +113,12 @@ int store_user_insert(struct store *s, const struct store_user *u)
 /* An UPDATE of one mapping by ACS id; TV_ERR_NOT_FOUND when no row matched. */
 static int user_update_ms(struct store *s, const char *sql, const char *acs_id, int64_t ms)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
+    struct store_key_ms k = {acs_id, ms};
     int rc = store_check_str(acs_id, 1, STORE_ID_MAX);
 
     if (rc != 0)
         return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, acs_id);
-        sqlite3_bind_int64(st, 2, ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, sql, store_bind_key_ms, &k);
 }
 
 int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
@@ -144,38 +131,20 @@ int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
 }
 
+/* A store_row_fn for the list. */
+static int user_row(sqlite3_stmt *st, void *out)
+{
+    return user_from_row(st, out);
+}
+
 int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st = NULL;
-    int row = 0;
-    int count = 0;
     int rc = store_check_list(limit, out, n);
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_ID_MAX) != 0))
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_LIST, &st);
-    if (rc != 0)
-        goto release;
-    store_bind_text(st, 1, after != NULL ? after : "");
-    sqlite3_bind_int(st, 2, limit);
-    while (rc == 0 && count < limit) {
-        rc = store_step(c, st, &row);
-        if (rc != 0 || !row)
-            break;
-        rc = user_from_row(st, &out[count]);
-        if (rc == 0)
-            count++;
-    }
-    store_stmt_done(st);
-    if (rc == 0)
-        *n = count;
-release:
-    store_read_end(s, c);
-    return rc;
+    return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
+                           user_row, n);
 }
 
 int store_user_count(struct store *s, int64_t *n)
