@@ -1,33 +1,23 @@
-/* The request flows. Each public entry point allocates a flow, does what it can synchronously
- * (store reads, policy) and submits one ACS call; flow_step, on a worker thread, takes the ACS
- * outcome, writes the store and the audit row, and either submits the next call or finishes.
- * finish() calls the caller's done callback exactly once and frees the flow.
+/* The request flows: get-or-create, issue (through the token cache), revoke, and the entry
+ * points by app user or by ACS id. Each public entry point allocates a flow, does what it can
+ * synchronously (store reads, policy) and submits one ACS call; flow_step, on a worker thread,
+ * takes the ACS outcome, writes the store and the audit row, and either submits the next call or
+ * finishes. flow_finish() calls the caller's done callback exactly once and frees the flow.
+ * The delete flow lives in delete.c, the Teams exchange in teams.c.
  * Token cache (SPEC 9, service/tcache.h; only when configured): token_start() serves a hit or
  * joins/leads the one in-flight issue for the key; tokens ACS issues (or sends with a create)
  * are stored before anyone else can look; revoke and delete invalidate the identity's entries
  * when they start and again before they answer. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-#include <openssl/crypto.h>
-
-#include "core/b64.h"
 #include "core/clock.h"
 #include "core/err.h"
-#include "core/jsonx.h"
 #include "core/log.h"
 #include "service_int.h"
 #include "store/outbox.h"
 
-#define TEAMS_TOKEN_MAX (16 * 1024)
 #define MSG_MAX 320
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
-}
 
 static int id_valid(const char *id)
 {
@@ -36,7 +26,7 @@ static int id_valid(const char *id)
 
 /* Reports the outcome and frees f. A token is handed out only on success and only when this
  * flow's last ACS call produced one. */
-static void finish_ex(struct flow *f, int rc, const char *msg, int pending)
+void flow_finish_ex(struct flow *f, int rc, const char *msg, int pending)
 {
     struct service_result r;
 
@@ -61,18 +51,18 @@ static void finish_ex(struct flow *f, int rc, const char *msg, int pending)
     flow_free(f);
 }
 
-static void finish(struct flow *f, int rc, const char *msg)
+void flow_finish(struct flow *f, int rc, const char *msg)
 {
-    finish_ex(f, rc, msg, 0);
+    flow_finish_ex(f, rc, msg, 0);
 }
 
 /* The message to pass on for a failed ACS call: ACS's own words (never secret) or ours. */
-static const char *acs_message(const struct flow *f)
+const char *flow_acs_message(const struct flow *f)
 {
     return f->res.message[0] != '\0' ? f->res.message : NULL;
 }
 
-static const char *user_of(const struct flow *f)
+const char *flow_user_of(const struct flow *f)
 {
     return f->have_user ? f->user.app_user_id : f->key;
 }
@@ -105,124 +95,16 @@ static void submit_for_mapping(struct flow *f, enum acs_op op)
         fill_token_request(f, &rq);
     rc = flow_submit(f, &rq);
     if (rc != 0) {
-        service_audit(f->s, &f->call, acs_op_name(op), user_of(f), f->user.acs_id, rc, NULL);
-        finish(f, rc, NULL);
+        service_audit(f->s, &f->call, acs_op_name(op), flow_user_of(f), f->user.acs_id, rc, NULL);
+        flow_finish(f, rc, NULL);
     }
 }
 
 /* Wipes the identity's cached tokens and fences off ACS calls already in flight. */
-static void cache_invalidate(struct flow *f, const char *acs_id)
+void flow_cache_invalidate(struct flow *f, const char *acs_id)
 {
     if (f->s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
         (void)tcache_invalidate(f->s->cache, acs_id);
-}
-
-/* ---- delete ---- */
-
-/* A delete with no mapping (left) to act on: success, as deleting is idempotent, but 202 while
- * the outbox still owes ACS the delete of this user's (or this id's) identity. Audited. */
-static void delete_none(struct flow *f)
-{
-    struct service *s = f->s;
-    char acs[STORE_ID_MAX + 1];
-    int found = 0;
-
-    acs[0] = '\0';
-    if (f->kind == FK_ID_DELETE) {
-        copy_str(acs, sizeof acs, f->key);
-        (void)store_outbox_pending_for(s->store, f->key, &found);
-    } else {
-        (void)store_outbox_pending_for_user(s->store, f->key, &found, acs);
-        /* A row queued before the outbox knew app users (schema 1) is found by its id. */
-        if (!found && f->have_user) {
-            copy_str(acs, sizeof acs, f->user.acs_id);
-            (void)store_outbox_pending_for(s->store, f->user.acs_id, &found);
-        }
-    }
-    service_audit(s, &f->call, "delete", f->kind == FK_ID_DELETE ? "" : f->key, acs, 0,
-                  found ? "no mapping; the outbox is still deleting the identity" : "no mapping");
-    finish_ex(f, 0, NULL, found);
-}
-
-static void delete_begin(struct flow *f)
-{
-    struct service *s = f->s;
-    struct acs_request rq;
-    int64_t now = clock_wall_ms();
-    int rc;
-
-    /* The outbox row is leased for this request's own attempt (due only after the ACS deadline
-     * has surely passed), so the outbox worker takes it only if the attempt never reports. */
-    rc = store_user_delete_begin_due(s->store, f->user.acs_id, now, now + s->ob_lease_ms,
-                                     &f->outbox_id);
-    /* The mapping is gone (or going): its cached tokens go now, before any answer. */
-    cache_invalidate(f, f->user.acs_id);
-    if (rc == TV_ERR_NOT_FOUND) {
-        /* Another delete removed it between our read and now. */
-        delete_none(f);
-        return;
-    }
-    if (rc != 0) {
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, NULL);
-        finish(f, rc, NULL);
-        return;
-    }
-    rc = outbox_inflight_add(s, f->outbox_id);
-    if (rc == TV_ERR_CONFLICT) {
-        /* The worker already sends it (the lease cannot have run out yet, but if it did):
-         * not an error; the outbox finishes it. */
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, 0,
-                      "the outbox is deleting the identity");
-        finish_ex(f, 0, NULL, 1);
-        return;
-    }
-    if (rc != 0) {
-        /* Too many deletes in flight: due now, the outbox worker takes this row soon. */
-        (void)store_outbox_lease(s->store, f->outbox_id, now);
-        service_outbox_kick(s);
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc,
-                      "queued in the outbox (too many deletes in flight)");
-        finish_ex(f, 0, NULL, 1);
-        return;
-    }
-    memset(&rq, 0, sizeof rq);
-    rq.op = ACS_OP_DELETE;
-    rq.identity_id = f->user.acs_id;
-    rc = flow_submit(f, &rq);
-    if (rc != 0) {
-        (void)store_outbox_retry_later(s->store, f->outbox_id, now + outbox_backoff_ms(s, 0),
-                                       err_name(rc));
-        outbox_inflight_remove(s, f->outbox_id);
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc,
-                      "queued in the outbox");
-        finish_ex(f, 0, NULL, 1);
-    }
-}
-
-static void delete_done(struct flow *f)
-{
-    struct service *s = f->s;
-    int rc = f->res.rc;
-
-    /* Again, for issues that were in flight when the delete began. */
-    cache_invalidate(f, f->user.acs_id);
-    /* The store first, the in-flight mark after: while the row still looks due, the mark keeps
-     * the outbox worker from sending the same delete again. */
-    if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
-        (void)store_outbox_done(s->store, f->outbox_id);
-        outbox_inflight_remove(s, f->outbox_id);
-        atomic_fetch_add(&s->m_deleted, 1);
-        service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, 0,
-                      rc == 0 ? NULL : "ACS did not know the identity");
-        finish(f, 0, NULL);
-        return;
-    }
-    (void)store_outbox_retry_later(s->store, f->outbox_id,
-                                   clock_wall_ms() + outbox_backoff_ms(s, 0), err_name(rc));
-    outbox_inflight_remove(s, f->outbox_id);
-    atomic_fetch_add(&s->m_outbox_retry, 1);
-    service_audit(s, &f->call, "delete", user_of(f), f->user.acs_id, rc, "queued in the outbox");
-    finish_ex(f, 0, NULL, 1);
 }
 
 /* Ends a failed single-flight: everyone gets the leader's error, except a delete that waited
@@ -233,11 +115,11 @@ static void fail_all(struct flow *leader, struct flow *waiters, int rc, const ch
         struct flow *w = waiters;
         waiters = w->wnext;
         if (w->kind == FK_USER_DELETE)
-            delete_none(w);
+            flow_delete_none(w);
         else
-            finish(w, rc, msg);
+            flow_finish(w, rc, msg);
     }
-    finish(leader, rc, msg);
+    flow_finish(leader, rc, msg);
 }
 
 /* ---- tokens, through the cache ---- */
@@ -266,28 +148,28 @@ static void finish_hit(struct flow *f, struct tcache_hit *h)
     f->res.op = ACS_OP_ISSUE;
     f->res.token = h->token;
     h->token = NULL;
-    copy_str(f->res.expires_on, sizeof f->res.expires_on, h->expires_on);
+    service_copy_str(f->res.expires_on, sizeof f->res.expires_on, h->expires_on);
     f->res.expires_on_ms = h->expires_on_ms;
     atomic_fetch_add(&f->s->m_cache_hits, 1);
-    finish(f, 0, NULL);
+    flow_finish(f, 0, NULL);
 }
 
 /* A waiter of an issue single-flight gets a copy of the leader's outcome. */
 static void finish_shared(struct flow *w, const struct flow *leader, int rc, const char *msg)
 {
     if (rc != 0 || leader->res.token == NULL) {
-        finish(w, rc, msg);
+        flow_finish(w, rc, msg);
         return;
     }
     acs_result_release(&w->res);
     w->res.op = ACS_OP_ISSUE;
     if ((w->res.token = strdup(leader->res.token)) == NULL) {
-        finish(w, TV_ERR_NOMEM, NULL);
+        flow_finish(w, TV_ERR_NOMEM, NULL);
         return;
     }
-    copy_str(w->res.expires_on, sizeof w->res.expires_on, leader->res.expires_on);
+    service_copy_str(w->res.expires_on, sizeof w->res.expires_on, leader->res.expires_on);
     w->res.expires_on_ms = leader->res.expires_on_ms;
-    finish(w, 0, NULL);
+    flow_finish(w, 0, NULL);
 }
 
 /* The single-flight leader's ACS issue; a refused submission ends it and its waiters. */
@@ -303,7 +185,7 @@ static void issue_submit_leader(struct flow *f)
     rc = flow_submit(f, &rq);
     if (rc != 0) {
         struct flow *waiters = isf_finish(f->s, f);
-        service_audit(f->s, &f->call, "issue", user_of(f), f->user.acs_id, rc, NULL);
+        service_audit(f->s, &f->call, "issue", flow_user_of(f), f->user.acs_id, rc, NULL);
         fail_all(f, waiters, rc, NULL);
     }
 }
@@ -335,7 +217,7 @@ static void token_start(struct flow *f)
     f->issue_start_ms = clock_wall_ms();
     f->epoch = tcache_epoch(s->cache, f->user.acs_id);
     if ((rc = isf_join_or_lead(s, f, &role, &hit)) != 0) {
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     switch (role) {
@@ -354,19 +236,19 @@ static void token_start(struct flow *f)
 
 /* ---- with a mapping in hand ---- */
 
-static void have_mapping(struct flow *f)
+void flow_have_mapping(struct flow *f)
 {
     char msg[MSG_MAX];
 
     if (strcmp(f->user.resource, f->s->resource) != 0) {
         snprintf(msg, sizeof msg, "identity belongs to another ACS resource (%s)",
                  f->user.resource);
-        finish(f, TV_ERR_CONFLICT, msg);
+        flow_finish(f, TV_ERR_CONFLICT, msg);
         return;
     }
     switch (f->kind) {
     case FK_USER_ENSURE:
-        finish(f, 0, NULL);
+        flow_finish(f, 0, NULL);
         break;
     case FK_USER_TOKEN:
     case FK_ID_TOKEN:
@@ -375,15 +257,15 @@ static void have_mapping(struct flow *f)
     case FK_USER_REVOKE:
     case FK_ID_REVOKE:
         /* Cached tokens stop being served from the moment the revoke is asked for. */
-        cache_invalidate(f, f->user.acs_id);
+        flow_cache_invalidate(f, f->user.acs_id);
         submit_for_mapping(f, ACS_OP_REVOKE);
         break;
     case FK_USER_DELETE:
     case FK_ID_DELETE:
-        delete_begin(f);
+        flow_delete_begin(f);
         break;
     default:
-        finish(f, TV_ERR_INTERNAL, NULL);
+        flow_finish(f, TV_ERR_INTERNAL, NULL);
         break;
     }
 }
@@ -413,13 +295,13 @@ static void user_create_done(struct flow *f)
     if (rc != 0) {
         service_audit(s, &f->call, "create", f->key, "", rc, NULL);
         waiters = sf_finish(s, f->key);
-        fail_all(f, waiters, rc, acs_message(f));
+        fail_all(f, waiters, rc, flow_acs_message(f));
         return;
     }
     memset(&u, 0, sizeof u);
-    copy_str(u.app_user_id, sizeof u.app_user_id, f->key);
-    copy_str(u.acs_id, sizeof u.acs_id, f->res.identity_id);
-    copy_str(u.resource, sizeof u.resource, s->resource);
+    service_copy_str(u.app_user_id, sizeof u.app_user_id, f->key);
+    service_copy_str(u.acs_id, sizeof u.acs_id, f->res.identity_id);
+    service_copy_str(u.resource, sizeof u.resource, s->resource);
     u.created_ms = clock_wall_ms();
     if (f->res.token != NULL)
         u.last_issued_ms = u.created_ms;
@@ -461,17 +343,17 @@ static void user_create_done(struct flow *f)
         waiters = w->wnext;
         w->user = f->user;
         w->have_user = 1;
-        have_mapping(w);
+        flow_have_mapping(w);
     }
     if (f->kind == FK_USER_TOKEN && f->res.token != NULL) {
         char detail[160];
         token_detail(f, detail, sizeof detail);
         atomic_fetch_add(&s->m_issued, 1);
         service_audit(s, &f->call, "issue", f->user.app_user_id, f->user.acs_id, 0, detail);
-        finish(f, 0, NULL);
+        flow_finish(f, 0, NULL);
         return;
     }
-    have_mapping(f);
+    flow_have_mapping(f);
 }
 
 static void identity_create_done(struct flow *f)
@@ -481,12 +363,12 @@ static void identity_create_done(struct flow *f)
 
     if (rc != 0) {
         service_audit(s, &f->call, "create", "", "", rc, NULL);
-        finish(f, rc, acs_message(f));
+        flow_finish(f, rc, flow_acs_message(f));
         return;
     }
     memset(&f->user, 0, sizeof f->user);
-    copy_str(f->user.acs_id, sizeof f->user.acs_id, f->res.identity_id);
-    copy_str(f->user.resource, sizeof f->user.resource, s->resource);
+    service_copy_str(f->user.acs_id, sizeof f->user.acs_id, f->res.identity_id);
+    service_copy_str(f->user.resource, sizeof f->user.resource, s->resource);
     f->user.created_ms = clock_wall_ms();
     if (f->res.token != NULL)
         f->user.last_issued_ms = f->user.created_ms;
@@ -496,7 +378,7 @@ static void identity_create_done(struct flow *f)
     service_audit(s, &f->call, "create", "", f->user.acs_id, rc, "standalone");
     if (rc != 0) {
         orphan_delete(s, f, f->user.acs_id);
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     f->have_user = 1;
@@ -509,7 +391,7 @@ static void identity_create_done(struct flow *f)
         service_audit(s, &f->call, "issue", "", f->user.acs_id, 0, detail);
         cache_store(f, f->user.acs_id);
     }
-    finish(f, 0, NULL);
+    flow_finish(f, 0, NULL);
 }
 
 /* ---- the other outcomes ---- */
@@ -529,22 +411,23 @@ static void issue_gone(struct flow *f)
     rc = f->kind == FK_ID_TOKEN ? store_user_get_by_acs(s->store, f->key, &cur)
                                 : store_user_get(s->store, f->key, &cur);
     if (rc != 0 && rc != TV_ERR_NOT_FOUND) {
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     if (rc == 0 && strcmp(cur.acs_id, f->user.acs_id) == 0) {
-        finish(f, TV_ERR_CONFLICT,
-               "ACS no longer knows this identity although its mapping exists (deleted outside "
-               "tokenvend?); delete the user or identity to start over");
+        flow_finish(
+            f, TV_ERR_CONFLICT,
+            "ACS no longer knows this identity although its mapping exists (deleted outside "
+            "tokenvend?); delete the user or identity to start over");
         return;
     }
     if (f->kind == FK_ID_TOKEN) {
-        finish(f, TV_ERR_NOT_FOUND, "no such identity");
+        flow_finish(f, TV_ERR_NOT_FOUND, "no such identity");
         return;
     }
     if (f->kind != FK_USER_TOKEN || f->restarted) {
-        finish(f, TV_ERR_CONFLICT,
-               "the identity was deleted while a token was being issued; try again");
+        flow_finish(f, TV_ERR_CONFLICT,
+                    "the identity was deleted while a token was being issued; try again");
         return;
     }
     log_msg(LOGL_INFO, f->call.request_id,
@@ -573,7 +456,7 @@ static void issue_done(struct flow *f)
         (void)store_user_touch_issued(s->store, f->user.acs_id, clock_wall_ms());
         atomic_fetch_add(&s->m_issued, 1);
     }
-    service_audit(s, &f->call, "issue", user_of(f), f->user.acs_id, rc, detail);
+    service_audit(s, &f->call, "issue", flow_user_of(f), f->user.acs_id, rc, detail);
     if (f->isf != NULL) {
         /* Stored before the single-flight entry goes, so a request arriving in between finds
          * one or the other. */
@@ -587,14 +470,14 @@ static void issue_done(struct flow *f)
             if (rc == TV_ERR_ACS_NOT_FOUND)
                 issue_gone(w);
             else
-                finish_shared(w, f, rc, rc == 0 ? NULL : acs_message(f));
+                finish_shared(w, f, rc, rc == 0 ? NULL : flow_acs_message(f));
         }
     }
     if (rc == TV_ERR_ACS_NOT_FOUND) {
         issue_gone(f);
         return;
     }
-    finish(f, rc, rc == 0 ? NULL : acs_message(f));
+    flow_finish(f, rc, rc == 0 ? NULL : flow_acs_message(f));
 }
 
 static void revoke_done(struct flow *f)
@@ -608,29 +491,9 @@ static void revoke_done(struct flow *f)
     }
     /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
      * issues that were in flight meanwhile are refused by the cache from here on. */
-    cache_invalidate(f, f->user.acs_id);
-    service_audit(s, &f->call, "revoke", user_of(f), f->user.acs_id, rc, NULL);
-    finish(f, rc, rc == 0 ? NULL : acs_message(f));
-}
-
-static void teams_done(struct flow *f)
-{
-    struct service *s = f->s;
-    char detail[200];
-    int rc = f->res.rc;
-    const char *msg = rc == 0 ? NULL : acs_message(f);
-
-    /* ACS answers 401 for a Teams token it cannot accept (expired, malformed): that is the
-     * caller's token, not our credentials (those fail with code "Denied"). */
-    if (rc != 0 && f->res.http_status == 401 && strcmp(f->res.acs_code, "Denied") != 0) {
-        rc = TV_ERR_UNAUTHORIZED;
-        msg = "ACS did not accept the Teams token";
-    }
-    if (rc == 0)
-        atomic_fetch_add(&s->m_exchanged, 1);
-    snprintf(detail, sizeof detail, "oid=%.90s appid=%.90s", f->teams_oid, f->teams_app);
-    service_audit(s, &f->call, "teams_exchange", "", rc == 0 ? f->res.identity_id : "", rc, detail);
-    finish(f, rc, msg);
+    flow_cache_invalidate(f, f->user.acs_id);
+    service_audit(s, &f->call, "revoke", flow_user_of(f), f->user.acs_id, rc, NULL);
+    flow_finish(f, rc, rc == 0 ? NULL : flow_acs_message(f));
 }
 
 void flow_step(struct flow *f)
@@ -649,13 +512,13 @@ void flow_step(struct flow *f)
         revoke_done(f);
         break;
     case ACS_OP_DELETE:
-        delete_done(f);
+        flow_delete_done(f);
         break;
     case ACS_OP_TEAMS_EXCHANGE:
-        teams_done(f);
+        flow_teams_done(f);
         break;
     default:
-        finish(f, TV_ERR_INTERNAL, NULL);
+        flow_finish(f, TV_ERR_INTERNAL, NULL);
         break;
     }
 }
@@ -673,23 +536,23 @@ static void user_start(struct flow *f)
     rc = store_user_get(s->store, f->key, &f->user);
     if (rc == 0) {
         f->have_user = 1;
-        have_mapping(f);
+        flow_have_mapping(f);
         return;
     }
     if (rc != TV_ERR_NOT_FOUND) {
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     if (!f->may_create) {
-        finish(f, TV_ERR_NOT_FOUND, "no ACS identity for this user");
+        flow_finish(f, TV_ERR_NOT_FOUND, "no ACS identity for this user");
         return;
     }
     if ((rc = sf_join_or_lead(s, f, &role)) != 0) {
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     if (role == SF_FOUND) {
-        have_mapping(f);
+        flow_have_mapping(f);
         return;
     }
     if (role == SF_JOINED)
@@ -713,8 +576,8 @@ static void user_start(struct flow *f)
     }
 }
 
-static struct flow *start(struct service *s, enum flow_kind kind, const struct service_call *c,
-                          const char *key, service_done_fn done, void *arg)
+struct flow *flow_start(struct service *s, enum flow_kind kind, const struct service_call *c,
+                        const char *key, service_done_fn done, void *arg)
 {
     struct flow *f = flow_new(s, kind, c, done, arg);
     struct service_result r;
@@ -729,7 +592,7 @@ static struct flow *start(struct service *s, enum flow_kind kind, const struct s
             done(arg, &r);
         return NULL;
     }
-    copy_str(f->key, sizeof f->key, key);
+    service_copy_str(f->key, sizeof f->key, key);
     return f;
 }
 
@@ -746,7 +609,7 @@ void service_user_token(struct service *s, const struct service_call *c, const c
                         const struct policy_token_req *treq, int create_if_missing,
                         service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_USER_TOKEN, c, app_user_id, done, arg);
+    struct flow *f = flow_start(s, FK_USER_TOKEN, c, app_user_id, done, arg);
     if (f == NULL)
         return;
     set_treq(f, treq);
@@ -757,7 +620,7 @@ void service_user_token(struct service *s, const struct service_call *c, const c
 void service_user_ensure(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_USER_ENSURE, c, app_user_id, done, arg);
+    struct flow *f = flow_start(s, FK_USER_ENSURE, c, app_user_id, done, arg);
     if (f == NULL)
         return;
     f->may_create = 1;
@@ -767,45 +630,16 @@ void service_user_ensure(struct service *s, const struct service_call *c, const 
 void service_user_revoke(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_USER_REVOKE, c, app_user_id, done, arg);
+    struct flow *f = flow_start(s, FK_USER_REVOKE, c, app_user_id, done, arg);
     if (f == NULL)
         return;
     user_start(f);
 }
 
-void service_user_delete(struct service *s, const struct service_call *c, const char *app_user_id,
-                         service_done_fn done, void *arg)
-{
-    struct flow *f = start(s, FK_USER_DELETE, c, app_user_id, done, arg);
-    enum sf_role role;
-    int rc;
-
-    if (f == NULL)
-        return;
-    rc = store_user_get(s->store, f->key, &f->user);
-    if (rc == TV_ERR_NOT_FOUND) {
-        /* A create in flight for this user: wait for it and delete what it makes, so that no
-         * mapping appears after this delete answered. */
-        rc = sf_join_if_inflight(s, f, &role);
-        if (rc == 0 && role == SF_JOINED)
-            return; /* the leader's create continues this flow */
-        if (rc == TV_ERR_NOT_FOUND) {
-            delete_none(f);
-            return;
-        }
-    }
-    if (rc != 0) {
-        finish(f, rc, NULL);
-        return;
-    }
-    f->have_user = 1;
-    have_mapping(f);
-}
-
 void service_identity_create(struct service *s, const struct service_call *c,
                              const struct policy_token_req *treq, service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_ID_CREATE, c, "-", done, arg);
+    struct flow *f = flow_start(s, FK_ID_CREATE, c, "-", done, arg);
     struct acs_request rq;
     int rc;
 
@@ -826,7 +660,7 @@ void service_identity_create(struct service *s, const struct service_call *c,
     rc = flow_submit(f, &rq);
     if (rc != 0) {
         service_audit(s, &f->call, "create", "", "", rc, "standalone");
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
     }
 }
 
@@ -837,25 +671,25 @@ static void identity_start(struct flow *f)
     int rc = store_user_get_by_acs(s->store, f->key, &f->user);
 
     if (rc == TV_ERR_NOT_FOUND && f->kind == FK_ID_DELETE) {
-        delete_none(f);
+        flow_delete_none(f);
         return;
     }
     if (rc == TV_ERR_NOT_FOUND) {
-        finish(f, TV_ERR_NOT_FOUND, "no such identity");
+        flow_finish(f, TV_ERR_NOT_FOUND, "no such identity");
         return;
     }
     if (rc != 0) {
-        finish(f, rc, NULL);
+        flow_finish(f, rc, NULL);
         return;
     }
     f->have_user = 1;
-    have_mapping(f);
+    flow_have_mapping(f);
 }
 
 void service_identity_token(struct service *s, const struct service_call *c, const char *acs_id,
                             const struct policy_token_req *treq, service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_ID_TOKEN, c, acs_id, done, arg);
+    struct flow *f = flow_start(s, FK_ID_TOKEN, c, acs_id, done, arg);
     if (f == NULL)
         return;
     set_treq(f, treq);
@@ -865,7 +699,7 @@ void service_identity_token(struct service *s, const struct service_call *c, con
 void service_identity_revoke(struct service *s, const struct service_call *c, const char *acs_id,
                              service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_ID_REVOKE, c, acs_id, done, arg);
+    struct flow *f = flow_start(s, FK_ID_REVOKE, c, acs_id, done, arg);
     if (f != NULL)
         identity_start(f);
 }
@@ -873,90 +707,7 @@ void service_identity_revoke(struct service *s, const struct service_call *c, co
 void service_identity_delete(struct service *s, const struct service_call *c, const char *acs_id,
                              service_done_fn done, void *arg)
 {
-    struct flow *f = start(s, FK_ID_DELETE, c, acs_id, done, arg);
+    struct flow *f = flow_start(s, FK_ID_DELETE, c, acs_id, done, arg);
     if (f != NULL)
         identity_start(f);
-}
-
-/* ---- Teams ---- */
-
-/* Reads oid and appid/azp from the payload of a JWT without verifying it. 0 or TV_ERR_INVALID. */
-static int teams_claims(const char *token, char oid[TEAMS_OID_MAX + 1], char app[TEAMS_APP_MAX + 1])
-{
-    const char *d1 = strchr(token, '.'), *d2;
-    struct json_object *payload = NULL;
-    uint8_t *raw = NULL;
-    size_t rawlen = 0;
-    const char *v;
-    int rc = TV_ERR_INVALID;
-
-    if (d1 == NULL || (d2 = strchr(d1 + 1, '.')) == NULL || strchr(d2 + 1, '.') != NULL ||
-        d1 == token || d2 == d1 + 1)
-        goto done;
-    if (b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &raw, &rawlen) != 0)
-        goto done;
-    if (jsonx_parse((const char *)raw, rawlen, TEAMS_TOKEN_MAX, &payload) != 0 ||
-        !json_object_is_type(payload, json_type_object))
-        goto done;
-    if (jsonx_get_string(payload, "oid", TEAMS_OID_MAX, &v) != 0)
-        goto done;
-    copy_str(oid, TEAMS_OID_MAX + 1, v);
-    if (jsonx_get_string(payload, "appid", TEAMS_APP_MAX, &v) != 0 &&
-        jsonx_get_string(payload, "azp", TEAMS_APP_MAX, &v) != 0)
-        goto done;
-    copy_str(app, TEAMS_APP_MAX + 1, v);
-    rc = 0;
-done:
-    json_object_put(payload);
-    if (raw != NULL) {
-        OPENSSL_cleanse(raw, rawlen);
-        free(raw);
-    }
-    return rc;
-}
-
-void service_teams_exchange(struct service *s, const struct service_call *c, const char *bearer_oid,
-                            const char *teams_token, service_done_fn done, void *arg)
-{
-    struct flow *f = start(s, FK_TEAMS, c, "-", done, arg);
-    struct acs_request rq;
-    size_t len;
-    int rc;
-
-    if (f == NULL)
-        return;
-    f->key[0] = '\0';
-    len = teams_token != NULL ? strlen(teams_token) : 0;
-    if (len == 0 || len > TEAMS_TOKEN_MAX) {
-        finish(f, TV_ERR_INVALID, "header teams-user-aad-token must hold the Teams user's token");
-        return;
-    }
-    if (teams_claims(teams_token, f->teams_oid, f->teams_app) != 0) {
-        finish(f, TV_ERR_INVALID,
-               "teams-user-aad-token is not a JWT with oid and appid (or azp) claims");
-        return;
-    }
-    if (bearer_oid == NULL || bearer_oid[0] == '\0') {
-        finish(f, TV_ERR_FORBIDDEN, "the caller's token has no oid claim");
-        return;
-    }
-    if (strlen(bearer_oid) != strlen(f->teams_oid) ||
-        CRYPTO_memcmp(bearer_oid, f->teams_oid, strlen(bearer_oid)) != 0) {
-        finish(f, TV_ERR_FORBIDDEN, "the Teams token belongs to another user (oid differs)");
-        return;
-    }
-    if ((f->teams_token = strdup(teams_token)) == NULL) {
-        finish(f, TV_ERR_NOMEM, NULL);
-        return;
-    }
-    memset(&rq, 0, sizeof rq);
-    rq.op = ACS_OP_TEAMS_EXCHANGE;
-    rq.teams_token = f->teams_token;
-    rq.teams_app_id = f->teams_app;
-    rq.teams_user_id = f->teams_oid;
-    rc = flow_submit(f, &rq);
-    if (rc != 0) {
-        service_audit(s, &f->call, "teams_exchange", "", "", rc, NULL);
-        finish(f, rc, NULL);
-    }
 }

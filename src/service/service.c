@@ -1,7 +1,7 @@
 /* Service lifecycle: worker threads that run flow steps, the guarded path to ACS, the
  * single-flight maps of in-flight creates and (with the token cache) issues, audit rows and
- * metrics. The flows themselves are in
- * flows.c, the delete outbox in outbox.c. */
+ * metrics. The flows themselves are in flows.c, delete.c and teams.c, the delete outbox in
+ * outbox.c. */
 #include "service/service.h"
 
 #include <stdio.h>
@@ -23,7 +23,7 @@
 #define DEFER_MAX_PENDING_DEFAULT 32
 #define OUTBOX_LEASE_DEFAULT_MS 60000
 
-static void copy_str(char *dst, size_t cap, const char *src)
+void service_copy_str(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src != NULL ? src : "");
 }
@@ -32,7 +32,7 @@ void service_call_init(struct service_call *c, const char *request_id, const cha
                        const char *name)
 {
     memset(c, 0, sizeof *c);
-    copy_str(c->request_id, sizeof c->request_id, request_id);
+    service_copy_str(c->request_id, sizeof c->request_id, request_id);
     snprintf(c->caller, sizeof c->caller, "%s%s%s", kind != NULL ? kind : "",
              kind != NULL && name != NULL ? ":" : "", name != NULL ? name : "");
 }
@@ -240,7 +240,9 @@ static unsigned sf_hash(const char *k)
     return h % SF_BUCKETS;
 }
 
-int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role)
+/* The two single-flight entries for creates: joins the create in flight for f->key, or finds
+ * the mapping, or (lead) registers f as the leader of a new create. */
+static int sf_join(struct service *s, struct flow *f, enum sf_role *role, int lead)
 {
     unsigned b = sf_hash(f->key);
     struct sf_entry *e;
@@ -266,13 +268,13 @@ int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role)
         *role = SF_FOUND;
         goto unlock;
     }
-    if (rc != TV_ERR_NOT_FOUND)
+    if (rc != TV_ERR_NOT_FOUND || !lead)
         goto unlock;
     if ((e = calloc(1, sizeof *e)) == NULL) {
         rc = TV_ERR_NOMEM;
         goto unlock;
     }
-    copy_str(e->user_id, sizeof e->user_id, f->key);
+    service_copy_str(e->user_id, sizeof e->user_id, f->key);
     e->next = s->sf[b];
     s->sf[b] = e;
     *role = SF_LEAD;
@@ -282,32 +284,14 @@ unlock:
     return rc;
 }
 
+int sf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role)
+{
+    return sf_join(s, f, role, 1);
+}
+
 int sf_join_if_inflight(struct service *s, struct flow *f, enum sf_role *role)
 {
-    unsigned b = sf_hash(f->key);
-    struct sf_entry *e;
-    int rc = 0;
-
-    pthread_mutex_lock(&s->sf_lock);
-    for (e = s->sf[b]; e != NULL; e = e->next) {
-        if (strcmp(e->user_id, f->key) == 0)
-            break;
-    }
-    if (e != NULL) {
-        f->wnext = e->waiters;
-        e->waiters = f;
-        *role = SF_JOINED;
-        atomic_fetch_add(&s->m_sf_joined, 1);
-        goto unlock;
-    }
-    rc = store_user_get(s->store, f->key, &f->user);
-    if (rc == 0) {
-        f->have_user = 1;
-        *role = SF_FOUND;
-    }
-unlock:
-    pthread_mutex_unlock(&s->sf_lock);
-    return rc;
+    return sf_join(s, f, role, 0);
 }
 
 struct flow *sf_finish(struct service *s, const char *user_id)
@@ -380,8 +364,8 @@ int isf_join_or_lead(struct service *s, struct flow *f, enum sf_role *role, stru
         rc = TV_ERR_NOMEM;
         goto unlock;
     }
-    copy_str(e->acs_id, sizeof e->acs_id, f->user.acs_id);
-    copy_str(e->scopes, sizeof e->scopes, f->scopes_key);
+    service_copy_str(e->acs_id, sizeof e->acs_id, f->user.acs_id);
+    service_copy_str(e->scopes, sizeof e->scopes, f->scopes_key);
     e->minutes = f->treq.minutes;
     e->epoch = f->epoch;
     e->next = s->isf[b];
@@ -430,7 +414,7 @@ int service_new(const struct service_opts *o, struct service **out)
     s->store = o->store;
     s->submit = o->submit;
     s->submit_ctx = o->submit_ctx;
-    copy_str(s->resource, sizeof s->resource, o->resource);
+    service_copy_str(s->resource, sizeof s->resource, o->resource);
     s->policy = o->policy;
     wq_init(&s->fast, o->workers == 0            ? WORKERS_DEFAULT
                       : o->workers > WORKERS_MAX ? WORKERS_MAX
@@ -530,14 +514,14 @@ void service_audit(struct service *s, const struct service_call *c, const char *
     memset(&a, 0, sizeof a);
     a.ts_ms = clock_wall_ms();
     if (c != NULL) {
-        copy_str(a.request_id, sizeof a.request_id, c->request_id);
-        copy_str(a.caller, sizeof a.caller, c->caller);
+        service_copy_str(a.request_id, sizeof a.request_id, c->request_id);
+        service_copy_str(a.caller, sizeof a.caller, c->caller);
     }
-    copy_str(a.action, sizeof a.action, action);
-    copy_str(a.app_user_id, sizeof a.app_user_id, app_user_id);
-    copy_str(a.acs_id, sizeof a.acs_id, acs_id);
-    copy_str(a.outcome, sizeof a.outcome, rc == 0 ? "ok" : err_name(rc));
-    copy_str(a.detail, sizeof a.detail, detail);
+    service_copy_str(a.action, sizeof a.action, action);
+    service_copy_str(a.app_user_id, sizeof a.app_user_id, app_user_id);
+    service_copy_str(a.acs_id, sizeof a.acs_id, acs_id);
+    service_copy_str(a.outcome, sizeof a.outcome, rc == 0 ? "ok" : err_name(rc));
+    service_copy_str(a.detail, sizeof a.detail, detail);
     if ((arc = store_audit_add(s->store, &a)) != 0)
         log_msg(LOGL_ERROR, a.request_id, "audit row for %s not written: %s", a.action,
                 err_name(arc));

@@ -1,5 +1,6 @@
 /* Internals of the service module shared by service.c (lifecycle, workers, single-flight map,
- * audit), flows.c (the request flows) and outbox.c (the delete outbox worker). A flow is one
+ * audit), flows.c (the request flows), delete.c (the delete flow), teams.c (the Teams exchange)
+ * and outbox.c (the delete outbox worker). A flow is one
  * request's small state machine: each ACS callback copies its result into the flow and queues
  * the flow on a worker, which runs the next step (store writes never run on the ACS engine
  * thread, whose callbacks must not block). */
@@ -149,6 +150,36 @@ int flow_submit(struct flow *f, struct acs_request *req);
 /* The next step of f after an ACS outcome (worker thread). flows.c / outbox.c. */
 void flow_step(struct flow *f);
 void outbox_step(struct flow *f);
+
+/* Copies src (NULL = "") into dst, truncating to cap - 1 bytes (service.c). */
+void service_copy_str(char *dst, size_t cap, const char *src);
+
+/* Steps shared by the flows in flows.c, delete.c and teams.c. */
+
+/* Allocates the flow of a public entry point for key (an app user or ACS id, 1..STORE_ID_MAX
+ * bytes). NULL when out of memory or key is invalid: then done has already been called. */
+struct flow *flow_start(struct service *s, enum flow_kind kind, const struct service_call *c,
+                        const char *key, service_done_fn done, void *arg);
+/* Reports the outcome to the caller exactly once and frees f. pending: the outbox still owes
+ * ACS a delete (202). A token is handed out only when rc is 0 and f->res holds one. */
+void flow_finish_ex(struct flow *f, int rc, const char *msg, int pending);
+/* flow_finish_ex with pending 0. */
+void flow_finish(struct flow *f, int rc, const char *msg);
+/* ACS's own message for f's failed call (never secret), or NULL. */
+const char *flow_acs_message(const struct flow *f);
+/* The app user f acts for: the mapping's, or f->key before the mapping is known. */
+const char *flow_user_of(const struct flow *f);
+/* Wipes acs_id's cached tokens and fences off ACS issues already in flight (cache on only). */
+void flow_cache_invalidate(struct flow *f, const char *acs_id);
+/* Continues f with its mapping in f->user (same resource check, then by kind). */
+void flow_have_mapping(struct flow *f);
+/* delete.c: no mapping to delete (an audited success, pending while the outbox owes ACS the
+ * delete); the delete of f's mapping; its ACS outcome. */
+void flow_delete_none(struct flow *f);
+void flow_delete_begin(struct flow *f);
+void flow_delete_done(struct flow *f);
+/* teams.c: the ACS outcome of a Teams exchange. */
+void flow_teams_done(struct flow *f);
 
 enum sf_role { SF_LEAD, SF_JOINED, SF_FOUND };
 /* Single-flight for f->key: when a create for that user is in flight, appends f to its waiters
