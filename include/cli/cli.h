@@ -45,6 +45,12 @@ struct cli_args {
  * words. On error prints a usage error naming `cmd` to stderr and returns CLI_EXIT_USAGE. */
 int cli_args_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts, size_t nopts,
                    size_t max_pos, struct cli_args *out);
+/* True when a command's words (argv[0..argc), after the command name) are empty or ask for help
+ * (-h, --help, help): then usage_fn has printed the usage (on stderr when empty) and *rc holds
+ * the exit code (CLI_EXIT_USAGE when empty, else CLI_EXIT_OK). */
+int cli_help_asked(int argc, char **argv, void (*usage_fn)(FILE *f), int *rc);
+/* Prints a command's own flags, one "  --name ARG   help" line each. */
+void cli_opts_print(FILE *f, const struct cli_opt *opts, size_t nopts);
 /* Loads the configuration from the parsed common flags and sets up logging from it.
  * CLI_EXIT_OK, or CLI_EXIT_USAGE after printing the error; release cfg with config_release. */
 int cli_config_load(const struct cli_args *a, struct config *cfg);

@@ -45,30 +45,13 @@ void cli_account_usage_print(FILE *f)
           "\n"
           "Flags:\n",
           f);
-    for (size_t i = 0; i < sizeof account_opts / sizeof account_opts[0]; i++) {
-        char left[40];
-        snprintf(left, sizeof left, "--%s %s", account_opts[i].name, account_opts[i].arg);
-        fprintf(f, "  %-22s %s\n", left, account_opts[i].help);
-    }
+    cli_opts_print(f, account_opts, sizeof account_opts / sizeof account_opts[0]);
     cli_common_flags_print(f);
     fputs("\nArgon2id cost: t=3, m=32 MiB, p=1 (about 0.1 s); the TOKENVEND_ARGON2 environment\n"
           "variable (\"t=N,m=KIB,p=N\") overrides it, e.g. for fast tests.\n"
           "Exit status: 0 success, 1 not found / database failure, 2 usage or configuration "
           "error.\n",
           f);
-}
-
-static void audit_admin(struct store *st, const char *action, const char *name)
-{
-    struct store_audit au;
-
-    memset(&au, 0, sizeof au);
-    au.ts_ms = clock_wall_ms();
-    snprintf(au.caller, sizeof au.caller, "cli");
-    snprintf(au.action, sizeof au.action, "%s", action);
-    snprintf(au.outcome, sizeof au.outcome, "ok");
-    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", name);
-    (void)store_audit_add(st, &au);
 }
 
 /* Reads one line of fd 0 into buf (cap > PASSWORD_MAX_LEN + 1), byte by byte so that nothing
@@ -159,7 +142,7 @@ static int account_add(struct store *st, const char *name, const char *pw, size_
         rc = cli_store_failure(rc, msg);
         goto done;
     }
-    audit_admin(st, created ? "account_add" : "account_password", name);
+    cli_audit_add(st, created ? "account_add" : "account_password", name, "", "ok", "");
     struct json_object *o = json_object_new_object();
     if (o != NULL) {
         json_object_object_add(o, "name", json_object_new_string(name));
@@ -174,20 +157,16 @@ done:
 static int account_list(struct store *st)
 {
     struct store_account *rows = calloc(LIST_PAGE, sizeof *rows);
-    struct json_object *o = json_object_new_object();
-    struct json_object *arr = json_object_new_array();
+    struct json_object *arr = NULL;
+    struct json_object *o = cli_json_list_new("accounts", &arr);
     char after[STORE_NAME_MAX + 1] = "";
     int n = 0;
     int rc;
 
-    if (rows == NULL || o == NULL || arr == NULL) {
-        json_object_put(arr);
-        json_object_put(o);
-        o = NULL;
+    if (rows == NULL || o == NULL) {
         rc = cli_json_print(NULL);
         goto done;
     }
-    json_object_object_add(o, "accounts", arr);
     do {
         if ((rc = store_account_list(st, after, LIST_PAGE, rows, &n)) != 0) {
             rc = cli_store_failure(rc, "could not list the accounts");
@@ -226,7 +205,7 @@ static int account_remove(struct store *st, const char *name)
             snprintf(msg, sizeof msg, "could not remove the account '%s'", name);
         return cli_store_failure(rc, msg);
     }
-    audit_admin(st, "account_remove", name);
+    cli_audit_add(st, "account_remove", name, "", "ok", "");
     struct json_object *o = json_object_new_object();
     if (o != NULL) {
         json_object_object_add(o, "name", json_object_new_string(name));
@@ -234,6 +213,14 @@ static int account_remove(struct store *st, const char *name)
     }
     return cli_json_print(o);
 }
+
+static const struct cli_admin_spec account_spec = {
+    "account",
+    {"add", "list", "remove"},
+    account_opts,
+    sizeof account_opts / sizeof account_opts[0],
+    cli_account_usage_print,
+};
 
 int cli_account_main(int argc, char **argv)
 {
@@ -249,25 +236,9 @@ int cli_account_main(int argc, char **argv)
     char why[256];
     int rc;
 
-    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        cli_account_usage_print(argc < 1 ? stderr : stdout);
-        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
-    sub = argv[0];
-    if (strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "remove") != 0)
-        return cli_usage_error("account: unknown subcommand '%.64s' (see 'tokenvend account "
-                               "--help')",
-                               sub);
-    snprintf(cmd, sizeof cmd, "account %s", sub);
-    rc = cli_args_parse(cmd, argc - 1, argv + 1, account_opts,
-                        sizeof account_opts / sizeof account_opts[0], 1, &a);
-    if (rc != CLI_EXIT_OK)
+    rc = cli_admin_parse(&account_spec, argc, argv, &a, cmd, sizeof cmd, &sub);
+    if (rc != CLI_EXIT_OK || sub == NULL)
         return rc;
-    if (a.help) {
-        cli_account_usage_print(stdout);
-        return CLI_EXIT_OK;
-    }
     if (a.values[OPT_PASSWORD_FILE] != NULL && strcmp(sub, "add") != 0)
         return cli_usage_error("%s: --password-file applies to 'account add' only", cmd);
     if (strcmp(sub, "list") == 0) {
@@ -301,9 +272,7 @@ int cli_account_main(int argc, char **argv)
             pw = line;
         }
     }
-    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
-        goto done;
-    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+    if ((rc = cli_admin_store_open(&a, &cfg, &st)) != CLI_EXIT_OK)
         goto done;
     if (strcmp(sub, "add") == 0)
         rc = account_add(st, a.pos[0], pw, pwlen);

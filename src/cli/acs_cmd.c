@@ -47,11 +47,7 @@ void cli_acs_usage_print(FILE *f)
           "\n"
           "Flags:\n",
           f);
-    for (size_t i = 0; i < sizeof acs_opts / sizeof acs_opts[0]; i++) {
-        char left[40];
-        snprintf(left, sizeof left, "--%s %s", acs_opts[i].name, acs_opts[i].arg);
-        fprintf(f, "  %-22s %s\n", left, acs_opts[i].help);
-    }
+    cli_opts_print(f, acs_opts, sizeof acs_opts / sizeof acs_opts[0]);
     cli_common_flags_print(f);
     fputs("\nExit status: 0 success, 1 ACS or network failure, 2 usage or configuration error.\n",
           f);
@@ -290,11 +286,8 @@ int cli_acs_main(int argc, char **argv)
     char cmd[64];
     int rc;
 
-    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        cli_acs_usage_print(argc < 1 ? stderr : stdout);
-        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    if (cli_help_asked(argc, argv, cli_acs_usage_print, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         if (strcmp(argv[0], subs[i].name) == 0) {
             sub = &subs[i];

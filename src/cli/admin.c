@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/jsonx.h"
+#include "store/audit.h"
 #include "store/store.h"
 
 int cli_store_failure(int rc, const char *what)
@@ -83,6 +84,71 @@ int cli_name_valid(const char *name, int allow_at)
             return 0;
     }
     return n > 0;
+}
+
+int cli_admin_parse(const struct cli_admin_spec *spec, int argc, char **argv, struct cli_args *a,
+                    char *cmd, size_t cmdcap, const char **sub)
+{
+    int rc = CLI_EXIT_OK;
+
+    *sub = NULL;
+    if (cli_help_asked(argc, argv, spec->usage_fn, &rc))
+        return rc;
+    for (size_t i = 0; i < sizeof spec->subs / sizeof spec->subs[0]; i++) {
+        if (spec->subs[i] != NULL && strcmp(argv[0], spec->subs[i]) == 0)
+            *sub = spec->subs[i];
+    }
+    if (*sub == NULL)
+        return cli_usage_error("%s: unknown subcommand '%.64s' (see 'tokenvend %s --help')",
+                               spec->name, argv[0], spec->name);
+    snprintf(cmd, cmdcap, "%s %s", spec->name, *sub);
+    rc = cli_args_parse(cmd, argc - 1, argv + 1, spec->opts, spec->nopts, 1, a);
+    if (rc != CLI_EXIT_OK || a->help) {
+        if (rc == CLI_EXIT_OK)
+            spec->usage_fn(stdout);
+        *sub = NULL;
+    }
+    return rc;
+}
+
+int cli_admin_store_open(const struct cli_args *a, struct config *cfg, struct store **st)
+{
+    int rc = cli_config_load(a, cfg);
+
+    if (rc == CLI_EXIT_OK)
+        rc = cli_store_open(cfg, STORE_MIGRATE_YES, st);
+    return rc;
+}
+
+void cli_audit_add(struct store *st, const char *action, const char *app_user_id,
+                   const char *acs_id, const char *outcome, const char *detail)
+{
+    struct store_audit au;
+
+    memset(&au, 0, sizeof au);
+    au.ts_ms = clock_wall_ms();
+    snprintf(au.caller, sizeof au.caller, "cli");
+    snprintf(au.action, sizeof au.action, "%s", action);
+    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", app_user_id);
+    snprintf(au.acs_id, sizeof au.acs_id, "%s", acs_id);
+    snprintf(au.outcome, sizeof au.outcome, "%s", outcome);
+    snprintf(au.detail, sizeof au.detail, "%s", detail);
+    (void)store_audit_add(st, &au);
+}
+
+struct json_object *cli_json_list_new(const char *key, struct json_object **arr)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *a = json_object_new_array();
+
+    if (o == NULL || a == NULL) {
+        json_object_put(a);
+        json_object_put(o);
+        return NULL;
+    }
+    json_object_object_add(o, key, a);
+    *arr = a;
+    return o;
 }
 
 /* The admin commands by name, so that main.c registers them with one call. */

@@ -40,19 +40,13 @@ void cli_apikey_usage_print(FILE *f)
           f);
 }
 
-/* A best-effort audit row for an admin action: the action already happened, so a failure to
- * record it is logged by the store and not reported as the command's failure. */
+/* The audit row of an admin action on the key called name. */
 static void audit_admin(struct store *st, const char *action, const char *name)
 {
-    struct store_audit au;
+    char detail[STORE_AUDIT_DETAIL_MAX + 1];
 
-    memset(&au, 0, sizeof au);
-    au.ts_ms = clock_wall_ms();
-    snprintf(au.caller, sizeof au.caller, "cli");
-    snprintf(au.action, sizeof au.action, "%s", action);
-    snprintf(au.outcome, sizeof au.outcome, "ok");
-    snprintf(au.detail, sizeof au.detail, "name=%s", name);
-    (void)store_audit_add(st, &au);
+    snprintf(detail, sizeof detail, "name=%s", name);
+    cli_audit_add(st, action, "", "", "ok", detail);
 }
 
 static struct json_object *key_object(const struct store_apikey *k)
@@ -115,20 +109,16 @@ done:
 static int apikey_list(struct store *st)
 {
     struct store_apikey *rows = calloc(LIST_PAGE, sizeof *rows);
-    struct json_object *o = json_object_new_object();
-    struct json_object *arr = json_object_new_array();
+    struct json_object *arr = NULL;
+    struct json_object *o = cli_json_list_new("apikeys", &arr);
     char after[STORE_NAME_MAX + 1] = "";
     int n = 0;
     int rc;
 
-    if (rows == NULL || o == NULL || arr == NULL) {
-        json_object_put(arr);
-        json_object_put(o);
-        o = NULL;
+    if (rows == NULL || o == NULL) {
         rc = cli_json_print(NULL);
         goto done;
     }
-    json_object_object_add(o, "apikeys", arr);
     do {
         if ((rc = store_apikey_list(st, after, LIST_PAGE, rows, &n)) != 0) {
             rc = cli_store_failure(rc, "could not list the API keys");
@@ -170,6 +160,10 @@ static int apikey_revoke(struct store *st, const char *name)
     return rc;
 }
 
+static const struct cli_admin_spec apikey_spec = {
+    "apikey", {"create", "list", "revoke"}, NULL, 0, cli_apikey_usage_print,
+};
+
 int cli_apikey_main(int argc, char **argv)
 {
     struct cli_args a;
@@ -179,23 +173,9 @@ int cli_apikey_main(int argc, char **argv)
     char cmd[32];
     int rc;
 
-    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        cli_apikey_usage_print(argc < 1 ? stderr : stdout);
-        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
-    sub = argv[0];
-    if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "revoke") != 0)
-        return cli_usage_error("apikey: unknown subcommand '%.64s' (see 'tokenvend apikey "
-                               "--help')",
-                               sub);
-    snprintf(cmd, sizeof cmd, "apikey %s", sub);
-    if ((rc = cli_args_parse(cmd, argc - 1, argv + 1, NULL, 0, 1, &a)) != CLI_EXIT_OK)
+    rc = cli_admin_parse(&apikey_spec, argc, argv, &a, cmd, sizeof cmd, &sub);
+    if (rc != CLI_EXIT_OK || sub == NULL)
         return rc;
-    if (a.help) {
-        cli_apikey_usage_print(stdout);
-        return CLI_EXIT_OK;
-    }
     if (strcmp(sub, "list") == 0) {
         if (a.npos != 0)
             return cli_usage_error("apikey list takes no arguments");
@@ -205,9 +185,7 @@ int cli_apikey_main(int argc, char **argv)
         if (!apikey_name_valid(a.pos[0]))
             return cli_usage_error("%s: NAME must be 1..64 characters of [A-Za-z0-9._-]", cmd);
     }
-    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
-        goto done;
-    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+    if ((rc = cli_admin_store_open(&a, &cfg, &st)) != CLI_EXIT_OK)
         goto done;
     if (strcmp(sub, "create") == 0)
         rc = apikey_create(st, a.pos[0]);

@@ -151,6 +151,26 @@ int cli_config_load(const struct cli_args *a, struct config *cfg)
     return CLI_EXIT_OK;
 }
 
+int cli_help_asked(int argc, char **argv, void (*usage_fn)(FILE *f), int *rc)
+{
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        usage_fn(argc < 1 ? stderr : stdout);
+        *rc = argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        return 1;
+    }
+    return 0;
+}
+
+void cli_opts_print(FILE *f, const struct cli_opt *opts, size_t nopts)
+{
+    for (size_t i = 0; i < nopts; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "--%s %s", opts[i].name, opts[i].arg);
+        fprintf(f, "  %-22s %s\n", left, opts[i].help);
+    }
+}
+
 void cli_common_flags_print(FILE *f)
 {
     fputs("Common flags (every command):\n"

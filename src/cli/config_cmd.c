@@ -26,11 +26,8 @@ int cli_config_main(int argc, char **argv)
     struct acs_connstr cs = {0};
     int rc;
 
-    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        cli_config_usage_print(argc < 1 ? stderr : stdout);
-        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    if (cli_help_asked(argc, argv, cli_config_usage_print, &rc))
+        return rc;
     if (strcmp(argv[0], "check") != 0)
         return cli_usage_error("config: unknown subcommand '%s' (see 'tokenvend config --help')",
                                argv[0]);

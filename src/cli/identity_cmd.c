@@ -52,11 +52,7 @@ void cli_identity_usage_print(FILE *f)
         "\n"
         "Flags:\n",
         f);
-    for (size_t i = 0; i < sizeof identity_opts / sizeof identity_opts[0]; i++) {
-        char left[40];
-        snprintf(left, sizeof left, "--%s %s", identity_opts[i].name, identity_opts[i].arg);
-        fprintf(f, "  %-22s %s\n", left, identity_opts[i].help);
-    }
+    cli_opts_print(f, identity_opts, sizeof identity_opts / sizeof identity_opts[0]);
     cli_common_flags_print(f);
     fputs("\nExit status: 0 success, 1 not found / ACS or database failure, 2 usage or\n"
           "configuration error.\n",
@@ -104,6 +100,18 @@ static int not_found(struct store *st, const char *id)
     return cli_store_failure(TV_ERR_NOT_FOUND, msg);
 }
 
+/* mapping_find with its failures reported: CLI_EXIT_OK, or the exit code. */
+static int mapping_load(struct store *st, const char *id, struct store_user *out)
+{
+    int rc = mapping_find(st, id, out);
+
+    if (rc == TV_ERR_NOT_FOUND)
+        return not_found(st, id);
+    if (rc != 0)
+        return cli_store_failure(rc, "could not read the mapping");
+    return CLI_EXIT_OK;
+}
+
 static int parse_limit(const char *s, int *out)
 {
     char *end;
@@ -136,16 +144,11 @@ static int identity_list(struct store *st, const struct cli_args *a)
     }
     page = limit ? limit : LIST_PAGE;
     rows = calloc((size_t)page, sizeof *rows);
-    o = json_object_new_object();
-    arr = json_object_new_array();
-    if (rows == NULL || o == NULL || arr == NULL) {
-        json_object_put(arr);
-        json_object_put(o);
-        o = NULL;
+    o = cli_json_list_new("identities", &arr);
+    if (rows == NULL || o == NULL) {
         rc = cli_json_print(NULL);
         goto done;
     }
-    json_object_object_add(o, "identities", arr);
     do {
         if ((rc = store_user_list(st, after, page, rows, &n)) != 0) {
             rc = cli_store_failure(rc, "could not list the mappings");
@@ -175,33 +178,14 @@ static int identity_show(struct store *st, const char *id)
     int pending = 0;
     int rc;
 
-    rc = mapping_find(st, id, &u);
-    if (rc == TV_ERR_NOT_FOUND)
-        return not_found(st, id);
-    if (rc != 0)
-        return cli_store_failure(rc, "could not read the mapping");
+    if ((rc = mapping_load(st, id, &u)) != CLI_EXIT_OK)
+        return rc;
     if ((rc = store_outbox_pending_for(st, u.acs_id, &pending)) != 0)
         return cli_store_failure(rc, "could not read the outbox");
     o = user_object(&u);
     if (o != NULL)
         json_object_object_add(o, "pendingDelete", json_object_new_boolean(pending));
     return cli_json_print(o);
-}
-
-static void audit_delete(struct store *st, const struct store_user *u, const char *outcome,
-                         const char *detail)
-{
-    struct store_audit au;
-
-    memset(&au, 0, sizeof au);
-    au.ts_ms = clock_wall_ms();
-    snprintf(au.caller, sizeof au.caller, "cli");
-    snprintf(au.action, sizeof au.action, "delete");
-    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", u->app_user_id);
-    snprintf(au.acs_id, sizeof au.acs_id, "%s", u->acs_id);
-    snprintf(au.outcome, sizeof au.outcome, "%s", outcome);
-    snprintf(au.detail, sizeof au.detail, "%s", detail);
-    (void)store_audit_add(st, &au);
 }
 
 static int identity_delete(struct store *st, const struct config *cfg, const char *id)
@@ -215,11 +199,8 @@ static int identity_delete(struct store *st, const struct config *cfg, const cha
     int64_t outbox_id = 0;
     int rc;
 
-    rc = mapping_find(st, id, &u);
-    if (rc == TV_ERR_NOT_FOUND)
-        return not_found(st, id);
-    if (rc != 0)
-        return cli_store_failure(rc, "could not read the mapping");
+    if ((rc = mapping_load(st, id, &u)) != CLI_EXIT_OK)
+        return rc;
     /* The client is needed before anything changes: without credentials nothing happens. */
     if ((rc = cli_acs_client_open(cfg, &client)) != CLI_EXIT_OK)
         goto done;
@@ -249,12 +230,14 @@ static int identity_delete(struct store *st, const struct config *cfg, const cha
             log_msg(LOGL_WARN, NULL,
                     "ACS identity deleted, but its outbox row stays; the "
                     "service will repeat the (idempotent) delete");
-        audit_delete(st, &u, "ok", arc == 0 ? "via cli" : "via cli; ACS already had none");
+        cli_audit_add(st, "delete", u.app_user_id, u.acs_id, "ok",
+                      arc == 0 ? "via cli" : "via cli; ACS already had none");
     } else {
         if (store_outbox_retry_later(st, outbox_id, clock_wall_ms() + RETRY_AFTER_MS,
                                      err_name(arc)) != 0)
             log_msg(LOGL_WARN, NULL, "could not record the failed attempt in the outbox");
-        audit_delete(st, &u, err_name(arc), "via cli; queued in the outbox");
+        cli_audit_add(st, "delete", u.app_user_id, u.acs_id, err_name(arc),
+                      "via cli; queued in the outbox");
     }
     o = json_object_new_object();
     if (o != NULL) {
@@ -280,6 +263,14 @@ done:
     return rc;
 }
 
+static const struct cli_admin_spec identity_spec = {
+    "identity",
+    {"list", "show", "delete"},
+    identity_opts,
+    sizeof identity_opts / sizeof identity_opts[0],
+    cli_identity_usage_print,
+};
+
 int cli_identity_main(int argc, char **argv)
 {
     struct cli_args a;
@@ -289,25 +280,9 @@ int cli_identity_main(int argc, char **argv)
     char cmd[32];
     int rc;
 
-    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        cli_identity_usage_print(argc < 1 ? stderr : stdout);
-        return argc < 1 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
-    sub = argv[0];
-    if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "delete") != 0)
-        return cli_usage_error("identity: unknown subcommand '%.64s' (see 'tokenvend identity "
-                               "--help')",
-                               sub);
-    snprintf(cmd, sizeof cmd, "identity %s", sub);
-    rc = cli_args_parse(cmd, argc - 1, argv + 1, identity_opts,
-                        sizeof identity_opts / sizeof identity_opts[0], 1, &a);
-    if (rc != CLI_EXIT_OK)
+    rc = cli_admin_parse(&identity_spec, argc, argv, &a, cmd, sizeof cmd, &sub);
+    if (rc != CLI_EXIT_OK || sub == NULL)
         return rc;
-    if (a.help) {
-        cli_identity_usage_print(stdout);
-        return CLI_EXIT_OK;
-    }
     if (strcmp(sub, "list") == 0) {
         if (a.npos != 0)
             return cli_usage_error("identity list takes no arguments");
@@ -319,9 +294,7 @@ int cli_identity_main(int argc, char **argv)
         if (a.pos[0][0] == '\0' || strlen(a.pos[0]) > STORE_ID_MAX)
             return cli_usage_error("%s: ID must be 1..%d bytes", cmd, STORE_ID_MAX);
     }
-    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
-        goto done;
-    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+    if ((rc = cli_admin_store_open(&a, &cfg, &st)) != CLI_EXIT_OK)
         goto done;
     if (strcmp(sub, "list") == 0)
         rc = identity_list(st, &a);
