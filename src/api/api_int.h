@@ -48,6 +48,11 @@ void api_pending_done(void *arg, const struct service_result *r);
 /* Fills a service_call for req and caller. */
 void api_call_init(struct service_call *c, struct http_req *req, const struct api_caller *who);
 
+/* The shape of the service calls that take one user or identity id and nothing else
+ * (service_user_ensure, _revoke, _delete, service_identity_revoke, _delete). */
+typedef void (*api_id_call_fn)(struct service *s, const struct service_call *c, const char *id,
+                               service_done_fn done, void *arg);
+
 /* Replies with an error built from a service result or a code. */
 void api_reply_error(struct http_req *req, int rc, const char *message);
 /* A mapping as the internal API shows it (new reference). */

@@ -24,15 +24,21 @@ static int begin(struct http_req *req, struct api_ctx *ctx, struct service_call 
     return 0;
 }
 
-static void put_user(struct http_req *req, void *vctx)
+/* Authenticates, then runs fn for the id in the path, replying in shape. */
+static void for_id(struct http_req *req, struct api_ctx *ctx, enum api_shape shape,
+                   api_id_call_fn fn)
 {
-    struct api_ctx *ctx = vctx;
     struct service_call call;
     void *p;
 
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_INTERNAL_USER)) == NULL)
+    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, shape)) == NULL)
         return;
-    service_user_ensure(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    fn(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+}
+
+static void put_user(struct http_req *req, void *ctx)
+{
+    for_id(req, ctx, SHAPE_INTERNAL_USER, service_user_ensure);
 }
 
 static void get_user(struct http_req *req, void *vctx)
@@ -135,26 +141,14 @@ static void user_token(struct http_req *req, void *vctx)
     service_user_token(ctx->svc, &call, http_req_param(req, 0), &treq, 1, api_pending_done, p);
 }
 
-static void user_revoke(struct http_req *req, void *vctx)
+static void user_revoke(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    void *p;
-
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_EMPTY)) == NULL)
-        return;
-    service_user_revoke(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    for_id(req, ctx, SHAPE_EMPTY, service_user_revoke);
 }
 
-static void user_delete(struct http_req *req, void *vctx)
+static void user_delete(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    void *p;
-
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_DELETE)) == NULL)
-        return;
-    service_user_delete(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    for_id(req, ctx, SHAPE_DELETE, service_user_delete);
 }
 
 /* Whether a body asks for a token: it names scopes or expiresInMinutes. */
@@ -207,26 +201,14 @@ static void identity_token(struct http_req *req, void *vctx)
     service_identity_token(ctx->svc, &call, http_req_param(req, 0), &treq, api_pending_done, p);
 }
 
-static void identity_revoke(struct http_req *req, void *vctx)
+static void identity_revoke(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    void *p;
-
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_EMPTY)) == NULL)
-        return;
-    service_identity_revoke(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    for_id(req, ctx, SHAPE_EMPTY, service_identity_revoke);
 }
 
-static void identity_delete(struct http_req *req, void *vctx)
+static void identity_delete(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    void *p;
-
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, SHAPE_DELETE)) == NULL)
-        return;
-    service_identity_delete(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    for_id(req, ctx, SHAPE_DELETE, service_identity_delete);
 }
 
 static const struct http_route internal_routes[] = {

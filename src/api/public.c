@@ -51,19 +51,25 @@ static void post_token(struct http_req *req, void *ctx)
     token_common(req, ctx, 1);
 }
 
-static void revoke_token(struct http_req *req, void *vctx)
+/* Authenticates the user, then runs fn for them, replying in shape. */
+static void for_user(struct http_req *req, struct api_ctx *ctx, enum api_shape shape,
+                     api_id_call_fn fn)
 {
-    struct api_ctx *ctx = vctx;
     struct service_call call;
     struct api_caller who;
     void *p;
 
     if (api_auth_user(req, ctx, &who) != 0)
         return;
-    if ((p = api_pending_new(req, SHAPE_EMPTY)) == NULL)
+    if ((p = api_pending_new(req, shape)) == NULL)
         return;
     api_call_init(&call, req, &who);
-    service_user_revoke(ctx->svc, &call, who.name, api_pending_done, p);
+    fn(ctx->svc, &call, who.name, api_pending_done, p);
+}
+
+static void revoke_token(struct http_req *req, void *ctx)
+{
+    for_user(req, ctx, SHAPE_EMPTY, service_user_revoke);
 }
 
 static void get_user(struct http_req *req, void *vctx)
@@ -91,34 +97,14 @@ static void get_user(struct http_req *req, void *vctx)
         api_pending_done(p, &r);
 }
 
-static void post_user(struct http_req *req, void *vctx)
+static void post_user(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    struct api_caller who;
-    void *p;
-
-    if (api_auth_user(req, ctx, &who) != 0)
-        return;
-    if ((p = api_pending_new(req, SHAPE_PUBLIC_USER)) == NULL)
-        return;
-    api_call_init(&call, req, &who);
-    service_user_ensure(ctx->svc, &call, who.name, api_pending_done, p);
+    for_user(req, ctx, SHAPE_PUBLIC_USER, service_user_ensure);
 }
 
-static void delete_user(struct http_req *req, void *vctx)
+static void delete_user(struct http_req *req, void *ctx)
 {
-    struct api_ctx *ctx = vctx;
-    struct service_call call;
-    struct api_caller who;
-    void *p;
-
-    if (api_auth_user(req, ctx, &who) != 0)
-        return;
-    if ((p = api_pending_new(req, SHAPE_DELETE)) == NULL)
-        return;
-    api_call_init(&call, req, &who);
-    service_user_delete(ctx->svc, &call, who.name, api_pending_done, p);
+    for_user(req, ctx, SHAPE_DELETE, service_user_delete);
 }
 
 static void teams_token(struct http_req *req, void *vctx)
