@@ -23,18 +23,38 @@
 #define DEFER_MAX_PENDING_DEFAULT 32
 #define OUTBOX_LEASE_DEFAULT_MS 60000
 
+/* Same result as snprintf(dst, cap, "%s", src) (truncated, always terminated), without the
+ * formatting machinery: several copies are made on every request. */
 void service_copy_str(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
+    size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
+
+    if (n > 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Appends src at dst[*len] within cap (truncating, always terminated). */
+static void append_str(char *dst, size_t cap, size_t *len, const char *src)
+{
+    size_t n = strnlen(src, cap - 1 - *len);
+
+    memcpy(dst + *len, src, n);
+    *len += n;
+    dst[*len] = '\0';
 }
 
 void service_call_init(struct service_call *c, const char *request_id, const char *kind,
                        const char *name)
 {
+    size_t len = 0;
+
     memset(c, 0, sizeof *c);
     service_copy_str(c->request_id, sizeof c->request_id, request_id);
-    snprintf(c->caller, sizeof c->caller, "%s%s%s", kind != NULL ? kind : "",
-             kind != NULL && name != NULL ? ":" : "", name != NULL ? name : "");
+    /* "kind:name", as snprintf("%s%s%s", kind, ":" when both, name) wrote it. */
+    append_str(c->caller, sizeof c->caller, &len, kind != NULL ? kind : "");
+    append_str(c->caller, sizeof c->caller, &len, kind != NULL && name != NULL ? ":" : "");
+    append_str(c->caller, sizeof c->caller, &len, name != NULL ? name : "");
 }
 
 /* ---- flows ---- */
