@@ -48,6 +48,10 @@ int jwk_allows(const struct jwk *k, enum jwt_alg alg);
  * SHA-256, 32-byte salt; ES256: sig is a DER ECDSA-Sig-Value). Uses a context prepared when the
  * key was built, so no algorithm is fetched per call. Thread-safe.
  * 0, TV_ERR_UNAUTHORIZED (bad signature or alg not allowed) or TV_ERR_NOMEM. */
+/* SHA-256 of data[0..len) into out. The implementation is fetched from OpenSSL once per
+ * process: SHA256() looks it up again on every call, a visible cost per cached-token request.
+ * Thread-safe. */
+void jwk_sha256(const void *data, size_t len, uint8_t out[32]);
 int jwk_verify_sha256(const struct jwk *k, enum jwt_alg alg, const uint8_t digest[32],
                       const uint8_t *sig, size_t sig_len);
 /* The OpenSSL key (borrowed; never modify it). */

@@ -3,6 +3,7 @@
  * a JWKS is fetched over the network and a weak key there would be a forgery oracle. */
 #include "auth/jwk.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 
 #include "core/b64.h"
 #include "core/err.h"
@@ -413,6 +415,22 @@ int jwk_allows(const struct jwk *k, enum jwt_alg alg)
     if (!k || alg < JWT_ALG_RS256 || alg > JWT_ALG_ES256)
         return 0;
     return (k->algs & JWK_ALG_BIT(alg)) != 0;
+}
+
+static EVP_MD *jwk_sha256_md;
+static pthread_once_t jwk_sha256_once = PTHREAD_ONCE_INIT;
+
+static void jwk_sha256_fetch(void)
+{
+    /* Kept for the life of the process; NULL falls back to SHA256() below. */
+    jwk_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void jwk_sha256(const void *data, size_t len, uint8_t out[32])
+{
+    pthread_once(&jwk_sha256_once, jwk_sha256_fetch);
+    if (jwk_sha256_md == NULL || EVP_Digest(data, len, out, NULL, jwk_sha256_md, NULL) != 1)
+        SHA256((const unsigned char *)data, len, out);
 }
 
 int jwk_verify_sha256(const struct jwk *k, enum jwt_alg alg, const uint8_t digest[32],

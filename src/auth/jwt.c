@@ -2,6 +2,7 @@
  * exactly three strict base64url parts, a strict JSON header (no duplicates), an algorithm the
  * KEY allows (the header only selects among those), fixed signature sizes, then the claims. */
 #include "auth/jwt.h"
+#include "auth/jwk.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,7 @@ cleanup:
 }
 
 /* 0 when sig verifies over msg with key under alg; TV_ERR_UNAUTHORIZED otherwise. The digest
- * is the one-shot SHA256() and the key's prepared context does the rest (jwk_verify_sha256):
+ * comes from jwk_sha256() and the key's prepared context does the rest (jwk_verify_sha256):
  * building a DigestVerify context per call fetched the algorithms from the provider store
  * every time, which cost about a fifth of an RSA-2048 verification. */
 static int jwt_sig_check(const struct jwk *key, enum jwt_alg alg, const char *msg, size_t msg_len,
@@ -181,7 +182,7 @@ static int jwt_sig_check(const struct jwk *key, enum jwt_alg alg, const char *ms
         /* RSA signatures are exactly the modulus length (RFC 8017 8.2.2 step 1). */
         goto cleanup;
     }
-    SHA256((const unsigned char *)msg, msg_len, digest);
+    jwk_sha256(msg, msg_len, digest);
     rc = jwk_verify_sha256(key, alg, digest, sig, sig_len);
 cleanup:
     OPENSSL_free(der);

@@ -2,6 +2,7 @@
  * list. Only successes are stored, so a failing token always takes the full (constant) path
  * and there is no negative cache to poison; a hit re-applies the verifier's time rules. */
 #include "auth/vcache.h"
+#include "auth/jwk.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -45,8 +46,7 @@ struct vcache {
 
 void vcache_key(const char *token, size_t len, uint8_t key[VCACHE_KEY_LEN])
 {
-    /* The one-shot SHA256() runs the digest directly, without an EVP fetch per call. */
-    SHA256((const unsigned char *)token, len, key);
+    jwk_sha256(token, len, key);
 }
 
 static uint64_t vc_load64(const uint8_t *p)
