@@ -118,7 +118,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
 
 FMT_FILES = $(shell find src include tests -name '*.[ch]' -not -path '*/node_modules/*')
 fmt:
