@@ -5,67 +5,9 @@
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -u
 
-cd "$(dirname "$0")/../.." || exit 2
-BUILD=${BUILD:-build}
-TV=$BUILD/bin/tokenvend
-EMU=$BUILD/bin/acs-emulator
-pass=0
-fail=0
-emu_pid=
-tmp=$(mktemp -d)
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-cleanup() {
-    if [ -n "$emu_pid" ]; then
-        kill -TERM "$emu_pid" 2>/dev/null
-        wait "$emu_pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ok() {
-    pass=$((pass + 1))
-    echo "ok - $1"
-}
-not_ok() {
-    fail=$((fail + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then
-        printf '%s\n' "$2" | head -n 20 | sed 's/^/#   /'
-    fi
-}
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
-}
-
-# check NAME CONDITION-EXIT-STATUS [DETAIL]
-check() {
-    if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1" "${3:-}"; fi
-}
-
-# json_ok FILE 'JS boolean expression over o' : the last non-log JSON line of FILE satisfies it.
-json_ok() {
-    node -e '
-        const fs = require("fs");
-        const lines = fs.readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.trim());
-        const mine = lines.filter(l => !/^\{"ts":/.test(l));
-        const o = JSON.parse(mine[mine.length - 1]);
-        const f = new Function("o", "return (" + process.argv[2] + ");");
-        process.exit(f(o) ? 0 : 1);
-    ' "$1" "$2" 2>/dev/null
-}
-# json_get FILE FIELD-EXPR : prints o.<expr> of the last JSON line.
-json_get() {
-    node -e '
-        const fs = require("fs");
-        const lines = fs.readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.trim());
-        const o = JSON.parse(lines[lines.length - 1]);
-        const v = new Function("o", "return (" + process.argv[2] + ");")(o);
-        process.stdout.write(String(v));
-    ' "$1" "$2" 2>/dev/null
-}
 # http METHOD PATH [BODY] : a control-plane call to the emulator; prints the body.
 http() {
     node -e '
