@@ -4,6 +4,7 @@
 #ifndef TV_HTTP_SERVER_H
 #define TV_HTTP_SERVER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -119,5 +120,9 @@ void http_reply_empty(struct http_req *req, int status);
 void http_reply_error(struct http_req *req, int rc, const char *message);
 void http_reply_error_status(struct http_req *req, int status, const char *code,
                              const char *message);
+
+/* libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER callback: its messages become debug log lines
+ * (cls unused). Shared with acs-emulator's server. */
+void http_mhd_log(void *cls, const char *fmt, va_list ap);
 
 #endif

@@ -22,6 +22,8 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netaddr.h"
+#include "http/server.h"
 #include "emulator/app.h"
 #include "emulator/routes.h"
 
@@ -394,73 +396,6 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const 
     return srv_queue(r, conn);
 }
 
-static void srv_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-
-    (void)cls;
-    if (!log_enabled(LOGL_DEBUG))
-        return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    msg[strcspn(msg, "\n")] = '\0';
-    log_msg(LOGL_DEBUG, NULL, "libmicrohttpd: %s", msg);
-}
-
-/* Parses "host:port" / "[v6]:port" into an address. 0 or TV_ERR_CONFIG. */
-static int srv_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *ss_len,
-                            char host_out[SRV_HOST_MAX])
-{
-    char host[SRV_HOST_MAX - 2]; /* room for the brackets of an IPv6 literal */
-    const char *colon;
-    const char *port_s;
-    char *end;
-    unsigned long port;
-    struct addrinfo hints, *res = NULL;
-    int rc = TV_ERR_CONFIG;
-
-    if (!listen || strlen(listen) >= sizeof(host))
-        return TV_ERR_CONFIG;
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (!close || close[1] != ':')
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(close - listen - 1), listen + 1);
-        port_s = close + 2;
-        snprintf(host_out, SRV_HOST_MAX, "[%s]", host);
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon || colon == listen)
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
-        port_s = colon + 1;
-        snprintf(host_out, SRV_HOST_MAX, "%s", host);
-    }
-    port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || port > 65535)
-        return TV_ERR_CONFIG;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-        goto out;
-    if (res->ai_addrlen > sizeof(*ss))
-        goto out;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *ss_len = res->ai_addrlen;
-    if (ss->ss_family == AF_INET)
-        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-    else if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-    else
-        goto out;
-    rc = 0;
-out:
-    if (res)
-        freeaddrinfo(res);
-    return rc;
-}
-
 int emu_server_start(struct emu_app *app, const struct emu_config *cfg, struct emu_server **out)
 {
     int rc = TV_ERR_NOMEM;
@@ -481,7 +416,7 @@ int emu_server_start(struct emu_app *app, const struct emu_config *cfg, struct e
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
     memset(&ss, 0, sizeof(ss));
-    rc = srv_parse_listen(cfg->listen, &ss, &ss_len, s->host);
+    rc = netaddr_parse(cfg->listen, &ss, &ss_len, s->host, sizeof s->host);
     if (rc != 0) {
         log_msg(LOGL_ERROR, NULL, "--listen must be HOST:PORT, got \"%s\"",
                 cfg->listen ? cfg->listen : "");
@@ -499,7 +434,7 @@ int emu_server_start(struct emu_app *app, const struct emu_config *cfg, struct e
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SRV_CONNECTION_TIMEOUT_S,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK,
                             srv_uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s, MHD_OPTION_END);
+                            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, s, MHD_OPTION_END);
     if (!s->d) {
         log_msg(LOGL_ERROR, NULL, "cannot listen on %s", cfg->listen);
         rc = TV_ERR_IO;

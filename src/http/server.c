@@ -21,6 +21,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "http_int.h"
 
 #define HTTP_DEFAULT_HEADER_MEM (8u * 1024u)
@@ -386,7 +387,7 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
     }
 }
 
-static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
 
@@ -399,55 +400,6 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---- lifecycle ---- */
-
-/* Parses "host:port" / "[v6]:port". 0 or TV_ERR_CONFIG. */
-static int http_parse_addr(const char *addr, struct sockaddr_storage *ss)
-{
-    char host[256];
-    const char *port_s;
-    char *end;
-    unsigned long port;
-    struct addrinfo hints, *res = NULL;
-    int rc = TV_ERR_CONFIG;
-
-    if (!addr || strlen(addr) >= sizeof(host))
-        return TV_ERR_CONFIG;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(close - addr - 1), addr + 1);
-        port_s = close + 2;
-    } else {
-        const char *colon = strrchr(addr, ':');
-        if (!colon || colon == addr)
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-        port_s = colon + 1;
-    }
-    port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || port > 65535)
-        return TV_ERR_CONFIG;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res || res->ai_addrlen > sizeof(*ss))
-        goto out;
-    memset(ss, 0, sizeof(*ss));
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    if (ss->ss_family == AF_INET)
-        ((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)port);
-    else if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)port);
-    else
-        goto out;
-    rc = 0;
-out:
-    if (res)
-        freeaddrinfo(res);
-    return rc;
-}
 
 int http_server_new(const struct http_server_opts *o, struct http_server **out)
 {
@@ -483,7 +435,7 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
         l->nroutes = lo->nroutes;
         l->ctx = lo->ctx;
         l->threads = lo->threads ? lo->threads : HTTP_DEFAULT_THREADS;
-        if (l->threads > HTTP_MAX_THREADS || http_parse_addr(lo->addr, &ss) != 0) {
+        if (l->threads > HTTP_MAX_THREADS || netaddr_parse(lo->addr, &ss, NULL, NULL, 0) != 0) {
             log_msg(LOGL_ERROR, NULL, "http: listener %s: bad address \"%s\" or thread count",
                     l->name, lo->addr ? lo->addr : "");
             goto fail;
@@ -542,7 +494,7 @@ int http_server_start(struct http_server *s)
 
         if (l->threads <= 1)
             pool[0] = pool[1];
-        if (http_parse_addr(l->addr, &ss) != 0)
+        if (netaddr_parse(l->addr, &ss, NULL, NULL, 0) != 0)
             return TV_ERR_CONFIG;
         if (ss.ss_family == AF_INET6)
             flags |= MHD_USE_IPv6;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -17,6 +18,7 @@
 #include "core/err.h"
 #include "core/jsonx.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 
 static void test_err_table(void **state)
 {
@@ -281,6 +283,35 @@ static void test_log_lines(void **state)
     assert_int_equal(log_level_parse("loud", &l), TV_ERR_INVALID);
 }
 
+static void test_netaddr(void **state)
+{
+    static const char *bad[] = {"",
+                                "8080",
+                                ":8080",
+                                "127.0.0.1:",
+                                "127.0.0.1:65536",
+                                "127.0.0.1:80x",
+                                "[::1]8080",
+                                "[::1",
+                                "no-such-host.invalid:1"};
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    char host[64];
+
+    (void)state;
+    assert_int_equal(netaddr_parse("127.0.0.1:8080", &ss, &len, host, sizeof host), 0);
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port), 8080);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(netaddr_parse("[::1]:0", &ss, NULL, host, sizeof host), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_string_equal(host, "[::1]");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (netaddr_parse(bad[i], &ss, NULL, NULL, 0) != TV_ERR_CONFIG)
+            fail_msg("accepted listen address \"%s\"", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,7 +319,7 @@ int main(void)
         cmocka_unit_test(test_b64_round_trip), cmocka_unit_test(test_b64_rejects),
         cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
         cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
-        cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_log_lines),      cmocka_unit_test(test_netaddr),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
