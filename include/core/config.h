@@ -12,7 +12,7 @@
 #define CONFIG_DEFAULT_PATH "config/tokenvend.conf"
 #define CONFIG_HOST_MAX 256
 #define CONFIG_MAX_SCOPES 8
-#define CONFIG_SETTINGS_MAX 40
+#define CONFIG_SETTINGS_MAX 128
 #define CONFIG_SOURCE_MAX 160
 #define CONFIG_VALUE_MAX 8192 /* one value, from any source */
 #define CONFIG_ERR_MAX 512    /* a comfortable size for config_load's err buffer */
