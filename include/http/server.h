@@ -51,9 +51,17 @@ struct http_server_opts {
      * request, so every kept-alive connection costs this much RSS: 8 KiB keeps 5000 idle
      * connections near 50 MB; 16 KiB would be ~90 MB. */
     size_t header_mem;
-    unsigned conn_limit;     /* 10000 connections per listener */
-    unsigned per_ip_limit;   /* 0 = unlimited (behind a proxy every client shares one IP) */
-    unsigned conn_timeout_s; /* 60: idle or stalled connections are closed after this */
+    unsigned conn_limit; /* 10000 connections per listener */
+    /* connections per client address; 0 = unlimited (behind a proxy every client shares one
+     * IP). The service passes its max_connections_per_ip setting. */
+    unsigned per_ip_limit;
+    /* 60: a connection idle this long is closed; so is one whose request line has not
+     * arrived this long after it opened or after its previous request, however slowly it
+     * drips bytes (libmicrohttpd's own timeout restarts on every byte). */
+    unsigned conn_timeout_s;
+    /* 30: the head and body of a request must be complete this long after its request line,
+     * else the connection is closed (no answer: the client is too slow or hostile). */
+    unsigned request_timeout_s;
     unsigned cors_max_age_s; /* 600: Access-Control-Max-Age on preflight answers */
 };
 
@@ -120,6 +128,13 @@ void http_reply_empty(struct http_req *req, int status);
 void http_reply_error(struct http_req *req, int rc, const char *message);
 void http_reply_error_status(struct http_req *req, int status, const char *code,
                              const char *message);
+
+/* For libmicrohttpd's URI-log callback (uri as it passes it, pool_size the connection memory
+ * limit): when the query has more arguments than the connection's memory can hold, cuts the
+ * query off in libmicrohttpd's buffer, so that libmicrohttpd parses no argument instead of
+ * overflowing (which in 0.9.75 hangs the connection and skips the completion callback), and
+ * returns 1: the caller then answers 414. Else 0 and nothing changes. */
+int http_uri_guard(const char *uri, size_t pool_size);
 
 /* libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER callback: its messages become debug log lines
  * (cls unused). Shared with acs-emulator's server. */

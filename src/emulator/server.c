@@ -1,7 +1,9 @@
 /* libmicrohttpd glue of acs-emulator. Per-request state is created in the URI-log callback (so
  * the raw request target, percent escapes intact, is what gets verified and routed) and freed in
- * the completion callback, which also writes the request's log line. Injected latency suspends
- * the connection; one timer thread keeps a min-heap of wake-up times and resumes them. */
+ * the completion callback, which also writes the request's log line, or, when libmicrohttpd
+ * skips that callback (it does after a header or query overflow), when the connection closes.
+ * Injected latency suspends the connection; one timer thread keeps a min-heap of wake-up times and
+ * resumes them. */
 #include "emulator/server.h"
 
 #include <arpa/inet.h>
@@ -33,6 +35,8 @@
 #define SRV_CONNECTION_LIMIT 8192
 #define SRV_CONNECTION_TIMEOUT_S 120
 #define SRV_RESUME_BATCH 64
+/* libmicrohttpd's default per-connection memory (the daemon does not set its own). */
+#define SRV_CONNECTION_MEMORY (32u * 1024u)
 
 enum srv_phase { SRV_NEW, SRV_BODY, SRV_WAITING, SRV_DONE };
 
@@ -50,9 +54,17 @@ struct srv_req {
     int64_t wake_ms;
     int status; /* sent, or 0 for none */
     int dropped;
+    int uri_too_long;    /* http_uri_guard cut the query: answer 414 */
+    struct srv_conn *sc; /* the connection, until the request completes */
     char method[16];
     char request_id[SRV_REQID_MAX]; /* ours, sent as request-id */
     char client_id[SRV_REQID_MAX];  /* the client's x-ms-client-request-id, for the log */
+};
+
+/* One per connection (libmicrohttpd's socket context): it holds the current request so that one
+ * libmicrohttpd abandons without the completion callback is freed when the connection closes. */
+struct srv_conn {
+    struct srv_req *req;
 };
 
 struct emu_server {
@@ -185,10 +197,12 @@ static void *srv_timer_main(void *arg)
 static void *srv_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct srv_req *r = calloc(1, sizeof(*r));
+    int cut = http_uri_guard(uri, SRV_CONNECTION_MEMORY);
+    const union MHD_ConnectionInfo *ci;
 
-    (void)conn;
     if (!r)
         return NULL;
+    r->uri_too_long = cut;
     r->srv = cls;
     r->start_ms = srv_mono_ms();
     r->target = strdup(uri ? uri : "/");
@@ -197,6 +211,10 @@ static void *srv_uri_log(void *cls, const char *uri, struct MHD_Connection *conn
         free(r);
         return NULL;
     }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->sc = ci ? ci->socket_context : NULL;
+    if (r->sc)
+        r->sc->req = r;
     return r;
 }
 
@@ -204,6 +222,8 @@ static void srv_req_free(struct srv_req *r)
 {
     if (!r)
         return;
+    if (r->sc)
+        r->sc->req = NULL;
     emu_reply_release(&r->rep);
     buf_release(&r->body);
     free(r->target);
@@ -251,6 +271,25 @@ static void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls
         srv_log_request(r);
     srv_req_free(r);
     *con_cls = NULL;
+}
+
+static void srv_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                            enum MHD_ConnectionNotificationCode code)
+{
+    struct srv_conn *sc = *socket_context;
+
+    (void)cls;
+    (void)conn;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct srv_conn)); /* NULL: no fallback, no harm */
+        return;
+    }
+    if (!sc)
+        return;
+    if (sc->req) /* libmicrohttpd skipped the completion callback */
+        srv_req_free(sc->req);
+    free(sc);
+    *socket_context = NULL;
 }
 
 static const char *srv_header(struct MHD_Connection *c, const char *name)
@@ -359,6 +398,16 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const 
         v = srv_header(conn, "x-ms-client-request-id");
         if (v)
             snprintf(r->client_id, sizeof(r->client_id), "%s", v);
+        if (r->uri_too_long) {
+            r->rep.status = 414;
+            r->rep.body =
+                strdup("{\"error\":{\"code\":\"RequestUriTooLong\","
+                       "\"message\":\"The request URI has too many query parameters.\"}}");
+            if (!r->rep.body)
+                return MHD_NO;
+            r->phase = SRV_DONE;
+            return srv_queue(r, conn);
+        }
         v = srv_header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (v && strtoull(v, NULL, 10) > EMU_BODY_MAX)
             return srv_too_large(r, conn);
@@ -434,6 +483,7 @@ int emu_server_start(struct emu_app *app, const struct emu_config *cfg, struct e
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SRV_CONNECTION_TIMEOUT_S,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK,
                             srv_uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s,
                             MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, s, MHD_OPTION_END);
     if (!s->d) {
         log_msg(LOGL_ERROR, NULL, "cannot listen on %s", cfg->listen);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <microhttpd.h>
+
 #include "core/buf.h"
 #include "http/server.h"
 
@@ -37,6 +39,24 @@ struct http_route_stats {
     atomic_uint_fast64_t count;
 };
 
+/* Where a connection is in its current request, for the deadlines of guard.c. */
+enum http_conn_phase {
+    HTTP_CONN_IDLE,     /* waiting for a request line: since accept or the previous request */
+    HTTP_CONN_READING,  /* request line in, head and body still arriving */
+    HTTP_CONN_ANSWERING /* the request is complete: the handler or libmicrohttpd answers */
+};
+
+/* One per open connection (libmicrohttpd's socket context), in its listener's list. */
+struct http_conn {
+    struct http_listener *l;
+    int fd;
+    int cut;                       /* shut down by the sweeper; under l->cmu */
+    atomic_int phase;              /* enum http_conn_phase */
+    atomic_int_fast64_t since_ms;  /* when the phase began (monotonic) */
+    struct http_req *req;          /* the current request until it completes; server thread only */
+    struct http_conn *prev, *next; /* l->conns, under l->cmu */
+};
+
 struct http_listener {
     struct http_server *srv;
     size_t index;
@@ -52,6 +72,8 @@ struct http_listener {
     struct MHD_Daemon *d;
     uint16_t port;
     struct http_route_stats *stats; /* nroutes + 1; the last counts requests without a route */
+    pthread_mutex_t cmu;            /* conns */
+    struct http_conn *conns;
 };
 
 /* Request lifecycle, guarded by http_req.mu once a handler runs. */
@@ -77,8 +99,11 @@ struct http_req {
     int owed;       /* a reply is owed (the handler was called and has not replied) */
     int read_phase; /* 0 first call, 1 reading the body, 2 waiting for a reply, 3 done */
     int too_large;
-    size_t discarded; /* body bytes dropped after too_large */
-    long route;       /* index into l->routes, or -1 */
+    int uri_too_long;     /* the query was cut by http_uri_guard: answer 414 */
+    int close;            /* answer with Connection: close (the framing was refused) */
+    struct http_conn *hc; /* the connection, until the request completes (server thread) */
+    size_t discarded;     /* body bytes dropped after too_large */
+    long route;           /* index into l->routes, or -1 */
     int64_t start_ms;
     char *target; /* raw request target: path and query, percent escapes intact */
     size_t path_len;
@@ -108,7 +133,12 @@ struct http_server {
     unsigned conn_limit;
     unsigned per_ip_limit;
     unsigned conn_timeout_s;
+    unsigned request_timeout_s;
     unsigned cors_max_age_s;
+    pthread_t sweeper; /* guard.c: closes connections past their deadline */
+    pthread_mutex_t sweep_mu;
+    pthread_cond_t sweep_cv;
+    int sweep_stop, sweeping;
     pthread_mutex_t mu; /* the suspended list and `stopping` */
     struct http_req *suspended;
     int stopping;
@@ -146,6 +176,27 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
 /* Builds an error body {"error":{"code","message"}} (malloc'd) and its length. */
 char *http_error_body(const char *code, const char *message, size_t *len);
 void http_req_unref(struct http_req *req);
+
+/* server.c */
+/* Ends r's part in its connection, as the completion callback does: counters, access log,
+ * the connection's reference. Server thread. */
+void http_req_finish(struct http_req *r, int toe);
+
+/* guard.c */
+/* MHD_OPTION_NOTIFY_CONNECTION callback (cls: the listener): creates the connection's
+ * http_conn on STARTED; on CLOSED removes it and releases a request libmicrohttpd abandoned. */
+void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code);
+/* The connection's http_conn, or NULL (it could not be allocated). */
+struct http_conn *http_conn_of(struct MHD_Connection *conn);
+/* Moves c (may be NULL) to phase, starting its clock now. Any thread. */
+void http_conn_phase(struct http_conn *c, int phase);
+/* Starts / stops the sweeper thread of s. Start: 0 or -1. */
+int http_sweeper_start(struct http_server *s);
+void http_sweeper_stop(struct http_server *s);
+/* Request framing (RFC 9112 section 6): NULL when acceptable, else why not. Call on the first
+ * access-handler call, before any body is read. */
+const char *http_frame_check(struct MHD_Connection *conn);
 
 /* metrics.c */
 void http_stats_record(struct http_listener *l, long route, int status, int64_t dur_us);

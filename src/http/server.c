@@ -27,6 +27,7 @@
 #define HTTP_DEFAULT_HEADER_MEM (8u * 1024u)
 #define HTTP_DEFAULT_CONN_LIMIT 10000u
 #define HTTP_DEFAULT_TIMEOUT_S 60u
+#define HTTP_DEFAULT_REQUEST_TIMEOUT_S 30u
 #define HTTP_DEFAULT_MAX_AGE_S 600u
 #define HTTP_DEFAULT_THREADS 2u
 #define HTTP_MAX_THREADS 16u
@@ -42,7 +43,7 @@ static enum MHD_Result http_queue(struct http_req *r, unsigned status, struct MH
 {
     enum MHD_Result ret;
 
-    if (atomic_load(&r->l->srv->draining))
+    if (r->close || atomic_load(&r->l->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
@@ -55,14 +56,22 @@ static void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *con
 {
     struct http_listener *l = cls;
     struct http_req *r = calloc(1, sizeof(*r));
+    int cut = http_uri_guard(uri, l->srv->header_mem); /* before anything can fail */
 
-    (void)conn;
     if (!r)
         return NULL;
     r->target = strdup(uri ? uri : "/");
     if (!r->target) {
         free(r);
         return NULL;
+    }
+    r->uri_too_long = cut;
+    /* The connection owns the request until libmicrohttpd completes it, so a request it
+     * abandons is still released when the connection closes. */
+    r->hc = http_conn_of(conn);
+    if (r->hc) {
+        r->hc->req = r;
+        http_conn_phase(r->hc, HTTP_CONN_READING);
     }
     pthread_mutex_init(&r->mu, NULL);
     atomic_init(&r->refs, 1);
@@ -101,21 +110,19 @@ static void http_access_log(struct http_req *r, enum MHD_RequestTerminationCode 
     json_object_put(f);
 }
 
-static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                           enum MHD_RequestTerminationCode toe)
+void http_req_finish(struct http_req *r, int toe)
 {
-    struct http_req *r = *con_cls;
     int64_t dur_us;
 
-    (void)cls;
-    (void)conn;
-    if (!r)
-        return;
-    *con_cls = NULL;
+    if (r->hc) {
+        r->hc->req = NULL;
+        http_conn_phase(r->hc, HTTP_CONN_IDLE); /* a kept-alive connection waits anew */
+        r->hc = NULL;
+    }
     if (r->method[0]) {
         dur_us = (clock_mono_ms() - r->start_ms) * 1000;
         http_stats_record(r->l, r->route, r->status, dur_us);
-        http_access_log(r, toe, dur_us / 1000);
+        http_access_log(r, (enum MHD_RequestTerminationCode)toe, dur_us / 1000);
         atomic_fetch_sub(&r->l->srv->live, 1);
     }
     /* From here on, nothing may use the connection: a late reply only sees the state. */
@@ -123,6 +130,19 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     r->conn = NULL;
     pthread_mutex_unlock(&r->mu);
     http_req_unref(r);
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    struct http_req *r = *con_cls;
+
+    (void)cls;
+    (void)conn;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    http_req_finish(r, (int)toe);
 }
 
 /* ---- answers given by the server itself (server thread, before dispatch) ---- */
@@ -133,6 +153,7 @@ static enum MHD_Result http_queue_now(struct http_req *r, int status, const char
     struct MHD_Response *resp = http_resp_build(r, status, ctype, body, len);
 
     r->read_phase = 3;
+    http_conn_phase(r->hc, HTTP_CONN_ANSWERING);
     if (!resp)
         return MHD_NO;
     r->status = status;
@@ -213,7 +234,7 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
     struct http_span params[HTTP_MAX_PARAMS];
     size_t nparams = 0;
     char allow[HTTP_ALLOW_MAX];
-    const char *v, *origin, *q;
+    const char *v, *origin, *q, *bad;
     const union MHD_ConnectionInfo *ci;
 
     r->conn = conn;
@@ -241,6 +262,19 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
     origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     if (origin && http_cors_allowed(l, origin))
         snprintf(r->cors_origin, sizeof(r->cors_origin), "%s", l->any_origin ? "*" : origin);
+    /* Framing a proxy in front may read differently is refused before anything else, and the
+     * connection closed, so bytes smuggled into the body never become a request here. */
+    bad = http_frame_check(conn);
+    if (bad) {
+        r->close = 1;
+        return http_error_now(r, TV_ERR_INVALID, bad);
+    }
+    if (r->uri_too_long) {
+        size_t len = 0;
+        char *body = http_error_body(err_name(TV_ERR_TOO_LARGE), "request target too long", &len);
+        r->close = 1;
+        return http_queue_now(r, 414, http_json, body, body ? len : 0);
+    }
     if (r->path_len > HTTP_PATH_MAX)
         return http_error_now(r, TV_ERR_NOT_FOUND, "no such route");
     r->route = http_route_find(l, method, r->target, r->path_len, params, &nparams, allow);
@@ -275,6 +309,7 @@ static enum MHD_Result http_dispatch(struct http_req *r)
     struct MHD_Response *resp = NULL;
     int status = 0, suspended = 0;
 
+    http_conn_phase(r->hc, HTTP_CONN_ANSWERING);
     pthread_mutex_lock(&r->mu);
     r->state = HTTP_ST_HANDLER;
     r->owed = 1;
@@ -420,6 +455,9 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
     s->conn_limit = o->conn_limit ? o->conn_limit : HTTP_DEFAULT_CONN_LIMIT;
     s->per_ip_limit = o->per_ip_limit;
     s->conn_timeout_s = o->conn_timeout_s ? o->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
+    s->request_timeout_s =
+        o->request_timeout_s ? o->request_timeout_s : HTTP_DEFAULT_REQUEST_TIMEOUT_S;
+    pthread_mutex_init(&s->sweep_mu, NULL);
     s->cors_max_age_s = o->cors_max_age_s ? o->cors_max_age_s : HTTP_DEFAULT_MAX_AGE_S;
     for (size_t i = 0; i < o->nlisteners; i++) {
         const struct http_listener_opts *lo = &o->listeners[i];
@@ -427,6 +465,7 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
         struct sockaddr_storage ss;
 
         s->n = i + 1;
+        pthread_mutex_init(&l->cmu, NULL);
         l->srv = s;
         l->index = i;
         l->name = lo->name ? lo->name : "http";
@@ -482,6 +521,10 @@ int http_server_start(struct http_server *s)
 {
     http_raise_nofile(s);
     s->started = 1;
+    if (http_sweeper_start(s) != 0) {
+        log_msg(LOGL_ERROR, NULL, "http: cannot start the deadline thread");
+        return TV_ERR_INTERNAL;
+    }
     for (size_t i = 0; i < s->n; i++) {
         struct http_listener *l = &s->l[i];
         struct sockaddr_storage ss;
@@ -504,8 +547,8 @@ int http_server_start(struct http_server *s)
             MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
             s->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem,
             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l,
-            MHD_OPTION_NOTIFY_COMPLETED, http_completed, l, MHD_OPTION_EXTERNAL_LOGGER,
-            http_mhd_log, l, MHD_OPTION_END);
+            MHD_OPTION_NOTIFY_COMPLETED, http_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
+            http_conn_notify, l, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_END);
         if (!l->d) {
             log_msg(LOGL_ERROR, NULL, "http: cannot listen on %s (%s)", l->addr, l->name);
             return TV_ERR_IO;
@@ -591,6 +634,7 @@ void http_server_stop(struct http_server *s, int drain_ms)
             MHD_stop_daemon(s->l[i].d);
         s->l[i].d = NULL;
     }
+    http_sweeper_stop(s);
     s->started = 0;
 }
 
@@ -605,7 +649,9 @@ void http_server_free(struct http_server *s)
             free(l->origins[j]);
         free(l->origins);
         free(l->stats);
+        pthread_mutex_destroy(&l->cmu);
     }
+    pthread_mutex_destroy(&s->sweep_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
