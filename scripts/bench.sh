@@ -158,6 +158,7 @@ run_wrk() {
 }
 
 # start_tv [VAR=value ...]: (re)starts tokenvend on fresh ports with the bench settings.
+# Every bench client comes from 127.0.0.1, so the per-address connection cap is turned off.
 start_tv() {
     stop_tv
     pub_port=$(free_port)
@@ -165,7 +166,8 @@ start_tv() {
     env COMMUNICATION_SERVICES_CONNECTION_STRING="$connstr" TOKENVEND_DB="$work/tv.db" \
         TOKENVEND_PUBLIC_ADDR="127.0.0.1:$pub_port" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$int_port" \
         TOKENVEND_OIDC_ISSUER="$issuer" TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
-        TOKENVEND_OIDC_JWKS_URL="$issuer/jwks" TOKENVEND_LOG_LEVEL="$LOG_LEVEL" "$@" \
+        TOKENVEND_OIDC_JWKS_URL="$issuer/jwks" TOKENVEND_LOG_LEVEL="$LOG_LEVEL" \
+        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 "$@" \
         "$TV" serve >>"$work/tokenvend.log" 2>&1 &
     tv_pid=$!
     if ! http wait "http://127.0.0.1:$pub_port/healthz" 15; then

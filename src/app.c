@@ -232,6 +232,7 @@ int app_new(const struct config *cfg, struct app **out)
         .conn_limit = (unsigned)cfg->max_connections,
         .per_ip_limit = (unsigned)cfg->max_connections_per_ip,
         .conn_timeout_s = (unsigned)cfg->connection_timeout_s,
+        .request_timeout_s = (unsigned)cfg->request_timeout_s,
     };
     if ((rc = http_server_new(&ho, &a->http)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));

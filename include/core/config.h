@@ -73,6 +73,7 @@ struct config {
     long max_connections;        /* per listener */
     long max_connections_per_ip; /* 0: no limit */
     long connection_timeout_s;   /* idle connections are closed after this */
+    long request_timeout_s;      /* head and body must be complete this long after the line */
     long session_minutes;        /* lifetime of /api/login tokens */
     long outbox_interval_ms;     /* how often the delete outbox worker looks for due rows */
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
