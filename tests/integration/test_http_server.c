@@ -984,6 +984,39 @@ static void test_slow_clients_per_ip(void **state)
     http_server_free(s);
 }
 
+/* The deadlines leave ordinary clients alone: a kept-alive connection idle for less than
+ * conn_timeout_s serves its next request, and a request that trickles in byte by byte but
+ * completes within request_timeout_s is answered. */
+static void test_deadlines_spare_normal_clients(void **state)
+{
+    static struct resp r;
+    struct http_server *s = start_limited(50, 0, 4, 4);
+    const char *one = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *last = "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char buf[4096];
+    size_t got = 0;
+    int fd;
+
+    (void)state;
+    fd = tcp_connect(http_server_port(s, 0));
+    send_all(fd, one, strlen(one));
+    /* Read the first answer (its body ends the JSON object). */
+    while (got < sizeof(buf) - 1 && !memmem(buf, got, "\"world\"}", 8)) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    clock_sleep_ms(1500); /* idle, well inside the 4 s timeout */
+    for (const char *p = last; *p; p++) {
+        send_all(fd, p, 1); /* the whole request takes about 1 s */
+        clock_sleep_ms(20);
+    }
+    read_resp_bounded(fd, &r);
+    close(fd);
+    assert_int_equal(r.status, 200);
+    http_server_free(s);
+}
+
 static void test_bad_options(void **state)
 {
     static const struct http_route bad[] = {{"GET", "/users/{id}", h_hello}};
@@ -1025,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_framing_refused),
         cmocka_unit_test(test_slowloris_deadline),
         cmocka_unit_test(test_slow_clients_per_ip),
+        cmocka_unit_test(test_deadlines_spare_normal_clients),
         cmocka_unit_test(test_bad_options),
     };
     log_setup(LOGL_WARN, 2);
