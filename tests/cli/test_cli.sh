@@ -267,6 +267,32 @@ check "config check shows each value's source" \
     $([ $rc -eq 0 ] && grep -qF "token_minutes = 120  # $tmp/good.conf:1" "$tmp/cfgprec.out" && grep -q '^db = env.db  # env TOKENVEND_DB$' "$tmp/cfgprec.out" && grep -q '^public_addr = 127.0.0.1:9999  # flag --set$' "$tmp/cfgprec.out"; echo $?) "$(detail cfgprec)"
 run cfgmiss config check --config "$tmp/does-not-exist.conf"
 check "config check --config missing file -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail cfgmiss)"
+# OIDC keys must not come over plain http from another host: anyone on the path could swap them.
+for url in http://idp.example/ http://10.0.0.7:8080/realms/x http://127.0.0.1@idp.example/; do
+    TOKENVEND_OIDC_ISSUER=$url TOKENVEND_OIDC_AUDIENCE=api run cfghttp config check
+    check "config check: oidc_issuer $url -> exit 2 asking for https" \
+        $([ $rc -eq 2 ] && grep -q "oidc_issuer" "$tmp/cfghttp.err" && grep -q "https://" "$tmp/cfghttp.err"; echo $?) "$(detail cfghttp)"
+done
+run cfghttpj config check --set oidc_issuer=https://idp.example/ --set oidc_audience=api \
+    --set oidc_jwks_url=http://idp.example/keys
+check "config check: oidc_jwks_url over http to another host -> exit 2" \
+    $([ $rc -eq 2 ] && grep -q "oidc_jwks_url" "$tmp/cfghttpj.err"; echo $?) "$(detail cfghttpj)"
+for url in https://idp.example/ http://127.0.0.1:9/ http://localhost:8080/realms/x "http://[::1]:9/"; do
+    run cfghttpok config check --set "oidc_issuer=$url" --set oidc_audience=api
+    check "config check: oidc_issuer $url is accepted" $([ $rc -eq 0 ]; echo $?) "$(detail cfghttpok)"
+done
+run cfginsec config check --set oidc_issuer=http://idp.example/ --set oidc_audience=api \
+    --set oidc_allow_insecure_http=on
+check "config check: oidc_allow_insecure_http=on accepts http:// to another host" \
+    $([ $rc -eq 0 ] && grep -q '^oidc_allow_insecure_http = on  # flag --set$' "$tmp/cfginsec.out"; echo $?) "$(detail cfginsec)"
+# (Bounded: a serve that wrongly starts is stopped after a while and fails the check.)
+TOKENVEND_OIDC_ISSUER=http://idp.example/ TOKENVEND_OIDC_AUDIENCE=api TOKENVEND_DB="$tmp/https.db" \
+    timeout 30 "$TV" serve --set public_addr=127.0.0.1:0 --set internal_addr=127.0.0.1:0 \
+    >"$tmp/servehttp.out" 2>"$tmp/servehttp.err"
+rc=$?
+check "serve with an http:// issuer on another host -> exit 2 before listening" \
+    $([ $rc -eq 2 ] && grep -q "oidc_issuer" "$tmp/servehttp.err" && ! grep -q '"listening"' "$tmp/servehttp.err"; echo $?) "$(detail servehttp)"
+
 COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x/;nokey=1' run cfgcs config check
 check "config check with a malformed connection string -> exit 2, no secret shown" \
     $([ $rc -eq 2 ] && grep -q malformed "$tmp/cfgcs.err" && ! grep -q nokey "$tmp/cfgcs.err"; echo $?) "$(detail cfgcs)"

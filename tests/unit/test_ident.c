@@ -1,5 +1,5 @@
 /* Unit tests of src/core/ident.c (the id rule, the UTF-8 decoder, display sanitising, the local
- * namespace). Table-driven. */
+ * namespace) and of the loopback test of URLs in src/core/netaddr.c. Table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/ident.h"
+#include "core/netaddr.h"
 
 struct id_case {
     const char *s;
@@ -148,12 +149,57 @@ static void test_ident_local_and_cut(void **state)
     assert_int_equal(ident_utf8_cut("", 0), 0);
 }
 
+static void test_url_loopback(void **state)
+{
+    static const struct {
+        const char *url;
+        int loopback;
+    } cases[] = {
+        {"http://127.0.0.1:8080/", 1},
+        {"http://127.9.8.7/jwks", 1},
+        {"HTTP://LOCALHOST:3000", 1},
+        {"http://localhost", 1},
+        {"http://[::1]:9000/x", 1},
+        {"https://127.0.0.1/", 1},
+        {"http://user:pw@127.0.0.1/", 1},
+        {"http://idp.example/", 0},
+        {"http://10.0.0.1/", 0},
+        {"http://0.0.0.0:80/", 0},
+        {"http://128.0.0.1/", 0},
+        {"http://127.1/", 0}, /* not dotted-quad: not recognised */
+        {"http://localhost.example/", 0},
+        {"http://127.0.0.1.nip.io/", 0},
+        {"http://127.0.0.1@evil.example/", 0},  /* userinfo, then the real host */
+        {"http://evil.example#@127.0.0.1/", 0}, /* the fragment is not the authority */
+        {"http://evil.example/?@127.0.0.1", 0},
+        {"http://[::ffff:127.0.0.1]/", 0},
+        {"http://[::1/", 0},
+        {"http://%31%32%37.0.0.1/", 0},
+        {"ftp://127.0.0.1/", 0},
+        {"http://", 0},
+        {NULL, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = netaddr_url_is_loopback(cases[i].url);
+        if (got != cases[i].loopback)
+            print_error("%s: got %d\n", cases[i].url ? cases[i].url : "(null)", got);
+        assert_int_equal(got, cases[i].loopback);
+    }
+    assert_int_equal(netaddr_url_transport_ok("https://idp.example/", 0), 1);
+    assert_int_equal(netaddr_url_transport_ok("http://idp.example/", 0), 0);
+    assert_int_equal(netaddr_url_transport_ok("http://idp.example/", 1), 1);
+    assert_int_equal(netaddr_url_transport_ok("http://127.0.0.1:9/", 0), 1);
+    assert_int_equal(netaddr_url_transport_ok("ftp://idp.example/", 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ident_check_table),   cmocka_unit_test(test_ident_decode),
         cmocka_unit_test(test_ident_explain),       cmocka_unit_test(test_ident_sanitize),
-        cmocka_unit_test(test_ident_local_and_cut),
+        cmocka_unit_test(test_ident_local_and_cut), cmocka_unit_test(test_url_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
