@@ -61,7 +61,9 @@ struct service_call {
 void service_call_init(struct service_call *c, const char *request_id, const char *kind,
                        const char *name);
 
-/* One outcome. Everything borrowed is valid only during the done callback. */
+/* One outcome. Everything borrowed is valid only during the done callback. The message is always
+ * tokenvend's own: a failed ACS call is told as err_message(rc) plus ACS's error code ("ACS does
+ * not know the identity (ACS code IdentityNotFound)"); ACS's own words only go to the log. */
 struct service_result {
     int rc;                        /* 0 or TV_ERR_* (err_http_status gives the answer's status) */
     const char *message;           /* a sentence for the caller, or NULL for err_message(rc) */
