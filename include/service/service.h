@@ -57,7 +57,8 @@ struct service_call {
     char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "apikey:backend1", "cli" */
 };
 
-/* Fills c: caller becomes "kind:name" (truncated), request_id is copied (NULL = ""). */
+/* Fills c: caller becomes "kind:name" (truncated at a character boundary), request_id is copied
+ * (NULL = ""). */
 void service_call_init(struct service_call *c, const char *request_id, const char *kind,
                        const char *name);
 
@@ -141,11 +142,15 @@ void service_teams_exchange(struct service *s, const struct service_call *c, con
                             const char *teams_token, service_done_fn done, void *arg);
 
 /* Synchronous reads (block on the store only). service_user_get applies the resource binding:
- * TV_ERR_CONFLICT (message in msg) for a mapping of another ACS resource. */
+ * TV_ERR_CONFLICT (message in msg) for a mapping of another ACS resource; TV_ERR_INVALID for an
+ * id that breaks the id rule (core/ident.h). */
 int service_user_get(struct service *s, const char *app_user_id, struct store_user *out, char *msg,
                      size_t msglen);
+/* A page of app-user mappings (store_user_list_kept): mappings whose app user id breaks the id
+ * rule (stored before ids were checked) are passed over, so every id and cursor handed out is
+ * one a caller can send back; *skipped (may be NULL) receives how many were. */
 int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
-                      int *n);
+                      int *n, int *skipped);
 
 /* Runs fn(arg) on the service's threads for slow jobs (blocking work such as password
  * hashing; defer_workers of them, 2 by default), so neither a server thread nor the ACS

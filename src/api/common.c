@@ -15,6 +15,7 @@
 #include "auth/vcache.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "http/server.h"
 
@@ -151,7 +152,10 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
     memset(out, 0, sizeof *out);
     copy_str(out->kind, sizeof out->kind, "user");
     copy_str(out->name, sizeof out->name, claims.user);
-    if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0)
+    /* An oid that breaks the id rule is unusable, as one of the wrong type or length: the caller
+     * then has none (the Teams exchange answers 403), and it never travels on. */
+    if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0 &&
+        ident_check_str(oid, API_OID_MAX) == IDENT_OK)
         copy_str(out->oid, sizeof out->oid, oid);
     if (ctx->vcache != NULL) {
         struct vcache_claims vc;

@@ -11,6 +11,7 @@
 #include "auth/password.h"
 #include "auth/session.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
 #include "core/log.h"
 #include "store/accounts.h"
@@ -208,9 +209,12 @@ static void login(struct http_req *req, void *vctx)
         goto done;
     }
     if (jsonx_get_string(root, "username", STORE_NAME_MAX, &user) != 0 ||
+        ident_check_str(user, STORE_NAME_MAX) != IDENT_OK ||
         jsonx_get_string(root, "password", PASSWORD_MAX_LEN, &pw) != 0) {
-        http_reply_error(req, TV_ERR_INVALID,
-                         "username (1..64 bytes) and password (1..1024 bytes) are required");
+        http_reply_error(
+            req, TV_ERR_INVALID,
+            "username (1..64 bytes, no control characters) and password (1..1024 bytes) "
+            "are required");
         goto done;
     }
     if ((l = calloc(1, sizeof *l)) == NULL || (l->password = strdup(pw)) == NULL) {

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "service_int.h"
 #include "store/outbox.h"
@@ -24,7 +25,7 @@
 
 static int id_valid(const char *id)
 {
-    return id != NULL && id[0] != '\0' && strlen(id) <= STORE_ID_MAX;
+    return ident_check_str(id, STORE_ID_MAX) == IDENT_OK;
 }
 
 /* Reports the outcome and frees f. A token is handed out only on success and only when this
@@ -622,7 +623,9 @@ struct flow *flow_start(struct service *s, enum flow_kind kind, const struct ser
     if (f == NULL || !id_valid(key)) {
         memset(&r, 0, sizeof r);
         r.rc = f == NULL ? TV_ERR_NOMEM : TV_ERR_INVALID;
-        r.message = f == NULL ? NULL : "the user or identity id must be 1..256 bytes";
+        r.message = f == NULL ? NULL
+                              : "the user or identity id must be 1..256 bytes of UTF-8 without "
+                                "control characters";
         r.acs_id = "";
         flow_free(f);
         if (done != NULL)
