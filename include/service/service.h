@@ -51,10 +51,11 @@ struct service_opts {
 #define SERVICE_CALLER_MAX 127
 #define SERVICE_REQUEST_ID_MAX 64
 
-/* Who asks, for audit rows and upstream correlation. Plain value type. */
+/* Who asks, for audit rows and upstream correlation. Plain value type. The caller names a user
+ * by its namespace: "user:<OIDC claim value>", "user:local:<account name>". */
 struct service_call {
     char request_id[SERVICE_REQUEST_ID_MAX + 1]; /* sent upstream as x-ms-client-request-id */
-    char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "apikey:backend1", "cli" */
+    char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "user:local:bob", "cli" */
 };
 
 /* Fills c: caller becomes "kind:name" (truncated at a character boundary), request_id is copied

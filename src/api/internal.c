@@ -1,7 +1,8 @@
 /* The internal API (SPEC 4): backends on their own listener, authenticated by an API key.
- * User routes name the app user exactly as the public API's token claim does; identity routes
- * name an ACS identity id (standalone "guest" identities included). Every id passes the id rule
- * (core/ident.h) before anything else looks at it. */
+ * User routes name the app user exactly as the public API sees it: an OIDC user by its claim's
+ * value, a local account NAME as "local:NAME". Identity routes name an ACS identity id
+ * (standalone "guest" identities included). Every id passes the id rule (core/ident.h) before
+ * anything else looks at it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

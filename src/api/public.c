@@ -167,7 +167,11 @@ static void login_run(void *arg)
     if (rc == 0)
         rc = session_issue(l->ctx->session, l->username, 0, l->ctx->session_minutes * 60, &token,
                            &exp);
-    service_audit(l->ctx->svc, &l->call, "login", l->username, "", rc, NULL);
+    {
+        char uid[IDENT_LOCAL_ID_CAP];
+        (void)ident_local_user(l->username, uid, sizeof uid); /* checked in login() */
+        service_audit(l->ctx->svc, &l->call, "login", uid, "", rc, NULL);
+    }
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_reply_error(l->req, rc, "invalid username or password");
     } else if (rc != 0) {
@@ -229,7 +233,7 @@ static void login(struct http_req *req, void *vctx)
     snprintf(l->username, sizeof l->username, "%s", user);
     {
         struct api_caller who = {.kind = "user"};
-        snprintf(who.name, sizeof who.name, "%s", user);
+        (void)ident_local_user(user, who.name, sizeof who.name);
         api_call_init(&l->call, req, &who);
     }
     rc = service_defer(ctx->svc, login_run, l);

@@ -1,5 +1,7 @@
 // tokenvend serve, black box: how ids enter. Internal path ids, the list cursor, OIDC user claims,
-// oid claims and login names follow one rule (valid UTF-8, no control characters, 1..256 bytes).
+// oid claims, session subjects and login names follow one rule (valid UTF-8, no control
+// characters, 1..256 bytes), and local accounts live in their own namespace ("local:NAME"),
+// apart from OIDC subjects.
 // Real binaries on loopback: acs-emulator upstream, a temporary database, a local JWKS issuer.
 
 import assert from "node:assert/strict";
@@ -49,7 +51,7 @@ function strictJson(bytes) {
   return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
 }
 
-describe("tokenvend serve: ids", { skip }, () => {
+describe("tokenvend serve: ids and user namespaces", { skip }, () => {
   let emu;
   let jwks;
   let svc;
@@ -123,6 +125,38 @@ describe("tokenvend serve: ids", { skip }, () => {
     const put = await int("PUT", `/internal/users/${encodeURIComponent(good)}`);
     assert.equal(put.status, 201, show(put));
     assert.equal(put.json.userId, good);
+  });
+
+  test("a local account and an OIDC user with the same name get different identities", async () => {
+    const session = await login(account.name, account.password);
+    const local = assertTokenResponse(await svc.pub("GET", "/api/token", { token: session }), { what: "local account" });
+    const oidcToken = jwks.token(account.name);
+    const oidc = assertTokenResponse(await svc.pub("GET", "/api/token", { token: oidcToken }), { what: "OIDC user" });
+    assert.notEqual(local.userId, oidc.userId, "one identity each");
+
+    // Internal routes name the local account's user "local:NAME" and the OIDC user by its subject.
+    const asLocal = await int("GET", `/internal/users/local:${account.name}`);
+    assert.equal(asLocal.status, 200, show(asLocal));
+    assert.equal(asLocal.json.acsUserIdentity, local.userId);
+    assert.equal(asLocal.json.userId, `local:${account.name}`);
+    const asOidc = await int("GET", `/internal/users/${account.name}`);
+    assert.equal(asOidc.status, 200, show(asOidc));
+    assert.equal(asOidc.json.acsUserIdentity, oidc.userId);
+
+    // Neither can act on the other's identity: the OIDC user deletes its own, the account's stays.
+    assert.equal((await svc.pub("DELETE", "/api/user", { token: oidcToken })).status, 204);
+    assert.equal((await int("GET", `/internal/users/${account.name}`)).status, 404, "the OIDC user's mapping is gone");
+    const still = await svc.pub("GET", "/api/user", { token: session });
+    assert.equal(still.status, 200, show(still));
+    assert.equal(still.json.acsUserIdentity, local.userId, "the local account keeps its identity");
+
+    // No OIDC subject can name a local account.
+    for (const sub of [`local:${account.name}`, "local:", "local:someone"]) {
+      assertUnauthorized(await svc.pub("GET", "/api/token", { token: jwks.token(sub) }), `OIDC sub ${sub}`);
+      assertUnauthorized(await svc.pub("GET", "/api/user", { token: jwks.token(sub) }), `OIDC sub ${sub}`);
+    }
+    const again = await int("GET", `/internal/users/local:${account.name}`);
+    assert.equal(again.json.acsUserIdentity, local.userId, "the account's mapping is untouched");
   });
 
   test("user claims, oid claims and login names follow the id rule", async () => {

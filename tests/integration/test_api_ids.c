@@ -2,7 +2,8 @@
  * characters) must not break the listings: the real service (app_new on loopback, the emulator
  * upstream) and `tokenvend identity list|show` run against a database holding such rows, and
  * every answer must be strict JSON (jsonx_parse refuses bytes that are not UTF-8). The rows stay
- * reachable by their ACS id, so an operator can remove them. */
+ * reachable by their ACS id, so an operator can remove them. Also: a local account's requests
+ * are audited under its own namespace ("user:local:NAME"), apart from any OIDC subject. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,12 +22,15 @@
 
 #include "app.h"
 #include "auth/apikey.h"
+#include "auth/password.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 #include "emu.h"
+#include "store/accounts.h"
 #include "store/apikeys.h"
+#include "store/audit.h"
 #include "store/store.h"
 #include "store/users.h"
 
@@ -160,6 +164,20 @@ static int setup(void **state)
     if (apikey_generate(G.key, sizeof G.key, k.key_id, k.hash) != 0 ||
         store_apikey_insert(st, &k) != 0)
         return -1;
+    {
+        /* A local account, hashed cheaply: the test is about names, not password cost. */
+        struct password_params pp;
+        struct store_account acct;
+        password_params_get(&pp);
+        if (password_params_parse("t=1,m=1024", &pp) != 0 || password_params_set(&pp) != 0)
+            return -1;
+        memset(&acct, 0, sizeof acct);
+        snprintf(acct.name, sizeof acct.name, "alice");
+        if (password_hash("correct horse battery", 21, acct.password_hash,
+                          sizeof acct.password_hash) != 0 ||
+            store_account_upsert(st, &acct, NULL) != 0)
+            return -1;
+    }
     store_close(st);
 
     pport = temu_closed_port();
@@ -174,9 +192,9 @@ static int setup(void **state)
         const struct config_flag flags[] = {
             {"db", dbset, "--set"},           {"public_addr", pub, "--set"},
             {"internal_addr", intl, "--set"}, {"acs_connection_string", cs, "--set"},
-            {"log_level", "warn", "--set"},
+            {"log_level", "warn", "--set"},   {"local_accounts", "on", "--set"},
         };
-        struct config_overrides ov = {.default_path = "", .flags = flags, .nflags = 5};
+        struct config_overrides ov = {.default_path = "", .flags = flags, .nflags = 6};
         if (config_load(&ov, &G.cfg, err, sizeof err) != 0) {
             fprintf(stderr, "config: %s\n", err);
             return -1;
@@ -353,12 +371,58 @@ static void test_cli_list_and_show(void **state)
     free(err);
 }
 
+/* The audit rows of a local account's login and first token name it "local:alice", so they
+ * cannot be confused with an OIDC user whose subject is "alice". */
+static void test_local_account_audit(void **state)
+{
+    struct store_audit_filter f = {.app_user_id = "local:alice"};
+    struct store_audit rows_out[16];
+    struct json_object *o, *v;
+    struct store *st = NULL;
+    char *body = NULL, session[4096];
+    size_t len = 0;
+    int n = 0, login = 0, create = 0;
+
+    (void)state;
+    assert_int_equal(request(G.public, NULL, "POST", "/api/login",
+                             "{\"username\":\"alice\",\"password\":\"correct horse battery\"}",
+                             &body, &len),
+                     200);
+    o = strict_json(body, len);
+    assert_true(json_object_object_get_ex(o, "access_token", &v));
+    snprintf(session, sizeof session, "%s", json_object_get_string(v));
+    json_object_put(o);
+    free(body);
+    assert_int_equal(request(G.public, session, "GET", "/api/token", NULL, &body, &len), 200);
+    free(body);
+    /* The internal API names the same user "local:alice"; the bare name is someone else. */
+    assert_int_equal(internal("GET", "/internal/users/local:alice", &body, &len), 200);
+    free(body);
+    assert_int_equal(internal("GET", "/internal/users/alice", &body, &len), 404);
+    free(body);
+
+    assert_int_equal(store_open(G.db, STORE_MIGRATE_NO, &st), 0);
+    assert_int_equal(store_audit_list(st, &f, 16, rows_out, &n), 0);
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(rows_out[i].caller, "user:local:alice");
+        login += strcmp(rows_out[i].action, "login") == 0;
+        create += strcmp(rows_out[i].action, "create") == 0;
+    }
+    assert_int_equal(login, 1);
+    assert_int_equal(create, 1);
+    f.app_user_id = "alice";
+    assert_int_equal(store_audit_list(st, &f, 16, rows_out, &n), 0);
+    assert_int_equal(n, 0);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_pages_stay_json),
         cmocka_unit_test(test_bad_row_reachable_by_acs_id),
         cmocka_unit_test(test_cli_list_and_show),
+        cmocka_unit_test(test_local_account_audit),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     return cmocka_run_group_tests(tests, setup, teardown);

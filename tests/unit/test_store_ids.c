@@ -1,5 +1,8 @@
-/* Unit tests of the store's side of the id rule: store_user_list_kept, which pages past rows the
- * id rule refuses while the cursors it hands out stay ones a caller may send back. */
+/* Unit tests of the store's side of the user namespaces and the id rule: migration 0003 run on a
+ * database built at schema version 2 with rows written the old way (local accounts' mappings
+ * and pending deletes move to "local:NAME", other ids stay, OIDC ids in the new namespace become
+ * standalone identities), and store_user_list_kept, which pages past rows the id rule refuses
+ * while the cursors it hands out stay ones a caller may send back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +13,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "core/err.h"
 #include "core/ident.h"
+#include "store/migrations.h"
+#include "store/outbox.h"
 #include "store/store.h"
 #include "store/users.h"
 
@@ -56,6 +62,105 @@ static int teardown(void **state)
     rmdir(f->dir);
     free(f);
     return 0;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+
+    if (rc != SQLITE_OK)
+        print_error("%s: %s\n", sql, err != NULL ? err : "?");
+    sqlite3_free(err);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Builds f->path at schema version 2 exactly as a binary of that version left it: the
+ * bookkeeping table the store creates, the compiled-in migrations 1 and 2, their records. */
+static sqlite3 *open_v2(const struct fx *f)
+{
+    sqlite3 *db = NULL;
+    char sql[160];
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    exec_ok(db, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT");
+    for (size_t i = 0; i < store_migrations_count && store_migrations[i].version <= 2; i++) {
+        exec_ok(db, store_migrations[i].sql);
+        snprintf(sql, sizeof sql, "INSERT INTO schema_migrations VALUES (%d, '%s', 1)",
+                 store_migrations[i].version, store_migrations[i].name);
+        exec_ok(db, sql);
+    }
+    return db;
+}
+
+static void get_acs(struct store *s, const char *app, const char *want_acs)
+{
+    struct store_user u;
+
+    memset(&u, 0, sizeof u);
+    assert_int_equal(store_user_get(s, app, &u), 0);
+    assert_string_equal(u.acs_id, want_acs);
+}
+
+static void test_migration_0003(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = NULL;
+    struct store_user u;
+    char acs[STORE_ID_MAX + 1];
+    int cur = 0, found = -1;
+    sqlite3 *db = open_v2(f);
+
+    /* Two local accounts; alice has a mapping under her bare name, a pending delete left by
+     * bob's earlier identity, and OIDC users: "carol" (no account of that name), and two whose
+     * claims already used the new namespace ("local:alice" clashes with alice's new id). */
+    exec_ok(db, "INSERT INTO accounts VALUES ('alice', '$argon2id$x', 1, 1),"
+                " ('bob', '$argon2id$x', 1, 1)");
+    exec_ok(db, "INSERT INTO mappings (app_user_id, acs_id, resource, created_ms) VALUES"
+                " ('alice', '8:acs:alice', '" RES "', 1),"
+                " ('carol', '8:acs:carol', '" RES "', 1),"
+                " ('local:alice', '8:acs:oidc-local-alice', '" RES "', 1),"
+                " ('local:zed', '8:acs:oidc-local-zed', '" RES "', 1),"
+                " (NULL, '8:acs:guest', '" RES "', 1)");
+    exec_ok(db, "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms,"
+                " app_user_id) VALUES"
+                " ('8:acs:bob-old', '" RES "', 'delete', 1, 1, 'bob'),"
+                " ('8:acs:carol-old', '" RES "', 'delete', 1, 1, 'carol'),"
+                " ('8:acs:oidc-old', '" RES "', 'delete', 1, 1, 'local:bob')");
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(f->path, STORE_MIGRATE_YES, &s), 0);
+    assert_int_equal(store_schema_version(s, &cur, NULL), 0);
+    assert_true(cur >= 3);
+
+    /* The account keeps its identity under its new id; the bare name no longer maps. */
+    get_acs(s, "local:alice", "8:acs:alice");
+    assert_int_equal(store_user_get(s, "alice", &u), TV_ERR_NOT_FOUND);
+    /* An id that is no account name is unchanged. */
+    get_acs(s, "carol", "8:acs:carol");
+    /* OIDC users that were in the local namespace are now standalone identities, kept. */
+    memset(&u, 0, sizeof u);
+    assert_int_equal(store_user_get_by_acs(s, "8:acs:oidc-local-alice", &u), 0);
+    assert_string_equal(u.app_user_id, "");
+    assert_int_equal(store_user_get_by_acs(s, "8:acs:oidc-local-zed", &u), 0);
+    assert_string_equal(u.app_user_id, "");
+    assert_int_equal(store_user_get(s, "local:zed", &u), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_user_get_by_acs(s, "8:acs:guest", &u), 0);
+    assert_string_equal(u.app_user_id, "");
+
+    /* Pending deletes follow the same rules. */
+    assert_int_equal(store_outbox_pending_for_user(s, "local:bob", &found, acs), 0);
+    assert_int_equal(found, 1);
+    assert_string_equal(acs, "8:acs:bob-old");
+    assert_int_equal(store_outbox_pending_for_user(s, "bob", &found, NULL), 0);
+    assert_int_equal(found, 0);
+    assert_int_equal(store_outbox_pending_for_user(s, "carol", &found, acs), 0);
+    assert_int_equal(found, 1);
+    assert_string_equal(acs, "8:acs:carol-old");
+    assert_int_equal(store_outbox_pending_for(s, "8:acs:oidc-old", &found), 0);
+    assert_int_equal(found, 1);
+    store_close(s);
 }
 
 /* Rows the way a binary without the id rule stored them. */
@@ -128,6 +233,7 @@ static void test_list_kept(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migration_0003, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
