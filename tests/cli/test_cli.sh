@@ -137,6 +137,12 @@ m1441=$rc
 run noscope acs issue "$id"
 check "--minutes 59 / 1441 and missing --scopes -> exit 2" \
     $([ $m1441 -eq 2 ] && [ $rc -eq 2 ] && grep -q "60..1440" "$tmp/m59.err" && grep -q "60..1440" "$tmp/m1441.err"; echo $?) "$(detail m59; detail m1441)"
+run badid acs revoke "$(printf '8:acs:x\r\nInjected: 1')"
+check "acs revoke with an id holding control characters -> exit 2" \
+    $([ $rc -eq 2 ] && json_ok "$tmp/badid.err" '/control characters/.test(o.error.message)' && ! grep -q Injected "$tmp/badid.err"; echo $?) "$(detail badid)"
+run badid2 acs issue "$(printf '8:acs:\xff\xfe')" --scopes chat
+check "acs issue with an id that is not UTF-8 -> exit 2" \
+    $([ $rc -eq 2 ] && json_ok "$tmp/badid2.err" '/not valid UTF-8/.test(o.error.message)'; echo $?) "$(detail badid2)"
 run flagmix acs revoke "$id" --scopes chat
 check "flag that does not apply -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail flagmix)"
 stats=$(http GET /emulator/stats)
