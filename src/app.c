@@ -162,7 +162,13 @@ int app_new(const struct config *cfg, struct app **out)
     }
 
     if (cfg->oidc_issuer[0] != '\0') {
-        struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url, .issuer = cfg->oidc_issuer};
+        struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url,
+                               .issuer = cfg->oidc_issuer,
+                               .allow_insecure_http = cfg->oidc_allow_insecure_http};
+        if (cfg->oidc_allow_insecure_http)
+            log_msg(LOGL_WARN, NULL,
+                    "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
+                    "http, where anyone on the path can replace them; use it for tests only");
         if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
             log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
             goto fail;

@@ -1,7 +1,7 @@
 /* A caller-authentication key set (OIDC JWKS): keys cached by kid, fetched by a background thread
  * from a JWKS URL or discovered via <issuer>/.well-known/openid-configuration. Thread-safe, and
  * verification never waits for the network; the last good key set survives a failed fetch.
- * Production should use https:// URLs; http:// is accepted for loopback tests. */
+ * URLs must be https://, except http:// to a loopback host or when allow_insecure_http is set. */
 #ifndef TV_AUTH_JWKS_H
 #define TV_AUTH_JWKS_H
 
@@ -26,6 +26,9 @@ struct jwks_opts {
     int64_t connect_timeout_ms;  /* 0 means 2000 */
     int64_t timeout_ms;          /* whole transfer; 0 means 5000 */
     int64_t refresh_every_ms;    /* periodic refetch after a success; 0 means 1 hour */
+    /* Accept http:// URLs to non-loopback hosts (configured and discovered ones); off means
+     * https:// only, or http:// to 127.0.0.0/8, [::1] or localhost. */
+    int allow_insecure_http;
 };
 
 /* Creates an empty set (copies the strings). With a jwks_url or an issuer it starts the set's
@@ -33,7 +36,8 @@ struct jwks_opts {
  * JWKS_UNLOADED_RETRY_MS until a key set loads, refetches when a verifier meets an unknown kid
  * (at most once per refetch interval, counted from the end of the last fetch) and every
  * refresh_every_ms. With neither, the set only holds keys given by jwks_load_json and never
- * touches the network. 0, TV_ERR_INVALID (URL not http(s)://) or TV_ERR_NOMEM. */
+ * touches the network. 0, TV_ERR_INVALID (URL not https:// under the rule of allow_insecure_http)
+ * or TV_ERR_NOMEM. */
 int jwks_new(const struct jwks_opts *o, struct jwks **out);
 /* Stops and joins the fetcher (aborting a transfer in progress within about a second) and frees
  * the set; keys still referenced by in-flight verifications stay alive until they end.

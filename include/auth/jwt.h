@@ -36,7 +36,7 @@ struct jwt_header {
 
 /* A verified token's claims: a plain value type. Release with jwt_claims_release. */
 struct jwt_claims {
-    char user[JWT_USER_MAX + 1]; /* value of the user claim: non-empty, no NUL */
+    char user[JWT_USER_MAX + 1]; /* value of the user claim: passes the id rule */
     char kid[JWK_KID_MAX + 1];   /* header kid, "" when absent */
     enum jwt_alg alg;
     int64_t exp;                 /* seconds since the epoch */
@@ -69,7 +69,8 @@ int jwt_jws_verify(const struct jwk *key, const char *token, size_t len, uint8_t
 /* Checks a payload's claims against e: a strict JSON object (duplicate names rejected), "iss"
  * exact, "aud" string or array containing e->audience, "exp" integer required and
  * now < exp + leeway, "nbf" if present integer and now >= nbf - leeway, "iat" if present an
- * integer, user claim a non-empty string of at most JWT_USER_MAX bytes. Fills all of *out but
+ * integer, user claim a string passing the id rule (core/ident.h: 1..JWT_USER_MAX bytes of
+ * UTF-8 without control characters). Fills all of *out but
  * kid and alg. 0, TV_ERR_UNAUTHORIZED, TV_ERR_INVALID (e incomplete) or TV_ERR_NOMEM. */
 int jwt_claims_check(const char *payload, size_t len, const struct jwt_expect *e,
                      struct jwt_claims *out);

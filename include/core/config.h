@@ -50,6 +50,8 @@ struct config {
     char *oidc_audience;
     char *oidc_jwks_url;
     char *oidc_user_claim;
+    /* bool: plain http:// OIDC URLs to non-loopback hosts (tests only) */
+    int oidc_allow_insecure_http;
     long auth_cache_max_entries; /* verified bearer tokens remembered; 0: verify every request */
     int local_accounts;          /* bool */
     int cache;                   /* bool */

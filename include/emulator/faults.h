@@ -11,6 +11,7 @@
 
 #define EMU_FAULT_LATENCY_MAX_MS (10 * 60 * 1000)
 #define EMU_FAULT_OPS_ALL ((1u << EMU_OP__COUNT) - 1)
+#define EMU_FAULT_MESSAGE_MAX 200 /* error_message: printable ASCII without '"' and '\\' */
 
 /* The whole fault set (PUT /emulator/faults replaces it). */
 struct emu_fault_set {
@@ -22,6 +23,9 @@ struct emu_fault_set {
     double drop_rate;       /* 0..1: close the connection without an answer */
     unsigned ops;           /* bit (1 << enum emu_op) per affected operation */
     int64_t count;          /* matching requests still affected; -1 for unlimited */
+    /* error.message of the error_status answers; "" for the default "Injected fault: status
+     * N." (tests use it to see where ACS's own words end up). */
+    char error_message[EMU_FAULT_MESSAGE_MAX + 1];
 };
 
 enum emu_fault_kind { EMU_FAULT_NONE, EMU_FAULT_THROTTLE, EMU_FAULT_ERROR, EMU_FAULT_DROP };
@@ -31,6 +35,8 @@ struct emu_fault_decision {
     enum emu_fault_kind kind;
     int status;             /* EMU_FAULT_ERROR: the status; EMU_FAULT_THROTTLE: 429 */
     int64_t retry_after_ms; /* EMU_FAULT_THROTTLE */
+    /* EMU_FAULT_ERROR: the set's error_message ("" for the default). */
+    char message[EMU_FAULT_MESSAGE_MAX + 1];
 };
 
 struct emu_faults;

@@ -51,17 +51,21 @@ struct service_opts {
 #define SERVICE_CALLER_MAX 127
 #define SERVICE_REQUEST_ID_MAX 64
 
-/* Who asks, for audit rows and upstream correlation. Plain value type. */
+/* Who asks, for audit rows and upstream correlation. Plain value type. The caller names a user
+ * by its namespace: "user:<OIDC claim value>", "user:local:<account name>". */
 struct service_call {
     char request_id[SERVICE_REQUEST_ID_MAX + 1]; /* sent upstream as x-ms-client-request-id */
-    char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "apikey:backend1", "cli" */
+    char caller[SERVICE_CALLER_MAX + 1];         /* "user:alice", "user:local:bob", "cli" */
 };
 
-/* Fills c: caller becomes "kind:name" (truncated), request_id is copied (NULL = ""). */
+/* Fills c: caller becomes "kind:name" (truncated at a character boundary), request_id is copied
+ * (NULL = ""). */
 void service_call_init(struct service_call *c, const char *request_id, const char *kind,
                        const char *name);
 
-/* One outcome. Everything borrowed is valid only during the done callback. */
+/* One outcome. Everything borrowed is valid only during the done callback. The message is always
+ * tokenvend's own: a failed ACS call is told as err_message(rc) plus ACS's error code ("ACS does
+ * not know the identity (ACS code IdentityNotFound)"); ACS's own words only go to the log. */
 struct service_result {
     int rc;                        /* 0 or TV_ERR_* (err_http_status gives the answer's status) */
     const char *message;           /* a sentence for the caller, or NULL for err_message(rc) */
@@ -139,11 +143,15 @@ void service_teams_exchange(struct service *s, const struct service_call *c, con
                             const char *teams_token, service_done_fn done, void *arg);
 
 /* Synchronous reads (block on the store only). service_user_get applies the resource binding:
- * TV_ERR_CONFLICT (message in msg) for a mapping of another ACS resource. */
+ * TV_ERR_CONFLICT (message in msg) for a mapping of another ACS resource; TV_ERR_INVALID for an
+ * id that breaks the id rule (core/ident.h). */
 int service_user_get(struct service *s, const char *app_user_id, struct store_user *out, char *msg,
                      size_t msglen);
+/* A page of app-user mappings (store_user_list_kept): mappings whose app user id breaks the id
+ * rule (stored before ids were checked) are passed over, so every id and cursor handed out is
+ * one a caller can send back; *skipped (may be NULL) receives how many were. */
 int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
-                      int *n);
+                      int *n, int *skipped);
 
 /* Runs fn(arg) on the service's threads for slow jobs (blocking work such as password
  * hashing; defer_workers of them, 2 by default), so neither a server thread nor the ACS

@@ -44,6 +44,18 @@ int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms);
  * The next page's cursor is out[*n - 1].app_user_id. TV_ERR_INVALID for a bad limit. */
 int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n);
 
+/* Decides whether store_user_list_kept returns a row: non-zero keeps it. ctx is the caller's. */
+typedef int (*store_user_keep_fn)(const struct store_user *u, void *ctx);
+
+/* store_user_list, counting only the rows keep() accepts: the others are passed over (keep may
+ * note them) and the listing goes on behind them, so the page holds limit kept rows unless the
+ * table ends first (*n < limit then means the last page, as for store_user_list). The next
+ * page's cursor is still out[*n - 1].app_user_id. Reads as many rows as that takes (a table
+ * full of passed-over rows is read through), limit rows of scratch memory. TV_ERR_INVALID for a
+ * bad limit or a NULL keep, TV_ERR_NOMEM, or a store error. */
+int store_user_list_kept(struct store *s, const char *after, int limit, store_user_keep_fn keep,
+                         void *ctx, struct store_user *out, int *n);
+
 /* Number of mappings, standalone identities included (for metrics). */
 int store_user_count(struct store *s, int64_t *n);
 

@@ -15,6 +15,7 @@
 #include "auth/vcache.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "http/server.h"
 
@@ -83,6 +84,28 @@ static int auth_cached(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
     return rc;
 }
 
+/* The app user id of a verified token's user claim, by namespace: a session token's subject is a
+ * local account NAME and becomes "local:NAME"; an OIDC claim is the id as it is, except that
+ * the local namespace is refused to it, so no identity provider can name a local account's
+ * user. 0, or TV_ERR_UNAUTHORIZED with *reason set. */
+static int caller_user_id(const char *user, int session, char out[API_USER_MAX + 1],
+                          const char **reason)
+{
+    if (session) {
+        if (ident_local_user(user, out, API_USER_MAX + 1) != 0) {
+            *reason = "session subject is not an account name";
+            return TV_ERR_UNAUTHORIZED;
+        }
+        return 0;
+    }
+    if (strncmp(user, IDENT_LOCAL_PREFIX, IDENT_LOCAL_PREFIX_LEN) == 0) {
+        *reason = "user claim starts with the reserved prefix \"" IDENT_LOCAL_PREFIX "\"";
+        return TV_ERR_UNAUTHORIZED;
+    }
+    copy_str(out, API_USER_MAX + 1, user);
+    return 0;
+}
+
 int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)
 {
     struct jwt_claims claims;
@@ -133,6 +156,12 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
         rc = TV_ERR_UNAUTHORIZED;
         reason = "no token issuer is configured";
     }
+    if (rc == 0) {
+        memset(out, 0, sizeof *out);
+        rc = caller_user_id(claims.user, verdict.source == VCACHE_SRC_SESSION, out->name, &reason);
+        if (rc != 0)
+            jwt_claims_release(&claims);
+    }
     if (rc != 0) {
         log_msg(LOGL_INFO, http_req_id(req), "bearer token rejected: %s (%s)",
                 reason != NULL ? reason : "-", err_name(rc));
@@ -148,10 +177,11 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
         rc = rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
         goto done;
     }
-    memset(out, 0, sizeof *out);
     copy_str(out->kind, sizeof out->kind, "user");
-    copy_str(out->name, sizeof out->name, claims.user);
-    if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0)
+    /* An oid that breaks the id rule is unusable, as one of the wrong type or length: the caller
+     * then has none (the Teams exchange answers 403), and it never travels on. */
+    if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0 &&
+        ident_check_str(oid, API_OID_MAX) == IDENT_OK)
         copy_str(out->oid, sizeof out->oid, oid);
     if (ctx->vcache != NULL) {
         struct vcache_claims vc;

@@ -1,6 +1,8 @@
 /* The internal API (SPEC 4): backends on their own listener, authenticated by an API key.
- * User routes name the app user exactly as the public API's token claim does; identity routes
- * name an ACS identity id (standalone "guest" identities included). */
+ * User routes name the app user exactly as the public API sees it: an OIDC user by its claim's
+ * value, a local account NAME as "local:NAME". Identity routes name an ACS identity id
+ * (standalone "guest" identities included). Every id passes the id rule (core/ident.h) before
+ * anything else looks at it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,9 @@
 
 #include "api_int.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
+#include "core/log.h"
 #include "store/store.h"
 
 #define LIST_DEFAULT 100
@@ -24,16 +28,38 @@ static int begin(struct http_req *req, struct api_ctx *ctx, struct service_call 
     return 0;
 }
 
-/* Authenticates, then runs fn for the id in the path, replying in shape. */
+/* The id in the path (parameter 0) when it passes the id rule; else replies 400 naming what is
+ * wrong (never quoting the bytes) and returns NULL. */
+static const char *path_id(struct http_req *req, const char *what)
+{
+    const char *id = http_req_param(req, 0);
+    enum ident_fault f = ident_check_str(id, IDENT_MAX);
+    char msg[128];
+
+    if (f == IDENT_OK)
+        return id;
+    http_reply_error(req, TV_ERR_INVALID, ident_explain(f, what, IDENT_MAX, msg, sizeof msg));
+    return NULL;
+}
+
+/* The path parameter's name in the route table's order: users, then identities. */
+static const char *param_name(struct http_req *req)
+{
+    return strncmp(http_req_route(req), "/internal/users/", 16) == 0 ? "userId" : "acsId";
+}
+
+/* Authenticates, checks the id in the path, then runs fn for it, replying in shape. */
 static void for_id(struct http_req *req, struct api_ctx *ctx, enum api_shape shape,
                    api_id_call_fn fn)
 {
     struct service_call call;
+    const char *id;
     void *p;
 
-    if (begin(req, ctx, &call) != 0 || (p = api_pending_new(req, shape)) == NULL)
+    if (begin(req, ctx, &call) != 0 || (id = path_id(req, param_name(req))) == NULL ||
+        (p = api_pending_new(req, shape)) == NULL)
         return;
-    fn(ctx->svc, &call, http_req_param(req, 0), api_pending_done, p);
+    fn(ctx->svc, &call, id, api_pending_done, p);
 }
 
 static void put_user(struct http_req *req, void *ctx)
@@ -46,13 +72,14 @@ static void get_user(struct http_req *req, void *vctx)
     struct api_ctx *ctx = vctx;
     struct service_call call;
     struct store_user u;
+    const char *id;
     char msg[320];
     int rc;
 
-    if (begin(req, ctx, &call) != 0)
+    if (begin(req, ctx, &call) != 0 || (id = path_id(req, "userId")) == NULL)
         return;
     msg[0] = '\0';
-    rc = service_user_get(ctx->svc, http_req_param(req, 0), &u, msg, sizeof msg);
+    rc = service_user_get(ctx->svc, id, &u, msg, sizeof msg);
     if (rc == TV_ERR_INVALID)
         msg[0] = '\0';
     if (rc != 0) {
@@ -93,8 +120,10 @@ static void list_users(struct http_req *req, void *vctx)
     struct store_user *rows = NULL;
     struct json_object *o, *arr;
     const char *after;
+    enum ident_fault f;
+    char msg[128];
     long limit;
-    int n = 0, rc;
+    int n = 0, skipped = 0, rc;
 
     if (begin(req, ctx, &call) != 0)
         return;
@@ -102,20 +131,29 @@ static void list_users(struct http_req *req, void *vctx)
         http_reply_error(req, TV_ERR_INVALID, "limit must be an integer in 1..1000");
         return;
     }
+    /* The cursor is a user id the previous page handed out: the same rule as any id ("" is
+     * the start, as an absent one). */
     after = http_req_query(req, "after");
-    if (after != NULL && strlen(after) > STORE_ID_MAX) {
-        http_reply_error(req, TV_ERR_INVALID, "after must be a user id (at most 256 bytes)");
+    if (after != NULL && after[0] != '\0' && (f = ident_check_str(after, IDENT_MAX)) != IDENT_OK) {
+        http_reply_error(req, TV_ERR_INVALID,
+                         ident_explain(f, "after (a user id)", IDENT_MAX, msg, sizeof msg));
         return;
     }
     if ((rows = calloc((size_t)limit, sizeof *rows)) == NULL) {
         http_reply_error(req, TV_ERR_NOMEM, NULL);
         return;
     }
-    rc = service_user_list(ctx->svc, after, (int)limit, rows, &n);
+    rc = service_user_list(ctx->svc, after, (int)limit, rows, &n, &skipped);
     if (rc != 0) {
         http_reply_error(req, rc, NULL);
         goto done;
     }
+    if (skipped > 0)
+        log_msg(LOGL_WARN, http_req_id(req),
+                "user list: passed over %d mapping(s) whose app user id breaks the id rule "
+                "(stored before ids were checked); `tokenvend identity list` names their ACS "
+                "identities",
+                skipped);
     o = json_object_new_object();
     arr = json_object_new_array();
     for (int i = 0; i < n; i++)
@@ -133,12 +171,13 @@ static void user_token(struct http_req *req, void *vctx)
     struct api_ctx *ctx = vctx;
     struct policy_token_req treq;
     struct service_call call;
+    const char *id;
     void *p;
 
-    if (begin(req, ctx, &call) != 0 || api_token_req(req, ctx, &treq) != 0 ||
-        (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
+    if (begin(req, ctx, &call) != 0 || (id = path_id(req, "userId")) == NULL ||
+        api_token_req(req, ctx, &treq) != 0 || (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
         return;
-    service_user_token(ctx->svc, &call, http_req_param(req, 0), &treq, 1, api_pending_done, p);
+    service_user_token(ctx->svc, &call, id, &treq, 1, api_pending_done, p);
 }
 
 static void user_revoke(struct http_req *req, void *ctx)
@@ -193,12 +232,13 @@ static void identity_token(struct http_req *req, void *vctx)
     struct api_ctx *ctx = vctx;
     struct policy_token_req treq;
     struct service_call call;
+    const char *id;
     void *p;
 
-    if (begin(req, ctx, &call) != 0 || api_token_req(req, ctx, &treq) != 0 ||
-        (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
+    if (begin(req, ctx, &call) != 0 || (id = path_id(req, "acsId")) == NULL ||
+        api_token_req(req, ctx, &treq) != 0 || (p = api_pending_new(req, SHAPE_TOKEN)) == NULL)
         return;
-    service_identity_token(ctx->svc, &call, http_req_param(req, 0), &treq, api_pending_done, p);
+    service_identity_token(ctx->svc, &call, id, &treq, api_pending_done, p);
 }
 
 static void identity_revoke(struct http_req *req, void *ctx)

@@ -11,6 +11,7 @@
 #include "auth/password.h"
 #include "auth/session.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
 #include "core/log.h"
 #include "store/accounts.h"
@@ -166,7 +167,11 @@ static void login_run(void *arg)
     if (rc == 0)
         rc = session_issue(l->ctx->session, l->username, 0, l->ctx->session_minutes * 60, &token,
                            &exp);
-    service_audit(l->ctx->svc, &l->call, "login", l->username, "", rc, NULL);
+    {
+        char uid[IDENT_LOCAL_ID_CAP];
+        (void)ident_local_user(l->username, uid, sizeof uid); /* checked in login() */
+        service_audit(l->ctx->svc, &l->call, "login", uid, "", rc, NULL);
+    }
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_reply_error(l->req, rc, "invalid username or password");
     } else if (rc != 0) {
@@ -208,9 +213,12 @@ static void login(struct http_req *req, void *vctx)
         goto done;
     }
     if (jsonx_get_string(root, "username", STORE_NAME_MAX, &user) != 0 ||
+        ident_check_str(user, STORE_NAME_MAX) != IDENT_OK ||
         jsonx_get_string(root, "password", PASSWORD_MAX_LEN, &pw) != 0) {
-        http_reply_error(req, TV_ERR_INVALID,
-                         "username (1..64 bytes) and password (1..1024 bytes) are required");
+        http_reply_error(
+            req, TV_ERR_INVALID,
+            "username (1..64 bytes, no control characters) and password (1..1024 bytes) "
+            "are required");
         goto done;
     }
     if ((l = calloc(1, sizeof *l)) == NULL || (l->password = strdup(pw)) == NULL) {
@@ -225,7 +233,7 @@ static void login(struct http_req *req, void *vctx)
     snprintf(l->username, sizeof l->username, "%s", user);
     {
         struct api_caller who = {.kind = "user"};
-        snprintf(who.name, sizeof who.name, "%s", user);
+        (void)ident_local_user(user, who.name, sizeof who.name);
         api_call_init(&l->call, req, &who);
     }
     rc = service_defer(ctx->svc, login_run, l);

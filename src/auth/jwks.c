@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/jsonx.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 
 #define JWKS_URL_MAX 2048
 
@@ -54,6 +55,7 @@ struct jwks {
     char *jwks_url; /* configured; NULL when discovered or static */
     char *issuer;
     long connect_ms, timeout_ms;
+    int allow_http; /* jwks_opts.allow_insecure_http */
 };
 
 static pthread_once_t jwks_curl_once = PTHREAD_ONCE_INIT;
@@ -64,13 +66,13 @@ static void jwks_curl_init(void)
     (void)curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int jwks_url_ok(const char *u)
+/* An http(s) URL without blanks, https unless the host is loopback or the set allows http (the
+ * same rule config_load applies to the configured URLs; here it also covers a discovered one). */
+static int jwks_url_ok(const char *u, int allow_http)
 {
     size_t n = strlen(u);
 
-    /* http:// is accepted for loopback tests; deployments should configure https://. */
-    return n > 0 && n <= JWKS_URL_MAX &&
-           (strncasecmp(u, "https://", 8) == 0 || strncasecmp(u, "http://", 7) == 0) &&
+    return n > 0 && n <= JWKS_URL_MAX && netaddr_url_transport_ok(u, allow_http) &&
            !strpbrk(u, " \t\r\n");
 }
 
@@ -84,9 +86,10 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
 
     if (!o || !out)
         return TV_ERR_INVALID;
-    if (o->jwks_url && *o->jwks_url && !jwks_url_ok(o->jwks_url))
+    if (o->jwks_url && *o->jwks_url && !jwks_url_ok(o->jwks_url, o->allow_insecure_http))
         return TV_ERR_INVALID;
-    if (o->issuer && *o->issuer && (!o->jwks_url || !*o->jwks_url) && !jwks_url_ok(o->issuer))
+    if (o->issuer && *o->issuer && (!o->jwks_url || !*o->jwks_url) &&
+        !jwks_url_ok(o->issuer, o->allow_insecure_http))
         return TV_ERR_INVALID;
     s = calloc(1, sizeof *s);
     if (!s)
@@ -113,6 +116,7 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
     s->refresh_every_ms = o->refresh_every_ms > 0 ? o->refresh_every_ms : JWKS_DEFAULT_REFRESH_MS;
     s->connect_ms = o->connect_timeout_ms > 0 ? (long)o->connect_timeout_ms : 2000;
     s->timeout_ms = o->timeout_ms > 0 ? (long)o->timeout_ms : 5000;
+    s->allow_http = o->allow_insecure_http != 0;
     rc = TV_ERR_NOMEM;
     if (o->jwks_url && *o->jwks_url && !(s->jwks_url = strdup(o->jwks_url)))
         goto fail;
@@ -381,8 +385,11 @@ static int jwks_discover(struct jwks *s)
     }
     /* OpenID Connect Discovery 1.0 section 4.3: the document must name the same issuer. */
     if (jsonx_get_string(doc, "issuer", JWKS_URL_MAX, &iss) != 0 || strcmp(iss, s->issuer) != 0 ||
-        jsonx_get_string(doc, "jwks_uri", JWKS_URL_MAX, &uri) != 0 || !jwks_url_ok(uri)) {
-        log_msg(LOGL_WARN, NULL, "jwks: %s lacks a matching issuer or a usable jwks_uri",
+        jsonx_get_string(doc, "jwks_uri", JWKS_URL_MAX, &uri) != 0 ||
+        !jwks_url_ok(uri, s->allow_http)) {
+        log_msg(LOGL_WARN, NULL,
+                "jwks: %s lacks a matching issuer or a usable jwks_uri (https://, or http:// to a "
+                "loopback host unless oidc_allow_insecure_http is on)",
                 buf_cstr(&url));
         goto cleanup;
     }

@@ -19,6 +19,7 @@
 #include "core/b64.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
 
 #define JWT_HEADER_MAX 4096 /* decoded header bytes */
@@ -350,6 +351,10 @@ static int jwt_claims_check_impl(const char *payload, size_t len, const struct j
         goto cleanup;
     *reason = "missing or malformed user claim";
     if (jsonx_get_string(obj, claim, JWT_USER_MAX, &user) != 0)
+        goto cleanup;
+    /* The claim becomes the app user id: the same rule as every other way an id enters. */
+    *reason = "user claim holds control characters";
+    if (ident_check_str(user, JWT_USER_MAX) != IDENT_OK)
         goto cleanup;
 
     memset(out, 0, sizeof *out);

@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
 
 #define TEAMS_TOKEN_MAX (16 * 1024)
@@ -239,9 +240,11 @@ static int request_build(const struct acs_sub *sub, const struct cli_args *a,
                                sub->npos ? "expects one identity ID (8:acs:...)"
                                          : "takes no positional arguments");
     if (sub->npos == 1) {
-        if (a->pos[0][0] == '\0' || strlen(a->pos[0]) >= ACS_ID_MAX)
-            return cli_usage_error("acs %s: the identity ID must be 1..%d characters", sub->name,
-                                   ACS_ID_MAX - 1);
+        enum ident_fault f = ident_check_str(a->pos[0], ACS_ID_MAX - 1);
+        if (f != IDENT_OK)
+            return cli_usage_error(
+                "acs %s: %s", sub->name,
+                ident_explain(f, "the identity ID", ACS_ID_MAX - 1, why, sizeof why));
         req->identity_id = a->pos[0];
     }
     if (sub->flags & (1u << OPT_SCOPES)) {
@@ -258,6 +261,11 @@ static int request_build(const struct acs_sub *sub, const struct cli_args *a,
         if (a->values[OPT_APP_ID] == NULL || a->values[OPT_USER_ID] == NULL ||
             a->values[OPT_APP_ID][0] == '\0' || a->values[OPT_USER_ID][0] == '\0')
             return cli_usage_error("acs teams-exchange: --app-id and --user-id are required");
+        if (ident_check_str(a->values[OPT_APP_ID], IDENT_MAX) != IDENT_OK ||
+            ident_check_str(a->values[OPT_USER_ID], IDENT_MAX) != IDENT_OK)
+            return cli_usage_error("acs teams-exchange: --app-id and --user-id must be 1..%d "
+                                   "bytes of UTF-8 without control characters",
+                                   IDENT_MAX);
         if (tfile != NULL) {
             if (config_read_value_file(tfile, TEAMS_TOKEN_MAX, teams_secret, why, sizeof why) != 0)
                 return cli_usage_error("acs teams-exchange: --token-file: %s", why);

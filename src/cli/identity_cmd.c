@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "store/audit.h"
 #include "store/outbox.h"
@@ -44,8 +45,10 @@ void cli_identity_usage_print(FILE *f)
         "                 {\"identities\":[{\"appUserId\",\"acsUserIdentity\",\"resource\",\n"
         "                 \"createdAt\",\"lastIssuedAt\",\"revokedAt\"}],\"next\"} ordered by\n"
         "                 app user id; without --limit every mapping (next is null)\n"
-        "  show ID        one mapping, by app user id or ACS id (8:acs:...), with\n"
-        "                 \"pendingDelete\"\n"
+        "  show ID        one mapping, by app user id (an OIDC user's claim value, or\n"
+        "                 local:NAME for local account NAME) or ACS id (8:acs:...), with\n"
+        "                 \"pendingDelete\"; \"appUserIdInvalid\":true marks an id stored before\n"
+        "                 ids were checked (shown with U+FFFD for its bad bytes)\n"
         "  delete ID      remove the mapping (it stops issuing at once) and delete the ACS\n"
         "                 identity; if ACS fails, the delete stays queued and `tokenvend serve`\n"
         "                 finishes it (exit 1, \"queued\":true). Needs the ACS connection string.\n"
@@ -59,14 +62,33 @@ void cli_identity_usage_print(FILE *f)
           f);
 }
 
+/* appUserId of a mapping as JSON: NULL for a standalone identity; an id stored before ids were
+ * checked that breaks the rule is shown with U+FFFD for what cannot be shown, so the output
+ * stays valid JSON, and *invalid is set. */
+static struct json_object *app_user_json(const char *id, int *invalid)
+{
+    char shown[STORE_ID_MAX * 3 + 1];
+
+    *invalid = 0;
+    if (id[0] == '\0')
+        return NULL;
+    if (ident_check_str(id, STORE_ID_MAX) == IDENT_OK)
+        return json_object_new_string(id);
+    *invalid = 1;
+    (void)ident_sanitize(id, shown, sizeof shown);
+    return json_object_new_string(shown);
+}
+
 static struct json_object *user_object(const struct store_user *u)
 {
     struct json_object *o = json_object_new_object();
+    int invalid = 0;
 
     if (o == NULL)
         return NULL;
-    json_object_object_add(o, "appUserId",
-                           u->app_user_id[0] ? json_object_new_string(u->app_user_id) : NULL);
+    json_object_object_add(o, "appUserId", app_user_json(u->app_user_id, &invalid));
+    if (invalid)
+        json_object_object_add(o, "appUserIdInvalid", json_object_new_boolean(1));
     json_object_object_add(o, "acsUserIdentity", json_object_new_string(u->acs_id));
     json_object_object_add(o, "resource", json_object_new_string(u->resource));
     cli_json_add_time(o, "createdAt", u->created_ms);
@@ -126,20 +148,41 @@ static int parse_limit(const char *s, int *out)
     return CLI_EXIT_OK;
 }
 
+/* A store_user_keep_fn for the list: mappings whose app user id passes the id rule. The others
+ * (stored before ids were checked) cannot be named by a cursor or on the command line, so
+ * they are left out with a warning naming their ACS identity, which show and delete take. */
+static int keep_listable(const struct store_user *u, void *ctx)
+{
+    int *skipped = ctx;
+
+    if (ident_check_str(u->app_user_id, STORE_ID_MAX) == IDENT_OK)
+        return 1;
+    (*skipped)++;
+    log_msg(LOGL_WARN, NULL,
+            "identity list: left out the mapping of %s: its app user id is not valid UTF-8 or "
+            "holds control characters (stored before ids were checked); see `tokenvend identity "
+            "show %s`, and delete it with `tokenvend identity delete %s`",
+            u->acs_id, u->acs_id, u->acs_id);
+    return 0;
+}
+
 static int identity_list(struct store *st, const struct cli_args *a)
 {
     struct store_user *rows = NULL;
     struct json_object *o = NULL, *arr = NULL;
     char after[STORE_ID_MAX + 1] = "";
-    int limit = 0, page, n = 0, total = 0;
+    int limit = 0, page, n = 0, total = 0, skipped = 0;
     int rc;
 
     if (a->values[OPT_LIMIT] != NULL &&
         (rc = parse_limit(a->values[OPT_LIMIT], &limit)) != CLI_EXIT_OK)
         return rc;
-    if (a->values[OPT_AFTER] != NULL) {
-        if (strlen(a->values[OPT_AFTER]) > STORE_ID_MAX)
-            return cli_usage_error("identity list: --after is longer than %d bytes", STORE_ID_MAX);
+    if (a->values[OPT_AFTER] != NULL && a->values[OPT_AFTER][0] != '\0') {
+        enum ident_fault f = ident_check_str(a->values[OPT_AFTER], STORE_ID_MAX);
+        char why[96];
+        if (f != IDENT_OK)
+            return cli_usage_error("identity list: %s",
+                                   ident_explain(f, "--after", STORE_ID_MAX, why, sizeof why));
         snprintf(after, sizeof after, "%s", a->values[OPT_AFTER]);
     }
     page = limit ? limit : LIST_PAGE;
@@ -150,7 +193,7 @@ static int identity_list(struct store *st, const struct cli_args *a)
         goto done;
     }
     do {
-        if ((rc = store_user_list(st, after, page, rows, &n)) != 0) {
+        if ((rc = store_user_list_kept(st, after, page, keep_listable, &skipped, rows, &n)) != 0) {
             rc = cli_store_failure(rc, "could not list the mappings");
             goto done;
         }
@@ -164,7 +207,7 @@ static int identity_list(struct store *st, const struct cli_args *a)
     json_object_object_add(o, "next", limit && n == limit ? json_object_new_string(after) : NULL);
     rc = cli_json_print(o);
     o = NULL;
-    log_msg(LOGL_DEBUG, NULL, "identity list: %d mappings", total);
+    log_msg(LOGL_DEBUG, NULL, "identity list: %d mappings (%d left out)", total, skipped);
 done:
     json_object_put(o);
     free(rows);
@@ -241,8 +284,10 @@ static int identity_delete(struct store *st, const struct config *cfg, const cha
     }
     o = json_object_new_object();
     if (o != NULL) {
-        json_object_object_add(o, "appUserId",
-                               u.app_user_id[0] ? json_object_new_string(u.app_user_id) : NULL);
+        int invalid = 0;
+        json_object_object_add(o, "appUserId", app_user_json(u.app_user_id, &invalid));
+        if (invalid)
+            json_object_object_add(o, "appUserIdInvalid", json_object_new_boolean(1));
         json_object_object_add(o, "acsUserIdentity", json_object_new_string(u.acs_id));
         json_object_object_add(o, "deleted", json_object_new_boolean(deleted));
         json_object_object_add(o, "queued", json_object_new_boolean(!deleted));
@@ -291,8 +336,11 @@ int cli_identity_main(int argc, char **argv)
             return cli_usage_error("%s: --limit and --after apply to 'identity list' only", cmd);
         if (a.npos != 1)
             return cli_usage_error("%s: expects one ID (an app user id or 8:acs:...)", cmd);
-        if (a.pos[0][0] == '\0' || strlen(a.pos[0]) > STORE_ID_MAX)
-            return cli_usage_error("%s: ID must be 1..%d bytes", cmd, STORE_ID_MAX);
+        enum ident_fault f = ident_check_str(a.pos[0], STORE_ID_MAX);
+        char why[96];
+        if (f != IDENT_OK)
+            return cli_usage_error("%s: %s", cmd,
+                                   ident_explain(f, "ID", STORE_ID_MAX, why, sizeof why));
     }
     if ((rc = cli_admin_store_open(&a, &cfg, &st)) != CLI_EXIT_OK)
         goto done;

@@ -14,8 +14,12 @@
 
 #include "config_int.h"
 #include "core/err.h"
+#include "core/netaddr.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_HTTPS_RULE                                                                          \
+    "must be an https:// URL (plain http:// only to a loopback host: 127.0.0.0/8, [::1], "         \
+    "localhost; or set oidc_allow_insecure_http = on)"
 
 enum setting_type {
     ST_STRING, /* any string; `required` demands non-empty */
@@ -73,6 +77,9 @@ static const struct setting settings[] = {
      NULL, "JWKS URL (empty: from the issuer's discovery document)"},
     {"oidc_user_claim", "TOKENVEND_OIDC_USER_CLAIM", NULL, "sub", ST_STRING, 0, 0, 0, 1,
      OFF(oidc_user_claim), NULL, "JWT claim that names the app user"},
+    {"oidc_allow_insecure_http", "TOKENVEND_OIDC_ALLOW_INSECURE_HTTP", NULL, "off", ST_BOOL, 0, 0,
+     0, 1, OFF(oidc_allow_insecure_http), NULL,
+     "accept plain http:// OIDC issuer and JWKS URLs on non-loopback hosts (tests only; on|off)"},
     {"auth_cache_max_entries", "TOKENVEND_AUTH_CACHE_MAX_ENTRIES", NULL, "16384", ST_INT, 0,
      1000000, 0, 1, OFF(auth_cache_max_entries), NULL,
      "verified bearer tokens remembered for up to 5 minutes (0: verify every request)"},
@@ -517,6 +524,16 @@ static int check_cross(struct loader *ld)
                     "token_minutes (%ld) must lie within token_min_minutes..token_max_minutes "
                     "(%ld..%ld)",
                     c->token_minutes, c->token_min_minutes, c->token_max_minutes);
+    /* Keys fetched over plain http can be swapped by anyone on the path, who could then sign
+     * tokens for any user: http only where the path cannot leave the machine. */
+    if (c->oidc_issuer[0] != '\0' &&
+        !netaddr_url_transport_ok(c->oidc_issuer, c->oidc_allow_insecure_http))
+        return fail(ld, "%s: oidc_issuer: %s", c->sources[setting_index("oidc_issuer")],
+                    CONFIG_HTTPS_RULE);
+    if (c->oidc_jwks_url[0] != '\0' &&
+        !netaddr_url_transport_ok(c->oidc_jwks_url, c->oidc_allow_insecure_http))
+        return fail(ld, "%s: oidc_jwks_url: %s", c->sources[setting_index("oidc_jwks_url")],
+                    CONFIG_HTTPS_RULE);
     if (c->cache && c->cache_min_remaining_minutes >= c->token_minutes)
         return fail(ld,
                     "cache_min_remaining_minutes (%ld) must be below token_minutes (%ld), or no "

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "core/err.h"
+#include "core/ident.h"
 
 struct jsonx_scan {
     const char *p;
@@ -46,35 +47,14 @@ static int jsonx_hex4(const char *p, unsigned *out)
     return 0;
 }
 
-/* Validates one UTF-8 sequence starting at s->p (a byte >= 0x80) and steps over it. */
+/* Validates one UTF-8 sequence starting at s->p (a byte >= 0x80) and steps over it. The rules
+ * are core/ident.c's, so a string the scanner accepts is one the id rule calls UTF-8. */
 static int jsonx_utf8(struct jsonx_scan *s)
 {
-    const unsigned char *u = (const unsigned char *)s->p;
-    size_t left = (size_t)(s->end - s->p);
-    unsigned cp;
-    int n;
+    uint32_t cp;
+    size_t n = ident_utf8_decode((const unsigned char *)s->p, (size_t)(s->end - s->p), &cp);
 
-    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
-        n = 2;
-        cp = u[0] & 0x1Fu;
-    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
-        n = 3;
-        cp = u[0] & 0x0Fu;
-    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
-        n = 4;
-        cp = u[0] & 0x07u;
-    } else {
-        return TV_ERR_PARSE;
-    }
-    if (left < (size_t)n)
-        return TV_ERR_PARSE;
-    for (int i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80)
-            return TV_ERR_PARSE;
-        cp = cp << 6 | (u[i] & 0x3Fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
+    if (n == 0)
         return TV_ERR_PARSE;
     s->p += n;
     return 0;

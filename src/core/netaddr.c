@@ -1,11 +1,14 @@
-/* Listen-address parsing shared by the service's HTTP layer and acs-emulator. */
+/* Listen-address parsing shared by the service's HTTP layer and acs-emulator, and the loopback
+ * test of URLs that decides where plain http is acceptable. */
 #include "core/netaddr.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/err.h"
 
@@ -62,4 +65,60 @@ out:
     if (res)
         freeaddrinfo(res);
     return rc;
+}
+
+int netaddr_url_is_loopback(const char *url)
+{
+    char host[64];
+    const char *auth, *end, *at, *h, *hend;
+    struct in_addr a4;
+    struct in6_addr a6;
+    size_t n;
+
+    if (url == NULL)
+        return 0;
+    if (strncasecmp(url, "https://", 8) == 0)
+        auth = url + 8;
+    else if (strncasecmp(url, "http://", 7) == 0)
+        auth = url + 7;
+    else
+        return 0;
+    end = auth + strcspn(auth, "/?#");
+    /* The host follows the last '@' of the authority (userinfo may not hold one unescaped). */
+    h = auth;
+    for (at = auth; at < end; at++) {
+        if (*at == '@')
+            h = at + 1;
+    }
+    if (h < end && *h == '[') {
+        hend = memchr(h, ']', (size_t)(end - h));
+        if (hend == NULL)
+            return 0;
+        h++;
+    } else {
+        hend = h;
+        while (hend < end && *hend != ':')
+            hend++;
+    }
+    n = (size_t)(hend - h);
+    if (n == 0 || n >= sizeof host)
+        return 0;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
+int netaddr_url_transport_ok(const char *url, int allow_http)
+{
+    if (url == NULL)
+        return 0;
+    if (strncasecmp(url, "https://", 8) == 0)
+        return 1;
+    return strncasecmp(url, "http://", 7) == 0 && (allow_http || netaddr_url_is_loopback(url));
 }

@@ -88,6 +88,37 @@ static int faults_get_int(struct json_object *o, const char *key, int64_t min, i
     return 0;
 }
 
+/* error_message: kept to characters that need no JSON escaping, so GET can echo it as is; ""
+ * (what GET shows for the default) is the default. */
+static int faults_get_message(struct json_object *o, char out[EMU_FAULT_MESSAGE_MAX + 1], char *why,
+                              size_t why_len)
+{
+    struct json_object *v;
+    const char *m;
+    int rc = jsonx_get_string(o, "error_message", EMU_FAULT_MESSAGE_MAX, &m);
+
+    if (rc == TV_ERR_NOT_FOUND)
+        return 0;
+    if (rc != 0 && json_object_object_get_ex(o, "error_message", &v) &&
+        json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    for (size_t i = 0; rc == 0 && m[i] != '\0'; i++) {
+        if (m[i] < 0x20 || m[i] > 0x7e || m[i] == '"' || m[i] == '\\')
+            rc = TV_ERR_INVALID;
+    }
+    if (rc != 0) {
+        faults_why(why, why_len,
+                   "error_message must be 0..%d characters of printable ASCII without '\"' and "
+                   "'\\'.",
+                   EMU_FAULT_MESSAGE_MAX);
+        return TV_ERR_INVALID;
+    }
+    snprintf(out, EMU_FAULT_MESSAGE_MAX + 1, "%s", m);
+    return 0;
+}
+
 static int faults_parse_ops(struct json_object *o, unsigned *out, char *why, size_t why_len)
 {
     struct json_object *arr;
@@ -121,7 +152,7 @@ int emu_fault_set_parse(const char *body, size_t len, struct emu_fault_set *out,
 {
     static const char *const known[] = {"latency_ms", "throttle_rate", "retry_after_ms",
                                         "error_rate", "error_status",  "drop_rate",
-                                        "ops",        "count"};
+                                        "ops",        "count",         "error_message"};
     int rc = TV_ERR_INVALID;
     struct json_object *o = NULL;
     struct emu_fault_set fs;
@@ -157,6 +188,7 @@ int emu_fault_set_parse(const char *body, size_t len, struct emu_fault_set *out,
         faults_get_int(o, "retry_after_ms", 0, 3600 * 1000, &fs.retry_after_ms, why, why_len) ||
         faults_get_rate(o, "error_rate", &fs.error_rate, why, why_len) ||
         faults_get_int(o, "error_status", 500, 599, &status, why, why_len) ||
+        faults_get_message(o, fs.error_message, why, why_len) ||
         faults_get_rate(o, "drop_rate", &fs.drop_rate, why, why_len) ||
         faults_parse_ops(o, &fs.ops, why, why_len))
         goto out;
@@ -181,9 +213,10 @@ int emu_fault_set_json(const struct emu_fault_set *fs, char **out)
     buf_init(&b, 2048);
     rc = buf_printf(&b,
                     "{\"latency_ms\":%lld,\"throttle_rate\":%.17g,\"retry_after_ms\":%lld,"
-                    "\"error_rate\":%.17g,\"error_status\":%d,\"drop_rate\":%.17g,\"ops\":[",
+                    "\"error_rate\":%.17g,\"error_status\":%d,\"error_message\":\"%s\","
+                    "\"drop_rate\":%.17g,\"ops\":[",
                     (long long)fs->latency_ms, fs->throttle_rate, (long long)fs->retry_after_ms,
-                    fs->error_rate, fs->error_status, fs->drop_rate);
+                    fs->error_rate, fs->error_status, fs->error_message, fs->drop_rate);
     for (int i = 0; rc == 0 && i < EMU_OP__COUNT; i++) {
         if (fs->ops & (1u << i)) {
             rc = buf_printf(&b, "%s\"%s\"", first ? "" : ",", emu_op_name((enum emu_op)i));
@@ -270,6 +303,7 @@ int emu_faults_decide(struct emu_faults *f, enum emu_op op, struct emu_fault_dec
     } else if (faults_roll(fs.error_rate)) {
         out->kind = EMU_FAULT_ERROR;
         out->status = fs.error_status;
+        memcpy(out->message, fs.error_message, sizeof out->message);
     }
     return out->latency_ms > 0 || out->kind != EMU_FAULT_NONE;
 }

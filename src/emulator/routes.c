@@ -583,7 +583,8 @@ void emu_routes_finish(struct emu_app *app, const struct emu_http_req *req,
     }
     if (ctx->fault.kind == EMU_FAULT_ERROR) {
         snprintf(msg, sizeof(msg), "Injected fault: status %d.", ctx->fault.status);
-        reply_error(rep, ctx->fault.status, reply_code_for(ctx->fault.status), msg);
+        reply_error(rep, ctx->fault.status, reply_code_for(ctx->fault.status),
+                    ctx->fault.message[0] != '\0' ? ctx->fault.message : msg);
         return;
     }
     if (app->ratelimit &&

@@ -13,15 +13,19 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "service_int.h"
 #include "store/outbox.h"
 
 #define MSG_MAX 320
 
+/* ACS error codes are short words ("IdentityNotFound"); anything else is not passed on. */
+#define ACS_CODE_SHOWN_MAX 64
+
 static int id_valid(const char *id)
 {
-    return id != NULL && id[0] != '\0' && strlen(id) <= STORE_ID_MAX;
+    return ident_check_str(id, STORE_ID_MAX) == IDENT_OK;
 }
 
 /* Reports the outcome and frees f. A token is handed out only on success and only when this
@@ -56,10 +60,41 @@ void flow_finish(struct flow *f, int rc, const char *msg)
     flow_finish_ex(f, rc, msg, 0);
 }
 
-/* The message to pass on for a failed ACS call: ACS's own words (never secret) or ours. */
 const char *flow_acs_message(const struct flow *f)
 {
-    return f->res.message[0] != '\0' ? f->res.message : NULL;
+    return f->acs_msg[0] != '\0' ? f->acs_msg : NULL;
+}
+
+static int acs_code_shown(const char *code)
+{
+    size_t n = 0;
+
+    for (; code[n] != '\0'; n++) {
+        char c = code[n];
+        if (n >= ACS_CODE_SHOWN_MAX ||
+            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* A failed ACS call: the caller is told our sentence for the error with ACS's code, which a
+ * backend can act on; ACS's own message (free text that may echo what it was sent, or name
+ * internals of the resource) goes to the log only. */
+static void acs_failure_note(struct flow *f)
+{
+    const struct acs_result *r = &f->res;
+    int shown = acs_code_shown(r->acs_code);
+
+    if (shown)
+        snprintf(f->acs_msg, sizeof f->acs_msg, "%s (ACS code %s)", err_message(r->rc),
+                 r->acs_code);
+    else
+        snprintf(f->acs_msg, sizeof f->acs_msg, "%s", err_message(r->rc));
+    log_msg(LOGL_INFO, f->call.request_id, "ACS %s failed (%s, HTTP %ld, code %s): %s",
+            acs_op_name(r->op), err_name(r->rc), r->http_status, shown ? r->acs_code : "-",
+            r->message[0] != '\0' ? r->message : "-");
 }
 
 const char *flow_user_of(const struct flow *f)
@@ -498,6 +533,9 @@ static void revoke_done(struct flow *f)
 
 void flow_step(struct flow *f)
 {
+    f->acs_msg[0] = '\0';
+    if (f->res.rc != 0)
+        acs_failure_note(f);
     switch (f->res.op) {
     case ACS_OP_CREATE:
         if (f->kind == FK_ID_CREATE)
@@ -585,7 +623,9 @@ struct flow *flow_start(struct service *s, enum flow_kind kind, const struct ser
     if (f == NULL || !id_valid(key)) {
         memset(&r, 0, sizeof r);
         r.rc = f == NULL ? TV_ERR_NOMEM : TV_ERR_INVALID;
-        r.message = f == NULL ? NULL : "the user or identity id must be 1..256 bytes";
+        r.message = f == NULL ? NULL
+                              : "the user or identity id must be 1..256 bytes of UTF-8 without "
+                                "control characters";
         r.acs_id = "";
         flow_free(f);
         if (done != NULL)

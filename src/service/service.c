@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 #include "service_int.h"
 #include "store/audit.h"
@@ -55,6 +56,8 @@ void service_call_init(struct service_call *c, const char *request_id, const cha
     append_str(c->caller, sizeof c->caller, &len, kind != NULL ? kind : "");
     append_str(c->caller, sizeof c->caller, &len, kind != NULL && name != NULL ? ":" : "");
     append_str(c->caller, sizeof c->caller, &len, name != NULL ? name : "");
+    /* A long user id may have been cut inside a character; audit rows stay UTF-8. */
+    c->caller[ident_utf8_cut(c->caller, len)] = '\0';
 }
 
 /* ---- flows ---- */
@@ -551,9 +554,11 @@ int service_user_get(struct service *s, const char *app_user_id, struct store_us
                      size_t msglen)
 {
     struct store_user u;
-    int rc = store_user_get(s->store, app_user_id, &u);
+    int rc;
 
-    if (rc != 0)
+    if (ident_check_str(app_user_id, STORE_ID_MAX) != IDENT_OK)
+        return TV_ERR_INVALID;
+    if ((rc = store_user_get(s->store, app_user_id, &u)) != 0)
         return rc;
     if (strcmp(u.resource, s->resource) != 0) {
         if (msg != NULL && msglen > 0)
@@ -564,10 +569,26 @@ int service_user_get(struct service *s, const char *app_user_id, struct store_us
     return 0;
 }
 
-int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
-                      int *n)
+/* A store_user_keep_fn: rows whose app user id passes the id rule; counts the others. */
+static int keep_valid_id(const struct store_user *u, void *ctx)
 {
-    return store_user_list(s->store, after, limit, out, n);
+    int *skipped = ctx;
+
+    if (ident_check_str(u->app_user_id, STORE_ID_MAX) == IDENT_OK)
+        return 1;
+    (*skipped)++;
+    return 0;
+}
+
+int service_user_list(struct service *s, const char *after, int limit, struct store_user *out,
+                      int *n, int *skipped)
+{
+    int passed = 0;
+    int rc = store_user_list_kept(s->store, after, limit, keep_valid_id, &passed, out, n);
+
+    if (skipped != NULL)
+        *skipped = passed;
+    return rc;
 }
 
 int service_ready(struct service *s)

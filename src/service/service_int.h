@@ -32,6 +32,7 @@ enum flow_kind {
 #define TEAMS_OID_MAX 128
 #define TEAMS_APP_MAX 128
 #define SF_BUCKETS 256
+#define FLOW_ACS_MSG_MAX 160
 
 struct flow {
     struct service *s;
@@ -51,6 +52,8 @@ struct flow {
     char *teams_token;     /* FK_TEAMS: a copy (secret, wiped) */
     char teams_oid[TEAMS_OID_MAX + 1];
     char teams_app[TEAMS_APP_MAX + 1];
+    /* The caller's sentence for a failed res ("" otherwise): see flow_acs_message. */
+    char acs_msg[FLOW_ACS_MSG_MAX];
     service_done_fn done;
     void *arg;
     void (*defer_fn)(void *arg);
@@ -165,7 +168,8 @@ struct flow *flow_start(struct service *s, enum flow_kind kind, const struct ser
 void flow_finish_ex(struct flow *f, int rc, const char *msg, int pending);
 /* flow_finish_ex with pending 0. */
 void flow_finish(struct flow *f, int rc, const char *msg);
-/* ACS's own message for f's failed call (never secret), or NULL. */
+/* The caller's sentence for f's failed ACS call: tokenvend's words for the error and ACS's error
+ * code, never ACS's own message (flow_step logs that); NULL when the call did not fail. */
 const char *flow_acs_message(const struct flow *f);
 /* The app user f acts for: the mapping's, or f->key before the mapping is known. */
 const char *flow_user_of(const struct flow *f);

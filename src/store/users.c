@@ -1,4 +1,5 @@
 /* Mappings table: app user (or standalone identity) -> ACS identity, bound to its resource. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -145,6 +146,38 @@ int store_user_list(struct store *s, const char *after, int limit, struct store_
         return TV_ERR_INVALID;
     return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
                            user_row, n);
+}
+
+int store_user_list_kept(struct store *s, const char *after, int limit, store_user_keep_fn keep,
+                         void *ctx, struct store_user *out, int *n)
+{
+    struct store_user *scratch;
+    char cursor[STORE_ID_MAX + 1];
+    int have = 0, got = 0, need;
+    int rc = store_check_list(limit, out, n);
+
+    if (rc != 0 || keep == NULL || (after != NULL && store_check_str(after, 0, STORE_ID_MAX) != 0))
+        return TV_ERR_INVALID;
+    if ((scratch = calloc((size_t)limit, sizeof *scratch)) == NULL)
+        return TV_ERR_NOMEM;
+    /* The cursor inside the loop may be a passed-over row's id: the caller never sees it. */
+    memcpy(cursor, after != NULL ? after : "", strlen(after != NULL ? after : "") + 1);
+    do {
+        need = limit - have;
+        rc = store_user_list(s, cursor, need, scratch, &got);
+        if (rc != 0)
+            break;
+        for (int i = 0; i < got; i++) {
+            if (keep(&scratch[i], ctx))
+                out[have++] = scratch[i];
+        }
+        if (got > 0)
+            memcpy(cursor, scratch[got - 1].app_user_id, strlen(scratch[got - 1].app_user_id) + 1);
+    } while (have < limit && got == need);
+    free(scratch);
+    if (rc == 0)
+        *n = have;
+    return rc;
 }
 
 int store_user_count(struct store *s, int64_t *n)

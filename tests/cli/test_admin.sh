@@ -205,6 +205,14 @@ check "identity delete of an unknown id -> exit 1, not_found" \
     $([ $rc -eq 1 ] && json_ok "$tmp/idd0.err" 'o.error.code === "not_found"'; echo $?) "$(detail idd0)"
 run idbad identity list --limit 0
 check "identity list --limit 0 -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail idbad)"
+# Ids on the command line follow the id rule: exit 2, and the message never quotes the bytes.
+for bad in "$(printf 'x\r\nInjected: 1')" "$(printf 'a\xff\xfe')" "$(printf 'o\xc0\xaf')" "$(printf 'c\xc2\x85')"; do
+    run idrule identity show "$bad"
+    check "identity show with an id that breaks the id rule -> exit 2" \
+        $([ $rc -eq 2 ] && json_ok "$tmp/idrule.err" '/ID (is not valid UTF-8|must not contain control characters)/.test(o.error.message)' && ! grep -q Injected "$tmp/idrule.err"; echo $?) "$(detail idrule)"
+    run idrule2 identity list --after "$bad"
+    check "identity list --after that breaks the id rule -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail idrule2)"
+done
 
 # --- identity with mappings (emulator) ---------------------------------------------------------
 "$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &

@@ -137,6 +137,12 @@ m1441=$rc
 run noscope acs issue "$id"
 check "--minutes 59 / 1441 and missing --scopes -> exit 2" \
     $([ $m1441 -eq 2 ] && [ $rc -eq 2 ] && grep -q "60..1440" "$tmp/m59.err" && grep -q "60..1440" "$tmp/m1441.err"; echo $?) "$(detail m59; detail m1441)"
+run badid acs revoke "$(printf '8:acs:x\r\nInjected: 1')"
+check "acs revoke with an id holding control characters -> exit 2" \
+    $([ $rc -eq 2 ] && json_ok "$tmp/badid.err" '/control characters/.test(o.error.message)' && ! grep -q Injected "$tmp/badid.err"; echo $?) "$(detail badid)"
+run badid2 acs issue "$(printf '8:acs:\xff\xfe')" --scopes chat
+check "acs issue with an id that is not UTF-8 -> exit 2" \
+    $([ $rc -eq 2 ] && json_ok "$tmp/badid2.err" '/not valid UTF-8/.test(o.error.message)'; echo $?) "$(detail badid2)"
 run flagmix acs revoke "$id" --scopes chat
 check "flag that does not apply -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail flagmix)"
 stats=$(http GET /emulator/stats)
@@ -267,6 +273,32 @@ check "config check shows each value's source" \
     $([ $rc -eq 0 ] && grep -qF "token_minutes = 120  # $tmp/good.conf:1" "$tmp/cfgprec.out" && grep -q '^db = env.db  # env TOKENVEND_DB$' "$tmp/cfgprec.out" && grep -q '^public_addr = 127.0.0.1:9999  # flag --set$' "$tmp/cfgprec.out"; echo $?) "$(detail cfgprec)"
 run cfgmiss config check --config "$tmp/does-not-exist.conf"
 check "config check --config missing file -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail cfgmiss)"
+# OIDC keys must not come over plain http from another host: anyone on the path could swap them.
+for url in http://idp.example/ http://10.0.0.7:8080/realms/x http://127.0.0.1@idp.example/; do
+    TOKENVEND_OIDC_ISSUER=$url TOKENVEND_OIDC_AUDIENCE=api run cfghttp config check
+    check "config check: oidc_issuer $url -> exit 2 asking for https" \
+        $([ $rc -eq 2 ] && grep -q "oidc_issuer" "$tmp/cfghttp.err" && grep -q "https://" "$tmp/cfghttp.err"; echo $?) "$(detail cfghttp)"
+done
+run cfghttpj config check --set oidc_issuer=https://idp.example/ --set oidc_audience=api \
+    --set oidc_jwks_url=http://idp.example/keys
+check "config check: oidc_jwks_url over http to another host -> exit 2" \
+    $([ $rc -eq 2 ] && grep -q "oidc_jwks_url" "$tmp/cfghttpj.err"; echo $?) "$(detail cfghttpj)"
+for url in https://idp.example/ http://127.0.0.1:9/ http://localhost:8080/realms/x "http://[::1]:9/"; do
+    run cfghttpok config check --set "oidc_issuer=$url" --set oidc_audience=api
+    check "config check: oidc_issuer $url is accepted" $([ $rc -eq 0 ]; echo $?) "$(detail cfghttpok)"
+done
+run cfginsec config check --set oidc_issuer=http://idp.example/ --set oidc_audience=api \
+    --set oidc_allow_insecure_http=on
+check "config check: oidc_allow_insecure_http=on accepts http:// to another host" \
+    $([ $rc -eq 0 ] && grep -q '^oidc_allow_insecure_http = on  # flag --set$' "$tmp/cfginsec.out"; echo $?) "$(detail cfginsec)"
+# (Bounded: a serve that wrongly starts is stopped after a while and fails the check.)
+TOKENVEND_OIDC_ISSUER=http://idp.example/ TOKENVEND_OIDC_AUDIENCE=api TOKENVEND_DB="$tmp/https.db" \
+    timeout 30 "$TV" serve --set public_addr=127.0.0.1:0 --set internal_addr=127.0.0.1:0 \
+    >"$tmp/servehttp.out" 2>"$tmp/servehttp.err"
+rc=$?
+check "serve with an http:// issuer on another host -> exit 2 before listening" \
+    $([ $rc -eq 2 ] && grep -q "oidc_issuer" "$tmp/servehttp.err" && ! grep -q '"listening"' "$tmp/servehttp.err"; echo $?) "$(detail servehttp)"
+
 COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x/;nokey=1' run cfgcs config check
 check "config check with a malformed connection string -> exit 2, no secret shown" \
     $([ $rc -eq 2 ] && grep -q malformed "$tmp/cfgcs.err" && ! grep -q nokey "$tmp/cfgcs.err"; echo $?) "$(detail cfgcs)"

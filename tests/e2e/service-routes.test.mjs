@@ -269,8 +269,8 @@ describe("tokenvend serve: routes", { skip }, () => {
     const u = await svc.pub("GET", "/api/user", { token: session });
     assert.equal(u.status, 200, show(u));
     assert.equal(u.json.acsUserIdentity, tok.userId);
-    // The app user id is the account name: the internal API sees the same mapping.
-    const m = await svc.int("GET", `/internal/users/${encodeURIComponent(account.name)}`, { key: apiKey });
+    // The app user id is "local:" + the account name: the internal API sees the same mapping.
+    const m = await svc.int("GET", `/internal/users/local:${encodeURIComponent(account.name)}`, { key: apiKey });
     assert.equal(m.status, 200, show(m));
     assert.ok(jsonStrings(m.json).includes(tok.userId), `internal mapping names ${tok.userId}: ${show(m)}`);
 

@@ -116,6 +116,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.cors_origins.n, 0);
     assert_int_equal(cfg.log_level, LOGL_INFO);
     assert_string_equal(cfg.oidc_user_claim, "sub");
+    assert_int_equal(cfg.oidc_allow_insecure_http, 0);
     assert_int_equal(cfg.local_accounts, 0);
     assert_int_equal(cfg.cache, 1);
     assert_int_equal(cfg.cache_min_remaining_minutes, 30);
@@ -316,6 +317,11 @@ static void test_bad_values(void **state)
         {"cors_origins", "ftp://x.example", "origins"},
         {"cors_origins", "https://a.example/path", "origins"},
         {"oidc_issuer", "not a url", "URL"},
+        /* OIDC keys over plain http only where the path cannot leave the machine. */
+        {"oidc_issuer", "http://idp.example/", "https://"},
+        {"oidc_issuer", "http://127.0.0.1@idp.example/", "https://"},
+        {"oidc_jwks_url", "http://10.1.2.3/keys", "https://"},
+        {"oidc_allow_insecure_http", "maybe", "on or off"},
         {"acs_max_retries", "-1", "0..20"},
         {"cache_min_remaining_minutes", "10", "11..1439"},
     };
@@ -385,6 +391,35 @@ static void test_good_values(void **state)
     assert_int_equal(cfg.local_accounts, 1);
     assert_string_equal(cfg.acs_api_version, "2025-06-30");
     config_release(&cfg);
+}
+
+/* https:// anywhere; http:// to loopback hosts, or anywhere with oidc_allow_insecure_http. */
+static void test_oidc_url_transport(void **state)
+{
+    static const char *const ok[] = {"https://idp.example/", "http://127.0.0.1:8080/",
+                                     "http://localhost:9/realms/x", "http://[::1]:9/"};
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct config_flag f[] = {{"oidc_issuer", ok[i], "--set"},
+                                  {"oidc_jwks_url", ok[i], "--set"}};
+        assert_int_equal(load(NULL, f, 2, &cfg, err), 0);
+        config_release(&cfg);
+    }
+    struct config_flag insecure[] = {{"oidc_issuer", "http://idp.example/", "--set"},
+                                     {"oidc_jwks_url", "http://keys.example/jwks", "--set"},
+                                     {"oidc_allow_insecure_http", "on", "--set"}};
+    assert_int_equal(load(NULL, insecure, 3, &cfg, err), 0);
+    assert_int_equal(cfg.oidc_allow_insecure_http, 1);
+    config_release(&cfg);
+    /* The rule applies to the value in force: a later layer may fix an earlier one. */
+    setenv("TOKENVEND_OIDC_ISSUER", "http://idp.example/", 1);
+    struct config_flag fixed[] = {{"oidc_issuer", "https://idp.example/", "--set"}};
+    assert_int_equal(load(NULL, fixed, 1, &cfg, err), 0);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_OIDC_ISSUER");
 }
 
 static char *print_to_string(const struct config *cfg, int redact)
@@ -509,6 +544,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_syntax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_good_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oidc_url_transport, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_connection_string_vars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scopes_parse, setup, teardown),

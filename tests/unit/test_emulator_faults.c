@@ -68,10 +68,12 @@ static void test_rate_one_always(void **state)
     fs.drop_rate = 0;
     fs.throttle_rate = 0;
     fs.error_status = 502;
+    snprintf(fs.error_message, sizeof fs.error_message, "%s", "the words of ACS");
     emu_faults_set(f, &fs);
     assert_int_equal(emu_faults_decide(f, EMU_OP_ISSUE, &d), 1);
     assert_int_equal(d.kind, EMU_FAULT_ERROR);
     assert_int_equal(d.status, 502);
+    assert_string_equal(d.message, "the words of ACS");
     emu_faults_free(f);
 }
 
@@ -148,6 +150,9 @@ static void test_parse(void **state)
         "[]",
         "{",
         "{\"count\":1,\"count\":2}",
+        "{\"error_message\":\"a\\nb\"}",
+        "{\"error_message\":\"q\\\"uote\"}",
+        "{\"error_message\":7}",
     };
 
     (void)state;
@@ -162,6 +167,14 @@ static void test_parse(void **state)
     assert_int_equal(emu_fault_set_json(&fs, &js), 0);
     assert_non_null(strstr(js, "\"ops\":[\"create\",\"teams_exchange\"]"));
     assert_non_null(strstr(js, "\"count\":7"));
+    assert_non_null(strstr(js, "\"error_message\":\"\""));
+    free(js);
+    /* A message of the test's choosing, echoed back by GET. */
+    assert_int_equal(
+        emu_fault_set_parse("{\"error_message\":\"MARK 1\"}", 26, &fs, why, sizeof(why)), 0);
+    assert_string_equal(fs.error_message, "MARK 1");
+    assert_int_equal(emu_fault_set_json(&fs, &js), 0);
+    assert_non_null(strstr(js, "\"error_message\":\"MARK 1\""));
     free(js);
     /* Defaults, and an unlimited count shown as null and accepted back. */
     assert_int_equal(emu_fault_set_parse("{}", 2, &fs, why, sizeof(why)), 0);

@@ -300,6 +300,17 @@ static void test_user_claim(void **state)
     claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"\"" EXP "}", 0, NULL);
     claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":42" EXP "}", 0, NULL);
     claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"a\\u0000b\"" EXP "}", 0, NULL);
+    /* The claim becomes an app user id: no control characters (C0, DEL, C1), escaped or not. */
+    claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"a\\u0001b\"" EXP "}", 0,
+               "user claim holds control characters");
+    claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"a\\r\\nInjected: 1\"" EXP "}", 0,
+               "user claim holds control characters");
+    claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"a\x7f\"" EXP "}", 0,
+               "user claim holds control characters");
+    claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"a\\u0085\"" EXP "}", 0,
+               "user claim holds control characters");
+    claim_case("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"\xc3\xa9l\\u00e8ve\"" EXP "}", 1,
+               NULL);
     memset(big, 'u', 257);
     big[257] = '\0';
     snprintf(p, sizeof p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"%s\"" EXP "}", big);

@@ -448,6 +448,45 @@ static void test_discovery(void **state)
     free(t1);
 }
 
+/* A jwks_uri found by discovery obeys the configured URLs' rule: https://, or http:// to a host
+ * written as loopback. "127.1" reaches this machine (curl reads it as 127.0.0.1) but is not
+ * written as loopback, so plain http to it is refused unless allow_insecure_http is set. */
+static void test_discovery_http_rule(void **state)
+{
+    char *t1 = token(k1, "r1");
+    struct jwks *s;
+
+    (void)state;
+    reset_hits();
+    serve_keys(jwk1, NULL, 200);
+    pthread_mutex_lock(&S.mu);
+    snprintf(S.oidc, sizeof S.oidc,
+             "{\"issuer\":\"http://127.0.0.1:%d/\",\"jwks_uri\":\"http://127.1:%d/jwks\"}", S.port,
+             S.port);
+    pthread_mutex_unlock(&S.mu);
+    s = make_set("/", 1);
+    assert_int_equal(jwks_refresh(s), TV_ERR_UNAVAILABLE);
+    assert_int_equal(check(s, t1), TV_ERR_UNAVAILABLE);
+    assert_true(hits(&S.hits_oidc) >= 1);
+    assert_int_equal(hits(&S.hits_jwks), 0);
+    jwks_free(s);
+    /* The explicit test setting lets it through. */
+    s = make_set_opts(S.port, "/", 1, (struct jwks_opts){.allow_insecure_http = 1});
+    assert_int_equal(jwks_wait(s, 10000), 0);
+    assert_int_equal(check(s, t1), 0);
+    assert_true(hits(&S.hits_jwks) >= 1);
+    jwks_free(s);
+    /* Configured URLs follow the same rule. */
+    struct jwks_opts o = {.jwks_url = "http://idp.example/jwks"};
+    assert_int_equal(jwks_new(&o, &s), TV_ERR_INVALID);
+    o.jwks_url = "https://idp.example/jwks";
+    o.connect_timeout_ms = 1;
+    o.timeout_ms = 1;
+    assert_int_equal(jwks_new(&o, &s), 0);
+    jwks_free(s);
+    free(t1);
+}
+
 static void test_limits_and_failures(void **state)
 {
     char *t1 = token(k1, "r1");
@@ -663,9 +702,13 @@ static void test_rate_limit_from_fetch_end(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fetch_and_refetch),         cmocka_unit_test(test_discovery),
-        cmocka_unit_test(test_limits_and_failures),       cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_periodic_refresh),          cmocka_unit_test(test_hanging_server),
+        cmocka_unit_test(test_fetch_and_refetch),
+        cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_discovery_http_rule),
+        cmocka_unit_test(test_limits_and_failures),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_periodic_refresh),
+        cmocka_unit_test(test_hanging_server),
         cmocka_unit_test(test_rate_limit_from_fetch_end),
     };
 
