@@ -141,6 +141,10 @@ static const struct setting settings[] = {
      OFF(login_limit), NULL,
      "failed logins per user name: a burst of N refilled over W seconds (N/Ws), or off; past "
      "it every login of the name gets 429"},
+    {"login_per_address", "TOKENVEND_LOGIN_PER_ADDRESS", NULL, "4", ST_INT, 0, 32, 0, 1,
+     OFF(login_per_address), NULL,
+     "logins one client address may have in progress at once, of 32 (0: no cap; use 0 behind "
+     "a proxy, where every client shares its address)"},
     {"password_min_length", "TOKENVEND_PASSWORD_MIN_LENGTH", NULL, "12", ST_INT, 1, 1024, 0, 1,
      OFF(password_min_length), NULL,
      "shortest password account add/passwd accept, in characters (bytes if not UTF-8)"},
