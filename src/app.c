@@ -390,6 +390,11 @@ int app_start(struct app *a)
     return 0;
 }
 
+unsigned app_port(const struct app *a, int which)
+{
+    return a->started && a->http != NULL ? (unsigned)http_server_port(a->http, which) : 0;
+}
+
 void app_stop(struct app *a)
 {
     if (a == NULL || a->stopped)
