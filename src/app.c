@@ -155,7 +155,8 @@ static int session_key_load(struct store *st, const char *secret_b64, struct ses
             goto done;
         if (n != AEAD_KEY_LEN) {
             rc = TV_ERR_CONFIG;
-            OPENSSL_cleanse(secret, n);
+            OPENSSL_clear_free(secret, n);
+            secret = NULL;
             goto done;
         }
     }

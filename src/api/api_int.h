@@ -62,6 +62,9 @@ int api_token_req(struct http_req *req, struct api_ctx *ctx, struct policy_token
 
 /* POST /api/login (login.c). */
 void api_login(struct http_req *req, void *ctx);
+/* The client address as the per-address login cap counts it, into out (cap bytes): IPv4 as
+ * is, IPv6 by its /64 ("2001:db8:1:2::/64"). */
+void api_login_client_key(const char *addr, char *out, size_t cap);
 /* The per-use check of a verified session token for account name carrying epoch: the
  * account exists and its session epoch is still epoch (an account state read from the store
  * at most every 0.5 s per name). 0, TV_ERR_UNAUTHORIZED or TV_ERR_UNAVAILABLE (store). */

@@ -5,6 +5,8 @@
  * 429 says nothing about which names exist); then its admission among the password checks in
  * progress, capped per client address and per user name so that no single source can hold
  * all of the deferred queue's slots; then the queue itself. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,25 @@ void api_login_free(struct api_login *l)
 }
 
 /* ---- admission: slots in use per address and per name ---- */
+
+/* The client as the per-address cap counts it (api_int.h): an IPv4 address as it is, an IPv6
+ * address by its /64 (one subscriber commonly holds a whole /64, so counting single addresses would
+ * let one source take every slot). */
+void api_login_client_key(const char *addr, char *out, size_t cap)
+{
+    struct in6_addr a6;
+    char text[INET6_ADDRSTRLEN];
+
+    if (strchr(addr, ':') != NULL && inet_pton(AF_INET6, addr, &a6) == 1 &&
+        !IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memset(a6.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &a6, text, sizeof text) != NULL) {
+            snprintf(out, cap, "%s/64", text);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", addr);
+}
 
 static struct gate_ent *gate_find(struct api_login *l, const char *key, int create)
 {
@@ -227,8 +248,8 @@ struct login {
     struct api_ctx *ctx;
     struct service_call call;
     char username[STORE_NAME_MAX + 1];
-    char addr[ADDR_MAX + 1];
-    char *password; /* secret copy, wiped */
+    char addr[ADDR_MAX + 1]; /* as api_login_client_key counts it */
+    char *password;          /* secret copy, wiped */
     size_t pwlen;
 };
 
@@ -389,7 +410,7 @@ void api_login(struct http_req *req, void *vctx)
     l->ctx = ctx;
     l->pwlen = strlen(pw);
     snprintf(l->username, sizeof l->username, "%s", user);
-    snprintf(l->addr, sizeof l->addr, "%s", http_req_remote(req));
+    api_login_client_key(http_req_remote(req), l->addr, sizeof l->addr);
     {
         struct api_caller who = {.kind = "user"};
         snprintf(who.name, sizeof who.name, "%s", user);
