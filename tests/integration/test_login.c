@@ -50,8 +50,9 @@ struct fx {
 
 /* ---- the service ---- */
 
-/* Starts the app on cfg built from these settings (name=value pairs, NULL-terminated).
- * Returns app_new's or app_start's code. */
+/* Starts the app (local accounts on, loopback port 0) with secret as secret_key, or as
+ * secret_key_file when it is a path, or none when NULL. Returns app_new's or app_start's
+ * code. */
 static int svc_start(struct fx *f, const char *secret)
 {
     struct config_flag flags[8];
@@ -65,7 +66,9 @@ static int svc_start(struct fx *f, const char *secret)
     flags[n++] = (struct config_flag){"internal_addr", "127.0.0.1:0", "--set"};
     flags[n++] = (struct config_flag){"acs_connection_string", CONNSTR, "--set"};
     flags[n++] = (struct config_flag){"log_level", "info", "--set"};
-    if (secret != NULL)
+    if (secret != NULL && secret[0] == '/')
+        flags[n++] = (struct config_flag){"secret_key_file", secret, "--set"};
+    else if (secret != NULL)
         flags[n++] = (struct config_flag){"secret_key", secret, "--set"};
     struct config_overrides ov = {.default_path = "", .flags = flags, .nflags = n};
     rc = config_load(&ov, &f->cfg, err, sizeof err);
@@ -377,21 +380,35 @@ static void test_clear_key_sealed_in_place(void **state)
     free(tok);
 }
 
-/* A database readable by others draws one warning naming it and its mode. */
+/* A database or a secret file readable by others draws one warning naming it and its mode;
+ * a new database and its directory draw none. */
 static void test_permission_warning(void **state)
 {
     struct fx *f = *state;
-    char buf[65536];
+    char buf[65536], keyfile[192];
     int fd;
     ssize_t n;
 
-    assert_int_equal(svc_start(f, NULL), 0); /* creates the database, 0600 */
-    svc_stop(f);
-    assert_int_equal(chmod(f->db, 0644), 0);
+    snprintf(keyfile, sizeof keyfile, "%s/secret.key", f->dir);
+    fd = open(keyfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, SECRET_B64 "\n", strlen(SECRET_B64) + 1),
+                     (ssize_t)strlen(SECRET_B64) + 1);
+    close(fd);
     fd = open(f->logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     log_setup(LOGL_INFO, fd);
-    assert_int_equal(svc_start(f, NULL), 0);
+    assert_int_equal(svc_start(f, keyfile), 0); /* creates the database, 0600 */
+    svc_stop(f);
+    n = pread(fd, buf, sizeof buf - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_null(strstr(buf, "\"level\":\"warn\"")); /* nothing to warn about yet */
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(chmod(f->db, 0644), 0);
+    assert_int_equal(chmod(keyfile, 0640), 0);
+    assert_int_equal(svc_start(f, keyfile), 0);
     svc_stop(f);
     log_setup(LOGL_WARN, 2);
     n = pread(fd, buf, sizeof buf - 1, 0);
@@ -401,6 +418,10 @@ static void test_permission_warning(void **state)
     assert_non_null(strstr(buf, "\"level\":\"warn\""));
     assert_non_null(strstr(buf, f->db));
     assert_non_null(strstr(buf, "mode 0644"));
+    assert_non_null(strstr(buf, "secret file"));
+    assert_non_null(strstr(buf, keyfile));
+    assert_non_null(strstr(buf, "mode 0640"));
+    assert_null(strstr(buf, SECRET_B64)); /* the key itself never */
 }
 
 /* An account hashed with cheaper Argon2 parameters is rehashed with the current ones on its
