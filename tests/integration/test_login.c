@@ -31,6 +31,8 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "store/accounts.h"
+#include "store/audit.h"
+#include "store/login_failures.h"
 #include "store/meta.h"
 #include "store/store.h"
 
@@ -46,6 +48,7 @@ struct fx {
     struct config cfg;
     struct app *app;
     unsigned port;
+    const char *login_limit; /* NULL: the default */
 };
 
 /* ---- the service ---- */
@@ -66,6 +69,8 @@ static int svc_start(struct fx *f, const char *secret)
     flags[n++] = (struct config_flag){"internal_addr", "127.0.0.1:0", "--set"};
     flags[n++] = (struct config_flag){"acs_connection_string", CONNSTR, "--set"};
     flags[n++] = (struct config_flag){"log_level", "info", "--set"};
+    if (f->login_limit != NULL)
+        flags[n++] = (struct config_flag){"login_limit", f->login_limit, "--set"};
     if (secret != NULL && secret[0] == '/')
         flags[n++] = (struct config_flag){"secret_key_file", secret, "--set"};
     else if (secret != NULL)
@@ -456,6 +461,37 @@ static void test_rehash_on_login(void **state)
     assert_int_equal(password_params_set(&cheap), 0);
 }
 
+/* The failure that locks a name writes one login_lockout audit row (never the password); a
+ * locked name is refused with 429 before any password check, so its count stops growing. */
+static void test_lockout_audited(void **state)
+{
+    struct fx *f = *state;
+    struct store_audit rows[8];
+    struct store_audit_filter filt = {.action = "login_lockout"};
+    struct store *st = NULL;
+    int64_t tat1 = 0, tat2 = 0;
+    int n = 0;
+
+    f->login_limit = "2/600s";
+    account_add(f->db, "frank", PASSWORD);
+    assert_int_equal(svc_start(f, NULL), 0);
+    assert_int_equal(login(f, "frank", "guess-number-one", NULL), 401);
+    assert_int_equal(login(f, "frank", "guess-number-two", NULL), 401);
+    assert_int_equal(login(f, "frank", PASSWORD, NULL), 429);
+    assert_int_equal(store_open(f->db, STORE_MIGRATE_NO, &st), 0);
+    assert_int_equal(store_login_failure_get(st, "frank", &tat1), 0);
+    assert_int_equal(login(f, "frank", "guess-number-three", NULL), 429);
+    assert_int_equal(store_login_failure_get(st, "frank", &tat2), 0);
+    assert_true(tat1 == tat2 && tat1 > 0); /* refused before the check: not counted */
+    assert_int_equal(store_audit_list(st, &filt, 8, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].app_user_id, "frank");
+    assert_string_equal(rows[0].outcome, "rate_limited");
+    for (int i = 0; i < n; i++)
+        assert_null(strstr(rows[i].detail, "guess"));
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clear_key_sealed_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permission_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehash_on_login, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
