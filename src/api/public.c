@@ -4,16 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-#include <openssl/crypto.h>
-
 #include "api_int.h"
-#include "auth/password.h"
-#include "auth/session.h"
 #include "core/err.h"
-#include "core/jsonx.h"
-#include "core/log.h"
-#include "store/accounts.h"
 
 static void token_common(struct http_req *req, struct api_ctx *ctx, int with_body)
 {
