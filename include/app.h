@@ -15,6 +15,9 @@ int app_new(const struct config *cfg, struct app **out);
 /* Starts the service workers (the outbox worker finishes deletes left by an earlier run) and
  * binds both listeners; logs one "listening" line with both addresses. 0 or an error. */
 int app_start(struct app *a);
+/* The port a started listener is bound to (which: 0 public, 1 internal), e.g. after
+ * configuring port 0. 0 before app_start. */
+unsigned app_port(const struct app *a, int which);
 /* Graceful stop: stops accepting, lets in-flight requests finish within shutdown_drain_ms,
  * stops the outbox worker and the ACS client, then closes the store cleanly. Idempotent. */
 void app_stop(struct app *a);

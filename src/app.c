@@ -14,10 +14,14 @@
 #include "acs/client.h"
 #include "api/api.h"
 #include "auth/jwks.h"
+#include "auth/password.h"
 #include "auth/session.h"
 #include "auth/vcache.h"
+#include "core/aead.h"
+#include "core/b64.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/fsperm.h"
 #include "core/log.h"
 #include "http/server.h"
 #include "service/service.h"
@@ -34,6 +38,7 @@ struct app {
     struct acs_client *acs;
     struct jwks *jwks;
     struct session_key *session;
+    struct api_login *login;
     struct vcache *vcache;
     struct service *svc;
     struct http_server *http;
@@ -58,21 +63,109 @@ static int submit_acs(void *ctx, const struct acs_request *req, acs_done_fn done
     return acs_client_submit(ctx, req, done, arg);
 }
 
-/* Loads the session signing key from the store, creating it on first use. Two processes that
- * start together agree on one key through put_if_absent. */
-static int session_key_load(struct store *st, struct session_key **out)
+/* Associated data of the sealed session key: a blob sealed for another purpose never opens
+ * as this one. */
+#define SESSION_KEY_AD "tokenvend/session-key/v1"
+
+/* The stored form of a fresh key: sealed under secret when there is one, else PKCS#8 DER. */
+static int session_key_stored_form(const struct session_key *k, const uint8_t *secret,
+                                   uint8_t **out, size_t *out_len)
 {
-    uint8_t *der = NULL, buf[SESSION_KEY_MAX];
-    size_t derlen = 0, len = 0;
+    uint8_t *der = NULL;
+    size_t derlen = 0;
+    int rc = session_key_export(k, &der, &derlen);
+
+    if (rc != 0)
+        return rc;
+    if (secret == NULL) {
+        *out = der;
+        *out_len = derlen;
+        return 0;
+    }
+    rc = aead_seal(secret, SESSION_KEY_AD, der, derlen, out, out_len);
+    OPENSSL_clear_free(der, derlen);
+    return rc;
+}
+
+/* Turns the stored bytes into a key: opens them under secret when sealed; seals a clear key
+ * in place when a secret is configured. A sealed key without the secret, or one the secret
+ * does not open, is a configuration error: never a silent new key, which would end every
+ * session and hide the mistake. */
+static int session_key_from_stored(struct store *st, const uint8_t *stored, size_t len,
+                                   const uint8_t *secret, struct session_key **out)
+{
+    uint8_t *plain = NULL, *sealed = NULL;
+    size_t plen = 0, slen = 0;
+    int rc;
+
+    if (aead_is_sealed(stored, len)) {
+        if (secret == NULL) {
+            log_msg(LOGL_ERROR, NULL,
+                    "the session signing key in the database is encrypted: set "
+                    "TOKENVEND_SECRET_KEY (or TOKENVEND_SECRET_KEY_FILE) to the key it was "
+                    "encrypted with");
+            return TV_ERR_CONFIG;
+        }
+        rc = aead_open(secret, SESSION_KEY_AD, stored, len, &plain, &plen);
+        if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID) {
+            log_msg(LOGL_ERROR, NULL,
+                    "TOKENVEND_SECRET_KEY does not decrypt the session signing key in the "
+                    "database (another key?)");
+            return TV_ERR_CONFIG;
+        }
+        if (rc != 0)
+            return rc;
+        rc = session_key_import(plain, plen, out);
+        OPENSSL_clear_free(plain, plen);
+        return rc;
+    }
+    if ((rc = session_key_import(stored, len, out)) != 0 || secret == NULL)
+        return rc;
+    /* A clear key from before the secret was set: seal it where it is. Two processes doing
+     * this at once write the same key, so either write may win. */
+    rc = aead_seal(secret, SESSION_KEY_AD, stored, len, &sealed, &slen);
+    if (rc == 0)
+        rc = store_meta_put(st, SESSION_META_KEY, sealed, slen);
+    free(sealed);
+    if (rc != 0) {
+        session_key_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    log_msg(LOGL_INFO, NULL,
+            "the session signing key in the database is now encrypted with "
+            "TOKENVEND_SECRET_KEY");
+    return 0;
+}
+
+/* Loads the session signing key from the store, creating it on first use (sealed under the
+ * configured secret key, if any). Two processes that start together agree on one key through
+ * put_if_absent. */
+static int session_key_load(struct store *st, const char *secret_b64, struct session_key **out)
+{
+    uint8_t *stored = NULL, buf[SESSION_KEY_MAX + AEAD_OVERHEAD], *secret = NULL;
+    size_t slen = 0, len = 0;
     struct session_key *k = NULL;
     int inserted = 0, rc;
 
+    if (secret_b64 != NULL && secret_b64[0] != '\0') {
+        size_t n = 0;
+        /* config_load checked it is the base64 of 32 bytes. */
+        if ((rc = b64_decode(secret_b64, strlen(secret_b64), &secret, &n)) != 0)
+            goto done;
+        if (n != AEAD_KEY_LEN) {
+            rc = TV_ERR_CONFIG;
+            OPENSSL_clear_free(secret, n);
+            secret = NULL;
+            goto done;
+        }
+    }
     rc = store_meta_get(st, SESSION_META_KEY, buf, sizeof buf, &len);
     if (rc == TV_ERR_NOT_FOUND) {
         if ((rc = session_key_generate(&k)) != 0 ||
-            (rc = session_key_export(k, &der, &derlen)) != 0)
+            (rc = session_key_stored_form(k, secret, &stored, &slen)) != 0)
             goto done;
-        if ((rc = store_meta_put_if_absent(st, SESSION_META_KEY, der, derlen, &inserted)) != 0)
+        if ((rc = store_meta_put_if_absent(st, SESSION_META_KEY, stored, slen, &inserted)) != 0)
             goto done;
         if (inserted) {
             *out = k;
@@ -83,13 +176,13 @@ static int session_key_load(struct store *st, struct session_key **out)
     }
     if (rc != 0)
         goto done;
-    rc = session_key_import(buf, len, out);
+    rc = session_key_from_stored(st, buf, len, secret, out);
 done:
     OPENSSL_cleanse(buf, sizeof buf);
-    if (der != NULL) {
-        OPENSSL_cleanse(der, derlen);
-        free(der);
-    }
+    if (stored != NULL)
+        OPENSSL_clear_free(stored, slen);
+    if (secret != NULL)
+        OPENSSL_clear_free(secret, AEAD_KEY_LEN);
     session_key_free(k);
     return rc;
 }
@@ -144,6 +237,8 @@ int app_new(const struct config *cfg, struct app **out)
         log_msg(LOGL_ERROR, NULL, "cannot open the database %s: %s", cfg->db, err_name(rc));
         goto fail;
     }
+    /* After the open, so the -wal and -shm files exist and are checked too. */
+    (void)fsperm_warn_config(cfg);
 
     struct acs_client_opts ao = {
         .connection_string = cfg->acs_connection_string,
@@ -174,10 +269,26 @@ int app_new(const struct config *cfg, struct app **out)
             goto fail;
         }
     }
-    if (cfg->local_accounts && (rc = session_key_load(a->store, &a->session)) != 0) {
+    if (cfg->local_accounts &&
+        (rc = session_key_load(a->store, cfg->secret_key, &a->session)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot load or create the session signing key: %s",
                 err_name(rc));
         goto fail;
+    }
+    if (cfg->local_accounts) {
+        struct api_login_opts lo = {
+            .store = a->store,
+            .login_limit = cfg->login_limit,
+            .per_addr = (unsigned)cfg->login_per_address,
+            .per_user = API_LOGIN_PER_USER,
+        };
+        if ((rc = api_login_new(&lo, &a->login)) != 0)
+            goto fail;
+        /* The dummy hash for unknown names costs one hash: pay it now, not in a login. */
+        if ((rc = password_dummy_prepare()) != 0) {
+            log_msg(LOGL_ERROR, NULL, "cannot prepare password checks: %s", err_name(rc));
+            goto fail;
+        }
     }
 
     if (cfg->auth_cache_max_entries > 0 && (a->jwks != NULL || a->session != NULL) &&
@@ -209,6 +320,7 @@ int app_new(const struct config *cfg, struct app **out)
         .store = a->store,
         .jwks = a->jwks,
         .session = a->session,
+        .login = a->login,
         .vcache = a->vcache,
         .issuer = cfg->oidc_issuer,
         .audience = cfg->oidc_audience,
@@ -286,6 +398,11 @@ int app_start(struct app *a)
     return 0;
 }
 
+unsigned app_port(const struct app *a, int which)
+{
+    return a->started && a->http != NULL ? (unsigned)http_server_port(a->http, which) : 0;
+}
+
 void app_stop(struct app *a)
 {
     if (a == NULL || a->stopped)
@@ -310,6 +427,7 @@ void app_free(struct app *a)
     http_server_free(a->http);
     jwks_free(a->jwks);
     session_key_free(a->session);
+    api_login_free(a->login);
     vcache_free(a->vcache);
     store_close(a->store);
     free(a->cors);

@@ -15,6 +15,22 @@ struct jwks;
 struct session_key;
 struct acs_client;
 struct vcache;
+struct api_login;
+
+/* Password checks (POST /api/login) admitted at once: the size of the service's deferred
+ * queue (service_opts.defer_max_pending's default). */
+#define API_LOGIN_SLOTS 32
+/* Of those, the most one user name may hold: a guesser aiming at one account cannot slow
+ * every other account's logins, and its owner still gets a slot. */
+#define API_LOGIN_PER_USER 2
+
+/* Settings of the login state (api_login_new). */
+struct api_login_opts {
+    struct store *store;
+    const char *login_limit; /* "N/Ws" or "off" (TOKENVEND_LOGIN_LIMIT) */
+    unsigned per_addr;       /* logins in progress per client address (0: no cap) */
+    unsigned per_user;       /* logins in progress per user name (>= 1) */
+};
 
 /* Everything the handlers need; filled by app.c, borrowed by the handlers. */
 struct api_ctx {
@@ -23,6 +39,7 @@ struct api_ctx {
     struct jwks *jwks;           /* OIDC key set, NULL when no issuer is configured */
     struct session_key *session; /* local-account login key, NULL when local accounts are off */
     struct vcache *vcache;       /* verified bearer tokens, NULL when that cache is off */
+    struct api_login *login;     /* login limits and admission, NULL when local accounts off */
     const char *issuer;          /* OIDC iss and aud, user claim (borrowed from the config) */
     const char *audience;
     const char *user_claim;
@@ -30,6 +47,13 @@ struct api_ctx {
     struct http_server *http; /* for /metrics; set once the server exists */
     struct acs_client *acs;   /* for /metrics (may be NULL in tests) */
 };
+
+/* The state of POST /api/login: the failed-login limit, admission of password checks per
+ * client address and per user name, and the account-state cache of session checks.
+ * Thread-safe. 0, TV_ERR_INVALID, TV_ERR_CONFIG (bad login_limit) or TV_ERR_NOMEM. */
+int api_login_new(const struct api_login_opts *o, struct api_login **out);
+/* api_login_free(NULL) is a no-op; no login may be in progress. */
+void api_login_free(struct api_login *l);
 
 /* Route tables (static arrays); *n receives the count. */
 const struct http_route *api_public_routes(size_t *n);

@@ -46,9 +46,20 @@ int password_hash(const char *pw, size_t len, char *out, size_t cap);
  * 0 when it matches; TV_ERR_UNAUTHORIZED for a wrong password, a bad length, or an encoded
  * string that is not a valid argon2id hash. Blocks for the hash's cost. */
 int password_verify(const char *encoded, const char *pw, size_t len);
-/* Spends the same time as a password_verify at the current parameters and always returns
- * TV_ERR_UNAUTHORIZED: call it for an unknown user name so that the response time does not
- * tell which account names exist. */
+/* Spends what a password_verify of a hash made with the current parameters spends (it
+ * verifies against such a hash of a random password, made once per parameter set) and
+ * always returns TV_ERR_UNAUTHORIZED: call it for an unknown user name so that the response
+ * time does not tell which account names exist. The first call (or password_dummy_prepare)
+ * pays one extra hash. */
 int password_verify_dummy(const char *pw, size_t len);
+/* Makes the dummy hash now (at start, so no login pays for it). 0 or an error of
+ * password_hash. */
+int password_dummy_prepare(void);
+/* 1 when the encoded hash was not made with the current parameters (another t, m, p or
+ * Argon2 version, or not parsable), so a successful login should store a fresh hash; else 0. */
+int password_needs_rehash(const char *encoded);
+/* Counts pw[0..len) in characters: Unicode code points when it is valid UTF-8, else bytes
+ * (for the minimum-length rule). */
+size_t password_length_chars(const char *pw, size_t len);
 
 #endif

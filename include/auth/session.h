@@ -15,6 +15,7 @@ struct session_key;
 #define SESSION_AUDIENCE "tokenvend-local"
 #define SESSION_DEFAULT_TTL_S 900 /* 15 minutes */
 #define SESSION_KEY_MAX 4096      /* ceiling on exported/imported key bytes */
+#define SESSION_EPOCH_CLAIM "sep" /* the account's session epoch (see session_issue_epoch) */
 
 /* Generates a fresh P-256 key. Its kid is the RFC 7638 JWK thumbprint (base64url SHA-256).
  * 0, TV_ERR_CRYPTO or TV_ERR_NOMEM. */
@@ -41,6 +42,14 @@ const struct jwk *session_key_jwk(const struct session_key *k);
  * 0, TV_ERR_INVALID, TV_ERR_CRYPTO or TV_ERR_NOMEM. */
 int session_issue(const struct session_key *k, const char *sub, int64_t now_s, int64_t ttl_s,
                   char **token, int64_t *exp_s);
+/* As session_issue, and the token also carries the account's session epoch as claim
+ * SESSION_EPOCH_CLAIM (a decimal string), which session_epoch_get reads back. */
+int session_issue_epoch(const struct session_key *k, const char *sub, int64_t epoch, int64_t now_s,
+                        int64_t ttl_s, char **token, int64_t *exp_s);
+/* The epoch claim of verified session claims. 0, or TV_ERR_UNAUTHORIZED when the token has
+ * none (issued before epochs existed) or a malformed one. */
+int session_epoch_get(const struct jwt_claims *c, int64_t *epoch);
+
 /* Verifies a session token with the same verifier as OIDC tokens (jwt_verify): ES256 with this
  * key, iss SESSION_ISSUER, aud SESSION_AUDIENCE, exp with JWT_DEFAULT_LEEWAY_S, user claim
  * "sub". now_s 0 = wall clock. *reason as in jwt_verify.

@@ -24,6 +24,9 @@ enum vcache_source { VCACHE_SRC_OIDC = 1, VCACHE_SRC_SESSION = 2 };
 struct vcache_claims {
     char user[JWT_USER_MAX + 1];  /* the user claim's value */
     char oid[VCACHE_OID_MAX + 1]; /* the "oid" claim, "" when absent or unusable */
+    int session;                  /* lookup: 1 when a session token (VCACHE_SRC_SESSION) */
+    int64_t session_epoch;        /* a session token's account epoch, kept for the per-use
+                                   * account check (a hit skips the signature, not that) */
 };
 
 /* What the verifier saw, so a hit can apply the verifier's own time rules. */

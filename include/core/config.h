@@ -80,6 +80,12 @@ struct config {
     long outbox_interval_ms;     /* how often the delete outbox worker looks for due rows */
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
     long shutdown_drain_ms;      /* SIGTERM: how long in-flight requests may take to finish */
+    char *login_limit;           /* failed logins per user name, "N/Ws" or "off" (ratelimit.h) */
+    long password_min_length;    /* characters (UTF-8 code points) a new password needs */
+    long login_per_address;      /* password checks in progress per client address (0: any) */
+    char *secret_key;            /* secret: base64 of 32 bytes that encrypt stored secrets, or "" */
+    /* Paths of the files secret settings were read from (*_FILE), for permission checks. */
+    struct config_list secret_files;
 
     char *config_file; /* the file that was read, or "" */
     /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),

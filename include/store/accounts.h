@@ -17,13 +17,30 @@ struct store_account {
     char password_hash[STORE_PASSWORD_HASH_MAX + 1]; /* "$argon2id$v=19$m=...,t=...,p=...$..." */
     int64_t created_ms;
     int64_t updated_ms;
+    int64_t session_epoch; /* carried by its session tokens; new on every password change */
 };
 
 /* Creates the account or replaces its password hash. A new account gets created_ms and
- * updated_ms from a; an existing one keeps created_ms and takes a->updated_ms. *created (may
- * be NULL) = 1 for a new account, 0 for a replaced one. TV_ERR_INVALID for an empty or
- * over-long name or hash. */
+ * updated_ms from a; an existing one keeps created_ms and takes a->updated_ms. Either way the
+ * account gets a new random session_epoch (a->session_epoch is ignored), which ends the
+ * sessions issued before. *created (may be NULL) = 1 for a new account, 0 for a replaced one.
+ * TV_ERR_INVALID for an empty or over-long name or hash. */
 int store_account_upsert(struct store *s, const struct store_account *a, int *created);
+
+/* Replaces the password hash of an existing account (a new session_epoch, as upsert).
+ * 0, TV_ERR_NOT_FOUND (no such account) or TV_ERR_INVALID. */
+int store_account_passwd(struct store *s, const char *name, const char *password_hash,
+                         int64_t updated_ms);
+
+/* Replaces the hash with new_hash only while it is still old_hash (a rehash under new Argon2
+ * parameters after a successful login: same password, so the session epoch stays).
+ * 0, TV_ERR_CONFLICT (the hash changed meanwhile, or the account is gone), TV_ERR_INVALID. */
+int store_account_rehash(struct store *s, const char *name, const char *old_hash,
+                         const char *new_hash);
+
+/* The session epoch of the account named name, without reading its hash (checked on every
+ * request that carries a session token). 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
+int store_account_epoch(struct store *s, const char *name, int64_t *epoch);
 
 /* The account named name. 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
 int store_account_get(struct store *s, const char *name, struct store_account *out);

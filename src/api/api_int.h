@@ -60,6 +60,16 @@ struct json_object *api_user_json(const struct store_user *u);
 /* Parses a token request body against the policy; replies 400/403 on failure (non-zero). */
 int api_token_req(struct http_req *req, struct api_ctx *ctx, struct policy_token_req *out);
 
+/* POST /api/login (login.c). */
+void api_login(struct http_req *req, void *ctx);
+/* The client address as the per-address login cap counts it, into out (cap bytes): IPv4 as
+ * is, IPv6 by its /64 ("2001:db8:1:2::/64"). */
+void api_login_client_key(const char *addr, char *out, size_t cap);
+/* The per-use check of a verified session token for account name carrying epoch: the
+ * account exists and its session epoch is still epoch (an account state read from the store
+ * at most every 0.5 s per name). 0, TV_ERR_UNAUTHORIZED or TV_ERR_UNAVAILABLE (store). */
+int api_session_account_check(struct api_ctx *ctx, const char *name, int64_t epoch);
+
 /* Operations endpoints (ops.c), on both listeners. */
 void api_ops_healthz(struct http_req *req, void *ctx);
 void api_ops_readyz(struct http_req *req, void *ctx);

@@ -64,9 +64,10 @@ static void reply_unauthorized(struct http_req *req, const char *message, int in
     http_reply_error(req, TV_ERR_UNAUTHORIZED, message);
 }
 
-/* The caller from a cached verification of the token with this key, when there is one. */
+/* The caller from a cached verification of the token with this key, when there is one;
+ * *session_epoch receives a session token's epoch (*is_session 1), for the account check. */
 static int auth_cached(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
-                       struct api_caller *out)
+                       struct api_caller *out, int *is_session, int64_t *session_epoch)
 {
     struct vcache_claims vc;
     int rc;
@@ -80,6 +81,26 @@ static int auth_cached(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
         copy_str(out->kind, sizeof out->kind, "user");
         copy_str(out->name, sizeof out->name, vc.user);
         copy_str(out->oid, sizeof out->oid, vc.oid);
+        *is_session = vc.session;
+        *session_epoch = vc.session_epoch;
+    }
+    return rc;
+}
+
+/* A session token stays good only while its account exists with the epoch it was issued
+ * under (account passwd and remove end sessions). On failure it has replied. */
+static int auth_session_account(struct http_req *req, struct api_ctx *ctx, const char *name,
+                                int64_t epoch)
+{
+    int rc = api_session_account_check(ctx, name, epoch);
+
+    if (rc == TV_ERR_UNAUTHORIZED) {
+        log_msg(LOGL_INFO, http_req_id(req),
+                "bearer token rejected: session of an account "
+                "that was removed or changed its password");
+        reply_unauthorized(req, "the bearer token is not acceptable", 1);
+    } else if (rc != 0) {
+        http_reply_error(req, TV_ERR_UNAVAILABLE, "cannot verify tokens right now");
     }
     return rc;
 }
@@ -115,7 +136,8 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
     const char *reason = NULL, *oid = NULL;
     size_t len = 0;
     const char *tok = bearer(req, &len);
-    int64_t now_s = clock_wall_ms() / 1000;
+    int64_t now_s = clock_wall_ms() / 1000, epoch = 0;
+    int is_session = 0;
     int rc;
 
     memset(&claims, 0, sizeof claims);
@@ -132,8 +154,8 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
      * cached, so a bad token always takes the full path below. */
     if (ctx->vcache != NULL) {
         vcache_key(tok, len, key);
-        if (auth_cached(ctx, key, now_s, out) == 0) {
-            rc = 0;
+        if (auth_cached(ctx, key, now_s, out, &is_session, &epoch) == 0) {
+            rc = is_session ? auth_session_account(req, ctx, out->name, epoch) : 0;
             goto done;
         }
     }
@@ -143,6 +165,11 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
         strcmp(hdr.kid, session_key_kid(ctx->session)) == 0) {
         verdict.source = VCACHE_SRC_SESSION;
         rc = session_verify(ctx->session, tok, len, now_s, &claims, &reason);
+        if (rc == 0 && session_epoch_get(&claims, &epoch) != 0) {
+            jwt_claims_release(&claims);
+            rc = TV_ERR_UNAUTHORIZED;
+            reason = "session token without an account epoch";
+        }
     } else if (ctx->jwks != NULL) {
         struct jwt_expect e = {.issuer = ctx->issuer,
                                .audience = ctx->audience,
@@ -183,8 +210,13 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
     if (jwt_claims_get_string(&claims, "oid", API_OID_MAX, &oid) == 0 &&
         ident_check_str(oid, API_OID_MAX) == IDENT_OK)
         copy_str(out->oid, sizeof out->oid, oid);
+    if (verdict.source == VCACHE_SRC_SESSION &&
+        (rc = auth_session_account(req, ctx, out->name, epoch)) != 0) {
+        jwt_claims_release(&claims);
+        goto done;
+    }
     if (ctx->vcache != NULL) {
-        struct vcache_claims vc;
+        struct vcache_claims vc = {.session_epoch = epoch};
 
         /* Both verifiers use the default leeway (session_verify always, and the OIDC
          * expectation above leaves leeway_s at 0); the cache applies the same rule on hits. */

@@ -2,6 +2,7 @@
  * (default, then the TOKENVEND_ARGON2 environment variable, or password_params_set); hashing and
  * verification are then thread-safe. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,16 +173,102 @@ int password_verify(const char *encoded, const char *pw, size_t len)
     return TV_ERR_UNAUTHORIZED;
 }
 
-int password_verify_dummy(const char *pw, size_t len)
+/* The dummy hash and the parameters it was made with; remade when they change. */
+static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;
+static char dummy_hash[PASSWORD_HASH_MAX];
+static struct password_params dummy_params;
+
+/* Copies the dummy hash for the current parameters into out, making it first if needed. */
+static int dummy_get(char out[PASSWORD_HASH_MAX])
 {
-    static const uint8_t salt[SALT_LEN] = {0};
     struct password_params p;
-    uint8_t tag[TAG_LEN];
+    uint8_t secret[32];
+    int rc = 0;
 
     password_params_get(&p);
-    if (pw != NULL && len >= PASSWORD_MIN_LEN && len <= PASSWORD_MAX_LEN)
-        (void)argon2id_hash_raw(p.t_cost, p.m_cost_kib, p.parallelism, pw, len, salt, sizeof salt,
-                                tag, sizeof tag);
-    OPENSSL_cleanse(tag, sizeof tag);
+    pthread_mutex_lock(&dummy_lock);
+    if (dummy_hash[0] == '\0' || memcmp(&p, &dummy_params, sizeof p) != 0) {
+        /* A password nobody knows: the verification always fails, at the real cost. */
+        rc = RAND_bytes(secret, sizeof secret) == 1 ? 0 : TV_ERR_CRYPTO;
+        if (rc == 0) {
+            char pw[65];
+            for (size_t i = 0; i < sizeof secret; i++)
+                snprintf(pw + 2 * i, 3, "%02x", secret[i]);
+            rc = password_hash(pw, 64, dummy_hash, sizeof dummy_hash);
+            OPENSSL_cleanse(pw, sizeof pw);
+        }
+        if (rc == 0)
+            dummy_params = p;
+        else
+            dummy_hash[0] = '\0';
+    }
+    if (rc == 0)
+        memcpy(out, dummy_hash, sizeof dummy_hash);
+    pthread_mutex_unlock(&dummy_lock);
+    OPENSSL_cleanse(secret, sizeof secret);
+    return rc;
+}
+
+int password_dummy_prepare(void)
+{
+    char h[PASSWORD_HASH_MAX];
+
+    return dummy_get(h);
+}
+
+int password_verify_dummy(const char *pw, size_t len)
+{
+    char h[PASSWORD_HASH_MAX];
+
+    /* The same call a real check makes, on a hash of the same parameters: decoding, memory
+     * and passes all match. */
+    if (pw != NULL && len >= PASSWORD_MIN_LEN && len <= PASSWORD_MAX_LEN && dummy_get(h) == 0)
+        (void)argon2id_verify(h, pw, len);
     return TV_ERR_UNAUTHORIZED;
+}
+
+int password_needs_rehash(const char *encoded)
+{
+    struct password_params p;
+    unsigned v = 0, m = 0, t = 0, par = 0;
+    int n = 0;
+
+    if (encoded == NULL ||
+        sscanf(encoded, "$argon2id$v=%u$m=%u,t=%u,p=%u$%n", &v, &m, &t, &par, &n) != 4 || n == 0)
+        return 1;
+    password_params_get(&p);
+    return v != ARGON2_VERSION_13 || m != p.m_cost_kib || t != p.t_cost || par != p.parallelism;
+}
+
+size_t password_length_chars(const char *pw, size_t len)
+{
+    size_t chars = 0, i = 0;
+
+    while (i < len) {
+        unsigned char c = (unsigned char)pw[i];
+        size_t need = c < 0x80             ? 0
+                      : (c & 0xE0) == 0xC0 ? 1
+                      : (c & 0xF0) == 0xE0 ? 2
+                      : (c & 0xF8) == 0xF0 ? 3
+                                           : 9;
+        uint32_t cp = need == 0   ? c
+                      : need == 1 ? (c & 0x1Fu)
+                      : need == 2 ? (c & 0x0Fu)
+                                  : (c & 0x07u);
+        if (need == 9 || need >= len - i)
+            return len; /* not UTF-8: bytes */
+        for (size_t k = 1; k <= need; k++) {
+            unsigned char cc = (unsigned char)pw[i + k];
+            if ((cc & 0xC0) != 0x80)
+                return len;
+            cp = (cp << 6) | (cc & 0x3Fu);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are not valid UTF-8. */
+        if ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return len;
+        i += need + 1;
+        chars++;
+    }
+    return chars;
 }

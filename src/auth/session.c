@@ -3,6 +3,8 @@
  * the same code that checks OIDC tokens. */
 #include "auth/session.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,9 +214,11 @@ const struct jwk *session_key_jwk(const struct session_key *k)
     return k->jwk;
 }
 
-int session_issue(const struct session_key *k, const char *sub, int64_t now_s, int64_t ttl_s,
-                  char **token, int64_t *exp_s)
+/* has_epoch 0: no epoch claim (session_issue, kept for tests and tools). */
+static int issue(const struct session_key *k, const char *sub, int has_epoch, int64_t epoch,
+                 int64_t now_s, int64_t ttl_s, char **token, int64_t *exp_s)
 {
+    char ep[24];
     struct json_object *claims = NULL;
     const char *text;
     int64_t exp;
@@ -237,6 +241,11 @@ int session_issue(const struct session_key *k, const char *sub, int64_t now_s, i
         json_object_object_add(claims, "iat", json_object_new_int64(now_s)) ||
         json_object_object_add(claims, "exp", json_object_new_int64(exp)))
         goto cleanup;
+    if (has_epoch) {
+        snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+        if (json_object_object_add(claims, SESSION_EPOCH_CLAIM, json_object_new_string(ep)))
+            goto cleanup;
+    }
     text = jsonx_compact(claims);
     if (!text)
         goto cleanup;
@@ -246,6 +255,35 @@ int session_issue(const struct session_key *k, const char *sub, int64_t now_s, i
 cleanup:
     json_object_put(claims);
     return rc;
+}
+
+int session_issue(const struct session_key *k, const char *sub, int64_t now_s, int64_t ttl_s,
+                  char **token, int64_t *exp_s)
+{
+    return issue(k, sub, 0, 0, now_s, ttl_s, token, exp_s);
+}
+
+int session_issue_epoch(const struct session_key *k, const char *sub, int64_t epoch, int64_t now_s,
+                        int64_t ttl_s, char **token, int64_t *exp_s)
+{
+    return issue(k, sub, 1, epoch, now_s, ttl_s, token, exp_s);
+}
+
+int session_epoch_get(const struct jwt_claims *c, int64_t *epoch)
+{
+    const char *v = NULL;
+    char *end = NULL;
+    long long n;
+
+    if (c == NULL || epoch == NULL || jwt_claims_get_string(c, SESSION_EPOCH_CLAIM, 20, &v) != 0 ||
+        v == NULL || v[0] == '\0')
+        return TV_ERR_UNAUTHORIZED;
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno != 0 || *end != '\0' || (v[0] != '-' && (v[0] < '0' || v[0] > '9')))
+        return TV_ERR_UNAUTHORIZED;
+    *epoch = (int64_t)n;
+    return 0;
 }
 
 int session_verify(const struct session_key *k, const char *token, size_t len, int64_t now_s,

@@ -24,6 +24,7 @@ struct vc_ent {
     int64_t nbf_limit;          /* nbf - leeway: refused before it (INT64_MIN: no nbf) */
     uint64_t generation;
     enum vcache_source source;
+    int64_t session_epoch;
     size_t size; /* bytes allocated, for the wipe */
     size_t user_len, oid_len;
     char data[]; /* user NUL oid NUL */
@@ -209,6 +210,8 @@ int vcache_lookup(struct vcache *c, const uint8_t key[VCACHE_KEY_LEN], int64_t n
         }
         memcpy(out->user, e->data, e->user_len + 1);
         memcpy(out->oid, e->data + e->user_len + 1, e->oid_len + 1);
+        out->session = e->source == VCACHE_SRC_SESSION;
+        out->session_epoch = e->session_epoch;
         rc = 0;
     }
     pthread_mutex_unlock(&s->mu);
@@ -244,6 +247,7 @@ int vcache_insert(struct vcache *c, const uint8_t key[VCACHE_KEY_LEN], int64_t n
     e->nbf_limit = v->nbf != 0 ? v->nbf - leeway : INT64_MIN;
     e->generation = v->generation;
     e->source = v->source;
+    e->session_epoch = claims->session_epoch;
     e->size = size;
     e->user_len = ulen;
     e->oid_len = olen;

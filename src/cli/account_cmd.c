@@ -1,4 +1,4 @@
-/* `tokenvend account add|list|remove`: local accounts for TOKENVEND_LOCAL_ACCOUNTS=on. The
+/* `tokenvend account add|passwd|list|remove`: local accounts for TOKENVEND_LOCAL_ACCOUNTS=on. The
  * password comes from one line of stdin (not echoed on a terminal) or from --password-file;
  * only its Argon2id hash is stored, and the password never reaches the output or the log.
  * Single-threaded. */
@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fsperm.h"
 #include "store/accounts.h"
 #include "store/audit.h"
 
@@ -25,26 +26,32 @@
 enum { OPT_PASSWORD_FILE };
 
 static const struct cli_opt account_opts[] = {
-    {"password-file", "PATH", "add: read the password from PATH (one line) instead of stdin"},
+    {"password-file", "PATH",
+     "add, passwd: read the password from PATH (one line) instead of stdin"},
 };
 
 void cli_account_usage_print(FILE *f)
 {
-    fputs("Usage: tokenvend account SUBCOMMAND [ARGS] [FLAGS]\n"
-          "\n"
-          "Local accounts sign in with POST /api/login when TOKENVEND_LOCAL_ACCOUNTS=on.\n"
-          "\n"
-          "Subcommands:\n"
-          "  add NAME [--password-file PATH]\n"
-          "                 create NAME ([A-Za-z0-9._@-], 1..64 characters) or replace its\n"
-          "                 password; the password is one line of stdin (1..1024 bytes, not\n"
-          "                 echoed on a terminal) or the one line in PATH. Prints\n"
-          "                 {\"name\",\"created\":bool}.\n"
-          "  list           {\"accounts\":[{\"name\",\"createdAt\",\"updatedAt\"}]}\n"
-          "  remove NAME    delete the account\n"
-          "\n"
-          "Flags:\n",
-          f);
+    fputs(
+        "Usage: tokenvend account SUBCOMMAND [ARGS] [FLAGS]\n"
+        "\n"
+        "Local accounts sign in with POST /api/login when TOKENVEND_LOCAL_ACCOUNTS=on.\n"
+        "\n"
+        "Subcommands:\n"
+        "  add NAME [--password-file PATH]\n"
+        "                 create NAME ([A-Za-z0-9._@-], 1..64 characters) or replace its\n"
+        "                 password; the password is one line of stdin (password_min_length\n"
+        "                 characters, default 12, up to 1024 bytes; not echoed on a\n"
+        "                 terminal) or the one line in PATH. Prints {\"name\",\"created\":bool}.\n"
+        "  passwd NAME [--password-file PATH]\n"
+        "                 replace the password of an existing account (read as for add);\n"
+        "                 its session tokens stop working at once. Prints\n"
+        "                 {\"name\",\"passwordChanged\":true}.\n"
+        "  list           {\"accounts\":[{\"name\",\"createdAt\",\"updatedAt\"}]}\n"
+        "  remove NAME    delete the account; its session tokens stop working at once\n"
+        "\n"
+        "Flags:\n",
+        f);
     cli_opts_print(f, account_opts, sizeof account_opts / sizeof account_opts[0]);
     cli_common_flags_print(f);
     fputs("\nArgon2id cost: t=3, m=32 MiB, p=1 (about 0.1 s); the TOKENVEND_ARGON2 environment\n"
@@ -57,7 +64,8 @@ void cli_account_usage_print(FILE *f)
 /* Reads one line of fd 0 into buf (cap > PASSWORD_MAX_LEN + 1), byte by byte so that nothing
  * past the line stays in a stdio buffer. Strips "\n" or "\r\n". On a terminal, prompts on
  * stderr and turns echo off. CLI_EXIT_OK or CLI_EXIT_USAGE (reported). */
-static int password_read_stdin(const char *name, char *buf, size_t cap, size_t *len)
+static int password_read_stdin(const char *cmd, const char *name, char *buf, size_t cap,
+                               size_t *len)
 {
     struct termios old, quiet;
     int tty = isatty(0);
@@ -100,17 +108,17 @@ static int password_read_stdin(const char *name, char *buf, size_t cap, size_t *
     if (n > 0 && buf[n - 1] == '\r')
         n--;
     if (too_long || n > PASSWORD_MAX_LEN) {
-        cli_usage_error("account add: the password is longer than %d bytes", PASSWORD_MAX_LEN);
+        cli_usage_error("%s: the password is longer than %d bytes", cmd, PASSWORD_MAX_LEN);
         goto done;
     }
     if (nul) {
-        cli_usage_error("account add: the password contains a NUL byte");
+        cli_usage_error("%s: the password contains a NUL byte", cmd);
         goto done;
     }
     if (n == 0) {
-        cli_usage_error("account add: no password: give it as one line on stdin (%s) or with "
+        cli_usage_error("%s: no password: give it as one line on stdin (%s) or with "
                         "--password-file PATH",
-                        got_newline ? "the line was empty" : "stdin was empty");
+                        cmd, got_newline ? "the line was empty" : "stdin was empty");
         goto done;
     }
     buf[n] = '\0';
@@ -151,6 +159,35 @@ static int account_add(struct store *st, const char *name, const char *pw, size_
     rc = cli_json_print(o);
 done:
     OPENSSL_cleanse(&acc, sizeof acc);
+    return rc;
+}
+
+static int account_passwd(struct store *st, const char *name, const char *pw, size_t pwlen)
+{
+    char hash[PASSWORD_HASH_MAX], msg[160];
+    int rc = password_hash(pw, pwlen, hash, sizeof hash);
+
+    if (rc != 0) {
+        rc = cli_store_failure(rc, "could not hash the password");
+        goto done;
+    }
+    if ((rc = store_account_passwd(st, name, hash, clock_wall_ms())) != 0) {
+        if (rc == TV_ERR_NOT_FOUND)
+            snprintf(msg, sizeof msg, "no account named '%s'", name);
+        else
+            snprintf(msg, sizeof msg, "could not store the password of '%s'", name);
+        rc = cli_store_failure(rc, msg);
+        goto done;
+    }
+    cli_audit_add(st, "account_passwd", name, "", "ok", "sessions ended");
+    struct json_object *o = json_object_new_object();
+    if (o != NULL) {
+        json_object_object_add(o, "name", json_object_new_string(name));
+        json_object_object_add(o, "passwordChanged", json_object_new_boolean(1));
+    }
+    rc = cli_json_print(o);
+done:
+    OPENSSL_cleanse(hash, sizeof hash);
     return rc;
 }
 
@@ -216,7 +253,7 @@ static int account_remove(struct store *st, const char *name)
 
 static const struct cli_admin_spec account_spec = {
     "account",
-    {"add", "list", "remove"},
+    {"add", "passwd", "list", "remove"},
     account_opts,
     sizeof account_opts / sizeof account_opts[0],
     cli_account_usage_print,
@@ -239,8 +276,11 @@ int cli_account_main(int argc, char **argv)
     rc = cli_admin_parse(&account_spec, argc, argv, &a, cmd, sizeof cmd, &sub);
     if (rc != CLI_EXIT_OK || sub == NULL)
         return rc;
-    if (a.values[OPT_PASSWORD_FILE] != NULL && strcmp(sub, "add") != 0)
-        return cli_usage_error("%s: --password-file applies to 'account add' only", cmd);
+    int wants_pw = strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0;
+    if (a.values[OPT_PASSWORD_FILE] != NULL && !wants_pw)
+        return cli_usage_error("%s: --password-file applies to 'account add' and 'account "
+                               "passwd' only",
+                               cmd);
     if (strcmp(sub, "list") == 0) {
         if (a.npos != 0)
             return cli_usage_error("account list takes no arguments");
@@ -252,30 +292,43 @@ int cli_account_main(int argc, char **argv)
     }
     /* Read the password before touching the database, so that a missing password changes
      * nothing. */
-    if (strcmp(sub, "add") == 0) {
+    if (wants_pw) {
         const char *path = a.values[OPT_PASSWORD_FILE];
         if (path != NULL) {
             rc = config_read_value_file(path, PASSWORD_MAX_LEN, &file_pw, why, sizeof why);
             if (rc != 0) {
-                rc = cli_usage_error("account add: --password-file: %s", why);
+                rc = cli_usage_error("%s: --password-file: %s", cmd, why);
                 goto done;
             }
             pw = file_pw;
             pwlen = strlen(file_pw);
             if (pwlen == 0 || strchr(file_pw, '\n') != NULL) {
-                rc = cli_usage_error("account add: --password-file must hold one non-empty line");
+                rc = cli_usage_error("%s: --password-file must hold one non-empty line", cmd);
                 goto done;
             }
         } else {
-            if ((rc = password_read_stdin(a.pos[0], line, sizeof line, &pwlen)) != CLI_EXIT_OK)
+            rc = password_read_stdin(cmd, a.pos[0], line, sizeof line, &pwlen);
+            if (rc != CLI_EXIT_OK)
                 goto done;
             pw = line;
         }
     }
-    if ((rc = cli_admin_store_open(&a, &cfg, &st)) != CLI_EXIT_OK)
+    if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
         goto done;
+    /* The length rule before the database is touched: a refused password changes nothing. */
+    if (wants_pw && password_length_chars(pw, pwlen) < (size_t)cfg.password_min_length) {
+        rc = cli_usage_error("%s: the password is too short: at least %ld characters "
+                             "(password_min_length)",
+                             cmd, cfg.password_min_length);
+        goto done;
+    }
+    if ((rc = cli_store_open(&cfg, STORE_MIGRATE_YES, &st)) != CLI_EXIT_OK)
+        goto done;
+    (void)fsperm_warn_config(&cfg);
     if (strcmp(sub, "add") == 0)
         rc = account_add(st, a.pos[0], pw, pwlen);
+    else if (strcmp(sub, "passwd") == 0)
+        rc = account_passwd(st, a.pos[0], pw, pwlen);
     else if (strcmp(sub, "list") == 0)
         rc = account_list(st);
     else

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fsperm.h"
 #include "core/jsonx.h"
 #include "store/audit.h"
 #include "store/store.h"
@@ -117,6 +118,8 @@ int cli_admin_store_open(const struct cli_args *a, struct config *cfg, struct st
 
     if (rc == CLI_EXIT_OK)
         rc = cli_store_open(cfg, STORE_MIGRATE_YES, st);
+    if (rc == CLI_EXIT_OK)
+        (void)fsperm_warn_config(cfg); /* a few stat calls: the operator sees it here too */
     return rc;
 }
 

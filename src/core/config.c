@@ -13,8 +13,10 @@
 #include <openssl/crypto.h>
 
 #include "config_int.h"
+#include "core/b64.h"
 #include "core/err.h"
 #include "core/netaddr.h"
+#include "core/ratelimit.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define CONFIG_HTTPS_RULE                                                                          \
@@ -146,6 +148,19 @@ static const struct setting settings[] = {
      "cap on the retry backoff of one outbox row"},
     {"shutdown_drain_ms", "TOKENVEND_SHUTDOWN_DRAIN_MS", NULL, "10000", ST_INT, 0, 600000, 0, 1,
      OFF(shutdown_drain_ms), NULL, "SIGTERM: time in-flight requests get to finish"},
+    {"login_limit", "TOKENVEND_LOGIN_LIMIT", NULL, "10/300s", ST_STRING, 0, 0, 0, 1,
+     OFF(login_limit), NULL,
+     "failed logins per user name: a burst of N refilled over W seconds (N/Ws), or off; past "
+     "it every login of the name gets 429"},
+    {"login_per_address", "TOKENVEND_LOGIN_PER_ADDRESS", NULL, "4", ST_INT, 0, 32, 0, 1,
+     OFF(login_per_address), NULL,
+     "logins one client address may have in progress at once, of 32 (0: no cap; use 0 behind "
+     "a proxy, where every client shares its address)"},
+    {"password_min_length", "TOKENVEND_PASSWORD_MIN_LENGTH", NULL, "12", ST_INT, 1, 1024, 0, 1,
+     OFF(password_min_length), NULL,
+     "shortest password account add/passwd accept, in characters (bytes if not UTF-8)"},
+    {"secret_key", "TOKENVEND_SECRET_KEY", NULL, "", ST_STRING, 0, 0, 1, 0, OFF(secret_key), NULL,
+     "base64 of 32 random bytes that encrypt the stored session signing key (secret)"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -275,6 +290,27 @@ static int assign(struct loader *ld, size_t idx, const char *value, const char *
     return 0;
 }
 
+/* Remembers a file a secret came from (tokenvend serve checks who else may read it). */
+static int secret_file_note(struct config *cfg, const char *path)
+{
+    struct config_list *l = &cfg->secret_files;
+    char **items;
+    char *copy;
+
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], path) == 0)
+            return 0;
+    if ((copy = strdup(path)) == NULL)
+        return TV_ERR_NOMEM;
+    if ((items = realloc(l->items, (l->n + 1) * sizeof *items)) == NULL) {
+        free(copy);
+        return TV_ERR_NOMEM;
+    }
+    items[l->n++] = copy;
+    l->items = items;
+    return 0;
+}
+
 /* Applies one layer's value for setting idx given either directly or as a file path. The caller
  * has already refused "both at one level". */
 static int assign_from(struct loader *ld, size_t idx, const char *value, const char *file_path,
@@ -294,6 +330,8 @@ static int assign_from(struct loader *ld, size_t idx, const char *value, const c
     rc = assign(ld, idx, data, source);
     OPENSSL_cleanse(data, strlen(data));
     free(data);
+    if (rc == 0 && settings[idx].secret)
+        rc = secret_file_note(ld->cfg, file_path);
     return rc;
 }
 
@@ -539,6 +577,27 @@ static int check_cross(struct loader *ld)
                     "cache_min_remaining_minutes (%ld) must be below token_minutes (%ld), or no "
                     "token would ever be served from the cache",
                     c->cache_min_remaining_minutes, c->token_minutes);
+    {
+        struct ratelimit rl;
+        char why[160];
+        if (ratelimit_parse(c->login_limit, &rl, why, sizeof why) != 0)
+            return fail(ld, "%s: login_limit: '%s': %s", c->sources[setting_index("login_limit")],
+                        c->login_limit, why);
+    }
+    if (c->secret_key[0] != '\0') {
+        uint8_t *key = NULL;
+        size_t n = 0;
+        int bad = b64_decode(c->secret_key, strlen(c->secret_key), &key, &n) != 0 || n != 32;
+        if (key != NULL) {
+            OPENSSL_cleanse(key, n);
+            free(key);
+        }
+        if (bad)
+            return fail(ld,
+                        "%s: secret_key: must be the base64 of exactly 32 bytes (e.g. from "
+                        "'openssl rand -base64 32')",
+                        c->sources[setting_index("secret_key")]);
+    }
     return 0;
 }
 
@@ -600,6 +659,7 @@ void config_release(struct config *cfg)
             config_list_release(field(cfg, s));
     }
     free(cfg->config_file);
+    config_list_release(&cfg->secret_files);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -7,13 +7,21 @@
 #include "store/accounts.h"
 #include "store_int.h"
 
-#define ACCOUNT_COLS "name, password_hash, created_ms, updated_ms"
+#define ACCOUNT_COLS "name, password_hash, created_ms, updated_ms, session_epoch"
 
 static const char SQL_EXISTS[] = "SELECT 1 FROM accounts WHERE name = ?1";
+/* random() is SQLite's PRNG: the epoch need not be secret (tokens carry it, signed), only new;
+ * 64 random bits never repeat in practice. */
 static const char SQL_UPSERT[] =
-    "INSERT INTO accounts (name, password_hash, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+    "INSERT INTO accounts (name, password_hash, created_ms, updated_ms, session_epoch)"
+    " VALUES (?1, ?2, ?3, ?4, random())"
     " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,"
-    " updated_ms = excluded.updated_ms";
+    " updated_ms = excluded.updated_ms, session_epoch = random()";
+static const char SQL_PASSWD[] = "UPDATE accounts SET password_hash = ?2, updated_ms = ?3,"
+                                 " session_epoch = random() WHERE name = ?1";
+static const char SQL_REHASH[] =
+    "UPDATE accounts SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2";
+static const char SQL_EPOCH[] = "SELECT session_epoch FROM accounts WHERE name = ?1";
 static const char SQL_GET[] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE name = ?1";
 static const char SQL_DELETE[] = "DELETE FROM accounts WHERE name = ?1";
 static const char SQL_LIST[] =
@@ -27,6 +35,7 @@ static int account_from_row(sqlite3_stmt *st, struct store_account *a)
         rc = store_col_text(st, 1, a->password_hash, sizeof(a->password_hash));
     a->created_ms = sqlite3_column_int64(st, 2);
     a->updated_ms = sqlite3_column_int64(st, 3);
+    a->session_epoch = sqlite3_column_int64(st, 4);
     return rc;
 }
 
@@ -92,6 +101,74 @@ int store_account_get(struct store *s, const char *name, struct store_account *o
     }
     store_read_end(s, c);
     OPENSSL_cleanse(&a, sizeof(a));
+    return rc;
+}
+
+/* Runs one UPDATE of an account on the writer; *changed receives whether a row changed. */
+static int account_update(struct store *s, const char *sql, const char *name, const char *h1,
+                          const char *h2, int64_t ms, int *changed)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int rc = store_write_begin(s, &c);
+
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, sql, &st);
+    if (rc == 0) {
+        store_bind_text(st, 1, name);
+        store_bind_text(st, 2, h1);
+        if (h2 != NULL)
+            store_bind_text(st, 3, h2);
+        else
+            sqlite3_bind_int64(st, 3, ms);
+        rc = store_step_done(c, st);
+        *changed = rc == 0 && sqlite3_changes(c->db) > 0;
+        store_stmt_done(st);
+    }
+    return store_write_end(s, c, rc);
+}
+
+int store_account_passwd(struct store *s, const char *name, const char *password_hash,
+                         int64_t updated_ms)
+{
+    int changed = 0;
+    int rc;
+
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
+        return TV_ERR_INVALID;
+    rc = account_update(s, SQL_PASSWD, name, password_hash, NULL, updated_ms, &changed);
+    return rc == 0 && !changed ? TV_ERR_NOT_FOUND : rc;
+}
+
+int store_account_rehash(struct store *s, const char *name, const char *old_hash,
+                         const char *new_hash)
+{
+    int changed = 0;
+    int rc;
+
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(old_hash, 1, STORE_PASSWORD_HASH_MAX) != 0 ||
+        store_check_str(new_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
+        return TV_ERR_INVALID;
+    rc = account_update(s, SQL_REHASH, name, old_hash, new_hash, 0, &changed);
+    return rc == 0 && !changed ? TV_ERR_CONFLICT : rc;
+}
+
+int store_account_epoch(struct store *s, const char *name, int64_t *epoch)
+{
+    int64_t v = 0;
+    int has = 0;
+    int rc;
+
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0 || epoch == NULL)
+        return TV_ERR_INVALID;
+    rc = store_query_int64(s, SQL_EPOCH, name, &v, &has);
+    if (rc == 0 && !has)
+        rc = TV_ERR_NOT_FOUND;
+    if (rc == 0)
+        *epoch = v;
     return rc;
 }
 

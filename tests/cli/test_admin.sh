@@ -96,7 +96,7 @@ check "unknown account subcommand -> exit 2" $([ $rc -eq 2 ] && json_ok "$tmp/ba
 # --- migrate -----------------------------------------------------------------------------------
 run mig1 migrate
 check "migrate on a new file applies 0001_init" \
-    $([ $rc -eq 0 ] && json_ok "$tmp/mig1.out" 'o.from === 0 && o.to >= 1 && o.to === o.latest && o.applied[0] === "0001_init" && o.applied.length === o.to'; echo $?) "$(detail mig1)"
+    $([ $rc -eq 0 ] && json_ok "$tmp/mig1.out" 'o.from === 0 && o.to >= 1 && o.to === o.latest && o.applied[0] === "0001_init" && o.applied.at(-1).startsWith(String(o.to).padStart(4, "0") + "_")'; echo $?) "$(detail mig1)"
 check "the database file is created with mode 600" $([ "$(stat -c %a "$db" 2>/dev/null)" = 600 ]; echo $?) "$(ls -la "$tmp/data")"
 run mig2 migrate
 check "migrate again applies nothing" \
@@ -189,6 +189,25 @@ check "account remove -> exit 0" $([ $rc -eq 0 ] && json_ok "$tmp/accrm.out" "o.
 run accrm2 account remove alice
 check "account remove again -> exit 1 not_found" \
     $([ $rc -eq 1 ] && json_ok "$tmp/accrm2.err" 'o.error.code === "not_found"'; echo $?) "$(detail accrm2)"
+# passwd and the minimum length (password_min_length, default 12 characters).
+run_in accpw "$pw1
+" account passwd bob@example.com
+check "account passwd (password on stdin) -> passwordChanged, audited" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/accpw.out" "o.name === 'bob@example.com' && o.passwordChanged === true" && in_db account_passwd; echo $?) "$(detail accpw)"
+run_in accpw2 "$pw1
+" account passwd alice
+check "account passwd of a removed account -> exit 1 not_found" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/accpw2.err" 'o.error.code === "not_found"'; echo $?) "$(detail accpw2)"
+run_in accshort "short-pw
+" account add frank
+check "account add with an 8-character password -> exit 2 naming password_min_length, nothing stored" \
+    $([ $rc -eq 2 ] && grep -q password_min_length "$tmp/accshort.err" && ! in_db frank; echo $?) "$(detail accshort)"
+run_in accshort2 "short-pw
+" account passwd bob@example.com
+check "account passwd with a short password -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail accshort2)"
+run_in accmin "short-pw
+" account add frank --set password_min_length=8
+check "password_min_length=8 accepts 8 characters" $([ $rc -eq 0 ]; echo $?) "$(detail accmin)"
 run acclist2 account list
 check "account list no longer shows alice" \
     $([ $rc -eq 0 ] && json_ok "$tmp/acclist2.out" "!o.accounts.some(a => a.name === 'alice')"; echo $?) "$(detail acclist2)"

@@ -71,9 +71,10 @@ describe("tokenvend serve: races and limits", { skip }, () => {
         assert.equal(r.json?.error?.code, "unavailable", show(r));
       }
     }
-    // The queue holds 32: with 120 at once, some must have been refused rather than queued.
+    // One client address holds at most login_per_address (4) of the 32 slots: with 120 at once,
+    // most must have been refused rather than queued, and at least that share served.
     assert.ok((counts[503] || 0) > 0, `no login was refused: ${JSON.stringify(counts)}`);
-    assert.ok((counts[401] || 0) >= 32, `the queue still served logins: ${JSON.stringify(counts)}`);
+    assert.ok((counts[401] || 0) >= 4, `the queue still served logins: ${JSON.stringify(counts)}`);
 
     // A valid login, honouring Retry-After, succeeds.
     const ok = await pollUntil(async () => {

@@ -34,6 +34,10 @@ static const char *const env_vars[] = {
     "TOKENVEND_CORS_ORIGINS",
     "TOKENVEND_ACS_API_VERSION",
     "TOKENVEND_LOCAL_ACCOUNTS",
+    "TOKENVEND_LOGIN_LIMIT",
+    "TOKENVEND_LOGIN_PER_ADDRESS",
+    "TOKENVEND_PASSWORD_MIN_LENGTH",
+    "TOKENVEND_SECRET_KEY",
 };
 
 static void env_clear(void)
@@ -324,6 +328,13 @@ static void test_bad_values(void **state)
         {"oidc_allow_insecure_http", "maybe", "on or off"},
         {"acs_max_retries", "-1", "0..20"},
         {"cache_min_remaining_minutes", "10", "11..1439"},
+        {"login_limit", "10/300", "N/Ws"},
+        {"login_limit", "0/300s", "N/Ws"},
+        {"login_limit", "", "must not be empty"},
+        {"login_per_address", "33", "0..32"},
+        {"password_min_length", "0", "1..1024"},
+        {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
+        {"secret_key", "not base64!", "exactly 32 bytes"},
     };
     char err[CONFIG_ERR_MAX], env[96], want[160];
     struct config cfg;
@@ -517,6 +528,45 @@ static void test_acs_connection_string_vars(void **state)
     config_release(&cfg);
 }
 
+/* The local-account settings: defaults, good values, a secret key from a file (remembered
+ * for the permission check) and never shown in an error. */
+static void test_login_settings(void **state)
+{
+    static const char key[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.login_limit, "10/300s");
+    assert_int_equal(cfg.login_per_address, 4);
+    assert_int_equal(cfg.password_min_length, 12);
+    assert_string_equal(cfg.secret_key, "");
+    assert_int_equal(cfg.secret_files.n, 0);
+    config_release(&cfg);
+
+    const char *kf = tmp_file(key);
+    setenv("TOKENVEND_SECRET_KEY_FILE", kf, 1);
+    struct config_flag good[] = {{"login_limit", "off", "--set"},
+                                 {"login_per_address", "0", "--set"},
+                                 {"password_min_length", "20", "--set"}};
+    assert_int_equal(load(NULL, good, 3, &cfg, err), 0);
+    assert_string_equal(cfg.login_limit, "off");
+    assert_int_equal(cfg.login_per_address, 0);
+    assert_int_equal(cfg.password_min_length, 20);
+    assert_string_equal(cfg.secret_key, key);
+    assert_int_equal(cfg.secret_files.n, 1);
+    assert_string_equal(cfg.secret_files.items[0], kf);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_SECRET_KEY_FILE");
+
+    /* A key of the wrong size: the error names the setting, never the value. */
+    struct config_flag bad[] = {{"secret_key", "c2VjcmV0c2VjcmV0", "--set"}};
+    assert_int_equal(load(NULL, bad, 1, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "secret_key");
+    assert_null(strstr(err, "c2VjcmV0c2VjcmV0"));
+}
+
 static void test_scopes_parse(void **state)
 {
     struct config_scopes s;
@@ -548,6 +598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_print_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_connection_string_vars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scopes_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_settings, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,12 +180,40 @@ static void test_bad_inputs(void **state)
     session_key_free(k);
 }
 
+/* The account epoch rides in the token and reads back exactly; a token without it has none. */
+static void test_epoch_claim(void **state)
+{
+    static const int64_t epochs[] = {0, 1, -1, INT64_MAX, INT64_MIN, 8070450532247928832LL};
+    struct session_key *k = NULL;
+    struct jwt_claims c;
+    char *tok = NULL;
+    int64_t e = 42;
+
+    (void)state;
+    assert_int_equal(session_key_generate(&k), 0);
+    for (size_t i = 0; i < sizeof epochs / sizeof epochs[0]; i++) {
+        assert_int_equal(session_issue_epoch(k, "alice", epochs[i], NOW, 60, &tok, NULL), 0);
+        assert_int_equal(session_verify(k, tok, strlen(tok), NOW, &c, NULL), 0);
+        assert_int_equal(session_epoch_get(&c, &e), 0);
+        assert_true(e == epochs[i]);
+        jwt_claims_release(&c);
+        free(tok);
+    }
+    assert_int_equal(session_issue(k, "alice", NOW, 60, &tok, NULL), 0);
+    assert_int_equal(session_verify(k, tok, strlen(tok), NOW, &c, NULL), 0);
+    assert_int_equal(session_epoch_get(&c, &e), TV_ERR_UNAUTHORIZED);
+    jwt_claims_release(&c);
+    free(tok);
+    session_key_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_der_pem),
         cmocka_unit_test(test_expiry_and_foreign_keys),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_epoch_claim),
     };
 
     log_setup(LOGL_OFF, 2);

@@ -224,6 +224,54 @@ static void test_log_has_no_password(void **state)
     unlink(path);
 }
 
+/* A hash made under other parameters needs a rehash; one made under the current ones does
+ * not; garbage always does. */
+static void test_needs_rehash(void **state)
+{
+    struct password_params cur, cheap = {1, 64, 1};
+    char h_cur[PASSWORD_HASH_MAX], h_cheap[PASSWORD_HASH_MAX];
+
+    (void)state;
+    password_params_get(&cur);
+    assert_int_equal(password_hash("correct horse", 13, h_cur, sizeof h_cur), 0);
+    assert_int_equal(password_needs_rehash(h_cur), 0);
+    assert_int_equal(password_params_set(&cheap), 0);
+    assert_int_equal(password_hash("correct horse", 13, h_cheap, sizeof h_cheap), 0);
+    assert_int_equal(password_needs_rehash(h_cheap), 0);
+    assert_int_equal(password_needs_rehash(h_cur), cur.m_cost_kib != 64 || cur.t_cost != 1);
+    assert_int_equal(password_params_set(&cur), 0);
+    assert_int_equal(password_needs_rehash(h_cheap), 1);
+    assert_int_equal(password_needs_rehash("$argon2id$v=16$m=64,t=1,p=1$c2FsdA$aGFzaA"), 1);
+    assert_int_equal(password_needs_rehash("$argon2i$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA"), 1);
+    assert_int_equal(password_needs_rehash("plain"), 1);
+    assert_int_equal(password_needs_rehash(NULL), 1);
+    /* The dummy follows the parameters too, and never matches. */
+    assert_int_equal(password_dummy_prepare(), 0);
+    assert_int_equal(password_verify_dummy("correct horse", 13), TV_ERR_UNAUTHORIZED);
+}
+
+static void test_length_chars(void **state)
+{
+    static const struct {
+        const char *s;
+        size_t chars;
+    } cases[] = {
+        {"", 0},
+        {"abcdefghijkl", 12},
+        {"\xc3\xa9t\xc3\xa9", 3},        /* été */
+        {"\xe6\x97\xa5\xe6\x9c\xac", 2}, /* 日本 */
+        {"\xf0\x9f\x94\x91", 1},         /* U+1F511 */
+        {"\xc3", 1},                     /* truncated: bytes */
+        {"a\xff", 2},                    /* not UTF-8: bytes */
+        {"\xc0\xaf", 2},                 /* overlong: bytes */
+        {"\xed\xa0\x80", 3},             /* surrogate: bytes */
+        {"\xf4\x90\x80\x80", 4},         /* past U+10FFFF: bytes */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(password_length_chars(cases[i].s, strlen(cases[i].s)), cases[i].chars);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +281,8 @@ int main(void)
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_bad_encoded),
         cmocka_unit_test(test_dummy),
+        cmocka_unit_test(test_needs_rehash),
+        cmocka_unit_test(test_length_chars),
         cmocka_unit_test(test_params_parse),
         cmocka_unit_test(test_default_params),
         cmocka_unit_test(test_log_has_no_password),

@@ -16,6 +16,7 @@
 #include "store/accounts.h"
 #include "store/apikeys.h"
 #include "store/audit.h"
+#include "store/login_failures.h"
 #include "store/meta.h"
 #include "store/store.h"
 
@@ -167,6 +168,77 @@ static void test_accounts(void **state)
     assert_int_equal(store_account_get(f->s, "", &a), TV_ERR_INVALID);
 }
 
+/* Session epochs: new on add, on passwd and on an add that replaces; kept by a rehash. */
+static void test_account_epochs(void **state)
+{
+    static const char H1[] = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaA";
+    static const char H2[] = "$argon2id$v=19$m=65536,t=3,p=1$b3RoZXJzYWx0$b3RoZXI";
+    struct fx *f = *state;
+    struct store_account a;
+    int64_t e1 = 0, e2 = 0, e3 = 0, e4 = 0;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.name, sizeof(a.name), "carol");
+    snprintf(a.password_hash, sizeof(a.password_hash), "%s", H1);
+    assert_int_equal(store_account_epoch(f->s, "carol", &e1), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), 0);
+    assert_int_equal(store_account_epoch(f->s, "carol", &e1), 0);
+    assert_int_equal(store_account_get(f->s, "carol", &a), 0);
+    assert_true(a.session_epoch == e1);
+    /* A rehash keeps the epoch and needs the old hash. */
+    assert_int_equal(store_account_rehash(f->s, "carol", H2, H2), TV_ERR_CONFLICT);
+    assert_int_equal(store_account_rehash(f->s, "carol", H1, H2), 0);
+    assert_int_equal(store_account_epoch(f->s, "carol", &e2), 0);
+    assert_true(e2 == e1);
+    assert_int_equal(store_account_get(f->s, "carol", &a), 0);
+    assert_string_equal(a.password_hash, H2);
+    /* passwd: a new epoch. */
+    assert_int_equal(store_account_passwd(f->s, "carol", H1, 500), 0);
+    assert_int_equal(store_account_epoch(f->s, "carol", &e3), 0);
+    assert_true(e3 != e2);
+    assert_int_equal(store_account_passwd(f->s, "nobody", H1, 500), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_account_rehash(f->s, "nobody", H1, H2), TV_ERR_CONFLICT);
+    /* Replacing with add: a new epoch too. */
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), 0);
+    assert_int_equal(store_account_epoch(f->s, "carol", &e4), 0);
+    assert_true(e4 != e3);
+}
+
+/* Failed-login rows: counted under the limit, pruned once full again, normalized after a
+ * clock jump. */
+static void test_login_failures(void **state)
+{
+    struct fx *f = *state;
+    struct ratelimit rl;
+    int64_t tat = -1, n = -1;
+    int removed = -1;
+
+    assert_int_equal(ratelimit_parse("2/10s", &rl, NULL, 0), 0);
+    assert_int_equal(store_login_failure_get(f->s, "dave", &tat), 0);
+    assert_true(tat == 0);
+    assert_int_equal(store_login_failure_add(f->s, "dave", &rl, 100000, &tat), 0);
+    assert_true(tat == 105000);
+    assert_int_equal(store_login_failure_add(f->s, "dave", &rl, 100000, &tat), 0);
+    assert_true(tat == 110000);
+    assert_false(ratelimit_fits(&rl, tat, 100000, NULL));
+    assert_int_equal(store_login_failure_add(f->s, "erin", &rl, 100000, NULL), 0);
+    assert_int_equal(store_login_failure_count(f->s, &n), 0);
+    assert_true(n == 2);
+    /* Another name's failure later prunes the rows whose bucket is full again. */
+    assert_int_equal(store_login_failure_add(f->s, "frank", &rl, 200000, NULL), 0);
+    assert_int_equal(store_login_failure_count(f->s, &n), 0);
+    assert_true(n == 1);
+    assert_int_equal(store_login_failure_get(f->s, "dave", &tat), 0);
+    assert_true(tat == 0);
+    /* A clock jump backwards: the stored state comes back to one window ahead. */
+    assert_int_equal(store_login_failure_normalize(f->s, "frank", &rl, 100000), 0);
+    assert_int_equal(store_login_failure_get(f->s, "frank", &tat), 0);
+    assert_true(tat == 110000);
+    assert_int_equal(store_login_failure_prune(f->s, 110000, &removed), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(store_login_failure_add(f->s, "", &rl, 1, NULL), TV_ERR_INVALID);
+}
+
 static struct store_audit make_audit(int64_t ts, const char *action, const char *app,
                                      const char *acs, const char *outcome)
 {
@@ -290,6 +362,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_apikeys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_epochs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
     };

@@ -91,8 +91,9 @@ export async function freePorts(n) {
 
 // One HTTP exchange over a fresh connection. body: object (sent as JSON), string or Buffer.
 // Resolves to { status, headers (lower-case names), text, json (parsed or undefined) }; rejects
-// on a network error (e.g. the server closed the connection without an answer).
-export function httpRequest(url, { method = "GET", headers = {}, body, timeoutMs = REQUEST_DEADLINE_MS } = {}) {
+// on a network error (e.g. the server closed the connection without an answer). localAddress
+// binds the client socket's source address (any of 127.0.0.0/8 is loopback on Linux).
+export function httpRequest(url, { method = "GET", headers = {}, body, timeoutMs = REQUEST_DEADLINE_MS, localAddress } = {}) {
   return new Promise((res, rej) => {
     const h = { ...headers };
     let payload;
@@ -104,7 +105,8 @@ export function httpRequest(url, { method = "GET", headers = {}, body, timeoutMs
         if (!Object.keys(h).some((k) => k.toLowerCase() === "content-type")) h["content-type"] = "application/json";
       }
     }
-    const req = httpRequestRaw(url, { method, headers: h, agent: false }, (resp) => {
+    const opts = { method, headers: h, agent: false, ...(localAddress ? { localAddress } : {}) };
+    const req = httpRequestRaw(url, opts, (resp) => {
       const chunks = [];
       resp.on("data", (c) => chunks.push(c));
       resp.on("error", rej);

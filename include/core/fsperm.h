@@ -1,0 +1,18 @@
+/* Start-up checks of who else may read the service's files: the database (and its -wal and
+ * -shm files and its directory) and the files secrets were read from. Warnings only: the
+ * service still starts, since the operator may have reasons (a shared group, a container
+ * that runs as root). Not thread-safe (run before the threads start). */
+#ifndef TV_CORE_FSPERM_H
+#define TV_CORE_FSPERM_H
+
+#include "core/config.h"
+
+/* Logs one WARN line naming the path and its mode when path exists and group or others may
+ * read it (what says what it is: "database", "secret file"). Returns 1 when it warned. */
+int fsperm_warn_readable(const char *path, const char *what);
+
+/* Runs fsperm_warn_readable over cfg's database file, its -wal and -shm files, its directory
+ * and every file a secret setting was read from. Returns the number of warnings. */
+int fsperm_warn_config(const struct config *cfg);
+
+#endif

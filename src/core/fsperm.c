@@ -1,0 +1,53 @@
+/* Mode checks with stat(2). A database or a secret file readable by group or others hands
+ * the session signing key, password hashes and API key hashes to every local account that
+ * can reach it. */
+#include "core/fsperm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+
+int fsperm_warn_readable(const char *path, const char *what)
+{
+    struct stat sb;
+
+    if (path == NULL || path[0] == '\0' || stat(path, &sb) != 0)
+        return 0;
+    if ((sb.st_mode & (S_IRGRP | S_IROTH)) == 0)
+        return 0;
+    log_msg(LOGL_WARN, NULL, "%s %s is readable by %s (mode %04o); make it private (chmod %s)",
+            what, path,
+            (sb.st_mode & S_IROTH) && (sb.st_mode & S_IRGRP) ? "group and others"
+            : (sb.st_mode & S_IROTH)                         ? "others"
+                                                             : "group",
+            (unsigned)(sb.st_mode & 07777), S_ISDIR(sb.st_mode) ? "700" : "600");
+    return 1;
+}
+
+int fsperm_warn_config(const struct config *cfg)
+{
+    char p[PATH_MAX];
+    const char *slash;
+    int n = 0;
+
+    if (cfg->db != NULL && cfg->db[0] != '\0') {
+        n += fsperm_warn_readable(cfg->db, "database");
+        if (snprintf(p, sizeof p, "%s-wal", cfg->db) < (int)sizeof p)
+            n += fsperm_warn_readable(p, "database file");
+        if (snprintf(p, sizeof p, "%s-shm", cfg->db) < (int)sizeof p)
+            n += fsperm_warn_readable(p, "database file");
+        slash = strrchr(cfg->db, '/');
+        if (slash == NULL)
+            n += fsperm_warn_readable(".", "database directory");
+        else if (slash == cfg->db)
+            n += fsperm_warn_readable("/", "database directory");
+        else if (snprintf(p, sizeof p, "%.*s", (int)(slash - cfg->db), cfg->db) < (int)sizeof p)
+            n += fsperm_warn_readable(p, "database directory");
+    }
+    for (size_t i = 0; i < cfg->secret_files.n; i++)
+        n += fsperm_warn_readable(cfg->secret_files.items[i], "secret file");
+    return n;
+}
