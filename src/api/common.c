@@ -88,11 +88,15 @@ static int auth_cached(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
 }
 
 /* A session token stays good only while its account exists with the epoch it was issued
- * under (account passwd and remove end sessions). On failure it has replied. */
-static int auth_session_account(struct http_req *req, struct api_ctx *ctx, const char *name,
+ * under (account passwd and remove end sessions). user is the caller's app user id,
+ * "local:NAME". On failure it has replied. */
+static int auth_session_account(struct http_req *req, struct api_ctx *ctx, const char *user,
                                 int64_t epoch)
 {
-    int rc = api_session_account_check(ctx, name, epoch);
+    int rc = TV_ERR_UNAUTHORIZED;
+
+    if (strncmp(user, IDENT_LOCAL_PREFIX, IDENT_LOCAL_PREFIX_LEN) == 0)
+        rc = api_session_account_check(ctx, user + IDENT_LOCAL_PREFIX_LEN, epoch);
 
     if (rc == TV_ERR_UNAUTHORIZED) {
         log_msg(LOGL_INFO, http_req_id(req),

@@ -485,7 +485,7 @@ static void test_lockout_audited(void **state)
     assert_true(tat1 == tat2 && tat1 > 0); /* refused before the check: not counted */
     assert_int_equal(store_audit_list(st, &filt, 8, rows, &n), 0);
     assert_int_equal(n, 1);
-    assert_string_equal(rows[0].app_user_id, "frank");
+    assert_string_equal(rows[0].app_user_id, "local:frank");
     assert_string_equal(rows[0].outcome, "rate_limited");
     for (int i = 0; i < n; i++)
         assert_null(strstr(rows[i].detail, "guess"));
