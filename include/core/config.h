@@ -78,6 +78,11 @@ struct config {
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
     long shutdown_drain_ms;      /* SIGTERM: how long in-flight requests may take to finish */
 
+    /* Audit retention (the maintenance thread) and what GET /metrics requires. */
+    long audit_retention_days;    /* audit rows older than this are pruned; 0: kept forever */
+    long audit_prune_interval_ms; /* how often the running service prunes the audit table */
+    char *metrics_auth;           /* "off" or "apikey": the credential GET /metrics requires */
+
     char *config_file; /* the file that was read, or "" */
     /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),
      * indexed in the order config_print lists them. */
