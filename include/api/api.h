@@ -15,6 +15,7 @@ struct jwks;
 struct session_key;
 struct acs_client;
 struct vcache;
+struct maint;
 
 /* Everything the handlers need; filled by app.c, borrowed by the handlers. */
 struct api_ctx {
@@ -29,6 +30,8 @@ struct api_ctx {
     long session_minutes;
     struct http_server *http; /* for /metrics; set once the server exists */
     struct acs_client *acs;   /* for /metrics (may be NULL in tests) */
+    struct maint *maint;      /* for /metrics: the audit retention (may be NULL) */
+    int metrics_apikey;       /* GET /metrics needs an API key (metrics_auth = apikey) */
 };
 
 /* Route tables (static arrays); *n receives the count. */
