@@ -94,21 +94,11 @@ static void wait_locked(struct maint *m, int64_t ms)
     }
 }
 
-static int stopping(struct maint *m)
-{
-    int stop;
-
-    pthread_mutex_lock(&m->lock);
-    stop = m->stop;
-    pthread_mutex_unlock(&m->lock);
-    return stop;
-}
-
 int maint_run_once(struct maint *m, int64_t now_ms, int64_t *pruned)
 {
     char iso[CLOCK_ISO_LEN];
     int64_t before_ms, total = 0, n = 0;
-    int rc = 0;
+    int rc = 0, stop;
 
     atomic_fetch_add(&m->m_passes, 1);
     if (m->retention_days == 0)
@@ -120,13 +110,16 @@ int maint_run_once(struct maint *m, int64_t now_ms, int64_t *pruned)
             break;
         total += n;
         atomic_fetch_add(&m->m_pruned, (unsigned long long)n);
-        /* A short batch means nothing older is left; a stop ends the pass between batches
-         * (the rest waits for the next run). */
-        if (n < m->batch || stopping(m))
+        /* A short batch means nothing older is left. */
+        if (n < m->batch)
             break;
+        /* A stop ends the pass between batches (the rest waits for the next run). */
         pthread_mutex_lock(&m->lock);
         wait_locked(m, MAINT_BATCH_PAUSE_MS);
+        stop = m->stop;
         pthread_mutex_unlock(&m->lock);
+        if (stop)
+            break;
     }
     clock_iso8601(before_ms, iso);
     if (rc != 0) {

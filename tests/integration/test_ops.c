@@ -220,6 +220,26 @@ static void test_maint_retention_zero_keeps_all(void **state)
     maint_free(m);
 }
 
+/* A stop ends a pass after the batch in progress, so shutdown never waits for a backlog. */
+static void test_maint_stop_between_batches(void **state)
+{
+    struct fx *f = *state;
+    struct maint_opts o = {.store = f->st, .audit_retention_days = 1, .batch_rows = 2};
+    struct maint *m = NULL;
+    int64_t now = clock_wall_ms(), pruned = -1;
+    int total, older;
+
+    for (int i = 0; i < 9; i++)
+        add_row(f->st, now - 2 * DAY - i, "login");
+    assert_int_equal(maint_new(&o, &m), 0);
+    maint_stop(m); /* before any thread: the next pass stops after one batch */
+    assert_int_equal(maint_run_once(m, now, &pruned), 0);
+    assert_true(pruned == 2);
+    count_rows(f->st, now, &total, &older);
+    assert_int_equal(total, 7);
+    maint_free(m);
+}
+
 /* ---- the running service ---- */
 
 struct resp {
@@ -479,6 +499,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_uses_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maint_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maint_retention_zero_keeps_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maint_stop_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_prunes_old_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_retention_zero_keeps_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_apikey, setup, teardown),
