@@ -24,6 +24,7 @@
 #include "core/fsperm.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "service/maint.h"
 #include "service/service.h"
 #include "store/meta.h"
 #include "store/store.h"
@@ -41,6 +42,7 @@ struct app {
     struct api_login *login;
     struct vcache *vcache;
     struct service *svc;
+    struct maint *maint; /* audit retention, off the request path */
     struct http_server *http;
     struct api_ctx api;
     struct http_listener_opts listeners[2];
@@ -315,6 +317,16 @@ int app_new(const struct config *cfg, struct app **out)
     if ((rc = service_new(&so, &a->svc)) != 0)
         goto fail;
 
+    struct maint_opts mo = {
+        .store = a->store,
+        .audit_retention_days = cfg->audit_retention_days,
+        .interval_ms = cfg->audit_prune_interval_ms,
+    };
+    if ((rc = maint_new(&mo, &a->maint)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the maintenance thread: %s", err_name(rc));
+        goto fail;
+    }
+
     a->api = (struct api_ctx){
         .svc = a->svc,
         .store = a->store,
@@ -327,6 +339,8 @@ int app_new(const struct config *cfg, struct app **out)
         .user_claim = cfg->oidc_user_claim,
         .session_minutes = cfg->session_minutes,
         .acs = a->acs,
+        .maint = a->maint,
+        .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
     };
     if ((a->cors = join_list(&cfg->cors_origins)) == NULL) {
         rc = TV_ERR_NOMEM;
@@ -373,6 +387,8 @@ int app_start(struct app *a)
     if ((rc = service_start(a->svc)) != 0)
         return rc;
     a->started = 1;
+    if ((rc = maint_start(a->maint)) != 0)
+        return rc;
     /* The key set is fetched in the background from jwks_new on; give that first fetch a short
      * moment so the first bearer requests do not meet an empty set. An identity provider that
      * is down only delays the start by this much; bearer requests then get 503 until the keys
@@ -393,6 +409,9 @@ int app_start(struct app *a)
     json_object_object_add(f, "oidc", json_object_new_boolean(a->jwks != NULL));
     json_object_object_add(f, "local_accounts", json_object_new_boolean(a->session != NULL));
     json_object_object_add(f, "token_cache", json_object_new_boolean(a->cfg->cache));
+    json_object_object_add(f, "audit_retention_days",
+                           json_object_new_int64(a->cfg->audit_retention_days));
+    json_object_object_add(f, "metrics_auth", json_object_new_string(a->cfg->metrics_auth));
     log_fields(LOGL_INFO, NULL, "listening", f);
     json_object_put(f);
     return 0;
@@ -410,6 +429,9 @@ void app_stop(struct app *a)
     a->stopped = 1;
     if (a->http != NULL)
         http_server_stop(a->http, (int)a->cfg->shutdown_drain_ms);
+    /* Ends after at most the batch in progress (one short transaction). */
+    if (a->maint != NULL)
+        maint_stop(a->maint);
     /* No new ACS calls from here; the client then completes the ones in flight. */
     service_stop(a->svc);
     acs_client_free(a->acs);
@@ -424,6 +446,7 @@ void app_free(struct app *a)
         return;
     app_stop(a);
     service_free(a->svc);
+    maint_free(a->maint);
     http_server_free(a->http);
     jwks_free(a->jwks);
     session_key_free(a->session);

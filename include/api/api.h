@@ -12,6 +12,7 @@
 struct service;
 struct store;
 struct jwks;
+struct maint;
 struct session_key;
 struct acs_client;
 struct vcache;
@@ -46,6 +47,8 @@ struct api_ctx {
     long session_minutes;
     struct http_server *http; /* for /metrics; set once the server exists */
     struct acs_client *acs;   /* for /metrics (may be NULL in tests) */
+    struct maint *maint;      /* for /metrics: the audit retention (may be NULL) */
+    int metrics_apikey;       /* GET /metrics needs an API key (metrics_auth = apikey) */
 };
 
 /* The state of POST /api/login: the failed-login limit, admission of password checks per

@@ -87,6 +87,11 @@ struct config {
     /* Paths of the files secret settings were read from (*_FILE), for permission checks. */
     struct config_list secret_files;
 
+    /* Audit retention (the maintenance thread) and what GET /metrics requires. */
+    long audit_retention_days;    /* audit rows older than this are pruned; 0: kept forever */
+    long audit_prune_interval_ms; /* how often the running service prunes the audit table */
+    char *metrics_auth;           /* "off" or "apikey": the credential GET /metrics requires */
+
     char *config_file; /* the file that was read, or "" */
     /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),
      * indexed in the order config_print lists them. */

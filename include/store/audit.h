@@ -12,6 +12,7 @@
 #define STORE_AUDIT_ACTION_MAX 31
 #define STORE_AUDIT_OUTCOME_MAX 63
 #define STORE_AUDIT_DETAIL_MAX 255
+#define STORE_PRUNE_MAX 10000 /* most rows one store_audit_prune call deletes */
 
 /* Plain value type; every string may be "". */
 struct store_audit {
@@ -43,7 +44,11 @@ struct store_audit_filter {
 int store_audit_list(struct store *s, const struct store_audit_filter *f, int limit,
                      struct store_audit *out, int *n);
 
-/* Deletes rows older than before_ms (retention); *deleted (may be NULL) receives the count. */
-int store_audit_prune(struct store *s, int64_t before_ms, int64_t *deleted);
+/* Retention: deletes at most limit (1..STORE_PRUNE_MAX) of the rows with ts_ms < before_ms,
+ * oldest first, in one short write transaction; *deleted (may be NULL) receives the count. A
+ * count below limit means no such row is left (as of this call). Callers loop over batches so
+ * the single writer is never held for long. An index on ts_ms makes a batch a range seek. 0,
+ * TV_ERR_INVALID (limit out of range) or a store error (nothing deleted). */
+int store_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *deleted);
 
 #endif

@@ -1,11 +1,14 @@
-/* Operations endpoints on both listeners, without authentication: liveness, readiness (the
- * store takes a write and the service is not shutting down) and Prometheus metrics. */
+/* Operations endpoints: liveness and readiness (the store takes a write and the service is not
+ * shutting down) on both listeners, never behind a credential, since orchestrators probe them
+ * without one; Prometheus metrics on the internal listener, behind an API key when
+ * metrics_auth = apikey. */
 #include <json-c/json.h>
 
 #include "acs/client.h"
 #include "api_int.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "service/maint.h"
 
 #define METRICS_MAX (1024 * 1024)
 
@@ -37,14 +40,20 @@ void api_ops_metrics(struct http_req *req, void *vctx)
 {
     struct api_ctx *ctx = vctx;
     struct acs_client_stats st = {0};
+    struct api_caller who;
     struct buf b;
     int rc = 0;
 
+    /* The same check as every internal route (401 in the error shape, with the challenge). */
+    if (ctx->metrics_apikey && api_auth_apikey(req, ctx, &who) != 0)
+        return;
     buf_init(&b, METRICS_MAX);
     if (ctx->http != NULL)
         rc = http_server_metrics_write(ctx->http, &b);
     if (rc == 0)
         rc = service_metrics_write(ctx->svc, &b);
+    if (rc == 0 && ctx->maint != NULL)
+        rc = maint_metrics_write(ctx->maint, &b);
     if (rc == 0 && ctx->acs != NULL) {
         acs_client_stats_get(ctx->acs, &st);
         rc = buf_printf(&b,

@@ -51,6 +51,7 @@ struct setting {
 
 static const char *const api_versions[] = {"2021-03-07", "2022-06-01", "2022-10-01",
                                            "2023-10-01", "2025-06-30", NULL};
+static const char *const metrics_auth_modes[] = {"off", "apikey", NULL};
 
 #define OFF(field) offsetof(struct config, field)
 
@@ -161,6 +162,15 @@ static const struct setting settings[] = {
      "shortest password account add/passwd accept, in characters (bytes if not UTF-8)"},
     {"secret_key", "TOKENVEND_SECRET_KEY", NULL, "", ST_STRING, 0, 0, 1, 0, OFF(secret_key), NULL,
      "base64 of 32 random bytes that encrypt the stored session signing key (secret)"},
+    {"audit_retention_days", "TOKENVEND_AUDIT_RETENTION_DAYS", NULL, "90", ST_INT, 0, 36500, 0, 1,
+     OFF(audit_retention_days), NULL,
+     "audit rows older than this many days are deleted by the running service (0: keep all)"},
+    {"audit_prune_interval_ms", "TOKENVEND_AUDIT_PRUNE_INTERVAL_MS", NULL, "3600000", ST_INT, 100,
+     86400000, 0, 1, OFF(audit_prune_interval_ms), NULL,
+     "how often the service deletes audit rows past the retention (in small batches)"},
+    {"metrics_auth", "TOKENVEND_METRICS_AUTH", NULL, "off", ST_CHOICE, 0, 0, 0, 1,
+     OFF(metrics_auth), metrics_auth_modes,
+     "what GET /metrics requires: off (nothing) or apikey (Authorization: Bearer <api key>)"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -227,11 +237,16 @@ static int assign(struct loader *ld, size_t idx, const char *value, const char *
             int ok = 0;
             for (size_t i = 0; s->choices[i] != NULL; i++)
                 ok |= strcmp(s->choices[i], value) == 0;
-            if (!ok)
-                return fail(ld,
-                            "%s: %s: '%s' is not one of 2021-03-07, 2022-06-01, 2022-10-01, "
-                            "2023-10-01, 2025-06-30",
-                            source, s->name, value);
+            if (!ok) {
+                /* The message lists the setting's own choices, whichever setting it is. */
+                char list[256];
+                size_t at = 0;
+                list[0] = '\0';
+                for (size_t i = 0; s->choices[i] != NULL && at < sizeof list; i++)
+                    at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "",
+                                           s->choices[i]);
+                return fail(ld, "%s: %s: '%s' is not one of %s", source, s->name, value, list);
+            }
         }
         char *copy = strdup(value);
         if (copy == NULL)

@@ -14,7 +14,10 @@ static const char SQL_LIST[] =
     " FROM audit WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR app_user_id = ?2)"
     " AND (?3 IS NULL OR acs_id = ?3) AND (?4 IS NULL OR action = ?4)"
     " ORDER BY id DESC LIMIT ?5";
-static const char SQL_PRUNE[] = "DELETE FROM audit WHERE ts_ms < ?1";
+/* The subquery walks the ts_ms index (migration 0005) from the oldest row and stops after
+ * ?2 rows, so a batch never scans the table. */
+static const char SQL_PRUNE[] = "DELETE FROM audit WHERE id IN"
+                                " (SELECT id FROM audit WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)";
 
 /* The struct's arrays are NUL-terminated by contract; strnlen guards against one that is not
  * rather than reading past it. */
@@ -113,18 +116,22 @@ int store_audit_list(struct store *s, const struct store_audit_filter *f, int li
     return store_list_rows(s, SQL_LIST, filter_bind, f, 5, limit, out, sizeof(*out), audit_row, n);
 }
 
-int store_audit_prune(struct store *s, int64_t before_ms, int64_t *deleted)
+int store_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *deleted)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
     int64_t count = 0;
-    int rc = store_write_begin(s, &c);
+    int rc;
 
+    if (limit < 1 || limit > STORE_PRUNE_MAX)
+        return TV_ERR_INVALID;
+    rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
     rc = store_stmt(c, SQL_PRUNE, &st);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int(st, 2, limit);
         rc = store_step_done(c, st);
         store_stmt_done(st);
         count = sqlite3_changes64(c->db);

@@ -132,6 +132,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.acs_max_retries, 3);
     assert_int_equal(cfg.acs_backoff_base_ms, 200);
     assert_int_equal(cfg.acs_backoff_max_ms, 5000);
+    assert_int_equal(cfg.audit_retention_days, 90);
+    assert_int_equal(cfg.audit_prune_interval_ms, 3600000);
+    assert_string_equal(cfg.metrics_auth, "off");
     assert_string_equal(config_source(&cfg, "token_minutes"), "default");
     config_release(&cfg);
 }
@@ -335,6 +338,12 @@ static void test_bad_values(void **state)
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
         {"secret_key", "not base64!", "exactly 32 bytes"},
+        {"audit_retention_days", "-1", "0..36500"},
+        {"audit_retention_days", "36501", "0..36500"},
+        {"audit_prune_interval_ms", "99", "100..86400000"},
+        /* A choice setting lists its own choices, not another setting's. */
+        {"metrics_auth", "basic", "not one of off, apikey"},
+        {"acs_api_version", "2020-01-01", "not one of 2021-03-07, 2022-06-01"},
     };
     char err[CONFIG_ERR_MAX], env[96], want[160];
     struct config cfg;
@@ -388,6 +397,9 @@ static void test_good_values(void **state)
         {"cache", "OFF", "--set"},
         {"local_accounts", "on", "--set"},
         {"acs_api_version", "2025-06-30", "--set"},
+        {"audit_retention_days", "0", "--set"},
+        {"audit_prune_interval_ms", "100", "--set"},
+        {"metrics_auth", "apikey", "--set"},
     };
 
     assert_int_equal(load(NULL, flags, sizeof flags / sizeof flags[0], &cfg, err), 0);
@@ -401,6 +413,9 @@ static void test_good_values(void **state)
     assert_int_equal(cfg.cache, 0);
     assert_int_equal(cfg.local_accounts, 1);
     assert_string_equal(cfg.acs_api_version, "2025-06-30");
+    assert_int_equal(cfg.audit_retention_days, 0);
+    assert_int_equal(cfg.audit_prune_interval_ms, 100);
+    assert_string_equal(cfg.metrics_auth, "apikey");
     config_release(&cfg);
 }
 

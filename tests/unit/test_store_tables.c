@@ -312,7 +312,7 @@ static void test_audit(void **state)
 
     a = make_audit(70, "", "x", "", "ok");
     assert_int_equal(store_audit_add(f->s, &a), TV_ERR_INVALID);
-    assert_int_equal(store_audit_prune(f->s, 35, &deleted), 0);
+    assert_int_equal(store_audit_prune(f->s, 35, 100, &deleted), 0);
     assert_true(deleted == 3);
     assert_int_equal(store_audit_list(f->s, NULL, 8, out, &n), 0);
     assert_int_equal(n, 3);
