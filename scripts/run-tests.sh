@@ -4,10 +4,9 @@
 # Usage: scripts/run-tests.sh all|unit|integration|cli|e2e      (env: BUILD, default build)
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export BUILD=${BUILD:-build}
 export TV_BUILD=$BUILD
-export TV_SHARED=${TV_SHARED:-$(cd .. && pwd)/shared}
 what=${1:-all}
 per_test_timeout=${TV_TEST_TIMEOUT:-600}
 
