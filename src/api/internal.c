@@ -1,5 +1,5 @@
-/* The internal API (SPEC 4): backends on their own listener, authenticated by an API key.
- * User routes name the app user exactly as the public API's token claim does; identity routes
+/* The internal API (README "Internal API"): backends on their own listener, authenticated by an API
+ * key. User routes name the app user exactly as the public API's token claim does; identity routes
  * name an ACS identity id (standalone "guest" identities included). */
 #include <errno.h>
 #include <stdlib.h>
