@@ -16,7 +16,10 @@ WORKDIR /src
 COPY . .
 # The binaries are named as targets so the build skips the host-side package check (the packages
 # were installed just above). migrations/ and config/ may be absent from a checkout while empty.
-RUN make -j"$(nproc)" BUILD=/out /out/bin/tokenvend /out/bin/acs-emulator \
+# Compiler flags come from the Makefile alone (mk/warnings.txt, HARDEN_CFLAGS/HARDEN_LDFLAGS),
+# with warnings as errors as in CI; check-hardening.sh proves the hardening reached the binaries.
+RUN make -j"$(nproc)" BUILD=/out WERROR=1 /out/bin/tokenvend /out/bin/acs-emulator \
+ && scripts/check-hardening.sh /out/bin/tokenvend /out/bin/acs-emulator \
  && strip --strip-unneeded /out/bin/tokenvend /out/bin/acs-emulator \
  && mkdir -p migrations config
 

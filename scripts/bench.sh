@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench` (SPEC section 9): starts acs-emulator, a local OIDC issuer and tokenvend on
+# `make bench` (the targets are in scripts/bench/report.mjs and docs/benchmarks.md): starts acs-emulator, a local OIDC issuer and tokenvend on
 # loopback, drives them with wrk (and a node client for idle connections), writes the results
 # to docs/benchmarks.md and prints the table. Never part of `make test`: the figures depend on
 # the machine and on whatever else runs on it.

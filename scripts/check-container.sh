@@ -2,22 +2,22 @@
 # Checks the container files without a Docker engine:
 #   1. docker-compose.yml against the Compose Specification's JSON schema (plus the project's own
 #      expectations: both services, health checks, the emulator connection string, a /data volume);
-#   2. the Dockerfile built for real by ../shared/container/check-image.sh (podman, as root), then,
+#   2. the Dockerfile built for real by scripts/check-image.sh (podman, as root), then,
 #      inside the built image as its user: both binaries resolve their shared libraries,
 #      `acs-emulator --help` and `tokenvend version` run, the user is not root, /data is writable
 #      acs-emulator serves its JWKS from inside the image, and tokenvend serve starts against
 #      it, answers its HEALTHCHECK, creates an identity for an API key and exits 0 on SIGTERM.
-# Usage: scripts/check-container.sh [--compose-only]      (env: TV_SHARED, default ../shared)
+# Usage: scripts/check-container.sh [--compose-only]
+# The schema is tests/container/compose-spec.json (origin and licence in tests/container/README.md).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-shared=${TV_SHARED:-../shared}
 compose_only=${1:-}
 
 if [ ! -d tests/e2e/node_modules/ajv ] || [ ! -d tests/e2e/node_modules/yaml ]; then
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
-node tests/e2e/tools/check-compose.mjs docker-compose.yml "$shared/container/compose-spec.json"
+node tests/e2e/tools/check-compose.mjs docker-compose.yml tests/container/compose-spec.json
 
 if [ "$compose_only" = --compose-only ]; then
     exit 0
@@ -30,26 +30,6 @@ fi
 # The docker image format keeps HEALTHCHECK (OCI drops it with a warning).
 export BUILDAH_FORMAT=docker
 
-# check-image.sh makes the debian:bookworm base itself, but its mirror lookup greps
-# /etc/apt/sources.list, which deb822-only machines (Debian 12 default) lack, and set -o pipefail
-# then aborts it. Make the base here first when it is missing; check-image.sh then reuses it.
-need=()
-command -v podman >/dev/null || need+=(podman)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
-fi
-if ! podman image exists docker.io/library/debian:bookworm; then
-    mirror=$({ grep -hE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list \
-        /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
-        grep -oE 'https?://[^[:space:]]+' | grep -v security | head -n1 || true)
-    root=$(mktemp -d)
-    echo "check-container: making debian:bookworm with debootstrap from ${mirror:-the default mirror}" >&2
-    debootstrap --variant=minbase bookworm "$root" ${mirror:+"$mirror"} >/dev/null
-    tar -C "$root" -c . | podman import - docker.io/library/debian:bookworm >/dev/null
-    rm -rf "$root"
-fi
 # shellcheck disable=SC2016 # expanded inside the image, not here
 probe='set -e
 for b in /usr/local/bin/tokenvend /usr/local/bin/acs-emulator; do
@@ -88,4 +68,4 @@ kill -TERM $tv && wait $tv || { echo "tokenvend did not exit 0 on SIGTERM" >&2; 
 kill -TERM $pid && wait $pid
 rm -f /data/probe-emulator.db* /data/probe-tokenvend.db* /tmp/cs /tmp/emu.log /tmp/tv.log
 echo "image: OK (user $(id -u):$(id -g), workdir $(pwd), emulator served $endpoint, tokenvend served 127.0.0.1:$pub and :$int)"'
-"$shared/container/check-image.sh" -t localhost/tokenvend:check -- /bin/sh -c "$probe"
+scripts/check-image.sh -t localhost/tokenvend:check -- /bin/sh -c "$probe"

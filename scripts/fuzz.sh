@@ -22,8 +22,8 @@ if [ -z "$CLANG" ]; then
     exit 1
 fi
 
-warn="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
-      -Wvla -Wundef -fno-common -Werror"
+# The Makefile's warning list (one file for both), always as errors here.
+warn="$(sed 's/#.*//' mk/warnings.txt) -Werror"
 # shellcheck disable=SC2086
 cflags="-std=c17 -D_GNU_SOURCE -g -O1 $warn -Iinclude $(pkg-config --cflags $pkgs)
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"

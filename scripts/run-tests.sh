@@ -2,12 +2,12 @@
 # Runs the test suites and ends with one line "N passed, N failed" (test cases, summed over
 # the cmocka binaries, the CLI shell tests and node's test runner). Exit 1 on any failure.
 # Usage: scripts/run-tests.sh all|unit|integration|cli|e2e      (env: BUILD, default build)
+#        scripts/run-tests.sh bins BINARY...   (just these cmocka binaries: make tsan)
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export BUILD=${BUILD:-build}
 export TV_BUILD=$BUILD
-export TV_SHARED=${TV_SHARED:-$(cd .. && pwd)/shared}
 what=${1:-all}
 per_test_timeout=${TV_TEST_TIMEOUT:-600}
 
@@ -84,6 +84,17 @@ run_e2e() {
     [ "$f" -eq 0 ] || note_failure "tests/e2e (exit $rc)"
 }
 
+if [ "$what" = bins ]; then
+    shift
+    for t in "$@"; do
+        if [ -x "$t" ]; then
+            run_cmocka "$t"
+        else
+            note_failure "$t (missing)"
+            failed=$((failed + 1))
+        fi
+    done
+fi
 if [ "$what" = all ] || [ "$what" = unit ]; then
     for t in "$BUILD"/tests/unit/test_*; do
         [ -x "$t" ] && run_cmocka "$t"

@@ -1,6 +1,7 @@
 /* tokenvend entry point: argv -> subcommand. Each subcommand loads the configuration, sets up
- * logging (JSON lines on stderr) from its log_level and runs to completion. The service
- * (`serve`) and the store admin commands arrive with the next issue. */
+ * logging (JSON lines on stderr) from its log_level and runs to completion: the service
+ * (`serve`), the ACS client commands (`acs ...`), the store admin commands (`migrate`, `apikey`,
+ * `account`, `identity`), `config check`, `quickstart` and `version` (README "Two commands"). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

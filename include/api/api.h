@@ -1,5 +1,6 @@
-/* The HTTP API of tokenvend serve: route tables for the public listener (SPEC 3), the internal
- * listener (SPEC 4) and the operations endpoints on both (SPEC 8), plus caller authentication.
+/* The HTTP API of tokenvend serve: route tables for the public listener (README "Public API"),
+ * the internal listener ("Internal API") and the operations endpoints on both ("The service"),
+ * plus caller authentication.
  * Handlers parse the request, call the service and reply (from the service's callback when ACS
  * is involved). Thread-safe: the context is read-only once the server runs. */
 #ifndef TV_API_API_H

@@ -26,6 +26,11 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Overwrites n bytes at p with zeros the compiler cannot drop (OPENSSL_cleanse), for heap memory
+ * the caller may write but reaches through a const pointer: a string json-c holds, a request body
+ * libmicrohttpd handed over. Only for writable memory that nobody reads afterwards; the one place
+ * that drops the const, so -Wcast-qual stays on everywhere else. NULL or n == 0 does nothing. */
+void buf_wipe_const(const void *p, size_t n);
 /* Contents as a C string ("" when empty); valid until the next append or release. */
 const char *buf_cstr(const struct buf *b);
 /* Hands the storage to the caller (free() it) and re-initialises b; "" for an empty buffer.

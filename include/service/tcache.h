@@ -1,6 +1,7 @@
-/* Token cache (SPEC 9): ACS tokens in memory keyed by (identity, sorted scope set, requested
- * lifetime), bounded (LRU per shard), with a per-identity epoch that keeps a token issued before
- * a revoke out of the cache. Not a store: nothing survives a restart. Thread-safe; sharded locks.
+/* Token cache (README "Configuration"): ACS tokens in memory keyed by (identity, sorted scope set,
+ * requested lifetime), bounded (LRU per shard), with a per-identity epoch that keeps a token issued
+ * before a revoke out of the cache. Not a store: nothing survives a restart. Thread-safe; sharded
+ * locks.
  *
  * Decisions recorded here:
  * - A hit is exact: same identity, same scope set, same requested minutes. A token for other

@@ -13,6 +13,7 @@
 
 #include "acs/retry.h"
 #include "acs/signer.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/jsonx.h"
@@ -433,7 +434,7 @@ out:
 static void json_wipe_string(const char *s)
 {
     if (s != NULL)
-        OPENSSL_cleanse((char *)s, strlen(s));
+        buf_wipe_const(s, strlen(s));
 }
 
 /* Reads {"token","expiresOn"} of obj into the result. */

@@ -159,10 +159,10 @@ static int connstr_url_parse(const char *u, size_t n, struct connstr_url *url)
     if (!sep || end - sep < 3 || sep[1] != '/' || sep[2] != '/')
         return connstr_fail("endpoint is not an absolute URL");
     if (connstr_key_is(u, (size_t)(sep - u), "https")) {
-        strcpy(url->scheme, "https");
+        snprintf(url->scheme, sizeof url->scheme, "%s", "https");
         url->default_port = 443;
     } else if (connstr_key_is(u, (size_t)(sep - u), "http")) {
-        strcpy(url->scheme, "http");
+        snprintf(url->scheme, sizeof url->scheme, "%s", "http");
         url->default_port = 80;
     } else {
         return connstr_fail("endpoint scheme is not http or https");

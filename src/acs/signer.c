@@ -69,6 +69,8 @@ static int signer_mac(const uint8_t *key, size_t key_len, const char *method,
 {
     EVP_MAC_CTX *ctx = NULL;
     OSSL_PARAM params[2];
+    /* OSSL_PARAM takes a char * but only reads it; a writable copy keeps the literal const. */
+    char digest[] = "SHA256";
     unsigned char mac[32];
     size_t mac_len = 0;
     int rc = TV_ERR_CRYPTO;
@@ -78,7 +80,7 @@ static int signer_mac(const uint8_t *key, size_t key_len, const char *method,
     ctx = EVP_MAC_CTX_new(signer_hmac);
     if (!ctx)
         goto done;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
     params[1] = OSSL_PARAM_construct_end();
     if (!EVP_MAC_init(ctx, key, key_len, params))
         goto free_ctx;

@@ -1,6 +1,6 @@
-/* The internal API (SPEC 4): backends on their own listener, authenticated by an API key.
- * User routes name the app user exactly as the public API sees it: an OIDC user by its claim's
- * value, a local account NAME as "local:NAME". Identity routes name an ACS identity id
+/* The internal API (README "Internal API"): backends on their own listener, authenticated by an
+ * API key. User routes name the app user exactly as the public API sees it: an OIDC user by its
+ * claim's value, a local account NAME as "local:NAME". Identity routes name an ACS identity id
  * (standalone "guest" identities included). Every id passes the id rule (core/ident.h) before
  * anything else looks at it. */
 #include <errno.h>

@@ -18,6 +18,7 @@
 #include "api_int.h"
 #include "auth/password.h"
 #include "auth/session.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/ident.h"
@@ -445,8 +446,8 @@ done:
     /* Wipe the copies of the password this handler saw: json-c's parsed string and the raw
      * body (both heap buffers nobody reads after this point). */
     if (pw != NULL)
-        OPENSSL_cleanse((char *)pw, strlen(pw));
+        buf_wipe_const(pw, strlen(pw));
     if (len > 0)
-        OPENSSL_cleanse((char *)body, len);
+        buf_wipe_const(body, len);
     json_object_put(root);
 }

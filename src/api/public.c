@@ -1,5 +1,5 @@
-/* The public API (SPEC 3): frontend apps, the caller authenticated by a bearer JWT (OIDC, or
- * the service's own session token for local accounts). Paths follow Microsoft's
+/* The public API (README "Public API"): frontend apps, the caller authenticated by a bearer JWT
+ * (OIDC, or the service's own session token for local accounts). Paths follow Microsoft's
  * "authentication hero" sample. */
 #include <stdlib.h>
 #include <string.h>

@@ -122,7 +122,8 @@ int session_key_import(const uint8_t *data, size_t len, struct session_key **out
         if (!bio)
             return TV_ERR_NOMEM;
         /* A NULL passphrase callback with "" refuses encrypted PEM instead of prompting. */
-        pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
+        char no_pass[] = "";
+        pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, no_pass);
         BIO_free(bio);
     } else {
         const unsigned char *p = data;

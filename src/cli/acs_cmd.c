@@ -12,6 +12,7 @@
 #include "acs/client.h"
 #include "cli/acs_cmd.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/ident.h"
@@ -151,7 +152,7 @@ static int print_token(const struct acs_result *res, int with_user)
     rc = print_json(o);
     /* The serialised text lives inside o; json-c frees it without wiping, so clear it here. */
     const char *text = jsonx_compact(o);
-    OPENSSL_cleanse((char *)text, strlen(text));
+    buf_wipe_const(text, strlen(text));
     json_object_put(o);
     return rc;
 }

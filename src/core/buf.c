@@ -1,6 +1,7 @@
 /* Bounded growable buffer. */
 #include "core/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,4 +122,11 @@ char *buf_take(struct buf *b)
         p = calloc(1, 1);
     buf_init(b, b->max);
     return p;
+}
+
+void buf_wipe_const(const void *p, size_t n)
+{
+    /* Through uintptr_t: the caller vouches that the memory is writable (see the header). */
+    if (p != NULL && n > 0)
+        OPENSSL_cleanse((void *)(uintptr_t)p, n);
 }

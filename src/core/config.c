@@ -370,10 +370,16 @@ static int setting_find(const char *name, size_t len, int *is_file)
     return -1;
 }
 
+/* config_skip_blank for a writable line: the same position, without casting the const away. */
+static char *skip_blank(char *p)
+{
+    return p + (config_skip_blank(p) - p);
+}
+
 /* Parses the value part of a `name = value` line in place; *out points into line. */
 static int file_value(char *p, char **out, const char **why)
 {
-    p = (char *)config_skip_blank(p);
+    p = skip_blank(p);
     if (*p == '"') {
         char *w = p, *r = p + 1;
         *out = p;
@@ -389,7 +395,7 @@ static int file_value(char *p, char **out, const char **why)
             *w++ = *r++;
         }
         *w = '\0';
-        r = (char *)config_skip_blank(r + 1);
+        r = skip_blank(r + 1);
         if (*r != '\0' && *r != '#') {
             *why = "unexpected text after the closing quote";
             return -1;
@@ -437,7 +443,7 @@ static int load_file(struct loader *ld, const char *path)
         if (ll > 0 && line[ll - 1] == '\r')
             line[--ll] = '\0';
         snprintf(source, sizeof source, "%s:%d", path, lineno);
-        char *p = (char *)config_skip_blank(line);
+        char *p = skip_blank(line);
         if (*p == '\0' || *p == '#')
             continue;
         char *eq = strchr(p, '=');

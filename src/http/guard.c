@@ -172,7 +172,8 @@ void http_sweeper_stop(struct http_server *s)
 
 int http_uri_guard(const char *uri, size_t pool_size)
 {
-    const char *q = uri ? strchr(uri, '?') : NULL;
+    /* Non-const on purpose (strchr drops the qualifier without a cast): see the write below. */
+    char *q = uri ? strchr(uri, '?') : NULL;
     size_t nargs = 1, len;
 
     if (!q || q[1] == '\0')
@@ -191,7 +192,7 @@ int http_uri_guard(const char *uri, size_t pool_size)
      * state that would send it, and the connection hangs until the client leaves. Ending the
      * argument string here makes it parse none, so the request reaches the access handler,
      * which answers 414. */
-    ((char *)q)[1] = '\0';
+    q[1] = '\0';
     return 1;
 }
 

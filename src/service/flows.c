@@ -4,10 +4,10 @@
  * takes the ACS outcome, writes the store and the audit row, and either submits the next call or
  * finishes. flow_finish() calls the caller's done callback exactly once and frees the flow.
  * The delete flow lives in delete.c, the Teams exchange in teams.c.
- * Token cache (SPEC 9, service/tcache.h; only when configured): token_start() serves a hit or
- * joins/leads the one in-flight issue for the key; tokens ACS issues (or sends with a create)
- * are stored before anyone else can look; revoke and delete invalidate the identity's entries
- * when they start and again before they answer. */
+ * Token cache (README "Configuration", service/tcache.h; only when configured): token_start()
+ * serves a hit or joins/leads the one in-flight issue for the key; tokens ACS issues (or sends with
+ * a create) are stored before anyone else can look; revoke and delete invalidate the identity's
+ * entries when they start and again before they answer. */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-// tokenvend serve, consistency (SPEC 6): 100 concurrent first token requests for one user share a
+// tokenvend serve, consistency (README "Consistency"): 100 concurrent first token requests for one user share a
 // single upstream create; delete while ACS fails answers 202 and the outbox finishes once the
 // faults clear, also across a restart of tokenvend; a mapping of another ACS resource is refused.
 

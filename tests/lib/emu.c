@@ -73,6 +73,8 @@ int temu_start(struct temu *e, const char *const *extra_args)
     size_t argc = 0;
     int pipefd[2];
     const char *p;
+    char *end;
+    long port;
     pid_t pid;
 
     memset(e, 0, sizeof(*e));
@@ -99,7 +101,13 @@ int temu_start(struct temu *e, const char *const *extra_args)
             if (dn >= 0)
                 dup2(dn, 2);
         }
-        execv(argv[0], (char *const *)argv);
+        /* execv's prototype predates const; POSIX states it does not modify argv. The union
+         * reads the same pointer as execv's type without a cast that drops the const. */
+        union {
+            const char *const *c;
+            char *const *m;
+        } args = {.c = argv};
+        execv(argv[0], args.m);
         _exit(127);
     }
     close(pipefd[1]);
@@ -111,9 +119,11 @@ int temu_start(struct temu *e, const char *const *extra_args)
     p = strstr(e->connstr, "127.0.0.1:");
     if (p == NULL)
         goto fail;
-    e->port = atoi(p + strlen("127.0.0.1:"));
-    if (e->port <= 0 || e->port > 65535)
+    errno = 0;
+    port = strtol(p + strlen("127.0.0.1:"), &end, 10);
+    if (errno != 0 || *end != '/' || port <= 0 || port > 65535)
         goto fail;
+    e->port = (int)port;
     snprintf(e->base_url, sizeof(e->base_url), "http://127.0.0.1:%d", e->port);
     return 0;
 fail:

@@ -1,6 +1,6 @@
 /* Unit tests of the emulator's request-level HMAC check (emu_auth_check): a correctly signed
  * request passes; a one-byte change of any signed input, a missing header and a stale date in
- * either direction fail; the real SDK's requests (shared test vectors) pass. */
+ * either direction fail; the real SDK's requests (tests/vectors/acs-hmac-sdk*.json) pass. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -193,15 +193,16 @@ static const char *member(struct json_object *o, const char *key)
 /* The SDK's own requests pass the emulator's check when "now" is their x-ms-date. */
 static void run_vectors(const char *file, const char *host_key)
 {
-    const char *shared = getenv("TV_SHARED") ? getenv("TV_SHARED") : "../shared";
+    const char *dir = getenv("TV_TEST_DATA");
     char path[1024];
     struct json_object *root, *arr;
     size_t n;
 
-    snprintf(path, sizeof(path), "%s/test-vectors/%s", shared, file);
+    /* Relative to the repository root, where make test runs every binary from. */
+    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/vectors", file);
     root = json_object_from_file(path);
     if (!root) {
-        fprintf(stderr, "cannot read %s (set TV_SHARED)\n", path);
+        fprintf(stderr, "cannot read %s (run from the repository root)\n", path);
         fail();
     }
     assert_true(json_object_object_get_ex(root, "vectors", &arr));

@@ -1,4 +1,4 @@
-/* Wycheproof JWS and JWK vectors (../shared/test-vectors/wycheproof/) through the real key-set
+/* Wycheproof JWS and JWK vectors (tests/vectors/wycheproof/, Apache-2.0) through the real key-set
  * and JWS code: every case whose header names RS256, PS256 or ES256, and every "invalid" case
  * whatever its algorithm, must come out as the vector says. "valid" cases for algorithms we do
  * not support (HS*, RS384, ...) are counted as skipped: refusing them is our policy. */
@@ -79,16 +79,17 @@ static int ours(const char *alg)
 
 static void run_file(const char *name, struct wp_counts *c)
 {
-    const char *shared = getenv("TV_SHARED") ? getenv("TV_SHARED") : "../shared";
+    const char *dir = getenv("TV_TEST_DATA");
     char path[1024];
     size_t len = 0;
     char *text;
     struct json_object *doc = NULL, *groups;
 
-    snprintf(path, sizeof path, "%s/test-vectors/wycheproof/%s", shared, name);
+    /* Relative to the repository root, where make test runs every binary from. */
+    snprintf(path, sizeof path, "%s/wycheproof/%s", dir && *dir ? dir : "tests/vectors", name);
     text = read_file(path, &len);
     if (!text)
-        fail_msg("cannot read %s (set TV_SHARED)", path);
+        fail_msg("cannot read %s (run from the repository root)", path);
     assert_int_equal(jsonx_parse(text, len, len + 1, &doc), 0);
     assert_int_equal(jsonx_get_array(doc, "testGroups", &groups), 0);
 

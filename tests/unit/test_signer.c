@@ -1,6 +1,7 @@
 /* Unit tests for the HMAC signer against requests signed by the real Azure SDK
- * (../shared/test-vectors/acs-hmac-sdk*.json): every authorization reproduced byte for byte, and
- * the verifier accepting each vector and rejecting every one-byte change of it. */
+ * (tests/vectors/acs-hmac-sdk*.json, origin in tests/vectors/README.md): every authorization
+ * reproduced byte for byte, and the verifier accepting each vector and rejecting every one-byte
+ * change of it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,16 +67,16 @@ static char *dup_member(struct json_object *obj, const char *key, size_t *len_ou
 
 static void load_file(const char *name, int with_url)
 {
-    const char *shared = getenv("TV_SHARED");
+    const char *dir = getenv("TV_TEST_DATA");
     char path[1024];
     struct json_object *root, *arr;
     size_t i, n;
 
-    snprintf(path, sizeof(path), "%s/test-vectors/%s", shared && *shared ? shared : "../shared",
-             name);
+    /* Relative to the repository root, where make test runs every binary from. */
+    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/vectors", name);
     root = json_object_from_file(path);
     if (!root)
-        fail_msg("cannot read test vectors from %s (set TV_SHARED)", path);
+        fail_msg("cannot read test vectors from %s (run from the repository root)", path);
     if (!json_object_object_get_ex(root, "vectors", &arr) ||
         !json_object_is_type(arr, json_type_array))
         fail_msg("%s: no \"vectors\" array", path);
