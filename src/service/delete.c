@@ -1,7 +1,7 @@
 /* The delete flow (by app user or by ACS id): the mapping goes first, with an outbox row leased
  * for this request's own ACS delete, so that the outbox worker (outbox.c) finishes the delete if
  * this attempt fails or never reports; either attempt's outcome is settled by delete_settle
- * (settle.c). Runs like the other request flows (flows.c): entry on the caller's thread, the
+ * (settle.c). Runs like the other request flows (reqflow.c): entry on the caller's thread, the
  * ACS outcome on a service worker. */
 #include <string.h>
 

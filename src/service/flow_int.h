@@ -2,7 +2,7 @@
  * call together with the step that takes its outcome; the ACS callback copies the result into
  * the flow and queues that step on a service worker (store writes never run on the ACS engine
  * thread, whose callbacks must not block). Each kind of flow embeds a struct flow as its first
- * member and keeps its own fields in its own struct (flows.c, teams.c, outbox.c). */
+ * member and keeps its own fields in its own struct (reqflow.c, teams.c, outbox.c). */
 #ifndef TV_SERVICE_FLOW_INT_H
 #define TV_SERVICE_FLOW_INT_H
 

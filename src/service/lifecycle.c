@@ -1,5 +1,5 @@
 /* The service's lifecycle: creates its parts (job queues, single-flight maps, token cache),
- * starts and stops its threads in order, and runs plain blocking jobs (service_defer). */
+ * starts and stops its threads in order. */
 #include "service/service.h"
 
 #include <stdlib.h>
@@ -103,35 +103,4 @@ void service_free(struct service *s)
     pthread_mutex_destroy(&s->ob_lock);
     pthread_rwlock_destroy(&s->submit_lock);
     free(s);
-}
-
-/* ---- plain blocking jobs ---- */
-
-struct defer_job {
-    struct jobq_item it; /* first: the queue hands back &it */
-    void (*fn)(void *arg);
-    void *arg;
-};
-
-static void defer_run(struct jobq_item *it)
-{
-    struct defer_job *j = (struct defer_job *)(void *)it;
-
-    j->fn(j->arg);
-    free(j);
-}
-
-int service_defer(struct service *s, void (*fn)(void *arg), void *arg)
-{
-    struct defer_job *j = calloc(1, sizeof *j);
-    int rc;
-
-    if (j == NULL)
-        return TV_ERR_NOMEM;
-    j->it.run = defer_run;
-    j->fn = fn;
-    j->arg = arg;
-    if ((rc = jobq_submit(&s->slow, &j->it)) != 0)
-        free(j);
-    return rc;
 }

@@ -1,4 +1,4 @@
-/* The request flows by app user or by ACS identity id (flows.c): get-or-create, issue through
+/* The request flows by app user or by ACS identity id (reqflow.c): get-or-create, issue through
  * the token cache, revoke; delete.c builds the delete on them. A request says what it does with
  * the mapping once found (on_mapping) and, for a delete, with no mapping (on_none), so nothing
  * here knows every kind of request. */

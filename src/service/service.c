@@ -1,8 +1,9 @@
 /* The basics every file of the service uses (service_int.h): string copies, the caller of a
- * call, audit rows; and the synchronous reads and readiness. */
+ * call, audit rows; the synchronous reads and readiness; plain blocking jobs (service_defer). */
 #include "service/service.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -128,4 +129,35 @@ int service_ready(struct service *s)
 const struct policy *service_policy(const struct service *s)
 {
     return &s->policy;
+}
+
+/* ---- plain blocking jobs ---- */
+
+struct defer_job {
+    struct jobq_item it; /* first: the queue hands back &it */
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void defer_run(struct jobq_item *it)
+{
+    struct defer_job *j = (struct defer_job *)(void *)it;
+
+    j->fn(j->arg);
+    free(j);
+}
+
+int service_defer(struct service *s, void (*fn)(void *arg), void *arg)
+{
+    struct defer_job *j = calloc(1, sizeof *j);
+    int rc;
+
+    if (j == NULL)
+        return TV_ERR_NOMEM;
+    j->it.run = defer_run;
+    j->fn = fn;
+    j->arg = arg;
+    if ((rc = jobq_submit(&s->slow, &j->it)) != 0)
+        free(j);
+    return rc;
 }

@@ -2,12 +2,14 @@
  * (service.c: string copies, audit rows). The layers, each calling only those below it:
  *   lifecycle.c                  creates, starts, stops and frees everything
  *   metrics.c, login.c           /metrics; the local-account login (a plain blocking job)
- *   delete.c, teams.c, outbox.c  the delete flow, the Teams exchange, the outbox worker
- *   flows.c                      the request flows by app user or ACS id (create, issue, revoke)
+ *   delete.c, teams.c            the delete flow, the Teams exchange
+ *   reqflow.c                    the request flows by app user or ACS id (create, issue, revoke)
+ *   outbox.c                     the outbox worker (retries deletes)
  *   settle.c                     a delete's outcome, settled in one place; the in-flight set
  *   flow.c                       a flow: one ACS call at a time, and the step that follows it
- *   service.c, jobq.c, sflight.c, tcache.c   basics, job queues, single-flight maps, the cache
- * (scripts/service-graph.sh checks that the include and call graphs have no cycle.) */
+ *   service.c                    the basics, the synchronous reads, service_defer
+ *   jobq.c, sflight.c, tcache.c  job queues, single-flight maps, the token cache
+ * (scripts/service-graph.sh checks that the include, module and call graphs have no cycle.) */
 #ifndef TV_SERVICE_SERVICE_INT_H
 #define TV_SERVICE_SERVICE_INT_H
 

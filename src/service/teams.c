@@ -1,6 +1,6 @@
 /* The Teams exchange flow: checks that the caller's Teams token (a JWT, not verified here; ACS
  * does that) belongs to the authenticated caller, then asks ACS to exchange it. Runs like the
- * other flows (flows.c): entry on the caller's thread, the ACS outcome on a service worker. */
+ * other flows (reqflow.c): entry on the caller's thread, the ACS outcome on a service worker. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
