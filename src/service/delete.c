@@ -105,17 +105,19 @@ static void delete_begin(struct reqflow *f)
     }
 }
 
+static const struct reqflow_kind user_delete = {.on_mapping = delete_begin, .on_none = delete_none};
+static const struct reqflow_kind id_delete = {
+    .by_acs = 1, .on_mapping = delete_begin, .on_none = delete_none};
+
 void service_user_delete(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, app_user_id, 0, done, arg);
+    struct reqflow *f = reqflow_start(s, c, app_user_id, &user_delete, done, arg);
     enum sf_role role;
     int rc;
 
     if (f == NULL)
         return;
-    f->on_mapping = delete_begin;
-    f->on_none = delete_none;
     rc = store_user_get(s->store, f->key, &f->user);
     if (rc == TV_ERR_NOT_FOUND) {
         /* A create in flight for this user: wait for it and delete what it makes, so that no
@@ -123,27 +125,14 @@ void service_user_delete(struct service *s, const struct service_call *c, const 
         rc = reqflow_join_create(f, &role);
         if (rc == 0 && role == SF_JOINED)
             return; /* the leader's create continues this flow */
-        if (rc == TV_ERR_NOT_FOUND) {
-            delete_none(f);
-            return;
-        }
     }
-    if (rc != 0) {
-        reqflow_finish(f, rc, NULL);
-        return;
-    }
-    f->have_user = 1;
-    reqflow_have_mapping(f);
+    reqflow_found(f, rc);
 }
 
 void service_identity_delete(struct service *s, const struct service_call *c, const char *acs_id,
                              service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, acs_id, 1, done, arg);
-
-    if (f == NULL)
-        return;
-    f->on_mapping = delete_begin;
-    f->on_none = delete_none;
-    reqflow_by_acs(f);
+    struct reqflow *f = reqflow_start(s, c, acs_id, &id_delete, done, arg);
+    if (f != NULL)
+        reqflow_go(f);
 }

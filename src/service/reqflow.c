@@ -27,6 +27,7 @@
 #define ISF_KEY_MAX (STORE_ID_MAX + TCACHE_SCOPES_MAX + 64)
 
 static void user_start(struct reqflow *f);
+static void reqflow_by_acs(struct reqflow *f);
 
 static struct reqflow *rf_of(struct flow *f)
 {
@@ -597,6 +598,23 @@ int reqflow_join_create(struct reqflow *f, enum sf_role *role)
     return join_create(f, 0, role);
 }
 
+/* The ACS create for f, with f's token in the same upstream call when it wants one (create
+ * identity and token); the token's cache key and start time are taken here. */
+static void create_request(struct reqflow *f, struct acs_request *rq)
+{
+    struct service *s = f->base.s;
+
+    memset(rq, 0, sizeof *rq);
+    rq->op = ACS_OP_CREATE;
+    if (!f->tok.want)
+        return;
+    fill_token_request(f, rq);
+    f->tok.issue_start_ms = clock_wall_ms();
+    if (s->cache != NULL && tcache_scopes_key(f->tok.treq.scopes, f->tok.treq.nscopes,
+                                              f->tok.scopes_key, sizeof f->tok.scopes_key) != 0)
+        f->tok.scopes_key[0] = '\0';
+}
+
 /* The leader's create; the leader's own token comes in the same upstream call (create identity
  * and token). */
 static void create_submit_leader(struct reqflow *f)
@@ -605,15 +623,7 @@ static void create_submit_leader(struct reqflow *f)
     struct acs_request rq;
     int rc;
 
-    memset(&rq, 0, sizeof rq);
-    rq.op = ACS_OP_CREATE;
-    if (f->tok.want) {
-        fill_token_request(f, &rq);
-        f->tok.issue_start_ms = clock_wall_ms();
-        if (s->cache != NULL && tcache_scopes_key(f->tok.treq.scopes, f->tok.treq.nscopes,
-                                                  f->tok.scopes_key, sizeof f->tok.scopes_key) != 0)
-            f->tok.scopes_key[0] = '\0';
-    }
+    create_request(f, &rq);
     rc = flow_submit(&f->base, &rq, user_create_done);
     if (rc != 0) {
         struct sf_link *waiters = sfmap_finish(&s->creates, f->key);
@@ -630,17 +640,8 @@ static void user_start(struct reqflow *f)
     int rc;
 
     rc = store_user_get(s->store, f->key, &f->user);
-    if (rc == 0) {
-        f->have_user = 1;
-        reqflow_have_mapping(f);
-        return;
-    }
-    if (rc != TV_ERR_NOT_FOUND) {
-        reqflow_finish(f, rc, NULL);
-        return;
-    }
-    if (!f->may_create) {
-        reqflow_finish(f, TV_ERR_NOT_FOUND, "no ACS identity for this user");
+    if (rc != TV_ERR_NOT_FOUND || !f->may_create) {
+        reqflow_found(f, rc);
         return;
     }
     if ((rc = join_create(f, 1, &role)) != 0) {
@@ -655,7 +656,7 @@ static void user_start(struct reqflow *f)
 }
 
 struct reqflow *reqflow_start(struct service *s, const struct service_call *c, const char *key,
-                              int by_acs, service_done_fn done, void *arg)
+                              const struct reqflow_kind *k, service_done_fn done, void *arg)
 {
     struct reqflow *f = calloc(1, sizeof *f);
     struct service_result r;
@@ -675,7 +676,10 @@ struct reqflow *reqflow_start(struct service *s, const struct service_call *c, c
     flow_init(&f->base, s, c);
     f->done = done;
     f->arg = arg;
-    f->by_acs = by_acs;
+    f->by_acs = k->by_acs;
+    f->may_create = k->may_create;
+    f->on_mapping = k->on_mapping;
+    f->on_none = k->on_none;
     service_copy_str(f->key, sizeof f->key, key);
     return f;
 }
@@ -689,61 +693,72 @@ static void set_treq(struct reqflow *f, const struct policy_token_req *treq)
     f->tok.want = 1;
 }
 
+void reqflow_go(struct reqflow *f)
+{
+    if (f->by_acs)
+        reqflow_by_acs(f);
+    else
+        user_start(f);
+}
+
+static const struct reqflow_kind user_token = {.on_mapping = token_start};
+static const struct reqflow_kind user_token_create = {.may_create = 1, .on_mapping = token_start};
+static const struct reqflow_kind user_ensure = {.may_create = 1, .on_mapping = ensure_have};
+static const struct reqflow_kind user_revoke = {.on_mapping = revoke_have};
+static const struct reqflow_kind id_token = {.by_acs = 1, .on_mapping = token_start};
+static const struct reqflow_kind id_revoke = {.by_acs = 1, .on_mapping = revoke_have};
+static const struct reqflow_kind id_create = {.by_acs = 1};
+
+/* A public entry point: the flow of kind k for key, with a token request when want_token (treq
+ * NULL = the policy defaults). */
+static void entry(struct service *s, const struct service_call *c, const char *key,
+                  const struct reqflow_kind *k, int want_token, const struct policy_token_req *treq,
+                  service_done_fn done, void *arg)
+{
+    struct reqflow *f = reqflow_start(s, c, key, k, done, arg);
+
+    if (f == NULL)
+        return;
+    if (want_token)
+        set_treq(f, treq);
+    reqflow_go(f);
+}
+
 void service_user_token(struct service *s, const struct service_call *c, const char *app_user_id,
                         const struct policy_token_req *treq, int create_if_missing,
                         service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, app_user_id, 0, done, arg);
-    if (f == NULL)
-        return;
-    set_treq(f, treq);
-    f->may_create = create_if_missing;
-    f->on_mapping = token_start;
-    user_start(f);
+    entry(s, c, app_user_id, create_if_missing ? &user_token_create : &user_token, 1, treq, done,
+          arg);
 }
 
 void service_user_ensure(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, app_user_id, 0, done, arg);
-    if (f == NULL)
-        return;
-    f->may_create = 1;
-    f->on_mapping = ensure_have;
-    user_start(f);
+    entry(s, c, app_user_id, &user_ensure, 0, NULL, done, arg);
 }
 
 void service_user_revoke(struct service *s, const struct service_call *c, const char *app_user_id,
                          service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, app_user_id, 0, done, arg);
-    if (f == NULL)
-        return;
-    f->on_mapping = revoke_have;
-    user_start(f);
+    entry(s, c, app_user_id, &user_revoke, 0, NULL, done, arg);
 }
 
 void service_identity_create(struct service *s, const struct service_call *c,
                              const struct policy_token_req *treq, service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, "-", 1, done, arg);
+    struct reqflow *f = reqflow_start(s, c, "-", &id_create, done, arg);
     struct acs_request rq;
     int rc;
 
     if (f == NULL)
         return;
     f->key[0] = '\0';
-    memset(&rq, 0, sizeof rq);
-    rq.op = ACS_OP_CREATE;
     if (treq != NULL) {
         f->tok.treq = *treq;
         f->tok.want = 1;
-        fill_token_request(f, &rq);
-        f->tok.issue_start_ms = clock_wall_ms();
-        if (s->cache != NULL && tcache_scopes_key(f->tok.treq.scopes, f->tok.treq.nscopes,
-                                                  f->tok.scopes_key, sizeof f->tok.scopes_key) != 0)
-            f->tok.scopes_key[0] = '\0';
     }
+    create_request(f, &rq);
     rc = flow_submit(&f->base, &rq, identity_create_done);
     if (rc != 0) {
         service_audit(s, &f->base.call, "create", "", "", rc, "standalone");
@@ -751,44 +766,34 @@ void service_identity_create(struct service *s, const struct service_call *c,
     }
 }
 
-/* By ACS id: the id must be mapped here (that is what binds it to our resource). */
-void reqflow_by_acs(struct reqflow *f)
+void reqflow_found(struct reqflow *f, int rc)
 {
-    int rc = store_user_get_by_acs(f->base.s->store, f->key, &f->user);
-
-    if (rc == TV_ERR_NOT_FOUND && f->on_none != NULL) {
+    if (rc == 0) {
+        f->have_user = 1;
+        reqflow_have_mapping(f);
+    } else if (rc == TV_ERR_NOT_FOUND && f->on_none != NULL) {
         f->on_none(f);
-        return;
-    }
-    if (rc == TV_ERR_NOT_FOUND) {
-        reqflow_finish(f, TV_ERR_NOT_FOUND, "no such identity");
-        return;
-    }
-    if (rc != 0) {
+    } else if (rc == TV_ERR_NOT_FOUND) {
+        reqflow_finish(f, rc, f->by_acs ? "no such identity" : "no ACS identity for this user");
+    } else {
         reqflow_finish(f, rc, NULL);
-        return;
     }
-    f->have_user = 1;
-    reqflow_have_mapping(f);
+}
+
+/* By ACS id: the id must be mapped here (that is what binds it to our resource). */
+static void reqflow_by_acs(struct reqflow *f)
+{
+    reqflow_found(f, store_user_get_by_acs(f->base.s->store, f->key, &f->user));
 }
 
 void service_identity_token(struct service *s, const struct service_call *c, const char *acs_id,
                             const struct policy_token_req *treq, service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, acs_id, 1, done, arg);
-    if (f == NULL)
-        return;
-    set_treq(f, treq);
-    f->on_mapping = token_start;
-    reqflow_by_acs(f);
+    entry(s, c, acs_id, &id_token, 1, treq, done, arg);
 }
 
 void service_identity_revoke(struct service *s, const struct service_call *c, const char *acs_id,
                              service_done_fn done, void *arg)
 {
-    struct reqflow *f = reqflow_start(s, c, acs_id, 1, done, arg);
-    if (f == NULL)
-        return;
-    f->on_mapping = revoke_have;
-    reqflow_by_acs(f);
+    entry(s, c, acs_id, &id_revoke, 0, NULL, done, arg);
 }

@@ -43,10 +43,22 @@ struct reqflow {
     int64_t outbox_id; /* delete: its outbox row */
 };
 
-/* Allocates the flow of a public entry point for key (an app user or ACS id, 1..STORE_ID_MAX
- * bytes). NULL when out of memory or key is invalid: then done has already been called. */
+/* What a kind of request is: how it finds its mapping and what it does with it. */
+struct reqflow_kind {
+    int by_acs;            /* key is an ACS id (else an app user id) */
+    int may_create;        /* create the identity when the user has none */
+    reqflow_fn on_mapping; /* required, except for a create (which never looks one up) */
+    reqflow_fn on_none;    /* NULL: no mapping is TV_ERR_NOT_FOUND */
+};
+
+/* Allocates the flow of a public entry point of kind k for key (an app user or ACS id,
+ * 1..STORE_ID_MAX bytes). NULL when out of memory or key is invalid: then done has already been
+ * called. */
 struct reqflow *reqflow_start(struct service *s, const struct service_call *c, const char *key,
-                              int by_acs, service_done_fn done, void *arg);
+                              const struct reqflow_kind *k, service_done_fn done, void *arg);
+/* Looks f's mapping up (by app user, with get-or-create when f may create; or by ACS id) and
+ * continues with on_mapping, on_none or an error. */
+void reqflow_go(struct reqflow *f);
 /* Reports the outcome to the caller exactly once and frees f. pending: the outbox still owes
  * ACS a delete (202). A token is handed out only when rc is 0 and f's ACS result holds one. */
 void reqflow_finish_ex(struct reqflow *f, int rc, const char *msg, int pending);
@@ -57,8 +69,9 @@ const char *reqflow_user_of(const struct reqflow *f);
 void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id);
 /* Continues f with its mapping in f->user: the resource check, then on_mapping. */
 void reqflow_have_mapping(struct reqflow *f);
-/* By ACS id: reads the mapping of f->key and continues (have_mapping, on_none or 404). */
-void reqflow_by_acs(struct reqflow *f);
+/* Continues f after its mapping lookup (f->user filled when rc is 0): the mapping, on_none or
+ * TV_ERR_NOT_FOUND for no mapping, or the lookup's error. */
+void reqflow_found(struct reqflow *f, int rc);
 /* For a delete that found no mapping of app user f->key: joins the create in flight for it
  * (SF_JOINED: the create's outcome continues f) or finds the mapping committed since (SF_FOUND,
  * f->user filled). 0, TV_ERR_NOT_FOUND (neither) or a store error. */
