@@ -1,10 +1,11 @@
-/* The request flows by app user or by ACS identity id (reqflow.c): get-or-create, issue through
- * the token cache, revoke; delete.c builds the delete on them. A request says what it does with
- * the mapping once found (on_mapping) and, for a delete, with no mapping (on_none), so nothing
- * here knows every kind of request. */
+/* The request flows by app user or by ACS identity id (reqflow.c): get-or-create, ensure,
+ * revoke, a standalone create; token.c (issue through the token cache) and delete.c build on
+ * them. A request says what it does with the mapping once found (on_mapping) and, for a
+ * delete, with no mapping (on_none), so nothing here knows every kind of request. */
 #ifndef TV_SERVICE_REQFLOW_INT_H
 #define TV_SERVICE_REQFLOW_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "flow_int.h"
@@ -51,6 +52,17 @@ struct reqflow_kind {
     reqflow_fn on_none;    /* NULL: no mapping is TV_ERR_NOT_FOUND */
 };
 
+/* A flow step's reqflow (base is its first member), and a single-flight waiter's. */
+static inline struct reqflow *rf_of(struct flow *f)
+{
+    return (struct reqflow *)(void *)f;
+}
+
+static inline struct reqflow *rf_of_link(struct sf_link *l)
+{
+    return (struct reqflow *)(void *)((char *)l - offsetof(struct reqflow, wait));
+}
+
 /* Allocates the flow of a public entry point of kind k for key (an app user or ACS id,
  * 1..STORE_ID_MAX bytes). NULL when out of memory or key is invalid: then done has already been
  * called. */
@@ -69,6 +81,24 @@ const char *reqflow_user_of(const struct reqflow *f);
 void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id);
 /* Continues f with its mapping in f->user: the resource check, then on_mapping. */
 void reqflow_have_mapping(struct reqflow *f);
+/* A public entry point: the flow of kind k for key, looked up (reqflow_go), with a token
+ * request when want_token (treq NULL = the policy defaults). */
+void reqflow_entry(struct service *s, const struct service_call *c, const char *key,
+                   const struct reqflow_kind *k, int want_token,
+                   const struct policy_token_req *treq, service_done_fn done, void *arg);
+/* Submits op (issue, revoke) for f's mapping with its next step; a refused submission is
+ * audited and ends f. */
+void reqflow_submit(struct reqflow *f, enum acs_op op, flow_step_fn next);
+/* Ends a failed single-flight: every waiter gets the leader's error (or its on_none), then the
+ * leader. */
+void reqflow_fail_all(struct reqflow *leader, struct sf_link *waiters, int rc, const char *msg);
+/* The token request of f into rq (scopes, minutes). */
+void reqflow_fill_token_request(const struct reqflow *f, struct acs_request *rq);
+/* "scopes=... minutes=N" of f's token request, for audit rows. */
+void reqflow_token_detail(const struct reqflow *f, char *out, size_t cap);
+/* Offers the token in f's ACS result to the cache under the epoch read before the ACS call
+ * (cache on, cacheable scopes only). A refusal only means the next request asks ACS again. */
+void reqflow_cache_store(struct reqflow *f, const char *acs_id);
 /* Continues f after its mapping lookup (f->user filled when rc is 0): the mapping, on_none or
  * TV_ERR_NOT_FOUND for no mapping, or the lookup's error. */
 void reqflow_found(struct reqflow *f, int rc);

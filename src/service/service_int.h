@@ -2,8 +2,8 @@
  * (service.c: string copies, audit rows). The layers, each calling only those below it:
  *   lifecycle.c                  creates, starts, stops and frees everything
  *   metrics.c, login.c           /metrics; the local-account login (a plain blocking job)
- *   delete.c, teams.c            the delete flow, the Teams exchange
- *   reqflow.c                    the request flows by app user or ACS id (create, issue, revoke)
+ *   token.c, delete.c, teams.c   tokens through the cache, the delete flow, the Teams exchange
+ *   reqflow.c                    the request flows by app user or ACS id (create, revoke)
  *   outbox.c                     the outbox worker (retries deletes)
  *   settle.c                     a delete's outcome, settled in one place; the in-flight set
  *   flow.c                       a flow: one ACS call at a time, and the step that follows it
