@@ -209,6 +209,164 @@ static char *join_list(const struct config_list *l)
     return s;
 }
 
+/* Settings that only make sense together. 0 or TV_ERR_CONFIG (logged). */
+static int app_check_config(const struct config *cfg)
+{
+    if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
+        log_msg(LOGL_ERROR, NULL,
+                "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
+                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant)");
+        return TV_ERR_CONFIG;
+    }
+    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
+        log_msg(LOGL_WARN, NULL,
+                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
+                "API call will be refused");
+    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
+        log_msg(LOGL_ERROR, NULL, "TOKENVEND_OIDC_AUDIENCE is required with TOKENVEND_OIDC_ISSUER");
+        return TV_ERR_CONFIG;
+    }
+    return 0;
+}
+
+/* Local accounts: the session signing key, the login admission, the dummy hash. */
+static int app_local_accounts_new(struct app *a)
+{
+    const struct config *cfg = a->cfg;
+    struct api_login_opts lo = {
+        .store = a->store,
+        .login_limit = cfg->login_limit,
+        .per_addr = (unsigned)cfg->login_per_address,
+        .per_user = API_LOGIN_PER_USER,
+    };
+    int rc;
+
+    if ((rc = session_key_load(a->store, cfg->secret_key, &a->session)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot load or create the session signing key: %s",
+                err_name(rc));
+        return rc;
+    }
+    if ((rc = api_login_new(&lo, &a->login)) != 0)
+        return rc;
+    /* The dummy hash for unknown names costs one hash: pay it now, not in a login. */
+    if ((rc = password_dummy_prepare()) != 0)
+        log_msg(LOGL_ERROR, NULL, "cannot prepare password checks: %s", err_name(rc));
+    return rc;
+}
+
+/* The callers' authentication: OIDC keys, local accounts, the verified-token cache. */
+static int app_auth_new(struct app *a)
+{
+    const struct config *cfg = a->cfg;
+    int rc;
+
+    if (cfg->oidc_issuer[0] != '\0') {
+        struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url,
+                               .issuer = cfg->oidc_issuer,
+                               .allow_insecure_http = cfg->oidc_allow_insecure_http};
+        if (cfg->oidc_allow_insecure_http)
+            log_msg(LOGL_WARN, NULL,
+                    "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
+                    "http, where anyone on the path can replace them; use it for tests only");
+        if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
+            log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
+            return rc;
+        }
+    }
+    if (cfg->local_accounts && (rc = app_local_accounts_new(a)) != 0)
+        return rc;
+    if (cfg->auth_cache_max_entries > 0 && (a->jwks != NULL || a->session != NULL) &&
+        (rc = vcache_new((size_t)cfg->auth_cache_max_entries, VCACHE_TTL_S, &a->vcache)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the verified-token cache: %s", err_name(rc));
+        return rc;
+    }
+    return 0;
+}
+
+/* The domain: the service (over the store and the ACS client) and the maintenance thread. */
+static int app_service_new(struct app *a)
+{
+    const struct config *cfg = a->cfg;
+    struct service_opts so = {
+        .store = a->store,
+        .submit = submit_acs,
+        .submit_ctx = a->acs,
+        .resource = acs_client_resource(a->acs),
+        .outbox_interval_ms = cfg->outbox_interval_ms,
+        .outbox_backoff_max_ms = cfg->outbox_backoff_max_ms,
+        /* A request's own ACS delete may take the whole ACS deadline; only after that (and a
+         * margin) may the outbox worker treat the row as abandoned and retry it. */
+        .outbox_lease_ms = cfg->acs_deadline_ms + 15000,
+        .cache = cfg->cache,
+        .cache_min_remaining_minutes = cfg->cache_min_remaining_minutes,
+        .cache_max_entries = cfg->cache_max_entries,
+    };
+    struct maint_opts mo = {
+        .store = a->store,
+        .audit_retention_days = cfg->audit_retention_days,
+        .interval_ms = cfg->audit_prune_interval_ms,
+    };
+    int rc;
+
+    policy_from_config(&so.policy, cfg);
+    if ((rc = service_new(&so, &a->svc)) != 0)
+        return rc;
+    if ((rc = maint_new(&mo, &a->maint)) != 0)
+        log_msg(LOGL_ERROR, NULL, "cannot set up the maintenance thread: %s", err_name(rc));
+    return rc;
+}
+
+/* The API context and the two listeners of the HTTP server. */
+static int app_http_new(struct app *a)
+{
+    const struct config *cfg = a->cfg;
+    int rc;
+
+    a->api = (struct api_ctx){
+        .svc = a->svc,
+        .store = a->store,
+        .jwks = a->jwks,
+        .session = a->session,
+        .login = a->login,
+        .vcache = a->vcache,
+        .issuer = cfg->oidc_issuer,
+        .audience = cfg->oidc_audience,
+        .user_claim = cfg->oidc_user_claim,
+        .session_minutes = cfg->session_minutes,
+        .acs = a->acs,
+        .maint = a->maint,
+        .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
+    };
+    if ((a->cors = join_list(&cfg->cors_origins)) == NULL)
+        return TV_ERR_NOMEM;
+    addr_format(&cfg->public_addr, a->public_addr, sizeof a->public_addr);
+    addr_format(&cfg->internal_addr, a->internal_addr, sizeof a->internal_addr);
+    a->listeners[0] = (struct http_listener_opts){
+        .name = "public", .addr = a->public_addr, .ctx = &a->api, .cors_origins = a->cors};
+    a->listeners[0].routes = api_public_routes(&a->listeners[0].nroutes);
+    a->listeners[1] =
+        (struct http_listener_opts){.name = "internal", .addr = a->internal_addr, .ctx = &a->api};
+    a->listeners[1].routes = api_internal_routes(&a->listeners[1].nroutes);
+    struct http_server_opts ho = {
+        .listeners = a->listeners,
+        .nlisteners = 2,
+        .body_max = (size_t)cfg->body_limit,
+        /* The default leaves room for a bearer token just past JWT_MAX_LEN plus ordinary
+         * headers, so an oversized token is refused by the verifier with 401, not with 431. */
+        .header_mem = (size_t)cfg->header_limit,
+        .conn_limit = (unsigned)cfg->max_connections,
+        .per_ip_limit = (unsigned)cfg->max_connections_per_ip,
+        .conn_timeout_s = (unsigned)cfg->connection_timeout_s,
+        .request_timeout_s = (unsigned)cfg->request_timeout_s,
+    };
+    if ((rc = http_server_new(&ho, &a->http)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));
+        return rc;
+    }
+    a->api.http = a->http;
+    return 0;
+}
+
 int app_new(const struct config *cfg, struct app **out)
 {
     struct app *a = calloc(1, sizeof *a);
@@ -217,23 +375,8 @@ int app_new(const struct config *cfg, struct app **out)
     if (a == NULL)
         return rc;
     a->cfg = cfg;
-
-    if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
-        log_msg(LOGL_ERROR, NULL,
-                "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
-                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant)");
-        rc = TV_ERR_CONFIG;
+    if ((rc = app_check_config(cfg)) != 0)
         goto fail;
-    }
-    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
-        log_msg(LOGL_WARN, NULL,
-                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
-                "API call will be refused");
-    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
-        log_msg(LOGL_ERROR, NULL, "TOKENVEND_OIDC_AUDIENCE is required with TOKENVEND_OIDC_ISSUER");
-        rc = TV_ERR_CONFIG;
-        goto fail;
-    }
 
     if ((rc = store_open(cfg->db, STORE_MIGRATE_YES, &a->store)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot open the database %s: %s", cfg->db, err_name(rc));
@@ -258,119 +401,9 @@ int app_new(const struct config *cfg, struct app **out)
         goto fail;
     }
 
-    if (cfg->oidc_issuer[0] != '\0') {
-        struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url,
-                               .issuer = cfg->oidc_issuer,
-                               .allow_insecure_http = cfg->oidc_allow_insecure_http};
-        if (cfg->oidc_allow_insecure_http)
-            log_msg(LOGL_WARN, NULL,
-                    "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
-                    "http, where anyone on the path can replace them; use it for tests only");
-        if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
-            log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
-            goto fail;
-        }
-    }
-    if (cfg->local_accounts &&
-        (rc = session_key_load(a->store, cfg->secret_key, &a->session)) != 0) {
-        log_msg(LOGL_ERROR, NULL, "cannot load or create the session signing key: %s",
-                err_name(rc));
+    if ((rc = app_auth_new(a)) != 0 || (rc = app_service_new(a)) != 0 ||
+        (rc = app_http_new(a)) != 0)
         goto fail;
-    }
-    if (cfg->local_accounts) {
-        struct api_login_opts lo = {
-            .store = a->store,
-            .login_limit = cfg->login_limit,
-            .per_addr = (unsigned)cfg->login_per_address,
-            .per_user = API_LOGIN_PER_USER,
-        };
-        if ((rc = api_login_new(&lo, &a->login)) != 0)
-            goto fail;
-        /* The dummy hash for unknown names costs one hash: pay it now, not in a login. */
-        if ((rc = password_dummy_prepare()) != 0) {
-            log_msg(LOGL_ERROR, NULL, "cannot prepare password checks: %s", err_name(rc));
-            goto fail;
-        }
-    }
-
-    if (cfg->auth_cache_max_entries > 0 && (a->jwks != NULL || a->session != NULL) &&
-        (rc = vcache_new((size_t)cfg->auth_cache_max_entries, VCACHE_TTL_S, &a->vcache)) != 0) {
-        log_msg(LOGL_ERROR, NULL, "cannot set up the verified-token cache: %s", err_name(rc));
-        goto fail;
-    }
-
-    struct service_opts so = {
-        .store = a->store,
-        .submit = submit_acs,
-        .submit_ctx = a->acs,
-        .resource = acs_client_resource(a->acs),
-        .outbox_interval_ms = cfg->outbox_interval_ms,
-        .outbox_backoff_max_ms = cfg->outbox_backoff_max_ms,
-        /* A request's own ACS delete may take the whole ACS deadline; only after that (and a
-         * margin) may the outbox worker treat the row as abandoned and retry it. */
-        .outbox_lease_ms = cfg->acs_deadline_ms + 15000,
-        .cache = cfg->cache,
-        .cache_min_remaining_minutes = cfg->cache_min_remaining_minutes,
-        .cache_max_entries = cfg->cache_max_entries,
-    };
-    policy_from_config(&so.policy, cfg);
-    if ((rc = service_new(&so, &a->svc)) != 0)
-        goto fail;
-
-    struct maint_opts mo = {
-        .store = a->store,
-        .audit_retention_days = cfg->audit_retention_days,
-        .interval_ms = cfg->audit_prune_interval_ms,
-    };
-    if ((rc = maint_new(&mo, &a->maint)) != 0) {
-        log_msg(LOGL_ERROR, NULL, "cannot set up the maintenance thread: %s", err_name(rc));
-        goto fail;
-    }
-
-    a->api = (struct api_ctx){
-        .svc = a->svc,
-        .store = a->store,
-        .jwks = a->jwks,
-        .session = a->session,
-        .login = a->login,
-        .vcache = a->vcache,
-        .issuer = cfg->oidc_issuer,
-        .audience = cfg->oidc_audience,
-        .user_claim = cfg->oidc_user_claim,
-        .session_minutes = cfg->session_minutes,
-        .acs = a->acs,
-        .maint = a->maint,
-        .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
-    };
-    if ((a->cors = join_list(&cfg->cors_origins)) == NULL) {
-        rc = TV_ERR_NOMEM;
-        goto fail;
-    }
-    addr_format(&cfg->public_addr, a->public_addr, sizeof a->public_addr);
-    addr_format(&cfg->internal_addr, a->internal_addr, sizeof a->internal_addr);
-    a->listeners[0] = (struct http_listener_opts){
-        .name = "public", .addr = a->public_addr, .ctx = &a->api, .cors_origins = a->cors};
-    a->listeners[0].routes = api_public_routes(&a->listeners[0].nroutes);
-    a->listeners[1] =
-        (struct http_listener_opts){.name = "internal", .addr = a->internal_addr, .ctx = &a->api};
-    a->listeners[1].routes = api_internal_routes(&a->listeners[1].nroutes);
-    struct http_server_opts ho = {
-        .listeners = a->listeners,
-        .nlisteners = 2,
-        .body_max = (size_t)cfg->body_limit,
-        /* The default leaves room for a bearer token just past JWT_MAX_LEN plus ordinary
-         * headers, so an oversized token is refused by the verifier with 401, not with 431. */
-        .header_mem = (size_t)cfg->header_limit,
-        .conn_limit = (unsigned)cfg->max_connections,
-        .per_ip_limit = (unsigned)cfg->max_connections_per_ip,
-        .conn_timeout_s = (unsigned)cfg->connection_timeout_s,
-        .request_timeout_s = (unsigned)cfg->request_timeout_s,
-    };
-    if ((rc = http_server_new(&ho, &a->http)) != 0) {
-        log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));
-        goto fail;
-    }
-    a->api.http = a->http;
     *out = a;
     return 0;
 fail:

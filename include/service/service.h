@@ -40,7 +40,7 @@ struct service_opts {
      * at once (0 = 32); beyond that service_defer refuses with TV_ERR_UNAVAILABLE. */
     unsigned defer_workers;
     unsigned defer_max_pending;
-    /* Token cache (see service/tcache.h). Off unless `cache` is set, so a zeroed
+    /* Token cache (see src/service/tcache_int.h). Off unless `cache` is set, so a zeroed
      * struct behaves as before the cache existed. With it on, concurrent requests for one
      * identity, scope set and lifetime also share one upstream issue. */
     int cache;

@@ -131,10 +131,80 @@ static int caller_user_id(const char *user, int session, char out[API_USER_MAX +
     return 0;
 }
 
+/* Verifies a token that is not in the verified-token cache: the session key decides only for
+ * tokens that name its kid; everything else is an OIDC token, so a session token can never be
+ * checked against the OIDC keys or vice versa. Fills claims (release them on 0), the verdict's
+ * source and generation, and a session token's account epoch. 0 or an error with *reason. */
+static int verify_fresh(struct api_ctx *ctx, const char *tok, size_t len, int64_t now_s,
+                        struct jwt_claims *claims, struct vcache_verdict *verdict, int64_t *epoch,
+                        const char **reason)
+{
+    struct jwt_header hdr;
+    int rc;
+
+    if (ctx->session != NULL && jwt_header_peek(tok, len, &hdr) == 0 &&
+        strcmp(hdr.kid, session_key_kid(ctx->session)) == 0) {
+        verdict->source = VCACHE_SRC_SESSION;
+        rc = session_verify(ctx->session, tok, len, now_s, claims, reason);
+        if (rc == 0 && session_epoch_get(claims, epoch) != 0) {
+            jwt_claims_release(claims);
+            rc = TV_ERR_UNAUTHORIZED;
+            *reason = "session token without an account epoch";
+        }
+        return rc;
+    }
+    if (ctx->jwks != NULL) {
+        struct jwt_expect e = {.issuer = ctx->issuer,
+                               .audience = ctx->audience,
+                               .user_claim = ctx->user_claim,
+                               .now_s = now_s};
+        /* Read before the key lookup: see jwks_generation. */
+        verdict->source = VCACHE_SRC_OIDC;
+        verdict->generation = jwks_generation(ctx->jwks);
+        return jwks_verify_ex(ctx->jwks, tok, len, &e, claims, reason);
+    }
+    *reason = "no token issuer is configured";
+    return TV_ERR_UNAUTHORIZED;
+}
+
+/* Replies to a token that did not verify: 401, or 503 while the keys cannot be had. The code
+ * api_auth_user returns. */
+static int reply_rejected(struct http_req *req, int rc, const char *reason)
+{
+    log_msg(LOGL_INFO, http_req_id(req), "bearer token rejected: %s (%s)",
+            reason != NULL ? reason : "-", err_name(rc));
+    if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID) {
+        reply_unauthorized(req, "the bearer token is not acceptable", 1);
+    } else {
+        /* No key set yet: the fetcher retries in the background on this period. */
+        if (rc == TV_ERR_UNAVAILABLE)
+            http_reply_header(req, "Retry-After", JWKS_RETRY_AFTER_S);
+        http_reply_error(req, rc == TV_ERR_NOMEM ? rc : TV_ERR_UNAVAILABLE,
+                         "cannot verify tokens right now");
+    }
+    return rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
+}
+
+/* Remembers a verified token's outcome in the verified-token cache (best effort). */
+static void remember_verdict(struct api_ctx *ctx, const uint8_t *key, int64_t now_s,
+                             struct vcache_verdict *verdict, const struct jwt_claims *claims,
+                             const struct api_caller *who, int64_t epoch)
+{
+    struct vcache_claims vc = {.session_epoch = epoch};
+
+    /* Both verifiers use the default leeway (session_verify always, and the OIDC expectation
+     * in verify_fresh leaves leeway_s at 0); the cache applies the same rule on hits. */
+    verdict->exp = claims->exp;
+    verdict->nbf = claims->nbf;
+    verdict->leeway_s = JWT_DEFAULT_LEEWAY_S;
+    copy_str(vc.user, sizeof vc.user, who->name);
+    copy_str(vc.oid, sizeof vc.oid, who->oid);
+    (void)vcache_insert(ctx->vcache, key, now_s, verdict, &vc);
+}
+
 int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out)
 {
     struct jwt_claims claims;
-    struct jwt_header hdr;
     struct vcache_verdict verdict;
     uint8_t key[VCACHE_KEY_LEN] = {0};
     const char *reason = NULL, *oid = NULL;
@@ -163,30 +233,7 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
             goto done;
         }
     }
-    /* The session key decides only for tokens that name its kid; everything else is an OIDC
-     * token, so a session token can never be checked against the OIDC keys or vice versa. */
-    if (ctx->session != NULL && jwt_header_peek(tok, len, &hdr) == 0 &&
-        strcmp(hdr.kid, session_key_kid(ctx->session)) == 0) {
-        verdict.source = VCACHE_SRC_SESSION;
-        rc = session_verify(ctx->session, tok, len, now_s, &claims, &reason);
-        if (rc == 0 && session_epoch_get(&claims, &epoch) != 0) {
-            jwt_claims_release(&claims);
-            rc = TV_ERR_UNAUTHORIZED;
-            reason = "session token without an account epoch";
-        }
-    } else if (ctx->jwks != NULL) {
-        struct jwt_expect e = {.issuer = ctx->issuer,
-                               .audience = ctx->audience,
-                               .user_claim = ctx->user_claim,
-                               .now_s = now_s};
-        /* Read before the key lookup: see jwks_generation. */
-        verdict.source = VCACHE_SRC_OIDC;
-        verdict.generation = jwks_generation(ctx->jwks);
-        rc = jwks_verify_ex(ctx->jwks, tok, len, &e, &claims, &reason);
-    } else {
-        rc = TV_ERR_UNAUTHORIZED;
-        reason = "no token issuer is configured";
-    }
+    rc = verify_fresh(ctx, tok, len, now_s, &claims, &verdict, &epoch, &reason);
     if (rc == 0) {
         memset(out, 0, sizeof *out);
         rc = caller_user_id(claims.user, verdict.source == VCACHE_SRC_SESSION, out->name, &reason);
@@ -194,18 +241,7 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
             jwt_claims_release(&claims);
     }
     if (rc != 0) {
-        log_msg(LOGL_INFO, http_req_id(req), "bearer token rejected: %s (%s)",
-                reason != NULL ? reason : "-", err_name(rc));
-        if (rc == TV_ERR_UNAUTHORIZED || rc == TV_ERR_INVALID) {
-            reply_unauthorized(req, "the bearer token is not acceptable", 1);
-        } else {
-            /* No key set yet: the fetcher retries in the background on this period. */
-            if (rc == TV_ERR_UNAVAILABLE)
-                http_reply_header(req, "Retry-After", JWKS_RETRY_AFTER_S);
-            http_reply_error(req, rc == TV_ERR_NOMEM ? rc : TV_ERR_UNAVAILABLE,
-                             "cannot verify tokens right now");
-        }
-        rc = rc == TV_ERR_INVALID ? TV_ERR_UNAUTHORIZED : rc;
+        rc = reply_rejected(req, rc, reason);
         goto done;
     }
     copy_str(out->kind, sizeof out->kind, "user");
@@ -219,18 +255,8 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
         jwt_claims_release(&claims);
         goto done;
     }
-    if (ctx->vcache != NULL) {
-        struct vcache_claims vc = {.session_epoch = epoch};
-
-        /* Both verifiers use the default leeway (session_verify always, and the OIDC
-         * expectation above leaves leeway_s at 0); the cache applies the same rule on hits. */
-        verdict.exp = claims.exp;
-        verdict.nbf = claims.nbf;
-        verdict.leeway_s = JWT_DEFAULT_LEEWAY_S;
-        copy_str(vc.user, sizeof vc.user, out->name);
-        copy_str(vc.oid, sizeof vc.oid, out->oid);
-        (void)vcache_insert(ctx->vcache, key, now_s, &verdict, &vc); /* best effort */
-    }
+    if (ctx->vcache != NULL)
+        remember_verdict(ctx, key, now_s, &verdict, &claims, out, epoch);
     jwt_claims_release(&claims);
     rc = 0;
 done:

@@ -1,4 +1,6 @@
-/* POST /api/login (local accounts) and the per-use account check of session tokens.
+/* POST /api/login (local accounts) and the per-use account check of session tokens. The login
+ * itself (account, password check, session token) is the service's (service/login.h); this
+ * file parses, admits and replies.
  *
  * A login passes three gates before any Argon2 work: the failed-login limit of its user name
  * (kept in the store, so replicas share it, and applied to names without an account too, so a
@@ -13,11 +15,9 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <openssl/crypto.h>
 
 #include "api_int.h"
 #include "auth/password.h"
-#include "auth/session.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -25,6 +25,7 @@
 #include "core/jsonx.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "service/login.h"
 #include "store/accounts.h"
 #include "store/login_failures.h"
 
@@ -245,88 +246,20 @@ int api_session_account_check(struct api_ctx *ctx, const char *name, int64_t epo
 
 /* ---- POST /api/login ---- */
 
+/* A login admitted and handed to the service: what its reply and its release need. */
 struct login {
     struct http_req *req;
     struct api_ctx *ctx;
-    struct service_call call;
     char username[STORE_NAME_MAX + 1];
-    char call_user[IDENT_LOCAL_ID_CAP]; /* "local:" + username, the app user id audited */
-    char addr[ADDR_MAX + 1];            /* as api_login_client_key counts it */
-    char *password;                     /* secret copy, wiped */
-    size_t pwlen;
+    char addr[ADDR_MAX + 1]; /* as api_login_client_key counts it */
 };
 
-static void login_free(struct login *l)
-{
-    if (l->password != NULL) {
-        OPENSSL_cleanse(l->password, l->pwlen);
-        free(l->password);
-    }
-    free(l);
-}
-
-/* Counts a failed login of l's name; audits the failure that locks the name. */
-static void login_failed(struct login *l)
-{
-    struct api_login *g = l->ctx->login;
-    int64_t now = clock_wall_ms(), tat = 0;
-    int rc = store_login_failure_add(g->store, l->username, &g->limit, now, &tat);
-
-    if (rc != 0) {
-        log_msg(LOGL_ERROR, l->call.request_id, "login: failed login not counted: %s",
-                err_name(rc));
-        return;
-    }
-    if (!ratelimit_fits(&g->limit, tat, now, NULL))
-        service_audit(l->ctx->svc, &l->call, "login_lockout", l->call_user, "", TV_ERR_RATE_LIMITED,
-                      "failed-login limit reached");
-}
-
-/* Stores a fresh hash of the (just verified) password when the stored one was made with other
- * Argon2 parameters, so every account comes to cost the same to check. Best effort. */
-static void login_rehash(struct login *l, const char *old_hash)
-{
-    char fresh[PASSWORD_HASH_MAX];
-    int rc = password_hash(l->password, l->pwlen, fresh, sizeof fresh);
-
-    if (rc == 0)
-        rc = store_account_rehash(l->ctx->login->store, l->username, old_hash, fresh);
-    if (rc == 0)
-        log_msg(LOGL_INFO, l->call.request_id,
-                "login: password hash of an account updated to "
-                "the current Argon2 parameters");
-    else if (rc != TV_ERR_CONFLICT) /* a concurrent passwd won: nothing to do */
-        log_msg(LOGL_WARN, l->call.request_id, "login: rehash not stored: %s", err_name(rc));
-    OPENSSL_cleanse(fresh, sizeof fresh);
-}
-
-/* Worker thread: Argon2 verification takes ~100 ms, too long for a server thread. */
-static void login_run(void *arg)
+/* A service_login_done_fn (service thread): the reply, then the admission slot back. */
+static void login_done(void *arg, int rc, const char *token)
 {
     struct login *l = arg;
-    struct store_account acct;
     struct json_object *o;
-    char *token = NULL;
-    int64_t exp = 0;
-    int rc;
 
-    memset(&acct, 0, sizeof acct);
-    rc = store_account_get(l->ctx->store, l->username, &acct);
-    if (rc == 0) {
-        rc = password_verify(acct.password_hash, l->password, l->pwlen);
-    } else if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_INVALID) {
-        /* Same time as a real check, so the answer does not reveal which names exist. */
-        rc = password_verify_dummy(l->password, l->pwlen);
-    }
-    if (rc == TV_ERR_UNAUTHORIZED)
-        login_failed(l);
-    if (rc == 0 && password_needs_rehash(acct.password_hash))
-        login_rehash(l, acct.password_hash);
-    if (rc == 0)
-        rc = session_issue_epoch(l->ctx->session, l->username, acct.session_epoch, 0,
-                                 l->ctx->session_minutes * 60, &token, &exp);
-    OPENSSL_cleanse(&acct, sizeof acct);
-    service_audit(l->ctx->svc, &l->call, "login", l->call_user, "", rc, NULL);
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_reply_error(l->req, rc, "invalid username or password");
     } else if (rc != 0) {
@@ -341,12 +274,8 @@ static void login_run(void *arg)
         http_reply_header(l->req, "Pragma", "no-cache");
         http_reply_json(l->req, 200, o);
     }
-    if (token != NULL) {
-        OPENSSL_cleanse(token, strlen(token));
-        free(token);
-    }
     gate_leave(l->ctx->login, l->addr, l->username);
-    login_free(l);
+    free(l);
 }
 
 /* The failed-login limit of name, checked before any hashing: 0 when a login may proceed, or
@@ -376,6 +305,37 @@ static int login_limit_check(struct http_req *req, struct api_ctx *ctx, const ch
     return TV_ERR_RATE_LIMITED;
 }
 
+/* Hands an admitted login to the service; replies itself when the service cannot take it. */
+static void login_submit(struct http_req *req, struct api_ctx *ctx, struct login *l, const char *pw)
+{
+    struct service_login_req r = {.username = l->username,
+                                  .password = pw,
+                                  .pwlen = strlen(pw),
+                                  .limit = &ctx->login->limit,
+                                  .session = ctx->session,
+                                  .session_s = (int64_t)ctx->session_minutes * 60};
+    struct api_caller who = {.kind = "user"};
+    struct service_call call;
+    char app_user[IDENT_LOCAL_ID_CAP];
+    int rc;
+
+    (void)ident_local_user(l->username, app_user, sizeof app_user); /* name checked before */
+    (void)ident_local_user(l->username, who.name, sizeof who.name);
+    r.app_user_id = app_user;
+    api_call_init(&call, req, &who);
+    rc = service_login(ctx->svc, &call, &r, login_done, l);
+    if (rc == 0)
+        return;
+    gate_leave(ctx->login, l->addr, l->username);
+    free(l);
+    if (rc == TV_ERR_UNAVAILABLE) {
+        http_reply_header(req, "Retry-After", LOGIN_RETRY_AFTER_S);
+        http_reply_error(req, rc, "too many logins in progress; try again shortly");
+    } else {
+        http_reply_error(req, rc, NULL);
+    }
+}
+
 void api_login(struct http_req *req, void *vctx)
 {
     struct api_ctx *ctx = vctx;
@@ -384,7 +344,6 @@ void api_login(struct http_req *req, void *vctx)
     size_t len = 0;
     const char *body = http_req_body(req, &len);
     struct login *l = NULL;
-    int rc;
 
     if (ctx->session == NULL || ctx->login == NULL) {
         http_reply_error(req, TV_ERR_NOT_FOUND, "local accounts are not enabled");
@@ -406,45 +365,26 @@ void api_login(struct http_req *req, void *vctx)
     }
     if (login_limit_check(req, ctx, user) != 0)
         goto done;
-    if ((l = calloc(1, sizeof *l)) == NULL || (l->password = strdup(pw)) == NULL) {
-        free(l);
-        l = NULL;
+    if ((l = calloc(1, sizeof *l)) == NULL) {
         http_reply_error(req, TV_ERR_NOMEM, NULL);
         goto done;
     }
     l->req = req;
     l->ctx = ctx;
-    l->pwlen = strlen(pw);
     snprintf(l->username, sizeof l->username, "%s", user);
-    (void)ident_local_user(user, l->call_user, sizeof l->call_user);
     api_login_client_key(http_req_remote(req), l->addr, sizeof l->addr);
-    {
-        struct api_caller who = {.kind = "user"};
-        (void)ident_local_user(user, who.name, sizeof who.name); /* user checked above */
-        api_call_init(&l->call, req, &who);
-    }
     if (gate_enter(ctx->login, l->addr, l->username) != 0) {
         /* This address or this name already has its share of the password checks running:
          * refuse at once rather than let one source take every slot. */
-        login_free(l);
+        free(l);
         http_reply_header(req, "Retry-After", LOGIN_RETRY_AFTER_S);
         http_reply_error(req, TV_ERR_UNAVAILABLE, "too many logins in progress; try again shortly");
         goto done;
     }
-    rc = service_defer(ctx->svc, login_run, l);
-    if (rc != 0) {
-        gate_leave(ctx->login, l->addr, l->username);
-        login_free(l);
-        if (rc == TV_ERR_UNAVAILABLE) {
-            http_reply_header(req, "Retry-After", LOGIN_RETRY_AFTER_S);
-            http_reply_error(req, rc, "too many logins in progress; try again shortly");
-        } else {
-            http_reply_error(req, rc, NULL);
-        }
-    }
+    login_submit(req, ctx, l, pw);
 done:
     /* Wipe the copies of the password this handler saw: json-c's parsed string and the raw
-     * body (both heap buffers nobody reads after this point). */
+     * body (both heap buffers nobody reads after this point); the service wipes its own. */
     if (pw != NULL)
         buf_wipe_const(pw, strlen(pw));
     if (len > 0)

@@ -1,105 +1,61 @@
 /* The delete outbox worker: one thread that, at start and then every interval (or when kicked),
- * takes due outbox rows and submits their ACS deletes; each outcome (on a service worker)
- * marks the row done (ACS 404 counts as done) or schedules its retry with exponential backoff.
+ * takes due outbox rows and submits their ACS deletes; each outcome (on a service worker) is
+ * settled by delete_settle (settle.c): the row done (ACS 404 counts as done) or its retry
+ * scheduled with exponential backoff.
  * The thread never waits on ACS, so stopping it is immediate. A row is never sent twice at
  * once: in this process an in-flight set guards it, and in the store a row whose delete is in
  * flight is leased (not due until the lease ends), so it is neither taken again nor a reason
  * to wake up early; a request's own delete leases its row the same way when it writes it. */
+#include "outbox_int.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/rand.h>
 
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "flow_int.h"
 #include "service_int.h"
+#include "settle_int.h"
 #include "store/outbox.h"
 
 #define OUTBOX_BATCH 32
 
-int64_t outbox_backoff_ms(const struct service *s, int attempts)
-{
-    int64_t d = s->ob_base_ms;
-    unsigned r = 0;
+/* One row's ACS delete. */
+struct outbox_flow {
+    struct flow base; /* first: steps get &base */
+    int64_t outbox_id;
+    int attempts; /* failed attempts of the row before this one */
+    char app_user_id[STORE_ID_MAX + 1];
+    char acs_id[STORE_ID_MAX + 1];
+};
 
-    for (int i = 0; i < attempts && d < s->ob_max_ms; i++)
-        d *= 2;
-    if (d > s->ob_max_ms)
-        d = s->ob_max_ms;
-    /* Up to 20% jitter, so rows failed together do not retry in lockstep. */
-    if (RAND_bytes((unsigned char *)&r, sizeof r) == 1 && d >= 5)
-        d -= (int64_t)(r % (unsigned)(d / 5 + 1));
-    return d;
-}
-
-int outbox_inflight_add(struct service *s, int64_t id)
+static void outbox_flow_free(struct outbox_flow *o)
 {
-    int rc = 0;
-    pthread_mutex_lock(&s->ob_lock);
-    for (size_t i = 0; i < s->ob_ninflight; i++) {
-        if (s->ob_inflight[i] == id) {
-            rc = TV_ERR_CONFLICT;
-            goto unlock;
-        }
-    }
-    if (s->ob_ninflight == OUTBOX_INFLIGHT_MAX) {
-        rc = TV_ERR_UNAVAILABLE;
-        goto unlock;
-    }
-    s->ob_inflight[s->ob_ninflight++] = id;
-unlock:
-    pthread_mutex_unlock(&s->ob_lock);
-    return rc;
-}
-
-void outbox_inflight_remove(struct service *s, int64_t id)
-{
-    pthread_mutex_lock(&s->ob_lock);
-    for (size_t i = 0; i < s->ob_ninflight; i++) {
-        if (s->ob_inflight[i] == id) {
-            s->ob_inflight[i] = s->ob_inflight[--s->ob_ninflight];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->ob_lock);
+    flow_release(&o->base);
+    free(o);
 }
 
 /* Worker thread: the outcome of one row's delete. */
-void outbox_step(struct flow *f)
+static void outbox_done(struct flow *f)
 {
-    struct service *s = f->s;
-    int rc = f->res.rc;
+    struct outbox_flow *o = (struct outbox_flow *)(void *)f;
+    struct delete_attempt d = {.call = &f->call,
+                               .outbox_id = o->outbox_id,
+                               .acs_id = o->acs_id,
+                               .app_user_id = o->app_user_id,
+                               .attempts = o->attempts,
+                               .from_outbox = 1};
 
-    /* A delete queued by another process (admin CLI) may leave tokens here: never served (the
-     * mapping is gone), but wiped now rather than at eviction. */
-    if (s->cache != NULL)
-        (void)tcache_invalidate(s->cache, f->user.acs_id);
-    /* The store first, the in-flight mark after: until the row is gone or rescheduled, the mark
-     * keeps anyone else from sending the same delete. */
-    if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
-        (void)store_outbox_done(s->store, f->outbox_id);
-        outbox_inflight_remove(s, f->outbox_id);
-        atomic_fetch_add(&s->m_outbox_done, 1);
-        atomic_fetch_add(&s->m_deleted, 1);
-        service_audit(s, &f->call, "delete", f->key, f->user.acs_id, 0,
-                      rc == 0 ? "outbox" : "outbox; ACS did not know the identity");
-    } else {
-        int64_t next = clock_wall_ms() + outbox_backoff_ms(s, f->attempts);
-        (void)store_outbox_retry_later(s->store, f->outbox_id, next, err_name(rc));
-        outbox_inflight_remove(s, f->outbox_id);
-        atomic_fetch_add(&s->m_outbox_retry, 1);
-        log_msg(LOGL_INFO, f->call.request_id, "outbox: delete of %s failed (%s); retry in %lld ms",
-                f->user.acs_id, err_name(rc), (long long)(next - clock_wall_ms()));
-    }
-    flow_free(f);
+    (void)delete_settle(f->s, &d, f->res.rc);
+    outbox_flow_free(o);
 }
 
 /* Submits the delete of one due row. */
 static void outbox_take(struct service *s, const struct store_outbox_row *row)
 {
     struct acs_request rq;
-    struct flow *f;
+    struct outbox_flow *o;
     int rc;
 
     if (strcmp(row->op, "delete") != 0 || strcmp(row->resource, s->resource) != 0) {
@@ -121,25 +77,26 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
     /* Claim it in the store. This also sees a row finished after our read (its owner updates
      * the store before dropping its mark): then there is nothing to send. */
     if (store_outbox_lease(s->store, row->id, clock_wall_ms() + s->ob_lease_ms) != 0 ||
-        (f = flow_new(s, FK_OUTBOX, NULL, NULL, NULL)) == NULL) {
+        (o = calloc(1, sizeof *o)) == NULL) {
         outbox_inflight_remove(s, row->id);
         return;
     }
-    service_call_init(&f->call, NULL, "outbox", NULL);
-    f->outbox_id = row->id;
-    snprintf(f->key, sizeof f->key, "%s", row->app_user_id);
-    snprintf(f->user.acs_id, sizeof f->user.acs_id, "%s", row->acs_id);
-    f->attempts = row->attempts;
+    flow_init(&o->base, s, NULL);
+    service_call_init(&o->base.call, NULL, "outbox", NULL);
+    o->outbox_id = row->id;
+    service_copy_str(o->app_user_id, sizeof o->app_user_id, row->app_user_id);
+    service_copy_str(o->acs_id, sizeof o->acs_id, row->acs_id);
+    o->attempts = row->attempts;
     memset(&rq, 0, sizeof rq);
     rq.op = ACS_OP_DELETE;
-    rq.identity_id = f->user.acs_id;
-    rc = flow_submit(f, &rq);
+    rq.identity_id = o->acs_id;
+    rc = flow_submit(&o->base, &rq, outbox_done);
     if (rc != 0) {
         /* Not sent (shutting down): give the claim back, so the next run need not wait out
          * the lease. */
         (void)store_outbox_lease(s->store, row->id, row->next_attempt_ms);
         outbox_inflight_remove(s, row->id);
-        flow_free(f);
+        outbox_flow_free(o);
     }
 }
 
@@ -194,6 +151,14 @@ static void *outbox_main(void *arg)
     }
     pthread_mutex_unlock(&s->ob_lock);
     return NULL;
+}
+
+void service_outbox_kick(struct service *s)
+{
+    pthread_mutex_lock(&s->ob_lock);
+    s->ob_kick = 1;
+    pthread_cond_signal(&s->ob_cond);
+    pthread_mutex_unlock(&s->ob_lock);
 }
 
 int outbox_start(struct service *s)

@@ -2,7 +2,7 @@
  * bucket is picked by the identity alone (so one identity's entries share one short chain and
  * invalidation walks only that chain), an LRU list and a table of epoch counters. Each entry
  * is one allocation (key strings and token inline) that is wiped whole when it goes. */
-#include "service/tcache.h"
+#include "tcache_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>

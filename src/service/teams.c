@@ -1,6 +1,6 @@
 /* The Teams exchange flow: checks that the caller's Teams token (a JWT, not verified here; ACS
  * does that) belongs to the authenticated caller, then asks ACS to exchange it. Runs like the
- * other flows (flows.c): entry on the caller's thread, the ACS outcome on a service worker. */
+ * other flows (reqflow.c): entry on the caller's thread, the ACS outcome on a service worker. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +11,53 @@
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/jsonx.h"
+#include "flow_int.h"
 #include "service_int.h"
 
 #define TEAMS_TOKEN_MAX (16 * 1024)
+#define TEAMS_OID_MAX 128
+#define TEAMS_APP_MAX 128
 
-void flow_teams_done(struct flow *f)
+struct teams_flow {
+    struct flow base; /* first: steps get &base */
+    char *token;      /* a copy (secret, wiped) */
+    char oid[TEAMS_OID_MAX + 1];
+    char app[TEAMS_APP_MAX + 1];
+    service_done_fn done;
+    void *arg;
+};
+
+/* Reports the outcome to the caller exactly once and frees t (and its secrets). */
+static void teams_finish(struct teams_flow *t, int rc, const char *msg)
 {
+    struct flow *f = &t->base;
+    struct service_result r;
+
+    memset(&r, 0, sizeof r);
+    r.rc = rc;
+    r.message = msg;
+    r.acs_id = "";
+    if (rc == 0) {
+        r.acs_id = f->res.identity_id;
+        r.token = f->res.token;
+        r.expires_on = f->res.token != NULL ? f->res.expires_on : NULL;
+        r.expires_on_ms = f->res.token != NULL ? f->res.expires_on_ms : 0;
+    } else {
+        atomic_fetch_add(&f->s->m_flow_errors, 1);
+    }
+    if (t->done != NULL)
+        t->done(t->arg, &r);
+    flow_release(f);
+    if (t->token != NULL) {
+        OPENSSL_cleanse(t->token, strlen(t->token));
+        free(t->token);
+    }
+    free(t);
+}
+
+static void teams_done(struct flow *f)
+{
+    struct teams_flow *t = (struct teams_flow *)(void *)f;
     struct service *s = f->s;
     char detail[200];
     int rc = f->res.rc;
@@ -30,9 +71,9 @@ void flow_teams_done(struct flow *f)
     }
     if (rc == 0)
         atomic_fetch_add(&s->m_exchanged, 1);
-    snprintf(detail, sizeof detail, "oid=%.90s appid=%.90s", f->teams_oid, f->teams_app);
+    snprintf(detail, sizeof detail, "oid=%.90s appid=%.90s", t->oid, t->app);
     service_audit(s, &f->call, "teams_exchange", "", rc == 0 ? f->res.identity_id : "", rc, detail);
-    flow_finish(f, rc, msg);
+    teams_finish(t, rc, msg);
 }
 
 /* Reads oid and appid/azp from the payload of a JWT without verifying it. 0 or TV_ERR_INVALID. */
@@ -73,46 +114,52 @@ done:
 void service_teams_exchange(struct service *s, const struct service_call *c, const char *bearer_oid,
                             const char *teams_token, service_done_fn done, void *arg)
 {
-    struct flow *f = flow_start(s, FK_TEAMS, c, "-", done, arg);
+    struct teams_flow *t = calloc(1, sizeof *t);
     struct acs_request rq;
     size_t len;
     int rc;
 
-    if (f == NULL)
-        return;
-    f->key[0] = '\0';
-    len = teams_token != NULL ? strlen(teams_token) : 0;
-    if (len == 0 || len > TEAMS_TOKEN_MAX) {
-        flow_finish(f, TV_ERR_INVALID,
-                    "header teams-user-aad-token must hold the Teams user's token");
+    if (t == NULL) {
+        struct service_result r = {.rc = TV_ERR_NOMEM, .acs_id = ""};
+        if (done != NULL)
+            done(arg, &r);
         return;
     }
-    if (teams_claims(teams_token, f->teams_oid, f->teams_app) != 0) {
-        flow_finish(f, TV_ERR_INVALID,
-                    "teams-user-aad-token is not a JWT with oid and appid (or azp) claims");
+    flow_init(&t->base, s, c);
+    t->done = done;
+    t->arg = arg;
+    len = teams_token != NULL ? strlen(teams_token) : 0;
+    if (len == 0 || len > TEAMS_TOKEN_MAX) {
+        teams_finish(t, TV_ERR_INVALID,
+                     "header teams-user-aad-token must hold the Teams user's token");
+        return;
+    }
+    if (teams_claims(teams_token, t->oid, t->app) != 0) {
+        teams_finish(t, TV_ERR_INVALID,
+                     "teams-user-aad-token is not a JWT with oid and appid (or azp) claims");
         return;
     }
     if (bearer_oid == NULL || bearer_oid[0] == '\0') {
-        flow_finish(f, TV_ERR_FORBIDDEN, "the caller's token has no oid claim");
+        teams_finish(t, TV_ERR_FORBIDDEN, "the caller's token has no oid claim");
         return;
     }
-    if (strlen(bearer_oid) != strlen(f->teams_oid) ||
-        CRYPTO_memcmp(bearer_oid, f->teams_oid, strlen(bearer_oid)) != 0) {
-        flow_finish(f, TV_ERR_FORBIDDEN, "the Teams token belongs to another user (oid differs)");
+    if (strlen(bearer_oid) != strlen(t->oid) ||
+        CRYPTO_memcmp(bearer_oid, t->oid, strlen(bearer_oid)) != 0) {
+        teams_finish(t, TV_ERR_FORBIDDEN, "the Teams token belongs to another user (oid differs)");
         return;
     }
-    if ((f->teams_token = strdup(teams_token)) == NULL) {
-        flow_finish(f, TV_ERR_NOMEM, NULL);
+    if ((t->token = strdup(teams_token)) == NULL) {
+        teams_finish(t, TV_ERR_NOMEM, NULL);
         return;
     }
     memset(&rq, 0, sizeof rq);
     rq.op = ACS_OP_TEAMS_EXCHANGE;
-    rq.teams_token = f->teams_token;
-    rq.teams_app_id = f->teams_app;
-    rq.teams_user_id = f->teams_oid;
-    rc = flow_submit(f, &rq);
+    rq.teams_token = t->token;
+    rq.teams_app_id = t->app;
+    rq.teams_user_id = t->oid;
+    rc = flow_submit(&t->base, &rq, teams_done);
     if (rc != 0) {
-        service_audit(s, &f->call, "teams_exchange", "", "", rc, NULL);
-        flow_finish(f, rc, NULL);
+        service_audit(s, &t->base.call, "teams_exchange", "", "", rc, NULL);
+        teams_finish(t, rc, NULL);
     }
 }

@@ -126,7 +126,7 @@ describe("tokenvend serve: canary secrets never logged or stored", { skip }, () 
     // Audited actions, each with its own request id (checked in the database bytes below).
     const auditUser = jwks.token(`audit-${rnd(4)}`);
     // The issue asks for other scopes than the first call, so a token cache cannot answer it
-    // (cache hits are not ACS operations and write no audit row, by design: service/tcache.h).
+    // (cache hits are not ACS operations and write no audit row, by design: src/service/tcache_int.h).
     const steps = [
       ["create", "GET", "/api/token", 200],
       ["issue", "POST", "/api/token", 200, { scopes: ["chat"], expiresInMinutes: 120 }],

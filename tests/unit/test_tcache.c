@@ -15,7 +15,8 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "service/tcache.h"
+/* Module-internal header of src/service (by its path: tests only). */
+#include "../../src/service/tcache_int.h"
 
 #define MIN_MS (60 * 1000LL)
 #define NOW 1700000000000LL

@@ -22,8 +22,8 @@
  *   (tcache_stats_get, /metrics tokenvend_cache_hits_total).
  * - Tokens are secrets: entries are wiped with OPENSSL_cleanse on eviction, replacement,
  *   invalidation and free, and nothing in this module logs. */
-#ifndef TV_SERVICE_TCACHE_H
-#define TV_SERVICE_TCACHE_H
+#ifndef TV_SERVICE_TCACHE_INT_H
+#define TV_SERVICE_TCACHE_INT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,40 @@
+/* The local-account login behind POST /api/login: the account lookup, the Argon2 password check
+ * (or its dummy for an unknown name), the count of a failed login, the rehash of an outdated
+ * hash and the session token, on the service's queue for plain blocking jobs. The HTTP parts
+ * (parsing, the failed-login limit check before any work, admission per address and name, the
+ * reply) stay in src/api. Thread-safe. */
+#ifndef TV_SERVICE_LOGIN_H
+#define TV_SERVICE_LOGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "service/service.h"
+
+struct ratelimit;
+struct session_key;
+
+/* One login. Everything is borrowed for the duration of service_login only (the strings are
+ * copied), except limit and session, which must outlive the service. */
+struct service_login_req {
+    const char *username;          /* an account name the caller checked (core/ident.h) */
+    const char *app_user_id;       /* "local:NAME", for the audit row */
+    const char *password;          /* SECRET: copied, and the copy wiped */
+    size_t pwlen;                  /* 1..PASSWORD_MAX_LEN */
+    const struct ratelimit *limit; /* failed logins of the name are counted under it */
+    const struct session_key *session;
+    int64_t session_s; /* lifetime of the session token */
+};
+
+/* The outcome: rc 0 with token (SECRET: valid only during the call, never log it), or
+ * TV_ERR_UNAUTHORIZED (wrong name or password) or another error. Runs on a service thread. */
+typedef void (*service_login_done_fn)(void *arg, int rc, const char *token);
+
+/* Queues the login. 0: done(arg, ...) will run exactly once on a service thread. Else
+ * TV_ERR_UNAVAILABLE (the queue is full: answer 503 with Retry-After), TV_ERR_SHUTDOWN,
+ * TV_ERR_INVALID or TV_ERR_NOMEM, and done is never called. Audits every login ("login") and
+ * the failure that locks a name ("login_lockout"). */
+int service_login(struct service *s, const struct service_call *c,
+                  const struct service_login_req *r, service_login_done_fn done, void *arg);
+
+#endif
