@@ -67,33 +67,23 @@ int store_apikey_insert(struct store *s, const struct store_apikey *k)
     return store_write_end(s, c, rc);
 }
 
+/* A store_row_fn for one key. */
+static int key_row(sqlite3_stmt *st, void *out)
+{
+    return key_from_row(st, out);
+}
+
 static int key_get_one(struct store *s, const char *sql, const char *arg, size_t max,
                        struct store_apikey *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
     struct store_apikey k;
-    int row = 0;
     int rc = store_check_str(arg, 1, max);
 
     if (rc != 0 || out == NULL)
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, arg);
-        rc = store_step(c, st, &row);
-        if (rc == 0 && !row)
-            rc = TV_ERR_NOT_FOUND;
-        if (rc == 0)
-            rc = key_from_row(st, &k);
-        if (rc == 0)
-            *out = k;
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
+    rc = store_read_one(s, sql, store_bind_key, arg, key_row, &k);
+    if (rc == 0)
+        *out = k;
     return rc;
 }
 
@@ -105,12 +95,6 @@ int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store
 int store_apikey_get(struct store *s, const char *name, struct store_apikey *out)
 {
     return key_get_one(s, SQL_BY_NAME, name, STORE_NAME_MAX, out);
-}
-
-/* A store_row_fn for the list. */
-static int key_row(sqlite3_stmt *st, void *out)
-{
-    return key_from_row(st, out);
 }
 
 int store_apikey_list(struct store *s, const char *after, int limit, struct store_apikey *out,

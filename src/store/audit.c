@@ -116,28 +116,30 @@ int store_audit_list(struct store *s, const struct store_audit_filter *f, int li
     return store_list_rows(s, SQL_LIST, filter_bind, f, 5, limit, out, sizeof(*out), audit_row, n);
 }
 
+/* The bounds of one prune batch: rows before ms, at most limit of them. */
+struct prune_batch {
+    int64_t before_ms;
+    int limit;
+};
+
+static void prune_bind(sqlite3_stmt *st, const void *arg)
+{
+    const struct prune_batch *b = arg;
+
+    sqlite3_bind_int64(st, 1, b->before_ms);
+    sqlite3_bind_int(st, 2, b->limit);
+}
+
 int store_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *deleted)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int64_t count = 0;
+    struct prune_batch b = {before_ms, limit};
+    struct store_write_info info;
     int rc;
 
     if (limit < 1 || limit > STORE_PRUNE_MAX)
         return TV_ERR_INVALID;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_PRUNE, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, before_ms);
-        sqlite3_bind_int(st, 2, limit);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        count = sqlite3_changes64(c->db);
-    }
-    rc = store_write_end(s, c, rc);
+    rc = store_write_run(s, SQL_PRUNE, prune_bind, &b, &info);
     if (rc == 0 && deleted != NULL)
-        *deleted = count;
+        *deleted = info.changes;
     return rc;
 }

@@ -443,10 +443,8 @@ void store_read_end(struct store *s, struct store_conn *c)
     pthread_mutex_unlock(&s->rlock);
 }
 
-/* Runs a one-value query (optionally bound to one text parameter) on a reader. *has_value = 0
- * when there was no row or the value was NULL. */
-int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
-                      int *has_value)
+int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                   store_row_fn conv, void *out)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
@@ -457,15 +455,48 @@ int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t
         return rc;
     rc = store_stmt(c, sql, &st);
     if (rc == 0) {
-        if (arg != NULL)
-            store_bind_text(st, 1, arg);
+        if (bind != NULL)
+            bind(st, arg);
         rc = store_step(c, st, &row);
-        *has_value = rc == 0 && row && sqlite3_column_type(st, 0) != SQLITE_NULL;
-        if (*has_value)
-            *value = sqlite3_column_int64(st, 0);
+        if (rc == 0 && !row)
+            rc = TV_ERR_NOT_FOUND;
+        if (rc == 0)
+            rc = conv(st, out);
+        /* Reset at once: SQLite's copy of the row (a secret, for some tables) goes with it. */
         store_stmt_done(st);
     }
     store_read_end(s, c);
+    return rc;
+}
+
+/* What store_query_int64 reads: column 0, unless it is NULL. */
+struct int64_value {
+    int64_t v;
+    int has;
+};
+
+static int int64_row(sqlite3_stmt *st, void *out)
+{
+    struct int64_value *r = out;
+
+    r->has = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    if (r->has)
+        r->v = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
+                      int *has_value)
+{
+    struct int64_value r = {0, 0};
+    int rc = store_read_one(s, sql, arg != NULL ? store_bind_key : NULL, arg, int64_row, &r);
+
+    /* No row reads as no value: a count or min() over nothing, or an absent key. */
+    if (rc == TV_ERR_NOT_FOUND)
+        rc = 0;
+    *has_value = rc == 0 && r.has;
+    if (*has_value)
+        *value = r.v;
     return rc;
 }
 
@@ -507,10 +538,12 @@ void store_bind_after(sqlite3_stmt *st, const void *arg)
     store_bind_text(st, 1, after != NULL ? after : "");
 }
 
-int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg)
+int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    struct store_write_info *info)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
+    struct store_write_info got = {0, 0};
     int rc = store_write_begin(s, &c);
 
     if (rc != 0)
@@ -520,10 +553,21 @@ int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const 
         bind(st, arg);
         rc = store_step_done(c, st);
         store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
+        got.changes = sqlite3_changes64(c->db);
+        got.rowid = sqlite3_last_insert_rowid(c->db);
     }
-    return store_write_end(s, c, rc);
+    rc = store_write_end(s, c, rc);
+    if (rc == 0 && info != NULL)
+        *info = got;
+    return rc;
+}
+
+int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg)
+{
+    struct store_write_info info;
+    int rc = store_write_run(s, sql, bind, arg, &info);
+
+    return rc == 0 && info.changes == 0 ? TV_ERR_NOT_FOUND : rc;
 }
 
 void store_bind_key(sqlite3_stmt *st, const void *arg)
@@ -558,24 +602,19 @@ int store_ping_write(struct store *s)
 
 static const char SQL_JOURNAL_MODE[] = "PRAGMA journal_mode";
 
+static int wal_row(sqlite3_stmt *st, void *out)
+{
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+
+    if (mode == NULL)
+        return TV_ERR_INTERNAL;
+    *(int *)out = strcmp((const char *)mode, "wal") == 0;
+    return 0;
+}
+
 int store_is_wal(struct store *s, int *wal)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
-    int rc = store_read_begin(s, &c);
+    int rc = store_read_one(s, SQL_JOURNAL_MODE, NULL, NULL, wal_row, wal);
 
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_JOURNAL_MODE, &st);
-    if (rc == 0) {
-        rc = store_step(c, st, &row);
-        if (rc == 0 && row && sqlite3_column_text(st, 0) != NULL)
-            *wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
-        else if (rc == 0)
-            rc = TV_ERR_INTERNAL;
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    return rc;
+    return rc == TV_ERR_NOT_FOUND ? TV_ERR_INTERNAL : rc;
 }

@@ -24,34 +24,36 @@ static const char SQL_LEASE[] = "UPDATE outbox SET next_attempt_ms = ?2 WHERE id
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
 
+/* The row store_outbox_add inserts. */
+struct outbox_new {
+    const char *acs_id, *resource, *op;
+    int64_t now_ms;
+};
+
+static void outbox_new_bind(sqlite3_stmt *st, const void *arg)
+{
+    const struct outbox_new *r = arg;
+
+    store_bind_text(st, 1, r->acs_id);
+    store_bind_text(st, 2, r->resource);
+    store_bind_text(st, 3, r->op);
+    sqlite3_bind_int64(st, 4, r->now_ms);
+}
+
 int store_outbox_add(struct store *s, const char *acs_id, const char *resource, const char *op,
                      int64_t now_ms, int64_t *id)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int64_t new_id = 0;
-    int rc = TV_ERR_INVALID;
+    struct outbox_new r = {acs_id, resource, op, now_ms};
+    struct store_write_info info;
+    int rc;
 
     if (store_check_str(acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(resource, 1, STORE_ID_MAX) != 0 || op == NULL ||
         (strcmp(op, "delete") != 0 && strcmp(op, "revoke") != 0))
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_ADD, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, acs_id);
-        store_bind_text(st, 2, resource);
-        store_bind_text(st, 3, op);
-        sqlite3_bind_int64(st, 4, now_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        new_id = sqlite3_last_insert_rowid(c->db);
-    }
-    rc = store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    rc = store_write_run(s, SQL_ADD, outbox_new_bind, &r, &info);
     if (rc == 0 && id != NULL)
-        *id = new_id;
+        *id = info.rowid;
     return rc;
 }
 

@@ -65,15 +65,19 @@ int store_check_str(const char *s, size_t min, size_t max);
 /* 0 when limit is 1..STORE_LIST_MAX and the pointers are set, else TV_ERR_INVALID. */
 int store_check_list(int limit, const void *out, const int *n);
 
-/* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
- * *has_value = 0 when there was no row or the value was NULL. */
-int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
-                      int *has_value);
-
 /* Binds a list query's parameters other than its limit; arg is the caller's. */
 typedef void (*store_bind_fn)(sqlite3_stmt *st, const void *arg);
 /* Converts the statement's current row into *out: 0 or a TV_ERR_* code. */
 typedef int (*store_row_fn)(sqlite3_stmt *st, void *out);
+
+/* Runs a one-row query on a reader: bind(st, arg) (bind NULL: no parameters), then conv(st, out)
+ * on the first row. TV_ERR_NOT_FOUND when there is no row; otherwise conv's result. */
+int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                   store_row_fn conv, void *out);
+/* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
+ * *has_value = 0 when there was no row or the value was NULL. */
+int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
+                      int *has_value);
 
 /* Runs a list query on a reader: bind(st, arg), limit bound as parameter limit_idx, then up to
  * limit rows converted by conv into the array out (elements of size bytes). Sets *n to the rows
@@ -84,8 +88,16 @@ int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const 
  * the start, bound as ""), to ?1. */
 void store_bind_after(sqlite3_stmt *st, const void *arg);
 
+/* What one write did: rows changed, and the rowid of the last row inserted on the connection. */
+struct store_write_info {
+    int64_t changes;
+    int64_t rowid;
+};
 /* Runs sql, a statement that changes rows and returns none, on the writer in a transaction of
- * its own, after bind(st, arg). TV_ERR_NOT_FOUND when it changed no row. */
+ * its own, after bind(st, arg); fills *info (when not NULL) on success only. */
+int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    struct store_write_info *info);
+/* store_write_run, but TV_ERR_NOT_FOUND when it changed no row. */
 int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg);
 /* A store_bind_fn binding arg (a const char *) to ?1 as text. */
 void store_bind_key(sqlite3_stmt *st, const void *arg);

@@ -43,34 +43,23 @@ static int user_from_row(sqlite3_stmt *st, struct store_user *u)
     return rc;
 }
 
+/* A store_row_fn for one user. */
+static int user_row(sqlite3_stmt *st, void *out)
+{
+    return user_from_row(st, out);
+}
+
 /* One-row lookup by a text key on a reader connection. */
 static int user_get_one(struct store *s, const char *sql, const char *key, struct store_user *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st = NULL;
     struct store_user u;
-    int row = 0;
     int rc = store_check_str(key, 1, STORE_ID_MAX);
 
     if (rc != 0 || out == NULL)
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc != 0)
-        goto release;
-    store_bind_text(st, 1, key);
-    rc = store_step(c, st, &row);
-    if (rc == 0 && !row)
-        rc = TV_ERR_NOT_FOUND;
-    if (rc == 0)
-        rc = user_from_row(st, &u);
+    rc = store_read_one(s, sql, store_bind_key, key, user_row, &u);
     if (rc == 0)
         *out = u;
-    store_stmt_done(st);
-release:
-    store_read_end(s, c);
     return rc;
 }
 
@@ -130,12 +119,6 @@ int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
 int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
 {
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
-}
-
-/* A store_row_fn for the list. */
-static int user_row(sqlite3_stmt *st, void *out)
-{
-    return user_from_row(st, out);
 }
 
 int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
