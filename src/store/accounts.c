@@ -1,8 +1,6 @@
 /* Local accounts table: name and Argon2id encoded hash (never a password). */
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "core/err.h"
 #include "store/accounts.h"
 #include "store_int.h"
@@ -83,15 +81,8 @@ static int account_row(sqlite3_stmt *st, void *out)
 int store_account_get(struct store *s, const char *name, struct store_account *out)
 {
     struct store_account a;
-    int rc = store_check_str(name, 1, STORE_NAME_MAX);
 
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_one(s, SQL_GET, store_bind_key, name, account_row, &a);
-    if (rc == 0)
-        *out = a;
-    OPENSSL_cleanse(&a, sizeof(a));
-    return rc;
+    return store_get_by_key(s, SQL_GET, name, STORE_NAME_MAX, account_row, &a, out, sizeof a);
 }
 
 /* The parameters of one UPDATE of an account: name, a hash, then a second hash or a time. */

@@ -41,30 +41,24 @@ static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
     return rc;
 }
 
+static void key_bind(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_apikey *k = arg;
+
+    store_bind_text(st, 1, k->name);
+    store_bind_text(st, 2, k->key_id);
+    sqlite3_bind_blob(st, 3, k->hash, STORE_KEY_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, k->created_ms);
+    sqlite3_bind_int64(st, 5, k->last_used_ms);
+    sqlite3_bind_int64(st, 6, k->revoked_ms);
+}
+
 int store_apikey_insert(struct store *s, const struct store_apikey *k)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = TV_ERR_INVALID;
-
     if (k == NULL || store_check_str(k->name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(k->key_id, 1, STORE_KEY_ID_MAX) != 0)
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_INSERT, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, k->name);
-        store_bind_text(st, 2, k->key_id);
-        sqlite3_bind_blob(st, 3, k->hash, STORE_KEY_HASH_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, k->created_ms);
-        sqlite3_bind_int64(st, 5, k->last_used_ms);
-        sqlite3_bind_int64(st, 6, k->revoked_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-    }
-    return store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    return store_write_run(s, SQL_INSERT, key_bind, k, NULL);
 }
 
 /* A store_row_fn for one key. */
@@ -77,14 +71,8 @@ static int key_get_one(struct store *s, const char *sql, const char *arg, size_t
                        struct store_apikey *out)
 {
     struct store_apikey k;
-    int rc = store_check_str(arg, 1, max);
 
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_one(s, sql, store_bind_key, arg, key_row, &k);
-    if (rc == 0)
-        *out = k;
-    return rc;
+    return store_get_by_key(s, sql, arg, max, key_row, &k, out, sizeof k);
 }
 
 int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out)

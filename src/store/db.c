@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "core/err.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -466,6 +468,20 @@ int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const v
         store_stmt_done(st);
     }
     store_read_end(s, c);
+    return rc;
+}
+
+int store_get_by_key(struct store *s, const char *sql, const char *key, size_t max,
+                     store_row_fn conv, void *tmp, void *out, size_t size)
+{
+    int rc = store_check_str(key, 1, max);
+
+    if (rc != 0 || out == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_one(s, sql, store_bind_key, key, conv, tmp);
+    if (rc == 0)
+        memcpy(out, tmp, size);
+    OPENSSL_cleanse(tmp, size);
     return rc;
 }
 

@@ -74,6 +74,11 @@ typedef int (*store_row_fn)(sqlite3_stmt *st, void *out);
  * on the first row. TV_ERR_NOT_FOUND when there is no row; otherwise conv's result. */
 int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
                    store_row_fn conv, void *out);
+/* store_read_one for a lookup by one text key of 1..max bytes, bound to ?1: the row goes to
+ * tmp (size bytes), then to out on success only; tmp is wiped after (rows may hold hashes).
+ * TV_ERR_INVALID for a bad key or NULL out, TV_ERR_NOT_FOUND, or conv's or the store's error. */
+int store_get_by_key(struct store *s, const char *sql, const char *key, size_t max,
+                     store_row_fn conv, void *tmp, void *out, size_t size);
 /* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
  * *has_value = 0 when there was no row or the value was NULL. */
 int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,

@@ -53,14 +53,8 @@ static int user_row(sqlite3_stmt *st, void *out)
 static int user_get_one(struct store *s, const char *sql, const char *key, struct store_user *out)
 {
     struct store_user u;
-    int rc = store_check_str(key, 1, STORE_ID_MAX);
 
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_one(s, sql, store_bind_key, key, user_row, &u);
-    if (rc == 0)
-        *out = u;
-    return rc;
+    return store_get_by_key(s, sql, key, STORE_ID_MAX, user_row, &u, out, sizeof u);
 }
 
 int store_user_get(struct store *s, const char *app_user_id, struct store_user *out)
@@ -73,31 +67,25 @@ int store_user_get_by_acs(struct store *s, const char *acs_id, struct store_user
     return user_get_one(s, SQL_GET_BY_ACS, acs_id, out);
 }
 
+static void user_bind(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_user *u = arg;
+
+    store_bind_text_or_null(st, 1, u->app_user_id);
+    store_bind_text(st, 2, u->acs_id);
+    store_bind_text(st, 3, u->resource);
+    sqlite3_bind_int64(st, 4, u->created_ms);
+    sqlite3_bind_int64(st, 5, u->last_issued_ms);
+    sqlite3_bind_int64(st, 6, u->revoked_ms);
+}
+
 int store_user_insert(struct store *s, const struct store_user *u)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = TV_ERR_INVALID;
-
     if (u == NULL || store_check_str(u->app_user_id, 0, STORE_ID_MAX) != 0 ||
         store_check_str(u->acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(u->resource, 1, STORE_ID_MAX) != 0)
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_INSERT, &st);
-    if (rc == 0) {
-        store_bind_text_or_null(st, 1, u->app_user_id);
-        store_bind_text(st, 2, u->acs_id);
-        store_bind_text(st, 3, u->resource);
-        sqlite3_bind_int64(st, 4, u->created_ms);
-        sqlite3_bind_int64(st, 5, u->last_issued_ms);
-        sqlite3_bind_int64(st, 6, u->revoked_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-    }
-    return store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    return store_write_run(s, SQL_INSERT, user_bind, u, NULL);
 }
 
 /* An UPDATE of one mapping by ACS id; TV_ERR_NOT_FOUND when no row matched. */
