@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "acs/retry.h"
+#include "core/acsnames.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -27,19 +28,11 @@ static void curl_init_once(void)
 
 const char *acs_op_name(enum acs_op op)
 {
-    switch (op) {
-    case ACS_OP_CREATE:
-        return "create";
-    case ACS_OP_ISSUE:
-        return "issue";
-    case ACS_OP_REVOKE:
-        return "revoke";
-    case ACS_OP_DELETE:
-        return "delete";
-    case ACS_OP_TEAMS_EXCHANGE:
-        return "teams_exchange";
-    }
-    return "unknown";
+    static const char *const names[] = {ACS_OPS(ACS_NAME_ITEM, )};
+
+    if ((unsigned)op >= sizeof names / sizeof names[0])
+        return "unknown";
+    return names[op];
 }
 
 void acs_result_release(struct acs_result *res)
@@ -429,7 +422,7 @@ static int api_version_ok(const char *s)
 int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
 {
     struct acs_client *c = NULL;
-    const char *api = opts->api_version ? opts->api_version : "2023-10-01";
+    const char *api = opts->api_version ? opts->api_version : ACS_API_VERSION_DEFAULT;
     int rc = TV_ERR_CONFIG;
     int lock_ok = 0;
 

@@ -12,6 +12,7 @@
 #include "acs/client.h"
 #include "cli/acs_cmd.h"
 #include "cli/cli.h"
+#include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -23,9 +24,7 @@
 enum { OPT_SCOPES, OPT_MINUTES, OPT_TOKEN, OPT_TOKEN_FILE, OPT_APP_ID, OPT_USER_ID };
 
 static const struct cli_opt acs_opts[] = {
-    {"scopes", "LIST",
-     "comma-separated scopes: chat, voip, chat.join, chat.join.limited, "
-     "voip.join"},
+    {"scopes", "LIST", "comma-separated scopes: " ACS_SCOPE_LIST},
     {"minutes", "N", "token lifetime in minutes, 60..1440 (default: ACS's 1440)"},
     {"token", "T", "teams-exchange: the Teams user's Entra ID access token"},
     {"token-file", "PATH", "teams-exchange: read the Entra token from PATH instead"},

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "config_int.h"
+#include "core/acsnames.h"
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/netaddr.h"
@@ -49,8 +50,7 @@ struct setting {
     const char *help;
 };
 
-static const char *const api_versions[] = {"2021-03-07", "2022-06-01", "2022-10-01",
-                                           "2023-10-01", "2025-06-30", NULL};
+static const char *const api_versions[] = {ACS_API_VERSIONS(ACS_NAME_ITEM, ) NULL};
 static const char *const metrics_auth_modes[] = {"off", "apikey", NULL};
 
 #define OFF(field) offsetof(struct config, field)
@@ -99,8 +99,8 @@ static const struct setting settings[] = {
     {"acs_connection_string", "TOKENVEND_ACS_CONNECTION_STRING",
      "COMMUNICATION_SERVICES_CONNECTION_STRING", "", ST_STRING, 0, 0, 1, 0,
      OFF(acs_connection_string), NULL, "ACS connection string endpoint=...;accesskey=... (secret)"},
-    {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, "2023-10-01", ST_CHOICE, 0, 0, 0, 1,
-     OFF(acs_api_version), api_versions, "ACS identity api-version"},
+    {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, ACS_API_VERSION_DEFAULT, ST_CHOICE, 0, 0,
+     0, 1, OFF(acs_api_version), api_versions, "ACS identity api-version"},
     {"acs_connect_timeout_ms", "TOKENVEND_ACS_CONNECT_TIMEOUT_MS", NULL, "3000", ST_INT, 1, 600000,
      0, 1, OFF(acs_connect_timeout_ms), NULL, "TCP/TLS connect timeout per attempt"},
     {"acs_attempt_timeout_ms", "TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS", NULL, "10000", ST_INT, 1, 600000,

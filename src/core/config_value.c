@@ -11,10 +11,12 @@
 #include <openssl/crypto.h>
 
 #include "config_int.h"
+#include "core/acsnames.h"
 #include "core/err.h"
 
-static const char *const scope_names[] = {"chat",      "voip", "chat.join", "chat.join.limited",
-                                          "voip.join", NULL};
+static const char *const scope_names[] = {ACS_SCOPES(ACS_NAME_ITEM, ) NULL};
+
+_Static_assert(ACS_SCOPE_COUNT <= CONFIG_MAX_SCOPES, "a scope list can name every scope");
 
 void config_list_release(struct config_list *l)
 {
@@ -94,7 +96,7 @@ int config_scopes_parse(const char *s, struct config_scopes *out, char *err, siz
 
 const char *config_scope_names(void)
 {
-    return "chat, voip, chat.join, chat.join.limited, voip.join";
+    return ACS_SCOPE_LIST;
 }
 
 /* Parses "host:port" or "[v6]:port". 0, or -1 with a reason in why. */

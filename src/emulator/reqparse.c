@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
+#include "core/acsnames.h"
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/jsonx.h"
@@ -22,9 +23,9 @@ static const struct {
     const char *name;
     unsigned bit;
 } req_scopes[] = {
-    {"chat", EMU_SCOPE_CHAT},           {"voip", EMU_SCOPE_VOIP},
-    {"chat.join", EMU_SCOPE_CHAT_JOIN}, {"chat.join.limited", EMU_SCOPE_CHAT_JOIN_LIMITED},
-    {"voip.join", EMU_SCOPE_VOIP_JOIN},
+#define REQ_SCOPE_ITEM(id, name) {name, EMU_SCOPE_##id},
+    ACS_SCOPES(REQ_SCOPE_ITEM, )
+#undef REQ_SCOPE_ITEM
 };
 #define REQ_NSCOPES (sizeof(req_scopes) / sizeof(req_scopes[0]))
 
@@ -124,10 +125,7 @@ static int req_scopes_parse(struct json_object *o, const char *key, unsigned *ou
             for (k = 0; k + 1 < sizeof(shown) && s[k]; k++)
                 shown[k] = isprint((unsigned char)s[k]) && s[k] != '"' ? s[k] : '?';
             shown[k] = '\0';
-            req_why(why, why_len,
-                    "The scope \"%s\" is not valid; use chat, voip, chat.join, "
-                    "chat.join.limited or voip.join.",
-                    shown);
+            req_why(why, why_len, "The scope \"%s\" is not valid; use " ACS_SCOPE_LIST ".", shown);
             return TV_ERR_INVALID;
         }
         bits |= req_scopes[j].bit;
