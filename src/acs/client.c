@@ -12,6 +12,7 @@
 
 #include "acs/retry.h"
 #include "core/acsnames.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -298,7 +299,7 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
                  "identity may have been created",
                  call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
     } else {
-        snprintf(why, sizeof(why), "%s", call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
+        buf_copy_str(why, sizeof(why), call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
     }
     acs_strlcpy(call->res.message, why, sizeof(call->res.message));
     if (!retryable || call->retries >= c->max_retries) {

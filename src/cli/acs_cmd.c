@@ -110,7 +110,7 @@ int cli_acs_report_failure(const struct acs_result *res)
 void cli_acs_expiry(const struct acs_result *res, char out[CLOCK_ISO_LEN + 8])
 {
     if (res->expires_on[0] != '\0')
-        snprintf(out, CLOCK_ISO_LEN + 8, "%s", res->expires_on);
+        buf_copy_str(out, CLOCK_ISO_LEN + 8, res->expires_on);
     else
         clock_iso8601(res->expires_on_ms, out);
 }

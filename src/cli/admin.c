@@ -7,6 +7,7 @@
 
 #include "cli/admin.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/fsperm.h"
@@ -131,11 +132,11 @@ void cli_audit_add(struct store *st, const char *action, const char *app_user_id
     memset(&au, 0, sizeof au);
     au.ts_ms = clock_wall_ms();
     snprintf(au.caller, sizeof au.caller, "cli");
-    snprintf(au.action, sizeof au.action, "%s", action);
-    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", app_user_id);
-    snprintf(au.acs_id, sizeof au.acs_id, "%s", acs_id);
-    snprintf(au.outcome, sizeof au.outcome, "%s", outcome);
-    snprintf(au.detail, sizeof au.detail, "%s", detail);
+    buf_copy_str(au.action, sizeof au.action, action);
+    buf_copy_str(au.app_user_id, sizeof au.app_user_id, app_user_id);
+    buf_copy_str(au.acs_id, sizeof au.acs_id, acs_id);
+    buf_copy_str(au.outcome, sizeof au.outcome, outcome);
+    buf_copy_str(au.detail, sizeof au.detail, detail);
     (void)store_audit_add(st, &au);
 }
 

@@ -14,6 +14,7 @@
 
 #include "config_int.h"
 #include "core/acsnames.h"
+#include "core/buf.h"
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/netaddr.h"
@@ -344,7 +345,7 @@ static int assign(struct loader *ld, size_t idx, const char *value, const char *
         break;
     }
     if (rc == 0)
-        snprintf(ld->cfg->sources[idx], CONFIG_SOURCE_MAX, "%s", source);
+        buf_copy_str(ld->cfg->sources[idx], CONFIG_SOURCE_MAX, source);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/acsnames.h"
 #include "core/b64.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 
@@ -325,42 +326,9 @@ out:
     return rc;
 }
 
-static int req_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int emu_pct_decode(const char *in, size_t len, char *out, size_t out_len)
 {
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return TV_ERR_INVALID;
-            hi = req_hex(in[i + 1]);
-            lo = req_hex(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return TV_ERR_INVALID;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= out_len)
-            return TV_ERR_INVALID;
-        out[o++] = c;
-    }
-    if (out_len == 0)
-        return TV_ERR_INVALID;
-    out[o] = '\0';
-    return 0;
+    return buf_pct_decode(in, len, out, out_len) != 0 ? TV_ERR_INVALID : 0;
 }
 
 int emu_query_param(const char *query, const char *name, char *out, size_t out_len)

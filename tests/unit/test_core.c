@@ -63,6 +63,45 @@ static void test_buf_ceiling(void **state)
     }
 }
 
+/* The one bounded copy: cuts at cap - 1, always terminates, says when it cut. */
+static void test_buf_copy_str(void **state)
+{
+    char d[6];
+
+    (void)state;
+    assert_int_equal(buf_copy_str(d, sizeof d, "abc"), 0);
+    assert_string_equal(d, "abc");
+    assert_int_equal(buf_copy_str(d, sizeof d, "abcde"), 0);
+    assert_string_equal(d, "abcde");
+    assert_int_equal(buf_copy_str(d, sizeof d, "abcdef"), TV_ERR_TOO_LARGE);
+    assert_string_equal(d, "abcde");
+    assert_int_equal(buf_copy_str(d, sizeof d, NULL), 0);
+    assert_string_equal(d, "");
+    assert_int_equal(buf_copy_str(d, 0, "x"), TV_ERR_TOO_LARGE);
+}
+
+/* The one percent-decoder (the router's path parameters and the emulator's use it). */
+static void test_buf_pct_decode(void **state)
+{
+    char d[16];
+    static const char *const bad[] = {"%", "%4", "%4g", "%g4", "a%00b", "%%41"};
+
+    (void)state;
+    assert_int_equal(buf_pct_decode("8%3Aacs%3a1%2Fx+y", 17, d, sizeof d), 0);
+    assert_string_equal(d, "8:acs:1/x+y");
+    assert_int_equal(buf_pct_decode("", 0, d, sizeof d), 0);
+    assert_string_equal(d, "");
+    /* Only len bytes are read: the escape cut off by len is incomplete. */
+    assert_int_equal(buf_pct_decode("%41", 2, d, sizeof d), TV_ERR_INVALID);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(buf_pct_decode(bad[i], strlen(bad[i]), d, sizeof d), TV_ERR_INVALID);
+    assert_int_equal(buf_pct_decode("abc", 3, d, 4), 0);
+    assert_int_equal(buf_pct_decode("abcd", 4, d, 4), TV_ERR_TOO_LARGE);
+    assert_int_equal(buf_pct_decode("%41%42%43", 9, d, 4), 0);
+    assert_string_equal(d, "ABC");
+    assert_int_equal(buf_pct_decode("", 0, d, 0), TV_ERR_TOO_LARGE);
+}
+
 static void test_b64_round_trip(void **state)
 {
     static const struct {
@@ -316,6 +355,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_table),      cmocka_unit_test(test_buf_ceiling),
+        cmocka_unit_test(test_buf_copy_str),   cmocka_unit_test(test_buf_pct_decode),
         cmocka_unit_test(test_b64_round_trip), cmocka_unit_test(test_b64_rejects),
         cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
         cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
