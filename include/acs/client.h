@@ -11,6 +11,7 @@
 #include "core/acsnames.h"
 
 struct acs_client;
+struct config;
 
 #define ACS_ID_MAX 256
 #define ACS_CODE_MAX 64
@@ -35,6 +36,10 @@ struct acs_client_opts {
                             in full) */
     size_t max_connections; /* 0: 64 per host */
 };
+
+/* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
+ * their client options from. out->connection_string points into cfg. */
+void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opts *out);
 
 /* What one call asks for. Strings are copied at submission. */
 struct acs_request {

@@ -14,6 +14,7 @@
 #include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -418,6 +419,21 @@ static int api_version_ok(const char *s)
     if (n == 0 || n >= ACS_API_VERSION_MAX)
         return 0;
     return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-.") == n;
+}
+
+void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opts *out)
+{
+    *out = (struct acs_client_opts){
+        .connection_string = cfg->acs_connection_string,
+        .api_version = cfg->acs_api_version,
+        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
+        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
+        .deadline_ms = cfg->acs_deadline_ms,
+        .max_retries = (int)cfg->acs_max_retries,
+        .backoff_base_ms = cfg->acs_backoff_base_ms,
+        .backoff_max_ms = cfg->acs_backoff_max_ms,
+        .max_connections = (size_t)cfg->acs_max_connections,
+    };
 }
 
 int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)

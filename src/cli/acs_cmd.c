@@ -56,18 +56,12 @@ void cli_acs_usage_print(FILE *f)
 
 int cli_acs_client_open(const struct config *cfg, struct acs_client **out)
 {
-    struct acs_client_opts o = {
-        .connection_string = cfg->acs_connection_string,
-        .api_version = cfg->acs_api_version,
-        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
-        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
-        .deadline_ms = cfg->acs_deadline_ms,
-        .max_retries = (int)cfg->acs_max_retries,
-        .backoff_base_ms = cfg->acs_backoff_base_ms,
-        .backoff_max_ms = cfg->acs_backoff_max_ms,
-        .max_connections = 4,
-    };
+    struct acs_client_opts o;
     int rc;
+
+    acs_client_opts_from_config(cfg, &o);
+    /* One call at a time: a few connections are plenty. */
+    o.max_connections = 4;
 
     if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
         cli_print_error("config_error",

@@ -777,7 +777,9 @@ void config_print(const struct config *cfg, FILE *f, int redact)
             break;
         case ST_ADDR: {
             const struct config_addr *a = v;
-            fprintf(f, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host, a->port);
+            char text[CONFIG_HOST_MAX + 16];
+            (void)netaddr_format(a->host, a->port, text, sizeof text);
+            fputs(text, f);
             break;
         }
         case ST_SCOPES:

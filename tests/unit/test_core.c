@@ -351,6 +351,40 @@ static void test_netaddr(void **state)
             fail_msg("accepted listen address \"%s\"", bad[i]);
 }
 
+/* The one host:port parser, without resolving, and its inverse. */
+static void test_netaddr_split(void **state)
+{
+    static const char *bad[] = {"",       "8080",  ":8080",  "h:",     "h:65536",
+                                "h:80x",  "h: 80", "h:+80",  "h:0x10", "::1:80",
+                                "[::1]8", "[::1",  "a b:80", "a/b:80", "h:000080"};
+    char host[16], text[32];
+    int port = -1;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(netaddr_split("127.0.0.1:8080", host, sizeof host, &port, &why), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(netaddr_split("[::1]:0", host, sizeof host, &port, NULL), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_int_equal(netaddr_split("localhost:65535", host, sizeof host, &port, NULL), 0);
+    assert_int_equal(port, 65535);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (netaddr_split(bad[i], host, sizeof host, &port, &why) != TV_ERR_CONFIG || why == NULL)
+            fail_msg("accepted host:port \"%s\"", bad[i]);
+    }
+    /* A host longer than the room given is refused, not cut. */
+    assert_int_equal(netaddr_split("abcdefghijklmnop:1", host, sizeof host, &port, NULL),
+                     TV_ERR_CONFIG);
+    assert_int_equal(netaddr_format("::1", 80, text, sizeof text), 0);
+    assert_string_equal(text, "[::1]:80");
+    assert_int_equal(netaddr_format("0.0.0.0", 8080, text, sizeof text), 0);
+    assert_string_equal(text, "0.0.0.0:8080");
+    assert_int_equal(netaddr_format("0.0.0.0", 8080, text, 8), TV_ERR_TOO_LARGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
         cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
         cmocka_unit_test(test_log_lines),      cmocka_unit_test(test_netaddr),
+        cmocka_unit_test(test_netaddr_split),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
