@@ -154,39 +154,3 @@ struct json_object *cli_json_list_new(const char *key, struct json_object **arr)
     *arr = a;
     return o;
 }
-
-/* The admin commands by name, so that main.c registers them with one call. */
-struct admin_cmd {
-    const char *name;
-    int (*main_fn)(int argc, char **argv);
-    void (*usage_fn)(FILE *f);
-};
-
-static const struct admin_cmd admin_cmds[] = {
-    {"migrate", cli_migrate_main, cli_migrate_usage_print},
-    {"apikey", cli_apikey_main, cli_apikey_usage_print},
-    {"account", cli_account_main, cli_account_usage_print},
-    {"identity", cli_identity_main, cli_identity_usage_print},
-};
-
-int cli_admin_dispatch(const char *cmd, int argc, char **argv, int *rc)
-{
-    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
-        if (strcmp(cmd, admin_cmds[i].name) == 0) {
-            *rc = admin_cmds[i].main_fn(argc, argv);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-int cli_admin_usage_print(const char *cmd, FILE *f)
-{
-    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
-        if (strcmp(cmd, admin_cmds[i].name) == 0) {
-            admin_cmds[i].usage_fn(f);
-            return 0;
-        }
-    }
-    return -1;
-}
