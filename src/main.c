@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/admin.h"
 #include "cli/cli.h"
 #include "core/log.h"
 

@@ -77,6 +77,10 @@ int cli_identity_main(int argc, char **argv);
 /* Usage texts on f (the overall usage is main.c's, from its command table). */
 void cli_acs_usage_print(FILE *f);
 void cli_config_usage_print(FILE *f);
+void cli_migrate_usage_print(FILE *f);
+void cli_apikey_usage_print(FILE *f);
+void cli_account_usage_print(FILE *f);
+void cli_identity_usage_print(FILE *f);
 void cli_common_flags_print(FILE *f);
 
 #endif

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acs/retry.h"
+#include "retry_int.h"
 #include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/clock.h"

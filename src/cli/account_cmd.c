@@ -13,7 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "auth/password.h"
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/clock.h"

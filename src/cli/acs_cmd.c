@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
+#include "acs_cmd_int.h"
 #include "cli/cli.h"
 #include "core/acsnames.h"
 #include "core/buf.h"

@@ -8,7 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "auth/apikey.h"
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/clock.h"

@@ -10,8 +10,8 @@
 #include <json-c/json.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
-#include "cli/admin.h"
+#include "acs_cmd_int.h"
+#include "admin_int.h"
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/clock.h"

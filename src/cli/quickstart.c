@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
+#include "acs_cmd_int.h"
 #include "cli/cli.h"
 #include "core/buf.h"
 
