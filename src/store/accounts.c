@@ -85,39 +85,23 @@ int store_account_get(struct store *s, const char *name, struct store_account *o
     return store_get_by_key(s, SQL_GET, name, STORE_NAME_MAX, account_row, &a, out, sizeof a);
 }
 
-/* The parameters of one UPDATE of an account: name, a hash, then a second hash or a time. */
-struct account_change {
-    const char *name, *h1, *h2;
-    int64_t ms;
-};
-
-static void account_change_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct account_change *a = arg;
-
-    store_bind_text(st, 1, a->name);
-    store_bind_text(st, 2, a->h1);
-    if (a->h2 != NULL)
-        store_bind_text(st, 3, a->h2);
-    else
-        sqlite3_bind_int64(st, 3, a->ms);
-}
-
 int store_account_passwd(struct store *s, const char *name, const char *password_hash,
                          int64_t updated_ms)
 {
-    struct account_change a = {name, password_hash, NULL, updated_ms};
+    struct store_param p[] = {STORE_TEXT(name), STORE_TEXT(password_hash), STORE_INT64(updated_ms),
+                              STORE_END};
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
-    return store_write_one(s, SQL_PASSWD, account_change_bind, &a);
+    return store_write_one(s, SQL_PASSWD, store_bind_params, p);
 }
 
 int store_account_rehash(struct store *s, const char *name, const char *old_hash,
                          const char *new_hash)
 {
-    struct account_change a = {name, old_hash, new_hash, 0};
+    struct store_param p[] = {STORE_TEXT(name), STORE_TEXT(old_hash), STORE_TEXT(new_hash),
+                              STORE_END};
     int rc;
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
@@ -125,7 +109,7 @@ int store_account_rehash(struct store *s, const char *name, const char *old_hash
         store_check_str(new_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
     /* No row changed: the name is gone or its hash is no longer old_hash (someone else won). */
-    rc = store_write_one(s, SQL_REHASH, account_change_bind, &a);
+    rc = store_write_one(s, SQL_REHASH, store_bind_params, p);
     return rc == TV_ERR_NOT_FOUND ? TV_ERR_CONFLICT : rc;
 }
 

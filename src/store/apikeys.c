@@ -41,24 +41,19 @@ static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
     return rc;
 }
 
-static void key_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct store_apikey *k = arg;
-
-    store_bind_text(st, 1, k->name);
-    store_bind_text(st, 2, k->key_id);
-    sqlite3_bind_blob(st, 3, k->hash, STORE_KEY_HASH_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, k->created_ms);
-    sqlite3_bind_int64(st, 5, k->last_used_ms);
-    sqlite3_bind_int64(st, 6, k->revoked_ms);
-}
-
 int store_apikey_insert(struct store *s, const struct store_apikey *k)
 {
     if (k == NULL || store_check_str(k->name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(k->key_id, 1, STORE_KEY_ID_MAX) != 0)
         return TV_ERR_INVALID;
-    return store_write_run(s, SQL_INSERT, key_bind, k, NULL);
+    struct store_param p[] = {STORE_TEXT(k->name),
+                              STORE_TEXT(k->key_id),
+                              STORE_BLOB(k->hash, STORE_KEY_HASH_LEN),
+                              STORE_INT64(k->created_ms),
+                              STORE_INT64(k->last_used_ms),
+                              STORE_INT64(k->revoked_ms),
+                              STORE_END};
+    return store_write_run(s, SQL_INSERT, store_bind_params, p, NULL);
 }
 
 /* A store_row_fn for one key. */

@@ -586,6 +586,31 @@ int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const 
     return rc == 0 && info.changes == 0 ? TV_ERR_NOT_FOUND : rc;
 }
 
+void store_bind_params(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_param *p = arg;
+
+    for (int i = 1; p->type != STORE_P_END; p++, i++) {
+        switch (p->type) {
+        case STORE_P_TEXT:
+            store_bind_text(st, i, p->p);
+            break;
+        case STORE_P_TEXT_OR_NULL:
+            store_bind_text_or_null(st, i, p->p);
+            break;
+        case STORE_P_INT64:
+            sqlite3_bind_int64(st, i, p->n);
+            break;
+        case STORE_P_BLOB:
+            /* Never NULL: the blob columns are NOT NULL and "" is a valid value. */
+            sqlite3_bind_blob(st, i, p->n > 0 ? p->p : "", (int)p->n, SQLITE_STATIC);
+            break;
+        case STORE_P_END:
+            break;
+        }
+    }
+}
+
 void store_bind_key(sqlite3_stmt *st, const void *arg)
 {
     store_bind_text(st, 1, arg);

@@ -42,32 +42,16 @@ int store_meta_get(struct store *s, const char *key, void *buf, size_t cap, size
     return store_read_one(s, SQL_GET, store_bind_key, key, meta_row, &m);
 }
 
-/* A key and its value, bound to ?1 and ?2. */
-struct meta_item {
-    const char *key;
-    const void *data;
-    size_t len;
-};
-
-static void meta_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct meta_item *m = arg;
-
-    store_bind_text(st, 1, m->key);
-    /* A zero-length blob, not NULL: the column is NOT NULL and "" is a valid value. */
-    sqlite3_bind_blob(st, 2, m->len > 0 ? m->data : "", (int)m->len, SQLITE_STATIC);
-}
-
 static int meta_write(struct store *s, const char *sql, const char *key, const void *data,
                       size_t len, int *inserted)
 {
-    struct meta_item m = {key, data, len};
+    struct store_param p[] = {STORE_TEXT(key), STORE_BLOB(data, len), STORE_END};
     struct store_write_info info;
     int rc = store_check_str(key, 1, STORE_META_KEY_MAX);
 
     if (rc != 0 || len > STORE_META_VALUE_MAX || (data == NULL && len > 0))
         return TV_ERR_INVALID;
-    rc = store_write_run(s, sql, meta_bind, &m, &info);
+    rc = store_write_run(s, sql, store_bind_params, p, &info);
     if (rc == 0 && inserted != NULL)
         *inserted = info.changes > 0;
     return rc;

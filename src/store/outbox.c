@@ -24,26 +24,11 @@ static const char SQL_LEASE[] = "UPDATE outbox SET next_attempt_ms = ?2 WHERE id
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
 
-/* The row store_outbox_add inserts. */
-struct outbox_new {
-    const char *acs_id, *resource, *op;
-    int64_t now_ms;
-};
-
-static void outbox_new_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct outbox_new *r = arg;
-
-    store_bind_text(st, 1, r->acs_id);
-    store_bind_text(st, 2, r->resource);
-    store_bind_text(st, 3, r->op);
-    sqlite3_bind_int64(st, 4, r->now_ms);
-}
-
 int store_outbox_add(struct store *s, const char *acs_id, const char *resource, const char *op,
                      int64_t now_ms, int64_t *id)
 {
-    struct outbox_new r = {acs_id, resource, op, now_ms};
+    struct store_param p[] = {STORE_TEXT(acs_id), STORE_TEXT(resource), STORE_TEXT(op),
+                              STORE_INT64(now_ms), STORE_END};
     struct store_write_info info;
     int rc;
 
@@ -51,7 +36,7 @@ int store_outbox_add(struct store *s, const char *acs_id, const char *resource, 
         store_check_str(resource, 1, STORE_ID_MAX) != 0 || op == NULL ||
         (strcmp(op, "delete") != 0 && strcmp(op, "revoke") != 0))
         return TV_ERR_INVALID;
-    rc = store_write_run(s, SQL_ADD, outbox_new_bind, &r, &info);
+    rc = store_write_run(s, SQL_ADD, store_bind_params, p, &info);
     if (rc == 0 && id != NULL)
         *id = info.rowid;
     return rc;

@@ -104,6 +104,42 @@ int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const 
                     struct store_write_info *info);
 /* store_write_run, but TV_ERR_NOT_FOUND when it changed no row. */
 int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg);
+/* One statement parameter, for store_bind_params: a list of them replaces a bind function. */
+enum store_param_type {
+    STORE_P_END,
+    STORE_P_TEXT,
+    STORE_P_TEXT_OR_NULL,
+    STORE_P_INT64,
+    STORE_P_BLOB
+};
+struct store_param {
+    enum store_param_type type;
+    const void *p; /* TEXT (NULL binds SQL NULL), TEXT_OR_NULL: a string; BLOB: the bytes */
+    int64_t n;     /* INT64: the value; BLOB: the length (0 binds a zero-length blob) */
+};
+#define STORE_TEXT(s)                                                                              \
+    {                                                                                              \
+        STORE_P_TEXT, (s), 0                                                                       \
+    }
+#define STORE_TEXT_OR_NULL(s)                                                                      \
+    {                                                                                              \
+        STORE_P_TEXT_OR_NULL, (s), 0                                                               \
+    }
+#define STORE_INT64(v)                                                                             \
+    {                                                                                              \
+        STORE_P_INT64, NULL, (v)                                                                   \
+    }
+#define STORE_BLOB(b, len)                                                                         \
+    {                                                                                              \
+        STORE_P_BLOB, (b), (int64_t)(len)                                                          \
+    }
+#define STORE_END                                                                                  \
+    {                                                                                              \
+        STORE_P_END, NULL, 0                                                                       \
+    }
+/* A store_bind_fn binding arg, an array of struct store_param ending in STORE_END, to ?1, ?2...
+ * Strings and bytes must outlive the step. */
+void store_bind_params(sqlite3_stmt *st, const void *arg);
 /* A store_bind_fn binding arg (a const char *) to ?1 as text. */
 void store_bind_key(sqlite3_stmt *st, const void *arg);
 /* A text key and a time: store_bind_key_ms binds them to ?1 and ?2. */

@@ -67,25 +67,20 @@ int store_user_get_by_acs(struct store *s, const char *acs_id, struct store_user
     return user_get_one(s, SQL_GET_BY_ACS, acs_id, out);
 }
 
-static void user_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct store_user *u = arg;
-
-    store_bind_text_or_null(st, 1, u->app_user_id);
-    store_bind_text(st, 2, u->acs_id);
-    store_bind_text(st, 3, u->resource);
-    sqlite3_bind_int64(st, 4, u->created_ms);
-    sqlite3_bind_int64(st, 5, u->last_issued_ms);
-    sqlite3_bind_int64(st, 6, u->revoked_ms);
-}
-
 int store_user_insert(struct store *s, const struct store_user *u)
 {
     if (u == NULL || store_check_str(u->app_user_id, 0, STORE_ID_MAX) != 0 ||
         store_check_str(u->acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(u->resource, 1, STORE_ID_MAX) != 0)
         return TV_ERR_INVALID;
-    return store_write_run(s, SQL_INSERT, user_bind, u, NULL);
+    struct store_param p[] = {STORE_TEXT_OR_NULL(u->app_user_id),
+                              STORE_TEXT(u->acs_id),
+                              STORE_TEXT(u->resource),
+                              STORE_INT64(u->created_ms),
+                              STORE_INT64(u->last_issued_ms),
+                              STORE_INT64(u->revoked_ms),
+                              STORE_END};
+    return store_write_run(s, SQL_INSERT, store_bind_params, p, NULL);
 }
 
 /* An UPDATE of one mapping by ACS id; TV_ERR_NOT_FOUND when no row matched. */
