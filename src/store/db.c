@@ -516,6 +516,17 @@ int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t
     return rc;
 }
 
+int store_count(struct store *s, const char *sql, int64_t *n)
+{
+    int64_t v = 0;
+    int has = 0;
+    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, sql, NULL, &v, &has);
+
+    if (rc == 0)
+        *n = v;
+    return rc;
+}
+
 int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
                     int limit_idx, int limit, void *out, size_t size, store_row_fn conv, int *n)
 {

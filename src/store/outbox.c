@@ -181,13 +181,7 @@ int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
 
 int store_outbox_count(struct store *s, int64_t *n)
 {
-    int64_t v = 0;
-    int has = 0;
-    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, SQL_COUNT, NULL, &v, &has);
-
-    if (rc == 0)
-        *n = v;
-    return rc;
+    return store_count(s, SQL_COUNT, n);
 }
 
 int store_outbox_next_due(struct store *s, int64_t *next_ms, int *found)

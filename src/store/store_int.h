@@ -65,6 +65,10 @@ int store_check_str(const char *s, size_t min, size_t max);
 /* 0 when limit is 1..STORE_LIST_MAX and the pointers are set, else TV_ERR_INVALID. */
 int store_check_list(int limit, const void *out, const int *n);
 
+/* Runs a one-number query without parameters ("SELECT count(*) ...") into *n (0 when NULL).
+ * TV_ERR_INVALID when n is NULL. */
+int store_count(struct store *s, const char *sql, int64_t *n);
+
 /* Binds a list query's parameters other than its limit; arg is the caller's. */
 typedef void (*store_bind_fn)(sqlite3_stmt *st, const void *arg);
 /* Converts the statement's current row into *out: 0 or a TV_ERR_* code. */

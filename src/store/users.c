@@ -148,13 +148,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
 
 int store_user_count(struct store *s, int64_t *n)
 {
-    int64_t v = 0;
-    int has = 0;
-    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, SQL_COUNT, NULL, &v, &has);
-
-    if (rc == 0)
-        *n = v;
-    return rc;
+    return store_count(s, SQL_COUNT, n);
 }
 
 int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms, int64_t *outbox_id)
