@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "store/users.h"
 #include "store_int.h"
@@ -127,7 +128,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
     if ((scratch = calloc((size_t)limit, sizeof *scratch)) == NULL)
         return TV_ERR_NOMEM;
     /* The cursor inside the loop may be a passed-over row's id: the caller never sees it. */
-    memcpy(cursor, after != NULL ? after : "", strlen(after != NULL ? after : "") + 1);
+    (void)buf_copy_str(cursor, sizeof cursor, after);
     do {
         need = limit - have;
         rc = store_user_list(s, cursor, need, scratch, &got);
@@ -138,7 +139,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
                 out[have++] = scratch[i];
         }
         if (got > 0)
-            memcpy(cursor, scratch[got - 1].app_user_id, strlen(scratch[got - 1].app_user_id) + 1);
+            (void)buf_copy_str(cursor, sizeof cursor, scratch[got - 1].app_user_id);
     } while (have < limit && got == need);
     free(scratch);
     if (rc == 0)
