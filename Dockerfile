@@ -35,7 +35,7 @@ RUN groupadd --system --gid 10001 tokenvend \
  && useradd --system --uid 10001 --gid tokenvend --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin tokenvend \
  && mkdir -p /data /etc/tokenvend /usr/share/tokenvend \
- && chown tokenvend:tokenvend /data && chmod 0750 /data
+ && chown tokenvend:tokenvend /data && chmod 0700 /data
 COPY --from=build /out/bin/tokenvend /out/bin/acs-emulator /usr/local/bin/
 COPY --from=build /src/migrations/ /usr/share/tokenvend/migrations/
 COPY --from=build /src/config/ /etc/tokenvend/

@@ -291,7 +291,7 @@ static void test_bad_row_reachable_by_acs_id(void **state)
 /* Runs `tokenvend identity ARGS --set db=...` in this process; stdout and stderr into files. */
 static int run_identity_cli(const char *sub, const char *arg, char **out, char **err)
 {
-    char dbset[160], outp[128], errp[128];
+    char dbset[160], outp[128], errp[128], subc[32], argbuf[256], setc[] = "--set";
     char *argv[6];
     int argc = 0, rc, o_fd, e_fd, save_o, save_e;
     FILE *f;
@@ -300,10 +300,14 @@ static int run_identity_cli(const char *sub, const char *arg, char **out, char *
     snprintf(dbset, sizeof dbset, "db=%s", G.db);
     snprintf(outp, sizeof outp, "%s/out", G.dir);
     snprintf(errp, sizeof errp, "%s/err", G.dir);
-    argv[argc++] = (char *)sub;
-    if (arg != NULL)
-        argv[argc++] = (char *)arg;
-    argv[argc++] = "--set";
+    /* argv is writable in a real main(); give the command copies, not the callers' constants. */
+    snprintf(subc, sizeof subc, "%s", sub);
+    argv[argc++] = subc;
+    if (arg != NULL) {
+        snprintf(argbuf, sizeof argbuf, "%s", arg);
+        argv[argc++] = argbuf;
+    }
+    argv[argc++] = setc;
     argv[argc++] = dbset;
     argv[argc] = NULL;
     fflush(stdout);

@@ -838,8 +838,8 @@ static void test_framing_refused(void **state)
 struct drip {
     int fd[256];
     int n;
-    int closed;          /* connections the server closed */
-    volatile int active; /* the drip loop still runs */
+    int closed; /* connections the server closed */
+    int active; /* the drip loop still runs (atomic: read by the main thread) */
 };
 
 /* Sends one header byte on every open connection every 200 ms, for at most 40 s, and counts
@@ -864,7 +864,7 @@ static void *drip_main(void *arg)
         }
         clock_sleep_ms(200);
     }
-    d->active = 0;
+    __atomic_store_n(&d->active, 0, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -896,14 +896,14 @@ static int served_while_dripping(uint16_t port, const char *from, struct drip *d
     static struct resp r;
     const char *t = "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
-    while (d->active) {
+    while (__atomic_load_n(&d->active, __ATOMIC_SEQ_CST)) {
         int fd = tcp_connect_from(port, from);
         if (fd >= 0) {
             send_all(fd, t, strlen(t));
             read_resp_bounded(fd, &r);
             close(fd);
             if (r.status == 200)
-                return d->active;
+                return __atomic_load_n(&d->active, __ATOMIC_SEQ_CST);
         }
         clock_sleep_ms(200);
     }
