@@ -449,7 +449,7 @@ int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const v
                    store_row_fn conv, void *out)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int row = 0;
     int rc = store_read_begin(s, &c);
 
@@ -531,7 +531,7 @@ int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const 
                     int limit_idx, int limit, void *out, size_t size, store_row_fn conv, int *n)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int row = 0;
     int count = 0;
     int rc = store_read_begin(s, &c);
@@ -569,7 +569,7 @@ int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const 
                     struct store_write_info *info)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     struct store_write_info got = {0, 0};
     int rc = store_write_begin(s, &c);
 
