@@ -23,6 +23,7 @@
 #include "core/err.h"
 #include "core/fsperm.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "http/server.h"
 #include "service/maint.h"
 #include "service/service.h"
@@ -54,10 +55,7 @@ struct app {
 
 static void addr_format(const struct config_addr *a, char *out, size_t cap)
 {
-    if (strchr(a->host, ':') != NULL)
-        snprintf(out, cap, "[%s]:%d", a->host, a->port);
-    else
-        snprintf(out, cap, "%s:%d", a->host, a->port);
+    (void)netaddr_format(a->host, a->port, out, cap);
 }
 
 static int submit_acs(void *ctx, const struct acs_request *req, acs_done_fn done, void *arg)
@@ -385,17 +383,8 @@ int app_new(const struct config *cfg, struct app **out)
     /* After the open, so the -wal and -shm files exist and are checked too. */
     (void)fsperm_warn_config(cfg);
 
-    struct acs_client_opts ao = {
-        .connection_string = cfg->acs_connection_string,
-        .api_version = cfg->acs_api_version,
-        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
-        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
-        .deadline_ms = cfg->acs_deadline_ms,
-        .max_retries = (int)cfg->acs_max_retries,
-        .backoff_base_ms = cfg->acs_backoff_base_ms,
-        .backoff_max_ms = cfg->acs_backoff_max_ms,
-        .max_connections = (size_t)cfg->acs_max_connections,
-    };
+    struct acs_client_opts ao;
+    acs_client_opts_from_config(cfg, &ao);
     if ((rc = acs_client_new(&ao, &a->acs)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the ACS client: %s", err_name(rc));
         goto fail;
@@ -431,10 +420,10 @@ int app_start(struct app *a)
     if ((rc = http_server_start(a->http)) != 0)
         return rc;
     /* Report the ports actually bound (the configuration may say 0). */
-    snprintf(pub, sizeof pub, "%.*s:%u", (int)(strrchr(a->public_addr, ':') - a->public_addr),
-             a->public_addr, (unsigned)http_server_port(a->http, 0));
-    snprintf(in, sizeof in, "%.*s:%u", (int)(strrchr(a->internal_addr, ':') - a->internal_addr),
-             a->internal_addr, (unsigned)http_server_port(a->http, 1));
+    (void)netaddr_format(a->cfg->public_addr.host, (int)http_server_port(a->http, 0), pub,
+                         sizeof pub);
+    (void)netaddr_format(a->cfg->internal_addr.host, (int)http_server_port(a->http, 1), in,
+                         sizeof in);
     f = json_object_new_object();
     json_object_object_add(f, "public_addr", json_object_new_string(pub));
     json_object_object_add(f, "internal_addr", json_object_new_string(in));

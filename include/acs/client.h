@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/acsnames.h"
+
 struct acs_client;
+struct config;
 
 #define ACS_ID_MAX 256
 #define ACS_CODE_MAX 64
@@ -16,11 +19,14 @@ struct acs_client;
 #define ACS_REQUEST_ID_MAX 64
 #define ACS_MAX_SCOPES 8
 
-enum acs_op { ACS_OP_CREATE, ACS_OP_ISSUE, ACS_OP_REVOKE, ACS_OP_DELETE, ACS_OP_TEAMS_EXCHANGE };
+/* ACS_OP_CREATE, ACS_OP_ISSUE, ... in the order of core/acsnames.h's ACS_OPS. */
+#define ACS_OP_ENUM_ITEM(id, name) ACS_OP_##id,
+enum acs_op { ACS_OPS(ACS_OP_ENUM_ITEM, ) };
+#undef ACS_OP_ENUM_ITEM
 
 struct acs_client_opts {
     const char *connection_string; /* required; parsed by acs_connstr_parse */
-    const char *api_version;       /* NULL: "2023-10-01" */
+    const char *api_version;       /* NULL: ACS_API_VERSION_DEFAULT */
     long connect_timeout_ms;       /* per attempt; 0: 3000 */
     long attempt_timeout_ms;       /* one attempt, connect included; 0: 10000 */
     long deadline_ms;              /* whole call, retries included; 0: 30000 */
@@ -30,6 +36,10 @@ struct acs_client_opts {
                             in full) */
     size_t max_connections; /* 0: 64 per host */
 };
+
+/* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
+ * their client options from. out->connection_string points into cfg. */
+void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opts *out);
 
 /* What one call asks for. Strings are copied at submission. */
 struct acs_request {
@@ -99,7 +109,7 @@ const char *acs_client_resource(const struct acs_client *c);
 void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out);
 /* Wipes and frees the token; leaves the rest. Safe on a zeroed struct. */
 void acs_result_release(struct acs_result *res);
-/* "create", "issue", "revoke", "delete", "teams_exchange". */
+/* The op's name in core/acsnames.h ("create", "issue", ...); "unknown" out of range. */
 const char *acs_op_name(enum acs_op op);
 
 #endif

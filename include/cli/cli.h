@@ -74,15 +74,13 @@ int cli_migrate_main(int argc, char **argv);
 int cli_apikey_main(int argc, char **argv);
 int cli_account_main(int argc, char **argv);
 int cli_identity_main(int argc, char **argv);
-/* Runs the admin command named cmd ("migrate", "apikey", "account", "identity") with the words
- * after it, storing its exit code in *rc: 0, or -1 when cmd is not one of them. */
-int cli_admin_dispatch(const char *cmd, int argc, char **argv, int *rc);
-/* Prints the usage of admin command cmd on f: 0, or -1 when cmd is not one of them. */
-int cli_admin_usage_print(const char *cmd, FILE *f);
-/* Usage texts on f. */
-void cli_usage_print(FILE *f);
+/* Usage texts on f (the overall usage is main.c's, from its command table). */
 void cli_acs_usage_print(FILE *f);
 void cli_config_usage_print(FILE *f);
+void cli_migrate_usage_print(FILE *f);
+void cli_apikey_usage_print(FILE *f);
+void cli_account_usage_print(FILE *f);
+void cli_identity_usage_print(FILE *f);
 void cli_common_flags_print(FILE *f);
 
 #endif

@@ -31,6 +31,15 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((forma
  * libmicrohttpd handed over. Only for writable memory that nobody reads afterwards; the one place
  * that drops the const, so -Wcast-qual stays on everywhere else. NULL or n == 0 does nothing. */
 void buf_wipe_const(const void *p, size_t n);
+/* Copies the C string src (NULL: "") into dst[cap], cut to cap - 1 bytes, always terminated
+ * when cap > 0: the one bounded string copy (no formatting machinery, so fit for hot paths).
+ * 0, or TV_ERR_TOO_LARGE when src was cut (or cap is 0). */
+int buf_copy_str(char *dst, size_t cap, const char *src);
+/* Percent-decodes in[0..len) ("%2F" -> "/"; '+' stays '+') into dst[cap], terminated.
+ * 0, TV_ERR_INVALID (an escape without two hex digits, or one that decodes to NUL, which C
+ * strings downstream would cut silently) or TV_ERR_TOO_LARGE (no room; cap >= len + 1 always
+ * suffices). dst is unspecified on failure. */
+int buf_pct_decode(const char *in, size_t len, char *dst, size_t cap);
 /* Contents as a C string ("" when empty); valid until the next append or release. */
 const char *buf_cstr(const struct buf *b);
 /* Hands the storage to the caller (free() it) and re-initialises b; "" for an empty buffer.

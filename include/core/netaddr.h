@@ -1,14 +1,24 @@
-/* Listen addresses: "host:port" or "[v6]:port" resolved to a socket address. Thread-safe;
- * may block on name resolution for a host name (numeric addresses do not). */
+/* Listen addresses: "host:port" or "[v6]:port" parsed (the only parser of them: configuration,
+ * listeners and acs-emulator all come here), printed, and resolved to a socket address.
+ * Thread-safe; may block on name resolution for a host name (numeric addresses do not). */
 #ifndef TV_CORE_NETADDR_H
 #define TV_CORE_NETADDR_H
 
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* Parses addr (port 0..65535, 0 = any) into *ss and, when non-NULL, its length into *len and
- * the host as written (IPv6 in brackets) into host_out[host_cap]. 0 or TV_ERR_CONFIG; outputs
- * are unspecified on failure. */
+/* The one host:port parser. Splits "host:port" or "[v6]:port" without resolving anything: the
+ * host (brackets removed; non-empty, no blanks or '/', and an IPv6 address only in brackets) into
+ * host[host_cap], the port (decimal, 0..65535) into *port. 0, or TV_ERR_CONFIG with *why (when
+ * why is not NULL) set to a static reason such as "must be host:port". */
+int netaddr_split(const char *addr, char *host, size_t host_cap, int *port, const char **why);
+/* Writes host and port back as text: "host:port", or "[host]:port" when host holds a ':'.
+ * 0, or TV_ERR_TOO_LARGE when out[cap] is too small (out then holds a cut string). */
+int netaddr_format(const char *host, int port, char *out, size_t cap);
+
+/* Splits addr with netaddr_split (port 0: any) and resolves it into *ss and, when non-NULL, its
+ * length into *len and the host as written (IPv6 in brackets) into host_out[host_cap]. 0 or
+ * TV_ERR_CONFIG; outputs are unspecified on failure. */
 int netaddr_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len, char *host_out,
                   size_t host_cap);
 

@@ -6,28 +6,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/acsnames.h"
+
 #define EMU_UUID_LEN 37 /* 36 characters + NUL */
 #define EMU_ID_MAX 128  /* "8:acs:<36>_<36>" and "8:orgid:<oid>" fit with room */
 #define EMU_BODY_MAX (64 * 1024)
 
-enum emu_op {
-    EMU_OP_CREATE,
-    EMU_OP_ISSUE,
-    EMU_OP_REVOKE,
-    EMU_OP_DELETE,
-    EMU_OP_TEAMS_EXCHANGE,
-    EMU_OP__COUNT
-};
+/* EMU_OP_CREATE, ...: the operations of core/acsnames.h's ACS_OPS. */
+#define EMU_OP_ITEM(id, name) EMU_OP_##id,
+enum emu_op { ACS_OPS(EMU_OP_ITEM, ) EMU_OP__COUNT };
+#undef EMU_OP_ITEM
 
-/* Accepted api-versions, oldest first, so features can be gated with >=. */
-enum emu_apiver {
-    EMU_API_2021_03_07,
-    EMU_API_2022_06_01,
-    EMU_API_2022_10_01,
-    EMU_API_2023_10_01,
-    EMU_API_2025_06_30,
-    EMU_API__COUNT
-};
+/* Accepted api-versions (EMU_API_2021_03_07, ...: ACS_API_VERSIONS), oldest first, so features
+ * can be gated with >=. */
+#define EMU_API_ITEM(id, name) EMU_API_##id,
+enum emu_apiver { ACS_API_VERSIONS(EMU_API_ITEM, ) EMU_API__COUNT };
+#undef EMU_API_ITEM
 
 /* "create", "issue", "revoke", "delete", "teams_exchange" (the stats and faults names). */
 const char *emu_op_name(enum emu_op op);

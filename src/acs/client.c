@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acs/retry.h"
+#include "retry_int.h"
+#include "core/acsnames.h"
+#include "core/buf.h"
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -27,19 +30,11 @@ static void curl_init_once(void)
 
 const char *acs_op_name(enum acs_op op)
 {
-    switch (op) {
-    case ACS_OP_CREATE:
-        return "create";
-    case ACS_OP_ISSUE:
-        return "issue";
-    case ACS_OP_REVOKE:
-        return "revoke";
-    case ACS_OP_DELETE:
-        return "delete";
-    case ACS_OP_TEAMS_EXCHANGE:
-        return "teams_exchange";
-    }
-    return "unknown";
+    static const char *const names[] = {ACS_OPS(ACS_NAME_ITEM, )};
+
+    if ((unsigned)op >= sizeof names / sizeof names[0])
+        return "unknown";
+    return names[op];
 }
 
 void acs_result_release(struct acs_result *res)
@@ -305,7 +300,7 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
                  "identity may have been created",
                  call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
     } else {
-        snprintf(why, sizeof(why), "%s", call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
+        buf_copy_str(why, sizeof(why), call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
     }
     acs_strlcpy(call->res.message, why, sizeof(call->res.message));
     if (!retryable || call->retries >= c->max_retries) {
@@ -426,10 +421,25 @@ static int api_version_ok(const char *s)
     return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-.") == n;
 }
 
+void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opts *out)
+{
+    *out = (struct acs_client_opts){
+        .connection_string = cfg->acs_connection_string,
+        .api_version = cfg->acs_api_version,
+        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
+        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
+        .deadline_ms = cfg->acs_deadline_ms,
+        .max_retries = (int)cfg->acs_max_retries,
+        .backoff_base_ms = cfg->acs_backoff_base_ms,
+        .backoff_max_ms = cfg->acs_backoff_max_ms,
+        .max_connections = (size_t)cfg->acs_max_connections,
+    };
+}
+
 int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
 {
     struct acs_client *c = NULL;
-    const char *api = opts->api_version ? opts->api_version : "2023-10-01";
+    const char *api = opts->api_version ? opts->api_version : ACS_API_VERSION_DEFAULT;
     int rc = TV_ERR_CONFIG;
     int lock_ok = 0;
 

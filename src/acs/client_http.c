@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "acs/retry.h"
+#include "retry_int.h"
 #include "acs/signer.h"
 #include "core/buf.h"
 #include "core/clock.h"

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "core/b64.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -159,10 +160,10 @@ static int connstr_url_parse(const char *u, size_t n, struct connstr_url *url)
     if (!sep || end - sep < 3 || sep[1] != '/' || sep[2] != '/')
         return connstr_fail("endpoint is not an absolute URL");
     if (connstr_key_is(u, (size_t)(sep - u), "https")) {
-        snprintf(url->scheme, sizeof url->scheme, "%s", "https");
+        buf_copy_str(url->scheme, sizeof url->scheme, "https");
         url->default_port = 443;
     } else if (connstr_key_is(u, (size_t)(sep - u), "http")) {
-        snprintf(url->scheme, sizeof url->scheme, "%s", "http");
+        buf_copy_str(url->scheme, sizeof url->scheme, "http");
         url->default_port = 80;
     } else {
         return connstr_fail("endpoint scheme is not http or https");

@@ -1,5 +1,5 @@
-/* Retry policy of the ACS client (see include/acs/retry.h). Pure functions, thread-safe. */
-#include "acs/retry.h"
+/* Retry policy of the ACS client (see retry_int.h). Pure functions, thread-safe. */
+#include "retry_int.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

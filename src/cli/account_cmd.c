@@ -13,8 +13,9 @@
 #include <openssl/crypto.h>
 
 #include "auth/password.h"
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/fsperm.h"
@@ -138,7 +139,7 @@ static int account_add(struct store *st, const char *name, const char *pw, size_
     int rc;
 
     memset(&acc, 0, sizeof acc);
-    snprintf(acc.name, sizeof acc.name, "%s", name);
+    buf_copy_str(acc.name, sizeof acc.name, name);
     acc.created_ms = acc.updated_ms = clock_wall_ms();
     rc = password_hash(pw, pwlen, acc.password_hash, sizeof acc.password_hash);
     if (rc != 0) {
@@ -219,7 +220,7 @@ static int account_list(struct store *st)
             json_object_array_add(arr, e);
         }
         if (n > 0)
-            snprintf(after, sizeof after, "%s", rows[n - 1].name);
+            buf_copy_str(after, sizeof after, rows[n - 1].name);
         OPENSSL_cleanse(rows, LIST_PAGE * sizeof *rows);
     } while (n == LIST_PAGE);
     rc = cli_json_print(o);

@@ -10,8 +10,9 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
+#include "acs_cmd_int.h"
 #include "cli/cli.h"
+#include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -23,9 +24,7 @@
 enum { OPT_SCOPES, OPT_MINUTES, OPT_TOKEN, OPT_TOKEN_FILE, OPT_APP_ID, OPT_USER_ID };
 
 static const struct cli_opt acs_opts[] = {
-    {"scopes", "LIST",
-     "comma-separated scopes: chat, voip, chat.join, chat.join.limited, "
-     "voip.join"},
+    {"scopes", "LIST", "comma-separated scopes: " ACS_SCOPE_LIST},
     {"minutes", "N", "token lifetime in minutes, 60..1440 (default: ACS's 1440)"},
     {"token", "T", "teams-exchange: the Teams user's Entra ID access token"},
     {"token-file", "PATH", "teams-exchange: read the Entra token from PATH instead"},
@@ -57,18 +56,12 @@ void cli_acs_usage_print(FILE *f)
 
 int cli_acs_client_open(const struct config *cfg, struct acs_client **out)
 {
-    struct acs_client_opts o = {
-        .connection_string = cfg->acs_connection_string,
-        .api_version = cfg->acs_api_version,
-        .connect_timeout_ms = cfg->acs_connect_timeout_ms,
-        .attempt_timeout_ms = cfg->acs_attempt_timeout_ms,
-        .deadline_ms = cfg->acs_deadline_ms,
-        .max_retries = (int)cfg->acs_max_retries,
-        .backoff_base_ms = cfg->acs_backoff_base_ms,
-        .backoff_max_ms = cfg->acs_backoff_max_ms,
-        .max_connections = 4,
-    };
+    struct acs_client_opts o;
     int rc;
+
+    acs_client_opts_from_config(cfg, &o);
+    /* One call at a time: a few connections are plenty. */
+    o.max_connections = 4;
 
     if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
         cli_print_error("config_error",
@@ -111,7 +104,7 @@ int cli_acs_report_failure(const struct acs_result *res)
 void cli_acs_expiry(const struct acs_result *res, char out[CLOCK_ISO_LEN + 8])
 {
     if (res->expires_on[0] != '\0')
-        snprintf(out, CLOCK_ISO_LEN + 8, "%s", res->expires_on);
+        buf_copy_str(out, CLOCK_ISO_LEN + 8, res->expires_on);
     else
         clock_iso8601(res->expires_on_ms, out);
 }

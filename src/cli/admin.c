@@ -5,8 +5,9 @@
 
 #include <json-c/json.h>
 
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/fsperm.h"
@@ -131,11 +132,11 @@ void cli_audit_add(struct store *st, const char *action, const char *app_user_id
     memset(&au, 0, sizeof au);
     au.ts_ms = clock_wall_ms();
     snprintf(au.caller, sizeof au.caller, "cli");
-    snprintf(au.action, sizeof au.action, "%s", action);
-    snprintf(au.app_user_id, sizeof au.app_user_id, "%s", app_user_id);
-    snprintf(au.acs_id, sizeof au.acs_id, "%s", acs_id);
-    snprintf(au.outcome, sizeof au.outcome, "%s", outcome);
-    snprintf(au.detail, sizeof au.detail, "%s", detail);
+    buf_copy_str(au.action, sizeof au.action, action);
+    buf_copy_str(au.app_user_id, sizeof au.app_user_id, app_user_id);
+    buf_copy_str(au.acs_id, sizeof au.acs_id, acs_id);
+    buf_copy_str(au.outcome, sizeof au.outcome, outcome);
+    buf_copy_str(au.detail, sizeof au.detail, detail);
     (void)store_audit_add(st, &au);
 }
 
@@ -152,40 +153,4 @@ struct json_object *cli_json_list_new(const char *key, struct json_object **arr)
     json_object_object_add(o, key, a);
     *arr = a;
     return o;
-}
-
-/* The admin commands by name, so that main.c registers them with one call. */
-struct admin_cmd {
-    const char *name;
-    int (*main_fn)(int argc, char **argv);
-    void (*usage_fn)(FILE *f);
-};
-
-static const struct admin_cmd admin_cmds[] = {
-    {"migrate", cli_migrate_main, cli_migrate_usage_print},
-    {"apikey", cli_apikey_main, cli_apikey_usage_print},
-    {"account", cli_account_main, cli_account_usage_print},
-    {"identity", cli_identity_main, cli_identity_usage_print},
-};
-
-int cli_admin_dispatch(const char *cmd, int argc, char **argv, int *rc)
-{
-    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
-        if (strcmp(cmd, admin_cmds[i].name) == 0) {
-            *rc = admin_cmds[i].main_fn(argc, argv);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-int cli_admin_usage_print(const char *cmd, FILE *f)
-{
-    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++) {
-        if (strcmp(cmd, admin_cmds[i].name) == 0) {
-            admin_cmds[i].usage_fn(f);
-            return 0;
-        }
-    }
-    return -1;
 }

@@ -8,8 +8,9 @@
 #include <openssl/crypto.h>
 
 #include "auth/apikey.h"
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "store/apikeys.h"
@@ -71,7 +72,7 @@ static int apikey_create(struct store *st, const char *name)
     int rc;
 
     memset(&k, 0, sizeof k);
-    snprintf(k.name, sizeof k.name, "%s", name);
+    buf_copy_str(k.name, sizeof k.name, name);
     k.created_ms = clock_wall_ms();
     if ((rc = apikey_generate(key, sizeof key, k.key_id, k.hash)) != 0) {
         rc = cli_store_failure(rc, "could not generate a key (no randomness?)");
@@ -127,7 +128,7 @@ static int apikey_list(struct store *st)
         for (int i = 0; i < n; i++)
             json_object_array_add(arr, key_object(&rows[i]));
         if (n > 0)
-            snprintf(after, sizeof after, "%s", rows[n - 1].name);
+            buf_copy_str(after, sizeof after, rows[n - 1].name);
     } while (n == LIST_PAGE);
     rc = cli_json_print(o);
     o = NULL;

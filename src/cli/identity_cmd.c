@@ -10,9 +10,10 @@
 #include <json-c/json.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
-#include "cli/admin.h"
+#include "acs_cmd_int.h"
+#include "admin_int.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/ident.h"
@@ -183,7 +184,7 @@ static int identity_list(struct store *st, const struct cli_args *a)
         if (f != IDENT_OK)
             return cli_usage_error("identity list: %s",
                                    ident_explain(f, "--after", STORE_ID_MAX, why, sizeof why));
-        snprintf(after, sizeof after, "%s", a->values[OPT_AFTER]);
+        buf_copy_str(after, sizeof after, a->values[OPT_AFTER]);
     }
     page = limit ? limit : LIST_PAGE;
     rows = calloc((size_t)page, sizeof *rows);
@@ -200,7 +201,7 @@ static int identity_list(struct store *st, const struct cli_args *a)
         for (int i = 0; i < n; i++)
             json_object_array_add(arr, user_object(&rows[i]));
         if (n > 0)
-            snprintf(after, sizeof after, "%s", rows[n - 1].app_user_id);
+            buf_copy_str(after, sizeof after, rows[n - 1].app_user_id);
         total += n;
     } while (limit == 0 && n == page);
     /* A full page may be followed by more: hand out the cursor. */

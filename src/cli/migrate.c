@@ -5,7 +5,7 @@
 
 #include <json-c/json.h>
 
-#include "cli/admin.h"
+#include "admin_int.h"
 #include "cli/cli.h"
 #include "store/migrations.h"
 #include "store/store.h"

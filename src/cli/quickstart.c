@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "acs/client.h"
-#include "cli/acs_cmd.h"
+#include "acs_cmd_int.h"
 #include "cli/cli.h"
+#include "core/buf.h"
 
 struct qs {
     struct acs_client *client;
@@ -70,7 +71,7 @@ int cli_quickstart_main(int argc, char **argv)
     struct acs_request create = {.op = ACS_OP_CREATE};
     if ((rc = qs_call(&q, "create an identity", &create, &r1)) != 0)
         goto done;
-    snprintf(id, sizeof id, "%s", r1.identity_id);
+    buf_copy_str(id, sizeof id, r1.identity_id);
     printf("\nCreated an identity with ID: %s\n", id);
     fflush(stdout);
 
@@ -92,7 +93,7 @@ int cli_quickstart_main(int argc, char **argv)
     struct acs_request create_tok = {.op = ACS_OP_CREATE, .scopes = {"voip"}, .nscopes = 1};
     if ((rc = qs_call(&q, "create an identity and a 'voip' token", &create_tok, &r4)) != 0)
         goto done;
-    snprintf(id2, sizeof id2, "%s", r4.identity_id);
+    buf_copy_str(id2, sizeof id2, r4.identity_id);
     {
         char exp[CLOCK_ISO_LEN + 8];
         cli_acs_expiry(&r4, exp);

@@ -130,3 +130,58 @@ void buf_wipe_const(const void *p, size_t n)
     if (p != NULL && n > 0)
         OPENSSL_cleanse((void *)(uintptr_t)p, n);
 }
+
+int buf_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n;
+
+    if (cap == 0)
+        return TV_ERR_TOO_LARGE;
+    n = src != NULL ? strnlen(src, cap) : 0;
+    if (n == cap) {
+        memcpy(dst, src, cap - 1);
+        dst[cap - 1] = '\0';
+        return TV_ERR_TOO_LARGE;
+    }
+    if (n > 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int buf_pct_decode(const char *in, size_t len, char *dst, size_t cap)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_digit(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return TV_ERR_INVALID;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (c == '\0')
+            return TV_ERR_INVALID;
+        if (o + 1 >= cap)
+            return TV_ERR_TOO_LARGE;
+        dst[o++] = c;
+    }
+    if (cap == 0)
+        return TV_ERR_TOO_LARGE;
+    dst[o] = '\0';
+    return 0;
+}

@@ -13,6 +13,8 @@
 #include <openssl/crypto.h>
 
 #include "config_int.h"
+#include "core/acsnames.h"
+#include "core/buf.h"
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/netaddr.h"
@@ -49,8 +51,7 @@ struct setting {
     const char *help;
 };
 
-static const char *const api_versions[] = {"2021-03-07", "2022-06-01", "2022-10-01",
-                                           "2023-10-01", "2025-06-30", NULL};
+static const char *const api_versions[] = {ACS_API_VERSIONS(ACS_NAME_ITEM, ) NULL};
 static const char *const metrics_auth_modes[] = {"off", "apikey", NULL};
 
 #define OFF(field) offsetof(struct config, field)
@@ -99,8 +100,8 @@ static const struct setting settings[] = {
     {"acs_connection_string", "TOKENVEND_ACS_CONNECTION_STRING",
      "COMMUNICATION_SERVICES_CONNECTION_STRING", "", ST_STRING, 0, 0, 1, 0,
      OFF(acs_connection_string), NULL, "ACS connection string endpoint=...;accesskey=... (secret)"},
-    {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, "2023-10-01", ST_CHOICE, 0, 0, 0, 1,
-     OFF(acs_api_version), api_versions, "ACS identity api-version"},
+    {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, ACS_API_VERSION_DEFAULT, ST_CHOICE, 0, 0,
+     0, 1, OFF(acs_api_version), api_versions, "ACS identity api-version"},
     {"acs_connect_timeout_ms", "TOKENVEND_ACS_CONNECT_TIMEOUT_MS", NULL, "3000", ST_INT, 1, 600000,
      0, 1, OFF(acs_connect_timeout_ms), NULL, "TCP/TLS connect timeout per attempt"},
     {"acs_attempt_timeout_ms", "TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS", NULL, "10000", ST_INT, 1, 600000,
@@ -213,96 +214,139 @@ static void free_string(char **p, int secret)
     *p = NULL;
 }
 
+/* Refuses a value outside a choice setting's list; the message lists that setting's own
+ * choices, whichever setting it is. */
+static int check_choice(struct loader *ld, const struct setting *s, const char *value,
+                        const char *source)
+{
+    char list[256];
+    size_t at = 0;
+
+    for (size_t i = 0; s->choices[i] != NULL; i++) {
+        if (strcmp(s->choices[i], value) == 0)
+            return 0;
+    }
+    list[0] = '\0';
+    for (size_t i = 0; s->choices[i] != NULL && at < sizeof list; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", s->choices[i]);
+    return fail(ld, "%s: %s: '%s' is not one of %s", source, s->name, value, list);
+}
+
+/* ST_STRING, ST_URL and ST_CHOICE: checks the value, then keeps a copy. */
+static int assign_string(struct loader *ld, const struct setting *s, const char *value,
+                         const char *source)
+{
+    char **f = field(ld->cfg, s);
+    char *copy;
+    int rc;
+
+    if (s->type == ST_URL && value[0] != '\0' && !config_url_ok(value))
+        return fail(ld, "%s: %s: '%s' is not an http(s) URL", source, s->name, value);
+    if (s->type == ST_CHOICE && (rc = check_choice(ld, s, value, source)) != 0)
+        return rc;
+    if ((copy = strdup(value)) == NULL)
+        return TV_ERR_NOMEM;
+    free_string(f, s->secret);
+    *f = copy;
+    return 0;
+}
+
+static int assign_int(struct loader *ld, const struct setting *s, const char *value,
+                      const char *source)
+{
+    /* A secret's value stays out of the message. */
+    const char *shown = s->secret ? "" : value;
+    const char *q = s->secret ? "" : "'";
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(value, &end, 10);
+    if (value[0] == '\0' || isspace((unsigned char)value[0]) || *end != '\0' || errno != 0 ||
+        n < s->min || n > s->max)
+        return fail(ld, "%s: %s: must be an integer in %ld..%ld, got %s%s%s", source, s->name,
+                    s->min, s->max, q, shown, q);
+    *(long *)field(ld->cfg, s) = n;
+    return 0;
+}
+
+static int assign_list(struct loader *ld, const struct setting *s, const char *value,
+                       const char *source)
+{
+    struct config_list l;
+    const char *reason = "";
+    char why[256];
+    int rc = config_list_parse(value, &l, &reason, why, sizeof why);
+
+    if (rc == TV_ERR_NOMEM)
+        return rc;
+    if (rc != 0)
+        return fail(ld, "%s: %s: '%s' %s", source, s->name, why, reason);
+    config_list_release(field(ld->cfg, s));
+    *(struct config_list *)field(ld->cfg, s) = l;
+    return 0;
+}
+
+/* The types parsed in place by one call each: ST_BOOL, ST_ADDR, ST_SCOPES, ST_LEVEL. */
+static int assign_simple(struct loader *ld, const struct setting *s, const char *value,
+                         const char *source)
+{
+    void *f = field(ld->cfg, s);
+    const char *reason = "";
+    char why[256];
+
+    switch (s->type) {
+    case ST_BOOL:
+        if (config_bool_parse(value, f) != 0)
+            return fail(ld, "%s: %s: must be on or off, got '%s'", source, s->name, value);
+        return 0;
+    case ST_ADDR:
+        if (config_addr_parse(value, f, &reason) != 0)
+            return fail(ld, "%s: %s: '%s' %s", source, s->name, value, reason);
+        return 0;
+    case ST_SCOPES:
+        if (config_scopes_parse(value, f, why, sizeof why) != 0)
+            return fail(ld, "%s: %s: %s", source, s->name, why);
+        return 0;
+    case ST_LEVEL:
+        if (log_level_parse(value, f) != 0)
+            return fail(ld, "%s: %s: must be debug, info, warn, error or off, got '%s'", source,
+                        s->name, value);
+        return 0;
+    default:
+        return TV_ERR_INTERNAL;
+    }
+}
+
 /* Parses value for setting s into the config and records its source. */
 static int assign(struct loader *ld, size_t idx, const char *value, const char *source)
 {
     const struct setting *s = &settings[idx];
-    void *f = field(ld->cfg, s);
-    char why[256];
-    const char *shown = s->secret ? "" : value;
-    const char *q = s->secret ? "" : "'";
+    int rc;
 
     if (strlen(value) > CONFIG_VALUE_MAX)
         return fail(ld, "%s: %s: value longer than %d bytes", source, s->name, CONFIG_VALUE_MAX);
     if (s->required && value[0] == '\0')
         return fail(ld, "%s: %s: must not be empty", source, s->name);
-
     switch (s->type) {
     case ST_STRING:
     case ST_URL:
-    case ST_CHOICE: {
-        if (s->type == ST_URL && value[0] != '\0' && !config_url_ok(value))
-            return fail(ld, "%s: %s: '%s' is not an http(s) URL", source, s->name, value);
-        if (s->type == ST_CHOICE) {
-            int ok = 0;
-            for (size_t i = 0; s->choices[i] != NULL; i++)
-                ok |= strcmp(s->choices[i], value) == 0;
-            if (!ok) {
-                /* The message lists the setting's own choices, whichever setting it is. */
-                char list[256];
-                size_t at = 0;
-                list[0] = '\0';
-                for (size_t i = 0; s->choices[i] != NULL && at < sizeof list; i++)
-                    at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "",
-                                           s->choices[i]);
-                return fail(ld, "%s: %s: '%s' is not one of %s", source, s->name, value, list);
-            }
-        }
-        char *copy = strdup(value);
-        if (copy == NULL)
-            return TV_ERR_NOMEM;
-        free_string(f, s->secret);
-        *(char **)f = copy;
+    case ST_CHOICE:
+        rc = assign_string(ld, s, value, source);
+        break;
+    case ST_INT:
+        rc = assign_int(ld, s, value, source);
+        break;
+    case ST_LIST:
+        rc = assign_list(ld, s, value, source);
+        break;
+    default:
+        rc = assign_simple(ld, s, value, source);
         break;
     }
-    case ST_INT: {
-        char *end;
-        errno = 0;
-        long n = strtol(value, &end, 10);
-        if (value[0] == '\0' || isspace((unsigned char)value[0]) || *end != '\0' || errno != 0 ||
-            n < s->min || n > s->max)
-            return fail(ld, "%s: %s: must be an integer in %ld..%ld, got %s%s%s", source, s->name,
-                        s->min, s->max, q, shown, q);
-        *(long *)f = n;
-        break;
-    }
-    case ST_BOOL:
-        if (config_bool_parse(value, f) != 0)
-            return fail(ld, "%s: %s: must be on or off, got '%s'", source, s->name, value);
-        break;
-    case ST_ADDR: {
-        const char *reason = "";
-        if (config_addr_parse(value, f, &reason) != 0)
-            return fail(ld, "%s: %s: '%s' %s", source, s->name, value, reason);
-        break;
-    }
-    case ST_SCOPES:
-        if (config_scopes_parse(value, f, why, sizeof why) != 0)
-            return fail(ld, "%s: %s: %s", source, s->name, why);
-        break;
-    case ST_LIST: {
-        struct config_list l;
-        const char *reason = "";
-        int rc = config_list_parse(value, &l, &reason, why, sizeof why);
-        if (rc == TV_ERR_NOMEM)
-            return rc;
-        if (rc != 0)
-            return fail(ld, "%s: %s: '%s' %s", source, s->name, why, reason);
-        config_list_release(f);
-        *(struct config_list *)f = l;
-        break;
-    }
-    case ST_LEVEL: {
-        enum log_level lv;
-        if (log_level_parse(value, &lv) != 0)
-            return fail(ld, "%s: %s: must be debug, info, warn, error or off, got '%s'", source,
-                        s->name, value);
-        *(enum log_level *)f = lv;
-        break;
-    }
-    }
-    snprintf(ld->cfg->sources[idx], CONFIG_SOURCE_MAX, "%s", source);
-    return 0;
+    if (rc == 0)
+        buf_copy_str(ld->cfg->sources[idx], CONFIG_SOURCE_MAX, source);
+    return rc;
 }
 
 /* Remembers a file a secret came from (tokenvend serve checks who else may read it). */
@@ -733,7 +777,9 @@ void config_print(const struct config *cfg, FILE *f, int redact)
             break;
         case ST_ADDR: {
             const struct config_addr *a = v;
-            fprintf(f, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host, a->port);
+            char text[CONFIG_HOST_MAX + 16];
+            (void)netaddr_format(a->host, a->port, text, sizeof text);
+            fputs(text, f);
             break;
         }
         case ST_SCOPES:

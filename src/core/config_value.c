@@ -11,10 +11,13 @@
 #include <openssl/crypto.h>
 
 #include "config_int.h"
+#include "core/acsnames.h"
 #include "core/err.h"
+#include "core/netaddr.h"
 
-static const char *const scope_names[] = {"chat",      "voip", "chat.join", "chat.join.limited",
-                                          "voip.join", NULL};
+static const char *const scope_names[] = {ACS_SCOPES(ACS_NAME_ITEM, ) NULL};
+
+_Static_assert(ACS_SCOPE_COUNT <= CONFIG_MAX_SCOPES, "a scope list can name every scope");
 
 void config_list_release(struct config_list *l)
 {
@@ -94,61 +97,17 @@ int config_scopes_parse(const char *s, struct config_scopes *out, char *err, siz
 
 const char *config_scope_names(void)
 {
-    return "chat, voip, chat.join, chat.join.limited, voip.join";
+    return ACS_SCOPE_LIST;
 }
 
-/* Parses "host:port" or "[v6]:port". 0, or -1 with a reason in why. */
+/* Parses "host:port" or "[v6]:port" (netaddr_split's rules). 0, or -1 with a reason in why. */
 int config_addr_parse(const char *v, struct config_addr *out, const char **why)
 {
-    const char *colon, *host = v;
-    size_t hostlen;
+    struct config_addr a;
 
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-        if (close == NULL || close[1] != ':') {
-            *why = "must be [ipv6]:port";
-            return -1;
-        }
-        host = v + 1;
-        hostlen = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(v, ':');
-        if (colon == NULL) {
-            *why = "must be host:port";
-            return -1;
-        }
-        hostlen = (size_t)(colon - v);
-        if (memchr(v, ':', hostlen) != NULL) {
-            *why = "an IPv6 address must be written in brackets: [addr]:port";
-            return -1;
-        }
-    }
-    if (hostlen == 0 || hostlen >= CONFIG_HOST_MAX) {
-        *why = "must be host:port with a non-empty host";
+    if (netaddr_split(v, a.host, sizeof a.host, &a.port, why) != 0)
         return -1;
-    }
-    for (size_t i = 0; i < hostlen; i++) {
-        if (isspace((unsigned char)host[i]) || host[i] == '/') {
-            *why = "has an invalid host";
-            return -1;
-        }
-    }
-    const char *port = colon + 1;
-    char *end;
-    if (!isdigit((unsigned char)port[0]) || strlen(port) > 5) {
-        *why = "has a port that is not a number in 0..65535";
-        return -1;
-    }
-    errno = 0;
-    long pn = strtol(port, &end, 10);
-    if (*end != '\0' || errno != 0 || pn < 0 || pn > 65535) {
-        *why = "has a port that is not a number in 0..65535";
-        return -1;
-    }
-    memcpy(out->host, host, hostlen);
-    out->host[hostlen] = '\0';
-    out->port = (int)pn;
+    *out = a;
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include "core/netaddr.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -12,38 +13,74 @@
 
 #include "core/err.h"
 
+static int split_fail(const char **why, const char *reason)
+{
+    if (why != NULL)
+        *why = reason;
+    return TV_ERR_CONFIG;
+}
+
+int netaddr_split(const char *addr, char *host, size_t host_cap, int *port, const char **why)
+{
+    const char *colon, *h = addr;
+    size_t hostlen;
+    unsigned long pn;
+    char *end;
+
+    if (addr == NULL)
+        return split_fail(why, "must be host:port");
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':')
+            return split_fail(why, "must be [ipv6]:port");
+        h = addr + 1;
+        hostlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        if ((colon = strrchr(addr, ':')) == NULL)
+            return split_fail(why, "must be host:port");
+        hostlen = (size_t)(colon - addr);
+        if (memchr(addr, ':', hostlen) != NULL)
+            return split_fail(why, "an IPv6 address must be written in brackets: [addr]:port");
+    }
+    if (hostlen == 0 || hostlen >= host_cap)
+        return split_fail(why, "must be host:port with a non-empty host");
+    for (size_t i = 0; i < hostlen; i++) {
+        if (isspace((unsigned char)h[i]) || h[i] == '/')
+            return split_fail(why, "has an invalid host");
+    }
+    /* Digits only: strtoul alone would take blanks, a sign or "0x". */
+    if (strspn(colon + 1, "0123456789") != strlen(colon + 1) || colon[1] == '\0' ||
+        strlen(colon + 1) > 5)
+        return split_fail(why, "has a port that is not a number in 0..65535");
+    pn = strtoul(colon + 1, &end, 10);
+    if (pn > 65535)
+        return split_fail(why, "has a port that is not a number in 0..65535");
+    memcpy(host, h, hostlen);
+    host[hostlen] = '\0';
+    *port = (int)pn;
+    return 0;
+}
+
+int netaddr_format(const char *host, int port, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d", host, port);
+
+    return n < 0 || (size_t)n >= cap ? TV_ERR_TOO_LARGE : 0;
+}
+
 int netaddr_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len, char *host_out,
                   size_t host_cap)
 {
     char host[256];
-    const char *port_s;
-    char *end;
-    unsigned long port;
+    int port;
     struct addrinfo hints, *res = NULL;
     int rc = TV_ERR_CONFIG;
 
-    if (!addr || strlen(addr) >= sizeof(host))
+    if (netaddr_split(addr, host, sizeof host, &port, NULL) != 0)
         return TV_ERR_CONFIG;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(close - addr - 1), addr + 1);
-        port_s = close + 2;
-        if (host_out)
-            snprintf(host_out, host_cap, "[%s]", host);
-    } else {
-        const char *colon = strrchr(addr, ':');
-        if (!colon || colon == addr)
-            return TV_ERR_CONFIG;
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-        port_s = colon + 1;
-        if (host_out)
-            snprintf(host_out, host_cap, "%s", host);
-    }
-    port = strtoul(port_s, &end, 10);
-    if (!*port_s || *end || port > 65535)
-        return TV_ERR_CONFIG;
+    if (host_out != NULL)
+        snprintf(host_out, host_cap, strchr(host, ':') != NULL ? "[%s]" : "%s", host);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

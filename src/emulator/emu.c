@@ -7,15 +7,12 @@
 
 #include <openssl/rand.h>
 
+#include "core/acsnames.h"
 #include "core/err.h"
 
-static const char *const emu_op_names[EMU_OP__COUNT] = {
-    "create", "issue", "revoke", "delete", "teams_exchange",
-};
+static const char *const emu_op_names[EMU_OP__COUNT] = {ACS_OPS(ACS_NAME_ITEM, )};
 
-static const char *const emu_apiver_names[EMU_API__COUNT] = {
-    "2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01", "2025-06-30",
-};
+static const char *const emu_apiver_names[EMU_API__COUNT] = {ACS_API_VERSIONS(ACS_NAME_ITEM, )};
 
 const char *emu_op_name(enum emu_op op)
 {
@@ -48,7 +45,7 @@ int emu_apiver_parse(const char *s, enum emu_apiver *out)
 
 const char *emu_apiver_list(void)
 {
-    return "2021-03-07, 2022-06-01, 2022-10-01, 2023-10-01, 2025-06-30";
+    return ACS_API_VERSION_LIST;
 }
 
 /* xoshiro256** state per thread: no lock on the hot path, and each thread seeds itself from the

@@ -12,7 +12,9 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
+#include "core/acsnames.h"
 #include "core/b64.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 
@@ -22,9 +24,9 @@ static const struct {
     const char *name;
     unsigned bit;
 } req_scopes[] = {
-    {"chat", EMU_SCOPE_CHAT},           {"voip", EMU_SCOPE_VOIP},
-    {"chat.join", EMU_SCOPE_CHAT_JOIN}, {"chat.join.limited", EMU_SCOPE_CHAT_JOIN_LIMITED},
-    {"voip.join", EMU_SCOPE_VOIP_JOIN},
+#define REQ_SCOPE_ITEM(id, name) {name, EMU_SCOPE_##id},
+    ACS_SCOPES(REQ_SCOPE_ITEM, )
+#undef REQ_SCOPE_ITEM
 };
 #define REQ_NSCOPES (sizeof(req_scopes) / sizeof(req_scopes[0]))
 
@@ -124,10 +126,7 @@ static int req_scopes_parse(struct json_object *o, const char *key, unsigned *ou
             for (k = 0; k + 1 < sizeof(shown) && s[k]; k++)
                 shown[k] = isprint((unsigned char)s[k]) && s[k] != '"' ? s[k] : '?';
             shown[k] = '\0';
-            req_why(why, why_len,
-                    "The scope \"%s\" is not valid; use chat, voip, chat.join, "
-                    "chat.join.limited or voip.join.",
-                    shown);
+            req_why(why, why_len, "The scope \"%s\" is not valid; use " ACS_SCOPE_LIST ".", shown);
             return TV_ERR_INVALID;
         }
         bits |= req_scopes[j].bit;
@@ -327,42 +326,9 @@ out:
     return rc;
 }
 
-static int req_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int emu_pct_decode(const char *in, size_t len, char *out, size_t out_len)
 {
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return TV_ERR_INVALID;
-            hi = req_hex(in[i + 1]);
-            lo = req_hex(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return TV_ERR_INVALID;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= out_len)
-            return TV_ERR_INVALID;
-        out[o++] = c;
-    }
-    if (out_len == 0)
-        return TV_ERR_INVALID;
-    out[o] = '\0';
-    return 0;
+    return buf_pct_decode(in, len, out, out_len) != 0 ? TV_ERR_INVALID : 0;
 }
 
 int emu_query_param(const char *query, const char *name, char *out, size_t out_len)

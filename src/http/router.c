@@ -5,6 +5,7 @@
 
 #include <openssl/rand.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "http_int.h"
 
@@ -74,52 +75,21 @@ int http_pattern_match(const char *pattern, const char *path, size_t len,
     return 1;
 }
 
-static int http_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int http_percent_decode(const char *s, size_t len, char **out)
 {
     char *d;
-    size_t i, j = 0;
-    int rc = TV_ERR_PARSE;
 
     if (len > HTTP_PARAM_MAX)
         return TV_ERR_PARSE;
-    d = malloc(len + 1);
-    if (!d)
+    if ((d = malloc(len + 1)) == NULL)
         return TV_ERR_NOMEM;
-    for (i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                goto fail;
-            hi = http_hexval(s[i + 1]);
-            lo = http_hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                goto fail;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0')
-            goto fail; /* C strings downstream would silently truncate the id */
-        d[j++] = c;
+    /* len + 1 bytes always hold the result: any failure is a bad escape or a NUL. */
+    if (buf_pct_decode(s, len, d, len + 1) != 0) {
+        free(d);
+        return TV_ERR_PARSE;
     }
-    d[j] = '\0';
     *out = d;
-    d = NULL;
-    rc = 0;
-fail:
-    free(d);
-    return rc;
+    return 0;
 }
 
 int http_req_id_valid(const char *id)

@@ -1,8 +1,6 @@
 /* Local accounts table: name and Argon2id encoded hash (never a password). */
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "core/err.h"
 #include "store/accounts.h"
 #include "store_int.h"
@@ -74,86 +72,45 @@ int store_account_upsert(struct store *s, const struct store_account *a, int *cr
     return rc;
 }
 
-int store_account_get(struct store *s, const char *name, struct store_account *out)
+/* A store_row_fn for one account. */
+static int account_row(sqlite3_stmt *st, void *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    struct store_account a;
-    int row = 0;
-    int rc = store_check_str(name, 1, STORE_NAME_MAX);
-
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_GET, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, name);
-        rc = store_step(c, st, &row);
-        if (rc == 0 && !row)
-            rc = TV_ERR_NOT_FOUND;
-        if (rc == 0)
-            rc = account_from_row(st, &a);
-        if (rc == 0)
-            *out = a;
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    OPENSSL_cleanse(&a, sizeof(a));
-    return rc;
+    return account_from_row(st, out);
 }
 
-/* Runs one UPDATE of an account on the writer; *changed receives whether a row changed. */
-static int account_update(struct store *s, const char *sql, const char *name, const char *h1,
-                          const char *h2, int64_t ms, int *changed)
+int store_account_get(struct store *s, const char *name, struct store_account *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = store_write_begin(s, &c);
+    struct store_account a;
 
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, name);
-        store_bind_text(st, 2, h1);
-        if (h2 != NULL)
-            store_bind_text(st, 3, h2);
-        else
-            sqlite3_bind_int64(st, 3, ms);
-        rc = store_step_done(c, st);
-        *changed = rc == 0 && sqlite3_changes(c->db) > 0;
-        store_stmt_done(st);
-    }
-    return store_write_end(s, c, rc);
+    return store_get_by_key(s, SQL_GET, name, STORE_NAME_MAX, account_row, &a, out, sizeof a);
 }
 
 int store_account_passwd(struct store *s, const char *name, const char *password_hash,
                          int64_t updated_ms)
 {
-    int changed = 0;
-    int rc;
+    struct store_param p[] = {STORE_TEXT(name), STORE_TEXT(password_hash), STORE_INT64(updated_ms),
+                              STORE_END};
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
-    rc = account_update(s, SQL_PASSWD, name, password_hash, NULL, updated_ms, &changed);
-    return rc == 0 && !changed ? TV_ERR_NOT_FOUND : rc;
+    return store_write_one(s, SQL_PASSWD, store_bind_params, p);
 }
 
 int store_account_rehash(struct store *s, const char *name, const char *old_hash,
                          const char *new_hash)
 {
-    int changed = 0;
+    struct store_param p[] = {STORE_TEXT(name), STORE_TEXT(old_hash), STORE_TEXT(new_hash),
+                              STORE_END};
     int rc;
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(old_hash, 1, STORE_PASSWORD_HASH_MAX) != 0 ||
         store_check_str(new_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
-    rc = account_update(s, SQL_REHASH, name, old_hash, new_hash, 0, &changed);
-    return rc == 0 && !changed ? TV_ERR_CONFLICT : rc;
+    /* No row changed: the name is gone or its hash is no longer old_hash (someone else won). */
+    rc = store_write_one(s, SQL_REHASH, store_bind_params, p);
+    return rc == TV_ERR_NOT_FOUND ? TV_ERR_CONFLICT : rc;
 }
 
 int store_account_epoch(struct store *s, const char *name, int64_t *epoch)
@@ -179,12 +136,6 @@ int store_account_delete(struct store *s, const char *name)
     if (rc != 0)
         return rc;
     return store_write_one(s, SQL_DELETE, store_bind_key, name);
-}
-
-/* A store_row_fn for the list. */
-static int account_row(sqlite3_stmt *st, void *out)
-{
-    return account_from_row(st, out);
 }
 
 int store_account_list(struct store *s, const char *after, int limit, struct store_account *out,

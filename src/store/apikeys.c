@@ -43,58 +43,31 @@ static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
 
 int store_apikey_insert(struct store *s, const struct store_apikey *k)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = TV_ERR_INVALID;
-
     if (k == NULL || store_check_str(k->name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(k->key_id, 1, STORE_KEY_ID_MAX) != 0)
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_INSERT, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, k->name);
-        store_bind_text(st, 2, k->key_id);
-        sqlite3_bind_blob(st, 3, k->hash, STORE_KEY_HASH_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, k->created_ms);
-        sqlite3_bind_int64(st, 5, k->last_used_ms);
-        sqlite3_bind_int64(st, 6, k->revoked_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-    }
-    return store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    struct store_param p[] = {STORE_TEXT(k->name),
+                              STORE_TEXT(k->key_id),
+                              STORE_BLOB(k->hash, STORE_KEY_HASH_LEN),
+                              STORE_INT64(k->created_ms),
+                              STORE_INT64(k->last_used_ms),
+                              STORE_INT64(k->revoked_ms),
+                              STORE_END};
+    return store_write_run(s, SQL_INSERT, store_bind_params, p, NULL);
+}
+
+/* A store_row_fn for one key. */
+static int key_row(sqlite3_stmt *st, void *out)
+{
+    return key_from_row(st, out);
 }
 
 static int key_get_one(struct store *s, const char *sql, const char *arg, size_t max,
                        struct store_apikey *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
     struct store_apikey k;
-    int row = 0;
-    int rc = store_check_str(arg, 1, max);
 
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, arg);
-        rc = store_step(c, st, &row);
-        if (rc == 0 && !row)
-            rc = TV_ERR_NOT_FOUND;
-        if (rc == 0)
-            rc = key_from_row(st, &k);
-        if (rc == 0)
-            *out = k;
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    return rc;
+    return store_get_by_key(s, sql, arg, max, key_row, &k, out, sizeof k);
 }
 
 int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out)
@@ -105,12 +78,6 @@ int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store
 int store_apikey_get(struct store *s, const char *name, struct store_apikey *out)
 {
     return key_get_one(s, SQL_BY_NAME, name, STORE_NAME_MAX, out);
-}
-
-/* A store_row_fn for the list. */
-static int key_row(sqlite3_stmt *st, void *out)
-{
-    return key_from_row(st, out);
 }
 
 int store_apikey_list(struct store *s, const char *after, int limit, struct store_apikey *out,

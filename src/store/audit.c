@@ -87,17 +87,7 @@ static int audit_from_row(sqlite3_stmt *st, struct store_audit *a)
     return rc;
 }
 
-/* store_list_rows callbacks: the filter, and the row. */
-static void filter_bind(sqlite3_stmt *st, const void *arg)
-{
-    const struct store_audit_filter *f = arg;
-
-    sqlite3_bind_int64(st, 1, f->before_id);
-    store_bind_text(st, 2, f->app_user_id);
-    store_bind_text(st, 3, f->acs_id);
-    store_bind_text(st, 4, f->action);
-}
-
+/* A store_row_fn for the list. */
 static int audit_row(sqlite3_stmt *st, void *out)
 {
     return audit_from_row(st, out);
@@ -113,31 +103,22 @@ int store_audit_list(struct store *s, const struct store_audit_filter *f, int li
         return rc;
     if (f == NULL)
         f = &all;
-    return store_list_rows(s, SQL_LIST, filter_bind, f, 5, limit, out, sizeof(*out), audit_row, n);
+    struct store_param p[] = {STORE_INT64(f->before_id), STORE_TEXT(f->app_user_id),
+                              STORE_TEXT(f->acs_id), STORE_TEXT(f->action), STORE_END};
+    return store_list_rows(s, SQL_LIST, store_bind_params, p, 5, limit, out, sizeof(*out),
+                           audit_row, n);
 }
 
 int store_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *deleted)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int64_t count = 0;
+    struct store_param p[] = {STORE_INT64(before_ms), STORE_INT64(limit), STORE_END};
+    struct store_write_info info;
     int rc;
 
     if (limit < 1 || limit > STORE_PRUNE_MAX)
         return TV_ERR_INVALID;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_PRUNE, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, before_ms);
-        sqlite3_bind_int(st, 2, limit);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        count = sqlite3_changes64(c->db);
-    }
-    rc = store_write_end(s, c, rc);
+    rc = store_write_run(s, SQL_PRUNE, store_bind_params, p, &info);
     if (rc == 0 && deleted != NULL)
-        *deleted = count;
+        *deleted = info.changes;
     return rc;
 }

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "core/err.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -443,13 +445,11 @@ void store_read_end(struct store *s, struct store_conn *c)
     pthread_mutex_unlock(&s->rlock);
 }
 
-/* Runs a one-value query (optionally bound to one text parameter) on a reader. *has_value = 0
- * when there was no row or the value was NULL. */
-int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
-                      int *has_value)
+int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                   store_row_fn conv, void *out)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int row = 0;
     int rc = store_read_begin(s, &c);
 
@@ -457,15 +457,73 @@ int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t
         return rc;
     rc = store_stmt(c, sql, &st);
     if (rc == 0) {
-        if (arg != NULL)
-            store_bind_text(st, 1, arg);
+        if (bind != NULL)
+            bind(st, arg);
         rc = store_step(c, st, &row);
-        *has_value = rc == 0 && row && sqlite3_column_type(st, 0) != SQLITE_NULL;
-        if (*has_value)
-            *value = sqlite3_column_int64(st, 0);
+        if (rc == 0 && !row)
+            rc = TV_ERR_NOT_FOUND;
+        if (rc == 0)
+            rc = conv(st, out);
+        /* Reset at once: SQLite's copy of the row (a secret, for some tables) goes with it. */
         store_stmt_done(st);
     }
     store_read_end(s, c);
+    return rc;
+}
+
+int store_get_by_key(struct store *s, const char *sql, const char *key, size_t max,
+                     store_row_fn conv, void *tmp, void *out, size_t size)
+{
+    int rc = store_check_str(key, 1, max);
+
+    if (rc != 0 || out == NULL)
+        return TV_ERR_INVALID;
+    rc = store_read_one(s, sql, store_bind_key, key, conv, tmp);
+    if (rc == 0)
+        memcpy(out, tmp, size);
+    OPENSSL_cleanse(tmp, size);
+    return rc;
+}
+
+/* What store_query_int64 reads: column 0, unless it is NULL. */
+struct int64_value {
+    int64_t v;
+    int has;
+};
+
+static int int64_row(sqlite3_stmt *st, void *out)
+{
+    struct int64_value *r = out;
+
+    r->has = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    if (r->has)
+        r->v = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
+                      int *has_value)
+{
+    struct int64_value r = {0, 0};
+    int rc = store_read_one(s, sql, arg != NULL ? store_bind_key : NULL, arg, int64_row, &r);
+
+    /* No row reads as no value: a count or min() over nothing, or an absent key. */
+    if (rc == TV_ERR_NOT_FOUND)
+        rc = 0;
+    *has_value = rc == 0 && r.has;
+    if (*has_value)
+        *value = r.v;
+    return rc;
+}
+
+int store_count(struct store *s, const char *sql, int64_t *n)
+{
+    int64_t v = 0;
+    int has = 0;
+    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, sql, NULL, &v, &has);
+
+    if (rc == 0)
+        *n = v;
     return rc;
 }
 
@@ -473,7 +531,7 @@ int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const 
                     int limit_idx, int limit, void *out, size_t size, store_row_fn conv, int *n)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int row = 0;
     int count = 0;
     int rc = store_read_begin(s, &c);
@@ -507,10 +565,12 @@ void store_bind_after(sqlite3_stmt *st, const void *arg)
     store_bind_text(st, 1, after != NULL ? after : "");
 }
 
-int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg)
+int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    struct store_write_info *info)
 {
     struct store_conn *c;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
+    struct store_write_info got = {0, 0};
     int rc = store_write_begin(s, &c);
 
     if (rc != 0)
@@ -520,10 +580,46 @@ int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const 
         bind(st, arg);
         rc = store_step_done(c, st);
         store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
+        got.changes = sqlite3_changes64(c->db);
+        got.rowid = sqlite3_last_insert_rowid(c->db);
     }
-    return store_write_end(s, c, rc);
+    rc = store_write_end(s, c, rc);
+    if (rc == 0 && info != NULL)
+        *info = got;
+    return rc;
+}
+
+int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg)
+{
+    struct store_write_info info;
+    int rc = store_write_run(s, sql, bind, arg, &info);
+
+    return rc == 0 && info.changes == 0 ? TV_ERR_NOT_FOUND : rc;
+}
+
+void store_bind_params(sqlite3_stmt *st, const void *arg)
+{
+    const struct store_param *p = arg;
+
+    for (int i = 1; p->type != STORE_P_END; p++, i++) {
+        switch (p->type) {
+        case STORE_P_TEXT:
+            store_bind_text(st, i, p->p);
+            break;
+        case STORE_P_TEXT_OR_NULL:
+            store_bind_text_or_null(st, i, p->p);
+            break;
+        case STORE_P_INT64:
+            sqlite3_bind_int64(st, i, p->n);
+            break;
+        case STORE_P_BLOB:
+            /* Never NULL: the blob columns are NOT NULL and "" is a valid value. */
+            sqlite3_bind_blob(st, i, p->n > 0 ? p->p : "", (int)p->n, SQLITE_STATIC);
+            break;
+        case STORE_P_END:
+            break;
+        }
+    }
 }
 
 void store_bind_key(sqlite3_stmt *st, const void *arg)
@@ -558,24 +654,19 @@ int store_ping_write(struct store *s)
 
 static const char SQL_JOURNAL_MODE[] = "PRAGMA journal_mode";
 
+static int wal_row(sqlite3_stmt *st, void *out)
+{
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+
+    if (mode == NULL)
+        return TV_ERR_INTERNAL;
+    *(int *)out = strcmp((const char *)mode, "wal") == 0;
+    return 0;
+}
+
 int store_is_wal(struct store *s, int *wal)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
-    int rc = store_read_begin(s, &c);
+    int rc = store_read_one(s, SQL_JOURNAL_MODE, NULL, NULL, wal_row, wal);
 
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_JOURNAL_MODE, &st);
-    if (rc == 0) {
-        rc = store_step(c, st, &row);
-        if (rc == 0 && row && sqlite3_column_text(st, 0) != NULL)
-            *wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
-        else if (rc == 0)
-            rc = TV_ERR_INTERNAL;
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    return rc;
+    return rc == TV_ERR_NOT_FOUND ? TV_ERR_INTERNAL : rc;
 }

@@ -11,66 +11,49 @@ static const char SQL_PUT_NEW[] =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
 static const char SQL_DELETE[] = "DELETE FROM meta WHERE key = ?1";
 
+/* Where store_meta_get puts a value. */
+struct meta_out {
+    void *buf;
+    size_t cap;
+    size_t *len;
+};
+
+static int meta_row(sqlite3_stmt *st, void *out)
+{
+    const struct meta_out *m = out;
+    const void *p = sqlite3_column_blob(st, 0);
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+    *m->len = n;
+    if (n > m->cap)
+        return TV_ERR_TOO_LARGE;
+    if (n > 0)
+        memcpy(m->buf, p, n);
+    return 0;
+}
+
 int store_meta_get(struct store *s, const char *key, void *buf, size_t cap, size_t *len)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int row = 0;
+    struct meta_out m = {buf, cap, len};
     int rc = store_check_str(key, 1, STORE_META_KEY_MAX);
 
     if (rc != 0 || len == NULL || (buf == NULL && cap > 0))
         return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_GET, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, key);
-        rc = store_step(c, st, &row);
-        if (rc == 0 && !row)
-            rc = TV_ERR_NOT_FOUND;
-        if (rc == 0) {
-            const void *p = sqlite3_column_blob(st, 0);
-            size_t n = (size_t)sqlite3_column_bytes(st, 0);
-
-            *len = n;
-            if (n > cap)
-                rc = TV_ERR_TOO_LARGE;
-            else if (n > 0)
-                memcpy(buf, p, n);
-        }
-        /* Reset at once: SQLite's copy of a secret value is freed with the row. */
-        store_stmt_done(st);
-    }
-    store_read_end(s, c);
-    return rc;
+    return store_read_one(s, SQL_GET, store_bind_key, key, meta_row, &m);
 }
 
 static int meta_write(struct store *s, const char *sql, const char *key, const void *data,
                       size_t len, int *inserted)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int changed = 0;
+    struct store_param p[] = {STORE_TEXT(key), STORE_BLOB(data, len), STORE_END};
+    struct store_write_info info;
     int rc = store_check_str(key, 1, STORE_META_KEY_MAX);
 
     if (rc != 0 || len > STORE_META_VALUE_MAX || (data == NULL && len > 0))
         return TV_ERR_INVALID;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, key);
-        /* A zero-length blob, not NULL: the column is NOT NULL and "" is a valid value. */
-        sqlite3_bind_blob(st, 2, len > 0 ? data : "", (int)len, SQLITE_STATIC);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        changed = sqlite3_changes(c->db) > 0;
-    }
-    rc = store_write_end(s, c, rc);
+    rc = store_write_run(s, sql, store_bind_params, p, &info);
     if (rc == 0 && inserted != NULL)
-        *inserted = changed;
+        *inserted = info.changes > 0;
     return rc;
 }
 

@@ -27,31 +27,18 @@ static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
 int store_outbox_add(struct store *s, const char *acs_id, const char *resource, const char *op,
                      int64_t now_ms, int64_t *id)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int64_t new_id = 0;
-    int rc = TV_ERR_INVALID;
+    struct store_param p[] = {STORE_TEXT(acs_id), STORE_TEXT(resource), STORE_TEXT(op),
+                              STORE_INT64(now_ms), STORE_END};
+    struct store_write_info info;
+    int rc;
 
     if (store_check_str(acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(resource, 1, STORE_ID_MAX) != 0 || op == NULL ||
         (strcmp(op, "delete") != 0 && strcmp(op, "revoke") != 0))
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_ADD, &st);
-    if (rc == 0) {
-        store_bind_text(st, 1, acs_id);
-        store_bind_text(st, 2, resource);
-        store_bind_text(st, 3, op);
-        sqlite3_bind_int64(st, 4, now_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        new_id = sqlite3_last_insert_rowid(c->db);
-    }
-    rc = store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    rc = store_write_run(s, SQL_ADD, store_bind_params, p, &info);
     if (rc == 0 && id != NULL)
-        *id = new_id;
+        *id = info.rowid;
     return rc;
 }
 
@@ -194,13 +181,7 @@ int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
 
 int store_outbox_count(struct store *s, int64_t *n)
 {
-    int64_t v = 0;
-    int has = 0;
-    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, SQL_COUNT, NULL, &v, &has);
-
-    if (rc == 0)
-        *n = v;
-    return rc;
+    return store_count(s, SQL_COUNT, n);
 }
 
 int store_outbox_next_due(struct store *s, int64_t *next_ms, int *found)

@@ -65,15 +65,28 @@ int store_check_str(const char *s, size_t min, size_t max);
 /* 0 when limit is 1..STORE_LIST_MAX and the pointers are set, else TV_ERR_INVALID. */
 int store_check_list(int limit, const void *out, const int *n);
 
-/* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
- * *has_value = 0 when there was no row or the value was NULL. */
-int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
-                      int *has_value);
+/* Runs a one-number query without parameters ("SELECT count(*) ...") into *n (0 when NULL).
+ * TV_ERR_INVALID when n is NULL. */
+int store_count(struct store *s, const char *sql, int64_t *n);
 
 /* Binds a list query's parameters other than its limit; arg is the caller's. */
 typedef void (*store_bind_fn)(sqlite3_stmt *st, const void *arg);
 /* Converts the statement's current row into *out: 0 or a TV_ERR_* code. */
 typedef int (*store_row_fn)(sqlite3_stmt *st, void *out);
+
+/* Runs a one-row query on a reader: bind(st, arg) (bind NULL: no parameters), then conv(st, out)
+ * on the first row. TV_ERR_NOT_FOUND when there is no row; otherwise conv's result. */
+int store_read_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                   store_row_fn conv, void *out);
+/* store_read_one for a lookup by one text key of 1..max bytes, bound to ?1: the row goes to
+ * tmp (size bytes), then to out on success only; tmp is wiped after (rows may hold hashes).
+ * TV_ERR_INVALID for a bad key or NULL out, TV_ERR_NOT_FOUND, or conv's or the store's error. */
+int store_get_by_key(struct store *s, const char *sql, const char *key, size_t max,
+                     store_row_fn conv, void *tmp, void *out, size_t size);
+/* Runs a one-value query (sql with at most one text parameter, arg NULL for none) on a reader.
+ * *has_value = 0 when there was no row or the value was NULL. */
+int store_query_int64(struct store *s, const char *sql, const char *arg, int64_t *value,
+                      int *has_value);
 
 /* Runs a list query on a reader: bind(st, arg), limit bound as parameter limit_idx, then up to
  * limit rows converted by conv into the array out (elements of size bytes). Sets *n to the rows
@@ -84,9 +97,53 @@ int store_list_rows(struct store *s, const char *sql, store_bind_fn bind, const 
  * the start, bound as ""), to ?1. */
 void store_bind_after(sqlite3_stmt *st, const void *arg);
 
+/* What one write did: rows changed, and the rowid of the last row inserted on the connection. */
+struct store_write_info {
+    int64_t changes;
+    int64_t rowid;
+};
 /* Runs sql, a statement that changes rows and returns none, on the writer in a transaction of
- * its own, after bind(st, arg). TV_ERR_NOT_FOUND when it changed no row. */
+ * its own, after bind(st, arg); fills *info (when not NULL) on success only. */
+int store_write_run(struct store *s, const char *sql, store_bind_fn bind, const void *arg,
+                    struct store_write_info *info);
+/* store_write_run, but TV_ERR_NOT_FOUND when it changed no row. */
 int store_write_one(struct store *s, const char *sql, store_bind_fn bind, const void *arg);
+/* One statement parameter, for store_bind_params: a list of them replaces a bind function. */
+enum store_param_type {
+    STORE_P_END,
+    STORE_P_TEXT,
+    STORE_P_TEXT_OR_NULL,
+    STORE_P_INT64,
+    STORE_P_BLOB
+};
+struct store_param {
+    enum store_param_type type;
+    const void *p; /* TEXT (NULL binds SQL NULL), TEXT_OR_NULL: a string; BLOB: the bytes */
+    int64_t n;     /* INT64: the value; BLOB: the length (0 binds a zero-length blob) */
+};
+#define STORE_TEXT(s)                                                                              \
+    {                                                                                              \
+        STORE_P_TEXT, (s), 0                                                                       \
+    }
+#define STORE_TEXT_OR_NULL(s)                                                                      \
+    {                                                                                              \
+        STORE_P_TEXT_OR_NULL, (s), 0                                                               \
+    }
+#define STORE_INT64(v)                                                                             \
+    {                                                                                              \
+        STORE_P_INT64, NULL, (v)                                                                   \
+    }
+#define STORE_BLOB(b, len)                                                                         \
+    {                                                                                              \
+        STORE_P_BLOB, (b), (int64_t)(len)                                                          \
+    }
+#define STORE_END                                                                                  \
+    {                                                                                              \
+        STORE_P_END, NULL, 0                                                                       \
+    }
+/* A store_bind_fn binding arg, an array of struct store_param ending in STORE_END, to ?1, ?2...
+ * Strings and bytes must outlive the step. */
+void store_bind_params(sqlite3_stmt *st, const void *arg);
 /* A store_bind_fn binding arg (a const char *) to ?1 as text. */
 void store_bind_key(sqlite3_stmt *st, const void *arg);
 /* A text key and a time: store_bind_key_ms binds them to ?1 and ?2. */

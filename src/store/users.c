@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "store/users.h"
 #include "store_int.h"
@@ -43,35 +44,18 @@ static int user_from_row(sqlite3_stmt *st, struct store_user *u)
     return rc;
 }
 
+/* A store_row_fn for one user. */
+static int user_row(sqlite3_stmt *st, void *out)
+{
+    return user_from_row(st, out);
+}
+
 /* One-row lookup by a text key on a reader connection. */
 static int user_get_one(struct store *s, const char *sql, const char *key, struct store_user *out)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st = NULL;
     struct store_user u;
-    int row = 0;
-    int rc = store_check_str(key, 1, STORE_ID_MAX);
 
-    if (rc != 0 || out == NULL)
-        return TV_ERR_INVALID;
-    rc = store_read_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, sql, &st);
-    if (rc != 0)
-        goto release;
-    store_bind_text(st, 1, key);
-    rc = store_step(c, st, &row);
-    if (rc == 0 && !row)
-        rc = TV_ERR_NOT_FOUND;
-    if (rc == 0)
-        rc = user_from_row(st, &u);
-    if (rc == 0)
-        *out = u;
-    store_stmt_done(st);
-release:
-    store_read_end(s, c);
-    return rc;
+    return store_get_by_key(s, sql, key, STORE_ID_MAX, user_row, &u, out, sizeof u);
 }
 
 int store_user_get(struct store *s, const char *app_user_id, struct store_user *out)
@@ -86,29 +70,18 @@ int store_user_get_by_acs(struct store *s, const char *acs_id, struct store_user
 
 int store_user_insert(struct store *s, const struct store_user *u)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc = TV_ERR_INVALID;
-
     if (u == NULL || store_check_str(u->app_user_id, 0, STORE_ID_MAX) != 0 ||
         store_check_str(u->acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(u->resource, 1, STORE_ID_MAX) != 0)
-        return rc;
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_INSERT, &st);
-    if (rc == 0) {
-        store_bind_text_or_null(st, 1, u->app_user_id);
-        store_bind_text(st, 2, u->acs_id);
-        store_bind_text(st, 3, u->resource);
-        sqlite3_bind_int64(st, 4, u->created_ms);
-        sqlite3_bind_int64(st, 5, u->last_issued_ms);
-        sqlite3_bind_int64(st, 6, u->revoked_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-    }
-    return store_write_end(s, c, rc);
+        return TV_ERR_INVALID;
+    struct store_param p[] = {STORE_TEXT_OR_NULL(u->app_user_id),
+                              STORE_TEXT(u->acs_id),
+                              STORE_TEXT(u->resource),
+                              STORE_INT64(u->created_ms),
+                              STORE_INT64(u->last_issued_ms),
+                              STORE_INT64(u->revoked_ms),
+                              STORE_END};
+    return store_write_run(s, SQL_INSERT, store_bind_params, p, NULL);
 }
 
 /* An UPDATE of one mapping by ACS id; TV_ERR_NOT_FOUND when no row matched. */
@@ -130,12 +103,6 @@ int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
 int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
 {
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
-}
-
-/* A store_row_fn for the list. */
-static int user_row(sqlite3_stmt *st, void *out)
-{
-    return user_from_row(st, out);
 }
 
 int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
@@ -161,7 +128,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
     if ((scratch = calloc((size_t)limit, sizeof *scratch)) == NULL)
         return TV_ERR_NOMEM;
     /* The cursor inside the loop may be a passed-over row's id: the caller never sees it. */
-    memcpy(cursor, after != NULL ? after : "", strlen(after != NULL ? after : "") + 1);
+    (void)buf_copy_str(cursor, sizeof cursor, after);
     do {
         need = limit - have;
         rc = store_user_list(s, cursor, need, scratch, &got);
@@ -172,7 +139,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
                 out[have++] = scratch[i];
         }
         if (got > 0)
-            memcpy(cursor, scratch[got - 1].app_user_id, strlen(scratch[got - 1].app_user_id) + 1);
+            (void)buf_copy_str(cursor, sizeof cursor, scratch[got - 1].app_user_id);
     } while (have < limit && got == need);
     free(scratch);
     if (rc == 0)
@@ -182,13 +149,7 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
 
 int store_user_count(struct store *s, int64_t *n)
 {
-    int64_t v = 0;
-    int has = 0;
-    int rc = n == NULL ? TV_ERR_INVALID : store_query_int64(s, SQL_COUNT, NULL, &v, &has);
-
-    if (rc == 0)
-        *n = v;
-    return rc;
+    return store_count(s, SQL_COUNT, n);
 }
 
 int store_user_delete_begin(struct store *s, const char *acs_id, int64_t now_ms, int64_t *outbox_id)

@@ -258,6 +258,17 @@ n=$(grep -c ' = .*  # ' "$tmp/cfg.out")
 documented=$(grep '^# [a-z_]* = ' config/tokenvend.conf | grep -vc '^# [a-z_]*_file = ')
 check "config check's $n settings are all in config/tokenvend.conf" \
     $([ -z "$undocumented" ] && [ "$n" -gt 20 ] && [ "$documented" -eq "$n" ]; echo $?) "undocumented: $undocumented"
+# The example file lists the api-versions and scopes the binary knows (core/acsnames.h): the
+# binary's own lists come from its refusals of an unknown value.
+run cfgver config check --set acs_api_version=none
+bin_vers=$(sed -n 's/.*is not one of \([^"]*\)".*/\1/p' "$tmp/cfgver.err")
+conf_vers=$(sed -n 's/^# Identity API version: \(.*\)\.$/\1/p' config/tokenvend.conf | sed 's/ or /, /')
+run cfgscope config check --set allowed_scopes=none
+bin_scopes=$(sed -n 's/.*(known: \([^)]*\)).*/\1/p' "$tmp/cfgscope.err")
+conf_scopes=$(sed -n 's/^# ACS scopes callers may ask for; known: \(.*\)\.$/\1/p' config/tokenvend.conf)
+check "config/tokenvend.conf lists the api-versions and scopes the binary accepts" \
+    $([ -n "$bin_vers" ] && [ "$bin_vers" = "$conf_vers" ] && [ -n "$bin_scopes" ] && [ "$bin_scopes" = "$conf_scopes" ]; echo $?) \
+    "binary: $bin_vers / $bin_scopes; file: $conf_vers / $conf_scopes"
 env -u COMMUNICATION_SERVICES_CONNECTION_STRING "$TV" config check >"$tmp/cfg2.out" 2>&1
 check "config check shows an unset secret as <unset>" $(grep -q '^acs_connection_string = <unset>' "$tmp/cfg2.out"; echo $?)
 run cfgbad config check --set token_minutes=59

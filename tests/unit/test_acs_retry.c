@@ -11,7 +11,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "acs/retry.h"
+#include "../../src/acs/retry_int.h"
 #include "core/clock.h"
 #include "core/err.h"
 

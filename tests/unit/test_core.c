@@ -63,6 +63,45 @@ static void test_buf_ceiling(void **state)
     }
 }
 
+/* The one bounded copy: cuts at cap - 1, always terminates, says when it cut. */
+static void test_buf_copy_str(void **state)
+{
+    char d[6];
+
+    (void)state;
+    assert_int_equal(buf_copy_str(d, sizeof d, "abc"), 0);
+    assert_string_equal(d, "abc");
+    assert_int_equal(buf_copy_str(d, sizeof d, "abcde"), 0);
+    assert_string_equal(d, "abcde");
+    assert_int_equal(buf_copy_str(d, sizeof d, "abcdef"), TV_ERR_TOO_LARGE);
+    assert_string_equal(d, "abcde");
+    assert_int_equal(buf_copy_str(d, sizeof d, NULL), 0);
+    assert_string_equal(d, "");
+    assert_int_equal(buf_copy_str(d, 0, "x"), TV_ERR_TOO_LARGE);
+}
+
+/* The one percent-decoder (the router's path parameters and the emulator's use it). */
+static void test_buf_pct_decode(void **state)
+{
+    char d[16];
+    static const char *const bad[] = {"%", "%4", "%4g", "%g4", "a%00b", "%%41"};
+
+    (void)state;
+    assert_int_equal(buf_pct_decode("8%3Aacs%3a1%2Fx+y", 17, d, sizeof d), 0);
+    assert_string_equal(d, "8:acs:1/x+y");
+    assert_int_equal(buf_pct_decode("", 0, d, sizeof d), 0);
+    assert_string_equal(d, "");
+    /* Only len bytes are read: the escape cut off by len is incomplete. */
+    assert_int_equal(buf_pct_decode("%41", 2, d, sizeof d), TV_ERR_INVALID);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(buf_pct_decode(bad[i], strlen(bad[i]), d, sizeof d), TV_ERR_INVALID);
+    assert_int_equal(buf_pct_decode("abc", 3, d, 4), 0);
+    assert_int_equal(buf_pct_decode("abcd", 4, d, 4), TV_ERR_TOO_LARGE);
+    assert_int_equal(buf_pct_decode("%41%42%43", 9, d, 4), 0);
+    assert_string_equal(d, "ABC");
+    assert_int_equal(buf_pct_decode("", 0, d, 0), TV_ERR_TOO_LARGE);
+}
+
 static void test_b64_round_trip(void **state)
 {
     static const struct {
@@ -312,14 +351,50 @@ static void test_netaddr(void **state)
             fail_msg("accepted listen address \"%s\"", bad[i]);
 }
 
+/* The one host:port parser, without resolving, and its inverse. */
+static void test_netaddr_split(void **state)
+{
+    static const char *bad[] = {"",       "8080",  ":8080",  "h:",     "h:65536",
+                                "h:80x",  "h: 80", "h:+80",  "h:0x10", "::1:80",
+                                "[::1]8", "[::1",  "a b:80", "a/b:80", "h:000080"};
+    char host[16], text[32];
+    int port = -1;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(netaddr_split("127.0.0.1:8080", host, sizeof host, &port, &why), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(netaddr_split("[::1]:0", host, sizeof host, &port, NULL), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_int_equal(netaddr_split("localhost:65535", host, sizeof host, &port, NULL), 0);
+    assert_int_equal(port, 65535);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (netaddr_split(bad[i], host, sizeof host, &port, &why) != TV_ERR_CONFIG || why == NULL)
+            fail_msg("accepted host:port \"%s\"", bad[i]);
+    }
+    /* A host longer than the room given is refused, not cut. */
+    assert_int_equal(netaddr_split("abcdefghijklmnop:1", host, sizeof host, &port, NULL),
+                     TV_ERR_CONFIG);
+    assert_int_equal(netaddr_format("::1", 80, text, sizeof text), 0);
+    assert_string_equal(text, "[::1]:80");
+    assert_int_equal(netaddr_format("0.0.0.0", 8080, text, sizeof text), 0);
+    assert_string_equal(text, "0.0.0.0:8080");
+    assert_int_equal(netaddr_format("0.0.0.0", 8080, text, 8), TV_ERR_TOO_LARGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_table),      cmocka_unit_test(test_buf_ceiling),
+        cmocka_unit_test(test_buf_copy_str),   cmocka_unit_test(test_buf_pct_decode),
         cmocka_unit_test(test_b64_round_trip), cmocka_unit_test(test_b64_rejects),
         cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
         cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
         cmocka_unit_test(test_log_lines),      cmocka_unit_test(test_netaddr),
+        cmocka_unit_test(test_netaddr_split),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -1,8 +1,8 @@
 /* Helpers shared by the store admin commands (migrate, apikey, account, identity): opening the
  * store from the configuration, reporting store failures with the CLI's exit codes, and JSON
  * output. Single-threaded. */
-#ifndef TV_CLI_ADMIN_H
-#define TV_CLI_ADMIN_H
+#ifndef TV_CLI_ADMIN_INT_H
+#define TV_CLI_ADMIN_INT_H
 
 #include <stdint.h>
 #include <stdio.h>
@@ -55,11 +55,5 @@ void cli_audit_add(struct store *st, const char *action, const char *app_user_id
 /* A new object {key: []} and, in *arr, its array (owned by the object). NULL when out of
  * memory. */
 struct json_object *cli_json_list_new(const char *key, struct json_object **arr);
-
-/* Subcommand usage texts. */
-void cli_migrate_usage_print(FILE *f);
-void cli_apikey_usage_print(FILE *f);
-void cli_account_usage_print(FILE *f);
-void cli_identity_usage_print(FILE *f);
 
 #endif

@@ -1,8 +1,8 @@
 /* Pure retry policy of the ACS client: which attempt outcomes may be retried, what they end in,
  * how long to back off, and the retry-after headers. No I/O, no clock reads, no allocation;
  * thread-safe. Split out of client.c so that the rules can be tested as tables. */
-#ifndef TV_ACS_RETRY_H
-#define TV_ACS_RETRY_H
+#ifndef TV_ACS_RETRY_INT_H
+#define TV_ACS_RETRY_INT_H
 
 #include <stdint.h>
 

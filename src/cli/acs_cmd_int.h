@@ -1,7 +1,7 @@
 /* Helpers shared by the ACS subcommands (acs_cmd.c) and the quickstart (quickstart.c): client
  * set-up from the configuration and uniform reporting of ACS outcomes. Single-threaded. */
-#ifndef TV_CLI_ACS_CMD_H
-#define TV_CLI_ACS_CMD_H
+#ifndef TV_CLI_ACS_CMD_INT_H
+#define TV_CLI_ACS_CMD_INT_H
 
 #include "acs/client.h"
 #include "core/clock.h"
