@@ -170,7 +170,8 @@ int http_cors_allowed(const struct http_listener *l, const char *origin);
 
 /* reply.c */
 /* Builds the response for req with the common headers; body (malloc'd, may be NULL) is taken.
- * NULL when out of memory. */
+ * When req's reply headers say Cache-Control: no-store, the body is wiped when libmicrohttpd
+ * frees it. NULL when out of memory. */
 struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
                                      char *body, size_t len);
 /* Builds an error body {"error":{"code","message"}} (malloc'd) and its length. */
