@@ -2,7 +2,7 @@
  * whatever is accepted re-serialises to text that is accepted again and yields the same
  * serialisation (so json-c and the scanner agree on what a document means); and a document
  * accepted by jsonx_parse is also accepted by json-c alone.
- * fuzz-sources: src/core/jsonx.c src/core/err.c */
+ * fuzz-sources: src/core/jsonx.c src/core/ident.c src/core/err.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * meets the contract (user claim 1..256 bytes, exp in the future, the header's kid) and that
  * verification is deterministic. */
 /* clang-format off */
-/* fuzz-sources: src/auth/jwt.c src/auth/jwk.c src/core/b64.c src/core/jsonx.c src/core/err.c src/core/clock.c src/core/log.c */
+/* fuzz-sources: src/auth/jwt.c src/auth/jwk.c src/core/b64.c src/core/jsonx.c src/core/ident.c src/core/err.c src/core/clock.c src/core/log.c */
 /* clang-format on */
 #include <stdint.h>
 #include <stdlib.h>
