@@ -273,21 +273,23 @@ void http_reply_json(struct http_req *req, int status, struct json_object *body)
     char *s = NULL;
     size_t len = 0;
 
-    if (body) {
-        const char *text = jsonx_compact(body);
-        s = text != NULL ? strdup(text) : NULL;
-        if (text != NULL && http_reply_is_secret(req)) {
-            /* The serialisation lives in the object's own buffer until json_object_put. */
-            buf_wipe_const(text, strlen(text));
-            http_json_wipe(body, 0);
-        }
-        json_object_put(body);
-        if (!s) {
-            status = 500;
-            s = http_error_body(err_name(TV_ERR_NOMEM), err_message(TV_ERR_NOMEM), &len);
-        } else {
-            len = strlen(s);
-        }
+    if (body == NULL) {
+        http_reply_finish(req, status, "application/json", NULL, 0);
+        return;
+    }
+    if (http_reply_is_secret(req)) {
+        /* Not json-c's serialiser: its buffer moves as it grows, leaving unwiped copies. */
+        if (http_json_text(body, &s, &len) != 0)
+            s = NULL;
+        http_json_wipe(body, 0);
+    } else {
+        s = strdup(jsonx_compact(body));
+        len = s != NULL ? strlen(s) : 0;
+    }
+    json_object_put(body);
+    if (s == NULL) {
+        status = 500;
+        s = http_error_body(err_name(TV_ERR_NOMEM), err_message(TV_ERR_NOMEM), &len);
     }
     http_reply_finish(req, status, "application/json", s, len);
 }

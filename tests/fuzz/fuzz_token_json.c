@@ -1,9 +1,11 @@
-/* libFuzzer harness for the token reply serialisers (src/api/token_json.c). Property: whenever
+/* libFuzzer harness for the token reply serialisers (src/api/token_json.c) and the secret-reply
+ * serialiser of the http module (src/http/json_text.c). Properties: whenever
  * api_token_json_fast produces a body it is byte for byte the json-c one, and it declines only
- * when it must (a value needs escaping, or the body does not fit the buffer).
+ * when it must (a value needs escaping, or the body does not fit the buffer); http_json_text
+ * always produces json-c's bytes, escapes included.
  * Input: a flags byte, then token, expiresOn and the ACS id separated by NUL bytes. Flags: bit 0
  * leaves out the user, bit 1 makes expiresOn NULL, bits 2-7 shrink the output buffer.
- * fuzz-sources: src/api/token_json.c src/core/jsonx.c src/core/ident.c src/core/err.c */
+ * fuzz-sources: src/api/token_json.c src/http/json_text.c src/core/jsonx.c src/core/ident.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include "api/token_json_int.h"
 #include "core/jsonx.h"
+#include "http/http_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,12 +31,12 @@ static int plain(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *in, *p, *end;
+    char *in, *p, *end, *text = NULL;
     const char *field[3] = {"", "", ""};
     char out[OUT_MAX];
     const char *ref, *expires, *acs_id;
     struct json_object *o;
-    size_t cap, got, want, i;
+    size_t cap, got, want, i, text_len = 0;
     unsigned flags;
 
     if (size < 1)
@@ -66,6 +69,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (got == 0 && plain(field[0]) && (expires == NULL || plain(expires)) &&
         (acs_id == NULL || plain(acs_id)) && want <= cap)
         abort(); /* it declined a body it could have written */
+    if (http_json_text(o, &text, &text_len) != 0 || text_len != want ||
+        memcmp(text, ref, want) != 0 || text[text_len] != '\0')
+        abort(); /* the secret-reply serialiser wrote other bytes than json-c */
+    free(text);
     json_object_put(o);
     free(in);
     return 0;
