@@ -36,7 +36,7 @@ static void jt_string(struct json_text *t, const char *s, size_t n)
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *esc;
-        char u[6];
+        char u[6] = {'\\', 'u', '0', '0', 0, 0};
 
         switch (c) {
         case '"':
@@ -70,7 +70,6 @@ static void jt_string(struct json_text *t, const char *s, size_t n)
         if (esc != NULL) {
             jt_put(t, esc, 2);
         } else {
-            memcpy(u, "\\u00", 4);
             u[4] = hex[c >> 4];
             u[5] = hex[c & 15];
             jt_put(t, u, sizeof u);
