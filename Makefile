@@ -18,7 +18,7 @@ OPT      ?= -O2 -g
 HARDEN   ?= 1
 HARDEN_CFLAGS  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 HARDEN_LDFLAGS := -Wl,-z,relro,-z,now
-CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude -Itests/lib -MMD -MP \
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifneq ($(SANITIZE),)
@@ -31,10 +31,15 @@ LDFLAGS  += $(HARDEN_LDFLAGS)
 endif
 endif
 
-# Library objects: everything but the two mains, so tests can link any module.
+# Library objects of tokenvend: every module but its main, so tests can link any of them.
 LIB_SRC  := $(wildcard src/core/*.c src/acs/*.c src/http/*.c src/store/*.c src/auth/*.c \
-                      src/service/*.c src/api/*.c src/cli/*.c src/app.c) \
-            $(filter-out src/emulator/main.c,$(wildcard src/emulator/*.c))
+                      src/service/*.c src/api/*.c src/cli/*.c src/app.c)
+# acs-emulator is a separate program: its modules form their own library, with their headers
+# private to src/emulator, linked only into acs-emulator and the emulator's unit tests, so the
+# service binary cannot reach them (it links libtokenvend.a alone).
+EMU_SRC  := $(filter-out src/emulator/main.c,$(wildcard src/emulator/*.c))
+EMU_OBJ  := $(EMU_SRC:%.c=$(BUILD)/obj/%.o)
+EMU_LIB  := $(BUILD)/libemu.a
 # The SQL migrations are compiled into the binary, so it never depends on where it runs from.
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 GEN_SRC  := $(BUILD)/gen/migrations.c
@@ -48,13 +53,17 @@ TLIB_OBJ := $(TLIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%) \
             $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+# Test code alone sees the test helpers (tests/lib) and the modules' private headers through
+# src/ ("emulator/app.h", "http/http_int.h"); production objects are built without either path.
+TEST_CFLAGS := -Itests/lib -Isrc
 
 BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 
 # The suites that run threads (HTTP server, service workers and outbox, ACS client, JWKS fetcher,
 # store, caches) are the ones `make tsan` runs under ThreadSanitizer. A report stops the process
 # with exit 66, so the suite counts as failed; the emulator the tests start is built with TSan too.
-TSAN_SUITES := integration/test_http_server integration/test_service integration/test_acs_client \
+TSAN_SUITES := integration/test_http_server integration/test_http_wipe integration/test_service \
+               integration/test_acs_client \
                unit/test_store unit/test_store_tables unit/test_jwt_jwks unit/test_tcache \
                unit/test_vcache
 TSAN_BIN := $(TSAN_SUITES:%=$(BUILD)/tests/%)
@@ -103,7 +112,7 @@ hdr-check: $(HDR_OK)
 check-hardening: $(BINS)
 	@scripts/check-hardening.sh $(BINS)
 lint: $(BINS) check-src
-	clang-tidy --quiet $(LIB_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
+	clang-tidy --quiet $(LIB_SRC) $(EMU_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Iinclude src
 endif
@@ -130,6 +139,10 @@ $(BUILD)/obj/%.o: %.c mk/warnings.txt
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/tests/%.o: tests/%.c mk/warnings.txt
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) -c $< -o $@
+
 $(GEN_SRC): scripts/embed-sql.sh $(MIGRATIONS)
 	@mkdir -p $(dir $@)
 	scripts/embed-sql.sh $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
@@ -146,11 +159,21 @@ $(BUILD)/bin/tokenvend: $(BUILD)/obj/src/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/acs-emulator: $(BUILD)/obj/src/emulator/main.o $(LIB)
+$(EMU_LIB): $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/acs-emulator: $(BUILD)/obj/src/emulator/main.o $(EMU_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The emulator's own unit tests (the shorter stem makes make prefer this rule to the one above).
+$(BUILD)/tests/unit/test_emulator_%: $(BUILD)/obj/tests/unit/test_emulator_%.o $(TLIB_OBJ) \
+                                     $(EMU_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -183,5 +206,5 @@ clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz
 
 TEST_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
--include $(LIB_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
+-include $(LIB_OBJ:.o=.d) $(EMU_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
          $(BUILD)/obj/src/emulator/main.d

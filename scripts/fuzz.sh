@@ -2,7 +2,10 @@
 # Builds every tests/fuzz/fuzz_*.c as a libFuzzer binary (clang, ASan + UBSan) and runs each for
 # FUZZ_SECONDS (default 30). Needs clang and libclang-rt-14-dev (libFuzzer's runtime on Debian
 # 12); installs them via scripts/deps.sh fuzz when root, else prints the command and exits 1.
-# Env: BUILD (outputs in $BUILD-fuzz), FUZZ_SECONDS, FUZZ_MAX_LEN (8192), FUZZ_ONLY (one name).
+# Env: BUILD (outputs in $BUILD-fuzz), FUZZ_SECONDS, FUZZ_MAX_LEN (8192), FUZZ_ONLY (one name),
+#      FUZZ_TOTAL_SECONDS: a budget for the whole run instead, split evenly among the harnesses
+#      (at least 1 s each), so adding a harness does not lengthen CI's fuzz step.
+# Harnesses see include/ and, as tests do, the modules' private headers under src/.
 # A harness may list the sources it needs in a "fuzz-sources: a.c b.c" comment; otherwise it is
 # linked with src/core/*.c and src/acs/*.c. Exit 1 when any harness fails to build or finds a bug.
 set -euo pipefail
@@ -11,9 +14,15 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 out=${BUILD}-fuzz
 seconds=${FUZZ_SECONDS:-30}
+if [ -n "${FUZZ_TOTAL_SECONDS:-}" ]; then
+    n=$(find tests/fuzz -name 'fuzz_*.c' | wc -l)
+    [ -z "${FUZZ_ONLY:-}" ] || n=1
+    seconds=$((FUZZ_TOTAL_SECONDS / (n > 0 ? n : 1)))
+    [ "$seconds" -ge 1 ] || seconds=1
+fi
 max_len=${FUZZ_MAX_LEN:-8192}
 only=${FUZZ_ONLY:-}
-pkgs="openssl json-c libcurl"
+pkgs="openssl json-c libcurl libmicrohttpd"
 
 scripts/deps.sh fuzz --quiet
 CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
@@ -25,7 +34,7 @@ fi
 # The Makefile's warning list (one file for both), always as errors here.
 warn="$(sed 's/#.*//' mk/warnings.txt) -Werror"
 # shellcheck disable=SC2086
-cflags="-std=c17 -D_GNU_SOURCE -g -O1 $warn -Iinclude $(pkg-config --cflags $pkgs)
+cflags="-std=c17 -D_GNU_SOURCE -g -O1 $warn -Iinclude -Isrc $(pkg-config --cflags $pkgs)
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # shellcheck disable=SC2086
 libs="$(pkg-config --libs $pkgs) -lpthread -lm"
@@ -49,6 +58,27 @@ seed() {
         printf 'eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImZ6In0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLyIsImF1ZCI6WyJ4IiwiYXBpOi8vdG9rZW52ZW5kIl0sInN1YiI6ImFsaWNlIiwib2lkIjoibzEiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjo0MDAwMDAwMDAwfQ.MPjJmkGxV0BWYHP8lCVwwbknbT30Ua3DQpifvoPVgUwPjuo9MkV1xHYaZ2QmINfIzGrXTPclLuvlfupSaTr9Yw' >"$dir/s1"
         printf '{"iss":"https://issuer.example/","aud":["x","api://tokenvend"],"sub":"alice","iat":1700000000,"nbf":1700000000,"exp":4000000000}' >"$dir/s2"
         printf '{"kty":"RSA","alg":"PS256","use":"sig","key_ops":["verify"],"kid":"k","n":"AQAB","e":"AQAB"}' >"$dir/s3"
+        ;;
+    fuzz_token_json)
+        # flags byte, then token NUL expiresOn NUL ACS id (see the harness).
+        printf '\000eyJhbGciOiJSUzI1NiJ9.eyJza3lwZWlkIjoiYWNzOjEifQ.c2ln\0002026-12-03T01:00:00.000+00:00\0008:acs:11111111-2222-3333-4444-555555555555_00000000-aaaa-bbbb-cccc-000000000001' >"$dir/s1"
+        printf '\003tok\000\000' >"$dir/s2"
+        printf '\000a"b\\c\000\303\251\000\001' >"$dir/s3"
+        printf '\374xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\000e\000id' >"$dir/s4"
+        ;;
+    fuzz_router)
+        # pattern (or CORS list), newline, path (or parameter pieces).
+        printf '/public/users/{}/token\n/public/users/alice%%40example.com/token' >"$dir/s1"
+        printf '/internal/identities/{}/{}\n/internal/identities/8%%3Aacs%%3A1/x' >"$dir/s2"
+        printf '/\n/' >"$dir/s3"
+        printf 'https://app.example, http://localhost:3000 ,*\n%%zz%%0%%00abc' >"$dir/s4"
+        printf '/a/{}/b/{}/c\nx/y' >"$dir/s5"
+        ;;
+    fuzz_config)
+        cp config/tokenvend.conf "$dir/s1"
+        printf 'public_addr = 127.0.0.1:8080\ninternal_addr = [::1]:8081\nlog_level = debug\nallowed_scopes = chat, voip\ncors_origins = "https://a.example,http://b.example" # comment\noidc_issuer = https://issuer.example/\n' >"$dir/s2"
+        printf 'token_minutes = 60\r\ncache = off\r\nacs_connection_string = "a \\"quoted\\" # value "\r\n' >"$dir/s3"
+        printf 'unknown = 1\n' >"$dir/s4"
         ;;
     fuzz_b64)
         printf 'XYTsKEg4k4IBjck/O/DOcGSlgC31ZsyEf0pwWn9r6Y9I6s8sIPjuP3BfWJhkK0VT0JVH6KCP7zJfqgT350uETw==' >"$dir/s1"
@@ -77,8 +107,10 @@ for src in tests/fuzz/fuzz_*.c; do
     mkdir -p "$corpus" "$out/artifacts"
     seed "$name" "$corpus"
     echo "== run $name for ${seconds}s"
+    # stdin is /dev/null: a harness that reads a file the input names (fuzz_config) must never
+    # wait on a terminal or a pipe.
     if ! "$out/$name" -max_len="$max_len" -max_total_time="$seconds" -print_final_stats=1 \
-        -artifact_prefix="$out/artifacts/$name-" "$corpus" >"$out/$name.log" 2>&1; then
+        -artifact_prefix="$out/artifacts/$name-" "$corpus" >"$out/$name.log" 2>&1 </dev/null; then
         echo "fuzz: $name FAILED; reproducer in $out/artifacts/, log $out/$name.log:" >&2
         tail -n 40 "$out/$name.log" >&2
         status=1
@@ -86,6 +118,6 @@ for src in tests/fuzz/fuzz_*.c; do
     fi
     grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$out/$name.log" |
         sed "s/^/   $name /"
-    echo "   $name: $(find "$corpus" -type f | wc -l) corpus entries, no crash"
+    echo "   $name: ${seconds}s, $(find "$corpus" -type f | wc -l) corpus entries, no crash"
 done
 exit $status

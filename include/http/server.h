@@ -115,7 +115,9 @@ void *http_req_data(const struct http_req *req);
 /* ---- replies: exactly one per request, from any thread. After it the handler must not touch
  * req again (it may be freed at once). ---- */
 /* Adds a response header to the coming reply (copies both; at most 16 per request; silently
- * ignored past that or after the reply). Call before the reply, from the replying thread. */
+ * ignored past that or after the reply). Call before the reply, from the replying thread.
+ * "Cache-Control: no-store" also marks the body a secret: every copy the server makes of it
+ * (and, for http_reply_json, the json-c tree's strings) is wiped before it is freed. */
 void http_reply_header(struct http_req *req, const char *name, const char *value);
 /* JSON reply; `body` is consumed (json_object_put) even on failure. NULL body = empty body. */
 void http_reply_json(struct http_req *req, int status, struct json_object *body);

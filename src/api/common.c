@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "api_int.h"
+#include "token_json_int.h"
 #include "auth/apikey.h"
 #include "auth/jwks.h"
 #include "auth/session.h"
@@ -331,13 +332,6 @@ static void put_time(struct json_object *o, const char *key, int64_t ms)
     json_object_object_add(o, key, json_object_new_string(iso));
 }
 
-static struct json_object *comm_user(const char *acs_id)
-{
-    struct json_object *u = json_object_new_object();
-    json_object_object_add(u, "communicationUserId", json_object_new_string(acs_id));
-    return u;
-}
-
 struct json_object *api_user_json(const struct store_user *u)
 {
     struct json_object *o = json_object_new_object();
@@ -350,97 +344,17 @@ struct json_object *api_user_json(const struct store_user *u)
     return o;
 }
 
-static struct json_object *token_json(const struct service_result *r, int with_user)
-{
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "token", json_object_new_string(r->token));
-    json_object_object_add(o, "expiresOn",
-                           json_object_new_string(r->expires_on != NULL ? r->expires_on : ""));
-    if (with_user)
-        json_object_object_add(o, "user", comm_user(r->acs_id));
-    return o;
-}
-
-/* Appends "s" (quoted) at out[*pos] when s needs no JSON escaping (printable ASCII other than
- * the quote and the backslash, as ACS tokens, ids and times always are) and fits before cap;
- * 0 on success. Anything else returns -1 and the caller lets json-c build the reply, so the
- * bytes sent are exactly the ones json-c would produce. */
-static int plain_str_put(char *out, size_t cap, size_t *pos, const char *s)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    size_t n = strlen(s), i = 0;
-
-    /* Eight bytes at a time (the token is ~1 KB): a byte is flagged when it is below 0x20, at
-     * or above 0x7f, or a quote or backslash. The borrow trick flags exactly the bytes that
-     * are zero (after the xor) or below 0x20 when no byte has its high bit set, which the
-     * first test rules out. */
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v, q, b, t;
-        memcpy(&v, s + i, 8);
-        q = v ^ (ones * '"');
-        b = v ^ (ones * '\\');
-        t = v + ones; /* 0x7f + 1 sets the high bit */
-        if (((v | t) & highs) != 0 || ((v - ones * 0x20) & ~v & highs) != 0 ||
-            ((q - ones) & ~q & highs) != 0 || ((b - ones) & ~b & highs) != 0)
-            return -1;
-    }
-    for (; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\')
-            return -1;
-    }
-    if (cap - *pos < n + 2)
-        return -1;
-    out[(*pos)++] = '"';
-    memcpy(out + *pos, s, n);
-    *pos += n;
-    out[(*pos)++] = '"';
-    return 0;
-}
-
-static int lit_put(char *out, size_t cap, size_t *pos, const char *lit)
-{
-    size_t n = strlen(lit);
-
-    if (cap - *pos < n)
-        return -1;
-    memcpy(out + *pos, lit, n);
-    *pos += n;
-    return 0;
-}
-
-/* The token reply without json-c: serialising through json-c escapes the ~1 KB token byte by
- * byte and allocates an object tree per reply, a large share of a cache hit's CPU. Produces the
- * same bytes as jsonx_compact(token_json(r, with_user)); returns the length, or 0 when a value
- * needs escaping or the reply does not fit (the caller then takes the json-c path). */
-static size_t token_json_fast(const struct service_result *r, int with_user, char *out, size_t cap)
-{
-    size_t pos = 0;
-
-    if (lit_put(out, cap, &pos, "{\"token\":") != 0 ||
-        plain_str_put(out, cap, &pos, r->token) != 0 ||
-        lit_put(out, cap, &pos, ",\"expiresOn\":") != 0 ||
-        plain_str_put(out, cap, &pos, r->expires_on != NULL ? r->expires_on : "") != 0)
-        return 0;
-    if (with_user &&
-        (lit_put(out, cap, &pos, ",\"user\":{\"communicationUserId\":") != 0 ||
-         plain_str_put(out, cap, &pos, r->acs_id) != 0 || lit_put(out, cap, &pos, "}") != 0))
-        return 0;
-    if (lit_put(out, cap, &pos, "}") != 0)
-        return 0;
-    return pos;
-}
-
 /* Replies 200 with the token: the fast serialiser when it can, json-c otherwise. */
 static void reply_token(struct http_req *req, const struct service_result *r, int with_user)
 {
     char body[TOKEN_REPLY_MAX];
-    size_t len = token_json_fast(r, with_user, body, sizeof body);
+    const char *acs_id = with_user ? r->acs_id : NULL;
+    size_t len = api_token_json_fast(r->token, r->expires_on, acs_id, body, sizeof body);
 
     if (len > 0)
         http_reply_data(req, 200, "application/json", body, len);
     else
-        http_reply_json(req, 200, token_json(r, with_user));
+        http_reply_json(req, 200, api_token_json(r->token, r->expires_on, acs_id));
     /* The stack copy held the token (a secret); a refused build may have written anywhere. */
     OPENSSL_cleanse(body, len > 0 ? len : sizeof body);
 }
@@ -482,7 +396,7 @@ void api_pending_done(void *arg, const struct service_result *r)
         break;
     case SHAPE_IDENTITY:
         o = json_object_new_object();
-        json_object_object_add(o, "user", comm_user(r->acs_id));
+        json_object_object_add(o, "user", api_comm_user_json(r->acs_id));
         put_time(o, "createdAt", r->user != NULL ? r->user->created_ms : 0);
         if (r->token != NULL) {
             json_object_object_add(o, "token", json_object_new_string(r->token));

@@ -1,7 +1,7 @@
 /* Construction of an acs-emulator instance. With --db, the signing key, the generated access
  * key and the resource id are stored beside the identities, so a restarted emulator keeps
  * validating its old tokens and keeps its connection string. */
-#include "emulator/app.h"
+#include "app.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +13,10 @@
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "emulator/persist.h"
-#include "emulator/reuse.h"
-#include "emulator/state.h"
-#include "emulator/tokens.h"
+#include "persist.h"
+#include "reuse.h"
+#include "state.h"
+#include "tokens.h"
 
 #define APP_GENERATED_KEY_LEN 64
 

@@ -1,7 +1,7 @@
 /* HMAC request authentication for acs-emulator. The SDKs sign "x-ms-date;host;x-ms-content-
  * sha256"; the ACS service also accepts the standard Date header in place of x-ms-date, so a
  * signature naming "date" is verified against that header instead. */
-#include "emulator/auth.h"
+#include "auth.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* acs-emulator shared helpers: operation and api-version names, the per-thread PRNG, UUIDs. */
-#include "emulator/emu.h"
+#include "emu.h"
 
 #include <stdio.h>
 #include <string.h>

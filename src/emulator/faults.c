@@ -1,6 +1,6 @@
 /* Fault decisions and rate limits of acs-emulator. A rate r fires when a uniform draw in [0, 1)
  * is below r, so 0 never fires and 1 always does. */
-#include "emulator/faults.h"
+#include "faults.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -12,9 +12,9 @@
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "emulator/app.h"
-#include "emulator/reuse.h"
-#include "emulator/server.h"
+#include "app.h"
+#include "reuse.h"
+#include "server.h"
 
 static void main_usage(FILE *f)
 {

@@ -1,7 +1,7 @@
 /* SQLite storage for acs-emulator. Writes are single statements in autocommit mode; with WAL and
  * synchronous=NORMAL they do not fsync on every call, which is the right trade for a test
  * double that should survive a restart, not a power cut. */
-#include "emulator/persist.h"
+#include "persist.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,6 +1,6 @@
 /* Request parsing for acs-emulator. Error texts follow the wording of the ACS service where it
  * is known and are safe to return to the client (they never echo a token). */
-#include "emulator/reqparse.h"
+#include "reqparse.h"
 
 #include <ctype.h>
 #include <stdarg.h>

@@ -2,7 +2,7 @@
  * over at most REUSE_PROBE slots; an entry from an older bucket (or expiring) is free space, so
  * the table never needs a sweep. Every access is under r->mu; the critical sections copy at
  * most one token. */
-#include "emulator/reuse.h"
+#include "reuse.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,8 +11,8 @@
 #include <openssl/crypto.h>
 
 #include "core/err.h"
-#include "emulator/emu.h"
-#include "emulator/tokens.h"
+#include "emu.h"
+#include "tokens.h"
 
 #define REUSE_SLOTS 8192 /* power of two; a bench uses about a thousand identities */
 #define REUSE_PROBE 8

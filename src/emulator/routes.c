@@ -1,7 +1,7 @@
 /* acs-emulator request handling: the ACS identity operations behind HMAC authentication and
  * the unauthenticated /emulator test control plane. Replies follow the ACS wire format:
  * CommunicationErrorResponse bodies, 201 for create, 204 for revoke and delete. */
-#include "emulator/routes.h"
+#include "routes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +13,12 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/jsonx.h"
-#include "emulator/app.h"
-#include "emulator/auth.h"
-#include "emulator/reqparse.h"
-#include "emulator/reuse.h"
-#include "emulator/state.h"
-#include "emulator/tokens.h"
+#include "app.h"
+#include "auth.h"
+#include "reqparse.h"
+#include "reuse.h"
+#include "state.h"
+#include "tokens.h"
 
 #define ROUTES_WHY_MAX 256
 #define ROUTES_SCP_ACS 1792

@@ -4,7 +4,7 @@
  * skips that callback (it does after a header or query overflow), when the connection closes.
  * Injected latency suspends the connection; one timer thread keeps a min-heap of wake-up times and
  * resumes them. */
-#include "emulator/server.h"
+#include "server.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -26,8 +26,8 @@
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "http/server.h"
-#include "emulator/app.h"
-#include "emulator/routes.h"
+#include "app.h"
+#include "routes.h"
 
 #define SRV_HOST_MAX 256
 #define SRV_REQID_MAX 80

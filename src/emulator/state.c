@@ -1,7 +1,7 @@
 /* Identity registry of acs-emulator: an open-addressing hash map (linear probing, no removal:
  * deleted identities stay as tombstones so their tokens keep validating as "deleted"), grown
  * at 50% load. All map access is under st->mu; counters are relaxed atomics. */
-#include "emulator/state.h"
+#include "state.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,7 +11,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
-#include "emulator/persist.h"
+#include "persist.h"
 
 #define STATE_INITIAL_SLOTS 1024
 

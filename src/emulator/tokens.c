@@ -1,7 +1,7 @@
 /* RS256 JWTs for acs-emulator. The header is fixed per key and encoded once; each token gets a
  * fresh json-c payload (identity strings can come from a Teams token, so they must be escaped)
  * and a PKCS#1 v1.5 SHA-256 signature. */
-#include "emulator/tokens.h"
+#include "tokens.h"
 
 #include <stdio.h>
 #include <stdlib.h>

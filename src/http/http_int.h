@@ -14,6 +14,7 @@
 #include "http/server.h"
 
 struct MHD_Connection;
+struct json_object;
 struct MHD_Daemon;
 struct MHD_Response;
 
@@ -170,12 +171,19 @@ int http_cors_allowed(const struct http_listener *l, const char *origin);
 
 /* reply.c */
 /* Builds the response for req with the common headers; body (malloc'd, may be NULL) is taken.
- * NULL when out of memory. */
+ * When req's reply headers say Cache-Control: no-store, the body is wiped when libmicrohttpd
+ * frees it. NULL when out of memory. */
 struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
                                      char *body, size_t len);
 /* Builds an error body {"error":{"code","message"}} (malloc'd) and its length. */
 char *http_error_body(const char *code, const char *message, size_t *len);
 void http_req_unref(struct http_req *req);
+
+/* json_text.c */
+/* The compact JSON text of o (json-c's bytes for it), in one malloc'd, NUL-terminated buffer of
+ * exactly *len + 1 bytes that no reallocation ever moved, so wiping it wipes every copy. For
+ * secret replies. 0, TV_ERR_INVALID (deeper than JSONX_MAX_DEPTH) or TV_ERR_NOMEM. */
+int http_json_text(struct json_object *o, char **out, size_t *len);
 
 /* server.c */
 /* Ends r's part in its connection, as the completion callback does: counters, access log,

@@ -3,10 +3,13 @@
  * is decided under the request's lock, so exactly one thread queues the response. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 #include "core/log.h"
@@ -56,6 +59,69 @@ char *http_error_body(const char *code, const char *message, size_t *len)
     return out;
 }
 
+/* A reply body that holds a secret (a token): libmicrohttpd sends straight from it (it copies
+ * no body in 0.9.75) and, when the response is destroyed, hands it to http_secret_free, which
+ * overwrites it before freeing. */
+struct http_secret_body {
+    char *data;
+    size_t len;
+};
+
+static void http_secret_free(void *cls)
+{
+    struct http_secret_body *sb = cls;
+
+    OPENSSL_cleanse(sb->data, sb->len);
+    free(sb->data);
+    free(sb);
+}
+
+/* True when the reply headers set so far carry Cache-Control: no-store, the mark of a reply
+ * whose body is a secret (tokens, sessions): such a body must not linger in freed memory. */
+static int http_reply_is_secret(const struct http_req *req)
+{
+    const char *p = req->hdrs.data;
+    size_t i;
+
+    for (i = 0; p && i < req->nhdrs; i++) {
+        const char *name = p;
+        const char *value = name + strlen(name) + 1;
+        if (strcasecmp(name, "Cache-Control") == 0 && strcasestr(value, "no-store") != NULL)
+            return 1;
+        p = value + strlen(value) + 1;
+    }
+    return 0;
+}
+
+/* The response over body[0..len) (len > 0), which it takes: a secret one through a callback that
+ * wipes it, any other freed plainly. NULL when out of memory (body is then freed, wiped if
+ * secret). */
+static struct MHD_Response *http_resp_body(char *body, size_t len, int secret)
+{
+    struct MHD_Response *resp = NULL;
+    struct http_secret_body *sb = NULL;
+
+    if (!secret) {
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(body);
+        goto out;
+    }
+    sb = malloc(sizeof *sb);
+    if (!sb) {
+        OPENSSL_cleanse(body, len);
+        free(body);
+        goto out;
+    }
+    sb->data = body;
+    sb->len = len;
+    resp = MHD_create_response_from_buffer_with_free_callback_cls(len, body, http_secret_free, sb);
+    if (!resp)
+        http_secret_free(sb);
+out:
+    return resp;
+}
+
 struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
                                      char *body, size_t len)
 {
@@ -65,9 +131,7 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
 
     (void)status;
     if (body && len > 0) {
-        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp)
-            free(body);
+        resp = http_resp_body(body, len, http_reply_is_secret(req));
     } else {
         free(body);
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -174,20 +238,58 @@ static void http_reply_finish(struct http_req *req, int status, const char *ctyp
         http_req_unref(req);
 }
 
+/* Overwrites every string value in the tree under o (its keys are names, not secrets), for a
+ * secret reply whose json-c objects are about to be freed: json-c frees without wiping. */
+static void http_json_wipe(struct json_object *o, int depth)
+{
+    size_t i, n;
+
+    if (depth > JSONX_MAX_DEPTH)
+        return;
+    switch (json_object_get_type(o)) {
+    case json_type_string:
+        buf_wipe_const(json_object_get_string(o), (size_t)json_object_get_string_len(o));
+        break;
+    case json_type_array:
+        n = json_object_array_length(o);
+        for (i = 0; i < n; i++)
+            http_json_wipe(json_object_array_get_idx(o, i), depth + 1);
+        break;
+    case json_type_object: {
+        json_object_object_foreach(o, key, child)
+        {
+            (void)key;
+            http_json_wipe(child, depth + 1);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
 void http_reply_json(struct http_req *req, int status, struct json_object *body)
 {
     char *s = NULL;
     size_t len = 0;
 
-    if (body) {
+    if (body == NULL) {
+        http_reply_finish(req, status, "application/json", NULL, 0);
+        return;
+    }
+    if (http_reply_is_secret(req)) {
+        /* Not json-c's serialiser: its buffer moves as it grows, leaving unwiped copies. */
+        if (http_json_text(body, &s, &len) != 0)
+            s = NULL;
+        http_json_wipe(body, 0);
+    } else {
         s = strdup(jsonx_compact(body));
-        json_object_put(body);
-        if (!s) {
-            status = 500;
-            s = http_error_body(err_name(TV_ERR_NOMEM), err_message(TV_ERR_NOMEM), &len);
-        } else {
-            len = strlen(s);
-        }
+        len = s != NULL ? strlen(s) : 0;
+    }
+    json_object_put(body);
+    if (s == NULL) {
+        status = 500;
+        s = http_error_body(err_name(TV_ERR_NOMEM), err_message(TV_ERR_NOMEM), &len);
     }
     http_reply_finish(req, status, "application/json", s, len);
 }

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
-#include "emulator/tokens.h"
+#include "emu.h"
+#include "tokens.h"
 
 /* Scope bits, in the order acsScope lists them. */
 #define EMU_SCOPE_CHAT 0x01u

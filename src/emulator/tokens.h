@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
+#include "emu.h"
 
 struct emu_keys;
 

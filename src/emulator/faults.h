@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
+#include "emu.h"
 
 #define EMU_FAULT_LATENCY_MAX_MS (10 * 60 * 1000)
 #define EMU_FAULT_OPS_ALL ((1u << EMU_OP__COUNT) - 1)

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "emulator/emu.h"
+#include "emu.h"
 
 struct emu_persist;
 

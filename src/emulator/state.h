@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
-#include "emulator/tokens.h"
+#include "emu.h"
+#include "tokens.h"
 
 struct emu_state;
 struct emu_persist;

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
-#include "emulator/faults.h"
+#include "emu.h"
+#include "faults.h"
 
 #define EMU_KEY_MAX 256 /* decoded access key bytes */
 

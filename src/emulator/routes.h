@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emulator/emu.h"
-#include "emulator/faults.h"
+#include "emu.h"
+#include "faults.h"
 
 struct emu_app;
 
