@@ -4,8 +4,10 @@
  *   connection closes;
  * - request deadlines: libmicrohttpd's timeout is an idle timeout that every byte resets, so a
  *   client dripping its head holds a slot forever. A sweeper thread closes connections whose
- *   request line has not arrived within conn_timeout_s, or whose head and body are not complete
- *   within request_timeout_s after it;
+ *   head is not complete within head_timeout_s of the request's start (accept for a new
+ *   connection, the request line for a kept-alive one), whose body is not complete within
+ *   request_timeout_s of it, or whose next request line has not arrived within conn_timeout_s;
+ * - the per-address connection cap (peers.c), counted when a connection starts;
  * - a query guard (too many arguments overflow libmicrohttpd's per-connection memory, which it
  *   then mishandles) and request framing checks (RFC 9112 section 6). */
 #include <stdlib.h>
@@ -35,14 +37,31 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
     const union MHD_ConnectionInfo *ci;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        c = calloc(1, sizeof(*c));
-        if (!c)
-            return; /* the connection then simply has no deadline and no fallback */
-        c->l = l;
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            /* Without its state the connection would escape the deadlines and the cap: refuse
+             * it (libmicrohttpd sees the hang-up and closes it). */
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        c->l = l;
         c->fd = ci ? ci->connect_fd : -1;
-        atomic_init(&c->phase, HTTP_CONN_IDLE);
+        /* A new connection's first request starts now: its head is due within the head
+         * deadline, request line included, however slowly its bytes arrive. */
+        atomic_init(&c->phase, HTTP_CONN_HEAD);
         atomic_init(&c->since_ms, clock_mono_ms());
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (l->peers && ci && http_peer_key_of(ci->client_addr, &c->peer)) {
+            int over = http_peers_add(l, &c->peer);
+            c->counted = over >= 0;
+            /* Over the cap (accepts racing past http_peers_admit) or not counted: refuse. */
+            if (over != 0 && c->fd >= 0) {
+                c->cut = 1;
+                shutdown(c->fd, SHUT_RDWR);
+            }
+        }
         pthread_mutex_lock(&l->cmu);
         c->next = l->conns;
         if (c->next)
@@ -65,6 +84,8 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
         c->next->prev = c->prev;
     pthread_mutex_unlock(&l->cmu);
     *socket_context = NULL;
+    if (c->counted)
+        http_peers_del(l, &c->peer);
     /* A request libmicrohttpd gave up on without calling the completion callback (it does so
      * when it fails to queue its own error answer twice, e.g. after a header or query overflow):
      * release it here, as that callback would have. */
@@ -83,9 +104,16 @@ struct http_conn *http_conn_of(struct MHD_Connection *conn)
 
 void http_conn_phase(struct http_conn *c, int phase)
 {
+    int was;
+
     if (!c)
         return;
-    atomic_store(&c->since_ms, clock_mono_ms());
+    was = atomic_load(&c->phase);
+    /* HEAD and BODY run on the request's clock: a new connection's first request started at
+     * accept, a kept-alive connection's next one at its request line (after IDLE). */
+    if (!((phase == HTTP_CONN_HEAD || phase == HTTP_CONN_BODY) &&
+          (was == HTTP_CONN_HEAD || was == HTTP_CONN_BODY)))
+        atomic_store(&c->since_ms, clock_mono_ms());
     atomic_store(&c->phase, phase);
 }
 
@@ -95,22 +123,23 @@ void http_conn_phase(struct http_conn *c, int phase)
  * closes it through its normal path (completion callback, then the CLOSED notification). */
 static void http_sweep_listener(struct http_listener *l, int64_t now)
 {
+    static const char *const what[] = {"request-line", "head", "request"};
     const struct http_server *s = l->srv;
-    int64_t idle_ms = (int64_t)s->conn_timeout_s * 1000;
-    int64_t req_ms = (int64_t)s->request_timeout_s * 1000;
+    int64_t limit_ms[] = {(int64_t)s->conn_timeout_s * 1000, (int64_t)s->head_timeout_s * 1000,
+                          (int64_t)s->request_timeout_s * 1000}; /* IDLE, HEAD, BODY */
 
     pthread_mutex_lock(&l->cmu);
     for (struct http_conn *c = l->conns; c; c = c->next) {
         int phase = atomic_load(&c->phase);
         int64_t since = atomic_load(&c->since_ms);
-        int late = (phase == HTTP_CONN_IDLE && now - since >= idle_ms) ||
-                   (phase == HTTP_CONN_READING && now - since >= req_ms);
 
-        if (late && !c->cut && c->fd >= 0) {
+        if (phase < HTTP_CONN_IDLE || phase > HTTP_CONN_BODY || now - since < limit_ms[phase])
+            continue;
+        if (!c->cut && c->fd >= 0) {
             c->cut = 1;
             shutdown(c->fd, SHUT_RDWR);
             log_msg(LOGL_DEBUG, NULL, "http: %s: closed a connection past its %s deadline", l->name,
-                    phase == HTTP_CONN_IDLE ? "request-line" : "request");
+                    what[phase]);
         }
     }
     pthread_mutex_unlock(&l->cmu);
