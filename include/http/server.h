@@ -61,7 +61,7 @@ struct http_server_opts {
      * restarts on every byte). */
     unsigned conn_timeout_s;
     /* 10: the request line and headers must be complete this long after the request's start
-     * (accept for a new connection, the request line on a kept-alive one), else the
+     * (accept for a new connection, its first bytes on a kept-alive one), else the
      * connection is closed unanswered. Capped at conn_timeout_s and request_timeout_s, so a
      * client dripping its head is never kept longer than an idle one. */
     unsigned head_timeout_s;

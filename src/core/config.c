@@ -144,7 +144,7 @@ static const struct setting settings[] = {
     {"header_timeout_s", "TOKENVEND_HEADER_TIMEOUT_S", NULL, "10", ST_INT, 1, 3600, 0, 1,
      OFF(header_timeout_s), NULL,
      "a request's line and headers must be in this many seconds after it started (accept, or "
-     "the request line on a kept-alive connection); at most connection_timeout_s"},
+     "its first bytes on a kept-alive connection); at most connection_timeout_s"},
     {"session_minutes", "TOKENVEND_SESSION_MINUTES", NULL, "15", ST_INT, 1, 1440, 0, 1,
      OFF(session_minutes), NULL, "lifetime of the tokens POST /api/login returns"},
     {"outbox_interval_ms", "TOKENVEND_OUTBOX_INTERVAL_MS", NULL, "2000", ST_INT, 50, 3600000, 0, 1,

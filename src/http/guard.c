@@ -5,13 +5,15 @@
  * - request deadlines: libmicrohttpd's timeout is an idle timeout that every byte resets, so a
  *   client dripping its head holds a slot forever. A sweeper thread closes connections whose
  *   head is not complete within head_timeout_s of the request's start (accept for a new
- *   connection, the request line for a kept-alive one), whose body is not complete within
+ *   connection, its first bytes on a kept-alive one), whose body is not complete within
  *   request_timeout_s of it, or whose next request line has not arrived within conn_timeout_s;
  * - the per-address connection cap (peers.c), counted when a connection starts;
  * - a query guard (too many arguments overflow libmicrohttpd's per-connection memory, which it
  *   then mishandles) and request framing checks (RFC 9112 section 6). */
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -23,6 +25,12 @@
 #include "http_int.h"
 
 #define HTTP_SWEEP_MS 250
+/* How often an idle kept-alive connection is asked whether bytes of its next request arrived,
+ * and how long after it went idle bytes count as a next request's (the kernel's record of the
+ * last data received has a few milliseconds of granularity; the previous request's last bytes
+ * must not count). */
+#define HTTP_IDLE_LOOK_MS 1000
+#define HTTP_IDLE_SLACK_MS 100
 /* What one query argument costs in libmicrohttpd 0.9.75's per-connection pool: its header
  * record (7 words) rounded up to the pool's alignment. */
 #define HTTP_ARG_COST 64u
@@ -119,6 +127,29 @@ void http_conn_phase(struct http_conn *c, int phase)
 
 /* ---- the sweeper ---- */
 
+/* When bytes of an idle kept-alive connection's next request began to arrive (about; 0 while
+ * none have), so its head deadline can run from there. libmicrohttpd reads them at once and
+ * tells nothing until the request line is complete, so this asks the kernel when data last
+ * arrived (TCP_INFO), at most every HTTP_IDLE_LOOK_MS. Under l->cmu. */
+static int64_t http_idle_next_at(struct http_conn *c, int64_t since, int64_t now)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (c->idle_since != since) {
+        c->idle_since = since;
+        c->next_ms = 0;
+        c->looked_ms = 0;
+    }
+    if (c->next_ms != 0 || now - c->looked_ms < HTTP_IDLE_LOOK_MS)
+        return c->next_ms;
+    c->looked_ms = now;
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        now - (int64_t)ti.tcpi_last_data_recv > since + HTTP_IDLE_SLACK_MS)
+        c->next_ms = now - (int64_t)ti.tcpi_last_data_recv;
+    return c->next_ms;
+}
+
 /* Shuts down every connection of l past its deadline; libmicrohttpd then sees the hang-up and
  * closes it through its normal path (completion callback, then the CLOSED notification). */
 static void http_sweep_listener(struct http_listener *l, int64_t now)
@@ -131,16 +162,22 @@ static void http_sweep_listener(struct http_listener *l, int64_t now)
     pthread_mutex_lock(&l->cmu);
     for (struct http_conn *c = l->conns; c; c = c->next) {
         int phase = atomic_load(&c->phase);
-        int64_t since = atomic_load(&c->since_ms);
+        int64_t since = atomic_load(&c->since_ms), next;
 
-        if (phase < HTTP_CONN_IDLE || phase > HTTP_CONN_BODY || now - since < limit_ms[phase])
+        if (c->cut || c->fd < 0)
             continue;
-        if (!c->cut && c->fd >= 0) {
-            c->cut = 1;
-            shutdown(c->fd, SHUT_RDWR);
-            log_msg(LOGL_DEBUG, NULL, "http: %s: closed a connection past its %s deadline", l->name,
-                    what[phase]);
-        }
+        /* A kept-alive connection dripping its next request line: the head deadline runs from
+         * its first bytes, as on a new connection, not the whole idle timeout. */
+        if (phase == HTTP_CONN_IDLE && now - since < limit_ms[HTTP_CONN_IDLE] &&
+            (next = http_idle_next_at(c, since, now)) != 0 &&
+            now - next >= limit_ms[HTTP_CONN_HEAD])
+            phase = HTTP_CONN_HEAD;
+        else if (phase < HTTP_CONN_IDLE || phase > HTTP_CONN_BODY || now - since < limit_ms[phase])
+            continue;
+        c->cut = 1;
+        shutdown(c->fd, SHUT_RDWR);
+        log_msg(LOGL_DEBUG, NULL, "http: %s: closed a connection past its %s deadline", l->name,
+                what[phase]);
     }
     pthread_mutex_unlock(&l->cmu);
 }

@@ -61,12 +61,15 @@ struct http_peer_key {
 struct http_conn {
     struct http_listener *l;
     int fd;
-    int cut;                       /* shut down (sweeper or admission); under l->cmu */
-    int counted;                   /* holds one count of `peer` in l->peers */
-    struct http_peer_key peer;     /* its client, as the per-address cap counts it */
-    atomic_int phase;              /* enum http_conn_phase */
-    atomic_int_fast64_t since_ms;  /* when the phase's clock started (monotonic): for HEAD and
-                                      BODY the start of the request, else the phase's start */
+    int cut;                      /* shut down (sweeper or admission); under l->cmu */
+    int counted;                  /* holds one count of `peer` in l->peers */
+    struct http_peer_key peer;    /* its client, as the per-address cap counts it */
+    atomic_int phase;             /* enum http_conn_phase */
+    atomic_int_fast64_t since_ms; /* when the phase's clock started (monotonic): for HEAD and
+                                     BODY the start of the request, else the phase's start */
+    /* The sweeper's own (under l->cmu): for the IDLE phase that began at idle_since, when bytes
+     * of a next request were first seen (0: none yet) and when it last looked. */
+    int64_t idle_since, next_ms, looked_ms;
     struct http_req *req;          /* the current request until it completes; server thread only */
     struct http_conn *prev, *next; /* l->conns, under l->cmu */
 };
