@@ -1,8 +1,9 @@
 /* The local-account login behind POST /api/login: the account lookup, the Argon2 password check
- * (or its dummy for an unknown name), the count of a failed login, the rehash of an outdated
- * hash and the session token, on the service's queue for plain blocking jobs. The HTTP parts
- * (parsing, the failed-login limit check before any work, admission per address and name, the
- * reply) stay in src/api. Thread-safe. */
+ * (or its dummy for an unknown name, and after a failure against a hash cheaper than the
+ * current parameters as well, so failures cost the same for every name), the count of a failed
+ * login, the rehash of an outdated hash and the session token, on the service's queue for plain
+ * blocking jobs. The HTTP parts (parsing, the failed-login limit check before any work,
+ * admission per address and name, the reply) stay in src/api. Thread-safe. */
 #ifndef TV_SERVICE_LOGIN_H
 #define TV_SERVICE_LOGIN_H
 

@@ -86,6 +86,11 @@ static void login_run(void *arg)
     rc = store_account_get(j->s->store, j->username, &acct);
     if (rc == 0) {
         rc = password_verify(acct.password_hash, j->password, j->pwlen);
+        /* A hash cheaper than the current parameters (made before they were raised) fails
+         * faster than an unknown name or a current hash would: pay the current cost as well,
+         * so a failure's time does not single out the accounts with old hashes. */
+        if (rc == TV_ERR_UNAUTHORIZED && password_cost_below(acct.password_hash))
+            (void)password_verify_dummy(j->password, j->pwlen);
     } else if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_INVALID) {
         /* Same time as a real check, so the answer does not reveal which names exist. */
         rc = password_verify_dummy(j->password, j->pwlen);

@@ -4,7 +4,7 @@
  * every use; the session signing key is stored sealed under secret_key, survives a restart,
  * and refuses to load without the key or with another one; a clear key is sealed in place; a
  * database readable by others draws a warning; a hash made with other Argon2 parameters is
- * replaced on a successful login. */
+ * replaced on a successful login, and a failure against a cheaper one pays the current cost. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -461,6 +461,37 @@ static void test_rehash_on_login(void **state)
     assert_int_equal(password_params_set(&cheap), 0);
 }
 
+/* A wrong password for an account whose hash is cheaper than the current parameters costs a
+ * dummy verification at the current ones on top (counted, not timed), as an unknown name does;
+ * an account with a current hash, and a right password, cost none. */
+static void test_old_hash_failure_pays_current_cost(void **state)
+{
+    struct fx *f = *state;
+    struct password_params cheap = {1, 64, 1}, current = {1, 256, 1};
+    unsigned long long before;
+
+    account_add(f->db, "gina", PASSWORD); /* t=1, m=64: cheaper than the service's */
+    assert_int_equal(password_params_set(&current), 0);
+    account_add(f->db, "hank", PASSWORD); /* current */
+    assert_int_equal(svc_start(f, NULL), 0);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before + 1);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "nobody", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before + 1);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "hank", "wrong-password-here", NULL), 401);
+    assert_int_equal(login(f, "hank", PASSWORD, NULL), 200);
+    assert_int_equal(login(f, "gina", PASSWORD, NULL), 200); /* and now rehashed */
+    assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before);
+    assert_int_equal(password_params_set(&cheap), 0);
+}
+
 /* The failure that locks a name writes one login_lockout audit row (never the password); a
  * locked name is refused with 429 before any password check, so its count stops growing. */
 static void test_lockout_audited(void **state)
@@ -501,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_permission_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehash_on_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_hash_failure_pays_current_cost, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
