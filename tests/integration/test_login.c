@@ -4,7 +4,8 @@
  * every use; the session signing key is stored sealed under secret_key, survives a restart,
  * and refuses to load without the key or with another one; a clear key is sealed in place; a
  * database readable by others draws a warning; a hash made with other Argon2 parameters is
- * replaced on a successful login, and a failure against a cheaper one pays the current cost. */
+ * replaced on a successful login, and a failure against a cheaper one pays the current cost; a
+ * login the store cannot count is refused unchecked (503). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -461,6 +463,99 @@ static void test_rehash_on_login(void **state)
     assert_int_equal(password_params_set(&cheap), 0);
 }
 
+/* Collects the Retry-After header of a reply ("" when none). */
+static size_t header_retry_after(char *p, size_t size, size_t n, void *arg)
+{
+    char *out = arg;
+    size_t len = size * n;
+
+    if (len > 13 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        size_t i = 12, k = 0;
+        while (i < len && p[i] == ' ')
+            i++;
+        while (i < len && k < 15 && p[i] >= '0' && p[i] <= '9')
+            out[k++] = p[i++];
+        out[k] = '\0';
+    }
+    return len;
+}
+
+/* POST /api/login; returns the status, the body in *b and Retry-After in retry (16 bytes). */
+static long login_reply(struct fx *f, const char *user, const char *pw, struct body *b, char *retry)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[128], json[256];
+    long status = 0;
+
+    memset(b, 0, sizeof *b);
+    retry[0] = '\0';
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/api/login", f->port);
+    snprintf(json, sizeof json, "{\"username\":\"%s\",\"password\":\"%s\"}", user, pw);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_retry_after);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, retry);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* Runs sql on the database through a connection of its own (as another process could). */
+static void db_exec(const char *db, const char *sql)
+{
+    sqlite3 *h = NULL;
+
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 10000);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/* Fail closed: when the store cannot count a login attempt (here a trigger refuses every write
+ * to login_failures; reads still work), the login is refused with 503, Retry-After and the
+ * error shape before its password is checked, so the right password and a wrong one get the
+ * same answer and guessing gains nothing. Once the store works again, a success leaves no
+ * count behind and a failure one. */
+static void test_uncountable_login_refused(void **state)
+{
+    struct fx *f = *state;
+    struct store *st = NULL;
+    struct body b;
+    char retry[16];
+    int64_t tat = -1;
+
+    account_add(f->db, "ivy", PASSWORD);
+    assert_int_equal(svc_start(f, NULL), 0);
+    db_exec(f->db, "CREATE TRIGGER lf_no_insert BEFORE INSERT ON login_failures"
+                   " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+                   "CREATE TRIGGER lf_no_update BEFORE UPDATE ON login_failures"
+                   " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    assert_int_equal(login_reply(f, "ivy", "wrong-password-here", &b, retry), 503);
+    assert_string_equal(retry, "1");
+    assert_non_null(strstr(b.data, "\"code\":\"unavailable\""));
+    assert_int_equal(login_reply(f, "ivy", PASSWORD, &b, retry), 503);
+    assert_string_equal(retry, "1");
+    assert_non_null(strstr(b.data, "\"code\":\"unavailable\""));
+    assert_null(strstr(b.data, "access_token"));
+
+    db_exec(f->db, "DROP TRIGGER lf_no_insert; DROP TRIGGER lf_no_update");
+    assert_int_equal(store_open(f->db, STORE_MIGRATE_NO, &st), 0);
+    assert_int_equal(login(f, "ivy", PASSWORD, NULL), 200);
+    assert_int_equal(store_login_failure_get(st, "ivy", &tat), 0);
+    assert_true(tat == 0); /* counted, then taken back */
+    assert_int_equal(login(f, "ivy", "wrong-password-here", NULL), 401);
+    assert_int_equal(store_login_failure_get(st, "ivy", &tat), 0);
+    assert_true(tat > 0);
+    store_close(st);
+}
+
 /* A wrong password for an account whose hash is cheaper than the current parameters costs a
  * dummy verification at the current ones on top (counted, not timed), as an unknown name does;
  * an account with a current hash, and a right password, cost none. */
@@ -533,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rehash_on_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_hash_failure_pays_current_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uncountable_login_refused, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
