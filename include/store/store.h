@@ -49,6 +49,9 @@ int store_migrate(struct store *s, int *applied);
  * such a database). A migrate command prints the migrations between the two
  * (include/store/migrations.h lists them). */
 int store_schema_version(struct store *s, int *current, int *latest);
+/* Whether the database records migration version as applied: *has 1 or 0. 0 or a store
+ * error. */
+int store_schema_has(struct store *s, int version, int *has);
 
 /* Closes every connection (a no-op for NULL). No other thread may use s any more. The last
  * close of the database checkpoints the WAL into the main file. */

@@ -131,6 +131,22 @@ int store_schema_version(struct store *s, int *current, int *latest)
     return rc;
 }
 
+int store_schema_has(struct store *s, int version, int *has)
+{
+    int h = 0;
+    int rc;
+
+    if (has == NULL)
+        return TV_ERR_INVALID;
+    /* The writer, as store_schema_version: a migrate that just committed must be visible. */
+    pthread_mutex_lock(&s->wlock);
+    rc = version_has(s->writer, version, &h);
+    pthread_mutex_unlock(&s->wlock);
+    if (rc == 0)
+        *has = h;
+    return rc;
+}
+
 /* Applies one migration if the database (re-read under the write lock, so a concurrent migrate
  * never applies it twice) still lacks it, whatever versions around it it holds. The
  * file's SQL runs inside our transaction, so migration files must not contain BEGIN or COMMIT
