@@ -51,6 +51,7 @@ struct fx {
     struct app *app;
     unsigned port;
     const char *login_limit; /* NULL: the default */
+    const char *config_path; /* NULL: no config file */
 };
 
 /* ---- the service ---- */
@@ -77,7 +78,8 @@ static int svc_start(struct fx *f, const char *secret)
         flags[n++] = (struct config_flag){"secret_key_file", secret, "--set"};
     else if (secret != NULL)
         flags[n++] = (struct config_flag){"secret_key", secret, "--set"};
-    struct config_overrides ov = {.default_path = "", .flags = flags, .nflags = n};
+    struct config_overrides ov = {
+        .config_path = f->config_path, .default_path = "", .flags = flags, .nflags = n};
     rc = config_load(&ov, &f->cfg, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "config: %s\n", err);
@@ -431,6 +433,54 @@ static void test_permission_warning(void **state)
     assert_null(strstr(buf, SECRET_B64)); /* the key itself never */
 }
 
+/* Reads the log file from the start and empties it. */
+static void log_take(int fd, char *buf, size_t cap)
+{
+    ssize_t n = pread(fd, buf, cap - 1, 0);
+
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+}
+
+/* A config file that sets a secret inline draws the start-up warning of a secret file when
+ * group or others may read it (naming it and its mode, never the secret), and none at 0600. */
+static void test_config_file_secret_warning(void **state)
+{
+    struct fx *f = *state;
+    char buf[65536], conf[192];
+    FILE *cf;
+    int fd;
+
+    snprintf(conf, sizeof conf, "%s/tokenvend.conf", f->dir);
+    cf = fopen(conf, "w");
+    assert_non_null(cf);
+    fprintf(cf, "secret_key = %s\n", SECRET_B64);
+    fclose(cf);
+    assert_int_equal(chmod(conf, 0644), 0);
+    f->config_path = conf;
+    fd = open(f->logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    log_setup(LOGL_INFO, fd);
+    assert_int_equal(svc_start(f, NULL), 0);
+    svc_stop(f);
+    log_take(fd, buf, sizeof buf);
+    assert_non_null(strstr(buf, "config file holding secrets"));
+    assert_non_null(strstr(buf, conf));
+    assert_non_null(strstr(buf, "mode 0644"));
+    assert_null(strstr(buf, SECRET_B64));
+
+    assert_int_equal(chmod(conf, 0600), 0);
+    assert_int_equal(svc_start(f, NULL), 0);
+    svc_stop(f);
+    log_setup(LOGL_WARN, 2);
+    log_take(fd, buf, sizeof buf);
+    close(fd);
+    assert_null(strstr(buf, "config file holding secrets"));
+    assert_null(strstr(buf, SECRET_B64));
+}
+
 /* An account hashed with cheaper Argon2 parameters is rehashed with the current ones on its
  * next successful login; a failed login changes nothing. */
 static void test_rehash_on_login(void **state)
@@ -625,6 +675,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_key_sealed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clear_key_sealed_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permission_warning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_file_secret_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehash_on_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_hash_failure_pays_current_cost, setup, teardown),
