@@ -3,9 +3,9 @@
  * identity and 401 for a refused token): session tokens are checked against their account on
  * every use; the session signing key is stored sealed under secret_key, survives a restart,
  * and refuses to load without the key or with another one; a clear key is sealed in place; a
- * database readable by others draws a warning; a hash made with other Argon2 parameters is
- * replaced on a successful login, and a failure against a cheaper one pays the current cost; a
- * login the store cannot count is refused unchecked (503). */
+ * database, or a config file holding a secret, readable by others draws a warning; a hash made with
+ * other Argon2 parameters is replaced on a successful login, and a failure against a cheaper one
+ * pays the current cost; a login the store cannot count is refused unchecked (503). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
