@@ -458,3 +458,28 @@ const char *http_frame_check(struct MHD_Connection *conn, const struct http_head
         return "Transfer-Encoding in an HTTP/1.0 request";
     return NULL;
 }
+
+/* ---- the query ---- */
+
+static enum MHD_Result http_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    int *bad = cls;
+
+    (void)kind;
+    /* libmicrohttpd decodes "%00" into the argument and keeps its length, but handlers read
+     * arguments as C strings, which would end there: "limit=5%00junk" would read as "5". */
+    if ((key && memchr(key, '\0', key_size)) || (value && memchr(value, '\0', value_size))) {
+        *bad = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+const char *http_query_check(struct MHD_Connection *conn)
+{
+    int bad = 0;
+
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_query_arg, &bad);
+    return bad ? "NUL in a query argument" : NULL;
+}

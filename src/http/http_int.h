@@ -232,6 +232,8 @@ struct http_head {
  * than over C-string views of them: NULL when acceptable, else why not. Call on the first
  * access-handler call, before any body is read. h may be NULL (headers alone are checked). */
 const char *http_frame_check(struct MHD_Connection *conn, const struct http_head *h);
+/* NULL when no decoded query argument (name or value) holds a NUL, else why not. */
+const char *http_query_check(struct MHD_Connection *conn);
 
 /* metrics.c */
 void http_stats_record(struct http_listener *l, long route, int status, int64_t dur_us);

@@ -280,6 +280,9 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
         r->close = 1;
         return http_queue_now(r, 414, http_json, body, body ? len : 0);
     }
+    bad = http_query_check(conn);
+    if (bad)
+        return http_error_now(r, TV_ERR_INVALID, bad);
     if (r->path_len > HTTP_PATH_MAX)
         return http_error_now(r, TV_ERR_NOT_FOUND, "no such route");
     r->route = http_route_find(l, method, r->target, r->path_len, params, &nparams, allow);

@@ -281,6 +281,27 @@ static void test_faulty_framing_refused(void **state)
     run_refused(state, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* Sweep: libmicrohttpd decodes "%00" in a query argument and keeps the length, while handlers
+ * read arguments as C strings: "q=a%00b" read as "a". Refused with 400 (not a framing fault:
+ * the connection may stay open). */
+static void test_query_nul_refused(void **state)
+{
+    static const char *const cases[] = {
+        "GET /hello?q=a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /hello?q%00x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /hello?x=1&q=%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    };
+    static struct resp r;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int before = __atomic_load_n(&handled, __ATOMIC_SEQ_CST);
+        exchange(PORT(state), cases[i], strlen(cases[i]), &r);
+        if (!refused_as(&r, 400, "invalid_request") ||
+            __atomic_load_n(&handled, __ATOMIC_SEQ_CST) != before)
+            fail_msg("case %zu: %s", i, r.raw);
+    }
+}
+
 /* The checks read the head's exact layout: every legal form of it must still be served. */
 static void test_ordinary_heads_served(void **state)
 {
@@ -370,6 +391,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_control_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_obs_fold_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faulty_framing_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_nul_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordinary_heads_served, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_log_strict, setup, teardown),
     };
