@@ -324,7 +324,8 @@ static int http_name_starts(const char *key, size_t len, const char *want)
 
 /* True when [from, to) is 1..max bytes of the head, all NUL: a line end (CR LF or a bare LF,
  * both overwritten), plus an empty line's when max allows. Anything else there is a byte a
- * C-string view skipped: what followed a raw NUL in a line, or an obs-fold line. */
+ * C-string view skipped: what followed a raw NUL in a line, or an obs-fold line. (A raw NUL
+ * right before a bare LF looks like a CR LF here; it hides nothing but itself.) */
 static int http_gap_is_eol(const struct http_frame *f, uintptr_t from, uintptr_t to, size_t max)
 {
     if (to <= from || to - from > max || (f->head_end && to > f->head_end))
