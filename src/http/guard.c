@@ -296,9 +296,9 @@ size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
 /* ---- request framing ---- */
 
 struct http_frame {
-    uintptr_t head_end; /* one past the head in libmicrohttpd's buffer, 0 when unknown */
-    uintptr_t line_end; /* the NUL that ended the previous line (CR or LF overwritten) */
-    int content_length; /* Content-Length fields seen */
+    const char *head_end; /* one past the head in libmicrohttpd's buffer; NULL: unknown */
+    const char *line_end; /* the NUL that ended the previous line (CR or LF overwritten) */
+    int content_length;   /* Content-Length fields seen */
     int transfer_encoding;
     int bad;    /* a field the checks refuse */
     int bad_te; /* a Transfer-Encoding other than "chunked" */
@@ -326,12 +326,15 @@ static int http_name_starts(const char *key, size_t len, const char *want)
  * both overwritten), plus an empty line's when max allows. Anything else there is a byte a
  * C-string view skipped: what followed a raw NUL in a line, or an obs-fold line. (A raw NUL
  * right before a bare LF looks like a CR LF here; it hides nothing but itself.) */
-static int http_gap_is_eol(const struct http_frame *f, uintptr_t from, uintptr_t to, size_t max)
+static int http_gap_is_eol(const struct http_frame *f, const char *from, const char *to, size_t max)
 {
-    if (to <= from || to - from > max || (f->head_end && to > f->head_end))
+    /* Addresses compared as integers: a field libmicrohttpd moved lies outside the head. */
+    uintptr_t a = (uintptr_t)from, b = (uintptr_t)to;
+
+    if (b <= a || b - a > max || (f->head_end && b > (uintptr_t)f->head_end))
         return 0;
-    for (uintptr_t p = from; p < to; p++) {
-        if (*(const char *)p != '\0')
+    for (size_t i = 0; i < b - a; i++) {
+        if (from[i] != '\0')
             return 0;
     }
     return 1;
@@ -361,19 +364,18 @@ static enum MHD_Result http_frame_field(void *cls, enum MHD_ValueKind kind, cons
      * that place or bytes between it and the next line. RFC 9112 sections 5.2 and 2.2: both
      * are refused. */
     if (f->line_end) {
-        if (!http_gap_is_eol(f, f->line_end, k, 2) || v <= k + key_size || key[key_size] != '\0' ||
-            (f->head_end && v + value_size >= f->head_end)) {
+        if (!http_gap_is_eol(f, f->line_end, key, 2) || v <= k + key_size ||
+            key[key_size] != '\0' || (f->head_end && v + value_size >= (uintptr_t)f->head_end)) {
             f->bad = 1;
             return MHD_NO;
         }
-        for (uintptr_t p = k + key_size + 1; p < v; p++) {
-            char ch = *(const char *)p;
-            if (ch != ' ' && ch != '\t') {
+        for (size_t i = key_size + 1; i < v - k; i++) {
+            if (key[i] != ' ' && key[i] != '\t') {
                 f->bad = 1;
                 return MHD_NO;
             }
         }
-        f->line_end = v + value_size;
+        f->line_end = value + value_size;
     }
     /* RFC 9110 section 5.5: no CR, LF or NUL in a value (a bare CR ends a line for some
      * parsers), and no other control but HTAB. */
@@ -436,8 +438,8 @@ const char *http_frame_check(struct MHD_Connection *conn, const struct http_head
             return bad;
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         if (ci && ci->header_size > 0)
-            f.head_end = (uintptr_t)h->method + ci->header_size;
-        f.line_end = (uintptr_t)h->version + strlen(h->version);
+            f.head_end = h->method + ci->header_size;
+        f.line_end = h->version + strlen(h->version);
     }
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, http_frame_field, &f);
     /* After the last field: its line end, then the empty line's (each CR LF or LF). */
