@@ -63,9 +63,10 @@ BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 # store, caches) are the ones `make tsan` runs under ThreadSanitizer. A report stops the process
 # with exit 66, so the suite counts as failed; the emulator the tests start is built with TSan too.
 TSAN_SUITES := integration/test_http_server integration/test_http_wipe integration/test_service \
-               integration/test_acs_client integration/test_http_deadlines \
+               integration/test_http_head integration/test_http_deadlines \
+               integration/test_acs_client \
                unit/test_store unit/test_store_tables unit/test_jwt_jwks unit/test_tcache \
-               unit/test_vcache
+               unit/test_vcache unit/test_service_parts
 TSAN_BIN := $(TSAN_SUITES:%=$(BUILD)/tests/%)
 TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
 
@@ -112,6 +113,8 @@ hdr-check: $(HDR_OK)
 check-hardening: $(BINS)
 	@scripts/check-hardening.sh $(BINS)
 lint: $(BINS) check-src
+	@scripts/service-graph.sh $(BUILD) >$(BUILD)/service-graph.txt || \
+	    { cat $(BUILD)/service-graph.txt; exit 1; }; tail -n 1 $(BUILD)/service-graph.txt
 	clang-tidy --quiet $(LIB_SRC) $(EMU_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Iinclude src

@@ -1,5 +1,6 @@
--- tokenvend schema, version 4 (3 belongs to another branch; the runner applies versions in
--- order and accepts gaps): session epochs and failed-login counters for local accounts.
+-- tokenvend schema, version 4: session epochs and failed-login counters for local accounts.
+-- (The runner applies every version a database lacks, in order, so one that got 4 before 3
+-- gets 3 at its next migrate; this file does not depend on 3.)
 -- session_epoch: a random number every session token of the account carries as a claim;
 -- replacing the password gives it a new one (removing the account removes it), which ends
 -- the sessions issued before. 0 for accounts made before this migration.

@@ -52,12 +52,21 @@ int password_verify(const char *encoded, const char *pw, size_t len);
  * time does not tell which account names exist. The first call (or password_dummy_prepare)
  * pays one extra hash. */
 int password_verify_dummy(const char *pw, size_t len);
+/* How many dummy verifications password_verify_dummy has run since the process started (a
+ * count tests read instead of timing logins). */
+unsigned long long password_dummy_count(void);
 /* Makes the dummy hash now (at start, so no login pays for it). 0 or an error of
  * password_hash. */
 int password_dummy_prepare(void);
 /* 1 when the encoded hash was not made with the current parameters (another t, m, p or
  * Argon2 version, or not parsable), so a successful login should store a fresh hash; else 0. */
 int password_needs_rehash(const char *encoded);
+/* 1 when checking a password against the encoded hash costs less than against one made with
+ * the current parameters: fewer passes (t), less memory (m), more lanes (p), or a string that
+ * is not a parsable argon2id hash (refused without hashing); else 0. A failed login against
+ * such a hash also pays a dummy verification, so that its time does not tell that the account
+ * has an old hash (service/login.c). */
+int password_cost_below(const char *encoded);
 /* Counts pw[0..len) in characters: Unicode code points when it is valid UTF-8, else bytes
  * (for the minimum-length rule). */
 size_t password_length_chars(const char *pw, size_t len);

@@ -1,7 +1,8 @@
 /* Start-up checks of who else may read the service's files: the database (and its -wal and
- * -shm files and its directory) and the files secrets were read from. Warnings only: the
- * service still starts, since the operator may have reasons (a shared group, a container
- * that runs as root). Not thread-safe (run before the threads start). */
+ * -shm files and its directory) and the files secrets were read from (a config file with a
+ * secret inline among them). Warnings only: the service still starts, since the operator may
+ * have reasons (a shared group, a container that runs as root). Not thread-safe (run before the
+ * threads start). */
 #ifndef TV_CORE_FSPERM_H
 #define TV_CORE_FSPERM_H
 
@@ -12,7 +13,12 @@
 int fsperm_warn_readable(const char *path, const char *what);
 
 /* Runs fsperm_warn_readable over cfg's database file, its -wal and -shm files, its directory
- * and every file a secret setting was read from. Returns the number of warnings. */
+ * and fsperm_warn_secrets' files. Returns the number of warnings. */
 int fsperm_warn_config(const struct config *cfg);
+
+/* Runs fsperm_warn_readable over every file a secret setting was read from (cfg->secret_files:
+ * the *_file paths, and the config file when it sets a secret inline). Returns the number of
+ * warnings. */
+int fsperm_warn_secrets(const struct config *cfg);
 
 #endif

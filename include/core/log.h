@@ -5,6 +5,7 @@
 #define TV_CORE_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 struct json_object;
 
@@ -24,5 +25,12 @@ void log_msg(enum log_level l, const char *request_id, const char *fmt, ...)
  * the line. */
 void log_fields(enum log_level l, const char *request_id, const char *msg,
                 struct json_object *fields);
+/* The last step before a line is written: copies the JSON text in[0..len) into out[cap] (never
+ * more than cap bytes, no terminator) with every byte sequence that is not well-formed UTF-8
+ * replaced by the escape \ufffd (one per offending byte) and DEL and the C1 controls escaped as
+ * \u00XX, json-c having escaped the C0 ones, so every line is strict UTF-8 JSON whatever bytes a
+ * client put into a logged string (a request target, a header). Returns the length of the full
+ * result, which may exceed cap (call with cap 0 to measure). */
+size_t log_json_clean(const char *in, size_t len, char *out, size_t cap);
 
 #endif

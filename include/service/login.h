@@ -1,7 +1,9 @@
 /* The local-account login behind POST /api/login: the account lookup, the Argon2 password check
- * (or its dummy for an unknown name), the count of a failed login, the rehash of an outdated
- * hash and the session token, on the service's queue for plain blocking jobs. The HTTP parts
- * (parsing, the failed-login limit check before any work, admission per address and name, the
+ * (or its dummy for an unknown name, and after a failure against a hash cheaper than the
+ * current parameters as well, so failures cost the same for every name), the count of the
+ * attempt (made before the check, taken back unless the password was wrong), the rehash of an
+ * outdated hash and the session token, on the service's queue for plain blocking jobs. The HTTP
+ * parts (parsing, the failed-login limit check before any work, admission per address and name, the
  * reply) stay in src/api. Thread-safe. */
 #ifndef TV_SERVICE_LOGIN_H
 #define TV_SERVICE_LOGIN_H
@@ -27,13 +29,17 @@ struct service_login_req {
 };
 
 /* The outcome: rc 0 with token (SECRET: valid only during the call, never log it), or
- * TV_ERR_UNAUTHORIZED (wrong name or password) or another error. Runs on a service thread. */
+ * TV_ERR_UNAUTHORIZED (wrong name or password), or TV_ERR_UNAVAILABLE (the store could not
+ * count the attempt, so the password was not checked: answer 503 with Retry-After), or another
+ * error. Runs on a service thread. */
 typedef void (*service_login_done_fn)(void *arg, int rc, const char *token);
 
 /* Queues the login. 0: done(arg, ...) will run exactly once on a service thread. Else
  * TV_ERR_UNAVAILABLE (the queue is full: answer 503 with Retry-After), TV_ERR_SHUTDOWN,
- * TV_ERR_INVALID or TV_ERR_NOMEM, and done is never called. Audits every login ("login") and
- * the failure that locks a name ("login_lockout"). */
+ * TV_ERR_INVALID or TV_ERR_NOMEM, and done is never called. Every attempt is counted as a
+ * failed login of the name under limit before the password is checked, and taken back unless
+ * the password was wrong (fail closed: an attempt the store cannot count is never checked).
+ * Audits every login ("login") and the failure that locks a name ("login_lockout"). */
 int service_login(struct service *s, const struct service_call *c,
                   const struct service_login_req *r, service_login_done_fn done, void *arg);
 

@@ -20,6 +20,13 @@ int store_login_failure_get(struct store *s, const char *name, int64_t *tat_ms);
 int store_login_failure_add(struct store *s, const char *name, const struct ratelimit *rl,
                             int64_t now_ms, int64_t *tat_ms);
 
+/* Takes back one event store_login_failure_add counted for name (a login counted before its
+ * check, which then succeeded): tat moves back by one interval, and the row goes when that
+ * leaves a full bucket at now_ms. 0 (also when name has no row), TV_ERR_INVALID or a store
+ * error. A no-op for an off limit. */
+int store_login_failure_refund(struct store *s, const char *name, const struct ratelimit *rl,
+                               int64_t now_ms);
+
 /* Stores name's state as ratelimit_normalize says at now_ms, when it differs (after the wall
  * clock went backwards). 0, TV_ERR_INVALID or a store error. */
 int store_login_failure_normalize(struct store *s, const char *name, const struct ratelimit *rl,

@@ -43,9 +43,15 @@ int store_open(const char *path, int migrate, struct store **out);
 int store_migrate(struct store *s, int *applied);
 
 /* Current schema version of the database (0 for a new file) and the newest version this
- * binary knows (either pointer may be NULL). A migrate command prints the migrations between
- * the two (include/store/migrations.h lists them). */
+ * binary knows (either pointer may be NULL). current is the version the schema is complete up
+ * to: below the highest recorded one when a version is missing under it (store_migrate then
+ * applies it), or a version this binary does not know (store_open and store_migrate refuse
+ * such a database). A migrate command prints the migrations between the two
+ * (include/store/migrations.h lists them). */
 int store_schema_version(struct store *s, int *current, int *latest);
+/* Whether the database records migration version as applied: *has 1 or 0. 0 or a store
+ * error. */
+int store_schema_has(struct store *s, int version, int *has);
 
 /* Closes every connection (a no-op for NULL). No other thread may use s any more. The last
  * close of the database checkpoints the WAL into the main file. */

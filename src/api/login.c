@@ -268,6 +268,10 @@ static void login_done(void *arg, int rc, const char *token)
     gate_leave(l->ctx->login, l->addr, l->username);
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_reply_error(l->req, rc, "invalid username or password");
+    } else if (rc == TV_ERR_UNAVAILABLE) {
+        /* The attempt could not be counted, so it was not checked (service/login.h). */
+        http_reply_header(l->req, "Retry-After", LOGIN_RETRY_AFTER_S);
+        http_reply_error(l->req, rc, "cannot record the login attempt right now; try again later");
     } else if (rc != 0) {
         http_reply_error(l->req, rc, NULL);
     } else {

@@ -2,6 +2,7 @@
  * (default, then the TOKENVEND_ARGON2 environment variable, or password_params_set); hashing and
  * verification are then thread-safe. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,28 +217,67 @@ int password_dummy_prepare(void)
     return dummy_get(h);
 }
 
+/* Dummy verifications run (tests count them instead of timing logins). */
+static atomic_ullong dummy_runs;
+
 int password_verify_dummy(const char *pw, size_t len)
 {
     char h[PASSWORD_HASH_MAX];
 
     /* The same call a real check makes, on a hash of the same parameters: decoding, memory
      * and passes all match. */
-    if (pw != NULL && len >= PASSWORD_MIN_LEN && len <= PASSWORD_MAX_LEN && dummy_get(h) == 0)
+    if (pw != NULL && len >= PASSWORD_MIN_LEN && len <= PASSWORD_MAX_LEN && dummy_get(h) == 0) {
         (void)argon2id_verify(h, pw, len);
+        atomic_fetch_add(&dummy_runs, 1);
+    }
     return TV_ERR_UNAUTHORIZED;
 }
 
-int password_needs_rehash(const char *encoded)
+unsigned long long password_dummy_count(void)
 {
-    struct password_params p;
+    return atomic_load(&dummy_runs);
+}
+
+/* Reads the Argon2 version and cost out of an encoded argon2id hash. 0 or TV_ERR_INVALID. */
+static int encoded_params(const char *encoded, unsigned *version, struct password_params *out)
+{
     unsigned v = 0, m = 0, t = 0, par = 0;
     int n = 0;
 
     if (encoded == NULL ||
         sscanf(encoded, "$argon2id$v=%u$m=%u,t=%u,p=%u$%n", &v, &m, &t, &par, &n) != 4 || n == 0)
+        return TV_ERR_INVALID;
+    *version = v;
+    out->m_cost_kib = m;
+    out->t_cost = t;
+    out->parallelism = par;
+    return 0;
+}
+
+int password_needs_rehash(const char *encoded)
+{
+    struct password_params p, h;
+    unsigned v = 0;
+
+    if (encoded_params(encoded, &v, &h) != 0)
         return 1;
     password_params_get(&p);
-    return v != ARGON2_VERSION_13 || m != p.m_cost_kib || t != p.t_cost || par != p.parallelism;
+    return v != ARGON2_VERSION_13 || h.m_cost_kib != p.m_cost_kib || h.t_cost != p.t_cost ||
+           h.parallelism != p.parallelism;
+}
+
+int password_cost_below(const char *encoded)
+{
+    struct password_params p, h;
+    unsigned v = 0;
+
+    /* An encoded string libargon2 cannot decode is refused before any hashing: free. */
+    if (encoded_params(encoded, &v, &h) != 0)
+        return 1;
+    password_params_get(&p);
+    /* Fewer passes or less memory is less work; more lanes spread the same work over more
+     * threads, so the wall-clock time drops too. */
+    return h.m_cost_kib < p.m_cost_kib || h.t_cost < p.t_cost || h.parallelism > p.parallelism;
 }
 
 size_t password_length_chars(const char *pw, size_t len)

@@ -6,6 +6,7 @@
 #include "acs/connstr.h"
 #include "cli/cli.h"
 #include "core/err.h"
+#include "core/fsperm.h"
 
 void cli_config_usage_print(FILE *f)
 {
@@ -14,6 +15,8 @@ void cli_config_usage_print(FILE *f)
           "Loads the configuration (defaults < config file < TOKENVEND_* environment < flags),\n"
           "validates it and prints one `name = value  # source` line per setting, secrets shown\n"
           "as <redacted> or <unset>. Exit 0 when valid, 2 with the error on stderr otherwise.\n"
+          "A file a secret comes from (a *_file, or the config file when it sets a secret\n"
+          "inline) that group or others may read draws a warning on stderr, as at start.\n"
           "\n",
           f);
     cli_common_flags_print(f);
@@ -52,6 +55,9 @@ int cli_config_main(int argc, char **argv)
         rc = CLI_EXIT_USAGE;
         goto done;
     }
+    /* The files secrets come from (the config file too when it holds one inline): the same
+     * warnings as at start, before the service is ever run with them. */
+    (void)fsperm_warn_secrets(&cfg);
     config_print(&cfg, stdout, 1);
     fflush(stdout);
     rc = CLI_EXIT_OK;

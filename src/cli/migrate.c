@@ -1,6 +1,7 @@
 /* `tokenvend migrate`: applies the SQL migrations compiled into the binary to the database named
  * by the `db` setting and prints what it applied (nothing when up to date). Single-threaded. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -16,7 +17,8 @@ void cli_migrate_usage_print(FILE *f)
         "Usage: tokenvend migrate [FLAGS]\n"
         "\n"
         "Creates the database named by the db setting (TOKENVEND_DB) if needed and applies the\n"
-        "pending schema migrations, each in its own transaction. Prints\n"
+        "pending schema migrations (every version it lacks, in order), each in its own\n"
+        "transaction. Prints\n"
         "{\"database\",\"from\",\"to\",\"applied\":[names]}; \"applied\" is empty when the schema\n"
         "is up to date. Fails (exit 2) when the database was written by a newer tokenvend.\n"
         "\n",
@@ -30,6 +32,7 @@ int cli_migrate_main(int argc, char **argv)
     struct config cfg = {0};
     struct store *st = NULL;
     struct json_object *o = NULL, *names = NULL;
+    unsigned char *had = NULL; /* per compiled-in migration: recorded before this run */
     int before = 0, after = 0, latest = 0, applied = 0;
     int rc;
 
@@ -47,6 +50,18 @@ int cli_migrate_main(int argc, char **argv)
         rc = cli_store_failure(rc, "cannot read the schema version");
         goto done;
     }
+    if ((had = calloc(store_migrations_count + 1, 1)) == NULL) {
+        rc = cli_json_print(NULL);
+        goto done;
+    }
+    for (size_t i = 0; i < store_migrations_count; i++) {
+        int h = 0;
+        if ((rc = store_schema_has(st, store_migrations[i].version, &h)) != 0) {
+            rc = cli_store_failure(rc, "cannot read the schema version");
+            goto done;
+        }
+        had[i] = (unsigned char)h;
+    }
     if ((rc = store_migrate(st, &applied)) != 0) {
         rc = cli_store_failure(rc, "migration failed (see the log above)");
         goto done;
@@ -62,12 +77,12 @@ int cli_migrate_main(int argc, char **argv)
         rc = cli_json_print(NULL);
         goto done;
     }
-    /* Name what this run applied: the versions between the schema before and after it (another
-     * process migrating at the same moment may have applied some of them; `applied` counts
-     * ours). */
-    for (size_t i = 0; i < store_migrations_count; i++) {
-        int v = store_migrations[i].version;
-        if (v > before && v <= after && applied > 0)
+    /* Name what this run applied: the versions recorded now and not before it, which may be
+     * below `from` when the database lacked one under its highest (another process migrating
+     * at the same moment may have applied some of them; `applied` counts ours). */
+    for (size_t i = 0; i < store_migrations_count && applied > 0; i++) {
+        int h = 0;
+        if (!had[i] && store_schema_has(st, store_migrations[i].version, &h) == 0 && h)
             json_object_array_add(names, json_object_new_string(store_migrations[i].name));
     }
     json_object_object_add(o, "database", json_object_new_string(cfg.db));
@@ -78,6 +93,7 @@ int cli_migrate_main(int argc, char **argv)
     rc = cli_json_print(o);
     o = NULL;
 done:
+    free(had);
     json_object_put(o);
     store_close(st);
     config_release(&cfg);

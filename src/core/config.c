@@ -353,7 +353,8 @@ static int assign(struct loader *ld, size_t idx, const char *value, const char *
     return rc;
 }
 
-/* Remembers a file a secret came from (tokenvend serve checks who else may read it). */
+/* Remembers a file a secret came from, a *_file or the config file holding one inline
+ * (tokenvend serve and `config check` check who else may read it). */
 static int secret_file_note(struct config *cfg, const char *path)
 {
     struct config_list *l = &cfg->secret_files;
@@ -523,6 +524,10 @@ static int load_file(struct loader *ld, const char *path)
             goto done;
         }
         rc = assign_from(ld, (size_t)idx, value, is_file ? value : NULL, source);
+        /* A secret written inline makes the config file itself a secret file: start-up and
+         * `config check` then check who else may read it, as for a *_file. */
+        if (rc == 0 && !is_file && settings[idx].secret && value[0] != '\0')
+            rc = secret_file_note(ld->cfg, path);
         if (rc != 0)
             goto done;
     }

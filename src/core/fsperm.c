@@ -1,6 +1,7 @@
 /* Mode checks with stat(2). A database or a secret file readable by group or others hands
  * the session signing key, password hashes and API key hashes to every local account that
- * can reach it. */
+ * can reach it; a config file with a secret written inline (the ACS access key, the secret key)
+ * is a secret file too. */
 #include "core/fsperm.h"
 
 #include <limits.h>
@@ -47,7 +48,17 @@ int fsperm_warn_config(const struct config *cfg)
         else if (snprintf(p, sizeof p, "%.*s", (int)(slash - cfg->db), cfg->db) < (int)sizeof p)
             n += fsperm_warn_readable(p, "database directory");
     }
-    for (size_t i = 0; i < cfg->secret_files.n; i++)
-        n += fsperm_warn_readable(cfg->secret_files.items[i], "secret file");
+    return n + fsperm_warn_secrets(cfg);
+}
+
+int fsperm_warn_secrets(const struct config *cfg)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < cfg->secret_files.n; i++) {
+        const char *p = cfg->secret_files.items[i];
+        int is_config = cfg->config_file != NULL && strcmp(p, cfg->config_file) == 0;
+        n += fsperm_warn_readable(p, is_config ? "config file holding secrets" : "secret file");
+    }
     return n;
 }

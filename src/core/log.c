@@ -1,9 +1,12 @@
-/* JSON-lines logger. Lines are built with json-c, so any message text is escaped, then written
- * with one write(2) so concurrent lines never interleave. */
+/* JSON-lines logger. Lines are built with json-c, so any message text is escaped, then made
+ * plain ASCII-safe JSON (log_json_clean) and written with one write(2) so concurrent lines never
+ * interleave. */
 #include "core/log.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -12,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/ident.h"
 
 #define LOG_MSG_MAX 2048
 
@@ -55,14 +59,83 @@ int log_enabled(enum log_level l)
     return l != LOGL_OFF && (int)l >= atomic_load(&log_min);
 }
 
+/* Appends the six-byte escape \u00XX (or \uXXXX) for cp at out[pos..], within cap. */
+static size_t log_put_escape(char *out, size_t cap, size_t pos, uint32_t cp)
+{
+    static const char hex[] = "0123456789abcdef";
+    char e[6] = {'\\',        'u', hex[(cp >> 12) & 15], hex[(cp >> 8) & 15], hex[(cp >> 4) & 15],
+                 hex[cp & 15]};
+
+    for (size_t i = 0; i < sizeof(e); i++, pos++) {
+        if (pos < cap)
+            out[pos] = e[i];
+    }
+    return pos;
+}
+
+size_t log_json_clean(const char *in, size_t len, char *out, size_t cap)
+{
+    const unsigned char *u = (const unsigned char *)in;
+    size_t pos = 0, i = 0;
+
+    while (i < len) {
+        uint32_t cp = u[i];
+        size_t n = 1;
+
+        if (u[i] >= 0x80)
+            n = ident_utf8_decode(u + i, len - i, &cp);
+        if (n == 0) {
+            /* Not well-formed UTF-8 (request targets and headers carry any bytes): one
+             * replacement character per byte that starts no well-formed sequence, as a strict
+             * consumer would otherwise reject the whole line. */
+            pos = log_put_escape(out, cap, pos, 0xFFFDu);
+            i++;
+            continue;
+        }
+        /* json-c already escapes C0 controls inside strings (and none occur outside one); DEL
+         * and the C1 controls it passes raw are escaped too, so no log byte can drive a
+         * terminal or be mistaken for a line break by a lax reader. */
+        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+            pos = log_put_escape(out, cap, pos, cp);
+        } else {
+            for (size_t k = 0; k < n; k++, pos++) {
+                if (pos < cap)
+                    out[pos] = (char)u[i + k];
+            }
+        }
+        i += n;
+    }
+    return pos;
+}
+
+/* Writes text (len bytes of json-c output) cleaned, plus a newline, with one write(2). */
+static void log_write_line(const char *text, size_t len)
+{
+    /* Lines are short but for the odd long message or target; those take the heap. */
+    char stackbuf[LOG_MSG_MAX * 2];
+    char *p = stackbuf;
+    size_t need = log_json_clean(text, len, NULL, 0) + 1;
+    ssize_t w;
+
+    if (need > sizeof(stackbuf)) {
+        p = malloc(need);
+        if (!p)
+            return;
+    }
+    log_json_clean(text, len, p, need - 1);
+    p[need - 1] = '\n';
+    w = write(atomic_load(&log_fd), p, need);
+    (void)w;
+    if (p != stackbuf)
+        free(p);
+}
+
 static void log_emit(enum log_level l, const char *request_id, const char *msg,
                      struct json_object *fields)
 {
     struct json_object *line = json_object_new_object();
     char ts[CLOCK_ISO_LEN];
     const char *text;
-    size_t len;
-    ssize_t w;
 
     if (!line)
         return;
@@ -82,21 +155,8 @@ static void log_emit(enum log_level l, const char *request_id, const char *msg,
     }
     text = json_object_to_json_string_ext(line,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    len = strlen(text);
-    {
-        /* One write for line and newline keeps concurrent lines whole. */
-        char stackbuf[LOG_MSG_MAX * 2];
-        if (len + 1 <= sizeof(stackbuf)) {
-            memcpy(stackbuf, text, len);
-            stackbuf[len] = '\n';
-            w = write(atomic_load(&log_fd), stackbuf, len + 1);
-        } else {
-            w = write(atomic_load(&log_fd), text, len);
-            if (w >= 0)
-                w = write(atomic_load(&log_fd), "\n", 1);
-        }
-    }
-    (void)w;
+    if (text)
+        log_write_line(text, strlen(text));
     json_object_put(line);
 }
 

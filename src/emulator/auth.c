@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "acs/signer.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 
@@ -16,7 +17,7 @@
 static void auth_why(char *why, size_t why_len, const char *msg)
 {
     if (why_len > 0)
-        snprintf(why, why_len, "%s", msg);
+        (void)buf_copy_str(why, why_len, msg);
 }
 
 int emu_auth_check(const uint8_t *key, size_t key_len, const struct emu_auth_input *in,

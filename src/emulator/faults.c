@@ -115,7 +115,7 @@ static int faults_get_message(struct json_object *o, char out[EMU_FAULT_MESSAGE_
                    EMU_FAULT_MESSAGE_MAX);
         return TV_ERR_INVALID;
     }
-    snprintf(out, EMU_FAULT_MESSAGE_MAX + 1, "%s", m);
+    (void)buf_copy_str(out, EMU_FAULT_MESSAGE_MAX + 1, m);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/jsonx.h"
@@ -201,8 +202,8 @@ static int routes_mint(struct emu_app *app, const char *skypeid, const char *acs
     char *tok = NULL;
 
     memset(&c, 0, sizeof(c));
-    snprintf(c.skypeid, sizeof(c.skypeid), "%s", skypeid);
-    snprintf(c.acs_scope, sizeof(c.acs_scope), "%s", acs_scope);
+    (void)buf_copy_str(c.skypeid, sizeof(c.skypeid), skypeid);
+    (void)buf_copy_str(c.acs_scope, sizeof(c.acs_scope), acs_scope);
     memcpy(c.resource_id, app->resource_id, sizeof(c.resource_id));
     c.scp = scp;
     c.iat = now_ms / 1000;

@@ -393,11 +393,11 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const 
     case SRV_NEW:
         r->phase = SRV_BODY;
         r->conn = conn;
-        snprintf(r->method, sizeof(r->method), "%s", method);
+        (void)buf_copy_str(r->method, sizeof(r->method), method);
         srv_request_id(r->request_id);
         v = srv_header(conn, "x-ms-client-request-id");
         if (v)
-            snprintf(r->client_id, sizeof(r->client_id), "%s", v);
+            (void)buf_copy_str(r->client_id, sizeof(r->client_id), v);
         if (r->uri_too_long) {
             r->rep.status = 414;
             r->rep.body =

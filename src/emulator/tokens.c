@@ -310,11 +310,6 @@ out:
     return rc;
 }
 
-static void tokens_copy(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
 /* Fills c from a payload object; 0 or TV_ERR_PARSE when a required claim is missing. */
 static int tokens_claims_read(struct json_object *p, struct emu_claims *c)
 {
@@ -324,7 +319,7 @@ static int tokens_claims_read(struct json_object *p, struct emu_claims *c)
     memset(c, 0, sizeof(*c));
     if (jsonx_get_string(p, "skypeid", EMU_SKYPEID_MAX - 1, &s) != 0)
         return TV_ERR_PARSE;
-    tokens_copy(c->skypeid, sizeof(c->skypeid), s);
+    (void)buf_copy_str(c->skypeid, sizeof(c->skypeid), s);
     if (jsonx_get_int(p, "exp", 0, INT64_MAX / 1000, &c->exp) != 0 ||
         jsonx_get_int(p, "iat", 0, INT64_MAX / 1000, &c->iat) != 0)
         return TV_ERR_PARSE;
@@ -334,11 +329,11 @@ static int tokens_claims_read(struct json_object *p, struct emu_claims *c)
     if (jsonx_get_int(p, "scp", INT64_MIN, INT64_MAX, &c->scp) != 0)
         c->scp = 0;
     if (jsonx_get_string(p, "acsScope", EMU_SCOPE_STR_MAX - 1, &s) == 0)
-        tokens_copy(c->acs_scope, sizeof(c->acs_scope), s);
+        (void)buf_copy_str(c->acs_scope, sizeof(c->acs_scope), s);
     if (jsonx_get_string(p, "resourceId", EMU_UUID_LEN - 1, &s) == 0)
-        tokens_copy(c->resource_id, sizeof(c->resource_id), s);
+        (void)buf_copy_str(c->resource_id, sizeof(c->resource_id), s);
     if (jsonx_get_string(p, "jti", EMU_JTI_MAX - 1, &s) == 0)
-        tokens_copy(c->jti, sizeof(c->jti), s);
+        (void)buf_copy_str(c->jti, sizeof(c->jti), s);
     return 0;
 }
 

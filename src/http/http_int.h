@@ -117,11 +117,15 @@ struct http_req {
     int owed;       /* a reply is owed (the handler was called and has not replied) */
     int read_phase; /* 0 first call, 1 reading the body, 2 waiting for a reply, 3 done */
     int too_large;
-    int uri_too_long;     /* the query was cut by http_uri_guard: answer 414 */
-    int close;            /* answer with Connection: close (the framing was refused) */
-    struct http_conn *hc; /* the connection, until the request completes (server thread) */
-    size_t discarded;     /* body bytes dropped after too_large */
-    long route;           /* index into l->routes, or -1 */
+    int uri_too_long;      /* the query was cut by http_uri_guard: answer 414 */
+    const char *target_at; /* where the target began in libmicrohttpd's buffer (URI-log
+                              callback), for comparisons only; NULL when not known */
+    size_t target_seen;    /* the target's length as http_target_guard saw it */
+    int target_bad;        /* it holds a control byte or a space: answer 400 */
+    int close;             /* answer with Connection: close (the framing was refused) */
+    struct http_conn *hc;  /* the connection, until the request completes (server thread) */
+    size_t discarded;      /* body bytes dropped after too_large */
+    long route;            /* index into l->routes, or -1 */
     int64_t start_ms;
     char *target; /* raw request target: path and query, percent escapes intact */
     size_t path_len;
@@ -220,9 +224,34 @@ void http_conn_phase(struct http_conn *c, int phase);
 /* Starts / stops the sweeper thread of s. Start: 0 or -1. */
 int http_sweeper_start(struct http_server *s);
 void http_sweeper_stop(struct http_server *s);
-/* Request framing (RFC 9112 section 6): NULL when acceptable, else why not. Call on the first
- * access-handler call, before any body is read. */
-const char *http_frame_check(struct MHD_Connection *conn);
+/* What http_target_guard learnt of a request target. */
+struct http_target {
+    size_t seen; /* bytes up to the line's tail (past any raw NUL), a lower bound of the length */
+    int bad;     /* a control byte (NUL included) or a space among them */
+};
+/* http_uri_guard with what it learnt in *t: the URI-log callback's check of the target uri
+ * (libmicrohttpd's pointer). Returns 1 when it cut the query off (too many arguments, or a bad
+ * target), else 0. */
+int http_target_guard(const char *uri, size_t pool_size, struct http_target *t);
+/* MHD_OPTION_UNESCAPE_CALLBACK: libmicrohttpd's own unescaping, and the backstop for a query
+ * that overflowed the connection's memory in spite of the guard: answers 414 on the socket and
+ * shuts it down, rather than leave the connection hanging. */
+size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);
+
+/* The request head as libmicrohttpd's buffer holds it, from the first access-handler call. */
+struct http_head {
+    const char *method;  /* the handler's method argument: where the request line starts */
+    const char *target;  /* the URI-log callback's target pointer; NULL: unknown, line unchecked */
+    size_t target_seen;  /* struct http_target's */
+    int target_bad;      /* struct http_target's */
+    const char *version; /* the handler's version argument */
+};
+/* Request framing (RFC 9112 sections 2.2, 3, 5.2, 6), checked over the bytes of the head rather
+ * than over C-string views of them: NULL when acceptable, else why not. Call on the first
+ * access-handler call, before any body is read. h may be NULL (headers alone are checked). */
+const char *http_frame_check(struct MHD_Connection *conn, const struct http_head *h);
+/* NULL when no decoded query argument (name or value) holds a NUL, else why not. */
+const char *http_query_check(struct MHD_Connection *conn);
 
 /* peers.c: the per-address connection cap. libmicrohttpd's own cap counts exact addresses, so
  * one IPv6 subscriber (who commonly holds a whole /64) could take every slot. */

@@ -63,7 +63,8 @@ static void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *con
 {
     struct http_listener *l = cls;
     struct http_req *r = calloc(1, sizeof(*r));
-    int cut = http_uri_guard(uri, l->srv->header_mem); /* before anything can fail */
+    struct http_target t;
+    int cut = http_target_guard(uri, l->srv->header_mem, &t); /* before anything can fail */
 
     if (!r)
         return NULL;
@@ -72,7 +73,10 @@ static void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *con
         free(r);
         return NULL;
     }
-    r->uri_too_long = cut;
+    r->uri_too_long = cut && !t.bad;
+    r->target_at = uri;
+    r->target_seen = t.seen;
+    r->target_bad = t.bad;
     /* The connection owns the request until libmicrohttpd completes it, so a request it
      * abandons is still released when the connection closes. */
     r->hc = http_conn_of(conn);
@@ -235,8 +239,9 @@ static enum MHD_Result http_preflight(struct http_req *r, const char *origin, co
 
 /* First call for a request: headers are complete, the body is not read yet. */
 static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *conn,
-                                  const char *method)
+                                  const char *method, const char *version)
 {
+    const struct http_head head = {method, r->target_at, r->target_seen, r->target_bad, version};
     struct http_listener *l = r->l;
     struct http_span params[HTTP_MAX_PARAMS];
     size_t nparams = 0;
@@ -277,7 +282,7 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
         snprintf(r->cors_origin, sizeof(r->cors_origin), "%s", l->any_origin ? "*" : origin);
     /* Framing a proxy in front may read differently is refused before anything else, and the
      * connection closed, so bytes smuggled into the body never become a request here. */
-    bad = http_frame_check(conn);
+    bad = http_frame_check(conn, &head);
     if (bad) {
         r->close = 1;
         return http_error_now(r, TV_ERR_INVALID, bad);
@@ -288,6 +293,9 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
         r->close = 1;
         return http_queue_now(r, 414, http_json, body, body ? len : 0);
     }
+    bad = http_query_check(conn);
+    if (bad)
+        return http_error_now(r, TV_ERR_INVALID, bad);
     if (r->path_len > HTTP_PATH_MAX)
         return http_error_now(r, TV_ERR_NOT_FOUND, "no such route");
     r->route = http_route_find(l, method, r->target, r->path_len, params, &nparams, allow);
@@ -396,16 +404,16 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
 {
     struct http_req *r = *con_cls;
 
-    (void)version;
     if (!r) {
         r = http_uri_log(cls, url, conn);
         if (!r)
             return MHD_NO;
+        r->target_at = NULL; /* url is unescaped already: the request line goes unchecked */
         *con_cls = r;
     }
     switch (r->read_phase) {
     case 0:
-        return http_begin(r, conn, method);
+        return http_begin(r, conn, method, version);
     case 1:
         if (*upload_data_size > 0) {
             /* libmicrohttpd 0.9.75 cannot queue an answer in the middle of a body, so a body
@@ -569,7 +577,8 @@ int http_server_start(struct http_server *s)
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE,
             1024u, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED,
             http_completed, l, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l,
-            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_END);
+            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK,
+            http_unescape, l, MHD_OPTION_END);
         if (!l->d) {
             log_msg(LOGL_ERROR, NULL, "http: cannot listen on %s (%s)", l->addr, l->name);
             return TV_ERR_IO;

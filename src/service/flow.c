@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "service_int.h"
@@ -54,7 +55,7 @@ static void acs_failure_note(struct flow *f)
         snprintf(f->acs_msg, sizeof f->acs_msg, "%s (ACS code %s)", err_message(r->rc),
                  r->acs_code);
     else
-        snprintf(f->acs_msg, sizeof f->acs_msg, "%s", err_message(r->rc));
+        (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg, err_message(r->rc));
     log_msg(LOGL_INFO, f->call.request_id, "ACS %s failed (%s, HTTP %ld, code %s): %s",
             acs_op_name(r->op), err_name(r->rc), r->http_status, shown ? r->acs_code : "-",
             r->message[0] != '\0' ? r->message : "-");

@@ -39,20 +39,40 @@ static void login_job_free(struct login_job *j)
     free(j);
 }
 
-/* Counts a failed login of j's name; audits the failure that locks the name. */
-static void login_failed(struct login_job *j)
+/* Counts this attempt as a failed login of j's name before its password is checked (a login
+ * that does not end in a wrong password takes it back): when the store cannot record it the
+ * attempt stops here, unchecked, since a guess that is not counted escapes the failed-login
+ * limit, and answering it at all would tell a wrong password from a right one. *tat receives
+ * the name's state after the count (0 for an off limit). 0 or TV_ERR_UNAVAILABLE. */
+static int login_charge(struct login_job *j, int64_t *tat)
 {
-    int64_t now = clock_wall_ms(), tat = 0;
-    int rc = store_login_failure_add(j->s->store, j->username, j->limit, now, &tat);
+    int rc = store_login_failure_add(j->s->store, j->username, j->limit, clock_wall_ms(), tat);
 
-    if (rc != 0) {
-        log_msg(LOGL_ERROR, j->call.request_id, "login: failed login not counted: %s",
-                err_name(rc));
+    if (rc == 0)
+        return 0;
+    log_msg(LOGL_ERROR, j->call.request_id, "login: refused, the attempt cannot be counted: %s",
+            err_name(rc));
+    return TV_ERR_UNAVAILABLE;
+}
+
+/* After the check of a counted attempt (rc): a wrong password stays counted, and the one that
+ * locks the name is audited; any other outcome (success, a store error) is taken back. */
+static void login_settle(struct login_job *j, int rc, int64_t tat)
+{
+    int64_t now = clock_wall_ms();
+
+    if (rc == TV_ERR_UNAUTHORIZED) {
+        if (!ratelimit_fits(j->limit, tat, now, NULL))
+            service_audit(j->s, &j->call, "login_lockout", j->app_user_id, "", TV_ERR_RATE_LIMITED,
+                          "failed-login limit reached");
         return;
     }
-    if (!ratelimit_fits(j->limit, tat, now, NULL))
-        service_audit(j->s, &j->call, "login_lockout", j->app_user_id, "", TV_ERR_RATE_LIMITED,
-                      "failed-login limit reached");
+    /* Left counted, it costs the name one failure of its allowance until it refills: the safe
+     * side, so only logged. */
+    rc = store_login_failure_refund(j->s->store, j->username, j->limit, now);
+    if (rc != 0)
+        log_msg(LOGL_WARN, j->call.request_id, "login: counted attempt not taken back: %s",
+                err_name(rc));
 }
 
 /* Stores a fresh hash of the (just verified) password when the stored one was made with other
@@ -79,19 +99,25 @@ static void login_run(void *arg)
     struct login_job *j = arg;
     struct store_account acct;
     char *token = NULL;
-    int64_t exp = 0;
+    int64_t exp = 0, tat = 0;
     int rc;
 
     memset(&acct, 0, sizeof acct);
-    rc = store_account_get(j->s->store, j->username, &acct);
-    if (rc == 0) {
-        rc = password_verify(acct.password_hash, j->password, j->pwlen);
-    } else if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_INVALID) {
-        /* Same time as a real check, so the answer does not reveal which names exist. */
-        rc = password_verify_dummy(j->password, j->pwlen);
+    if ((rc = login_charge(j, &tat)) == 0) {
+        rc = store_account_get(j->s->store, j->username, &acct);
+        if (rc == 0) {
+            rc = password_verify(acct.password_hash, j->password, j->pwlen);
+            /* A hash cheaper than the current parameters (made before they were raised) fails
+             * faster than an unknown name or a current hash would: pay the current cost as
+             * well, so a failure's time does not single out the accounts with old hashes. */
+            if (rc == TV_ERR_UNAUTHORIZED && password_cost_below(acct.password_hash))
+                (void)password_verify_dummy(j->password, j->pwlen);
+        } else if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_INVALID) {
+            /* Same time as a real check, so the answer does not reveal which names exist. */
+            rc = password_verify_dummy(j->password, j->pwlen);
+        }
+        login_settle(j, rc, tat);
     }
-    if (rc == TV_ERR_UNAUTHORIZED)
-        login_failed(j);
     if (rc == 0 && password_needs_rehash(acct.password_hash))
         login_rehash(j, acct.password_hash);
     if (rc == 0)

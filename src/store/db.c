@@ -322,10 +322,10 @@ int store_open(const char *path, int migrate, struct store **out)
     rc = store_schema_version(s, &current, NULL);
     if (rc != 0)
         goto fail;
-    if (current > latest) {
+    if (current > latest || (current != 0 && !store_version_known(current))) {
         log_msg(LOGL_ERROR, NULL,
-                "store: %s has schema version %d but this binary knows only up to %d; "
-                "use a newer tokenvend",
+                "store: %s has schema version %d, which this binary does not know (it knows up "
+                "to %d); use a newer tokenvend",
                 path, current, latest);
         rc = TV_ERR_CONFIG;
         goto fail;

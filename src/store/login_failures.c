@@ -98,6 +98,30 @@ int store_login_failure_add(struct store *s, const char *name, const struct rate
     return rc;
 }
 
+int store_login_failure_refund(struct store *s, const char *name, const struct ratelimit *rl,
+                               int64_t now_ms)
+{
+    struct store_conn *c;
+    int64_t tat = 0;
+    int rc;
+
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0 || rl == NULL)
+        return TV_ERR_INVALID;
+    if (rl->off)
+        return 0;
+    if ((rc = store_write_begin(s, &c)) != 0)
+        return rc;
+    rc = tat_read(c, name, &tat);
+    /* Undoing one event moves tat back by one interval; a tat that lands at or before now is a
+     * full bucket, which the prune below removes (no row means the same). */
+    if (rc == 0 && tat > 0) {
+        rc = tat_write(c, name, tat - rl->interval_ms);
+        if (rc == 0)
+            rc = prune(c, now_ms, NULL);
+    }
+    return store_write_end(s, c, rc);
+}
+
 int store_login_failure_normalize(struct store *s, const char *name, const struct ratelimit *rl,
                                   int64_t now_ms)
 {

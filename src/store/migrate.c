@@ -1,6 +1,8 @@
 /* Schema migrations: the SQL files compiled into the binary (include/store/migrations.h) are
  * applied in version order, each in one BEGIN IMMEDIATE transaction recorded in
- * schema_migrations, so a crash or a concurrent migrate never applies one twice. */
+ * schema_migrations, so a crash or a concurrent migrate never applies one twice. Every version
+ * the database lacks is applied, not only those above its highest: a database restored by hand
+ * or migrated by a branch's binary may hold 1, 2 and 5 without 3 and 4. */
 #include <string.h>
 
 #include "core/clock.h"
@@ -10,7 +12,8 @@
 #include "store/store.h"
 #include "store_int.h"
 
-static const char SQL_VERSION[] = "SELECT coalesce(max(version), 0) FROM schema_migrations";
+static const char SQL_VERSIONS[] = "SELECT version FROM schema_migrations ORDER BY version";
+static const char SQL_HAS[] = "SELECT count(*) FROM schema_migrations WHERE version = ?1";
 static const char SQL_RECORD[] =
     "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)";
 
@@ -25,17 +28,58 @@ int store_version_latest(void)
     return latest;
 }
 
+int store_version_known(int v)
+{
+    for (size_t i = 0; i < store_migrations_count; i++)
+        if (store_migrations[i].version == v)
+            return 1;
+    return 0;
+}
+
 int store_version_get(struct store_conn *c, int *version)
 {
     sqlite3_stmt *st;
-    int row = 0;
-    int rc = store_stmt(c, SQL_VERSION, &st);
+    size_t k = 0; /* the next compiled-in migration a gap-free schema would record */
+    int row = 0, unknown = 0, has_unknown = 0, complete = 0, gap = 0;
+    int rc = store_stmt(c, SQL_VERSIONS, &st);
 
     if (rc != 0)
         return rc;
+    /* Both lists ascend, so one pass finds where the recorded versions first skip one. */
+    while ((rc = store_step(c, st, &row)) == 0 && row) {
+        int v = sqlite3_column_int(st, 0);
+        if (!store_version_known(v)) {
+            unknown = v; /* ascending: the last one is the highest */
+            has_unknown = 1;
+        } else if (!gap && k < store_migrations_count && store_migrations[k].version == v) {
+            complete = v;
+            k++;
+        } else {
+            gap = 1;
+        }
+    }
+    store_stmt_done(st);
+    if (rc != 0)
+        return rc;
+    /* A version this binary does not know means another binary (a newer one, or another
+     * branch's) made the schema: report it, so that callers refuse the database. */
+    *version = has_unknown ? unknown : complete;
+    return 0;
+}
+
+/* Whether version v is recorded (on the writer, inside the caller's transaction). */
+static int version_has(struct store_conn *c, int v, int *has)
+{
+    sqlite3_stmt *st;
+    int row = 0;
+    int rc = store_stmt(c, SQL_HAS, &st);
+
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int(st, 1, v);
     rc = store_step(c, st, &row);
     if (rc == 0 && row)
-        *version = sqlite3_column_int(st, 0);
+        *has = sqlite3_column_int(st, 0) > 0;
     else if (rc == 0)
         rc = TV_ERR_INTERNAL;
     store_stmt_done(st);
@@ -87,20 +131,37 @@ int store_schema_version(struct store *s, int *current, int *latest)
     return rc;
 }
 
-/* Applies one migration if the database (re-read under the write lock) still lacks it. The
+int store_schema_has(struct store *s, int version, int *has)
+{
+    int h = 0;
+    int rc;
+
+    if (has == NULL)
+        return TV_ERR_INVALID;
+    /* The writer, as store_schema_version: a migrate that just committed must be visible. */
+    pthread_mutex_lock(&s->wlock);
+    rc = version_has(s->writer, version, &h);
+    pthread_mutex_unlock(&s->wlock);
+    if (rc == 0)
+        *has = h;
+    return rc;
+}
+
+/* Applies one migration if the database (re-read under the write lock, so a concurrent migrate
+ * never applies it twice) still lacks it, whatever versions around it it holds. The
  * file's SQL runs inside our transaction, so migration files must not contain BEGIN or COMMIT
  * (nor PRAGMAs that are no-ops inside a transaction, such as foreign_keys). */
 static int apply_one(struct store *s, const struct store_migration *m, int *applied)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
-    int current = 0;
+    int has = 0;
     int rc = store_write_begin(s, &c);
 
     if (rc != 0)
         return rc;
-    rc = store_version_get(c, &current);
-    if (rc != 0 || current >= m->version)
+    rc = version_has(c, m->version, &has);
+    if (rc != 0 || has)
         goto done;
     if (sqlite3_exec(c->db, m->sql, NULL, NULL, NULL) != SQLITE_OK) {
         log_msg(LOGL_ERROR, NULL, "store: migration %s failed: %s", m->name, sqlite3_errmsg(c->db));
@@ -134,13 +195,16 @@ int store_migrate(struct store *s, int *applied)
     rc = store_schema_version(s, &current, NULL);
     if (rc != 0)
         goto out;
-    if (current > store_version_latest()) {
+    if (current > store_version_latest() || (current != 0 && !store_version_known(current))) {
         log_msg(LOGL_ERROR, NULL,
-                "store: database schema version %d is newer than this binary's %d", current,
-                store_version_latest());
+                "store: database schema version %d is not one this binary knows (it knows up to "
+                "%d): use the tokenvend that made it, or a newer one",
+                current, store_version_latest());
         rc = TV_ERR_CONFIG;
         goto out;
     }
+    /* Every compiled-in version the database lacks, in order, each in its own transaction;
+     * apply_one skips the ones already recorded (current only says where the first gap is). */
     for (i = 0; i < store_migrations_count && rc == 0; i++) {
         int one = 0;
 

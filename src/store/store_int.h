@@ -165,7 +165,13 @@ void store_read_end(struct store *s, struct store_conn *c);
 
 /* Migrations (migrate.c), called with the writer NOT held. */
 int store_migrate_prepare(struct store *s);
+/* The version the schema is complete up to: the last compiled-in migration recorded before the
+ * first one missing (0 when the first is missing), so a database holding 1, 2 and 4 is at 2 and
+ * gets 3; or, when the database records a version this binary does not know, the highest such
+ * one (callers refuse the database then). */
 int store_version_get(struct store_conn *c, int *version);
 int store_version_latest(void);
+/* 1 when the binary has a migration numbered v, else 0. */
+int store_version_known(int v);
 
 #endif

@@ -282,6 +282,21 @@ printf 'token_minutes = 120\n' >"$tmp/good.conf"
 TOKENVEND_DB=env.db run cfgprec config check --config "$tmp/good.conf" --set public_addr=127.0.0.1:9999
 check "config check shows each value's source" \
     $([ $rc -eq 0 ] && grep -qF "token_minutes = 120  # $tmp/good.conf:1" "$tmp/cfgprec.out" && grep -q '^db = env.db  # env TOKENVEND_DB$' "$tmp/cfgprec.out" && grep -q '^public_addr = 127.0.0.1:9999  # flag --set$' "$tmp/cfgprec.out"; echo $?) "$(detail cfgprec)"
+# A config file holding a secret inline is checked like a *_file: readable by others, a warning
+# naming it and its mode (never the secret); private, or holding no secret, no warning.
+printf 'acs_connection_string = endpoint=https://x.example/;accesskey=%s\n' "$key" >"$tmp/sec.conf"
+chmod 644 "$tmp/sec.conf"
+run cfgsec config check --config "$tmp/sec.conf"
+check "config check: a 0644 config file holding a secret -> warning naming it and its mode" \
+    $([ $rc -eq 0 ] && grep -qF "config file holding secrets $tmp/sec.conf" "$tmp/cfgsec.err" && grep -q "mode 0644" "$tmp/cfgsec.err" && ! grep -qF -- "$key" "$tmp/cfgsec.out" "$tmp/cfgsec.err"; echo $?) "$(detail cfgsec)"
+chmod 600 "$tmp/sec.conf"
+run cfgsec6 config check --config "$tmp/sec.conf"
+check "config check: a 0600 config file holding a secret -> no warning" \
+    $([ $rc -eq 0 ] && ! grep -q '"warn"' "$tmp/cfgsec6.err"; echo $?) "$(detail cfgsec6)"
+chmod 644 "$tmp/good.conf"
+run cfgnosec config check --config "$tmp/good.conf"
+check "config check: a 0644 config file without secrets -> no warning" \
+    $([ $rc -eq 0 ] && ! grep -q '"warn"' "$tmp/cfgnosec.err"; echo $?) "$(detail cfgnosec)"
 run cfgmiss config check --config "$tmp/does-not-exist.conf"
 check "config check --config missing file -> exit 2" $([ $rc -eq 2 ]; echo $?) "$(detail cfgmiss)"
 # OIDC keys must not come over plain http from another host: anyone on the path could swap them.

@@ -1,6 +1,8 @@
 /* libFuzzer harness for the ACS connection-string parser. Besides memory safety it checks that a
- * parsed result is self-consistent and that the normalised endpoint parses back to itself.
- * fuzz-sources: src/core/b64.c src/core/err.c src/core/log.c src/core/clock.c src/acs/connstr.c */
+ * parsed result is self-consistent and that the normalised endpoint parses back to itself. */
+/* clang-format off */
+/* fuzz-sources: src/core/b64.c src/core/buf.c src/core/err.c src/core/log.c src/core/ident.c src/core/clock.c src/acs/connstr.c */
+/* clang-format on */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

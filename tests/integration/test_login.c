@@ -3,8 +3,9 @@
  * identity and 401 for a refused token): session tokens are checked against their account on
  * every use; the session signing key is stored sealed under secret_key, survives a restart,
  * and refuses to load without the key or with another one; a clear key is sealed in place; a
- * database readable by others draws a warning; a hash made with other Argon2 parameters is
- * replaced on a successful login. */
+ * database, or a config file holding a secret, readable by others draws a warning; a hash made with
+ * other Argon2 parameters is replaced on a successful login, and a failure against a cheaper one
+ * pays the current cost; a login the store cannot count is refused unchecked (503). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +51,7 @@ struct fx {
     struct app *app;
     unsigned port;
     const char *login_limit; /* NULL: the default */
+    const char *config_path; /* NULL: no config file */
 };
 
 /* ---- the service ---- */
@@ -75,7 +78,8 @@ static int svc_start(struct fx *f, const char *secret)
         flags[n++] = (struct config_flag){"secret_key_file", secret, "--set"};
     else if (secret != NULL)
         flags[n++] = (struct config_flag){"secret_key", secret, "--set"};
-    struct config_overrides ov = {.default_path = "", .flags = flags, .nflags = n};
+    struct config_overrides ov = {
+        .config_path = f->config_path, .default_path = "", .flags = flags, .nflags = n};
     rc = config_load(&ov, &f->cfg, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "config: %s\n", err);
@@ -429,6 +433,54 @@ static void test_permission_warning(void **state)
     assert_null(strstr(buf, SECRET_B64)); /* the key itself never */
 }
 
+/* Reads the log file from the start and empties it. */
+static void log_take(int fd, char *buf, size_t cap)
+{
+    ssize_t n = pread(fd, buf, cap - 1, 0);
+
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+}
+
+/* A config file that sets a secret inline draws the start-up warning of a secret file when
+ * group or others may read it (naming it and its mode, never the secret), and none at 0600. */
+static void test_config_file_secret_warning(void **state)
+{
+    struct fx *f = *state;
+    char buf[65536], conf[192];
+    FILE *cf;
+    int fd;
+
+    snprintf(conf, sizeof conf, "%s/tokenvend.conf", f->dir);
+    cf = fopen(conf, "w");
+    assert_non_null(cf);
+    fprintf(cf, "secret_key = %s\n", SECRET_B64);
+    fclose(cf);
+    assert_int_equal(chmod(conf, 0644), 0);
+    f->config_path = conf;
+    fd = open(f->logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    log_setup(LOGL_INFO, fd);
+    assert_int_equal(svc_start(f, NULL), 0);
+    svc_stop(f);
+    log_take(fd, buf, sizeof buf);
+    assert_non_null(strstr(buf, "config file holding secrets"));
+    assert_non_null(strstr(buf, conf));
+    assert_non_null(strstr(buf, "mode 0644"));
+    assert_null(strstr(buf, SECRET_B64));
+
+    assert_int_equal(chmod(conf, 0600), 0);
+    assert_int_equal(svc_start(f, NULL), 0);
+    svc_stop(f);
+    log_setup(LOGL_WARN, 2);
+    log_take(fd, buf, sizeof buf);
+    close(fd);
+    assert_null(strstr(buf, "config file holding secrets"));
+    assert_null(strstr(buf, SECRET_B64));
+}
+
 /* An account hashed with cheaper Argon2 parameters is rehashed with the current ones on its
  * next successful login; a failed login changes nothing. */
 static void test_rehash_on_login(void **state)
@@ -458,6 +510,130 @@ static void test_rehash_on_login(void **state)
     assert_true(a.session_epoch == epoch); /* a rehash ends no session */
     assert_int_equal(password_verify(a.password_hash, PASSWORD, strlen(PASSWORD)), 0);
     store_close(st);
+    assert_int_equal(password_params_set(&cheap), 0);
+}
+
+/* Collects the Retry-After header of a reply ("" when none). */
+static size_t header_retry_after(char *p, size_t size, size_t n, void *arg)
+{
+    char *out = arg;
+    size_t len = size * n;
+
+    if (len > 13 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        size_t i = 12, k = 0;
+        while (i < len && p[i] == ' ')
+            i++;
+        while (i < len && k < 15 && p[i] >= '0' && p[i] <= '9')
+            out[k++] = p[i++];
+        out[k] = '\0';
+    }
+    return len;
+}
+
+/* POST /api/login; returns the status, the body in *b and Retry-After in retry (16 bytes). */
+static long login_reply(struct fx *f, const char *user, const char *pw, struct body *b, char *retry)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[128], json[256];
+    long status = 0;
+
+    memset(b, 0, sizeof *b);
+    retry[0] = '\0';
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/api/login", f->port);
+    snprintf(json, sizeof json, "{\"username\":\"%s\",\"password\":\"%s\"}", user, pw);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_retry_after);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, retry);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* Runs sql on the database through a connection of its own (as another process could). */
+static void db_exec(const char *db, const char *sql)
+{
+    sqlite3 *h = NULL;
+
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 10000);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/* Fail closed: when the store cannot count a login attempt (here a trigger refuses every write
+ * to login_failures; reads still work), the login is refused with 503, Retry-After and the
+ * error shape before its password is checked, so the right password and a wrong one get the
+ * same answer and guessing gains nothing. Once the store works again, a success leaves no
+ * count behind and a failure one. */
+static void test_uncountable_login_refused(void **state)
+{
+    struct fx *f = *state;
+    struct store *st = NULL;
+    struct body b;
+    char retry[16];
+    int64_t tat = -1;
+
+    account_add(f->db, "ivy", PASSWORD);
+    assert_int_equal(svc_start(f, NULL), 0);
+    db_exec(f->db, "CREATE TRIGGER lf_no_insert BEFORE INSERT ON login_failures"
+                   " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+                   "CREATE TRIGGER lf_no_update BEFORE UPDATE ON login_failures"
+                   " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    assert_int_equal(login_reply(f, "ivy", "wrong-password-here", &b, retry), 503);
+    assert_string_equal(retry, "1");
+    assert_non_null(strstr(b.data, "\"code\":\"unavailable\""));
+    assert_int_equal(login_reply(f, "ivy", PASSWORD, &b, retry), 503);
+    assert_string_equal(retry, "1");
+    assert_non_null(strstr(b.data, "\"code\":\"unavailable\""));
+    assert_null(strstr(b.data, "access_token"));
+
+    db_exec(f->db, "DROP TRIGGER lf_no_insert; DROP TRIGGER lf_no_update");
+    assert_int_equal(store_open(f->db, STORE_MIGRATE_NO, &st), 0);
+    assert_int_equal(login(f, "ivy", PASSWORD, NULL), 200);
+    assert_int_equal(store_login_failure_get(st, "ivy", &tat), 0);
+    assert_true(tat == 0); /* counted, then taken back */
+    assert_int_equal(login(f, "ivy", "wrong-password-here", NULL), 401);
+    assert_int_equal(store_login_failure_get(st, "ivy", &tat), 0);
+    assert_true(tat > 0);
+    store_close(st);
+}
+
+/* A wrong password for an account whose hash is cheaper than the current parameters costs a
+ * dummy verification at the current ones on top (counted, not timed), as an unknown name does;
+ * an account with a current hash, and a right password, cost none. */
+static void test_old_hash_failure_pays_current_cost(void **state)
+{
+    struct fx *f = *state;
+    struct password_params cheap = {1, 64, 1}, current = {1, 256, 1};
+    unsigned long long before;
+
+    account_add(f->db, "gina", PASSWORD); /* t=1, m=64: cheaper than the service's */
+    assert_int_equal(password_params_set(&current), 0);
+    account_add(f->db, "hank", PASSWORD); /* current */
+    assert_int_equal(svc_start(f, NULL), 0);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before + 1);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "nobody", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before + 1);
+
+    before = password_dummy_count();
+    assert_int_equal(login(f, "hank", "wrong-password-here", NULL), 401);
+    assert_int_equal(login(f, "hank", PASSWORD, NULL), 200);
+    assert_int_equal(login(f, "gina", PASSWORD, NULL), 200); /* and now rehashed */
+    assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
+    assert_true(password_dummy_count() == before);
     assert_int_equal(password_params_set(&cheap), 0);
 }
 
@@ -499,8 +675,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_key_sealed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clear_key_sealed_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permission_warning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_file_secret_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehash_on_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_hash_failure_pays_current_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uncountable_login_refused, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,5 +1,6 @@
 /* Unit tests of the configuration loader: layer precedence, *_FILE variants, the ACS
- * connection-string variables, file syntax errors, value validation and redaction. */
+ * connection-string variables, file syntax errors, value validation and redaction, and a config
+ * file holding a secret checked like a secret file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/config.h"
 #include "core/err.h"
+#include "core/fsperm.h"
 
 #define NO_FILE ""
 
@@ -645,6 +648,34 @@ static void test_scopes_parse(void **state)
     assert_contains(err, "unknown scope 'VOIP'");
 }
 
+/* A config file that sets a secret inline is a secret file: it is listed with the *_file
+ * paths, so a mode that lets group or others read it draws the fsperm warning (0644: one
+ * warning; 0600: none). A file with no secret, or an empty one, is not listed. */
+static void test_config_file_with_secret(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    const char *with = tmp_file("token_minutes = 120\n"
+                                "secret_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n");
+    const char *without = tmp_file("token_minutes = 120\nsecret_key = \"\"\n");
+    (void)state;
+
+    assert_int_equal(load(with, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.secret_files.n, 1);
+    assert_string_equal(cfg.secret_files.items[0], with);
+    assert_int_equal(chmod(with, 0644), 0);
+    assert_int_equal(fsperm_warn_secrets(&cfg), 1);
+    assert_int_equal(chmod(with, 0600), 0);
+    assert_int_equal(fsperm_warn_secrets(&cfg), 0);
+    config_release(&cfg);
+
+    assert_int_equal(load(without, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.secret_files.n, 0);
+    assert_int_equal(chmod(without, 0644), 0);
+    assert_int_equal(fsperm_warn_secrets(&cfg), 0);
+    config_release(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,6 +693,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scopes_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_client_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -322,6 +322,84 @@ static void test_log_lines(void **state)
     assert_int_equal(log_level_parse("loud", &l), TV_ERR_INVALID);
 }
 
+/* Every byte a client can put into a logged string (a request target: issue 6) must leave a
+ * line that strict UTF-8 JSON readers accept, and no field may be forged. */
+static void test_log_json_clean(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"{\"path\":\"/plain\"}", "{\"path\":\"/plain\"}"},
+        /* well-formed UTF-8 passes through */
+        {"\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"",
+         "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\""},
+        /* stray bytes, an overlong '/', a surrogate, a truncated sequence: one U+FFFD per byte */
+        {"\"\xFF\xFE\"", "\"\\ufffd\\ufffd\""},
+        {"\"\xC0\xAF\"", "\"\\ufffd\\ufffd\""},
+        {"\"\xED\xA0\x80\"", "\"\\ufffd\\ufffd\\ufffd\""},
+        {"\"a\xE2\x82\"", "\"a\\ufffd\\ufffd\""},
+        /* DEL and the C1 controls (as UTF-8) escaped; json-c has done the C0 ones already */
+        {"\"\x7F\xC2\x85\xC2\x9F\xC2\xA0\"", "\"\\u007f\\u0085\\u009f\xC2\xA0\""},
+        {"\"\x1B[31m\"", "\"\\u001b[31m\""},
+    };
+    char out[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t in_len = strlen(cases[i].in), want = strlen(cases[i].out);
+        size_t n = log_json_clean(cases[i].in, in_len, out, sizeof(out));
+        assert_int_equal(n, want);
+        assert_memory_equal(out, cases[i].out, want);
+        /* measuring writes nothing; a short buffer is filled, never overrun */
+        assert_int_equal(log_json_clean(cases[i].in, in_len, NULL, 0), want);
+        memset(out, 'Z', sizeof(out));
+        assert_int_equal(log_json_clean(cases[i].in, in_len, out, 3), want);
+        assert_memory_equal(out, cases[i].out, 3);
+        assert_int_equal(out[3], 'Z');
+    }
+}
+
+/* The logger end to end: a message and a field with bad bytes still give one strict JSON line
+ * per call, with the replacement character where the bad bytes were. */
+static void test_log_lines_strict(void **state)
+{
+    int fds[2];
+    char out[4096];
+    ssize_t n;
+    struct json_object *fields, *line = NULL;
+    const char *v = NULL;
+    char *nl;
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    log_setup(LOGL_INFO, fds[1]);
+    fields = json_object_new_object();
+    json_object_object_add(fields, "path", json_object_new_string("/api/\xFF\xFE?x=\xC0\xAF"));
+    json_object_object_add(fields, "remote",
+                           json_object_new_string("a\",\"status\":200,\"x\":\"\x7F"));
+    log_fields(LOGL_INFO, NULL, "req\xE2\x82\n", fields);
+    json_object_put(fields);
+    close(fds[1]);
+    n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    log_setup(LOGL_INFO, 2);
+    assert_true(n > 0);
+    out[n] = '\0';
+    nl = strchr(out, '\n');
+    assert_non_null(nl);
+    assert_ptr_equal(nl, out + n - 1); /* one line */
+    /* jsonx refuses bad UTF-8 and duplicate keys: it is the strict reader */
+    assert_int_equal(jsonx_parse(out, (size_t)(nl - out), 65536, &line), 0);
+    assert_int_equal(jsonx_get_string(line, "path", 1000, &v), 0);
+    assert_string_equal(v, "/api/\xEF\xBF\xBD\xEF\xBF\xBD?x=\xEF\xBF\xBD\xEF\xBF\xBD");
+    assert_int_equal(jsonx_get_string(line, "remote", 1000, &v), 0);
+    assert_string_equal(v, "a\",\"status\":200,\"x\":\"\x7F");
+    assert_false(json_object_object_get_ex(line, "status", NULL));
+    assert_int_equal(jsonx_get_string(line, "msg", 1000, &v), 0);
+    assert_string_equal(v, "req\xEF\xBF\xBD\xEF\xBF\xBD\n");
+    json_object_put(line);
+}
+
 static void test_netaddr(void **state)
 {
     static const char *bad[] = {"",
@@ -388,13 +466,14 @@ static void test_netaddr_split(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_err_table),      cmocka_unit_test(test_buf_ceiling),
-        cmocka_unit_test(test_buf_copy_str),   cmocka_unit_test(test_buf_pct_decode),
-        cmocka_unit_test(test_b64_round_trip), cmocka_unit_test(test_b64_rejects),
-        cmocka_unit_test(test_clock_formats),  cmocka_unit_test(test_jsonx_accepts),
-        cmocka_unit_test(test_jsonx_rejects),  cmocka_unit_test(test_jsonx_getters),
-        cmocka_unit_test(test_log_lines),      cmocka_unit_test(test_netaddr),
-        cmocka_unit_test(test_netaddr_split),
+        cmocka_unit_test(test_err_table),        cmocka_unit_test(test_buf_ceiling),
+        cmocka_unit_test(test_buf_copy_str),     cmocka_unit_test(test_buf_pct_decode),
+        cmocka_unit_test(test_b64_round_trip),   cmocka_unit_test(test_b64_rejects),
+        cmocka_unit_test(test_clock_formats),    cmocka_unit_test(test_jsonx_accepts),
+        cmocka_unit_test(test_jsonx_rejects),    cmocka_unit_test(test_jsonx_getters),
+        cmocka_unit_test(test_log_lines),        cmocka_unit_test(test_netaddr),
+        cmocka_unit_test(test_netaddr_split),    cmocka_unit_test(test_log_json_clean),
+        cmocka_unit_test(test_log_lines_strict),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

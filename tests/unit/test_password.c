@@ -250,6 +250,50 @@ static void test_needs_rehash(void **state)
     assert_int_equal(password_verify_dummy("correct horse", 13), TV_ERR_UNAUTHORIZED);
 }
 
+/* Only a hash cheaper to check than a current one is "below": fewer passes, less memory, more
+ * lanes, or not parsable; the same or a costlier hash is not. */
+static void test_cost_below(void **state)
+{
+    static const struct {
+        const char *hash;
+        int below;
+    } cases[] = {
+        {"$argon2id$v=19$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* current */
+        {"$argon2id$v=19$m=512,t=3,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* costlier */
+        {"$argon2id$v=16$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* older version, same work */
+        {"$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},   /* less memory */
+        {"$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA", 1},  /* fewer passes */
+        {"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA", 1}, /* fewer passes, more memory */
+        {"$argon2id$v=19$m=256,t=2,p=2$c2FsdHNhbHQ$aGFzaA", 1},  /* more lanes */
+        {"$argon2i$v=19$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},   /* not ours */
+        {"plain", 1},
+        {"", 1},
+        {NULL, 1},
+    };
+    struct password_params saved, cur = {2, 256, 1};
+
+    (void)state;
+    password_params_get(&saved);
+    assert_int_equal(password_params_set(&cur), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (password_cost_below(cases[i].hash) != cases[i].below)
+            fail_msg("case %zu (%s): want %d", i, cases[i].hash ? cases[i].hash : "NULL",
+                     cases[i].below);
+    }
+    assert_int_equal(password_params_set(&saved), 0);
+}
+
+/* Every dummy verification is counted, whatever the password. */
+static void test_dummy_counted(void **state)
+{
+    unsigned long long before = password_dummy_count();
+
+    (void)state;
+    assert_int_equal(password_verify_dummy("pw", 2), TV_ERR_UNAUTHORIZED);
+    assert_int_equal(password_verify_dummy("another one", 11), TV_ERR_UNAUTHORIZED);
+    assert_true(password_dummy_count() == before + 2);
+}
+
 static void test_length_chars(void **state)
 {
     static const struct {
@@ -282,6 +326,8 @@ int main(void)
         cmocka_unit_test(test_bad_encoded),
         cmocka_unit_test(test_dummy),
         cmocka_unit_test(test_needs_rehash),
+        cmocka_unit_test(test_cost_below),
+        cmocka_unit_test(test_dummy_counted),
         cmocka_unit_test(test_length_chars),
         cmocka_unit_test(test_params_parse),
         cmocka_unit_test(test_default_params),

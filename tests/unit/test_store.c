@@ -1,7 +1,7 @@
 /* Unit tests of the store's lifecycle and mappings on a temporary file: pragmas (WAL), file and
- * directory creation, migrations (idempotent, deferred, refusing a newer database), mapping
- * conflicts on both unique keys, concurrent first inserts from threads, list pagination, and
- * the atomic delete that queues an outbox row. */
+ * directory creation, migrations (idempotent, deferred, a missing version filled in, refusing a
+ * newer or unknown schema), mapping conflicts on both unique keys, concurrent first inserts from
+ * threads, list pagination, and the atomic delete that queues an outbox row. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,6 +151,103 @@ static void test_migrate_modes(void **state)
     s = NULL;
     assert_int_equal(store_open(path, 7, &s), TV_ERR_INVALID);
     remove_db_files(path);
+}
+
+/* Runs sql on db, failing the test on an error. */
+static void exec_sql(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "sqlite: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* A database holding every version but 3 (as one restored by hand, or migrated by a branch
+ * that had 4 and 5 before 3, can) is behind, not current: opening it applies 3 (its effect
+ * shows: an account's mapping moves to "local:NAME") and nothing twice. */
+static void test_migration_gap_filled(void **state)
+{
+    struct fx *f = *state;
+    char path[160], sql[200];
+    struct store *s = NULL;
+    struct store_user u;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int cur = -1, applied = -1;
+
+    snprintf(path, sizeof(path), "%s/gap.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_sql(db, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                 " name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT");
+    for (size_t i = 0; i < store_migrations_count; i++) {
+        if (store_migrations[i].version == 3)
+            continue;
+        exec_sql(db, store_migrations[i].sql);
+        snprintf(sql, sizeof sql, "INSERT INTO schema_migrations VALUES (%d, '%s', 1)",
+                 store_migrations[i].version, store_migrations[i].name);
+        exec_sql(db, sql);
+    }
+    exec_sql(db, "INSERT INTO accounts (name, password_hash, created_ms, updated_ms)"
+                 " VALUES ('alice', 'x', 1, 1)");
+    exec_sql(db, "INSERT INTO mappings (app_user_id, acs_id, resource, created_ms)"
+                 " VALUES ('alice', '8:acs:alice', 'r', 1)");
+    sqlite3_close(db);
+    db = NULL;
+
+    /* Behind: refused without migrate, reported as complete up to 2. */
+    assert_int_equal(store_open(path, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_open(path, STORE_MIGRATE_DEFER, &s), 0);
+    assert_int_equal(store_schema_version(s, &cur, NULL), 0);
+    assert_int_equal(cur, 2);
+    assert_int_equal(store_migrate(s, &applied), 0);
+    assert_int_equal(applied, 1);
+    assert_int_equal(store_schema_version(s, &cur, NULL), 0);
+    assert_int_equal(cur, store_migrations[store_migrations_count - 1].version);
+    assert_int_equal(store_migrate(s, &applied), 0);
+    assert_int_equal(applied, 0);
+    memset(&u, 0, sizeof u);
+    assert_int_equal(store_user_get(s, "local:alice", &u), 0);
+    assert_string_equal(u.acs_id, "8:acs:alice");
+    store_close(s);
+    s = NULL;
+    assert_int_equal(store_open(path, STORE_MIGRATE_NO, &s), 0);
+    store_close(s);
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT group_concat(version) FROM (SELECT version FROM "
+                                        "schema_migrations ORDER BY version)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "1,2,3,4,5");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    remove_db_files(path);
+}
+
+/* A version the binary does not know, even one below its newest, is refused like a newer
+ * schema: another binary made it. */
+static void test_unknown_version_refused(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *db = NULL;
+    struct store *s = NULL;
+    int applied = 0;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    exec_sql(db, "INSERT INTO schema_migrations VALUES (-7, 'branch_only', 0)");
+    sqlite3_close(db);
+    assert_int_equal(store_migrate(f->s, &applied), TV_ERR_CONFIG);
+    assert_int_equal(applied, 0);
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(f->path, STORE_MIGRATE_YES, &s), TV_ERR_CONFIG);
+    assert_null(s);
 }
 
 static void test_newer_database_refused(void **state)
@@ -606,6 +703,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_pragmas_and_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrations_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_gap_filled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_version_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_insert_get, setup, teardown),
