@@ -63,7 +63,7 @@ BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 # store, caches) are the ones `make tsan` runs under ThreadSanitizer. A report stops the process
 # with exit 66, so the suite counts as failed; the emulator the tests start is built with TSan too.
 TSAN_SUITES := integration/test_http_server integration/test_http_wipe integration/test_service \
-               integration/test_http_head \
+               integration/test_http_head integration/test_http_deadlines \
                integration/test_acs_client \
                unit/test_store unit/test_store_tables unit/test_jwt_jwks unit/test_tcache \
                unit/test_vcache unit/test_service_parts

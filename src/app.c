@@ -356,6 +356,7 @@ static int app_http_new(struct app *a)
         .per_ip_limit = (unsigned)cfg->max_connections_per_ip,
         .conn_timeout_s = (unsigned)cfg->connection_timeout_s,
         .request_timeout_s = (unsigned)cfg->request_timeout_s,
+        .head_timeout_s = (unsigned)cfg->header_timeout_s,
     };
     if ((rc = http_server_new(&ho, &a->http)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));

@@ -25,6 +25,10 @@ struct api_login;
 /* Of those, the most one user name may hold: a guesser aiming at one account cannot slow
  * every other account's logins, and its owner still gets a slot. */
 #define API_LOGIN_PER_USER 2
+/* Of those, the slots only a client address holding none may take (when the per-address cap
+ * is on): addresses already checking passwords share the other 24, so at 4 per address it takes
+ * at least 14 addresses, not 8, to hold every slot, and a lone new client still gets in. */
+#define API_LOGIN_RESERVE (API_LOGIN_SLOTS / 4)
 
 /* Settings of the login state (api_login_new). */
 struct api_login_opts {

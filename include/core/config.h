@@ -73,9 +73,10 @@ struct config {
     long body_limit;             /* request body ceiling in bytes */
     long header_limit;           /* per-connection memory for request line and headers */
     long max_connections;        /* per listener */
-    long max_connections_per_ip; /* 0: no limit */
+    long max_connections_per_ip; /* 0: no limit; unset: max(4, max_connections / 16) */
     long connection_timeout_s;   /* idle connections are closed after this */
-    long request_timeout_s;      /* head and body must be complete this long after the line */
+    long request_timeout_s;      /* head and body must be complete this long after the start */
+    long header_timeout_s;       /* the head must be complete this long after the start */
     long session_minutes;        /* lifetime of /api/login tokens */
     long outbox_interval_ms;     /* how often the delete outbox worker looks for due rows */
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
@@ -126,6 +127,9 @@ void config_print(const struct config *cfg, FILE *f, int redact);
 /* Where setting `name` got its value ("default", "FILE:LINE", "env VAR", "flag --set"); ""
  * for an unknown name. The string borrows from cfg. */
 const char *config_source(const struct config *cfg, const char *name);
+/* The per-address connection cap used when max_connections_per_ip is not set:
+ * max(4, max_connections / 16). */
+long config_per_ip_default(long max_connections);
 
 /* Parses a comma-separated scope list ("chat,voip"; blanks around items ignored) against the
  * known ACS scopes. Duplicates are dropped. 0, or TV_ERR_INVALID with a message in err. */

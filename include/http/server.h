@@ -52,15 +52,21 @@ struct http_server_opts {
      * connections near 50 MB; 16 KiB would be ~90 MB. */
     size_t header_mem;
     unsigned conn_limit; /* 10000 connections per listener */
-    /* connections per client address; 0 = unlimited (behind a proxy every client shares one
-     * IP). The service passes its max_connections_per_ip setting. */
+    /* connections per client; 0 = unlimited (behind a proxy every client shares one IP). A
+     * client is an IPv4 address (also IPv4-mapped) or an IPv6 /64. The service passes its
+     * max_connections_per_ip setting. */
     unsigned per_ip_limit;
-    /* 60: a connection idle this long is closed; so is one whose request line has not
-     * arrived this long after it opened or after its previous request, however slowly it
-     * drips bytes (libmicrohttpd's own timeout restarts on every byte). */
+    /* 60: a kept-alive connection whose next request line has not arrived this long after its
+     * previous request is closed, however slowly it drips bytes (libmicrohttpd's own timeout
+     * restarts on every byte). */
     unsigned conn_timeout_s;
-    /* 30: the head and body of a request must be complete this long after its request line,
-     * else the connection is closed (no answer: the client is too slow or hostile). */
+    /* 10: the request line and headers must be complete this long after the request's start
+     * (accept for a new connection, its first bytes on a kept-alive one), else the
+     * connection is closed unanswered. Capped at conn_timeout_s and request_timeout_s, so a
+     * client dripping its head is never kept longer than an idle one. */
+    unsigned head_timeout_s;
+    /* 30: the whole request, body included, must be complete this long after its start, else
+     * the connection is closed (no answer: the client is too slow or hostile). */
     unsigned request_timeout_s;
     unsigned cors_max_age_s; /* 600: Access-Control-Max-Age on preflight answers */
 };

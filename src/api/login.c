@@ -6,7 +6,8 @@
  * (kept in the store, so replicas share it, and applied to names without an account too, so a
  * 429 says nothing about which names exist); then its admission among the password checks in
  * progress, capped per client address and per user name so that no single source can hold
- * all of the deferred queue's slots; then the queue itself. */
+ * all of the deferred queue's slots, with a reserve of slots for addresses that hold none, so
+ * that a few addresses cannot hold them all either; then the queue itself. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -161,7 +162,9 @@ static int gate_enter(struct api_login *l, const char *addr, const char *name)
         goto done;
     if (l->per_addr > 0) {
         ea = gate_find(l, ka, 1);
-        if (ea == NULL || ea->n >= l->per_addr) {
+        /* Past the shared part, only an address with no check running gets a slot. */
+        if (ea == NULL || ea->n >= l->per_addr ||
+            (ea->n > 0 && l->in_use >= API_LOGIN_SLOTS - API_LOGIN_RESERVE)) {
             if (ea != NULL && ea->n == 0)
                 ea->key[0] = '\0';
             goto done;
@@ -254,12 +257,15 @@ struct login {
     char addr[ADDR_MAX + 1]; /* as api_login_client_key counts it */
 };
 
-/* A service_login_done_fn (service thread): the reply, then the admission slot back. */
+/* A service_login_done_fn (service thread): the admission slot back, then the reply. In this
+ * order, a client sending its next login as soon as it has the answer finds its slot free (else
+ * it could still count as holding one, and be refused a slot kept for addresses holding none). */
 static void login_done(void *arg, int rc, const char *token)
 {
     struct login *l = arg;
     struct json_object *o;
 
+    gate_leave(l->ctx->login, l->addr, l->username);
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_reply_error(l->req, rc, "invalid username or password");
     } else if (rc == TV_ERR_UNAVAILABLE) {
@@ -278,7 +284,6 @@ static void login_done(void *arg, int rc, const char *token)
         http_reply_header(l->req, "Pragma", "no-cache");
         http_reply_json(l->req, 200, o);
     }
-    gate_leave(l->ctx->login, l->addr, l->username);
     free(l);
 }
 

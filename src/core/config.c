@@ -132,15 +132,19 @@ static const struct setting settings[] = {
      "keep-alive connection"},
     {"max_connections", "TOKENVEND_MAX_CONNECTIONS", NULL, "10000", ST_INT, 16, 1000000, 0, 1,
      OFF(max_connections), NULL, "open connections per listener; more are refused"},
-    {"max_connections_per_ip", "TOKENVEND_MAX_CONNECTIONS_PER_IP", NULL, "1000", ST_INT, 0, 1000000,
+    {"max_connections_per_ip", "TOKENVEND_MAX_CONNECTIONS_PER_IP", NULL, "625", ST_INT, 0, 1000000,
      0, 1, OFF(max_connections_per_ip), NULL,
-     "open connections per client address (default a tenth of the default max_connections; 0: "
-     "no limit, for use behind a proxy)"},
+     "open connections per client address, an IPv6 client counted by its /64 (unset: "
+     "max(4, max_connections/16); 0: no limit, for use behind a proxy)"},
     {"connection_timeout_s", "TOKENVEND_CONNECTION_TIMEOUT_S", NULL, "60", ST_INT, 1, 86400, 0, 1,
      OFF(connection_timeout_s), NULL, "an idle connection is closed after this many seconds"},
     {"request_timeout_s", "TOKENVEND_REQUEST_TIMEOUT_S", NULL, "30", ST_INT, 1, 3600, 0, 1,
      OFF(request_timeout_s), NULL,
-     "a request's headers and body must be in this many seconds after its request line"},
+     "a whole request (head and body) must be in this many seconds after it started"},
+    {"header_timeout_s", "TOKENVEND_HEADER_TIMEOUT_S", NULL, "10", ST_INT, 1, 3600, 0, 1,
+     OFF(header_timeout_s), NULL,
+     "a request's line and headers must be in this many seconds after it started (accept, or "
+     "its first bytes on a kept-alive connection); at most connection_timeout_s"},
     {"session_minutes", "TOKENVEND_SESSION_MINUTES", NULL, "15", ST_INT, 1, 1440, 0, 1,
      OFF(session_minutes), NULL, "lifetime of the tokens POST /api/login returns"},
     {"outbox_interval_ms", "TOKENVEND_OUTBOX_INTERVAL_MS", NULL, "2000", ST_INT, 50, 3600000, 0, 1,
@@ -606,6 +610,21 @@ static size_t setting_index(const char *name)
     return idx < 0 ? 0 : (size_t)idx;
 }
 
+/* Defaults that follow other settings, applied when no layer set them: one client may hold a
+ * sixteenth of the connections (at least 4), so a handful of addresses cannot hold them all. */
+static void derive_defaults(struct config *c)
+{
+    size_t i = setting_index("max_connections_per_ip");
+
+    if (strcmp(c->sources[i], "default") == 0)
+        c->max_connections_per_ip = config_per_ip_default(c->max_connections);
+}
+
+long config_per_ip_default(long max_connections)
+{
+    return max_connections / 16 > 4 ? max_connections / 16 : 4;
+}
+
 /* Rules that tie settings together. */
 static int check_cross(struct loader *ld)
 {
@@ -707,6 +726,7 @@ int config_load(const struct config_overrides *ov, struct config *out, char *err
         goto fail;
     if ((rc = load_flags(&ld, ov->flags, ov->nflags)) != 0)
         goto fail;
+    derive_defaults(&cfg);
     if ((rc = check_cross(&ld)) != 0)
         goto fail;
     *out = cfg;

@@ -4,12 +4,16 @@
  *   connection closes;
  * - request deadlines: libmicrohttpd's timeout is an idle timeout that every byte resets, so a
  *   client dripping its head holds a slot forever. A sweeper thread closes connections whose
- *   request line has not arrived within conn_timeout_s, or whose head and body are not complete
- *   within request_timeout_s after it;
+ *   head is not complete within head_timeout_s of the request's start (accept for a new
+ *   connection, its first bytes on a kept-alive one), whose body is not complete within
+ *   request_timeout_s of it, or whose next request line has not arrived within conn_timeout_s;
+ * - the per-address connection cap (peers.c), counted when a connection starts;
  * - a request-target guard (a control byte or a raw NUL in the target; too many arguments
  *   overflow libmicrohttpd's per-connection memory, which it then mishandles) and request
  *   framing checks (RFC 9112 sections 2.2, 3, 5.2 and 6) over the head exactly as libmicrohttpd
  *   holds it, not over C-string views of it. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +30,12 @@
 #include "http_int.h"
 
 #define HTTP_SWEEP_MS 250
+/* How often an idle kept-alive connection is asked whether bytes of its next request arrived,
+ * and how long after it went idle bytes count as a next request's (the kernel's record of the
+ * last data received has a few milliseconds of granularity; the previous request's last bytes
+ * must not count). */
+#define HTTP_IDLE_LOOK_MS 1000
+#define HTTP_IDLE_SLACK_MS 100
 /* What one query argument costs in libmicrohttpd 0.9.75's per-connection pool: its header
  * record (7 words) rounded up to the pool's alignment. */
 #define HTTP_ARG_COST 64u
@@ -40,14 +50,31 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
     const union MHD_ConnectionInfo *ci;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        c = calloc(1, sizeof(*c));
-        if (!c)
-            return; /* the connection then simply has no deadline and no fallback */
-        c->l = l;
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            /* Without its state the connection would escape the deadlines and the cap: refuse
+             * it (libmicrohttpd sees the hang-up and closes it). */
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        c->l = l;
         c->fd = ci ? ci->connect_fd : -1;
-        atomic_init(&c->phase, HTTP_CONN_IDLE);
+        /* A new connection's first request starts now: its head is due within the head
+         * deadline, request line included, however slowly its bytes arrive. */
+        atomic_init(&c->phase, HTTP_CONN_HEAD);
         atomic_init(&c->since_ms, clock_mono_ms());
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (l->peers && ci && http_peer_key_of(ci->client_addr, &c->peer)) {
+            int over = http_peers_add(l, &c->peer);
+            c->counted = over >= 0;
+            /* Over the cap (accepts racing past http_peers_admit) or not counted: refuse. */
+            if (over != 0 && c->fd >= 0) {
+                c->cut = 1;
+                shutdown(c->fd, SHUT_RDWR);
+            }
+        }
         pthread_mutex_lock(&l->cmu);
         c->next = l->conns;
         if (c->next)
@@ -70,6 +97,8 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
         c->next->prev = c->prev;
     pthread_mutex_unlock(&l->cmu);
     *socket_context = NULL;
+    if (c->counted)
+        http_peers_del(l, &c->peer);
     /* A request libmicrohttpd gave up on without calling the completion callback (it does so
      * when it fails to queue its own error answer twice, e.g. after a header or query overflow):
      * release it here, as that callback would have. */
@@ -88,35 +117,72 @@ struct http_conn *http_conn_of(struct MHD_Connection *conn)
 
 void http_conn_phase(struct http_conn *c, int phase)
 {
+    int was;
+
     if (!c)
         return;
-    atomic_store(&c->since_ms, clock_mono_ms());
+    was = atomic_load(&c->phase);
+    /* HEAD and BODY run on the request's clock: a new connection's first request started at
+     * accept, a kept-alive connection's next one at its request line (after IDLE). */
+    if (!((phase == HTTP_CONN_HEAD || phase == HTTP_CONN_BODY) &&
+          (was == HTTP_CONN_HEAD || was == HTTP_CONN_BODY)))
+        atomic_store(&c->since_ms, clock_mono_ms());
     atomic_store(&c->phase, phase);
 }
 
 /* ---- the sweeper ---- */
 
+/* When bytes of an idle kept-alive connection's next request began to arrive (about; 0 while
+ * none have), so its head deadline can run from there. libmicrohttpd reads them at once and
+ * tells nothing until the request line is complete, so this asks the kernel when data last
+ * arrived (TCP_INFO), at most every HTTP_IDLE_LOOK_MS. Under l->cmu. */
+static int64_t http_idle_next_at(struct http_conn *c, int64_t since, int64_t now)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (c->idle_since != since) {
+        c->idle_since = since;
+        c->next_ms = 0;
+        c->looked_ms = 0;
+    }
+    if (c->next_ms != 0 || now - c->looked_ms < HTTP_IDLE_LOOK_MS)
+        return c->next_ms;
+    c->looked_ms = now;
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        now - (int64_t)ti.tcpi_last_data_recv > since + HTTP_IDLE_SLACK_MS)
+        c->next_ms = now - (int64_t)ti.tcpi_last_data_recv;
+    return c->next_ms;
+}
+
 /* Shuts down every connection of l past its deadline; libmicrohttpd then sees the hang-up and
  * closes it through its normal path (completion callback, then the CLOSED notification). */
 static void http_sweep_listener(struct http_listener *l, int64_t now)
 {
+    static const char *const what[] = {"request-line", "head", "request"};
     const struct http_server *s = l->srv;
-    int64_t idle_ms = (int64_t)s->conn_timeout_s * 1000;
-    int64_t req_ms = (int64_t)s->request_timeout_s * 1000;
+    int64_t limit_ms[] = {(int64_t)s->conn_timeout_s * 1000, (int64_t)s->head_timeout_s * 1000,
+                          (int64_t)s->request_timeout_s * 1000}; /* IDLE, HEAD, BODY */
 
     pthread_mutex_lock(&l->cmu);
     for (struct http_conn *c = l->conns; c; c = c->next) {
         int phase = atomic_load(&c->phase);
-        int64_t since = atomic_load(&c->since_ms);
-        int late = (phase == HTTP_CONN_IDLE && now - since >= idle_ms) ||
-                   (phase == HTTP_CONN_READING && now - since >= req_ms);
+        int64_t since = atomic_load(&c->since_ms), next;
 
-        if (late && !c->cut && c->fd >= 0) {
-            c->cut = 1;
-            shutdown(c->fd, SHUT_RDWR);
-            log_msg(LOGL_DEBUG, NULL, "http: %s: closed a connection past its %s deadline", l->name,
-                    phase == HTTP_CONN_IDLE ? "request-line" : "request");
-        }
+        if (c->cut || c->fd < 0)
+            continue;
+        /* A kept-alive connection dripping its next request line: the head deadline runs from
+         * its first bytes, as on a new connection, not the whole idle timeout. */
+        if (phase == HTTP_CONN_IDLE && now - since < limit_ms[HTTP_CONN_IDLE] &&
+            (next = http_idle_next_at(c, since, now)) != 0 &&
+            now - next >= limit_ms[HTTP_CONN_HEAD])
+            phase = HTTP_CONN_HEAD;
+        else if (phase < HTTP_CONN_IDLE || phase > HTTP_CONN_BODY || now - since < limit_ms[phase])
+            continue;
+        c->cut = 1;
+        shutdown(c->fd, SHUT_RDWR);
+        log_msg(LOGL_DEBUG, NULL, "http: %s: closed a connection past its %s deadline", l->name,
+                what[phase]);
     }
     pthread_mutex_unlock(&l->cmu);
 }

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <microhttpd.h>
 
@@ -17,6 +18,7 @@ struct MHD_Connection;
 struct json_object;
 struct MHD_Daemon;
 struct MHD_Response;
+struct http_peers;
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_MAX_SEGMENTS 16
@@ -42,18 +44,32 @@ struct http_route_stats {
 
 /* Where a connection is in its current request, for the deadlines of guard.c. */
 enum http_conn_phase {
-    HTTP_CONN_IDLE,     /* waiting for a request line: since accept or the previous request */
-    HTTP_CONN_READING,  /* request line in, head and body still arriving */
+    HTTP_CONN_IDLE,     /* kept alive after a request, waiting for the next request line */
+    HTTP_CONN_HEAD,     /* request line and headers arriving (a new connection starts here) */
+    HTTP_CONN_BODY,     /* headers in, body still arriving */
     HTTP_CONN_ANSWERING /* the request is complete: the handler or libmicrohttpd answers */
+};
+
+/* The client a per-address connection cap counts by (peers.c): an IPv4 address (also when it
+ * arrives IPv4-mapped on an IPv6 socket), or the /64 prefix of an IPv6 address. */
+struct http_peer_key {
+    uint8_t family; /* AF_INET or AF_INET6; 0: not counted (another address family) */
+    uint8_t bytes[8];
 };
 
 /* One per open connection (libmicrohttpd's socket context), in its listener's list. */
 struct http_conn {
     struct http_listener *l;
     int fd;
-    int cut;                       /* shut down by the sweeper; under l->cmu */
-    atomic_int phase;              /* enum http_conn_phase */
-    atomic_int_fast64_t since_ms;  /* when the phase began (monotonic) */
+    int cut;                      /* shut down (sweeper or admission); under l->cmu */
+    int counted;                  /* holds one count of `peer` in l->peers */
+    struct http_peer_key peer;    /* its client, as the per-address cap counts it */
+    atomic_int phase;             /* enum http_conn_phase */
+    atomic_int_fast64_t since_ms; /* when the phase's clock started (monotonic): for HEAD and
+                                     BODY the start of the request, else the phase's start */
+    /* The sweeper's own (under l->cmu): for the IDLE phase that began at idle_since, when bytes
+     * of a next request were first seen (0: none yet) and when it last looked. */
+    int64_t idle_since, next_ms, looked_ms;
     struct http_req *req;          /* the current request until it completes; server thread only */
     struct http_conn *prev, *next; /* l->conns, under l->cmu */
 };
@@ -75,6 +91,7 @@ struct http_listener {
     struct http_route_stats *stats; /* nroutes + 1; the last counts requests without a route */
     pthread_mutex_t cmu;            /* conns */
     struct http_conn *conns;
+    struct http_peers *peers; /* connections per client (peers.c); NULL: no per-address cap */
 };
 
 /* Request lifecycle, guarded by http_req.mu once a handler runs. */
@@ -138,6 +155,7 @@ struct http_server {
     unsigned conn_limit;
     unsigned per_ip_limit;
     unsigned conn_timeout_s;
+    unsigned head_timeout_s; /* effective: never above conn_timeout_s or request_timeout_s */
     unsigned request_timeout_s;
     unsigned cors_max_age_s;
     pthread_t sweeper; /* guard.c: closes connections past their deadline */
@@ -234,6 +252,24 @@ struct http_head {
 const char *http_frame_check(struct MHD_Connection *conn, const struct http_head *h);
 /* NULL when no decoded query argument (name or value) holds a NUL, else why not. */
 const char *http_query_check(struct MHD_Connection *conn);
+
+/* peers.c: the per-address connection cap. libmicrohttpd's own cap counts exact addresses, so
+ * one IPv6 subscriber (who commonly holds a whole /64) could take every slot. */
+/* The key addr counts under; 0 when the family is not counted (k->family is then 0). */
+int http_peer_key_of(const struct sockaddr *addr, struct http_peer_key *k);
+/* Creates l->peers for a cap of `limit` connections per client. 0 or TV_ERR_NOMEM. */
+int http_peers_new(struct http_listener *l, unsigned limit);
+/* Frees l->peers (no connection may be open); NULL l->peers is a no-op. */
+void http_peers_free(struct http_listener *l);
+/* libmicrohttpd's accept-policy callback (cls: the listener): refuses a client already at its
+ * cap before libmicrohttpd spends memory on the connection. Any server thread. */
+enum MHD_Result http_peers_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/* Counts one more connection of k: 0 within the cap, 1 counted but over it (two accepts raced
+ * past http_peers_admit: the caller closes the connection), -1 not counted (out of memory).
+ * Any thread. */
+int http_peers_add(struct http_listener *l, const struct http_peer_key *k);
+/* Releases a count taken by http_peers_add (>= 0). */
+void http_peers_del(struct http_listener *l, const struct http_peer_key *k);
 
 /* metrics.c */
 void http_stats_record(struct http_listener *l, long route, int status, int64_t dur_us);

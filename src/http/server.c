@@ -27,6 +27,7 @@
 #define HTTP_DEFAULT_HEADER_MEM (8u * 1024u)
 #define HTTP_DEFAULT_CONN_LIMIT 10000u
 #define HTTP_DEFAULT_TIMEOUT_S 60u
+#define HTTP_DEFAULT_HEAD_TIMEOUT_S 10u
 #define HTTP_DEFAULT_REQUEST_TIMEOUT_S 30u
 #define HTTP_DEFAULT_MAX_AGE_S 600u
 #define HTTP_DEFAULT_THREADS 2u
@@ -34,6 +35,12 @@
 #define HTTP_FLUSH_MS 1000
 #define HTTP_DISCARD_MAX (1024u * 1024u)
 #define HTTP_ALLOW_HEADERS "Authorization, Content-Type, X-Request-Id, teams-user-aad-token"
+
+/* A slow client must not outlast an idle one: the head deadline stays below the idle timeout
+ * (and the effective one never exceeds either of the others, see http_server_new). */
+_Static_assert(HTTP_DEFAULT_HEAD_TIMEOUT_S < HTTP_DEFAULT_TIMEOUT_S &&
+                   HTTP_DEFAULT_HEAD_TIMEOUT_S < HTTP_DEFAULT_REQUEST_TIMEOUT_S,
+               "default head deadline below the idle and request deadlines");
 
 static const char http_json[] = "application/json";
 
@@ -75,7 +82,7 @@ static void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *con
     r->hc = http_conn_of(conn);
     if (r->hc) {
         r->hc->req = r;
-        http_conn_phase(r->hc, HTTP_CONN_READING);
+        http_conn_phase(r->hc, HTTP_CONN_HEAD);
     }
     pthread_mutex_init(&r->mu, NULL);
     atomic_init(&r->refs, 1);
@@ -244,6 +251,7 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
 
     r->conn = conn;
     r->read_phase = 1;
+    http_conn_phase(r->hc, HTTP_CONN_BODY); /* the head is in; the body is due by the deadline */
     atomic_fetch_add(&l->srv->live, 1);
     snprintf(r->method, sizeof(r->method), "%s", method);
     v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -257,9 +265,14 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
         if (sa->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->remote,
                       sizeof(r->remote));
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                      r->remote, sizeof(r->remote));
+        else if (sa->sa_family == AF_INET6) {
+            const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+            /* An IPv4 client on a dual-stack socket is named (and counted) by its IPv4 address. */
+            if (IN6_IS_ADDR_V4MAPPED(a6))
+                inet_ntop(AF_INET, a6->s6_addr + 12, r->remote, sizeof(r->remote));
+            else
+                inet_ntop(AF_INET6, a6, r->remote, sizeof(r->remote));
+        }
     }
     q = strchr(r->target, '?');
     r->path_len = q ? (size_t)(q - r->target) : strlen(r->target);
@@ -465,6 +478,13 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
     s->conn_timeout_s = o->conn_timeout_s ? o->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
     s->request_timeout_s =
         o->request_timeout_s ? o->request_timeout_s : HTTP_DEFAULT_REQUEST_TIMEOUT_S;
+    /* The head is part of the request, and a client dripping it must not be kept longer than
+     * an idle one. */
+    s->head_timeout_s = o->head_timeout_s ? o->head_timeout_s : HTTP_DEFAULT_HEAD_TIMEOUT_S;
+    if (s->head_timeout_s > s->conn_timeout_s)
+        s->head_timeout_s = s->conn_timeout_s;
+    if (s->head_timeout_s > s->request_timeout_s)
+        s->head_timeout_s = s->request_timeout_s;
     pthread_mutex_init(&s->sweep_mu, NULL);
     s->cors_max_age_s = o->cors_max_age_s ? o->cors_max_age_s : HTTP_DEFAULT_MAX_AGE_S;
     for (size_t i = 0; i < o->nlisteners; i++) {
@@ -501,7 +521,7 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
         }
         rc = TV_ERR_NOMEM;
         l->stats = calloc(lo->nroutes + 1, sizeof(*l->stats));
-        if (!l->stats)
+        if (!l->stats || (s->per_ip_limit > 0 && http_peers_new(l, s->per_ip_limit) != 0))
             goto fail;
         rc = TV_ERR_CONFIG;
     }
@@ -549,15 +569,16 @@ int http_server_start(struct http_server *s)
             return TV_ERR_CONFIG;
         if (ss.ss_family == AF_INET6)
             flags |= MHD_USE_IPv6;
+        /* The per-address cap is peers.c's (IPv6 by /64), so libmicrohttpd's own stays off. */
         l->d = MHD_start_daemon(
-            flags, 0, NULL, NULL, http_handle, l, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-            MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT, s->conn_limit,
-            MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-            s->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem,
-            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l,
-            MHD_OPTION_NOTIFY_COMPLETED, http_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
-            http_conn_notify, l, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l,
-            MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, l, MHD_OPTION_END);
+            flags, 0, l->peers ? http_peers_admit : NULL, l, http_handle, l, MHD_OPTION_SOCK_ADDR,
+            (struct sockaddr *)&ss, MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
+            s->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_s,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+            1024u, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED,
+            http_completed, l, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l,
+            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK,
+            http_unescape, l, MHD_OPTION_END);
         if (!l->d) {
             log_msg(LOGL_ERROR, NULL, "http: cannot listen on %s (%s)", l->addr, l->name);
             return TV_ERR_IO;
@@ -658,6 +679,7 @@ void http_server_free(struct http_server *s)
             free(l->origins[j]);
         free(l->origins);
         free(l->stats);
+        http_peers_free(l);
         pthread_mutex_destroy(&l->cmu);
     }
     pthread_mutex_destroy(&s->sweep_mu);

@@ -1,5 +1,5 @@
-// tokenvend serve, local accounts under attack (issue 6): one client flooding the password
-// checks cannot shut out another client's logins; failed logins per user name are limited
+// tokenvend serve, local accounts under attack (issue 6): one client, or eight addresses, flooding
+// the password checks cannot shut out another client's logins; failed logins per user name are limited
 // (429 + Retry-After, even for the right password, and for names without an account alike);
 // `account remove` and `account passwd` end the account's sessions within a second; the
 // admin CLI refuses short passwords.
@@ -17,6 +17,9 @@ const uid = (p) => `${p}-${randomUUID().slice(0, 8)}`;
 const pw = () => `pw-${randomBytes(12).toString("base64url")}`;
 // A costly Argon2 setting, so the flood below really fills the password-check queue.
 const COSTLY_ARGON2 = "t=3,m=65536,p=1";
+// A quarter of that cost for the eight-address flood: each check still takes long enough that
+// the flood's loops keep every slot they may hold busy, and the test stays short.
+const FLOOD_ARGON2 = "t=2,m=32768,p=1";
 const LIMIT = 3;
 
 describe("tokenvend serve: login limits, fairness and session ends", { skip }, () => {
@@ -64,6 +67,49 @@ describe("tokenvend serve: login limits, fairness and session ends", { skip }, (
     for (const r of results) assert.equal(r.status, 200, `legitimate login during the flood: ${show(r)}`);
     assert.ok((seen[401] || 0) > 0, `the flood's own logins were served too: ${JSON.stringify(seen)}`);
     assert.ok((seen[503] || 0) > 0, `the flood was refused beyond its share: ${JSON.stringify(seen)}`);
+  });
+
+  test("eight addresses keeping their share of the password checks full do not shut out a ninth", async (t) => {
+    // A service of its own with a cheaper Argon2 setting: the flood still keeps every slot it
+    // may hold busy (each loop sends its next login as soon as one is answered), and the lone
+    // client's logins do not wait long behind it.
+    const own = await startService({ emu, localAccounts: true, env: { TOKENVEND_ARGON2: FLOOD_ARGON2, TOKENVEND_LOG_LEVEL: "warn" } });
+    let stop = false;
+    let flood = [];
+    const seen = {};
+    try {
+      const user = { name: uid("lone"), password: pw() };
+      await own.addAccount(user.name, user.password);
+      const from = (localAddress, username, password) =>
+        httpRequest(`${own.publicUrl}/api/login`, { method: "POST", body: { username, password }, localAddress });
+      // 8 addresses x 5 loops (one more than the 4 an address may hold): before the reserve,
+      // 8 x 4 held all 32 slots and a login from any other address was 503.
+      const sources = Array.from({ length: 8 }, (_, i) => `127.0.1.${i + 1}`);
+      flood = sources.flatMap((src) =>
+        Array.from({ length: 5 }, async () => {
+          while (!stop) {
+            const r = await from(src, uid("flood"), "wrong-guess-1234");
+            seen[r.status] = (seen[r.status] || 0) + 1;
+            if (r.status === 503) await sleep(100);
+          }
+        }),
+      );
+      await sleep(1000); // let the flood take whatever it can
+      const results = [];
+      for (let i = 0; i < 3; i++) {
+        results.push(await from("127.0.2.1", user.name, user.password));
+        await sleep(100);
+      }
+      stop = true;
+      await Promise.all(flood);
+      t.diagnostic(`flood answers: ${JSON.stringify(seen)}; lone client: ${results.map((r) => r.status).join(",")}`);
+      for (const r of results) assert.equal(r.status, 200, `login from a ninth address during the flood: ${show(r)}`);
+      assert.ok((seen[503] || 0) > 0, `the flood was refused beyond its share: ${JSON.stringify(seen)}`);
+    } finally {
+      stop = true;
+      await Promise.allSettled(flood);
+      await own.cleanup();
+    }
   });
 
   test(`past ${LIMIT} failed logins a name gets 429 + Retry-After, even with the right password; unknown names alike`, async () => {

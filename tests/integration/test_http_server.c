@@ -877,6 +877,7 @@ static struct http_server *start_limited(unsigned conn_limit, unsigned per_ip, u
                                  .conn_limit = conn_limit,
                                  .per_ip_limit = per_ip,
                                  .conn_timeout_s = timeout_s,
+                                 .head_timeout_s = request_s,
                                  .request_timeout_s = request_s};
     struct http_server *s = NULL;
 

@@ -41,6 +41,7 @@ static const char *const env_vars[] = {
     "TOKENVEND_LOGIN_PER_ADDRESS",
     "TOKENVEND_PASSWORD_MIN_LENGTH",
     "TOKENVEND_SECRET_KEY",
+    "TOKENVEND_MAX_CONNECTIONS_PER_IP",
 };
 
 static void env_clear(void)
@@ -585,6 +586,52 @@ static void test_login_settings(void **state)
     assert_null(strstr(err, "c2VjcmV0c2VjcmV0"));
 }
 
+/* The slow-client defaults (issue 6): a client dripping its head is never kept longer than an
+ * idle one, and one address cannot hold every connection; the per-address cap follows
+ * max_connections unless it is set, by any layer. */
+static void test_slow_client_defaults(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_true(cfg.header_timeout_s < cfg.connection_timeout_s);
+    assert_true(cfg.header_timeout_s < cfg.request_timeout_s);
+    assert_true(cfg.max_connections_per_ip > 0);
+    assert_true(cfg.max_connections_per_ip < cfg.max_connections);
+    assert_int_equal(cfg.max_connections_per_ip, config_per_ip_default(cfg.max_connections));
+    assert_int_equal(cfg.header_timeout_s, 10);
+    assert_int_equal(cfg.max_connections_per_ip, 625);
+    config_release(&cfg);
+
+    assert_int_equal(config_per_ip_default(16), 4);
+    assert_int_equal(config_per_ip_default(64), 4);
+    assert_int_equal(config_per_ip_default(1600), 100);
+
+    struct config_flag small[] = {{"max_connections", "50", "--set"}};
+    assert_int_equal(load(NULL, small, 1, &cfg, err), 0);
+    assert_int_equal(cfg.max_connections_per_ip, 4);
+    config_release(&cfg);
+
+    const char *f = tmp_file("max_connections = 3200\n");
+    assert_int_equal(load(f, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.max_connections_per_ip, 200);
+    config_release(&cfg);
+
+    /* Set explicitly, by a flag or the environment, it wins; 0 still means no cap. */
+    struct config_flag set[] = {{"max_connections", "50", "--set"},
+                                {"max_connections_per_ip", "30", "--set"}};
+    assert_int_equal(load(NULL, set, 2, &cfg, err), 0);
+    assert_int_equal(cfg.max_connections_per_ip, 30);
+    config_release(&cfg);
+    setenv("TOKENVEND_MAX_CONNECTIONS_PER_IP", "0", 1);
+    assert_int_equal(load(f, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.max_connections_per_ip, 0);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_MAX_CONNECTIONS_PER_IP");
+}
+
 static void test_scopes_parse(void **state)
 {
     struct config_scopes s;
@@ -645,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acs_connection_string_vars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scopes_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_client_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
