@@ -61,12 +61,15 @@ int password_dummy_prepare(void);
 /* 1 when the encoded hash was not made with the current parameters (another t, m, p or
  * Argon2 version, or not parsable), so a successful login should store a fresh hash; else 0. */
 int password_needs_rehash(const char *encoded);
-/* 1 when checking a password against the encoded hash costs less than against one made with
- * the current parameters: fewer passes (t), less memory (m), more lanes (p), or a string that
- * is not a parsable argon2id hash (refused without hashing); else 0. A failed login against
- * such a hash also pays a dummy verification, so that its time does not tell that the account
- * has an old hash (service/login.c). */
-int password_cost_below(const char *encoded);
+/* For a failed password_verify of encoded that began at started_ms (clock_mono_ms): when
+ * encoded was made with other parameters than the current ones, blocks until the failure has
+ * taken as long as a check at the current parameters last took (a cheaper, older hash would
+ * otherwise fail faster than an unknown name or a current hash, and single out the account).
+ * A hash dearer than the current parameters fails slower and is not evened out; the account's
+ * next successful login rehashes it. Returns at once for a current hash. */
+void password_pad_failure(const char *encoded, int64_t started_ms);
+/* How many failures password_pad_failure has padded since the process started. */
+unsigned long long password_pad_count(void);
 /* Counts pw[0..len) in characters: Unicode code points when it is valid UTF-8, else bytes
  * (for the minimum-length rule). */
 size_t password_length_chars(const char *pw, size_t len);

@@ -30,8 +30,9 @@ struct service_login_req {
 
 /* The outcome: rc 0 with token (SECRET: valid only during the call, never log it), or
  * TV_ERR_UNAUTHORIZED (wrong name or password), or TV_ERR_UNAVAILABLE (the store could not
- * count the attempt, so the password was not checked: answer 503 with Retry-After), or another
- * error. Runs on a service thread. */
+ * count the attempt, so the password was not checked: answer 503 with Retry-After), or
+ * TV_ERR_RATE_LIMITED (the name's failed-login limit filled up before this attempt could be
+ * counted, so it was not checked: answer 429), or another error. Runs on a service thread. */
 typedef void (*service_login_done_fn)(void *arg, int rc, const char *token);
 
 /* Queues the login. 0: done(arg, ...) will run exactly once on a service thread. Else

@@ -14,9 +14,11 @@
 int store_login_failure_get(struct store *s, const char *name, int64_t *tat_ms);
 
 /* Counts one failed login of name at now_ms under rl, in one transaction: reads the row,
- * advances it with ratelimit_take, writes it back, and drops the rows (of any name) whose
- * bucket is full again at now_ms. *tat_ms (may be NULL) receives the new state.
- * 0, TV_ERR_INVALID or a store error. A no-op for an off limit. */
+ * refuses when its bucket has no room (ratelimit_fits), else advances it with ratelimit_take,
+ * writes it back, and drops the rows (of any name) whose bucket is full again at now_ms.
+ * *tat_ms (may be NULL) receives the new state, or the unchanged one when refused.
+ * 0, TV_ERR_RATE_LIMITED (nothing counted), TV_ERR_INVALID or a store error. A no-op for an
+ * off limit. */
 int store_login_failure_add(struct store *s, const char *name, const struct ratelimit *rl,
                             int64_t now_ms, int64_t *tat_ms);
 

@@ -260,6 +260,29 @@ struct login {
 /* A service_login_done_fn (service thread): the admission slot back, then the reply. In this
  * order, a client sending its next login as soon as it has the answer finds its slot free (else
  * it could still count as holding one, and be refused a slot kept for addresses holding none). */
+/* 429 for a name whose failed-login limit is full, with Retry-After from wait_ms. */
+static void login_limit_reply(struct http_req *req, int64_t wait_ms)
+{
+    char secs[24];
+
+    snprintf(secs, sizeof secs, "%lld", (long long)ratelimit_retry_after_s(wait_ms));
+    http_reply_header(req, "Retry-After", secs);
+    http_reply_error(req, TV_ERR_RATE_LIMITED,
+                     "too many failed logins for this user name; try again later");
+}
+
+/* The wait before name's failed-login limit has room again (ms; 1 s when the store cannot
+ * tell), for a login the service refused once the limit had filled up. */
+static int64_t login_limit_wait(struct api_login *g, const char *name)
+{
+    int64_t tat = 0, wait = 1000;
+
+    if (store_login_failure_get(g->store, name, &tat) == 0 &&
+        ratelimit_fits(&g->limit, tat, clock_wall_ms(), &wait))
+        wait = 1000;
+    return wait;
+}
+
 static void login_done(void *arg, int rc, const char *token)
 {
     struct login *l = arg;
@@ -272,6 +295,8 @@ static void login_done(void *arg, int rc, const char *token)
         /* The attempt could not be counted, so it was not checked (service/login.h). */
         http_reply_header(l->req, "Retry-After", LOGIN_RETRY_AFTER_S);
         http_reply_error(l->req, rc, "cannot record the login attempt right now; try again later");
+    } else if (rc == TV_ERR_RATE_LIMITED) {
+        login_limit_reply(l->req, login_limit_wait(l->ctx->login, l->username));
     } else if (rc != 0) {
         http_reply_error(l->req, rc, NULL);
     } else {
@@ -293,7 +318,6 @@ static int login_limit_check(struct http_req *req, struct api_ctx *ctx, const ch
 {
     struct api_login *g = ctx->login;
     int64_t now = clock_wall_ms(), tat = 0, wait = 0;
-    char secs[24];
     int rc;
 
     if (g->limit.off)
@@ -307,10 +331,7 @@ static int login_limit_check(struct http_req *req, struct api_ctx *ctx, const ch
     /* After the wall clock went backwards, keep the lock to one window from now. */
     if (ratelimit_normalize(&g->limit, tat, now) != tat)
         (void)store_login_failure_normalize(g->store, name, &g->limit, now);
-    snprintf(secs, sizeof secs, "%lld", (long long)ratelimit_retry_after_s(wait));
-    http_reply_header(req, "Retry-After", secs);
-    http_reply_error(req, TV_ERR_RATE_LIMITED,
-                     "too many failed logins for this user name; try again later");
+    login_limit_reply(req, wait);
     return TV_ERR_RATE_LIMITED;
 }
 

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "auth/password.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -174,6 +175,16 @@ int password_verify(const char *encoded, const char *pw, size_t len)
     return TV_ERR_UNAUTHORIZED;
 }
 
+/* What one check at the current parameters took, last measured (ms; 0 before the first): the
+ * time a failure against a hash of other parameters is padded to. Hashing and verifying cost
+ * the same Argon2 work, so the dummy hash's making is the first measure. */
+static atomic_llong current_cost_ms;
+
+static void cost_note(int64_t ms)
+{
+    atomic_store(&current_cost_ms, ms > 0 ? ms : 1);
+}
+
 /* The dummy hash and the parameters it was made with; remade when they change. */
 static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;
 static char dummy_hash[PASSWORD_HASH_MAX];
@@ -195,7 +206,10 @@ static int dummy_get(char out[PASSWORD_HASH_MAX])
             char pw[65];
             for (size_t i = 0; i < sizeof secret; i++)
                 snprintf(pw + 2 * i, 3, "%02x", secret[i]);
+            int64_t t0 = clock_mono_ms();
+
             rc = password_hash(pw, 64, dummy_hash, sizeof dummy_hash);
+            cost_note(clock_mono_ms() - t0);
             OPENSSL_cleanse(pw, sizeof pw);
         }
         if (rc == 0)
@@ -227,7 +241,10 @@ int password_verify_dummy(const char *pw, size_t len)
     /* The same call a real check makes, on a hash of the same parameters: decoding, memory
      * and passes all match. */
     if (pw != NULL && len >= PASSWORD_MIN_LEN && len <= PASSWORD_MAX_LEN && dummy_get(h) == 0) {
+        int64_t t0 = clock_mono_ms();
+
         (void)argon2id_verify(h, pw, len);
+        cost_note(clock_mono_ms() - t0);
         atomic_fetch_add(&dummy_runs, 1);
     }
     return TV_ERR_UNAUTHORIZED;
@@ -266,18 +283,29 @@ int password_needs_rehash(const char *encoded)
            h.parallelism != p.parallelism;
 }
 
-int password_cost_below(const char *encoded)
-{
-    struct password_params p, h;
-    unsigned v = 0;
+/* Failures padded by password_pad_failure (tests count them instead of timing logins). */
+static atomic_ullong pad_runs;
 
-    /* An encoded string libargon2 cannot decode is refused before any hashing: free. */
-    if (encoded_params(encoded, &v, &h) != 0)
-        return 1;
-    password_params_get(&p);
-    /* Fewer passes or less memory is less work; more lanes spread the same work over more
-     * threads, so the wall-clock time drops too. */
-    return h.m_cost_kib < p.m_cost_kib || h.t_cost < p.t_cost || h.parallelism > p.parallelism;
+void password_pad_failure(const char *encoded, int64_t started_ms)
+{
+    char h[PASSWORD_HASH_MAX];
+    int64_t cost, left;
+
+    if (!password_needs_rehash(encoded))
+        return;
+    /* No measure yet: making the dummy hash takes one (and the time it takes is padding too). */
+    if (atomic_load(&current_cost_ms) == 0)
+        (void)dummy_get(h);
+    cost = atomic_load(&current_cost_ms);
+    left = started_ms + cost - clock_mono_ms();
+    if (left > 0)
+        clock_sleep_ms(left);
+    atomic_fetch_add(&pad_runs, 1);
+}
+
+unsigned long long password_pad_count(void)
+{
+    return atomic_load(&pad_runs);
 }
 
 size_t password_length_chars(const char *pw, size_t len)

@@ -43,13 +43,16 @@ static void login_job_free(struct login_job *j)
  * that does not end in a wrong password takes it back): when the store cannot record it the
  * attempt stops here, unchecked, since a guess that is not counted escapes the failed-login
  * limit, and answering it at all would tell a wrong password from a right one. *tat receives
- * the name's state after the count (0 for an off limit). 0 or TV_ERR_UNAVAILABLE. */
+ * the name's state after the count (0 for an off limit). 0, TV_ERR_RATE_LIMITED or
+ * TV_ERR_UNAVAILABLE. */
 static int login_charge(struct login_job *j, int64_t *tat)
 {
     int rc = store_login_failure_add(j->s->store, j->username, j->limit, clock_wall_ms(), tat);
 
-    if (rc == 0)
-        return 0;
+    /* Full already (another attempt for the name was counted since the caller's check): not
+     * checked, answered as the limit answers. */
+    if (rc == 0 || rc == TV_ERR_RATE_LIMITED)
+        return rc;
     log_msg(LOGL_ERROR, j->call.request_id, "login: refused, the attempt cannot be counted: %s",
             err_name(rc));
     return TV_ERR_UNAVAILABLE;
@@ -106,12 +109,13 @@ static void login_run(void *arg)
     if ((rc = login_charge(j, &tat)) == 0) {
         rc = store_account_get(j->s->store, j->username, &acct);
         if (rc == 0) {
+            int64_t t0 = clock_mono_ms();
+
             rc = password_verify(acct.password_hash, j->password, j->pwlen);
-            /* A hash cheaper than the current parameters (made before they were raised) fails
-             * faster than an unknown name or a current hash would: pay the current cost as
-             * well, so a failure's time does not single out the accounts with old hashes. */
-            if (rc == TV_ERR_UNAUTHORIZED && password_cost_below(acct.password_hash))
-                (void)password_verify_dummy(j->password, j->pwlen);
+            /* A hash of older parameters fails in its own time, not an unknown name's or a
+             * current hash's: padded to the current cost, it does not single out the account. */
+            if (rc == TV_ERR_UNAUTHORIZED)
+                password_pad_failure(acct.password_hash, t0);
         } else if (rc == TV_ERR_NOT_FOUND || rc == TV_ERR_INVALID) {
             /* Same time as a real check, so the answer does not reveal which names exist. */
             rc = password_verify_dummy(j->password, j->pwlen);

@@ -84,6 +84,10 @@ int store_login_failure_add(struct store *s, const char *name, const struct rate
     if ((rc = store_write_begin(s, &c)) != 0)
         return rc;
     rc = tat_read(c, name, &tat);
+    /* Read, test and take in one writer transaction: two attempts racing past a caller's
+     * earlier check cannot both be counted into a full bucket. */
+    if (rc == 0 && !ratelimit_fits(rl, tat, now_ms, NULL))
+        rc = TV_ERR_RATE_LIMITED;
     if (rc == 0) {
         tat = ratelimit_take(rl, tat, now_ms);
         rc = tat_write(c, name, tat);
@@ -93,7 +97,7 @@ int store_login_failure_add(struct store *s, const char *name, const struct rate
     if (rc == 0)
         rc = prune(c, now_ms, NULL);
     rc = store_write_end(s, c, rc);
-    if (rc == 0 && tat_ms != NULL)
+    if ((rc == 0 || rc == TV_ERR_RATE_LIMITED) && tat_ms != NULL)
         *tat_ms = tat;
     return rc;
 }

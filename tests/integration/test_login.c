@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -606,14 +607,15 @@ static void test_uncountable_login_refused(void **state)
     store_close(st);
 }
 
-/* A wrong password for an account whose hash is cheaper than the current parameters costs a
- * dummy verification at the current ones on top (counted, not timed), as an unknown name does;
- * an account with a current hash, and a right password, cost none. */
+/* A wrong password for an account whose hash is cheaper than the current parameters is padded
+ * to the current cost (counted, not timed) instead of paying a whole dummy verification on top
+ * (which made it slower than an unknown name); an unknown name pays the dummy; an account with
+ * a current hash, and a right password, are neither padded nor dummied. */
 static void test_old_hash_failure_pays_current_cost(void **state)
 {
     struct fx *f = *state;
     struct password_params cheap = {1, 64, 1}, current = {1, 256, 1};
-    unsigned long long before;
+    unsigned long long before, pads;
 
     account_add(f->db, "gina", PASSWORD); /* t=1, m=64: cheaper than the service's */
     assert_int_equal(password_params_set(&current), 0);
@@ -621,19 +623,23 @@ static void test_old_hash_failure_pays_current_cost(void **state)
     assert_int_equal(svc_start(f, NULL), 0);
 
     before = password_dummy_count();
+    pads = password_pad_count();
     assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
-    assert_true(password_dummy_count() == before + 1);
+    assert_true(password_dummy_count() == before);
+    assert_true(password_pad_count() == pads + 1);
 
     before = password_dummy_count();
     assert_int_equal(login(f, "nobody", "wrong-password-here", NULL), 401);
     assert_true(password_dummy_count() == before + 1);
 
     before = password_dummy_count();
+    pads = password_pad_count();
     assert_int_equal(login(f, "hank", "wrong-password-here", NULL), 401);
     assert_int_equal(login(f, "hank", PASSWORD, NULL), 200);
     assert_int_equal(login(f, "gina", PASSWORD, NULL), 200); /* and now rehashed */
     assert_int_equal(login(f, "gina", "wrong-password-here", NULL), 401);
     assert_true(password_dummy_count() == before);
+    assert_true(password_pad_count() == pads);
     assert_int_equal(password_params_set(&cheap), 0);
 }
 
@@ -668,6 +674,53 @@ static void test_lockout_audited(void **state)
     store_close(st);
 }
 
+struct guess {
+    struct fx *f;
+    const char *name;
+    long status;
+};
+
+static void *guess_run(void *arg)
+{
+    struct guess *g = arg;
+
+    g->status = login(g->f, g->name, "a-concurrent-guess", NULL);
+    return NULL;
+}
+
+/* Two wrong guesses at once for a name one failure short of its limit both pass the limit's
+ * check before either is counted; the count then refuses the second in its own transaction,
+ * so at most the limit's worth of passwords is ever checked: one 401 and one 429 per name. */
+static void test_concurrent_guesses_within_limit(void **state)
+{
+    static const char *names[] = {"kim", "lou", "max", "ned", "ola", "pat"};
+    struct fx *f = *state;
+
+    f->login_limit = "2/600s";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        account_add(f->db, names[i], PASSWORD);
+    assert_int_equal(svc_start(f, NULL), 0);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct guess g[2] = {{f, names[i], 0}, {f, names[i], 0}};
+        pthread_t t[2];
+        int checked = 0;
+
+        assert_int_equal(login(f, names[i], "a-first-guess", NULL), 401);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(pthread_create(&t[k], NULL, guess_run, &g[k]), 0);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(pthread_join(t[k], NULL), 0);
+        for (int k = 0; k < 2; k++) {
+            if (g[k].status != 401 && g[k].status != 429)
+                fail_msg("%s: status %ld", names[i], g[k].status);
+            checked += g[k].status == 401;
+        }
+        if (checked != 1)
+            fail_msg("%s: %d of two concurrent guesses checked past a limit of 2", names[i],
+                     checked);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +733,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lockout_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_hash_failure_pays_current_cost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uncountable_login_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_guesses_within_limit, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

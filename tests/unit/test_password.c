@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "auth/password.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -250,35 +251,38 @@ static void test_needs_rehash(void **state)
     assert_int_equal(password_verify_dummy("correct horse", 13), TV_ERR_UNAUTHORIZED);
 }
 
-/* Only a hash cheaper to check than a current one is "below": fewer passes, less memory, more
- * lanes, or not parsable; the same or a costlier hash is not. */
-static void test_cost_below(void **state)
+/* A failure against a hash of other parameters (cheaper, costlier, another version, not
+ * parsable) is padded to the current cost; a failure against a current hash is not. */
+static void test_pad_failure(void **state)
 {
     static const struct {
         const char *hash;
-        int below;
+        int padded;
     } cases[] = {
-        {"$argon2id$v=19$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* current */
-        {"$argon2id$v=19$m=512,t=3,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* costlier */
-        {"$argon2id$v=16$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 0},  /* older version, same work */
-        {"$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},   /* less memory */
-        {"$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA", 1},  /* fewer passes */
-        {"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA", 1}, /* fewer passes, more memory */
-        {"$argon2id$v=19$m=256,t=2,p=2$c2FsdHNhbHQ$aGFzaA", 1},  /* more lanes */
-        {"$argon2i$v=19$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},   /* not ours */
+        {NULL, 0}, /* filled below with a current hash */
+        {"$argon2id$v=19$m=512,t=3,p=1$c2FsdHNhbHQ$aGFzaA", 1}, /* costlier */
+        {"$argon2id$v=16$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1}, /* older version */
+        {"$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},  /* less memory */
+        {"$argon2id$v=19$m=256,t=2,p=2$c2FsdHNhbHQ$aGFzaA", 1}, /* more lanes */
+        {"$argon2i$v=19$m=256,t=2,p=1$c2FsdHNhbHQ$aGFzaA", 1},  /* not ours */
         {"plain", 1},
-        {"", 1},
-        {NULL, 1},
     };
     struct password_params saved, cur = {2, 256, 1};
+    char current_hash[PASSWORD_HASH_MAX];
 
     (void)state;
     password_params_get(&saved);
     assert_int_equal(password_params_set(&cur), 0);
+    assert_int_equal(password_hash("correct horse", 13, current_hash, sizeof current_hash), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (password_cost_below(cases[i].hash) != cases[i].below)
-            fail_msg("case %zu (%s): want %d", i, cases[i].hash ? cases[i].hash : "NULL",
-                     cases[i].below);
+        const char *h = cases[i].hash != NULL ? cases[i].hash : current_hash;
+        unsigned long long before = password_pad_count();
+        int64_t t0 = clock_mono_ms();
+
+        assert_int_equal(password_verify(h, "wrong horse!", 12), TV_ERR_UNAUTHORIZED);
+        password_pad_failure(h, t0);
+        if (password_pad_count() != before + (unsigned long long)cases[i].padded)
+            fail_msg("case %zu (%s): want padded=%d", i, h, cases[i].padded);
     }
     assert_int_equal(password_params_set(&saved), 0);
 }
@@ -326,7 +330,7 @@ int main(void)
         cmocka_unit_test(test_bad_encoded),
         cmocka_unit_test(test_dummy),
         cmocka_unit_test(test_needs_rehash),
-        cmocka_unit_test(test_cost_below),
+        cmocka_unit_test(test_pad_failure),
         cmocka_unit_test(test_dummy_counted),
         cmocka_unit_test(test_length_chars),
         cmocka_unit_test(test_params_parse),

@@ -221,6 +221,12 @@ static void test_login_failures(void **state)
     assert_int_equal(store_login_failure_add(f->s, "dave", &rl, 100000, &tat), 0);
     assert_true(tat == 110000);
     assert_false(ratelimit_fits(&rl, tat, 100000, NULL));
+    /* A full bucket refuses the next count in the same transaction, and keeps its state. */
+    tat = -1;
+    assert_int_equal(store_login_failure_add(f->s, "dave", &rl, 100000, &tat), TV_ERR_RATE_LIMITED);
+    assert_true(tat == 110000);
+    assert_int_equal(store_login_failure_get(f->s, "dave", &tat), 0);
+    assert_true(tat == 110000);
     assert_int_equal(store_login_failure_add(f->s, "erin", &rl, 100000, NULL), 0);
     assert_int_equal(store_login_failure_count(f->s, &n), 0);
     assert_true(n == 2);
