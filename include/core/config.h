@@ -66,6 +66,7 @@ struct config {
     long acs_backoff_base_ms;
     long acs_backoff_max_ms;
     long acs_max_connections;
+    char *imds_endpoint; /* Entra managed identity via IMDS (acs/entra.h) */
     /* Service (tokenvend serve) settings. */
     int auto_create;        /* bool: create an identity on a user's first token request */
     long token_min_minutes; /* lifetime bounds a caller may ask for, within 60..1440 */

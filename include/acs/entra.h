@@ -1,0 +1,109 @@
+/* Microsoft Entra ID credential for reaching ACS without the access key (SPEC section 11).
+ *
+ * This first part is the credential selection: a pure function from a snapshot of the
+ * environment (the Azure Identity libraries' variable names) to a description of the one token
+ * request to send. First match wins, as DefaultAzureCredential does:
+ *   1. client secret:      AZURE_TENANT_ID + AZURE_CLIENT_ID + AZURE_CLIENT_SECRET
+ *   2. workload identity:  AZURE_FEDERATED_TOKEN_FILE + AZURE_TENANT_ID + AZURE_CLIENT_ID
+ *   3. managed identity:   IDENTITY_ENDPOINT + IDENTITY_HEADER (App Service, Container Apps)
+ *   4. managed identity:   the instance metadata endpoint (IMDS; its address is a setting)
+ * AZURE_AUTHORITY_HOST replaces https://login.microsoftonline.com for kinds 1 and 2.
+ *
+ * A description holds the secret (client secret, identity header) in fields marked secret;
+ * entra_desc_describe never prints those, and entra_desc_clear wipes them. The workload
+ * identity's assertion is not in the description: the file is re-read on every fetch, because
+ * the platform rotates it. */
+#ifndef TV_ACS_ENTRA_H
+#define TV_ACS_ENTRA_H
+
+#include <stddef.h>
+
+/* The scope every token is asked for, and the resource the managed-identity endpoints want
+ * (the scope without "/.default", as the Azure Identity libraries derive it). */
+#define ENTRA_SCOPE "https://communication.azure.com//.default"
+#define ENTRA_RESOURCE "https://communication.azure.com/"
+#define ENTRA_AUTHORITY_DEFAULT "https://login.microsoftonline.com"
+#define ENTRA_IMDS_DEFAULT "http://169.254.169.254"
+#define ENTRA_CLIENT_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+/* api-versions of the two managed-identity protocols (App Service 2019 and IMDS). */
+#define ENTRA_APPSVC_API_VERSION "2019-08-01"
+#define ENTRA_IMDS_API_VERSION "2018-02-01"
+
+#define ENTRA_URL_MAX 2048
+#define ENTRA_NAME_MAX 32
+#define ENTRA_VALUE_MAX 1024 /* one environment value; longer ones are refused */
+#define ENTRA_PATH_MAX 1024
+#define ENTRA_FIELDS_MAX 6
+#define ENTRA_HEADERS_MAX 2
+#define ENTRA_DESCRIBE_MAX (ENTRA_URL_MAX + 256)
+
+enum entra_kind {
+    ENTRA_NONE = 0,
+    ENTRA_CLIENT_SECRET,
+    ENTRA_WORKLOAD_IDENTITY,
+    ENTRA_MANAGED_APPSVC, /* IDENTITY_ENDPOINT + IDENTITY_HEADER */
+    ENTRA_MANAGED_IMDS,
+};
+
+/* The variables the selection reads; NULL or "" both mean unset. Borrowed, never freed. */
+struct entra_env {
+    const char *tenant_id;            /* AZURE_TENANT_ID */
+    const char *client_id;            /* AZURE_CLIENT_ID */
+    const char *client_secret;        /* AZURE_CLIENT_SECRET */
+    const char *federated_token_file; /* AZURE_FEDERATED_TOKEN_FILE */
+    const char *authority_host;       /* AZURE_AUTHORITY_HOST */
+    const char *identity_endpoint;    /* IDENTITY_ENDPOINT */
+    const char *identity_header;      /* IDENTITY_HEADER */
+};
+
+/* One name=value pair: a form field (kinds 1, 2) or a request header (kinds 3, 4). */
+struct entra_field {
+    char name[ENTRA_NAME_MAX];
+    char value[ENTRA_VALUE_MAX];
+    int secret; /* never logged; wiped by entra_desc_clear */
+};
+
+/* The token request to send. POST with an application/x-www-form-urlencoded body of `fields`
+ * (plus client_assertion read from `assertion_file` for workload identity), or GET of `url`
+ * (query already in it) with `headers`. */
+struct entra_desc {
+    enum entra_kind kind;
+    int post;
+    char url[ENTRA_URL_MAX];
+    struct entra_field fields[ENTRA_FIELDS_MAX];
+    size_t n_fields;
+    struct entra_field headers[ENTRA_HEADERS_MAX];
+    size_t n_headers;
+    char assertion_file[ENTRA_PATH_MAX]; /* workload identity only */
+    /* Which answer field gives the lifetime: expires_in (seconds from now) for Entra's token
+     * endpoint and IMDS, expires_on (Unix seconds) for the App Service protocol. Either may come
+     * as a JSON number or a string of digits. */
+    int expires_on;
+};
+
+/* Fills env from the process environment (getenv; the pointers stay valid while the environment
+ * is unchanged). Not thread-safe, as getenv is not: call at start. */
+void entra_env_from_process(struct entra_env *env);
+
+/* Chooses the credential from env (first match wins, see above) and describes its request.
+ * imds_endpoint: the IMDS base address (scheme://host[:port], e.g. ENTRA_IMDS_DEFAULT); NULL or
+ * "" for the default. 0 on success (out->kind is never ENTRA_NONE then: IMDS is the last
+ * resort); TV_ERR_CONFIG when a variable is malformed (a tenant with characters outside
+ * [A-Za-z0-9.-], an authority host that is not https:// or http:// to loopback, a value longer
+ * than ENTRA_VALUE_MAX), with a message in err naming the variable, never its value. out is
+ * wiped on failure. Pure: reads nothing but its arguments. */
+int entra_select(const struct entra_env *env, const char *imds_endpoint, struct entra_desc *out,
+                 char *err, size_t errlen);
+
+/* Stable lower-case name of a kind ("client_secret", "workload_identity", "managed_identity",
+ * "managed_identity_imds", "none"). */
+const char *entra_kind_name(enum entra_kind kind);
+
+/* One line for the start-up log and `config check`: kind, method, URL and field/header names,
+ * secret values replaced by "***". Never fails; truncates to cap. */
+void entra_desc_describe(const struct entra_desc *d, char *out, size_t cap);
+
+/* Wipes every secret in d (OPENSSL_cleanse) and zeroes it. NULL is ignored. */
+void entra_desc_clear(struct entra_desc *d);
+
+#endif
