@@ -17,6 +17,7 @@
 #define TV_ACS_ENTRA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The scope every token is asked for, and the resource the managed-identity endpoints want
  * (the scope without "/.default", as the Azure Identity libraries derive it). */
@@ -105,5 +106,33 @@ void entra_desc_describe(const struct entra_desc *d, char *out, size_t cap);
 
 /* Wipes every secret in d (OPENSSL_cleanse) and zeroes it. NULL is ignored. */
 void entra_desc_clear(struct entra_desc *d);
+
+/* --- One token fetch (entra_fetch.c) -------------------------------------------------------- */
+
+#define ENTRA_TOKEN_MAX 16384     /* longest access token accepted */
+#define ENTRA_RESPONSE_MAX 65536  /* longest answer read */
+#define ENTRA_ASSERTION_MAX 16384 /* longest federated token file read */
+#define ENTRA_ERR_MAX 256
+
+/* A token and when it stops being valid. access_token is a secret: entra_token_clear it. */
+struct entra_token {
+    char access_token[ENTRA_TOKEN_MAX];
+    int64_t expires_at; /* Unix seconds */
+    int64_t lifetime_s; /* expires_at - the fetch's start */
+};
+
+/* Sends d's request once (no retry: the cache owns the schedule) and parses the answer, all
+ * within timeout_ms. now_s is the Unix time at the start, for expires_in answers. Workload
+ * identity reads its assertion file here, each time. 0 with *out filled, or TV_ERR_UNAVAILABLE
+ * (endpoint unreachable, timed out, or answered other than 200: err says which, with Entra's
+ * `error` code when it sent one) or TV_ERR_UPSTREAM_PROTOCOL (a 200 without a usable token:
+ * not JSON, no access_token, a token_type other than Bearer, no or a past expiry) or
+ * TV_ERR_IO (the assertion file unreadable or empty). err never holds a secret. Every copy of a
+ * secret made here (form body, headers, answer) is wiped before returning. Thread-safe. */
+int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, struct entra_token *out,
+                char *err, size_t errlen);
+
+/* Wipes t (OPENSSL_cleanse). NULL is ignored. */
+void entra_token_clear(struct entra_token *t);
 
 #endif

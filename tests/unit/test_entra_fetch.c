@@ -1,0 +1,371 @@
+/* Tests for one Entra token fetch against a small libmicrohttpd server on a free loopback port:
+ * each credential kind sends the right method, form fields, query and headers; the answer's
+ * lifetime is read from expires_in or expires_on (number or string); failures (HTTP errors, an
+ * endpoint that is down or hangs, malformed answers) give clear errors without secrets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+
+#include "acs/entra.h"
+#include "core/err.h"
+
+/* What the server saw last, and what it answers. */
+struct fake {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t mu;
+    int requests;
+    char method[8];
+    char path[256];
+    char api_version[64];
+    char resource[128];
+    char client_id[64];
+    char identity_header[64];
+    char metadata[16];
+    char body[8192];
+    size_t body_len;
+    int status;
+    char answer[2048];
+    unsigned delay_ms;
+};
+
+static struct fake F;
+
+static void copy_arg(struct MHD_Connection *c, enum MHD_ValueKind kind, const char *key, char *out,
+                     size_t cap)
+{
+    const char *v = MHD_lookup_connection_value(c, kind, key);
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    int status;
+    unsigned delay;
+    char answer[sizeof(F.answer)];
+    if (*con_cls == NULL) {
+        *con_cls = &F;
+        pthread_mutex_lock(&F.mu);
+        F.body_len = 0;
+        F.body[0] = '\0';
+        pthread_mutex_unlock(&F.mu);
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        pthread_mutex_lock(&F.mu);
+        size_t n = *upload_size;
+        if (F.body_len + n >= sizeof(F.body))
+            n = sizeof(F.body) - 1 - F.body_len;
+        memcpy(F.body + F.body_len, upload, n);
+        F.body_len += n;
+        F.body[F.body_len] = '\0';
+        pthread_mutex_unlock(&F.mu);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&F.mu);
+    F.requests++;
+    snprintf(F.method, sizeof(F.method), "%s", method);
+    snprintf(F.path, sizeof(F.path), "%s", url);
+    copy_arg(c, MHD_GET_ARGUMENT_KIND, "api-version", F.api_version, sizeof(F.api_version));
+    copy_arg(c, MHD_GET_ARGUMENT_KIND, "resource", F.resource, sizeof(F.resource));
+    copy_arg(c, MHD_GET_ARGUMENT_KIND, "client_id", F.client_id, sizeof(F.client_id));
+    copy_arg(c, MHD_HEADER_KIND, "X-IDENTITY-HEADER", F.identity_header, sizeof(F.identity_header));
+    copy_arg(c, MHD_HEADER_KIND, "Metadata", F.metadata, sizeof(F.metadata));
+    status = F.status;
+    delay = F.delay_ms;
+    snprintf(answer, sizeof(answer), "%s", F.answer);
+    pthread_mutex_unlock(&F.mu);
+    if (delay > 0)
+        usleep(delay * 1000u);
+    resp = MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void answer(int status, const char *body)
+{
+    pthread_mutex_lock(&F.mu);
+    F.status = status;
+    snprintf(F.answer, sizeof(F.answer), "%s", body);
+    pthread_mutex_unlock(&F.mu);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&F, 0, sizeof(F));
+    pthread_mutex_init(&F.mu, NULL);
+    F.d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler,
+        NULL, MHD_OPTION_SOCK_ADDR,
+        &(struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+        MHD_OPTION_END);
+    if (F.d == NULL)
+        return -1;
+    F.port = MHD_get_daemon_info(F.d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    answer(200,
+           "{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"eyJ0.e30.sig\"}");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    MHD_stop_daemon(F.d);
+    pthread_mutex_destroy(&F.mu);
+    return 0;
+}
+
+static void base_url(char *out, size_t cap)
+{
+    snprintf(out, cap, "http://127.0.0.1:%d", F.port);
+}
+
+static void select_ok(const struct entra_env *e, struct entra_desc *d)
+{
+    char url[64];
+    base_url(url, sizeof(url));
+    assert_int_equal(entra_select(e, url, d, NULL, 0), 0);
+}
+
+static void test_client_secret_form(void **state)
+{
+    (void)state;
+    char url[64], err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    base_url(url, sizeof(url));
+    struct entra_env e = {.tenant_id = "tenant-1",
+                          .client_id = "cid-1",
+                          .client_secret = "s3cr3t+/=&",
+                          .authority_host = url};
+    select_ok(&e, &d);
+    assert_int_equal(entra_fetch(&d, 5000, 1000000, &t, err, sizeof(err)), 0);
+    assert_string_equal(t.access_token, "eyJ0.e30.sig");
+    assert_int_equal(t.expires_at, 1000000 + 3599);
+    assert_int_equal(t.lifetime_s, 3599);
+    assert_string_equal(F.method, "POST");
+    assert_string_equal(F.path, "/tenant-1/oauth2/v2.0/token");
+    assert_string_equal(F.body, "grant_type=client_credentials&client_id=cid-1"
+                                "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default"
+                                "&client_secret=s3cr3t%2B%2F%3D%26");
+    entra_token_clear(&t);
+    assert_int_equal(t.access_token[0], 0);
+    entra_desc_clear(&d);
+}
+
+static void test_workload_assertion_reread(void **state)
+{
+    (void)state;
+    char url[64], path[] = "/tmp/tv-entra-XXXXXX";
+    struct entra_desc d;
+    struct entra_token t;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "assert-one\n", 11), 11);
+    close(fd);
+    base_url(url, sizeof(url));
+    struct entra_env e = {.tenant_id = "tenant-1",
+                          .client_id = "cid-1",
+                          .federated_token_file = path,
+                          .authority_host = url};
+    select_ok(&e, &d);
+    assert_int_equal(entra_fetch(&d, 5000, 1000, &t, NULL, 0), 0);
+    assert_string_equal(F.body, "grant_type=client_credentials&client_id=cid-1"
+                                "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default"
+                                "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-"
+                                "assertion-type%3Ajwt-bearer&client_assertion=assert-one");
+    /* Kubernetes rotates the file: the next fetch sends the new assertion. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("assert-two", f);
+    fclose(f);
+    assert_int_equal(entra_fetch(&d, 5000, 1000, &t, NULL, 0), 0);
+    assert_non_null(strstr(F.body, "&client_assertion=assert-two"));
+    /* A missing file is a clear local error; nothing is sent. */
+    int before = F.requests;
+    char err[ENTRA_ERR_MAX];
+    unlink(path);
+    assert_int_equal(entra_fetch(&d, 5000, 1000, &t, err, sizeof(err)), TV_ERR_IO);
+    assert_non_null(strstr(err, "AZURE_FEDERATED_TOKEN_FILE"));
+    assert_int_equal(F.requests, before);
+    entra_desc_clear(&d);
+}
+
+static void test_managed_appsvc(void **state)
+{
+    (void)state;
+    char url[96];
+    struct entra_desc d;
+    struct entra_token t;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/msi/token", F.port);
+    struct entra_env e = {.identity_endpoint = url, .identity_header = "hdr-s3cr3t"};
+    select_ok(&e, &d);
+    answer(200, "{\"access_token\":\"tok-appsvc\",\"expires_on\":\"1700003600\","
+                "\"resource\":\"https://communication.azure.com/\",\"token_type\":\"Bearer\"}");
+    assert_int_equal(entra_fetch(&d, 5000, 1700000000, &t, NULL, 0), 0);
+    assert_string_equal(t.access_token, "tok-appsvc");
+    assert_int_equal(t.expires_at, 1700003600);
+    assert_int_equal(t.lifetime_s, 3600);
+    assert_string_equal(F.method, "GET");
+    assert_string_equal(F.path, "/msi/token");
+    assert_string_equal(F.api_version, "2019-08-01");
+    assert_string_equal(F.resource, "https://communication.azure.com/");
+    assert_string_equal(F.client_id, "");
+    assert_string_equal(F.identity_header, "hdr-s3cr3t");
+    entra_desc_clear(&d);
+}
+
+static void test_managed_imds(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    struct entra_token t;
+    struct entra_env e = {.client_id = "user-assigned-1"};
+    select_ok(&e, &d);
+    answer(200, "{\"access_token\":\"tok-imds\",\"expires_in\":\"86399\",\"expires_on\":\"1\","
+                "\"token_type\":\"Bearer\"}");
+    assert_int_equal(entra_fetch(&d, 5000, 50, &t, NULL, 0), 0);
+    assert_string_equal(t.access_token, "tok-imds");
+    assert_int_equal(t.expires_at, 50 + 86399);
+    assert_string_equal(F.method, "GET");
+    assert_string_equal(F.path, "/metadata/identity/oauth2/token");
+    assert_string_equal(F.api_version, "2018-02-01");
+    assert_string_equal(F.resource, "https://communication.azure.com/");
+    assert_string_equal(F.client_id, "user-assigned-1");
+    assert_string_equal(F.metadata, "true");
+    entra_desc_clear(&d);
+}
+
+static void test_http_error_is_clear_and_secret_free(void **state)
+{
+    (void)state;
+    char url[64], err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    base_url(url, sizeof(url));
+    struct entra_env e = {.tenant_id = "tenant-1",
+                          .client_id = "cid-1",
+                          .client_secret = "s3cr3t",
+                          .authority_host = url};
+    select_ok(&e, &d);
+    answer(401, "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: bad "
+                "secret s3cr3t\"}");
+    assert_int_equal(entra_fetch(&d, 5000, 0, &t, err, sizeof(err)), TV_ERR_UNAVAILABLE);
+    assert_string_equal(err, "identity endpoint answered HTTP 401: invalid_client");
+    assert_null(strstr(err, "s3cr3t"));
+    assert_int_equal(t.access_token[0], 0);
+    entra_desc_clear(&d);
+}
+
+static void test_malformed_answers(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "not json",
+        "[]",
+        "{\"expires_in\":3599}",
+        "{\"access_token\":\"\",\"expires_in\":3599}",
+        "{\"access_token\":\"a b\",\"expires_in\":3599}",
+        "{\"access_token\":\"t\",\"expires_in\":3599,\"token_type\":\"pop\"}",
+        "{\"access_token\":\"t\"}",
+        "{\"access_token\":\"t\",\"expires_in\":\"12x\"}",
+        "{\"access_token\":\"t\",\"expires_in\":0}",
+        "{\"access_token\":\"t\",\"expires_in\":-5}",
+        "{\"access_token\":\"t\",\"expires_in\":99999999}",
+        "{\"access_token\":\"t\",\"expires_in\":3599,\"access_token\":\"u\"}",
+        "{\"access_token\":\"t\",\"expires_in\":3599} trailing",
+    };
+    struct entra_desc d;
+    struct entra_token t;
+    char err[ENTRA_ERR_MAX];
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        answer(200, bad[i]);
+        assert_int_equal(entra_fetch(&d, 5000, 0, &t, err, sizeof(err)), TV_ERR_UPSTREAM_PROTOCOL);
+        assert_non_null(strstr(err, "identity endpoint"));
+        assert_int_equal(t.access_token[0], 0);
+    }
+    entra_desc_clear(&d);
+}
+
+static void test_endpoint_down(void **state)
+{
+    (void)state;
+    char url[64], err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    /* A port that was just free and has no listener: the connection is refused. */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    struct entra_env e = {0};
+    assert_int_equal(entra_select(&e, url, &d, NULL, 0), 0);
+    assert_int_equal(entra_fetch(&d, 5000, 0, &t, err, sizeof(err)), TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "identity endpoint: "));
+    entra_desc_clear(&d);
+}
+
+static void test_endpoint_hangs(void **state)
+{
+    (void)state;
+    char err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    pthread_mutex_lock(&F.mu);
+    F.delay_ms = 3000;
+    pthread_mutex_unlock(&F.mu);
+    /* The deadline bounds the fetch: it gives up with a timeout instead of waiting 3 s. */
+    assert_int_equal(entra_fetch(&d, 200, 0, &t, err, sizeof(err)), TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "(curl 28)"));
+    entra_desc_clear(&d);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_client_secret_form, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workload_assertion_reread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_managed_appsvc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_managed_imds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_error_is_clear_and_secret_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_hangs, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
