@@ -135,4 +135,46 @@ int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, stru
 /* Wipes t (OPENSSL_cleanse). NULL is ignored. */
 void entra_token_clear(struct entra_token *t);
 
+/* --- The token cache (entra_cache.c) -------------------------------------------------------- */
+
+/* One background thread fetches the token, keeps it, and fetches the next one when 5 minutes or
+ * a tenth of its life (whichever is less) remain; a failed fetch is retried with doubling,
+ * jittered backoff while the old token, if any, is still served. Readers never wait on a fetch,
+ * except for the very first token. */
+struct entra_cache;
+
+struct entra_cache_opts {
+    long fetch_timeout_ms; /* deadline of one fetch */
+    long backoff_base_ms;  /* first retry after a failure (doubled each time) */
+    long backoff_max_ms;   /* cap on one retry wait */
+    long first_wait_ms;    /* how long entra_token_get waits for the very first fetch */
+};
+
+/* Copies d (so the caller may clear its own) and starts the thread, which fetches at once.
+ * Logs the credential at info (entra_desc_describe: never a secret). 0, TV_ERR_NOMEM or
+ * TV_ERR_INTERNAL (thread start failed). */
+int entra_cache_start(const struct entra_desc *d, const struct entra_cache_opts *o,
+                      struct entra_cache **out);
+
+/* Copies the current token into out[cap]. Waits (up to first_wait_ms) only while the first fetch
+ * is under way. 0; TV_ERR_UNAVAILABLE when no unexpired token is held (the first fetch failed or
+ * is still running, or the token expired while refreshes failed), with *retry_after_s (if not
+ * NULL) set to the seconds until the next fetch attempt (at least 1) and err (if not NULL) saying
+ * why, secret-free; TV_ERR_TOO_LARGE when cap is too small. Thread-safe. */
+int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_after_s, char *err,
+                    size_t errlen);
+
+/* Counters for tests, /readyz and metrics. */
+struct entra_cache_stats {
+    long fetches;         /* fetch attempts made */
+    long failures;        /* of which failed */
+    int consecutive_fail; /* failures since the last success */
+    int have_token;       /* an unexpired token is held */
+};
+void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out);
+
+/* Stops the thread (an in-flight fetch ends within its deadline), wipes the token and the
+ * description, frees c. NULL is ignored. */
+void entra_cache_stop(struct entra_cache *c);
+
 #endif

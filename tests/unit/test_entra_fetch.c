@@ -1,7 +1,10 @@
-/* Tests for one Entra token fetch against a small libmicrohttpd server on a free loopback port:
- * each credential kind sends the right method, form fields, query and headers; the answer's
+/* Tests for the Entra token fetch and cache against a small libmicrohttpd server on a free loopback
+ * port: each credential kind sends the right method, form fields, query and headers; the answer's
  * lifetime is read from expires_in or expires_on (number or string); failures (HTTP errors, an
- * endpoint that is down or hangs, malformed answers) give clear errors without secrets. */
+ * endpoint that is down or hangs, malformed answers) give clear errors without secrets. The cache:
+ * 200 concurrent readers cause one fetch, a token near expiry is replaced in the background, an
+ * expired token with a failing endpoint gives a clear error with a retry hint, and the log never
+ * holds a secret. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +25,9 @@
 #include <pthread.h>
 
 #include "acs/entra.h"
+#include "core/clock.h"
 #include "core/err.h"
+#include "core/log.h"
 
 /* What the server saw last, and what it answers. */
 struct fake {
@@ -352,9 +357,203 @@ static void test_endpoint_hangs(void **state)
     entra_desc_clear(&d);
 }
 
+static const struct entra_cache_opts test_opts = {
+    .fetch_timeout_ms = 5000, .backoff_base_ms = 50, .backoff_max_ms = 200, .first_wait_ms = 10000};
+
+static void set_delay(unsigned ms)
+{
+    pthread_mutex_lock(&F.mu);
+    F.delay_ms = ms;
+    pthread_mutex_unlock(&F.mu);
+}
+
+static int requests(void)
+{
+    pthread_mutex_lock(&F.mu);
+    int n = F.requests;
+    pthread_mutex_unlock(&F.mu);
+    return n;
+}
+
+struct reader {
+    pthread_t t;
+    struct entra_cache *c;
+    int rc;
+    char tok[64];
+};
+
+static void *read_once(void *arg)
+{
+    struct reader *r = arg;
+    r->rc = entra_token_get(r->c, r->tok, sizeof(r->tok), NULL, NULL, 0);
+    return NULL;
+}
+
+static void test_cache_one_fetch_for_200_readers(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    static struct reader readers[N];
+    struct entra_desc d;
+    struct entra_cache *c;
+    struct entra_cache_stats st;
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    set_delay(300); /* the readers arrive while the first fetch is under way */
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    entra_desc_clear(&d); /* the cache keeps its own copy */
+    for (int i = 0; i < N; i++) {
+        readers[i].c = c;
+        assert_int_equal(pthread_create(&readers[i].t, NULL, read_once, &readers[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(readers[i].t, NULL);
+        assert_int_equal(readers[i].rc, 0);
+        assert_string_equal(readers[i].tok, "eyJ0.e30.sig");
+    }
+    entra_cache_stats(c, &st);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(requests(), 1);
+    assert_true(st.have_token);
+    entra_cache_stop(c);
+}
+
+static void test_cache_refreshes_near_expiry(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    struct entra_cache *c;
+    char tok[64];
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    /* Two seconds of life: refreshed when a tenth (0.2 s) remains. */
+    answer(200, "{\"access_token\":\"tok-1\",\"expires_in\":2}");
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0), 0);
+    assert_string_equal(tok, "tok-1");
+    answer(200, "{\"access_token\":\"tok-2\",\"expires_in\":3600}");
+    /* Nobody asks: the background task fetches on its own. */
+    for (int i = 0; i < 200 && requests() < 2; i++)
+        clock_sleep_ms(50);
+    assert_int_equal(requests(), 2);
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0), 0);
+    assert_string_equal(tok, "tok-2");
+    /* A long-lived token is not fetched again soon. */
+    clock_sleep_ms(300);
+    assert_int_equal(requests(), 2);
+    entra_cache_stop(c);
+    entra_desc_clear(&d);
+}
+
+static void test_cache_expired_and_failing(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    struct entra_cache *c;
+    struct entra_cache_stats st = {0};
+    char tok[64], err[ENTRA_ERR_MAX];
+    long retry = 0;
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    answer(200, "{\"access_token\":\"tok-short\",\"expires_in\":1}");
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0), 0);
+    answer(500, "{\"error\":\"temporarily_unavailable\"}");
+    for (int i = 0; i < 200; i++) {
+        entra_cache_stats(c, &st);
+        if (!st.have_token && st.failures >= 2)
+            break;
+        clock_sleep_ms(50);
+    }
+    assert_false(st.have_token);
+    assert_true(st.failures >= 2); /* retried with backoff */
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), &retry, err, sizeof(err)),
+                     TV_ERR_UNAVAILABLE);
+    assert_true(retry >= 1);
+    assert_string_equal(err, "no Entra token for ACS: identity endpoint answered HTTP 500: "
+                             "temporarily_unavailable");
+    /* The endpoint recovers: so does the cache, without a restart. */
+    answer(200, "{\"access_token\":\"tok-back\",\"expires_in\":3600}");
+    for (int i = 0; i < 200; i++) {
+        if (entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0) == 0)
+            break;
+        clock_sleep_ms(50);
+    }
+    assert_string_equal(tok, "tok-back");
+    entra_cache_stop(c);
+    entra_desc_clear(&d);
+}
+
+static void test_cache_endpoint_down_no_hang(void **state)
+{
+    (void)state;
+    char url[64], tok[64], err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_cache *c;
+    long retry = 0;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    struct entra_env e = {0};
+    assert_int_equal(entra_select(&e, url, &d, NULL, 0), 0);
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    /* The first reader waits for the first fetch only, which fails at once: a clear error. */
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), &retry, err, sizeof(err)),
+                     TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "no Entra token for ACS: identity endpoint: "));
+    assert_true(retry >= 1);
+    entra_cache_stop(c);
+    entra_desc_clear(&d);
+}
+
+static void test_cache_log_has_no_secret(void **state)
+{
+    (void)state;
+    char url[64], tok[64], logpath[] = "/tmp/tv-entra-log-XXXXXX", text[16384];
+    struct entra_desc d;
+    struct entra_cache *c;
+    int fd = mkstemp(logpath);
+    assert_true(fd >= 0);
+    log_setup(LOGL_DEBUG, fd);
+    base_url(url, sizeof(url));
+    struct entra_env e = {.tenant_id = "tenant-1",
+                          .client_id = "cid-1",
+                          .client_secret = "S3CR3T-in-env",
+                          .authority_host = url};
+    select_ok(&e, &d);
+    answer(401, "{\"error\":\"invalid_client\",\"error_description\":\"S3CR3T-in-env\"}");
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0), TV_ERR_UNAVAILABLE);
+    answer(200, "{\"access_token\":\"TOKEN-VALUE\",\"expires_in\":3600}");
+    for (int i = 0; i < 200; i++) {
+        if (entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0) == 0)
+            break;
+        clock_sleep_ms(50);
+    }
+    assert_string_equal(tok, "TOKEN-VALUE");
+    entra_cache_stop(c);
+    entra_desc_clear(&d);
+    log_setup(LOGL_ERROR, 2);
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    close(fd);
+    unlink(logpath);
+    assert_true(n > 0);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "credential=client_secret"));
+    assert_non_null(strstr(text, "client_secret=***"));
+    assert_non_null(strstr(text, "invalid_client"));
+    assert_null(strstr(text, "S3CR3T"));
+    assert_null(strstr(text, "TOKEN-VALUE"));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    log_setup(LOGL_ERROR, 2); /* the cache's info lines are noise here; one test reads them */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_client_secret_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workload_assertion_reread, setup, teardown),
@@ -364,6 +563,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_hangs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_one_fetch_for_200_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_refreshes_near_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_expired_and_failing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_endpoint_down_no_hang, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_log_has_no_secret, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

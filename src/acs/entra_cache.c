@@ -1,0 +1,224 @@
+/* The Entra token cache: one background thread owns every fetch, so any number of readers cause
+ * one request to the identity endpoint per token life; readers only copy the current token under
+ * a mutex. Deadlines use the monotonic clock (a wall-clock step must not expire or extend a
+ * token); the wall clock only turns an expires_on answer into a lifetime, in entra_fetch. */
+#include "acs/entra.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#define ENTRA_REFRESH_MARGIN_MAX_S 300 /* refresh when 5 minutes remain... */
+#define ENTRA_REFRESH_LIFE_DIV 10      /* ...or a tenth of the life, whichever is less */
+
+struct entra_cache {
+    pthread_mutex_t mu;
+    pthread_cond_t changed; /* a fetch ended, or stop was asked */
+    pthread_condattr_t cattr;
+    pthread_t thread;
+    struct entra_desc desc;
+    struct entra_cache_opts opts;
+    struct entra_token token; /* guarded by mu */
+    int have;                 /* token holds a fetched token */
+    int64_t valid_until_ms;   /* monotonic */
+    int64_t next_fetch_ms;    /* monotonic: the next refresh or retry */
+    long fetches, failures;
+    int consecutive_fail;
+    int stop;
+    char last_err[ENTRA_ERR_MAX];
+};
+
+/* Monotonic deadline -> the absolute timespec pthread_cond_timedwait wants (the condition
+ * variable is set to CLOCK_MONOTONIC). */
+static struct timespec mono_deadline(int64_t at_ms)
+{
+    struct timespec ts;
+    int64_t now = clock_mono_ms();
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (at_ms - now) * 1000000;
+    if (ns < 0)
+        ns = 0;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
+/* base * 2^(n-1), capped, then jittered down by up to half, so many replicas that failed together
+ * do not retry together. */
+static int64_t backoff_ms(const struct entra_cache_opts *o, int n)
+{
+    int64_t w = o->backoff_base_ms;
+    unsigned char r = 0;
+    for (int i = 1; i < n && w < o->backoff_max_ms; i++)
+        w *= 2;
+    if (w > o->backoff_max_ms)
+        w = o->backoff_max_ms;
+    (void)RAND_bytes(&r, 1);
+    return w - (w / 2) * r / 255;
+}
+
+static int64_t refresh_margin_ms(int64_t lifetime_s)
+{
+    int64_t margin = lifetime_s * 1000 / ENTRA_REFRESH_LIFE_DIV;
+    if (margin > ENTRA_REFRESH_MARGIN_MAX_S * 1000)
+        margin = ENTRA_REFRESH_MARGIN_MAX_S * 1000;
+    return margin;
+}
+
+static void *worker(void *arg)
+{
+    struct entra_cache *c = arg;
+    struct entra_token fresh;
+    char err[ENTRA_ERR_MAX];
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        int64_t now = clock_mono_ms();
+        if (now < c->next_fetch_ms) {
+            struct timespec ts = mono_deadline(c->next_fetch_ms);
+            int w = pthread_cond_timedwait(&c->changed, &c->mu, &ts);
+            (void)w; /* woken, timed out or spurious: the loop re-checks */
+            continue;
+        }
+        pthread_mutex_unlock(&c->mu);
+        int64_t start = clock_mono_ms();
+        int rc = entra_fetch(&c->desc, c->opts.fetch_timeout_ms, clock_wall_ms() / 1000, &fresh,
+                             err, sizeof(err));
+        pthread_mutex_lock(&c->mu);
+        c->fetches++;
+        if (rc == 0) {
+            /* Lifetime counted from the start of the request: the token may be that old. */
+            c->token = fresh;
+            c->have = 1;
+            c->valid_until_ms = start + fresh.lifetime_s * 1000;
+            c->next_fetch_ms = c->valid_until_ms - refresh_margin_ms(fresh.lifetime_s);
+            c->consecutive_fail = 0;
+            c->last_err[0] = '\0';
+            log_msg(LOGL_INFO, NULL, "entra: token fetched, valid for %lld s",
+                    (long long)fresh.lifetime_s);
+        } else {
+            c->failures++;
+            c->consecutive_fail++;
+            c->next_fetch_ms = clock_mono_ms() + backoff_ms(&c->opts, c->consecutive_fail);
+            memcpy(c->last_err, err, sizeof(c->last_err));
+            log_msg(LOGL_WARN, NULL, "entra: token fetch failed (%d in a row): %s",
+                    c->consecutive_fail, err);
+        }
+        entra_token_clear(&fresh);
+        pthread_cond_broadcast(&c->changed);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+int entra_cache_start(const struct entra_desc *d, const struct entra_cache_opts *o,
+                      struct entra_cache **out)
+{
+    int rc = TV_ERR_NOMEM;
+    char line[ENTRA_DESCRIBE_MAX];
+    struct entra_cache *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (c == NULL)
+        goto out;
+    rc = TV_ERR_INTERNAL;
+    if (pthread_condattr_init(&c->cattr) != 0) {
+        free(c);
+        c = NULL;
+        goto out;
+    }
+    pthread_condattr_setclock(&c->cattr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->changed, &c->cattr);
+    c->desc = *d;
+    c->opts = *o;
+    c->next_fetch_ms = 0; /* fetch at once */
+    entra_desc_describe(d, line, sizeof(line));
+    log_msg(LOGL_INFO, NULL, "entra: %s", line);
+    if (pthread_create(&c->thread, NULL, worker, c) != 0) {
+        entra_desc_clear(&c->desc);
+        pthread_cond_destroy(&c->changed);
+        pthread_condattr_destroy(&c->cattr);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        c = NULL;
+        goto out;
+    }
+    *out = c;
+    rc = 0;
+out:
+    return rc;
+}
+
+int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_after_s, char *err,
+                    size_t errlen)
+{
+    int rc = TV_ERR_UNAVAILABLE;
+    int64_t now;
+    pthread_mutex_lock(&c->mu);
+    if (c->fetches == 0) {
+        struct timespec ts = mono_deadline(clock_mono_ms() + c->opts.first_wait_ms);
+        while (c->fetches == 0 && !c->stop) {
+            if (pthread_cond_timedwait(&c->changed, &c->mu, &ts) == ETIMEDOUT)
+                break;
+        }
+    }
+    now = clock_mono_ms();
+    if (c->have && now < c->valid_until_ms) {
+        size_t len = strlen(c->token.access_token);
+        if (len >= cap) {
+            rc = TV_ERR_TOO_LARGE;
+            goto out;
+        }
+        memcpy(out, c->token.access_token, len + 1);
+        rc = 0;
+        goto out;
+    }
+    if (retry_after_s != NULL) {
+        int64_t wait = c->next_fetch_ms - now;
+        *retry_after_s = wait <= 1000 ? 1 : (long)((wait + 999) / 1000);
+    }
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "no Entra token for ACS: %s",
+                 c->fetches == 0  ? "the first fetch is still under way"
+                 : c->last_err[0] ? c->last_err
+                                  : "the token expired");
+out:
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    out->fetches = c->fetches;
+    out->failures = c->failures;
+    out->consecutive_fail = c->consecutive_fail;
+    out->have_token = c->have && clock_mono_ms() < c->valid_until_ms;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void entra_cache_stop(struct entra_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    entra_token_clear(&c->token);
+    entra_desc_clear(&c->desc);
+    pthread_cond_destroy(&c->changed);
+    pthread_condattr_destroy(&c->cattr);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
