@@ -12,6 +12,7 @@
 
 struct acs_client;
 struct config;
+struct entra_cache;
 
 #define ACS_ID_MAX 256
 #define ACS_CODE_MAX 64
@@ -35,6 +36,11 @@ struct acs_client_opts {
     long backoff_max_ms; /* 0: 5000; cap on one jittered backoff (a server's retry-after is honoured
                             in full) */
     size_t max_connections; /* 0: 64 per host */
+    /* Keyless mode (SPEC section 11): with entra set and no connection string, requests go to
+     * `endpoint` (https://<resource>.communication.azure.com) with `Authorization: Bearer` and a
+     * token from the cache (borrowed: it must outlive the client). */
+    const char *endpoint;
+    struct entra_cache *entra;
 };
 
 /* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
@@ -68,6 +74,7 @@ struct acs_result {
     char expires_on[40];           /* as ACS sent it */
     int attempts;                  /* HTTP attempts made */
     char request_id[ACS_REQUEST_ID_MAX];
+    long retry_after_s; /* rc TV_ERR_UNAVAILABLE (no Entra token): seconds to wait, else 0 */
 };
 
 /* Counters since acs_client_new (for metrics and tests). */

@@ -32,6 +32,10 @@ struct acs_connstr {
  * Normalised as the SDK's WHATWG URL parser does: scheme and host lower-cased, IPv6 in RFC 5952
  * form, numeric hosts ("127.1") as dotted quads, so host_signed is what the SDK signs. */
 int acs_connstr_parse(const char *s, struct acs_connstr *out);
+/* Parses an ACS endpoint URL alone (COMMUNICATION_SERVICES_ENDPOINT, for the keyless mode), with
+ * the rules and normalisation of the connection string's endpoint; out->key stays NULL.
+ * 0, TV_ERR_PARSE or TV_ERR_NOMEM; *out untouched on failure. */
+int acs_endpoint_parse(const char *s, struct acs_connstr *out);
 /* Frees what acs_connstr_parse allocated, wiping the key. Safe on a zeroed struct. */
 void acs_connstr_release(struct acs_connstr *cs);
 

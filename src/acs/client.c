@@ -228,7 +228,8 @@ static void call_start(struct acs_client *c, struct acs_call *call)
         return;
     }
     if ((rc = call_prepare_attempt(call, left)) != 0) {
-        call_finish(call, rc, "could not prepare the request");
+        /* No Entra token: prepare wrote why, and the retry hint, into the result. */
+        call_finish(call, rc, rc == TV_ERR_UNAVAILABLE ? NULL : "could not prepare the request");
         return;
     }
     call->res.attempts++;
@@ -446,15 +447,20 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
     pthread_once(&curl_once, curl_init_once);
     if (curl_init_rc != 0)
         return curl_init_rc;
-    if (opts->connection_string == NULL || !api_version_ok(api) || opts->connect_timeout_ms < 0 ||
-        opts->attempt_timeout_ms < 0 || opts->deadline_ms < 0 || opts->backoff_base_ms < 0 ||
-        opts->backoff_max_ms < 0)
+    int keyless = opts->entra != NULL &&
+                  (opts->connection_string == NULL || opts->connection_string[0] == '\0');
+
+    if ((keyless ? opts->endpoint == NULL : opts->connection_string == NULL) ||
+        !api_version_ok(api) || opts->connect_timeout_ms < 0 || opts->attempt_timeout_ms < 0 ||
+        opts->deadline_ms < 0 || opts->backoff_base_ms < 0 || opts->backoff_max_ms < 0)
         return TV_ERR_CONFIG;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return TV_ERR_NOMEM;
-    if (acs_connstr_parse(opts->connection_string, &c->cs) != 0)
+    if (keyless ? acs_endpoint_parse(opts->endpoint, &c->cs) != 0
+                : acs_connstr_parse(opts->connection_string, &c->cs) != 0)
         goto fail;
+    c->entra = keyless ? opts->entra : NULL;
     acs_strlcpy(c->api_version, api, sizeof(c->api_version));
     c->connect_timeout_ms = opt_or(opts->connect_timeout_ms, 3000);
     c->attempt_timeout_ms = opt_or(opts->attempt_timeout_ms, 10000);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "retry_int.h"
+#include "acs/entra.h"
 #include "acs/signer.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -361,18 +362,76 @@ fail:
     return rc;
 }
 
+static void wipe_header_list(struct curl_slist *l);
+
 void call_free(struct acs_call *call)
 {
     if (call == NULL)
         return;
     if (call->easy != NULL)
         curl_easy_cleanup(call->easy);
-    curl_slist_free_all(call->headers);
+    wipe_header_list(call->headers);
     buf_release_wipe(&call->body);
     buf_release_wipe(&call->resp);
     free(call->path);
     free(call->url);
     free(call);
+}
+
+/* Frees a header list after wiping it: in keyless mode it holds the bearer token. */
+static void wipe_header_list(struct curl_slist *l)
+{
+    for (struct curl_slist *p = l; p != NULL; p = p->next)
+        OPENSSL_cleanse(p->data, strlen(p->data));
+    curl_slist_free_all(l);
+}
+
+/* Keyless mode's headers: the fixed ones, `Authorization: Bearer <Entra token>` and the request
+ * id, in place of the HMAC signature's. Without a token the call ends with TV_ERR_UNAVAILABLE,
+ * the reason and the cache's retry hint in the result. Reading the cache never blocks, except
+ * until the very first token arrives (entra_token_get). */
+static int bearer_headers(struct acs_call *call, const char *const *fixed, size_t nfixed,
+                          struct curl_slist **out)
+{
+    enum { PREFIX = sizeof("Authorization: Bearer ") - 1 };
+    struct curl_slist *h = NULL, *t;
+    char rid[ACS_REQUEST_ID_MAX + 32];
+    char *line = malloc(PREFIX + ENTRA_TOKEN_MAX);
+    long retry = 0;
+    int rc = TV_ERR_NOMEM;
+    if (line == NULL)
+        goto out;
+    memcpy(line, "Authorization: Bearer ", PREFIX);
+    rc = entra_token_get(call->client->entra, line + PREFIX, ENTRA_TOKEN_MAX, &retry,
+                         call->res.message, sizeof(call->res.message));
+    if (rc != 0) {
+        call->res.retry_after_s = retry;
+        rc = TV_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = TV_ERR_NOMEM;
+    for (size_t i = 0; i < nfixed; i++) {
+        if ((t = curl_slist_append(h, fixed[i])) == NULL)
+            goto out;
+        h = t;
+    }
+    snprintf(rid, sizeof(rid), "x-ms-client-request-id: %s", call->request_id);
+    if ((t = curl_slist_append(h, line)) == NULL)
+        goto out;
+    h = t;
+    if ((t = curl_slist_append(h, rid)) == NULL)
+        goto out;
+    h = t;
+    *out = h;
+    h = NULL;
+    rc = 0;
+out:
+    wipe_header_list(h);
+    if (line != NULL) {
+        OPENSSL_cleanse(line, PREFIX + ENTRA_TOKEN_MAX);
+        free(line);
+    }
+    return rc;
 }
 
 int call_prepare_attempt(struct acs_call *call, int64_t left_ms)
@@ -393,6 +452,12 @@ int call_prepare_attempt(struct acs_call *call, int64_t left_ms)
     long connect_ms = c->connect_timeout_ms < attempt_ms ? c->connect_timeout_ms : attempt_ms;
     int rc = TV_ERR_CRYPTO;
 
+    if (c->entra != NULL) {
+        rc = bearer_headers(call, fixed, sizeof(fixed) / sizeof(fixed[0]), &h);
+        if (rc != 0)
+            goto out;
+        goto headers_done;
+    }
     clock_http_date(time(NULL), date);
     if (acs_sign(c->cs.key, c->cs.key_len, call->method, call->path, c->cs.host_signed, date,
                  buf_cstr(&call->body), call->body.len, sha, auth) != 0)
@@ -409,7 +474,8 @@ int call_prepare_attempt(struct acs_call *call, int64_t left_ms)
             goto out;
         h = t;
     }
-    curl_slist_free_all(call->headers);
+headers_done:
+    wipe_header_list(call->headers);
     call->headers = h;
     h = NULL;
     buf_release_wipe(&call->resp);
@@ -423,7 +489,7 @@ int call_prepare_attempt(struct acs_call *call, int64_t left_ms)
         goto out;
     rc = 0;
 out:
-    curl_slist_free_all(h);
+    wipe_header_list(h);
     OPENSSL_cleanse(line, sizeof(line));
     OPENSSL_cleanse(auth, sizeof(auth));
     return rc;

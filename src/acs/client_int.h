@@ -46,7 +46,8 @@ struct acs_call {
 };
 
 struct acs_client {
-    struct acs_connstr cs;
+    struct acs_connstr cs;     /* keyless mode: endpoint fields only, key NULL */
+    struct entra_cache *entra; /* keyless mode: bearer tokens from here; else NULL */
     char api_version[ACS_API_VERSION_MAX];
     long connect_timeout_ms;
     long attempt_timeout_ms;

@@ -291,12 +291,34 @@ static int connstr_split(const char *s, size_t len, struct connstr_part *ep,
     return 0;
 }
 
+/* Fills the endpoint fields of cs from a parsed URL. 0 or TV_ERR_NOMEM (cs then holds what was
+ * allocated: release it). */
+static int connstr_fill(const struct connstr_url *url, struct acs_connstr *cs)
+{
+    char hostport[CONNSTR_HOST_MAX + 16];
+    size_t n;
+    if (url->port == url->default_port)
+        snprintf(hostport, sizeof(hostport), url->is_ipv6 ? "[%s]" : "%s", url->host);
+    else
+        snprintf(hostport, sizeof(hostport), url->is_ipv6 ? "[%s]:%d" : "%s:%d", url->host,
+                 url->port);
+    n = strlen(url->scheme) + 3 + strlen(hostport) + 1;
+    cs->scheme = strdup(url->scheme);
+    cs->host = strdup(url->host);
+    cs->host_signed = strdup(hostport);
+    cs->endpoint = malloc(n);
+    if (!cs->scheme || !cs->host || !cs->host_signed || !cs->endpoint)
+        return TV_ERR_NOMEM;
+    snprintf(cs->endpoint, n, "%s://%s", url->scheme, hostport);
+    cs->port = url->port;
+    return 0;
+}
+
 int acs_connstr_parse(const char *s, struct acs_connstr *out)
 {
     struct connstr_part ep = {0}, kp = {0};
     struct connstr_url url = {0};
     struct acs_connstr cs = {0};
-    char hostport[CONNSTR_HOST_MAX + 16];
     size_t len, i;
     int rc = TV_ERR_PARSE;
 
@@ -332,25 +354,47 @@ int acs_connstr_parse(const char *s, struct acs_connstr *out)
         rc = connstr_fail("accesskey is empty");
         goto release;
     }
-    if (url.port == url.default_port)
-        snprintf(hostport, sizeof(hostport), url.is_ipv6 ? "[%s]" : "%s", url.host);
-    else
-        snprintf(hostport, sizeof(hostport), url.is_ipv6 ? "[%s]:%d" : "%s:%d", url.host, url.port);
-    rc = TV_ERR_NOMEM;
-    cs.scheme = strdup(url.scheme);
-    cs.host = strdup(url.host);
-    cs.host_signed = strdup(hostport);
-    cs.endpoint = malloc(strlen(url.scheme) + 3 + strlen(hostport) + 1);
-    if (!cs.scheme || !cs.host || !cs.host_signed || !cs.endpoint)
+    rc = connstr_fill(&url, &cs);
+    if (rc)
         goto release;
-    snprintf(cs.endpoint, strlen(url.scheme) + 3 + strlen(hostport) + 1, "%s://%s", url.scheme,
-             hostport);
-    cs.port = url.port;
     *out = cs;
     rc = 0;
     goto done;
 release:
     acs_connstr_release(&cs);
+done:
+    return rc;
+}
+
+int acs_endpoint_parse(const char *s, struct acs_connstr *out)
+{
+    struct connstr_url url = {0};
+    struct acs_connstr cs = {0};
+    size_t len;
+    int rc = TV_ERR_PARSE;
+
+    if (!s || !out)
+        goto done;
+    len = strnlen(s, ACS_CONNSTR_MAX + 1);
+    if (len > ACS_CONNSTR_MAX) {
+        rc = connstr_fail("endpoint longer than ACS_CONNSTR_MAX");
+        goto done;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f) {
+            rc = connstr_fail("control character or space in the endpoint");
+            goto done;
+        }
+    }
+    rc = connstr_url_parse(s, len, &url);
+    if (rc)
+        goto done;
+    rc = connstr_fill(&url, &cs);
+    if (rc) {
+        acs_connstr_release(&cs);
+        goto done;
+    }
+    *out = cs;
 done:
     return rc;
 }

@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 
+#include "acs/client.h"
 #include "acs/entra.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -42,6 +43,9 @@ struct fake {
     char client_id[64];
     char identity_header[64];
     char metadata[16];
+    char authorization[256]; /* of the last ACS (/identities) request */
+    char content_sha[128];
+    int acs_requests;
     char body[8192];
     size_t body_len;
     int status;
@@ -101,6 +105,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     status = F.status;
     delay = F.delay_ms;
     snprintf(answer, sizeof(answer), "%s", F.answer);
+    if (strncmp(url, "/identities", 11) == 0) {
+        /* The ACS side of the keyless test: a create answered as ACS does. */
+        F.acs_requests++;
+        copy_arg(c, MHD_HEADER_KIND, "Authorization", F.authorization, sizeof(F.authorization));
+        copy_arg(c, MHD_HEADER_KIND, "x-ms-content-sha256", F.content_sha, sizeof(F.content_sha));
+        status = 201;
+        snprintf(answer, sizeof(answer), "{\"identity\":{\"id\":\"8:acs:r_u1\"}}");
+        delay = 0;
+    }
     pthread_mutex_unlock(&F.mu);
     if (delay > 0)
         usleep(delay * 1000u);
@@ -550,6 +563,76 @@ static void test_cache_log_has_no_secret(void **state)
     assert_null(strstr(text, "TOKEN-VALUE"));
 }
 
+/* Keyless mode: the ACS client sends the cached Entra token as a bearer token, no HMAC. */
+static void test_acs_client_bearer(void **state)
+{
+    (void)state;
+    char url[64];
+    struct entra_desc d;
+    struct entra_cache *cache;
+    struct acs_client *client;
+    struct acs_result res = {0};
+    struct acs_request req = {.op = ACS_OP_CREATE};
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    base_url(url, sizeof(url));
+    assert_int_equal(entra_cache_start(&d, &test_opts, &cache), 0);
+    struct acs_client_opts o = {
+        .connection_string = "", .endpoint = url, .entra = cache, .max_retries = 0};
+    assert_int_equal(acs_client_new(&o, &client), 0);
+    assert_string_equal(acs_client_resource(client), url + strlen("http://"));
+    assert_int_equal(acs_client_call_sync(client, &req, &res), 0);
+    assert_string_equal(res.identity_id, "8:acs:r_u1");
+    acs_result_release(&res);
+    pthread_mutex_lock(&F.mu);
+    assert_int_equal(F.acs_requests, 1);
+    assert_string_equal(F.authorization, "Bearer eyJ0.e30.sig");
+    assert_string_equal(F.content_sha, ""); /* no HMAC signature */
+    pthread_mutex_unlock(&F.mu);
+    acs_client_free(client);
+    entra_cache_stop(cache);
+    /* An endpoint is required, and a connection string still wins over the keyless mode. */
+    o.endpoint = NULL;
+    o.entra = (struct entra_cache *)&o; /* never dereferenced: rejected first */
+    assert_int_equal(acs_client_new(&o, &client), TV_ERR_CONFIG);
+    entra_desc_clear(&d);
+}
+
+/* Keyless mode with the identity endpoint down: the ACS call fails at once with 503's code, the
+ * reason and a retry hint, and nothing reaches ACS. */
+static void test_acs_client_no_token(void **state)
+{
+    (void)state;
+    char url[64], dead[64];
+    struct entra_desc d;
+    struct entra_cache *cache;
+    struct acs_client *client;
+    struct acs_result res = {0};
+    struct acs_request req = {.op = ACS_OP_CREATE};
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    struct entra_env e = {0};
+    assert_int_equal(entra_select(&e, dead, &d, NULL, 0), 0);
+    assert_int_equal(entra_cache_start(&d, &test_opts, &cache), 0);
+    base_url(url, sizeof(url));
+    struct acs_client_opts o = {
+        .connection_string = "", .endpoint = url, .entra = cache, .max_retries = 0};
+    assert_int_equal(acs_client_new(&o, &client), 0);
+    assert_int_equal(acs_client_call_sync(client, &req, &res), TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(res.message, "no Entra token for ACS: identity endpoint"));
+    assert_true(res.retry_after_s >= 1);
+    acs_result_release(&res);
+    assert_int_equal(F.acs_requests, 0);
+    acs_client_free(client);
+    entra_cache_stop(cache);
+    entra_desc_clear(&d);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -568,6 +651,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_expired_and_failing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_endpoint_down_no_hang, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_log_has_no_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acs_client_bearer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acs_client_no_token, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
