@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
+#include "acs/entra.h"
 #include "api/api.h"
 #include "auth/jwks.h"
 #include "auth/password.h"
@@ -38,6 +39,7 @@ struct app {
     const struct config *cfg;
     struct store *store;
     struct acs_client *acs;
+    struct entra_cache *entra; /* keyless mode only */
     struct jwks *jwks;
     struct session_key *session;
     struct api_login *login;
@@ -210,10 +212,12 @@ static char *join_list(const struct config_list *l)
 /* Settings that only make sense together. 0 or TV_ERR_CONFIG (logged). */
 static int app_check_config(const struct config *cfg)
 {
-    if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
+    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
+        cfg->acs_endpoint[0] == '\0') {
         log_msg(LOGL_ERROR, NULL,
                 "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
-                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant)");
+                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant), or "
+                "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)");
         return TV_ERR_CONFIG;
     }
     if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
@@ -385,7 +389,12 @@ int app_new(const struct config *cfg, struct app **out)
     (void)fsperm_warn_config(cfg);
 
     struct acs_client_opts ao;
+    if ((rc = entra_cache_from_config(cfg, &a->entra)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the Entra credential: %s", err_name(rc));
+        goto fail;
+    }
     acs_client_opts_from_config(cfg, &ao);
+    ao.entra = a->entra;
     if ((rc = acs_client_new(&ao, &a->acs)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the ACS client: %s", err_name(rc));
         goto fail;
@@ -460,6 +469,8 @@ void app_stop(struct app *a)
     acs_client_free(a->acs);
     a->acs = NULL;
     a->api.acs = NULL;
+    entra_cache_stop(a->entra); /* after the client: it reads the cache to its last call */
+    a->entra = NULL;
     log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
 }
 

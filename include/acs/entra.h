@@ -177,4 +177,12 @@ void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out);
  * description, frees c. NULL is ignored. */
 void entra_cache_stop(struct entra_cache *c);
 
+struct config;
+
+/* The keyless mode from the configuration: with acs_endpoint set and no acs_connection_string,
+ * selects the credential from the process environment (entra_env_from_process, so call at start)
+ * and starts its cache, fetch deadline acs_attempt_timeout_ms; *out NULL in the other mode.
+ * 0, TV_ERR_CONFIG (logged: which variable is malformed) or what entra_cache_start returns. */
+int entra_cache_from_config(const struct config *cfg, struct entra_cache **out);
+
 #endif

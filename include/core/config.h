@@ -58,6 +58,7 @@ struct config {
     long cache_min_remaining_minutes;
     long cache_max_entries;      /* bound on cached tokens (LRU) */
     char *acs_connection_string; /* secret: wiped by config_release */
+    char *acs_endpoint;          /* keyless mode (acs/entra.h): "" unless set */
     char *acs_api_version;
     long acs_connect_timeout_ms;
     long acs_attempt_timeout_ms;

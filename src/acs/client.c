@@ -434,6 +434,7 @@ void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opt
         .backoff_base_ms = cfg->acs_backoff_base_ms,
         .backoff_max_ms = cfg->acs_backoff_max_ms,
         .max_connections = (size_t)cfg->acs_max_connections,
+        .endpoint = cfg->acs_endpoint,
     };
 }
 

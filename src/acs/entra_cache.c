@@ -15,11 +15,16 @@
 #include <openssl/rand.h>
 
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 
 #define ENTRA_REFRESH_MARGIN_MAX_S 300 /* refresh when 5 minutes remain... */
 #define ENTRA_REFRESH_LIFE_DIV 10      /* ...or a tenth of the life, whichever is less */
+/* Retry schedule after a failed fetch: an identity endpoint that is down is asked again within
+ * seconds at first, then once a minute, well inside a token's usual hour. */
+#define ENTRA_BACKOFF_BASE_MS 1000
+#define ENTRA_BACKOFF_MAX_MS 60000
 
 struct entra_cache {
     pthread_mutex_t mu;
@@ -221,4 +226,29 @@ void entra_cache_stop(struct entra_cache *c)
     pthread_condattr_destroy(&c->cattr);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+int entra_cache_from_config(const struct config *cfg, struct entra_cache **out)
+{
+    struct entra_env env;
+    struct entra_desc d;
+    char err[ENTRA_ERR_MAX];
+    int rc = 0;
+    const struct entra_cache_opts o = {.fetch_timeout_ms = cfg->acs_attempt_timeout_ms,
+                                       .backoff_base_ms = ENTRA_BACKOFF_BASE_MS,
+                                       .backoff_max_ms = ENTRA_BACKOFF_MAX_MS,
+                                       .first_wait_ms = cfg->acs_attempt_timeout_ms};
+    *out = NULL;
+    if (cfg->acs_connection_string[0] != '\0' || cfg->acs_endpoint[0] == '\0')
+        goto out;
+    entra_env_from_process(&env);
+    rc = entra_select(&env, cfg->imds_endpoint, &d, err, sizeof(err));
+    if (rc != 0) {
+        log_msg(LOGL_ERROR, NULL, "keyless mode: %s", err);
+        goto out;
+    }
+    rc = entra_cache_start(&d, &o, out);
+    entra_desc_clear(&d);
+out:
+    return rc;
 }

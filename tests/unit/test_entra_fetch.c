@@ -27,6 +27,7 @@
 #include "acs/client.h"
 #include "acs/entra.h"
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -633,6 +634,50 @@ static void test_acs_client_no_token(void **state)
     entra_desc_clear(&d);
 }
 
+/* The mode comes from the configuration: a connection string wins; an endpoint alone selects the
+ * keyless mode with the credential from the process environment. */
+static void test_cache_from_config(void **state)
+{
+    (void)state;
+    char url[64], tok[64];
+    struct entra_cache *cache = (struct entra_cache *)1;
+    struct config cfg = {0};
+    char connstr[] = "endpoint=https://x.communication.azure.com/;accesskey=AA==";
+    char endpoint[] = "https://x.communication.azure.com", empty[] = "";
+    base_url(url, sizeof(url));
+    cfg.acs_connection_string = connstr;
+    cfg.acs_endpoint = endpoint;
+    cfg.imds_endpoint = url;
+    cfg.acs_attempt_timeout_ms = 5000;
+    assert_int_equal(entra_cache_from_config(&cfg, &cache), 0);
+    assert_null(cache);
+    cfg.acs_connection_string = empty;
+    cfg.acs_endpoint = empty;
+    assert_int_equal(entra_cache_from_config(&cfg, &cache), 0);
+    assert_null(cache);
+    cfg.acs_endpoint = endpoint;
+    /* No AZURE_* / IDENTITY_* variables in the test's environment: IMDS, here the fake. */
+    static const char *const vars[] = {"AZURE_TENANT_ID",     "AZURE_CLIENT_ID",
+                                       "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                                       "IDENTITY_ENDPOINT",   "IDENTITY_HEADER"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    assert_int_equal(entra_cache_from_config(&cfg, &cache), 0);
+    assert_non_null(cache);
+    assert_int_equal(entra_token_get(cache, tok, sizeof(tok), NULL, NULL, 0), 0);
+    assert_string_equal(tok, "eyJ0.e30.sig");
+    assert_string_equal(F.metadata, "true");
+    entra_cache_stop(cache);
+    /* A malformed variable is a configuration error, not a silent fallback. */
+    setenv("AZURE_TENANT_ID", "a/b", 1);
+    setenv("AZURE_CLIENT_ID", "c", 1);
+    setenv("AZURE_CLIENT_SECRET", "s", 1);
+    assert_int_equal(entra_cache_from_config(&cfg, &cache), TV_ERR_CONFIG);
+    assert_null(cache);
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -653,6 +698,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_log_has_no_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_client_bearer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_client_no_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_from_config, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
