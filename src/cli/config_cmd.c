@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "acs/connstr.h"
+#include "acs/entra.h"
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/fsperm.h"
@@ -27,6 +28,8 @@ int cli_config_main(int argc, char **argv)
     struct cli_args a;
     struct config cfg = {0};
     struct acs_connstr cs = {0};
+    static struct entra_desc entra; /* ~12 KiB: static, the CLI runs this once */
+    char credential[ENTRA_DESCRIBE_MAX] = "";
     int rc;
 
     if (cli_help_asked(argc, argv, cli_config_usage_print, &rc))
@@ -55,13 +58,28 @@ int cli_config_main(int argc, char **argv)
         rc = CLI_EXIT_USAGE;
         goto done;
     }
+    /* Keyless mode: which credential the environment picks, as serve would (never a secret). */
+    if (cfg.acs_connection_string[0] == '\0' && cfg.acs_endpoint[0] != '\0') {
+        struct entra_env env;
+        char why[ENTRA_ERR_MAX];
+        entra_env_from_process(&env);
+        if (entra_select(&env, cfg.imds_endpoint, &entra, why, sizeof why) != 0) {
+            cli_print_error("config_error", why, 0, NULL);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+        entra_desc_describe(&entra, credential, sizeof credential);
+    }
     /* The files secrets come from (the config file too when it holds one inline): the same
      * warnings as at start, before the service is ever run with them. */
     (void)fsperm_warn_secrets(&cfg);
     config_print(&cfg, stdout, 1);
+    if (credential[0] != '\0')
+        printf("# keyless mode (Microsoft Entra ID): %s\n", credential);
     fflush(stdout);
     rc = CLI_EXIT_OK;
 done:
+    entra_desc_clear(&entra);
     acs_connstr_release(&cs);
     config_release(&cfg);
     return rc;

@@ -270,6 +270,17 @@ check "config/tokenvend.conf lists the api-versions and scopes the binary accept
     $([ -n "$bin_vers" ] && [ "$bin_vers" = "$conf_vers" ] && [ -n "$bin_scopes" ] && [ "$bin_scopes" = "$conf_scopes" ]; echo $?) \
     "binary: $bin_vers / $bin_scopes; file: $conf_vers / $conf_scopes"
 env -u COMMUNICATION_SERVICES_CONNECTION_STRING "$TV" config check >"$tmp/cfg2.out" 2>&1
+# Keyless mode: config check names the credential the environment picks, never its secret, and
+# refuses a malformed variable.
+env -u COMMUNICATION_SERVICES_CONNECTION_STRING COMMUNICATION_SERVICES_ENDPOINT=https://r.communication.azure.com \
+    AZURE_TENANT_ID=t1 AZURE_CLIENT_ID=c1 AZURE_CLIENT_SECRET=cli-s3cr3t "$TV" config check >"$tmp/cfgkl.out" 2>&1
+check "config check in keyless mode names the credential, not its secret" \
+    $(grep -q '^# keyless mode (Microsoft Entra ID): credential=client_secret POST https://login.microsoftonline.com/t1/oauth2/v2.0/token .*client_secret=\*\*\*' "$tmp/cfgkl.out" && ! grep -q cli-s3cr3t "$tmp/cfgkl.out"; echo $?) "$(cat "$tmp/cfgkl.out")"
+env -u COMMUNICATION_SERVICES_CONNECTION_STRING COMMUNICATION_SERVICES_ENDPOINT=https://r.communication.azure.com \
+    AZURE_TENANT_ID=a/b AZURE_CLIENT_ID=c1 AZURE_CLIENT_SECRET=cli-s3cr3t "$TV" config check >"$tmp/cfgkl2.out" 2>&1
+klrc=$?
+check "config check in keyless mode refuses a malformed AZURE_TENANT_ID (exit 2)" \
+    $([ $klrc -eq 2 ] && grep -q AZURE_TENANT_ID "$tmp/cfgkl2.out" && ! grep -q cli-s3cr3t "$tmp/cfgkl2.out"; echo $?) "$(cat "$tmp/cfgkl2.out")"
 check "config check shows an unset secret as <unset>" $(grep -q '^acs_connection_string = <unset>' "$tmp/cfg2.out"; echo $?)
 run cfgbad config check --set token_minutes=59
 check "config check with a bad value -> exit 2 naming setting and source" \
