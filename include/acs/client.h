@@ -41,6 +41,7 @@ struct acs_client_opts {
      * token from the cache (borrowed: it must outlive the client). */
     const char *endpoint;
     struct entra_cache *entra;
+    int entra_owned; /* acs_client_free stops the cache too (the CLI's one-shot clients) */
 };
 
 /* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take

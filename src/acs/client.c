@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "retry_int.h"
+#include "acs/entra.h"
 #include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -462,6 +463,7 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
                 : acs_connstr_parse(opts->connection_string, &c->cs) != 0)
         goto fail;
     c->entra = keyless ? opts->entra : NULL;
+    c->entra_owned = keyless && opts->entra_owned;
     acs_strlcpy(c->api_version, api, sizeof(c->api_version));
     c->connect_timeout_ms = opt_or(opts->connect_timeout_ms, 3000);
     c->attempt_timeout_ms = opt_or(opts->attempt_timeout_ms, 10000);
@@ -509,6 +511,8 @@ void acs_client_free(struct acs_client *c)
     curl_multi_cleanup(c->multi);
     pthread_mutex_destroy(&c->lock);
     acs_connstr_release(&c->cs);
+    if (c->entra_owned)
+        entra_cache_stop(c->entra);
     free(c->heap);
     free(c);
 }

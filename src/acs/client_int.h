@@ -48,6 +48,7 @@ struct acs_call {
 struct acs_client {
     struct acs_connstr cs;     /* keyless mode: endpoint fields only, key NULL */
     struct entra_cache *entra; /* keyless mode: bearer tokens from here; else NULL */
+    int entra_owned;           /* stopped by acs_client_free */
     char api_version[ACS_API_VERSION_MAX];
     long connect_timeout_ms;
     long attempt_timeout_ms;

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
+#include "acs/entra.h"
 #include "acs_cmd_int.h"
 #include "cli/cli.h"
 #include "core/acsnames.h"
@@ -57,21 +58,37 @@ void cli_acs_usage_print(FILE *f)
 int cli_acs_client_open(const struct config *cfg, struct acs_client **out)
 {
     struct acs_client_opts o;
+    struct entra_cache *cache = NULL;
     int rc;
 
     acs_client_opts_from_config(cfg, &o);
     /* One call at a time: a few connections are plenty. */
     o.max_connections = 4;
 
-    if (cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') {
+    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
+        cfg->acs_endpoint[0] == '\0') {
         cli_print_error("config_error",
                         "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING "
                         "(endpoint=https://...;accesskey=...), or TOKENVEND_ACS_CONNECTION_STRING"
-                        ", a *_FILE variant, or acs_connection_string in the config file",
+                        ", a *_FILE variant, or acs_connection_string in the config file; or "
+                        "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)",
                         0, NULL);
         return CLI_EXIT_USAGE;
     }
+    /* Keyless mode: the client owns the token cache, so callers free one thing as before. */
+    rc = entra_cache_from_config(cfg, &cache);
+    if (rc != 0) {
+        cli_print_error("config_error",
+                        "keyless mode: the AZURE_* / IDENTITY_* environment is malformed (see the "
+                        "log line above)",
+                        0, NULL);
+        return CLI_EXIT_USAGE;
+    }
+    o.entra = cache;
+    o.entra_owned = 1;
     rc = acs_client_new(&o, out);
+    if (rc != 0)
+        entra_cache_stop(cache);
     if (rc == TV_ERR_CONFIG || rc == TV_ERR_PARSE || rc == TV_ERR_INVALID) {
         cli_print_error("config_error",
                         "the ACS connection string is malformed: expected "

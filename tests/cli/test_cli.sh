@@ -82,6 +82,12 @@ check "missing connection string -> exit 2 with a clear message" \
     $([ $rc -eq 2 ] && grep -q "COMMUNICATION_SERVICES_CONNECTION_STRING" "$tmp/nocs.err" && [ ! -s "$tmp/nocs.out" ]; echo $?) "$(detail nocs)"
 COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x.example/' run badcs acs create-user
 check "malformed connection string -> exit 2" $([ $rc -eq 2 ] && grep -q malformed "$tmp/badcs.err"; echo $?) "$(detail badcs)"
+# Keyless mode with the identity endpoint down (IMDS at a closed loopback port): a clear error
+# naming the cause, exit 1, nothing sent to ACS, no hang.
+COMMUNICATION_SERVICES_ENDPOINT=https://x.example TOKENVEND_IMDS_ENDPOINT=http://127.0.0.1:9 \
+    run keyless acs create-user
+check "keyless mode, identity endpoint down -> exit 1 naming the Entra token" \
+    $([ $rc -eq 1 ] && grep -q "no Entra token for ACS: identity endpoint" "$tmp/keyless.err" && [ ! -s "$tmp/keyless.out" ]; echo $?) "$(detail keyless)"
 
 # --- Start the emulator --------------------------------------------------------------------------
 "$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
