@@ -25,6 +25,7 @@ static void main_usage(FILE *f)
           "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
           "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
           "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
+          "  [--entra-jwks URL|FILE [--entra-issuer ISS]]\n"
           "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
           "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
           "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
@@ -140,6 +141,10 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
                 cfg->threads = (unsigned)v;
         } else if (strcmp(a, "--reuse-signed-token-s") == 0) {
             rc = main_int(a, val, 0, EMU_REUSE_MAX_S, &cfg->reuse_signed_token_s);
+        } else if (strcmp(a, "--entra-jwks") == 0) {
+            cfg->entra_jwks = val;
+        } else if (strcmp(a, "--entra-issuer") == 0) {
+            cfg->entra_issuer = val;
         } else if (strcmp(a, "--log-level") == 0) {
             if (log_level_parse(val, level) != 0) {
                 fprintf(stderr, "acs-emulator: --log-level is debug, info, warn, error or off\n");
