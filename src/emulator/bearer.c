@@ -115,11 +115,11 @@ out:
 
 void emu_bearer_free(struct emu_bearer *b)
 {
-    if (!b)
-        return;
-    jwks_free(b->set);
-    free(b->issuer);
-    free(b);
+    if (b) {
+        jwks_free(b->set);
+        free(b->issuer);
+        free(b);
+    }
 }
 
 int emu_bearer_is_bearer(const char *authorization)
@@ -151,8 +151,10 @@ int emu_bearer_check(struct emu_bearer *b, const char *authorization, int64_t sk
     struct jwt_expect e;
 
     memset(&cl, 0, sizeof(cl));
-    if (!emu_bearer_is_bearer(authorization))
-        return bearer_fail(why, why_len, "not a Bearer authorization");
+    if (!emu_bearer_is_bearer(authorization)) {
+        rc = bearer_fail(why, why_len, "not a Bearer authorization");
+        goto out;
+    }
     tok = authorization + 7;
     while (*tok == ' ')
         tok++;

@@ -189,9 +189,7 @@ static const char *entra_field(struct json_object *fields, const char *name)
 {
     struct json_object *v = NULL;
 
-    if (!json_object_object_get_ex(fields, name, &v))
-        return NULL;
-    return json_object_get_string(v);
+    return json_object_object_get_ex(fields, name, &v) ? json_object_get_string(v) : NULL;
 }
 
 static enum MHD_Result entra_query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -293,16 +291,18 @@ static int entra_secret_ok(const struct emu_entra *e, const char *secret)
 {
     size_t n = strlen(secret);
 
-    if (n == 0)
-        return 0;
-    if (!e->client_secret)
-        return 1;
-    return n == strlen(e->client_secret) && CRYPTO_memcmp(secret, e->client_secret, n) == 0;
+    /* Without --client-secret any non-empty secret will do (make run); with it, an exact
+     * match compared in constant time. */
+    return n > 0 && (!e->client_secret || (n == strlen(e->client_secret) &&
+                                           CRYPTO_memcmp(secret, e->client_secret, n) == 0));
 }
 
 /* ---- routes ---- */
 
-static void entra_route_token(struct emu_entra *e, struct json_object *form, struct entra_reply *r)
+/* Why the token request in form is refused (an Entra error description, with *status and
+ * *code set), or NULL when a token may be issued. */
+static const char *entra_token_refusal(const struct emu_entra *e, struct json_object *form,
+                                       int *status, const char **code)
 {
     const char *grant = entra_field(form, "grant_type");
     const char *scope = entra_field(form, "scope");
@@ -310,62 +310,64 @@ static void entra_route_token(struct emu_entra *e, struct json_object *form, str
     const char *secret = entra_field(form, "client_secret");
     const char *atype = entra_field(form, "client_assertion_type");
     const char *assertion = entra_field(form, "client_assertion");
+    const char *why = NULL;
+
+    *status = 400;
+    *code = "invalid_request";
+    if (!grant || strcmp(grant, "client_credentials") != 0) {
+        *code = "unsupported_grant_type";
+        why = "AADSTS70003: grant_type must be client_credentials";
+    } else if (!scope || strcmp(scope, ENTRA_SCOPE) != 0) {
+        *code = "invalid_scope";
+        why = "AADSTS70011: scope must be " ENTRA_SCOPE;
+    } else if (!cid || !*cid) {
+        why = "AADSTS900144: client_id is missing";
+    } else if (e->client_id && strcmp(cid, e->client_id) != 0) {
+        *code = "unauthorized_client";
+        why = "AADSTS700016: application not found in the directory";
+    } else if ((secret != NULL) == (assertion != NULL)) {
+        why = "AADSTS900144: exactly one of client_secret and client_assertion";
+    } else if (secret) {
+        if (!entra_secret_ok(e, secret)) {
+            *status = 401;
+            *code = "invalid_client";
+            why = "AADSTS7000215: invalid client secret";
+        }
+    } else if (!atype || strcmp(atype, ENTRA_ASSERTION_TYPE) != 0) {
+        why = "AADSTS50027: client_assertion_type must be " ENTRA_ASSERTION_TYPE;
+    } else {
+        why = entra_assertion_check(e, assertion);
+        *status = 401;
+        *code = "invalid_client";
+    }
+    return why;
+}
+
+static void entra_route_token(struct emu_entra *e, struct json_object *form, struct entra_reply *r)
+{
+    const char *cid = entra_field(form, "client_id");
+    const char *code = NULL;
     const char *why;
     char *tok = NULL;
     int64_t exp = 0;
+    int status = 0;
     struct json_object *o;
 
-    if (!grant || strcmp(grant, "client_credentials") != 0) {
-        entra_reply_error(r, 400, "unsupported_grant_type",
-                          "AADSTS70003: grant_type must be client_credentials");
-        return;
-    }
-    if (!scope || strcmp(scope, ENTRA_SCOPE) != 0) {
-        entra_reply_error(r, 400, "invalid_scope", "AADSTS70011: scope must be " ENTRA_SCOPE);
-        return;
-    }
-    if (!cid || !*cid) {
-        entra_reply_error(r, 400, "invalid_request", "AADSTS900144: client_id is missing");
-        return;
-    }
-    if (e->client_id && strcmp(cid, e->client_id) != 0) {
-        entra_reply_error(r, 400, "unauthorized_client",
-                          "AADSTS700016: application not found in the directory");
-        return;
-    }
-    if ((secret != NULL) == (assertion != NULL)) {
-        entra_reply_error(r, 400, "invalid_request",
-                          "AADSTS900144: exactly one of client_secret and client_assertion");
-        return;
-    }
-    if (secret && !entra_secret_ok(e, secret)) {
-        entra_reply_error(r, 401, "invalid_client", "AADSTS7000215: invalid client secret");
-        return;
-    }
-    if (assertion) {
-        if (!atype || strcmp(atype, ENTRA_ASSERTION_TYPE) != 0) {
-            entra_reply_error(r, 400, "invalid_request",
-                              "AADSTS50027: client_assertion_type must be " ENTRA_ASSERTION_TYPE);
-            return;
-        }
-        why = entra_assertion_check(e, assertion);
-        if (why) {
-            entra_reply_error(r, 401, "invalid_client", why);
-            return;
-        }
-    }
-    if (entra_mint(e, cid, cid, &exp, &tok) != 0) {
+    why = entra_token_refusal(e, form, &status, &code);
+    if (why) {
+        entra_reply_error(r, status, code, why);
+    } else if (entra_mint(e, cid, cid, &exp, &tok) != 0) {
         entra_reply_error(r, 500, "temporarily_unavailable", "signing failed");
-        return;
+    } else {
+        o = json_object_new_object();
+        json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
+        json_object_object_add(o, "expires_in", json_object_new_int64(e->ttl_s));
+        json_object_object_add(o, "ext_expires_in", json_object_new_int64(e->ttl_s));
+        json_object_object_add(o, "access_token", json_object_new_string(tok));
+        OPENSSL_cleanse(tok, strlen(tok));
+        free(tok);
+        entra_reply_json(r, 200, o);
     }
-    o = json_object_new_object();
-    json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
-    json_object_object_add(o, "expires_in", json_object_new_int64(e->ttl_s));
-    json_object_object_add(o, "ext_expires_in", json_object_new_int64(e->ttl_s));
-    json_object_object_add(o, "access_token", json_object_new_string(tok));
-    OPENSSL_cleanse(tok, strlen(tok));
-    free(tok);
-    entra_reply_json(r, 200, o);
 }
 
 static int entra_resource_ok(const char *res)
@@ -383,39 +385,37 @@ static void entra_route_mi(struct emu_entra *e, struct MHD_Connection *c, int im
     const char *ver = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api-version");
     const char *res = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "resource");
     const char *cid = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "client_id");
+    const char *md = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Metadata");
+    const char *ih = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-IDENTITY-HEADER");
+    size_t ih_len = ih ? strlen(ih) : 0;
+    const char *app = cid && *cid ? cid : ENTRA_MI_SUBJECT;
     char *tok = NULL;
     char num[32];
     int64_t exp = 0;
     struct json_object *o;
 
-    if (imds) {
-        const char *md = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Metadata");
-        if (!md || strcmp(md, "true") != 0) {
-            entra_reply_error(r, 400, "invalid_request", "Required metadata header not specified");
-            return;
-        }
-    } else {
-        const char *ih = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-IDENTITY-HEADER");
-        size_t n = ih ? strlen(ih) : 0;
-        if (!e->identity_header || !ih || n != strlen(e->identity_header) ||
-            CRYPTO_memcmp(ih, e->identity_header, n) != 0) {
-            entra_reply_error(r, 401, "invalid_request", "X-IDENTITY-HEADER missing or wrong");
-            return;
-        }
+    if (imds && (!md || strcmp(md, "true") != 0)) {
+        entra_reply_error(r, 400, "invalid_request", "Required metadata header not specified");
+        goto out;
+    }
+    if (!imds && (!e->identity_header || !ih || ih_len != strlen(e->identity_header) ||
+                  CRYPTO_memcmp(ih, e->identity_header, ih_len) != 0)) {
+        entra_reply_error(r, 401, "invalid_request", "X-IDENTITY-HEADER missing or wrong");
+        goto out;
     }
     if (!ver || strcmp(ver, imds ? "2018-02-01" : "2019-08-01") != 0) {
         entra_reply_error(r, 400, "invalid_request",
                           imds ? "api-version must be 2018-02-01"
                                : "api-version must be 2019-08-01");
-        return;
+        goto out;
     }
     if (!entra_resource_ok(res)) {
         entra_reply_error(r, 400, "invalid_resource", "resource must be " ENTRA_AUD);
-        return;
+        goto out;
     }
-    if (entra_mint(e, ENTRA_MI_SUBJECT, cid && *cid ? cid : ENTRA_MI_SUBJECT, &exp, &tok) != 0) {
+    if (entra_mint(e, ENTRA_MI_SUBJECT, app, &exp, &tok) != 0) {
         entra_reply_error(r, 500, "temporarily_unavailable", "signing failed");
-        return;
+        goto out;
     }
     o = json_object_new_object();
     json_object_object_add(o, "access_token", json_object_new_string(tok));
@@ -429,12 +429,14 @@ static void entra_route_mi(struct emu_entra *e, struct MHD_Connection *c, int im
         snprintf(num, sizeof(num), "%lld", (long long)(exp - e->ttl_s));
         json_object_object_add(o, "not_before", json_object_new_string(num));
     } else {
-        json_object_object_add(o, "client_id",
-                               json_object_new_string(cid && *cid ? cid : ENTRA_MI_SUBJECT));
+        json_object_object_add(o, "client_id", json_object_new_string(app));
     }
-    OPENSSL_cleanse(tok, strlen(tok));
-    free(tok);
     entra_reply_json(r, 200, o);
+out:
+    if (tok) {
+        OPENSSL_cleanse(tok, strlen(tok));
+        free(tok);
+    }
 }
 
 static void entra_route_metadata(struct emu_entra *e, struct entra_reply *r)
@@ -479,20 +481,19 @@ static int entra_apply_fault(struct emu_entra *e, struct entra_reply *r)
     pthread_mutex_unlock(&e->mu);
     if (f == ENTRA_FAULT_ERROR) {
         entra_reply_error(r, status, "temporarily_unavailable", "injected fault");
-        return 1;
-    }
-    if (f == ENTRA_FAULT_HANG) {
+    } else if (f == ENTRA_FAULT_HANG) {
         entra_wait(e, ENTRA_HANG_MAX_MS);
         entra_reply_error(r, 504, "temporarily_unavailable", "injected hang ended");
-        return 1;
-    }
-    if (f == ENTRA_FAULT_SLOW)
+    } else if (f == ENTRA_FAULT_SLOW) {
         entra_wait(e, delay);
-    return 0;
+    }
+    return f == ENTRA_FAULT_ERROR || f == ENTRA_FAULT_HANG;
 }
 
 static int entra_fault_parse(const char *s, enum entra_fault *out)
 {
+    int rc = 0;
+
     if (strcmp(s, "none") == 0)
         *out = ENTRA_FAULT_NONE;
     else if (strcmp(s, "error") == 0)
@@ -502,8 +503,8 @@ static int entra_fault_parse(const char *s, enum entra_fault *out)
     else if (strcmp(s, "slow") == 0)
         *out = ENTRA_FAULT_SLOW;
     else
-        return TV_ERR_INVALID;
-    return 0;
+        rc = TV_ERR_INVALID;
+    return rc;
 }
 
 /* PUT /entra/faults {"mode":"none|error|hang|slow","status":500..599,"delay_ms":0..120000}. */
@@ -643,6 +644,8 @@ static void entra_dispatch(struct emu_entra *e, struct MHD_Connection *c, const 
     json_object_put(headers);
 }
 
+/* libmicrohttpd's access handler: the first call makes the request's body buffer, the next ones
+ * fill it (a body over ENTRA_BODY_MAX is kept out and answered 413), the last one answers. */
 static enum MHD_Result entra_handler(void *cls, struct MHD_Connection *c, const char *url,
                                      const char *method, const char *version, const char *upload,
                                      size_t *upload_size, void **con_cls)
@@ -650,23 +653,25 @@ static enum MHD_Result entra_handler(void *cls, struct MHD_Connection *c, const 
     struct emu_entra *e = cls;
     struct entra_req *q = *con_cls;
     struct entra_reply r = {0, NULL};
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
+    struct MHD_Response *resp = NULL;
+    enum MHD_Result ret = MHD_NO;
 
     (void)version;
     if (!q) {
         q = calloc(1, sizeof(*q));
-        if (!q)
-            return MHD_NO;
-        buf_init(&q->body, ENTRA_BODY_MAX);
-        *con_cls = q;
-        return MHD_YES;
+        if (q) {
+            buf_init(&q->body, ENTRA_BODY_MAX);
+            *con_cls = q;
+            ret = MHD_YES;
+        }
+        goto out;
     }
     if (*upload_size) {
         if (!q->too_large && buf_append(&q->body, upload, *upload_size) != 0)
             q->too_large = 1;
         *upload_size = 0;
-        return MHD_YES;
+        ret = MHD_YES;
+        goto out;
     }
     if (q->too_large)
         entra_reply_error(&r, 413, "invalid_request", "body too large");
@@ -677,18 +682,23 @@ static enum MHD_Result entra_handler(void *cls, struct MHD_Connection *c, const 
         r.body = strdup(
             "{\"error\":\"temporarily_unavailable\",\"error_description\":\"out of memory\"}");
         if (!r.body)
-            return MHD_NO;
+            goto out;
     }
+    /* libmicrohttpd copies the body (it may hold a token); ours is wiped at once. */
     resp = MHD_create_response_from_buffer(strlen(r.body), r.body, MHD_RESPMEM_MUST_COPY);
-    OPENSSL_cleanse(r.body, strlen(r.body));
-    free(r.body);
     if (!resp)
-        return MHD_NO;
+        goto out;
     if (r.status != 204)
         MHD_add_response_header(resp, "Content-Type", "application/json; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     ret = MHD_queue_response(c, (unsigned)r.status, resp);
-    MHD_destroy_response(resp);
+out:
+    if (resp)
+        MHD_destroy_response(resp);
+    if (r.body) {
+        OPENSSL_cleanse(r.body, strlen(r.body));
+        free(r.body);
+    }
     return ret;
 }
 
@@ -775,13 +785,13 @@ const char *emu_entra_base(const struct emu_entra *e)
 
 void emu_entra_stop(struct emu_entra *e)
 {
-    if (!e)
-        return;
-    atomic_store(&e->stopping, 1);
-    if (e->d)
-        MHD_stop_daemon(e->d);
-    emu_keys_free(e->keys);
-    json_object_put(e->log);
-    pthread_mutex_destroy(&e->mu);
-    free(e);
+    if (e) {
+        atomic_store(&e->stopping, 1); /* ends a held ("hang") request within 20 ms */
+        if (e->d)
+            MHD_stop_daemon(e->d);
+        emu_keys_free(e->keys);
+        json_object_put(e->log);
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+    }
 }
