@@ -755,8 +755,10 @@ int emu_entra_start(const struct emu_entra_opts *o, struct emu_entra **out)
     if (rc != 0)
         goto out;
     rc = TV_ERR_IO;
-    e->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, entra_handler, e, MHD_OPTION_SOCK_ADDR,
+    /* libmicrohttpd opens an IPv4 socket unless told the address is IPv6. */
+    e->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                            0, NULL, NULL, entra_handler, e, MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, entra_completed, e,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!e->d) {
