@@ -13,6 +13,7 @@
 #include "core/b64.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "bearer.h"
 #include "persist.h"
 #include "reuse.h"
 #include "state.h"
@@ -186,6 +187,11 @@ int emu_app_init(struct emu_app *app, const struct emu_config *cfg)
                 "(benchmarks only)",
                 (long long)cfg->reuse_signed_token_s);
     }
+    if (cfg->entra_jwks) {
+        rc = emu_bearer_new(cfg->entra_jwks, cfg->entra_issuer, &app->bearer);
+        if (rc != 0)
+            goto out;
+    }
 out:
     if (rc != 0)
         emu_app_release(app);
@@ -194,6 +200,7 @@ out:
 
 void emu_app_release(struct emu_app *app)
 {
+    emu_bearer_free(app->bearer);
     emu_reuse_free(app->reuse);
     emu_ratelimit_free(app->ratelimit);
     emu_faults_free(app->faults);

@@ -26,6 +26,8 @@ struct emu_config {
     int64_t max_skew_s;
     unsigned threads;             /* MHD thread pool size; 0 picks */
     int64_t reuse_signed_token_s; /* > 0: benchmarks only, see emulator/reuse.h */
+    const char *entra_jwks;       /* NULL, or a JWKS URL or file: Entra bearer tokens accepted */
+    const char *entra_issuer;     /* NULL: any iss (with entra_jwks only) */
 };
 
 struct emu_app {
@@ -35,6 +37,7 @@ struct emu_app {
     struct emu_ratelimit *ratelimit; /* NULL with --no-rate-limits */
     struct emu_persist *db;          /* NULL without --db */
     struct emu_reuse *reuse;         /* NULL unless --reuse-signed-token-s */
+    struct emu_bearer *bearer;       /* NULL unless --entra-jwks */
     uint8_t access_key[EMU_KEY_MAX]; /* secret */
     size_t access_key_len;
     char resource_id[EMU_UUID_LEN];

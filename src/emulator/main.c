@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "app.h"
+#include "entra.h"
 #include "reuse.h"
 #include "server.h"
 
@@ -24,6 +25,8 @@ static void main_usage(FILE *f)
           "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
           "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
           "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
+          "  [--entra-jwks URL|FILE [--entra-issuer ISS]]\n"
+          "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
           "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
           "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
           "  identity, scopes and expiresInMinutes within the same N-second bucket (1..3600)\n"
@@ -138,6 +141,10 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
                 cfg->threads = (unsigned)v;
         } else if (strcmp(a, "--reuse-signed-token-s") == 0) {
             rc = main_int(a, val, 0, EMU_REUSE_MAX_S, &cfg->reuse_signed_token_s);
+        } else if (strcmp(a, "--entra-jwks") == 0) {
+            cfg->entra_jwks = val;
+        } else if (strcmp(a, "--entra-issuer") == 0) {
+            cfg->entra_issuer = val;
         } else if (strcmp(a, "--log-level") == 0) {
             if (log_level_parse(val, level) != 0) {
                 fprintf(stderr, "acs-emulator: --log-level is debug, info, warn, error or off\n");
@@ -167,6 +174,11 @@ int main(int argc, char **argv)
     char *enc = NULL;
     int rc;
 
+    /* The stand-in Entra endpoint is a mode of its own: `entra` as the subcommand or `--entra`
+     * among the options (so the tests' harness, which puts --listen first, can start it). */
+    for (int i = 1; i < argc; i++)
+        if ((i == 1 && strcmp(argv[i], "entra") == 0) || strcmp(argv[i], "--entra") == 0)
+            return emu_entra_main(argc, argv);
     memset(&app, 0, sizeof(app));
     emu_config_defaults(&cfg);
     rc = main_args(argc, argv, &cfg, &key, &level);

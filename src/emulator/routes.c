@@ -16,6 +16,7 @@
 #include "core/jsonx.h"
 #include "app.h"
 #include "auth.h"
+#include "bearer.h"
 #include "reqparse.h"
 #include "reuse.h"
 #include "state.h"
@@ -528,8 +529,15 @@ int emu_routes_begin(struct emu_app *app, const struct emu_http_req *req, struct
     ai.authorization = req->authorization;
     ai.body = req->body ? req->body : "";
     ai.body_len = req->body_len;
-    if (emu_auth_check(app->access_key, app->access_key_len, &ai, clock_wall_ms() / 1000,
-                       app->max_skew_s, why, sizeof(why)) != 0) {
+    /* With --entra-jwks, an Entra bearer token stands in for the HMAC signature. */
+    if (app->bearer && emu_bearer_is_bearer(req->authorization)) {
+        if (emu_bearer_check(app->bearer, req->authorization, app->max_skew_s, why, sizeof(why)) !=
+            0) {
+            reply_error(rep, 401, "Denied", why);
+            return 1;
+        }
+    } else if (emu_auth_check(app->access_key, app->access_key_len, &ai, clock_wall_ms() / 1000,
+                              app->max_skew_s, why, sizeof(why)) != 0) {
         reply_error(rep, 401, "Denied", why);
         return 1;
     }

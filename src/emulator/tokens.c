@@ -243,20 +243,15 @@ out:
     return rc;
 }
 
-int emu_token_mint(const struct emu_keys *k, const struct emu_claims *c, char **out)
+int emu_keys_sign_json(const struct emu_keys *k, const char *payload, char **out)
 {
     int rc = TV_ERR_NOMEM;
-    char *payload = NULL;
     char *tok = NULL;
     EVP_MD_CTX *ctx = NULL;
     unsigned char sig[TOKENS_SIG_MAX];
     size_t sig_len = sizeof(sig);
     size_t hlen, plen, signed_len, total;
 
-    rc = tokens_payload(c, &payload);
-    if (rc != 0)
-        goto out;
-    rc = TV_ERR_NOMEM;
     hlen = strlen(k->header_b64);
     plen = b64_encoded_size(strlen(payload)) - 1;
     total = hlen + 1 + plen + 1 + b64_encoded_size(sizeof(sig));
@@ -280,6 +275,17 @@ int emu_token_mint(const struct emu_keys *k, const struct emu_claims *c, char **
 out:
     EVP_MD_CTX_free(ctx);
     free(tok);
+    return rc;
+}
+
+int emu_token_mint(const struct emu_keys *k, const struct emu_claims *c, char **out)
+{
+    char *payload = NULL;
+    int rc;
+
+    rc = tokens_payload(c, &payload);
+    if (rc == 0)
+        rc = emu_keys_sign_json(k, payload, out);
     free(payload);
     return rc;
 }

@@ -53,6 +53,10 @@ const char *emu_keys_kid(const struct emu_keys *k);
  * 0, TV_ERR_CRYPTO or TV_ERR_NOMEM. */
 int emu_keys_jwks(const struct emu_keys *k, char **out);
 
+/* Signs payload (a JSON object's text) with k's fixed RS256 header into a compact JWT in *out
+ * (malloc'd; the caller wipes and frees it). Used by the stand-in Entra endpoint (entra.h).
+ * 0, TV_ERR_CRYPTO or TV_ERR_NOMEM. */
+int emu_keys_sign_json(const struct emu_keys *k, const char *payload, char **out);
 /* Mints a compact RS256 JWT for c into *out (malloc'd; the caller wipes and frees it). The
  * payload holds skypeid, scp, csi, iat, exp, acsScope, resourceId, resourceLocation, rgn, jti
  * and gen. 0, TV_ERR_CRYPTO or TV_ERR_NOMEM. */
