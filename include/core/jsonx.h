@@ -16,6 +16,10 @@ struct json_object;
  * holding NUL; a bare top-level `null` is refused too. On success *out is a new reference
  * (json_object_put it). 0, TV_ERR_TOO_LARGE or TV_ERR_PARSE. */
 int jsonx_parse(const char *s, size_t len, size_t max_len, struct json_object **out);
+/* Wipes every string value in o's tree (OPENSSL_cleanse), then drops the reference: for a tree
+ * that held a secret (a password, an access token). The caller must hold the only reference.
+ * NULL is ignored. jsonx_parse itself leaves no copy of the text behind in freed memory. */
+void jsonx_put_wiped(struct json_object *o);
 /* Member `key` of obj as a string of 1..max_len bytes; *out borrows from obj.
  * 0, TV_ERR_NOT_FOUND when absent, TV_ERR_INVALID when of another type or length. */
 int jsonx_get_string(struct json_object *obj, const char *key, size_t max_len, const char **out);

@@ -187,7 +187,7 @@ static int parse_answer(const struct entra_desc *d, const struct resp *r, int64_
     rc = 0;
 out:
     if (o != NULL)
-        json_object_put(o);
+        jsonx_put_wiped(o); /* it held the access token */
     if (rc != 0)
         entra_token_clear(out);
     return rc;

@@ -8,7 +8,10 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
+#include <openssl/crypto.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/ident.h"
 
@@ -250,6 +253,54 @@ static size_t jsonx_count_members(struct json_object *o)
     return n;
 }
 
+/* The tokener copies every string and number it reads into a scratch buffer (its printbuf) that
+ * grows by realloc and is freed unwiped, so a secret in a body (a password, an access token)
+ * would stay behind in freed memory. The scratch buffer is sized once, before parsing, to hold
+ * the longest value the text can contain (no decoded value is longer than the text), so it never
+ * moves, and it is wiped before it is freed. json-c 0.16 publishes struct json_tokener and
+ * struct printbuf (marked "do not access"); there is no API for either step, and Debian 12 pins
+ * the version, whose layout test_jsonx_wipe checks by observing the frees. */
+static int tokener_scratch_reserve(struct json_tokener *tok, size_t len)
+{
+    struct printbuf *pb = tok->pb;
+    if (pb == NULL || printbuf_memset(pb, 0, 0, (int)len + 1) < 0)
+        return TV_ERR_NOMEM;
+    printbuf_reset(pb);
+    return 0;
+}
+
+static void tokener_scratch_wipe(struct json_tokener *tok)
+{
+    if (tok->pb != NULL && tok->pb->buf != NULL && tok->pb->size > 0)
+        OPENSSL_cleanse(tok->pb->buf, (size_t)tok->pb->size);
+}
+
+/* Wipes the bytes of every string value under o (keys are names, never secrets). */
+static void wipe_strings(struct json_object *o)
+{
+    if (o == NULL)
+        return;
+    if (json_object_is_type(o, json_type_string)) {
+        buf_wipe_const(json_object_get_string(o), (size_t)json_object_get_string_len(o));
+    } else if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, key, v)
+        {
+            (void)key;
+            wipe_strings(v);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t n = json_object_array_length(o);
+        for (size_t i = 0; i < n; i++)
+            wipe_strings(json_object_array_get_idx(o, i));
+    }
+}
+
+void jsonx_put_wiped(struct json_object *o)
+{
+    wipe_strings(o);
+    json_object_put(o);
+}
+
 int jsonx_parse(const char *text, size_t len, size_t max_len, struct json_object **out)
 {
     struct jsonx_scan s = {.p = text, .end = text + len};
@@ -264,18 +315,22 @@ int jsonx_parse(const char *text, size_t len, size_t max_len, struct json_object
     if (s.p != s.end)
         return TV_ERR_PARSE;
     tok = json_tokener_new_ex(JSONX_MAX_DEPTH + 1);
-    if (!tok)
+    if (!tok || tokener_scratch_reserve(tok, len) != 0) {
+        if (tok)
+            json_tokener_free(tok);
         return TV_ERR_NOMEM;
+    }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
         obj = json_tokener_parse_ex(tok, "", 1); /* a bare number needs a terminator */
+    tokener_scratch_wipe(tok);
     json_tokener_free(tok);
     /* json-c represents a top-level null as NULL; no caller wants one, so it is refused. */
     if (!obj)
         return TV_ERR_PARSE;
     if (jsonx_count_members(obj) != s.members) {
-        json_object_put(obj);
+        jsonx_put_wiped(obj);
         return TV_ERR_PARSE;
     }
     *out = obj;

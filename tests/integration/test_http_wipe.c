@@ -1,16 +1,8 @@
 /* Secrets on the reply path: a reply marked Cache-Control: no-store (a token, a session) must
  * leave no copy of its body in memory the allocator takes back, on either path a body takes
  * (http_reply_data's copy; http_reply_json's json-c tree, its serialisation and the copy handed
- * to libmicrohttpd).
- *
- * How it is observed: every free() of the process passes through a check that looks for the
- * secret in the block before the allocator takes it back, so a body freed unwiped is counted
- * whichever library frees it (libmicrohttpd, json-c) and however the fix is built. In a plain
- * build this binary defines free() itself (the dynamic linker binds every library's free() to
- * it) and hands the block on to glibc; under AddressSanitizer or ThreadSanitizer, whose runtimes
- * own free(), the check is their free hook (__sanitizer_install_malloc_and_free_hooks). The
- * sanitizer runtimes also run it for the old block of a realloc that moved (glibc's realloc
- * does not call free()), which is how json-c's growing serialisation buffer was caught. */
+ * to libmicrohttpd). Observed with tests/lib/freecheck.h, which is how json-c's growing
+ * serialisation buffer was caught (the old block of a realloc that moved). */
 #include <arpa/inet.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -28,69 +20,15 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "freecheck.h"
 #include "http/server.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WIPE_BY_HOOK 1
-#else
-#define WIPE_BY_HOOK 0
-#endif
 
 /* Long enough that no unrelated block holds it by chance; printable, so json-c copies it as is. */
 static const char SECRET[] = "tv-secret-4b1f9e0c7d2a6e3f5a8c1b9d0e7f2a4c6b8d0e1f3a5c7e9b";
 #define SECRET_LEN (sizeof SECRET - 1)
 
-static atomic_int watching;   /* count only while a test looks */
-static atomic_long unwiped;   /* frees of a block that still held SECRET */
 static atomic_long body_seen; /* handler calls, to show the replies ran */
-
-/* Counts block p of n bytes when it still holds the secret. */
-static void look(const void *p, size_t n)
-{
-    if (p != NULL && atomic_load(&watching) && n >= SECRET_LEN &&
-        memmem(p, n, SECRET, SECRET_LEN) != NULL)
-        atomic_fetch_add(&unwiped, 1);
-}
-
-#if WIPE_BY_HOOK
-/* The sanitizer runtimes' allocator interface (compiler-rt's sanitizer/allocator_interface.h,
- * which gcc does not install). The free hook runs before the block is released. */
-int __sanitizer_install_malloc_and_free_hooks(void (*on_malloc)(const volatile void *, size_t),
-                                              void (*on_free)(const volatile void *));
-size_t __sanitizer_get_allocated_size(const volatile void *p);
-
-static void hook_malloc(const volatile void *p, size_t n)
-{
-    (void)p;
-    (void)n;
-}
-
-static void hook_free(const volatile void *p)
-{
-    /* Through uintptr_t: the block is plain heap memory, read once before it is released. */
-    if (p != NULL && atomic_load(&watching))
-        look((const void *)(uintptr_t)p, __sanitizer_get_allocated_size(p));
-}
-
-static void install_check(void)
-{
-    __sanitizer_install_malloc_and_free_hooks(hook_malloc, hook_free);
-}
-#else
-/* glibc's own free, exported for exactly this kind of wrapper. */
-extern void __libc_free(void *p);
-
-void free(void *p)
-{
-    if (p != NULL && atomic_load(&watching))
-        look(p, malloc_usable_size(p));
-    __libc_free(p);
-}
-
-static void install_check(void)
-{
-}
-#endif
+static long unwiped;          /* unwiped frees seen by the last serve_and_count */
 
 /* ---- handlers: the two reply paths, marked secret as api/common.c and api/login.c do ---- */
 
@@ -164,9 +102,8 @@ static void serve_and_count(const char *path, int times)
 
     assert_int_equal(http_server_new(&o, &s), 0);
     assert_int_equal(http_server_start(s), 0);
-    atomic_store(&unwiped, 0);
     atomic_store(&body_seen, 0);
-    atomic_store(&watching, 1);
+    freecheck_begin(SECRET);
     for (i = 0; i < times; i++) {
         get(http_server_port(s, 0), path);
         assert_non_null(strstr(raw, "HTTP/1.1 200 "));
@@ -175,7 +112,7 @@ static void serve_and_count(const char *path, int times)
         memset(raw, 0, sizeof raw);           /* not the heap, but keep it tidy */
     }
     http_server_free(s);
-    atomic_store(&watching, 0);
+    unwiped = freecheck_end();
     assert_int_equal(atomic_load(&body_seen), times);
 }
 
@@ -188,18 +125,16 @@ static void test_detector_sees_unwiped_free(void **state)
     p = malloc(256);
     assert_non_null(p);
     memcpy(p + 100, SECRET, SECRET_LEN);
-    atomic_store(&unwiped, 0);
-    atomic_store(&watching, 1);
+    freecheck_begin(SECRET);
     free(p);
-    atomic_store(&watching, 0);
-    assert_int_equal(atomic_load(&unwiped), 1);
+    assert_int_equal(freecheck_end(), 1);
 }
 
 /* The reply path named by *state leaves no unwiped copy of its secret body behind. */
 static void test_reply_wiped(void **state)
 {
     serve_and_count(*state, 3);
-    assert_int_equal(atomic_load(&unwiped), 0);
+    assert_int_equal(unwiped, 0);
 }
 
 static char path_data[] = "/data"; /* http_reply_data */
@@ -212,6 +147,6 @@ int main(void)
         cmocka_unit_test_prestate(test_reply_wiped, path_data),
         cmocka_unit_test_prestate(test_reply_wiped, path_json),
     };
-    install_check();
+    freecheck_install();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
