@@ -55,6 +55,11 @@ struct entra_env {
     const char *authority_host;       /* AZURE_AUTHORITY_HOST */
     const char *identity_endpoint;    /* IDENTITY_ENDPOINT */
     const char *identity_header;      /* IDENTITY_HEADER */
+    /* The name of the first variable set that belongs to a credential tokenvend does not
+     * support (a certificate, a username, the older MSI_ENDPOINT, Azure Arc's IMDS_ENDPOINT,
+     * Service Fabric's IDENTITY_SERVER_THUMBPRINT), or NULL: an operator who set one expects it
+     * to be used, so the description says it is ignored. */
+    const char *unsupported;
 };
 
 /* One name=value pair: a form field (kinds 1, 2) or a request header (kinds 3, 4). */
@@ -80,6 +85,7 @@ struct entra_desc {
      * endpoint and IMDS, expires_on (Unix seconds) for the App Service protocol. Either may come
      * as a JSON number or a string of digits. */
     int expires_on;
+    const char *ignored; /* entra_env.unsupported, shown by entra_desc_describe; or NULL */
 };
 
 /* Fills env from the process environment (getenv; the pointers stay valid while the environment

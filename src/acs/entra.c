@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -48,6 +49,38 @@ static int tenant_ok(const char *t)
             return 0;
     }
     return 1;
+}
+
+/* Visible ASCII only (0x21..0x7e): a value that goes into a header line or a URL as is. */
+static int visible_ascii(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e)
+            return 0;
+    }
+    return 1;
+}
+
+/* The shape of a base URL from the environment: http:// or https://, visible ASCII, a non-empty
+ * authority without user information, no fragment; with path_ok 0 nothing after the authority
+ * but one "/" (an authority host or the IMDS address, to which the client appends its own path).
+ * Stops "https://login.microsoftonline.com@evil.example" or ".../x?y=" from sending the secret
+ * somewhere else than it appears to. */
+static int base_url_ok(const char *u, int path_ok)
+{
+    const char *auth, *end;
+    if (strncasecmp(u, "https://", 8) == 0)
+        auth = u + 8;
+    else if (strncasecmp(u, "http://", 7) == 0)
+        auth = u + 7;
+    else
+        return 0;
+    if (!visible_ascii(u) || strchr(u, '#') != NULL)
+        return 0;
+    end = auth + strcspn(auth, "/?");
+    if (end == auth || memchr(auth, '@', (size_t)(end - auth)) != NULL)
+        return 0;
+    return path_ok || end[0] == '\0' || strcmp(end, "/") == 0;
 }
 
 /* Appends s to buf[*len] percent-encoded (RFC 3986 unreserved kept). 0, or -1 when full. */
@@ -125,6 +158,16 @@ static int fail(char *err, size_t errlen, const char *msg)
     return TV_ERR_CONFIG;
 }
 
+/* Variables of DefaultAzureCredential's other credentials, which tokenvend does not implement. */
+static const char *const unsupported_vars[] = {
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+};
+
 void entra_env_from_process(struct entra_env *env)
 {
     env->tenant_id = getenv("AZURE_TENANT_ID");
@@ -134,6 +177,14 @@ void entra_env_from_process(struct entra_env *env)
     env->authority_host = getenv("AZURE_AUTHORITY_HOST");
     env->identity_endpoint = getenv("IDENTITY_ENDPOINT");
     env->identity_header = getenv("IDENTITY_HEADER");
+    env->unsupported = NULL;
+    for (size_t i = 0; i < sizeof(unsupported_vars) / sizeof(unsupported_vars[0]); i++) {
+        const char *v = getenv(unsupported_vars[i]);
+        if (is_set(v)) {
+            env->unsupported = unsupported_vars[i];
+            break;
+        }
+    }
 }
 
 /* Kinds 1 and 2: the token URL and the fields they share. */
@@ -148,9 +199,10 @@ static int describe_entra(const struct entra_env *env, struct entra_desc *d, cha
                     "AZURE_TENANT_ID: must be a tenant id or domain ([A-Za-z0-9.-] only)");
     /* The secret or assertion travels to this host: https only, plain http to loopback alone
      * (tests), as for the OIDC URLs. */
-    if (!netaddr_url_transport_ok(authority, 0))
+    if (!base_url_ok(authority, 0) || !netaddr_url_transport_ok(authority, 0))
         return fail(err, errlen,
-                    "AZURE_AUTHORITY_HOST: must be an https:// URL (http:// only to loopback)");
+                    "AZURE_AUTHORITY_HOST: must be https://host[:port] with no user information, "
+                    "path, query or fragment (http:// only to loopback)");
     len = strlen(authority);
     while (len > 0 && authority[len - 1] == '/')
         len--;
@@ -199,9 +251,17 @@ int entra_select(const struct entra_env *env, const char *imds_endpoint, struct 
         out->expires_on = 1;
         /* The endpoint is the platform's local token service (http://localhost:port/...), so
          * plain http is what it is; only a URL shape is demanded. */
-        if (strncmp(env->identity_endpoint, "http://", 7) != 0 &&
-            strncmp(env->identity_endpoint, "https://", 8) != 0) {
-            rc = fail(err, errlen, "IDENTITY_ENDPOINT: must be an http(s):// URL");
+        if (!base_url_ok(env->identity_endpoint, 1)) {
+            rc = fail(err, errlen,
+                      "IDENTITY_ENDPOINT: must be an http(s):// URL of visible ASCII with no user "
+                      "information or fragment");
+            goto out;
+        }
+        /* It goes into a header line as is: a CR or LF would add headers of its own. */
+        if (!visible_ascii(env->identity_header)) {
+            rc = fail(err, errlen,
+                      "IDENTITY_HEADER: must be visible ASCII (no spaces or control "
+                      "characters)");
             goto out;
         }
         if (build_mi_url(out->url, env->identity_endpoint, "", ENTRA_APPSVC_API_VERSION,
@@ -212,8 +272,10 @@ int entra_select(const struct entra_env *env, const char *imds_endpoint, struct 
         add_pair(out->headers, &out->n_headers, "X-IDENTITY-HEADER", env->identity_header, 1);
     } else {
         out->kind = ENTRA_MANAGED_IMDS;
-        if (strncmp(imds, "http://", 7) != 0 && strncmp(imds, "https://", 8) != 0) {
-            rc = fail(err, errlen, "imds_endpoint: must be an http(s):// URL");
+        if (!base_url_ok(imds, 0)) {
+            rc = fail(err, errlen,
+                      "imds_endpoint: must be http(s)://host[:port] with no user information, "
+                      "path, query or fragment");
             goto out;
         }
         if (build_mi_url(out->url, imds, "/metadata/identity/oauth2/token", ENTRA_IMDS_API_VERSION,
@@ -226,6 +288,8 @@ int entra_select(const struct entra_env *env, const char *imds_endpoint, struct 
 out:
     if (rc != 0)
         entra_desc_clear(out);
+    else
+        out->ignored = env->unsupported;
     return rc;
 }
 
@@ -269,8 +333,13 @@ void entra_desc_describe(const struct entra_desc *d, char *out, size_t cap)
     len = w < 0 ? 0 : (size_t)w;
     describe_pairs(d->fields, d->n_fields, "field", out, cap, &len);
     describe_pairs(d->headers, d->n_headers, "header", out, cap, &len);
-    if (d->assertion_file[0] != '\0' && len < cap)
-        snprintf(out + len, cap - len, " field client_assertion=<%s>", d->assertion_file);
+    if (d->assertion_file[0] != '\0' && len < cap) {
+        w = snprintf(out + len, cap - len, " field client_assertion=<%s>", d->assertion_file);
+        len += w < 0 ? 0 : (size_t)w;
+    }
+    if (d->ignored != NULL && len < cap)
+        snprintf(out + len, cap - len,
+                 " (ignored: %s is set, but that credential is not supported)", d->ignored);
 }
 
 void entra_desc_clear(struct entra_desc *d)

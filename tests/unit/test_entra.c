@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -224,6 +225,81 @@ static void test_malformed(void **state)
                      TV_ERR_CONFIG);
 }
 
+/* Values that would send the request or the secret somewhere other than they appear to, or
+ * add header lines of their own (review of issue 8). */
+static void test_url_and_header_shapes(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    char err[200];
+    struct entra_env e = all_set;
+    static const char *const bad_authorities[] = {"https://login.microsoftonline.com@evil.example",
+                                                  "https://evil.example/x?y=",
+                                                  "https://evil.example/#",
+                                                  "https://evil.example/path",
+                                                  "https:// evil.example",
+                                                  "https://",
+                                                  "https://a.example\r\nX: y"};
+    for (size_t i = 0; i < sizeof(bad_authorities) / sizeof(bad_authorities[0]); i++) {
+        e.authority_host = bad_authorities[i];
+        assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), TV_ERR_CONFIG);
+        assert_non_null(strstr(err, "AZURE_AUTHORITY_HOST"));
+    }
+    e.authority_host = "HTTPS://login.microsoftonline.us:443/";
+    assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), 0);
+
+    e = all_set;
+    e.client_secret = NULL;
+    e.federated_token_file = NULL;
+    e.identity_header = "hdr\r\nX-Injected: yes";
+    assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), TV_ERR_CONFIG);
+    assert_non_null(strstr(err, "IDENTITY_HEADER"));
+    assert_null(strstr(err, "Injected"));
+    e.identity_header = "hdr with space";
+    assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), TV_ERR_CONFIG);
+    e.identity_header = "hdr-s3cr3t";
+    static const char *const bad_endpoints[] = {"http://localhost:42356/msi/token#frag",
+                                                "http://user@localhost:42356/msi/token",
+                                                "http:///msi/token", "http://h/a b"};
+    for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]); i++) {
+        e.identity_endpoint = bad_endpoints[i];
+        assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), TV_ERR_CONFIG);
+        assert_non_null(strstr(err, "IDENTITY_ENDPOINT"));
+    }
+    /* A path and a query are what the platforms give. */
+    e.identity_endpoint = "http://localhost:42356/MSI/token?x=1";
+    assert_int_equal(entra_select(&e, NULL, &d, err, sizeof(err)), 0);
+    assert_non_null(strstr(d.url, "/MSI/token?x=1&api-version=2019-08-01&resource="));
+
+    assert_int_equal(
+        entra_select(&(struct entra_env){0}, "http://127.0.0.1:9/x", &d, err, sizeof(err)),
+        TV_ERR_CONFIG);
+    assert_non_null(strstr(err, "imds_endpoint"));
+    assert_int_equal(
+        entra_select(&(struct entra_env){0}, "http://127.0.0.1:9/", &d, err, sizeof(err)), 0);
+    entra_desc_clear(&d);
+}
+
+/* A variable of a credential tokenvend lacks is named in the description as ignored. */
+static void test_unsupported_named(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    char line[ENTRA_DESCRIBE_MAX];
+    struct entra_env e = {0};
+    setenv("MSI_ENDPOINT", "http://127.0.0.1:9/msi", 1);
+    entra_env_from_process(&e);
+    unsetenv("MSI_ENDPOINT");
+    assert_non_null(e.unsupported);
+    assert_string_equal(e.unsupported, "MSI_ENDPOINT");
+    assert_int_equal(entra_select(&e, NULL, &d, NULL, 0), 0);
+    entra_desc_describe(&d, line, sizeof(line));
+    assert_non_null(strstr(line, "ignored: MSI_ENDPOINT is set"));
+    entra_env_from_process(&e);
+    assert_null(e.unsupported);
+    entra_desc_clear(&d);
+}
+
 static void test_describe_hides_secrets(void **state)
 {
     (void)state;
@@ -255,10 +331,16 @@ static void test_describe_hides_secrets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_secret),     cmocka_unit_test(test_authority_host),
-        cmocka_unit_test(test_workload_identity), cmocka_unit_test(test_managed_appsvc),
-        cmocka_unit_test(test_managed_imds),      cmocka_unit_test(test_precedence),
-        cmocka_unit_test(test_malformed),         cmocka_unit_test(test_describe_hides_secrets),
+        cmocka_unit_test(test_client_secret),
+        cmocka_unit_test(test_authority_host),
+        cmocka_unit_test(test_workload_identity),
+        cmocka_unit_test(test_managed_appsvc),
+        cmocka_unit_test(test_managed_imds),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_describe_hides_secrets),
+        cmocka_unit_test(test_url_and_header_shapes),
+        cmocka_unit_test(test_unsupported_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
