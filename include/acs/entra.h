@@ -16,6 +16,7 @@
 #ifndef TV_ACS_ENTRA_H
 #define TV_ACS_ENTRA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -137,6 +138,13 @@ struct entra_token {
  * secret made here (form body, headers, answer) is wiped before returning. Thread-safe. */
 int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, struct entra_token *out,
                 char *err, size_t errlen);
+
+/* entra_fetch that also ends early, with TV_ERR_UNAVAILABLE, once *cancel becomes non-zero
+ * (checked by libcurl's progress callback, at least once a second): the cache's stop does not
+ * wait out a hung identity endpoint. cancel NULL is entra_fetch. */
+int entra_fetch_cancelable(const struct entra_desc *d, long timeout_ms, int64_t now_s,
+                           const atomic_int *cancel, struct entra_token *out, char *err,
+                           size_t errlen);
 
 /* Wipes t (OPENSSL_cleanse). NULL is ignored. */
 void entra_token_clear(struct entra_token *t);

@@ -9,10 +9,13 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -93,8 +96,11 @@ static int read_assertion(const char *path, char *out, size_t cap)
 {
     int rc = TV_ERR_IO;
     size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    struct stat st;
+    /* Non-blocking, and a regular file only: a FIFO or a device would block the fetch past its
+     * deadline (and the cache's stop with it). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size >= (off_t)cap)
         goto out;
     for (;;) {
         ssize_t n = read(fd, out + len, cap - 1 - len);
@@ -222,8 +228,70 @@ static void wipe_slist(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
+/* libcurl's progress callback: a non-zero return aborts the transfer when the owner stops. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    const atomic_int *cancel = ud;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return atomic_load(cancel) != 0;
+}
+
+static CURLcode set_options(CURL *e, const struct entra_desc *d, long timeout_ms,
+                            struct curl_slist *hdrs, const char *body, size_t body_len, char *cerr,
+                            struct resp *r, const atomic_int *cancel)
+{
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_URL, d->url);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    /* The managed-identity endpoints are local to the host (App Service's token service, IMDS's
+     * link-local address): never through a proxy from http_proxy and friends, which would
+     * receive the identity header. The authority host may need the proxy, as the SDKs allow. */
+    if (cc == CURLE_OK && !d->post)
+        cc = curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, cerr);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)r);
+    if (cc == CURLE_OK && cancel != NULL) {
+        cc = curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+        if (cc == CURLE_OK)
+            cc = curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)(uintptr_t)cancel);
+        if (cc == CURLE_OK)
+            cc = curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    }
+    if (cc == CURLE_OK && d->post) {
+        cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        if (cc == CURLE_OK)
+            cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)body_len);
+    }
+    return cc;
+}
+
 int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, struct entra_token *out,
                 char *err, size_t errlen)
+{
+    return entra_fetch_cancelable(d, timeout_ms, now_s, NULL, out, err, errlen);
+}
+
+int entra_fetch_cancelable(const struct entra_desc *d, long timeout_ms, int64_t now_s,
+                           const atomic_int *cancel, struct entra_token *out, char *err,
+                           size_t errlen)
 {
     int rc = TV_ERR_UNAVAILABLE;
     CURL *e = NULL;
@@ -279,7 +347,9 @@ int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, stru
             if (read_assertion(d->assertion_file, assertion, ENTRA_ASSERTION_MAX) != 0) {
                 rc = TV_ERR_IO;
                 set_err(err, errlen,
-                        "AZURE_FEDERATED_TOKEN_FILE %s: unreadable, empty or over %ld bytes",
+                        "AZURE_FEDERATED_TOKEN_FILE %s: not a readable regular file, empty, or "
+                        "over %ld "
+                        "bytes",
                         d->assertion_file, (long)ENTRA_ASSERTION_MAX - 1);
                 goto out;
             }
@@ -289,31 +359,7 @@ int entra_fetch(const struct entra_desc *d, long timeout_ms, int64_t now_s, stru
             }
         }
     }
-    cc = curl_easy_setopt(e, CURLOPT_URL, d->url);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, cerr);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    if (cc == CURLE_OK)
-        cc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)&r);
-    if (cc == CURLE_OK && d->post) {
-        cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        if (cc == CURLE_OK)
-            cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)body_len);
-    }
-    if (cc != CURLE_OK) {
+    if (set_options(e, d, timeout_ms, hdrs, body, body_len, cerr, &r, cancel) != CURLE_OK) {
         rc = TV_ERR_INTERNAL;
         goto out;
     }

@@ -7,6 +7,7 @@
  * holds a secret. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -374,6 +376,95 @@ static void test_endpoint_hangs(void **state)
 static const struct entra_cache_opts test_opts = {
     .fetch_timeout_ms = 5000, .backoff_base_ms = 50, .backoff_max_ms = 200, .first_wait_ms = 10000};
 
+/* A FIFO (or any non-regular file) as the federated token file is refused at once: reading it
+ * would block the fetch past its deadline. */
+static void test_workload_fifo_refused(void **state)
+{
+    (void)state;
+    char url[64], path[] = "/tmp/tv-entra-fifo-XXXXXX", err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    base_url(url, sizeof(url));
+    struct entra_env e = {.tenant_id = "tenant-1",
+                          .client_id = "cid-1",
+                          .federated_token_file = path,
+                          .authority_host = url};
+    select_ok(&e, &d);
+    assert_int_equal(entra_fetch(&d, 5000, 1000, &t, err, sizeof(err)), TV_ERR_IO);
+    assert_non_null(strstr(err, "regular file"));
+    assert_int_equal(F.requests, 0);
+    unlink(path);
+    entra_desc_clear(&d);
+}
+
+/* http_proxy does not carry a managed-identity request (the identity header) to the proxy. */
+static void test_managed_identity_bypasses_proxy(void **state)
+{
+    (void)state;
+    char url[64];
+    struct entra_desc d;
+    struct entra_token t;
+    base_url(url, sizeof(url));
+    strcat(url, "/msi/token");
+    struct entra_env e = {.identity_endpoint = url, .identity_header = "hdr-s3cr3t"};
+    select_ok(&e, &d);
+    /* A proxy that does not exist: going through it would fail the fetch. */
+    setenv("http_proxy", "http://127.0.0.1:9", 1);
+    setenv("HTTP_PROXY", "http://127.0.0.1:9", 1);
+    setenv("NO_PROXY", "", 1);
+    answer(200, "{\"access_token\":\"tok-msi\",\"expires_on\":\"2000\"}");
+    int rc = entra_fetch(&d, 5000, 1000, &t, NULL, 0);
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("NO_PROXY");
+    assert_int_equal(rc, 0);
+    assert_string_equal(F.identity_header, "hdr-s3cr3t");
+    entra_token_clear(&t);
+    entra_desc_clear(&d);
+}
+
+struct cancel_arg {
+    atomic_int *flag;
+};
+
+static void *cancel_soon(void *arg)
+{
+    struct cancel_arg *a = arg;
+    usleep(300 * 1000);
+    atomic_store(a->flag, 1);
+    return NULL;
+}
+
+/* A stop ends a fetch to a hung endpoint well before its deadline. */
+static void test_fetch_cancel(void **state)
+{
+    (void)state;
+    char err[ENTRA_ERR_MAX];
+    struct entra_desc d;
+    struct entra_token t;
+    struct entra_env e = {0};
+    atomic_int flag = 0;
+    struct cancel_arg a = {.flag = &flag};
+    pthread_t th;
+    select_ok(&e, &d);
+    pthread_mutex_lock(&F.mu);
+    F.delay_ms = 4000;
+    pthread_mutex_unlock(&F.mu);
+    assert_int_equal(pthread_create(&th, NULL, cancel_soon, &a), 0);
+    /* Without the cancel this waits for the answer 4 s later and succeeds; with it, it ends
+     * when the flag is set, aborted by the callback (curl 42). */
+    assert_int_equal(entra_fetch_cancelable(&d, 60000, 0, &flag, &t, err, sizeof(err)),
+                     TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "(curl 42)"));
+    pthread_join(th, NULL);
+    entra_desc_clear(&d);
+}
+
 static void set_delay(unsigned ms)
 {
     pthread_mutex_lock(&F.mu);
@@ -691,6 +782,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_hangs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workload_fifo_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_managed_identity_bypasses_proxy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_one_fetch_for_200_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_refreshes_near_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_expired_and_failing, setup, teardown),
