@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
+#include "acs/connstr.h"
 #include "acs/entra.h"
 #include "api/api.h"
 #include "auth/jwks.h"
@@ -218,6 +219,12 @@ static int app_check_config(const struct config *cfg)
                 "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
                 "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant), or "
                 "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)");
+        return TV_ERR_CONFIG;
+    }
+    /* Keyless mode: the endpoint is checked before the credential starts fetching tokens. */
+    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
+        acs_endpoint_check(cfg->acs_endpoint) != 0) {
+        log_msg(LOGL_ERROR, NULL, "%s", ACS_ENDPOINT_KEYLESS_HELP);
         return TV_ERR_CONFIG;
     }
     if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)

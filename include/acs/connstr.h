@@ -33,9 +33,17 @@ struct acs_connstr {
  * form, numeric hosts ("127.1") as dotted quads, so host_signed is what the SDK signs. */
 int acs_connstr_parse(const char *s, struct acs_connstr *out);
 /* Parses an ACS endpoint URL alone (COMMUNICATION_SERVICES_ENDPOINT, for the keyless mode), with
- * the rules and normalisation of the connection string's endpoint; out->key stays NULL.
+ * the rules and normalisation of the connection string's endpoint, and https only (plain http
+ * to a loopback host alone), since a bearer token travels on it; out->key stays NULL.
  * 0, TV_ERR_PARSE or TV_ERR_NOMEM; *out untouched on failure. */
 int acs_endpoint_parse(const char *s, struct acs_connstr *out);
+/* acs_endpoint_parse for a check alone (config check, start-up before anything else runs).
+ * 0 or TV_ERR_PARSE / TV_ERR_NOMEM. */
+int acs_endpoint_check(const char *s);
+/* What to tell an operator whose keyless endpoint acs_endpoint_check refused. */
+#define ACS_ENDPOINT_KEYLESS_HELP                                                                  \
+    "acs_endpoint (COMMUNICATION_SERVICES_ENDPOINT): malformed; expected https://HOST[:PORT]/ "    \
+    "with no path, query or user information (plain http:// only to loopback)"
 /* Frees what acs_connstr_parse allocated, wiping the key. Safe on a zeroed struct. */
 void acs_connstr_release(struct acs_connstr *cs);
 

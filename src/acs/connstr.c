@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 
 #define CONNSTR_HOST_MAX 253 /* longest DNS name; IPv6 text is shorter */
 
@@ -389,6 +390,16 @@ int acs_endpoint_parse(const char *s, struct acs_connstr *out)
     rc = connstr_url_parse(s, len, &url);
     if (rc)
         goto done;
+    /* A bearer token is not bound to one request as the HMAC signature is: its audience is every
+     * ACS resource the identity has a role on. It travels over https only (plain http to
+     * loopback alone: the emulator), as the Azure SDKs' bearer policy demands. */
+    if (strcmp(url.scheme, "https") != 0 && !netaddr_url_transport_ok(s, 0)) {
+        log_msg(LOGL_WARN, NULL,
+                "invalid ACS endpoint: keyless mode needs https:// (plain "
+                "http:// only to loopback)");
+        rc = TV_ERR_PARSE;
+        goto done;
+    }
     rc = connstr_fill(&url, &cs);
     if (rc) {
         acs_connstr_release(&cs);
@@ -396,6 +407,14 @@ int acs_endpoint_parse(const char *s, struct acs_connstr *out)
     }
     *out = cs;
 done:
+    return rc;
+}
+
+int acs_endpoint_check(const char *s)
+{
+    struct acs_connstr cs = {0};
+    int rc = acs_endpoint_parse(s, &cs);
+    acs_connstr_release(&cs);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
+#include "acs/connstr.h"
 #include "acs/entra.h"
 #include "acs_cmd_int.h"
 #include "cli/cli.h"
@@ -73,6 +74,11 @@ int cli_acs_client_open(const struct config *cfg, struct acs_client **out)
                         ", a *_FILE variant, or acs_connection_string in the config file; or "
                         "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)",
                         0, NULL);
+        return CLI_EXIT_USAGE;
+    }
+    /* Keyless mode: the endpoint is checked before the credential fetches anything. */
+    if (cfg->acs_connection_string[0] == '\0' && acs_endpoint_check(cfg->acs_endpoint) != 0) {
+        cli_print_error("config_error", ACS_ENDPOINT_KEYLESS_HELP, 0, NULL);
         return CLI_EXIT_USAGE;
     }
     /* Keyless mode: the client owns the token cache, so callers free one thing as before. */

@@ -62,6 +62,11 @@ int cli_config_main(int argc, char **argv)
     if (cfg.acs_connection_string[0] == '\0' && cfg.acs_endpoint[0] != '\0') {
         struct entra_env env;
         char why[ENTRA_ERR_MAX];
+        if (acs_endpoint_check(cfg.acs_endpoint) != 0) {
+            cli_print_error("config_error", ACS_ENDPOINT_KEYLESS_HELP, 0, NULL);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
         entra_env_from_process(&env);
         if (entra_select(&env, cfg.imds_endpoint, &entra, why, sizeof why) != 0) {
             cli_print_error("config_error", why, 0, NULL);

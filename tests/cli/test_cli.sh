@@ -287,6 +287,20 @@ env -u COMMUNICATION_SERVICES_CONNECTION_STRING COMMUNICATION_SERVICES_ENDPOINT=
 klrc=$?
 check "config check in keyless mode refuses a malformed AZURE_TENANT_ID (exit 2)" \
     $([ $klrc -eq 2 ] && grep -q AZURE_TENANT_ID "$tmp/cfgkl2.out" && ! grep -q cli-s3cr3t "$tmp/cfgkl2.out"; echo $?) "$(cat "$tmp/cfgkl2.out")"
+# The bearer token travels on the endpoint: plain http to a non-loopback host, or an endpoint with
+# a path, is refused by config check and by the acs commands, before any token is fetched.
+for ep in http://r.communication.azure.com 'https://r.communication.azure.com/some/path?q=1'; do
+    env -u COMMUNICATION_SERVICES_CONNECTION_STRING COMMUNICATION_SERVICES_ENDPOINT="$ep" \
+        AZURE_TENANT_ID=t1 AZURE_CLIENT_ID=c1 AZURE_CLIENT_SECRET=cli-s3cr3t "$TV" config check >"$tmp/cfgkl3.out" 2>&1
+    klrc=$?
+    check "config check in keyless mode refuses the endpoint $ep (exit 2)" \
+        $([ $klrc -eq 2 ] && grep -q "COMMUNICATION_SERVICES_ENDPOINT): malformed" "$tmp/cfgkl3.out"; echo $?) "$(cat "$tmp/cfgkl3.out")"
+    env -u COMMUNICATION_SERVICES_CONNECTION_STRING COMMUNICATION_SERVICES_ENDPOINT="$ep" \
+        TOKENVEND_IMDS_ENDPOINT=http://127.0.0.1:9 TOKENVEND_LOG_LEVEL=debug "$TV" acs create-user >"$tmp/klacs.out" 2>&1
+    klrc=$?
+    check "acs create-user in keyless mode refuses the endpoint $ep before fetching a token" \
+        $([ $klrc -eq 2 ] && grep -q "COMMUNICATION_SERVICES_ENDPOINT): malformed" "$tmp/klacs.out" && ! grep -qi "entra\|identity endpoint" "$tmp/klacs.out"; echo $?) "$(cat "$tmp/klacs.out")"
+done
 check "config check shows an unset secret as <unset>" $(grep -q '^acs_connection_string = <unset>' "$tmp/cfg2.out"; echo $?)
 run cfgbad config check --set token_minutes=59
 check "config check with a bad value -> exit 2 naming setting and source" \

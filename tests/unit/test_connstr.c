@@ -274,6 +274,29 @@ static void test_release_zeroed(void **state)
 }
 
 /* Parsing failures are logged with a reason, never with the string, which holds the key. */
+/* The keyless mode's endpoint: the connection string's URL rules, and https only except to
+ * loopback, since a bearer token travels on it (review of issue 8). */
+static void test_endpoint_keyless(void **state)
+{
+    static const char *const ok[] = {"https://r.communication.azure.com",
+                                     "https://r.communication.azure.com/", "http://127.0.0.1:8090",
+                                     "http://localhost:8090/", "http://[::1]:8090"};
+    static const char *const bad[] = {"http://r.communication.azure.com", "http://10.255.255.1",
+                                      "https://r.communication.azure.com/some/path?q=1",
+                                      "https://u@r.communication.azure.com", "ftp://x"};
+    (void)state;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct acs_connstr cs = {0};
+        assert_int_equal(acs_endpoint_parse(ok[i], &cs), 0);
+        assert_null(cs.key);
+        acs_connstr_release(&cs);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct acs_connstr cs = {0};
+        assert_int_equal(acs_endpoint_parse(bad[i], &cs), TV_ERR_PARSE);
+    }
+}
+
 static void test_log_has_no_secret(void **state)
 {
     char path[] = "/tmp/test_connstr_log_XXXXXX";
@@ -320,7 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_table),      cmocka_unit_test(test_reject_table),
         cmocka_unit_test(test_length_ceiling),    cmocka_unit_test(test_release_zeroed),
-        cmocka_unit_test(test_log_has_no_secret),
+        cmocka_unit_test(test_log_has_no_secret), cmocka_unit_test(test_endpoint_keyless),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
