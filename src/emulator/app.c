@@ -191,6 +191,10 @@ int emu_app_init(struct emu_app *app, const struct emu_config *cfg)
         rc = emu_bearer_new(cfg->entra_jwks, cfg->entra_issuer, &app->bearer);
         if (rc != 0)
             goto out;
+        if (!cfg->entra_issuer)
+            log_msg(LOGL_WARN, NULL,
+                    "--entra-jwks without --entra-issuer: a bearer token from any issuer signed by "
+                    "those keys is accepted (ACS accepts its tenant's issuers only)");
     }
 out:
     if (rc != 0)

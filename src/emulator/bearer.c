@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -182,10 +183,23 @@ int emu_bearer_check(struct emu_bearer *b, const char *authorization, int64_t sk
     memset(&e, 0, sizeof(e));
     e.issuer = iss;
     e.audience = EMU_BEARER_AUD;
-    e.leeway_s = skew_s > 0 ? skew_s : -1;
+    /* Entra-protected APIs allow a few minutes of clock skew, not the emulator's own (larger)
+     * allowance for HMAC dates: an expired token must fail here as it would at ACS. */
+    e.leeway_s = skew_s <= 0 ? -1 : skew_s < EMU_BEARER_LEEWAY_S ? skew_s : EMU_BEARER_LEEWAY_S;
     rc = jwt_claims_check((const char *)payload, plen, &e, &cl);
     if (rc != 0) {
+        /* A v1 token for the resource "https://communication.azure.com/" (what the managed
+         * identity endpoints are asked for) carries the resource with its slash as aud. */
+        jwt_claims_release(&cl);
+        e.audience = EMU_BEARER_AUD "/";
+        rc = jwt_claims_check((const char *)payload, plen, &e, &cl);
+    }
+    if (rc != 0) {
         rc = bearer_fail(why, why_len, "wrong issuer or audience, expired, or not yet valid");
+        goto out;
+    }
+    if (cl.exp - (cl.iat > 0 ? cl.iat : time(NULL)) > EMU_BEARER_LIFETIME_MAX_S) {
+        rc = bearer_fail(why, why_len, "lifetime longer than Entra issues");
         goto out;
     }
     rc = 0;

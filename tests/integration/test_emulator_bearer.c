@@ -216,6 +216,17 @@ static void test_file_accepts_good_token(void **state)
     free(tok);
 }
 
+/* A v1 token names the resource with its trailing slash. */
+static void test_file_accepts_resource_audience(void **state)
+{
+    char code[64];
+    char *tok = mint(g_key, JWT_ALG_RS256, AUD "/", 600, 0);
+
+    (void)state;
+    assert_int_equal(create(&g_file, tok, code), 201);
+    free(tok);
+}
+
 static void test_file_refusals(void **state)
 {
     char code[64];
@@ -228,6 +239,12 @@ static void test_file_refusals(void **state)
     expect_refused(&g_file, mint(g_other, JWT_ALG_RS256, AUD, 600, 0));
     expect_refused(&g_file, mint(g_key, JWT_ALG_PS256, AUD, 600, 0));
     expect_refused(&g_file, strdup("not.a.jwt"));
+    /* Within the emulator's 600 s HMAC skew but beyond an Entra-protected API's 300 s: expired 9
+     * minutes ago, or valid only 9 minutes from now. */
+    expect_refused(&g_file, mint(g_key, JWT_ALG_RS256, AUD, -540, -3600));
+    expect_refused(&g_file, mint(g_key, JWT_ALG_RS256, AUD, 3600, 540));
+    /* A lifetime no Entra token has. */
+    expect_refused(&g_file, mint(g_key, JWT_ALG_RS256, AUD, 3 * 86400, 0));
     /* No Authorization at all: the HMAC check, as before. */
     assert_int_equal(create(&g_file, NULL, code), 401);
 }
@@ -284,6 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_accepts_good_token),
         cmocka_unit_test(test_file_refusals),
+        cmocka_unit_test(test_file_accepts_resource_audience),
         cmocka_unit_test(test_url_with_standin),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
