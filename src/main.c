@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "core/log.h"
@@ -115,6 +116,10 @@ int main(int argc, char **argv)
     log_setup(LOGL_INFO, 2);
     /* A peer closing a socket must produce an error, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* No core files: a dump would hold the session key, API key hashes' inputs, access keys and
+     * every token in flight, written wherever the system puts cores. Secrets are wiped after use,
+     * but a crash comes in the middle of one. (Debuggers attach to a running process instead.) */
+    (void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
 
     if (argc < 2) {
         usage_print(stderr);

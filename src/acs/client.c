@@ -17,17 +17,10 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/curlx.h"
 #include "core/log.h"
 
 #define IDLE_POLL_MS 1000 /* longest sleep of the engine; wake-ups normally come sooner */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_init_rc;
-
-static void curl_init_once(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : TV_ERR_INTERNAL;
-}
 
 const char *acs_op_name(enum acs_op op)
 {
@@ -446,9 +439,8 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
     int rc = TV_ERR_CONFIG;
     int lock_ok = 0;
 
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != 0)
-        return curl_init_rc;
+    if (curlx_init() != 0)
+        return TV_ERR_INTERNAL;
     int keyless = opts->entra != NULL &&
                   (opts->connection_string == NULL || opts->connection_string[0] == '\0');
 

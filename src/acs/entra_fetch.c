@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
+#include "core/curlx.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 
@@ -308,7 +309,7 @@ int entra_fetch_cancelable(const struct entra_desc *d, long timeout_ms, int64_t 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     r.buf = malloc(ENTRA_RESPONSE_MAX);
-    e = curl_easy_init();
+    e = curlx_init() == 0 ? curl_easy_init() : NULL;
     if (r.buf == NULL || e == NULL) {
         rc = TV_ERR_NOMEM;
         goto out;

@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/curlx.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 #include "core/log.h"
@@ -57,14 +58,6 @@ struct jwks {
     long connect_ms, timeout_ms;
     int allow_http; /* jwks_opts.allow_insecure_http */
 };
-
-static pthread_once_t jwks_curl_once = PTHREAD_ONCE_INIT;
-
-static void jwks_curl_init(void)
-{
-    /* curl_easy_init would do this implicitly, but not safely from two threads at once. */
-    (void)curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* An http(s) URL without blanks, https unless the host is loopback or the set allows http (the
  * same rule config_load applies to the configured URLs; here it also covers a discovered one). */
@@ -123,7 +116,7 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
     if (o->issuer && *o->issuer && !(s->issuer = strdup(o->issuer)))
         goto fail;
     if (s->jwks_url || s->issuer) {
-        pthread_once(&jwks_curl_once, jwks_curl_init);
+        (void)curlx_init(); /* a failure shows as curl_easy_init's */
         if (pthread_create(&s->fetcher, NULL, jwks_fetcher_main, s) != 0)
             goto fail;
         s->has_fetcher = 1;

@@ -46,6 +46,21 @@ export TOKENVEND_LOG_LEVEL=warn
 run version version
 check "version prints the version" $([ $rc -eq 0 ] && grep -q '^tokenvend [0-9]' "$tmp/version.out"; echo $?)
 
+# No core files: a crash dump would hold secrets. Seen in a running command's limits (account add
+# waits for the password on stdin).
+(sleep 2) | "$TV" account add corecheck >/dev/null 2>&1 &
+core_pid=$!
+core_lim=
+for _ in $(seq 50); do
+    # Until the shell that forked has exec'd tokenvend (before that, the shell's own limits).
+    grep -q account "/proc/$core_pid/cmdline" 2>/dev/null || { sleep 0.05; continue; }
+    core_lim=$(sed -n 's/^Max core file size *\([0-9a-z]*\) *\([0-9a-z]*\).*/\1 \2/p' "/proc/$core_pid/limits" 2>/dev/null)
+    [ -n "$core_lim" ] && break
+    sleep 0.05
+done
+wait $core_pid 2>/dev/null
+check "tokenvend runs with core files off (RLIMIT_CORE 0 0)" $([ "$core_lim" = "0 0" ]; echo $?) "limits: $core_lim"
+
 run help help
 missing=
 for w in "acs create-user" "acs issue" "acs create-user-and-token" "acs revoke" "acs delete" \

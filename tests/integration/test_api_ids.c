@@ -24,6 +24,7 @@
 #include "auth/apikey.h"
 #include "auth/password.h"
 #include "cli/cli.h"
+#include "core/curlx.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/jsonx.h"
@@ -428,6 +429,6 @@ int main(void)
         cmocka_unit_test(test_cli_list_and_show),
         cmocka_unit_test(test_local_account_audit),
     };
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curlx_init();
     return cmocka_run_group_tests(tests, setup, teardown);
 }

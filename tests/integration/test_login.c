@@ -27,6 +27,7 @@
 #include "app.h"
 #include "auth/password.h"
 #include "auth/session.h"
+#include "core/curlx.h"
 #include "core/aead.h"
 #include "core/b64.h"
 #include "core/clock.h"
@@ -736,7 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_guesses_within_limit, setup, teardown),
     };
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curlx_init();
     log_setup(LOGL_WARN, 2);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

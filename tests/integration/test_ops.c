@@ -21,6 +21,7 @@
 
 #include "app.h"
 #include "auth/apikey.h"
+#include "core/curlx.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -507,7 +508,7 @@ int main(void)
     };
 
     log_setup(LOGL_WARN, 2);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curlx_init();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
     return rc;

@@ -28,6 +28,7 @@
 
 #include "acs/client.h"
 #include "acs/entra.h"
+#include "core/curlx.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -771,7 +772,7 @@ static void test_cache_from_config(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curlx_init();
     log_setup(LOGL_ERROR, 2); /* the cache's info lines are noise here; one test reads them */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_client_secret_form, setup, teardown),
