@@ -24,6 +24,7 @@
 
 #include "core/err.h"
 #include "core/netaddr.h"
+#include "entra_int.h"
 
 static int is_set(const char *v)
 {
@@ -83,8 +84,7 @@ static int base_url_ok(const char *u, int path_ok)
     return path_ok || end[0] == '\0' || strcmp(end, "/") == 0;
 }
 
-/* Appends s to buf[*len] percent-encoded (RFC 3986 unreserved kept). 0, or -1 when full. */
-static int append_enc(char *buf, size_t cap, size_t *len, const char *s)
+int entra_pct_append(char *buf, size_t cap, size_t *len, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -141,12 +141,12 @@ static int build_mi_url(char *url, const char *base, const char *path, const cha
     if (append_raw(url, ENTRA_URL_MAX, &len, path) != 0 ||
         append_raw(url, ENTRA_URL_MAX, &len,
                    strchr(base, '?') ? "&api-version=" : "?api-version=") != 0 ||
-        append_enc(url, ENTRA_URL_MAX, &len, api_version) != 0 ||
+        entra_pct_append(url, ENTRA_URL_MAX, &len, api_version) != 0 ||
         append_raw(url, ENTRA_URL_MAX, &len, "&resource=") != 0 ||
-        append_enc(url, ENTRA_URL_MAX, &len, ENTRA_RESOURCE) != 0)
+        entra_pct_append(url, ENTRA_URL_MAX, &len, ENTRA_RESOURCE) != 0)
         return -1;
     if (is_set(client_id) && (append_raw(url, ENTRA_URL_MAX, &len, "&client_id=") != 0 ||
-                              append_enc(url, ENTRA_URL_MAX, &len, client_id) != 0))
+                              entra_pct_append(url, ENTRA_URL_MAX, &len, client_id) != 0))
         return -1;
     return 0;
 }

@@ -25,6 +25,7 @@
 #include "core/curlx.h"
 #include "core/err.h"
 #include "core/jsonx.h"
+#include "entra_int.h"
 
 /* Form body: the largest description plus the assertion, each value percent-encoded (x3). */
 #define ENTRA_BODY_MAX                                                                             \
@@ -62,10 +63,9 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_end(ap);
 }
 
-/* Appends name=value (value percent-encoded, form style) to body. 0, or -1 when full. */
+/* Appends name=value (value percent-encoded) to body. 0, or -1 when full. */
 static int form_add(char *body, size_t cap, size_t *len, const char *name, const char *value)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t nlen = strlen(name);
     if (*len + nlen + 2 >= cap)
         return -1;
@@ -74,21 +74,7 @@ static int form_add(char *body, size_t cap, size_t *len, const char *name, const
     memcpy(body + *len, name, nlen);
     *len += nlen;
     body[(*len)++] = '=';
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-        if (*len + 3 >= cap)
-            return -1;
-        if (plain) {
-            body[(*len)++] = (char)*p;
-        } else {
-            body[(*len)++] = '%';
-            body[(*len)++] = hex[*p >> 4];
-            body[(*len)++] = hex[*p & 15];
-        }
-    }
-    body[*len] = '\0';
-    return 0;
+    return entra_pct_append(body, cap, len, value);
 }
 
 /* Reads the federated token file (re-read every fetch: Kubernetes rotates it), trailing

@@ -116,26 +116,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-struct acc {
-    char *p;
-    size_t n;
-};
-
-static size_t on_body(char *d, size_t sz, size_t nm, void *u)
-{
-    struct acc *a = u;
-    size_t n = sz * nm;
-    char *p = realloc(a->p, a->n + n + 1);
-
-    if (!p)
-        return 0;
-    memcpy(p + a->n, d, n);
-    a->n += n;
-    p[a->n] = '\0';
-    a->p = p;
-    return n;
-}
-
 /* POSTs body to e's path with the given Authorization (NULL: none) and Content-Type; returns
  * the status, the error code of a refusal in code[64] ("" when none). */
 static long post(const struct temu *e, const char *path, const char *ctype, const char *body,
@@ -143,7 +123,7 @@ static long post(const struct temu *e, const char *path, const char *ctype, cons
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
-    struct acc a = {NULL, 0};
+    struct temu_body a = {NULL, 0};
     char url[256], auth[8192], ct[128];
     long st = 0;
     struct json_object *o, *err = NULL, *cd = NULL;
@@ -160,17 +140,17 @@ static long post(const struct temu *e, const char *path, const char *ctype, cons
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, temu_body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)&a);
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
     code[0] = '\0';
-    o = a.p ? json_tokener_parse(a.p) : NULL;
+    o = a.data ? json_tokener_parse(a.data) : NULL;
     if (o && json_object_object_get_ex(o, "error", &err) &&
         json_object_object_get_ex(err, "code", &cd))
         snprintf(code, 64, "%s", json_object_get_string(cd));
     json_object_put(o);
-    free(a.p);
+    free(a.data);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return st;
@@ -253,7 +233,7 @@ static void test_file_refusals(void **state)
 static char *entra_token(void)
 {
     CURL *c = curl_easy_init();
-    struct acc a = {NULL, 0};
+    struct temu_body a = {NULL, 0};
     char url[256];
     struct json_object *o, *t = NULL;
     char *tok;
@@ -266,16 +246,16 @@ static char *entra_token(void)
     curl_easy_setopt(c, CURLOPT_POSTFIELDS,
                      "grant_type=client_credentials&client_id=c1&client_secret=s1"
                      "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, temu_body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)&a);
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
     assert_int_equal(st, 200);
-    o = json_tokener_parse(a.p);
+    o = json_tokener_parse(a.data);
     assert_true(json_object_object_get_ex(o, "access_token", &t));
     tok = strdup(json_object_get_string(t));
     json_object_put(o);
-    free(a.p);
+    free(a.data);
     curl_easy_cleanup(c);
     return tok;
 }

@@ -67,26 +67,6 @@ static int test_setup(void **state)
     return 0;
 }
 
-struct acc {
-    char *p;
-    size_t n;
-};
-
-static size_t on_body(char *d, size_t sz, size_t nm, void *u)
-{
-    struct acc *a = u;
-    size_t n = sz * nm;
-    char *p = realloc(a->p, a->n + n + 1);
-
-    if (!p)
-        return 0;
-    memcpy(p + a->n, d, n);
-    a->n += n;
-    p[a->n] = '\0';
-    a->p = p;
-    return n;
-}
-
 /* One request with an optional form body and one optional extra header; the parsed JSON
  * answer (NULL when none) and *status. */
 static struct json_object *req(const char *method, const char *path, const char *form,
@@ -94,7 +74,7 @@ static struct json_object *req(const char *method, const char *path, const char 
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
-    struct acc a = {NULL, 0};
+    struct temu_body a = {NULL, 0};
     char url[512];
     struct json_object *o = NULL;
 
@@ -109,15 +89,15 @@ static struct json_object *req(const char *method, const char *path, const char 
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, temu_body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)&a);
     if (form)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    if (a.p)
-        o = json_tokener_parse(a.p);
-    free(a.p);
+    if (a.data)
+        o = json_tokener_parse(a.data);
+    free(a.data);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return o;

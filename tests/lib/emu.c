@@ -151,14 +151,9 @@ int temu_stop(struct temu *e)
     return rc;
 }
 
-struct body_acc {
-    char *data;
-    size_t len;
-};
-
-static size_t on_body(char *d, size_t size, size_t nmemb, void *userp)
+size_t temu_body_write(char *d, size_t size, size_t nmemb, void *userp)
 {
-    struct body_acc *b = userp;
+    struct temu_body *b = userp;
     size_t n = size * nmemb;
     char *p;
 
@@ -178,7 +173,7 @@ int temu_http(const struct temu *e, const char *method, const char *path, const 
               long *status, char **body)
 {
     char url[TEMU_URL_MAX + 256];
-    struct body_acc acc = {NULL, 0};
+    struct temu_body acc = {NULL, 0};
     struct curl_slist *h = NULL;
     CURL *c = curl_easy_init();
     int rc = -1;
@@ -192,7 +187,7 @@ int temu_http(const struct temu *e, const char *method, const char *path, const 
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, temu_body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)&acc);
     if (json != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);

@@ -47,6 +47,14 @@ long temu_stats_get(const struct temu *e, const char *group, const char *op);
 
 /* A loopback TCP port on which nothing listens (bound once, then closed). 0 on failure. */
 int temu_closed_port(void);
+/* A libcurl CURLOPT_WRITEFUNCTION that gathers the body, NUL-terminated, in a temu_body
+ * (CURLOPT_WRITEDATA; start from {NULL, 0}, free data after); a body over 1 MiB fails the transfer.
+ */
+struct temu_body {
+    char *data;
+    size_t len;
+};
+size_t temu_body_write(char *d, size_t size, size_t nmemb, void *userp);
 /* An unsigned JWT (alg "none", signature "x") whose payload is payload_json; malloc'd. */
 char *temu_fake_jwt(const char *payload_json);
 
