@@ -70,11 +70,25 @@ async function issueThrough(svc, key, acs, user) {
   return r.json;
 }
 
-// The service's and its CLI runs' output never holds any of the secrets; the start-up log names
-// the credential (so the check reads the real log).
-function assertNoSecret(svc, secrets, extra = "") {
+// Every JWT in text whose payload's iss is the stand-in's: an Entra access token (a secret too).
+function entraTokensIn(text, stand) {
+  const found = [];
+  for (const m of text.matchAll(/eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*/g)) {
+    try {
+      if (JSON.parse(Buffer.from(m[1], "base64url").toString("utf8")).iss === stand.issuer) found.push(m[0].slice(0, 24));
+    } catch {
+      // Not a JWT payload.
+    }
+  }
+  return found;
+}
+
+// The service's and its CLI runs' output never holds any of the secrets nor an Entra access token;
+// the start-up log names the credential (so the check reads the real log).
+function assertNoSecret(svc, secrets, extra = "", stand = entra) {
   const { stdout, stderr } = svc.logs();
   assert.match(stderr, /entra: credential=[a-z_]+ (GET|POST) /, "the start-up log names the credential");
+  assert.deepEqual(entraTokensIn(stdout + stderr + extra, stand), [], "an Entra access token appears in the output");
   for (const s of secrets) {
     assert.ok(!stdout.includes(s), "a secret appears in tokenvend's stdout");
     assert.ok(!stderr.includes(s), "a secret appears in tokenvend's stderr");
@@ -148,6 +162,7 @@ test("client secret: tokenvend acs create-user / issue / delete and quickstart i
   for (const r of reqs) assert.deepEqual(r.fields.client_secret, { length: CLIENT_SECRET.length });
   const all = [created, issued, deleted, qs].map((r) => r.stdout + r.stderr).join("\n");
   for (const s of [CLIENT_SECRET]) assert.ok(!all.includes(s), "the client secret appears in the CLI's output");
+  assert.deepEqual(entraTokensIn(all, entra), [], "an Entra access token appears in the CLI's output");
 });
 
 test("workload identity: the federated token file is the client assertion, re-read on each fetch", { skip }, async () => {
@@ -164,7 +179,8 @@ test("workload identity: the federated token file is the client assertion, re-re
       AZURE_TENANT_ID: TENANT,
       AZURE_CLIENT_ID: CLIENT_ID,
       AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-      AZURE_AUTHORITY_HOST: entraWi.authority,
+      // With the trailing slash, as the AKS workload identity webhook injects it.
+      AZURE_AUTHORITY_HOST: `${entraWi.authority}/`,
     });
     const { key } = await svc.createApiKey("wi-backend");
     await issueThrough(svc, key, emuWi, "wi-user");
@@ -194,7 +210,7 @@ test("workload identity: the federated token file is the client assertion, re-re
     assert.match(cc.line, new RegExp(`credential=workload_identity POST ${entraWi.tokenUrl} `));
     assert.ok(cc.line.includes(tokenFile), `config check names the token file: ${cc.line}`);
     await svc.stop();
-    assertNoSecret(svc, [first, second], cc.out);
+    assertNoSecret(svc, [first, second], cc.out, entraWi);
   } finally {
     if (svc) await svc.stop();
     rmSync(wiDir, { recursive: true, force: true });
