@@ -15,7 +15,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startEmulator } from "./lib/emulator.mjs";
 import { ACS_SCOPE, CLIENT_ASSERTION_TYPE, federatedAssertion, startEntra } from "./lib/entra.mjs";
-import { pollUntil, serveSkipReason, startService } from "./lib/service.mjs";
+import { spawn } from "node:child_process";
+import { cleanEnv, pollUntil, serveSkipReason, startService, tokenvendPath } from "./lib/service.mjs";
 
 const skip = serveSkipReason();
 const TENANT = "7e2e0000-aaaa-bbbb-cccc-00000000000a";
@@ -163,6 +164,72 @@ test("client secret: tokenvend acs create-user / issue / delete and quickstart i
   const all = [created, issued, deleted, qs].map((r) => r.stdout + r.stderr).join("\n");
   for (const s of [CLIENT_SECRET]) assert.ok(!all.includes(s), "the client secret appears in the CLI's output");
   assert.deepEqual(entraTokensIn(all, entra), [], "an Entra access token appears in the CLI's output");
+});
+
+// Runs `tokenvend ARGS` with only env set (and a throw-away database). Resolves to
+// { code, signal, stdout, stderr }; killed after a generous ceiling that only stops a hang.
+function runCli(args, env) {
+  return new Promise((res, rej) => {
+    const dir = mkdtempSync(join(tmpdir(), "tv-e2e-cli-"));
+    const p = spawn(tokenvendPath(), args, {
+      cwd: dir,
+      env: cleanEnv({ TOKENVEND_DB: join(dir, "tv.db"), ...env }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.setEncoding("utf8");
+    p.stderr.setEncoding("utf8");
+    p.stdout.on("data", (c) => (stdout += c));
+    p.stderr.on("data", (c) => (stderr += c));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    p.once("error", (e) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      rej(e);
+    });
+    p.once("close", (code, signal) => {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      res({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+test("keyless CLI with the identity endpoint failing: exit 1, the cause in the error, no secret, no hang", { skip }, async () => {
+  const env = {
+    COMMUNICATION_SERVICES_ENDPOINT: emu.endpoint,
+    AZURE_TENANT_ID: TENANT,
+    AZURE_CLIENT_ID: CLIENT_ID,
+    AZURE_CLIENT_SECRET: CLIENT_SECRET,
+    AZURE_AUTHORITY_HOST: entra.authority,
+    TOKENVEND_ACS_CONNECT_TIMEOUT_MS: "1000",
+    TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS: "2000",
+  };
+  const before_ = (await emu.stats()).identities_created;
+  const cases = [
+    { what: "answering 503", fault: { mode: "error", status: 503 }, env: {}, cause: /HTTP 503/ },
+    { what: "refusing the secret", fault: null, env: { AZURE_CLIENT_SECRET: "not-the-secret-1f2e" }, cause: /invalid_client/ },
+    { what: "hanging", fault: { mode: "hang" }, env: {}, cause: /no Entra token for ACS/ },
+  ];
+  try {
+    for (const c of cases) {
+      if (c.fault) await entra.setFault(c.fault);
+      else await entra.clearFault();
+      const r = await runCli(["acs", "create-user"], { ...env, ...c.env });
+      assert.equal(r.code, 1, `${c.what}: exit 1 (got ${r.code}, signal ${r.signal}):\n${r.stderr}`);
+      assert.equal(r.stdout, "", `${c.what}: nothing on stdout`);
+      const line = r.stderr.split("\n").find((l) => l.startsWith('{"error":'));
+      assert.ok(line, `${c.what}: a JSON error on stderr:\n${r.stderr}`);
+      const err = JSON.parse(line).error;
+      assert.equal(err.code, "unavailable", `${c.what}: ${line}`);
+      assert.match(err.message, c.cause, `${c.what}: the cause is named: ${line}`);
+      for (const s of [CLIENT_SECRET, "not-the-secret-1f2e"]) assert.ok(!r.stderr.includes(s), `${c.what}: a secret in the output`);
+    }
+  } finally {
+    await entra.clearFault();
+  }
+  assert.equal((await emu.stats()).identities_created, before_, "nothing reached ACS");
 });
 
 test("workload identity: the federated token file is the client assertion, re-read on each fetch", { skip }, async () => {

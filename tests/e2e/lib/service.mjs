@@ -29,7 +29,7 @@ export function tokenvendPath() {
 
 // The environment without any tokenvend or ACS setting of the caller's shell, nor any Azure
 // identity variable (which would pick a keyless credential), so a test sees only what it sets.
-function cleanEnv(extra = {}) {
+export function cleanEnv(extra = {}) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (k.startsWith("TOKENVEND_") || k.startsWith("COMMUNICATION_SERVICES_")) continue;
