@@ -8,7 +8,7 @@ quiet=${2:-}
 
 build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
     libjson-c-dev libsqlite3-dev libargon2-dev)
-test_pkgs=(libcmocka-dev curl)
+test_pkgs=(libcmocka-dev curl openssl)
 bench_pkgs=(wrk)
 
 case "$what" in

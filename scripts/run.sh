@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
 # `make run`: starts acs-emulator and tokenvend on loopback with a demo local account and an
 # internal API key, runs the ACS quickstart against the emulator through the CLI, and prints how
-# to fetch a token with curl. Both keep running until Ctrl-C. Everything lives under data/.
+# to fetch a token with curl. They keep running until Ctrl-C. Everything lives under data/
+# (RUN_DATA=dir elsewhere).
+#
+# KEYLESS (make run KEYLESS=...) shows the keyless mode of SPEC section 11 instead of the access
+# key: it also starts acs-emulator's stand-in Microsoft Entra ID (ENTRA_PORT, default 8091), makes
+# the emulator accept only its bearer tokens (--entra-jwks), and runs tokenvend with
+# COMMUNICATION_SERVICES_ENDPOINT and no connection string, with the credential
+#   KEYLESS=1 or client-secret   AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET + AZURE_AUTHORITY_HOST
+#   KEYLESS=managed-identity     IDENTITY_ENDPOINT + IDENTITY_HEADER (as Container Apps sets them)
+# Unset, empty or 0: the access key (connection string), as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 emu_port=${ACS_EMULATOR_PORT:-8090}
+entra_port=${ENTRA_PORT:-8091}
 public=${TOKENVEND_PUBLIC_ADDR:-127.0.0.1:8080}
 internal=${TOKENVEND_INTERNAL_ADDR:-127.0.0.1:8081}
+data=${RUN_DATA:-data}
 demo_user=demo
 demo_password=${DEMO_PASSWORD:-demo-password}
-mkdir -p data
+case "${KEYLESS:-}" in
+"" | 0) mode=access-key ;;
+1 | client-secret) mode=client-secret ;;
+managed-identity) mode=managed-identity ;;
+*)
+    echo "KEYLESS must be empty, 0, 1, client-secret or managed-identity (got '$KEYLESS')" >&2
+    exit 2
+    ;;
+esac
+# Only what this script sets picks the credential: not an Azure login of the caller's shell.
+unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_FEDERATED_TOKEN_FILE \
+    AZURE_AUTHORITY_HOST IDENTITY_ENDPOINT IDENTITY_HEADER COMMUNICATION_SERVICES_ENDPOINT \
+    COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_ENDPOINT TOKENVEND_ACS_CONNECTION_STRING
+mkdir -p "$data"
 
 pids=()
 stop() {
@@ -30,35 +54,84 @@ wait_for() {
     return 1
 }
 
-: >data/emulator.out
-"$BUILD/bin/acs-emulator" --listen "127.0.0.1:$emu_port" --db data/emulator.db \
-    >data/emulator.out 2>data/emulator.log &
+# A random secret for the stand-in and the service to share (hex, from the kernel's generator).
+random_secret() {
+    od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+emu_flags=()
+if [ "$mode" != access-key ]; then
+    # The stand-in Entra ID first: the emulator fetches its keys at start.
+    tenant=00000000-0000-0000-0000-00000000de00
+    client_id=00000000-0000-0000-0000-00000000c11e
+    client_secret=$(random_secret)
+    identity_header=$(random_secret)
+    : >"$data/entra.out"
+    "$BUILD/bin/acs-emulator" entra --listen "127.0.0.1:$entra_port" --tenant "$tenant" \
+        --client-id "$client_id" --client-secret "$client_secret" \
+        --identity-header "$identity_header" >"$data/entra.out" 2>"$data/entra.log" &
+    pids+=($!)
+    if ! wait_for "$data/entra.out" $!; then
+        echo "the stand-in Entra ID failed to start; its log ($data/entra.log):" >&2
+        cat "$data/entra.log" >&2
+        exit 1
+    fi
+    authority=$(sed -n '1s/^authority=\(.*\)\/$/\1/p' "$data/entra.out")
+    emu_flags=(--entra-jwks "$authority/$tenant/discovery/v2.0/keys" --entra-issuer "$authority/$tenant/v2.0")
+    echo "== stand-in Microsoft Entra ID listens on $authority (log: $data/entra.log; requests seen: GET $authority/entra/requests)"
+fi
+
+: >"$data/emulator.out"
+"$BUILD/bin/acs-emulator" --listen "127.0.0.1:$emu_port" --db "$data/emulator.db" "${emu_flags[@]}" \
+    >"$data/emulator.out" 2>"$data/emulator.log" &
 pids+=($!)
-if ! wait_for data/emulator.out $!; then
-    echo "acs-emulator failed to start; its log (data/emulator.log):" >&2
-    cat data/emulator.log >&2
+if ! wait_for "$data/emulator.out" $!; then
+    echo "acs-emulator failed to start; its log ($data/emulator.log):" >&2
+    cat "$data/emulator.log" >&2
     exit 1
 fi
-COMMUNICATION_SERVICES_CONNECTION_STRING=$(head -n 1 data/emulator.out)
-export COMMUNICATION_SERVICES_CONNECTION_STRING
-export TOKENVEND_DB=data/tokenvend.db TOKENVEND_LOCAL_ACCOUNTS=on
+case $mode in
+access-key)
+    COMMUNICATION_SERVICES_CONNECTION_STRING=$(head -n 1 "$data/emulator.out")
+    export COMMUNICATION_SERVICES_CONNECTION_STRING
+    ;;
+client-secret)
+    export COMMUNICATION_SERVICES_ENDPOINT=http://127.0.0.1:$emu_port
+    export AZURE_TENANT_ID=$tenant AZURE_CLIENT_ID=$client_id AZURE_CLIENT_SECRET=$client_secret
+    export AZURE_AUTHORITY_HOST=$authority
+    ;;
+managed-identity)
+    export COMMUNICATION_SERVICES_ENDPOINT=http://127.0.0.1:$emu_port
+    export IDENTITY_ENDPOINT=$authority/msi/token IDENTITY_HEADER=$identity_header
+    ;;
+esac
+export TOKENVEND_DB=$data/tokenvend.db TOKENVEND_LOCAL_ACCOUNTS=on
 export TOKENVEND_PUBLIC_ADDR=$public TOKENVEND_INTERNAL_ADDR=$internal
 
-echo "== acs-emulator listens on 127.0.0.1:$emu_port (log: data/emulator.log)"
-"$BUILD/bin/tokenvend" quickstart
+echo "== acs-emulator listens on 127.0.0.1:$emu_port (log: $data/emulator.log)"
+if [ "$mode" = access-key ]; then
+    echo "== mode: access key (COMMUNICATION_SERVICES_CONNECTION_STRING); make run KEYLESS=1 shows the keyless mode"
+else
+    echo "== mode: keyless, Microsoft Entra ID ($mode): COMMUNICATION_SERVICES_ENDPOINT, no connection string;"
+    echo "   the emulator accepts only the stand-in's bearer tokens. tokenvend config check says:"
+    "$BUILD/bin/tokenvend" config check 2>/dev/null | sed -n 's/^# keyless mode/   keyless mode/p'
+fi
+# At warn: in the keyless mode the Entra token's info lines would interleave with the steps.
+TOKENVEND_LOG_LEVEL=${TOKENVEND_LOG_LEVEL:-warn} "$BUILD/bin/tokenvend" quickstart
 echo
 
-"$BUILD/bin/tokenvend" migrate >/dev/null 2>>data/admin.log
-printf '%s\n' "$demo_password" | "$BUILD/bin/tokenvend" account add "$demo_user" >/dev/null 2>>data/admin.log
-api_key=$("$BUILD/bin/tokenvend" apikey create "demo-backend-$(date +%s)" 2>>data/admin.log | tail -n 1)
+"$BUILD/bin/tokenvend" migrate >/dev/null 2>>"$data/admin.log"
+printf '%s\n' "$demo_password" | "$BUILD/bin/tokenvend" account add "$demo_user" >/dev/null 2>>"$data/admin.log"
+api_key=$("$BUILD/bin/tokenvend" apikey create "demo-backend-$(date +%s)" 2>>"$data/admin.log" | tail -n 1)
 
-"$BUILD/bin/tokenvend" serve >data/tokenvend.log 2>&1 &
-pids+=($!)
+"$BUILD/bin/tokenvend" serve >"$data/tokenvend.log" 2>&1 &
+serve_pid=$!
+pids+=("$serve_pid")
 for _ in $(seq 100); do
     curl -fsS "http://$public/healthz" >/dev/null 2>&1 && break
-    if ! kill -0 "${pids[1]}" 2>/dev/null; then
-        echo "tokenvend failed to start; its log (data/tokenvend.log):" >&2
-        cat data/tokenvend.log >&2
+    if ! kill -0 "$serve_pid" 2>/dev/null; then
+        echo "tokenvend failed to start; its log ($data/tokenvend.log):" >&2
+        cat "$data/tokenvend.log" >&2
         exit 1
     fi
     sleep 0.1
@@ -66,7 +139,7 @@ done
 
 cat <<EOT
 == tokenvend serves the public API on http://$public and the internal API on http://$internal
-   (log: data/tokenvend.log, database: data/tokenvend.db)
+   (log: $data/tokenvend.log, database: $data/tokenvend.db)
 
 Fetch an ACS token as the demo user ($demo_user / $demo_password):
 
@@ -85,6 +158,6 @@ Is a token still valid? (the emulator checks signature, expiry, revocation, dele
 
   curl -s -X POST http://127.0.0.1:$emu_port/emulator/validate -d '{"token":"<token>"}'
 
-Press Ctrl-C to stop both.
+Press Ctrl-C to stop them.
 EOT
 wait

@@ -27,12 +27,13 @@ export function tokenvendPath() {
   return resolve(buildDir(), "bin", "tokenvend");
 }
 
-// The environment without any tokenvend or ACS setting of the caller's shell, so a test sees only
-// what it sets.
-function cleanEnv(extra = {}) {
+// The environment without any tokenvend or ACS setting of the caller's shell, nor any Azure
+// identity variable (which would pick a keyless credential), so a test sees only what it sets.
+export function cleanEnv(extra = {}) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (k.startsWith("TOKENVEND_") || k.startsWith("COMMUNICATION_SERVICES_")) continue;
+    if (k.startsWith("AZURE_") || k.startsWith("IDENTITY_") || k.startsWith("MSI_")) continue;
     env[k] = v;
   }
   return { ...env, ...extra };
