@@ -48,14 +48,15 @@ check "version prints the version" $([ $rc -eq 0 ] && grep -q '^tokenvend [0-9]'
 
 # No core files: a crash dump would hold secrets. Seen in a running command's limits (account add
 # waits for the password on stdin).
-(sleep 2) | "$TV" account add corecheck >/dev/null 2>&1 &
+(sleep 4) | "$TV" account add corecheck >/dev/null 2>&1 &
 core_pid=$!
 core_lim=
 for _ in $(seq 50); do
     # Until the shell that forked has exec'd tokenvend (before that, the shell's own limits).
     grep -q account "/proc/$core_pid/cmdline" 2>/dev/null || { sleep 0.05; continue; }
     core_lim=$(sed -n 's/^Max core file size *\([0-9a-z]*\) *\([0-9a-z]*\).*/\1 \2/p' "/proc/$core_pid/limits" 2>/dev/null)
-    [ -n "$core_lim" ] && break
+    # Exec'd is not yet past main's setrlimit: read again until it shows (the process waits ~4 s).
+    [ "$core_lim" = "0 0" ] && break
     sleep 0.05
 done
 wait $core_pid 2>/dev/null
