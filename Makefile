@@ -2,7 +2,7 @@
 # BUILD=dir puts every output under that directory (parallel work trees use their own).
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libmicrohttpd libcurl openssl json-c sqlite3 libargon2
+PKGS     := libmicrohttpd libcurl openssl json-c sqlite3 libargon2 libpq
 # The warning list lives in mk/warnings.txt so scripts/fuzz.sh uses the very same one.
 WARN     := $(strip $(shell sed 's/\#.*//' mk/warnings.txt))
 # Warnings are errors only when asked (WERROR=1; .ci/run and the Dockerfile ask), never by a

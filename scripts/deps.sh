@@ -7,8 +7,10 @@ what=${1:-build}
 quiet=${2:-}
 
 build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
-    libjson-c-dev libsqlite3-dev libargon2-dev)
-test_pkgs=(libcmocka-dev curl)
+    libjson-c-dev libsqlite3-dev libargon2-dev libpq-dev)
+# postgresql-15 ships initdb, pg_ctl and postgres (/usr/lib/postgresql/15/bin): the PostgreSQL
+# store tests start a throw-away cluster of their own (tests/lib/pg.c, tests/e2e/lib/pg.mjs).
+test_pkgs=(libcmocka-dev curl postgresql-15)
 bench_pkgs=(wrk)
 
 case "$what" in
