@@ -43,7 +43,11 @@ EMU_LIB  := $(BUILD)/libemu.a
 # The SQL migrations are compiled into the binary, so it never depends on where it runs from.
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 GEN_SRC  := $(BUILD)/gen/migrations.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o
+# The same migrations in PostgreSQL's dialect (same numbers and names), for the PostgreSQL store.
+PG_MIGRATIONS := $(sort $(wildcard migrations/postgres/[0-9][0-9][0-9][0-9]_*.sql))
+PG_GEN_SRC := $(BUILD)/gen/pg_migrations.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
+            $(BUILD)/obj/gen/pg_migrations.o
 LIB      := $(BUILD)/libtokenvend.a
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -151,6 +155,14 @@ $(GEN_SRC): scripts/embed-sql.sh $(MIGRATIONS)
 	scripts/embed-sql.sh $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/migrations.o: $(GEN_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(PG_GEN_SRC): scripts/embed-sql.sh $(PG_MIGRATIONS)
+	@mkdir -p $(dir $@)
+	scripts/embed-sql.sh --symbol store_pg_migrations $(PG_MIGRATIONS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/pg_migrations.o: $(PG_GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -201,6 +201,17 @@ static int connect_failure(const struct pgpool *p, PGconn *c, int timed_out, cha
     return TV_ERR_UNAVAILABLE;
 }
 
+/* Server notices (NOTICE: relation already exists, skipping) would go to stderr through libpq's
+ * default processor, outside the JSON log lines: they go to the debug log instead. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[PGPOOL_MSG_MAX];
+
+    (void)arg;
+    one_line(message, line, sizeof(line));
+    log_msg(LOGL_DEBUG, NULL, "store: PostgreSQL: %s", line);
+}
+
 /* Makes one connection within connect_ms, driving libpq's non-blocking connect ourselves: its
  * connect_timeout counts whole seconds per address and starts again for each. */
 static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
@@ -244,6 +255,7 @@ static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
             st = PQconnectPoll(c);
     }
     PQsetErrorVerbosity(c, PQERRORS_DEFAULT);
+    PQsetNoticeProcessor(c, on_notice, NULL);
     *out = c;
     return 0;
 fail:
@@ -519,6 +531,22 @@ int pgpool_tx_exec(struct pgpool_tx *tx, const char *sql, int n, const char *con
     if (tx->broken)
         return TV_ERR_UNAVAILABLE;
     return run_on(tx->pool, tx->conn, sql, n, values, lengths, formats, res, &tx->broken);
+}
+
+int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql)
+{
+    PGresult *r;
+    int rc;
+
+    if (tx == NULL || sql == NULL)
+        return TV_ERR_INVALID;
+    if (tx->broken)
+        return TV_ERR_UNAVAILABLE;
+    /* PQexec returns the last statement's result; an error stops the rest and is that result. */
+    r = PQexec(tx->conn, sql);
+    rc = result_rc(tx->pool, tx->conn, r, &tx->broken);
+    PQclear(r);
+    return rc;
 }
 
 /* COMMIT, and whether it committed: a transaction that failed inside answers COMMIT with the

@@ -72,6 +72,10 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg);
 int pgpool_tx_exec(struct pgpool_tx *tx, const char *sql, int n, const char *const *values,
                    const int *lengths, const int *formats, PGresult **res);
 
+/* Runs sql, several statements without parameters (a migration file), with PQexec's simple
+ * protocol inside the transaction. Codes as pgpool_exec. */
+int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql);
+
 /* Counters for tests and metrics: connections open now, the most in use at once so far, and
  * connections made after the first (reconnects). Any pointer may be NULL. */
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects);

@@ -331,6 +331,30 @@ static void test_statement_timeout(void **state)
     pgpool_free(p);
 }
 
+/* A server notice goes to the debug log, never raw to stderr between the JSON log lines. */
+static void test_notices_stay_off_stderr(void **state)
+{
+    struct pgpool *p = pool_new(1, 5000);
+    FILE *tmp = tmpfile();
+    int saved = dup(2);
+
+    (void)state;
+    assert_non_null(tmp);
+    assert_true(saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    int rc =
+        pgpool_exec(p, "DO $$ BEGIN RAISE NOTICE 'a notice'; END $$", 0, NULL, NULL, NULL, 0, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(rc, 0);
+    assert_int_equal(fseek(tmp, 0, SEEK_END), 0);
+    assert_int_equal(ftell(tmp), 0);
+    fclose(tmp);
+    pgpool_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_silent_server_times_out),
         cmocka_unit_test(test_statement_timeout),
+        cmocka_unit_test(test_notices_stay_off_stderr),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
