@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,7 +92,8 @@ static void test_bound_parameters(void **state)
 
 struct busy_arg {
     struct pgpool *pool;
-    int rc;
+    int rc;               /* read after the join only */
+    atomic_int *finished; /* what the watcher reads while the threads run */
 };
 
 static void *sleeper(void *arg)
@@ -99,6 +101,7 @@ static void *sleeper(void *arg)
     struct busy_arg *a = arg;
 
     a->rc = pgpool_exec(a->pool, "SELECT pg_sleep(0.3)", 0, NULL, NULL, NULL, PGPOOL_RETRY, NULL);
+    atomic_fetch_add(a->finished, 1);
     return NULL;
 }
 
@@ -120,7 +123,8 @@ static void test_pool_size_respected(void **state)
     struct busy_arg args[THREADS];
     pthread_t th[THREADS];
     char conninfo[256];
-    int open = 0, max_busy = 0, seen = 0, running = 1;
+    int open = 0, max_busy = 0, seen = 0;
+    atomic_int finished = 0;
     PGconn *admin;
 
     (void)state;
@@ -129,18 +133,14 @@ static void test_pool_size_respected(void **state)
     admin = PQconnectdb(conninfo);
     assert_int_equal(PQstatus(admin), CONNECTION_OK);
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (struct busy_arg){.pool = p, .rc = -1};
+        args[i] = (struct busy_arg){.pool = p, .rc = -1, .finished = &finished};
         assert_int_equal(pthread_create(&th[i], NULL, sleeper, &args[i]), 0);
     }
     /* Watch the server's side while the threads queue for the connections. */
-    while (running) {
+    while (atomic_load(&finished) < THREADS) {
         int n = app_backends(admin);
         if (n > seen)
             seen = n;
-        pgpool_stats(p, &open, &max_busy, NULL);
-        running = 0;
-        for (int i = 0; i < THREADS; i++)
-            running |= args[i].rc == -1;
         usleep(20 * 1000);
     }
     for (int i = 0; i < THREADS; i++) {
