@@ -264,6 +264,25 @@ fail:
     return rc;
 }
 
+/* A port list as libpq takes it (one per host, comma-separated), each 1..65535. */
+static int port_ok(const char *ports)
+{
+    const char *p = ports;
+
+    for (;;) {
+        long v = 0;
+        int digits = 0;
+        for (; *p >= '0' && *p <= '9' && digits < 6; p++, digits++)
+            v = v * 10 + (*p - '0');
+        if (digits == 0 || v < 1 || v > 65535)
+            return 0;
+        if (*p == '\0')
+            return 1;
+        if (*p++ != ',')
+            return 0;
+    }
+}
+
 /* The parsed options hold the password too: wiped before they are freed. */
 static void conninfo_free(PQconninfoOption *info)
 {
@@ -319,6 +338,14 @@ int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size
             snprintf(p->user, sizeof(p->user), "%s", opt->val);
         else if (strcmp(opt->keyword, "dbname") == 0)
             snprintf(p->db, sizeof(p->db), "%s", opt->val);
+    }
+    /* libpq would only find a bad port when connecting, and call it unreachable. */
+    if (!port_ok(p->port)) {
+        pgpool_uri_redact(o->uri, redacted, sizeof(redacted));
+        snprintf(err, errcap, "not a valid PostgreSQL URI (the port must be 1..65535): %s",
+                 redacted);
+        rc = TV_ERR_CONFIG;
+        goto fail;
     }
     p->size = o->size;
     p->connect_ms = o->connect_timeout_ms;

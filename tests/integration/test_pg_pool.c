@@ -277,6 +277,13 @@ static void test_bad_uri(void **state)
         TV_ERR_CONFIG);
     assert_non_null(strstr(err, "not a valid PostgreSQL URI"));
     assert_null(strstr(err, "Sekr1t"));
+    assert_int_equal(
+        new_fails("postgresql://u:Sekr1t@127.0.0.1:notaport/db", 5000, err, sizeof(err)),
+        TV_ERR_CONFIG);
+    assert_non_null(strstr(err, "the port must be 1..65535"));
+    assert_null(strstr(err, "Sekr1t"));
+    assert_int_equal(new_fails("postgresql://u:Sekr1t@127.0.0.1:70000/db", 5000, err, sizeof(err)),
+                     TV_ERR_CONFIG);
     assert_int_equal(new_fails("mysql://u:Sekr1t@h/db", 5000, err, sizeof(err)), TV_ERR_CONFIG);
     assert_null(strstr(err, "Sekr1t"));
 }
