@@ -10,6 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential pkg-config ca-certificates \
       libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjson-c-dev libsqlite3-dev libargon2-dev \
+      libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore keeps tests, docs, build trees and local state out of the context.
@@ -29,7 +30,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 # curl serves the HEALTHCHECK; the rest are the runtime halves of the build's -dev packages.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libcurl4 libssl3 libjson-c5 libsqlite3-0 libargon2-1 ca-certificates curl \
+      libmicrohttpd12 libcurl4 libssl3 libjson-c5 libsqlite3-0 libargon2-1 libpq5 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 tokenvend \
  && useradd --system --uid 10001 --gid tokenvend --home-dir /data --no-create-home \

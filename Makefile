@@ -2,7 +2,7 @@
 # BUILD=dir puts every output under that directory (parallel work trees use their own).
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libmicrohttpd libcurl openssl json-c sqlite3 libargon2
+PKGS     := libmicrohttpd libcurl openssl json-c sqlite3 libargon2 libpq
 # The warning list lives in mk/warnings.txt so scripts/fuzz.sh uses the very same one.
 WARN     := $(strip $(shell sed 's/\#.*//' mk/warnings.txt))
 # Warnings are errors only when asked (WERROR=1; .ci/run and the Dockerfile ask), never by a
@@ -43,7 +43,11 @@ EMU_LIB  := $(BUILD)/libemu.a
 # The SQL migrations are compiled into the binary, so it never depends on where it runs from.
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 GEN_SRC  := $(BUILD)/gen/migrations.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o
+# The same migrations in PostgreSQL's dialect (same numbers and names), for the PostgreSQL store.
+PG_MIGRATIONS := $(sort $(wildcard migrations/postgres/[0-9][0-9][0-9][0-9]_*.sql))
+PG_GEN_SRC := $(BUILD)/gen/pg_migrations.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
+            $(BUILD)/obj/gen/pg_migrations.o
 LIB      := $(BUILD)/libtokenvend.a
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -66,7 +70,8 @@ TSAN_SUITES := integration/test_http_server integration/test_http_wipe integrati
                integration/test_http_head integration/test_http_deadlines \
                integration/test_acs_client \
                unit/test_store unit/test_store_tables unit/test_jwt_jwks unit/test_tcache \
-               unit/test_vcache unit/test_service_parts unit/test_entra_fetch unit/test_curlx
+               unit/test_vcache unit/test_service_parts unit/test_entra_fetch unit/test_curlx \
+               integration/test_pg_pool integration/test_pg_migrate
 TSAN_BIN := $(TSAN_SUITES:%=$(BUILD)/tests/%)
 TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
 
@@ -151,6 +156,14 @@ $(GEN_SRC): scripts/embed-sql.sh $(MIGRATIONS)
 	scripts/embed-sql.sh $(MIGRATIONS) >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/migrations.o: $(GEN_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(PG_GEN_SRC): scripts/embed-sql.sh $(PG_MIGRATIONS)
+	@mkdir -p $(dir $@)
+	scripts/embed-sql.sh --symbol store_pg_migrations $(PG_MIGRATIONS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/pg_migrations.o: $(PG_GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

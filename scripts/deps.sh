@@ -7,8 +7,11 @@ what=${1:-build}
 quiet=${2:-}
 
 build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
-    libjson-c-dev libsqlite3-dev libargon2-dev)
-test_pkgs=(libcmocka-dev curl openssl)
+    libjson-c-dev libsqlite3-dev libargon2-dev libpq-dev)
+# postgresql-15 ships initdb, pg_ctl and postgres (/usr/lib/postgresql/15/bin): the PostgreSQL
+# store tests start a throw-away cluster of their own (tests/lib/pg.c, tests/e2e/lib/pg.mjs).
+# openssl: the keyless SDK test makes its TLS certificate with the openssl command.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15)
 bench_pkgs=(wrk)
 
 case "$what" in

@@ -41,6 +41,10 @@ struct config {
     struct config_addr public_addr;
     struct config_addr internal_addr;
     char *db;
+    /* PostgreSQL only (store/pg_pool.h); the backend cannot be selected yet. */
+    long db_pool_size;            /* connections one process keeps */
+    long db_connect_timeout_ms;   /* one connection attempt, TCP and authentication */
+    long db_statement_timeout_ms; /* statement_timeout of every connection */
     struct config_scopes allowed_scopes;
     struct config_scopes default_scopes;
     long token_minutes;

@@ -376,4 +376,14 @@ COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x/;nokey=1' run cfgcs
 check "config check with a malformed connection string -> exit 2, no secret shown" \
     $([ $rc -eq 2 ] && grep -q malformed "$tmp/cfgcs.err" && ! grep -q nokey "$tmp/cfgcs.err"; echo $?) "$(detail cfgcs)"
 
+# A PostgreSQL URI in TOKENVEND_DB is refused until the PostgreSQL store exists: it used to become
+# a SQLite file under a directory "postgresql:", and migrate printed the URI with its password.
+tv_abs=$(realpath "$TV")
+(cd "$tmp" && TOKENVEND_DB='postgresql://tv:Sekr1t@127.0.0.1:9/tv' "$tv_abs" migrate) \
+    >"$tmp/dburi.out" 2>"$tmp/dburi.err"
+rc=$?
+check "migrate with a PostgreSQL URI in TOKENVEND_DB -> exit 2, nothing created, no password shown" \
+    $([ $rc -eq 2 ] && grep -q "PostgreSQL URIs are not supported" "$tmp/dburi.err" &&
+        ! grep -q Sekr1t "$tmp/dburi.out" "$tmp/dburi.err" && [ ! -e "$tmp/postgresql:" ]; echo $?) "$(detail dburi)"
+
 finish

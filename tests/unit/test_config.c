@@ -388,6 +388,31 @@ static void test_bad_values(void **state)
     assert_contains(err, "unknown setting 'no_such_thing'");
 }
 
+/* A PostgreSQL URI in db is refused while the PostgreSQL store is unfinished: it used to be
+ * taken as a SQLite path (a directory "postgresql:" with a database named after the URI), and
+ * config check printed it with its password. The message never shows the value. */
+static void test_db_uri_not_yet(void **state)
+{
+    static const char *const uris[] = {"postgresql://tv:Sekr1t@127.0.0.1:5432/tv",
+                                       "postgres://tv:Sekr1t@db/tv",
+                                       "postgresql:///tv?password=Sekr1t"};
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+        setenv("TOKENVEND_DB", uris[i], 1);
+        assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+        assert_contains(err, "env TOKENVEND_DB: db: PostgreSQL URIs are not supported");
+        assert_null(strstr(err, "Sekr1t"));
+    }
+    /* A file path that merely contains the word is still a path. */
+    setenv("TOKENVEND_DB", "/tmp/postgresql-notes.db", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_DB");
+}
+
 static void test_good_values(void **state)
 {
     struct config cfg;
@@ -694,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_client_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_db_uri_not_yet, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

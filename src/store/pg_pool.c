@@ -1,0 +1,645 @@
+/* A pool of libpq connections (see pg_pool.h). */
+#include "pg_pool.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#define PGPOOL_NAME_MAX 128 /* host, port, user or database name kept for messages */
+#define PGPOOL_MSG_MAX 384  /* libpq's message, made one line */
+
+struct pgpool_slot {
+    PGconn *conn; /* NULL until first needed, and after it broke */
+    int busy;
+};
+
+struct pgpool {
+    char *uri; /* holds the password: wiped by pgpool_free */
+    /* For messages only: what the URI names, never its password. */
+    char host[PGPOOL_NAME_MAX];
+    char port[PGPOOL_NAME_MAX];
+    char user[PGPOOL_NAME_MAX];
+    char db[PGPOOL_NAME_MAX];
+    char options[64];   /* "-c statement_timeout=N" for every connection */
+    char timeout_s[24]; /* libpq's own connect_timeout, a backstop to our deadline */
+    long connect_ms;
+    long statement_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t freed; /* a slot became free (CLOCK_MONOTONIC) */
+    int size;
+    int busy_now;
+    int max_busy;
+    int ever_connected; /* a later connection counts as a reconnect */
+    long reconnects;
+    int down; /* the last connection attempt failed: log the outage once, and its end */
+    struct pgpool_slot slots[];
+};
+
+struct pgpool_tx {
+    struct pgpool *pool;
+    PGconn *conn;
+    int broken; /* a statement found the connection gone */
+};
+
+int pgpool_is_uri(const char *uri)
+{
+    return uri != NULL &&
+           (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0);
+}
+
+/* Appends src[0..n) to out at *len when it fits. */
+static int put(char *out, size_t cap, size_t *len, const char *src, size_t n)
+{
+    if (*len + n >= cap)
+        return -1;
+    memcpy(out + *len, src, n);
+    *len += n;
+    out[*len] = '\0';
+    return 0;
+}
+
+/* Replaces the value of every password= parameter in s[0..n) (at the start, or after '?',
+ * '&' or a space) while copying it. */
+static int put_redacting_params(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    static const char key[] = "password=";
+    size_t i = 0;
+
+    while (i < n) {
+        int at_param = i == 0 || s[i - 1] == '?' || s[i - 1] == '&' || s[i - 1] == ' ';
+        if (at_param && n - i >= sizeof(key) - 1 && strncmp(s + i, key, sizeof(key) - 1) == 0) {
+            if (put(out, cap, len, key, sizeof(key) - 1) != 0 || put(out, cap, len, "***", 3) != 0)
+                return -1;
+            i += sizeof(key) - 1;
+            while (i < n && s[i] != '&' && s[i] != ' ')
+                i++;
+            continue;
+        }
+        if (put(out, cap, len, s + i, 1) != 0)
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+int pgpool_uri_redact(const char *uri, char *out, size_t cap)
+{
+    const char *rest, *at, *colon;
+    size_t len = 0;
+    int rc = TV_ERR_TOO_LARGE;
+
+    if (out == NULL || cap == 0)
+        return TV_ERR_INVALID;
+    out[0] = '\0';
+    if (uri == NULL)
+        return TV_ERR_INVALID;
+    rest = strstr(uri, "://");
+    if (rest == NULL) {
+        /* Not a URI (key=value words, or nonsense): only password= can be found in it. */
+        if (put_redacting_params(out, cap, &len, uri, strlen(uri)) != 0)
+            goto fail;
+        return 0;
+    }
+    rest += 3;
+    if (put(out, cap, &len, uri, (size_t)(rest - uri)) != 0)
+        goto fail;
+    /* The user information ends at the last '@': a password with an unencoded '@' or '/' then
+     * hides more than it must, never less. */
+    at = strrchr(rest, '@');
+    if (at != NULL) {
+        colon = memchr(rest, ':', (size_t)(at - rest));
+        if (colon != NULL) {
+            if (put(out, cap, &len, rest, (size_t)(colon - rest)) != 0 ||
+                put(out, cap, &len, ":***", 4) != 0)
+                goto fail;
+        } else if (put(out, cap, &len, rest, (size_t)(at - rest)) != 0) {
+            goto fail;
+        }
+        rest = at;
+    }
+    if (put_redacting_params(out, cap, &len, rest, strlen(rest)) != 0)
+        goto fail;
+    return 0;
+fail:
+    out[0] = '\0';
+    return rc;
+}
+
+/* libpq's message as one line without the trailing newline. */
+static void one_line(const char *msg, char *out, size_t cap)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; msg != NULL && msg[i] != '\0' && j + 1 < cap; i++)
+        out[j++] = msg[i] == '\n' || msg[i] == '\t' ? ' ' : msg[i];
+    while (j > 0 && out[j - 1] == ' ')
+        j--;
+    out[j] = '\0';
+}
+
+/* The SQLSTATE in a verbose libpq message ("...failed: FATAL:  28P01:  password ..."): the
+ * only way to learn why a connection attempt failed, since there is no PGresult for it. */
+static int find_sqlstate(const char *msg, char state[6])
+{
+    for (const char *p = msg; p != NULL && (p = strstr(p, ":  ")) != NULL; p++) {
+        const char *s = p + 3;
+        int ok = 1;
+        for (int i = 0; i < 5 && ok; i++)
+            ok = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z');
+        if (ok && s[5] == ':') {
+            memcpy(state, s, 5);
+            state[5] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One line for a failed connection attempt, and its code. */
+static int connect_failure(const struct pgpool *p, PGconn *c, int timed_out, char *err, size_t cap)
+{
+    char msg[PGPOOL_MSG_MAX], state[6];
+    const char *libpq = c != NULL ? PQerrorMessage(c) : "out of memory";
+    int has_state = find_sqlstate(libpq, state);
+
+    one_line(libpq, msg, sizeof(msg));
+    if (timed_out) {
+        snprintf(err, cap, "PostgreSQL at %s:%s did not complete the connection within %ld ms",
+                 p->host, p->port, p->connect_ms);
+        return TV_ERR_UNAVAILABLE;
+    }
+    if (has_state && (strcmp(state, "28P01") == 0 || strcmp(state, "28000") == 0)) {
+        snprintf(err, cap,
+                 "PostgreSQL at %s:%s refused user \"%s\" (SQLSTATE %s: wrong password, or no "
+                 "such role or pg_hba.conf entry): check the user and password of the database "
+                 "URI",
+                 p->host, p->port, p->user, state);
+        return TV_ERR_CONFIG;
+    }
+    if (has_state && strcmp(state, "3D000") == 0) {
+        snprintf(err, cap,
+                 "PostgreSQL at %s:%s has no database \"%s\" (SQLSTATE 3D000): create it, or fix "
+                 "the database URI",
+                 p->host, p->port, p->db);
+        return TV_ERR_CONFIG;
+    }
+    if (has_state) {
+        snprintf(err, cap, "PostgreSQL at %s:%s refused the connection: %s", p->host, p->port, msg);
+        return TV_ERR_UNAVAILABLE;
+    }
+    snprintf(err, cap, "PostgreSQL at %s:%s is unreachable: %s", p->host, p->port, msg);
+    return TV_ERR_UNAVAILABLE;
+}
+
+/* Server notices (NOTICE: relation already exists, skipping) would go to stderr through libpq's
+ * default processor, outside the JSON log lines: they go to the debug log instead. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[PGPOOL_MSG_MAX];
+
+    (void)arg;
+    one_line(message, line, sizeof(line));
+    log_msg(LOGL_DEBUG, NULL, "store: PostgreSQL: %s", line);
+}
+
+/* Makes one connection within connect_ms, driving libpq's non-blocking connect ourselves: its
+ * connect_timeout counts whole seconds per address and starts again for each. */
+static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+{
+    /* dbname first: the URI it holds is expanded, and the words after it override the URI's. */
+    const char *const kw[] = {"dbname",           "connect_timeout", "options",
+                              "application_name", "client_encoding", NULL};
+    const char *const vals[] = {p->uri, p->timeout_s, p->options, "tokenvend", "UTF8", NULL};
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    int64_t deadline = clock_mono_ms() + p->connect_ms;
+    PGconn *c = PQconnectStartParams(kw, vals, 1);
+    int rc = TV_ERR_UNAVAILABLE, timed_out = 0;
+
+    if (c == NULL) {
+        snprintf(err, cap, "PostgreSQL: out of memory");
+        return TV_ERR_NOMEM;
+    }
+    if (PQstatus(c) == CONNECTION_BAD)
+        goto fail;
+    /* Verbose messages carry the SQLSTATE of a refusal (find_sqlstate). */
+    PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
+    while (st != PGRES_POLLING_OK) {
+        struct pollfd pf = {.fd = PQsocket(c)};
+        int64_t left = deadline - clock_mono_ms();
+        int n;
+        if (st == PGRES_POLLING_FAILED)
+            goto fail;
+        if (left <= 0) {
+            timed_out = 1;
+            goto fail;
+        }
+        pf.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        n = poll(&pf, 1, (int)left);
+        if (n < 0 && errno != EINTR)
+            goto fail;
+        if (n == 0) {
+            timed_out = 1;
+            goto fail;
+        }
+        if (n > 0)
+            st = PQconnectPoll(c);
+    }
+    PQsetErrorVerbosity(c, PQERRORS_DEFAULT);
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    *out = c;
+    return 0;
+fail:
+    rc = connect_failure(p, c, timed_out, err, cap);
+    PQfinish(c);
+    return rc;
+}
+
+/* A port list as libpq takes it (one per host, comma-separated), each 1..65535. */
+static int port_ok(const char *ports)
+{
+    const char *p = ports;
+
+    for (;;) {
+        long v = 0;
+        int digits = 0;
+        for (; *p >= '0' && *p <= '9' && digits < 6; p++, digits++)
+            v = v * 10 + (*p - '0');
+        if (digits == 0 || v < 1 || v > 65535)
+            return 0;
+        if (*p == '\0')
+            return 1;
+        if (*p++ != ',')
+            return 0;
+    }
+}
+
+/* The parsed options hold the password too: wiped before they are freed. */
+static void conninfo_free(PQconninfoOption *info)
+{
+    if (info == NULL)
+        return;
+    for (PQconninfoOption *opt = info; opt->keyword != NULL; opt++)
+        if (opt->val != NULL)
+            OPENSSL_cleanse(opt->val, strlen(opt->val));
+    PQconninfoFree(info);
+}
+
+int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size_t errcap)
+{
+    char redacted[512];
+    PQconninfoOption *info = NULL, *opt;
+    struct pgpool *p = NULL;
+    char *perr = NULL;
+    int rc = TV_ERR_INVALID;
+
+    if (err == NULL || errcap == 0 || out == NULL)
+        return TV_ERR_INVALID;
+    err[0] = '\0';
+    if (o == NULL || o->uri == NULL || o->size < 1 || o->size > PGPOOL_SIZE_MAX ||
+        o->connect_timeout_ms < 1 || o->statement_timeout_ms < 1) {
+        snprintf(err, errcap, "PostgreSQL pool: invalid options");
+        return TV_ERR_INVALID;
+    }
+    /* libpq's own message may quote the part it could not read, password included: not shown. */
+    if (!pgpool_is_uri(o->uri) || (info = PQconninfoParse(o->uri, &perr)) == NULL) {
+        pgpool_uri_redact(o->uri, redacted, sizeof(redacted));
+        snprintf(err, errcap,
+                 "not a valid PostgreSQL URI (postgresql://user:password@host:port/database): %s",
+                 redacted);
+        PQfreemem(perr);
+        return TV_ERR_CONFIG;
+    }
+    p = calloc(1, sizeof(*p) + (size_t)o->size * sizeof(p->slots[0]));
+    if (p == NULL || (p->uri = strdup(o->uri)) == NULL) {
+        rc = TV_ERR_NOMEM;
+        snprintf(err, errcap, "PostgreSQL pool: out of memory");
+        goto fail;
+    }
+    snprintf(p->host, sizeof(p->host), "localhost");
+    snprintf(p->port, sizeof(p->port), "5432");
+    for (opt = info; opt->keyword != NULL; opt++) {
+        if (opt->val == NULL || opt->val[0] == '\0')
+            continue;
+        if (strcmp(opt->keyword, "host") == 0)
+            snprintf(p->host, sizeof(p->host), "%s", opt->val);
+        else if (strcmp(opt->keyword, "port") == 0)
+            snprintf(p->port, sizeof(p->port), "%s", opt->val);
+        else if (strcmp(opt->keyword, "user") == 0)
+            snprintf(p->user, sizeof(p->user), "%s", opt->val);
+        else if (strcmp(opt->keyword, "dbname") == 0)
+            snprintf(p->db, sizeof(p->db), "%s", opt->val);
+    }
+    /* libpq would only find a bad port when connecting, and call it unreachable. */
+    if (!port_ok(p->port)) {
+        pgpool_uri_redact(o->uri, redacted, sizeof(redacted));
+        snprintf(err, errcap, "not a valid PostgreSQL URI (the port must be 1..65535): %s",
+                 redacted);
+        rc = TV_ERR_CONFIG;
+        goto fail;
+    }
+    p->size = o->size;
+    p->connect_ms = o->connect_timeout_ms;
+    p->statement_ms = o->statement_timeout_ms;
+    snprintf(p->options, sizeof(p->options), "-c statement_timeout=%ld", p->statement_ms);
+    /* libpq takes whole seconds, at least 2; ours is the deadline that counts. */
+    snprintf(p->timeout_s, sizeof(p->timeout_s), "%ld", p->connect_ms / 1000 + 2);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->freed, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    rc = connect_one(p, &p->slots[0].conn, err, errcap);
+    if (rc != 0)
+        goto fail;
+    p->ever_connected = 1;
+    conninfo_free(info);
+    *out = p;
+    return 0;
+fail:
+    conninfo_free(info);
+    pgpool_free(p);
+    return rc;
+}
+
+void pgpool_free(struct pgpool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->size; i++)
+        PQfinish(p->slots[i].conn);
+    if (p->uri != NULL) {
+        OPENSSL_cleanse(p->uri, strlen(p->uri));
+        free(p->uri);
+    }
+    if (p->size > 0) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->freed);
+    }
+    free(p);
+}
+
+/* Takes a free slot, waiting at most the connect plus statement timeouts (a caller waits for
+ * one in use, which ends within its statement timeout), and connects it if it has no
+ * connection. A slot with a connection is preferred, so the pool grows only under load. */
+static int acquire(struct pgpool *p, int *idx)
+{
+    char err[PGPOOL_ERR_MAX];
+    struct timespec until;
+    int64_t wait_ms = p->connect_ms + p->statement_ms;
+    int i, pick = -1, rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        for (i = 0; i < p->size; i++) {
+            if (p->slots[i].busy)
+                continue;
+            if (pick < 0 || (p->slots[pick].conn == NULL && p->slots[i].conn != NULL))
+                pick = i;
+        }
+        if (pick >= 0)
+            break;
+        if (pthread_cond_timedwait(&p->freed, &p->lock, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&p->lock);
+            log_msg(LOGL_ERROR, NULL,
+                    "store: all %d PostgreSQL connections stayed busy for %lld ms", p->size,
+                    (long long)wait_ms);
+            return TV_ERR_UNAVAILABLE;
+        }
+    }
+    p->slots[pick].busy = 1;
+    if (++p->busy_now > p->max_busy)
+        p->max_busy = p->busy_now;
+    pthread_mutex_unlock(&p->lock);
+    if (p->slots[pick].conn == NULL) {
+        PGconn *c = NULL;
+        rc = connect_one(p, &c, err, sizeof(err));
+        pthread_mutex_lock(&p->lock);
+        if (rc == 0) {
+            p->slots[pick].conn = c;
+            if (p->ever_connected)
+                p->reconnects++;
+            p->ever_connected = 1;
+            if (p->down)
+                log_msg(LOGL_INFO, NULL, "store: PostgreSQL at %s:%s is reachable again", p->host,
+                        p->port);
+            p->down = 0;
+        } else {
+            /* One line per outage, not one per request. */
+            if (!p->down)
+                log_msg(LOGL_ERROR, NULL, "store: %s", err);
+            p->down = 1;
+            p->slots[pick].busy = 0;
+            p->busy_now--;
+            pthread_cond_signal(&p->freed);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (rc != 0)
+            return rc == TV_ERR_CONFIG ? TV_ERR_CONFIG : TV_ERR_UNAVAILABLE;
+    }
+    *idx = pick;
+    return 0;
+}
+
+/* Returns a slot. A broken connection is closed, and so is every idle one: a server restart
+ * ended them all, and a retry must not pick another dead one. */
+static void release(struct pgpool *p, int idx, int broken)
+{
+    pthread_mutex_lock(&p->lock);
+    if (broken) {
+        for (int i = 0; i < p->size; i++) {
+            if (i == idx || !p->slots[i].busy) {
+                PQfinish(p->slots[i].conn);
+                p->slots[i].conn = NULL;
+            }
+        }
+    }
+    p->slots[idx].busy = 0;
+    p->busy_now--;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The code of a failed statement; *broken when the connection is gone (a restart or a
+ * shutdown of the server ends it with SQLSTATE 57P01..57P03 or class 08, or just closes it). */
+static int result_rc(const struct pgpool *p, PGconn *c, const PGresult *r, int *broken)
+{
+    ExecStatusType st = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    const char *state, *msg;
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return 0;
+    state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (PQstatus(c) == CONNECTION_BAD || state == NULL || strncmp(state, "08", 2) == 0 ||
+        strncmp(state, "57P0", 4) == 0) {
+        *broken = 1;
+        return TV_ERR_UNAVAILABLE;
+    }
+    if (strcmp(state, "23505") == 0)
+        return TV_ERR_CONFLICT; /* expected in races: the caller decides what it means */
+    /* The primary message names constraints and objects, never parameter values (those are
+     * in the detail field, which is not logged). */
+    msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (strcmp(state, "57014") == 0) {
+        log_msg(LOGL_ERROR, NULL, "store: a PostgreSQL statement ran past %ld ms and was cancelled",
+                p->statement_ms);
+        return TV_ERR_UNAVAILABLE;
+    }
+    log_msg(LOGL_ERROR, NULL, "store: PostgreSQL: %s (SQLSTATE %s)", msg != NULL ? msg : "?",
+            state);
+    return strncmp(state, "23", 2) == 0 ? TV_ERR_INVALID : TV_ERR_IO;
+}
+
+static int run_on(const struct pgpool *p, PGconn *c, const char *sql, int n,
+                  const char *const *values, const int *lengths, const int *formats, PGresult **res,
+                  int *broken)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, values, lengths, formats, 0);
+    int rc = result_rc(p, c, r, broken);
+
+    if (rc == 0 && res != NULL)
+        *res = r;
+    else
+        PQclear(r);
+    return rc;
+}
+
+int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *values,
+                const int *lengths, const int *formats, int flags, PGresult **res)
+{
+    int rc = TV_ERR_INVALID;
+
+    if (p == NULL || sql == NULL || n < 0 || (n > 0 && values == NULL))
+        return TV_ERR_INVALID;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int idx, broken = 0;
+        rc = acquire(p, &idx);
+        if (rc != 0)
+            return rc;
+        rc = run_on(p, p->slots[idx].conn, sql, n, values, lengths, formats, res, &broken);
+        release(p, idx, broken);
+        if (!broken)
+            return rc;
+        if (!(flags & PGPOOL_RETRY) || attempt == 1) {
+            log_msg(LOGL_ERROR, NULL,
+                    "store: the connection to PostgreSQL at %s:%s was lost during a statement "
+                    "that is not repeated",
+                    p->host, p->port);
+            return TV_ERR_UNAVAILABLE;
+        }
+    }
+    return rc;
+}
+
+int pgpool_tx_exec(struct pgpool_tx *tx, const char *sql, int n, const char *const *values,
+                   const int *lengths, const int *formats, PGresult **res)
+{
+    if (tx == NULL || sql == NULL || n < 0 || (n > 0 && values == NULL))
+        return TV_ERR_INVALID;
+    if (tx->broken)
+        return TV_ERR_UNAVAILABLE;
+    return run_on(tx->pool, tx->conn, sql, n, values, lengths, formats, res, &tx->broken);
+}
+
+int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql)
+{
+    PGresult *r;
+    int rc;
+
+    if (tx == NULL || sql == NULL)
+        return TV_ERR_INVALID;
+    if (tx->broken)
+        return TV_ERR_UNAVAILABLE;
+    /* PQexec returns the last statement's result; an error stops the rest and is that result. */
+    r = PQexec(tx->conn, sql);
+    rc = result_rc(tx->pool, tx->conn, r, &tx->broken);
+    PQclear(r);
+    return rc;
+}
+
+/* COMMIT, and whether it committed: a transaction that failed inside answers COMMIT with the
+ * tag ROLLBACK. */
+static int commit(struct pgpool_tx *tx, int *lost)
+{
+    PGresult *r = NULL;
+    int rc = run_on(tx->pool, tx->conn, "COMMIT", 0, NULL, NULL, NULL, &r, lost);
+
+    if (rc == 0 && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        rc = TV_ERR_IO;
+    PQclear(r);
+    return rc;
+}
+
+int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
+{
+    int rc = TV_ERR_INVALID;
+
+    if (p == NULL || fn == NULL)
+        return TV_ERR_INVALID;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct pgpool_tx tx = {.pool = p};
+        int idx, lost = 0;
+        rc = acquire(p, &idx);
+        if (rc != 0)
+            return rc;
+        tx.conn = p->slots[idx].conn;
+        rc = pgpool_tx_exec(&tx, "BEGIN", 0, NULL, NULL, NULL, NULL);
+        if (rc == 0)
+            rc = fn(&tx, arg);
+        if (rc == 0 && !tx.broken)
+            rc = commit(&tx, &lost);
+        else if (!tx.broken)
+            pgpool_tx_exec(&tx, "ROLLBACK", 0, NULL, NULL, NULL, NULL);
+        release(p, idx, tx.broken || lost);
+        if (lost) {
+            /* The server may have committed before the connection went: not repeated. */
+            log_msg(LOGL_ERROR, NULL,
+                    "store: the connection to PostgreSQL at %s:%s was lost during COMMIT; the "
+                    "transaction may or may not have taken effect",
+                    p->host, p->port);
+            return TV_ERR_UNAVAILABLE;
+        }
+        if (!tx.broken)
+            return rc;
+        /* Before COMMIT the server rolls an ended session's transaction back: once more. */
+    }
+    log_msg(LOGL_ERROR, NULL,
+            "store: the connection to PostgreSQL at %s:%s was lost twice during a transaction",
+            p->host, p->port);
+    return TV_ERR_UNAVAILABLE;
+}
+
+void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects)
+{
+    int n = 0;
+
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->size; i++)
+        n += p->slots[i].conn != NULL;
+    if (open != NULL)
+        *open = n;
+    if (max_busy != NULL)
+        *max_busy = p->max_busy;
+    if (reconnects != NULL)
+        *reconnects = p->reconnects;
+    pthread_mutex_unlock(&p->lock);
+}

@@ -1,0 +1,66 @@
+/* PostgreSQL URIs (store/pg_pool.h): which strings are URIs, and redaction of their passwords
+ * (after user:, and in password= parameters) before anything is logged. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/err.h"
+#include "store/pg_pool.h" /* src/store, through -Isrc */
+
+static void redacts(const char *uri, const char *want)
+{
+    char out[256];
+
+    assert_int_equal(pgpool_uri_redact(uri, out, sizeof(out)), 0);
+    assert_string_equal(out, want);
+}
+
+static void test_is_uri(void **state)
+{
+    (void)state;
+    assert_true(pgpool_is_uri("postgresql://h/db"));
+    assert_true(pgpool_is_uri("postgres://u@h:5432/db"));
+    assert_false(pgpool_is_uri("data/tokenvend.db"));
+    assert_false(pgpool_is_uri("/postgresql://x"));
+    assert_false(pgpool_is_uri("postgresql:/h/db"));
+    assert_false(pgpool_is_uri(NULL));
+}
+
+static void test_redact(void **state)
+{
+    (void)state;
+    redacts("postgresql://tv:s3cret@127.0.0.1:5432/tv", "postgresql://tv:***@127.0.0.1:5432/tv");
+    redacts("postgres://tv@db/tv", "postgres://tv@db/tv");
+    redacts("postgresql://db:5432/tv", "postgresql://db:5432/tv");
+    redacts("postgresql://db/tv?sslmode=require&password=s3cret&x=1",
+            "postgresql://db/tv?sslmode=require&password=***&x=1");
+    redacts("postgresql://u:a%40b@h/d?password=p", "postgresql://u:***@h/d?password=***");
+    /* An unencoded '@' or '/' in the password: more is hidden, never the password shown. */
+    redacts("postgresql://u:p@ss/w@h/d", "postgresql://u:***@h/d");
+    redacts("host=h password=s3cret user=u", "host=h password=*** user=u");
+}
+
+static void test_redact_bounds(void **state)
+{
+    char small[16];
+
+    (void)state;
+    assert_int_equal(pgpool_uri_redact("postgresql://u:p@host/database", small, sizeof(small)),
+                     TV_ERR_TOO_LARGE);
+    assert_string_equal(small, "");
+    assert_int_equal(pgpool_uri_redact(NULL, small, sizeof(small)), TV_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_is_uri),
+        cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_redact_bounds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
