@@ -692,6 +692,19 @@ static void test_acs_client_first_token_does_not_hold_engine(void **state)
     assert_int_equal(w.rc, TV_ERR_UNAVAILABLE);
     assert_int_equal(w.fetches_then, 0); /* answered before the first fetch ended */
     assert_true(w.retry >= 1);
+    /* Closing a client with a call waiting for the token does not wait for the fetch either. */
+    struct parked_wait w2 = {.cache = w.cache};
+    struct acs_client *doomed;
+    pthread_mutex_init(&w2.mu, NULL);
+    pthread_cond_init(&w2.cv, NULL);
+    assert_int_equal(acs_client_new(&o, &doomed), 0);
+    assert_int_equal(acs_client_submit(doomed, &req, parked_done, &w2), 0);
+    acs_client_free(doomed);
+    assert_true(w2.done);
+    assert_int_equal(w2.rc, TV_ERR_SHUTDOWN);
+    assert_int_equal(w2.fetches_then, 0);
+    pthread_cond_destroy(&w2.cv);
+    pthread_mutex_destroy(&w2.mu);
     assert_int_equal(acs_client_call_sync(patient, &req, &res), 0);
     assert_string_equal(res.identity_id, "8:acs:r_u1");
     acs_result_release(&res);
