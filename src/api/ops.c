@@ -33,19 +33,17 @@ static int entra_not_ready(struct entra_cache *c, char *msg, size_t cap)
 
     memset(&st, 0, sizeof st);
     entra_cache_stats(c, &st);
-    if (st.have_token)
-        return 0;
-    if (st.fetches == 0)
+    if (!st.have_token && st.fetches == 0)
         snprintf(msg, cap,
                  "no Microsoft Entra ID token for ACS yet (credential %s): the first fetch is "
                  "under way",
                  entra_kind_name(st.kind));
-    else
+    else if (!st.have_token)
         snprintf(msg, cap,
                  "no Microsoft Entra ID token for ACS (credential %s): %s; next attempt in %ld s",
                  entra_kind_name(st.kind), st.last_err[0] ? st.last_err : "the token expired",
                  st.retry_after_s);
-    return 1;
+    return !st.have_token;
 }
 
 void api_ops_readyz(struct http_req *req, void *vctx)
