@@ -530,7 +530,6 @@ static void entra_route_faults_put(struct emu_entra *e, const char *body, size_t
     const char *mode = NULL;
     enum entra_fault f = ENTRA_FAULT_NONE;
     int64_t status = 500, delay = 0;
-    int rc;
 
     if (jsonx_parse(body, len, ENTRA_BODY_MAX, &o) != 0 ||
         !json_object_is_type(o, json_type_object) || jsonx_get_string(o, "mode", 16, &mode) != 0 ||
@@ -539,9 +538,9 @@ static void entra_route_faults_put(struct emu_entra *e, const char *body, size_t
                           "body must be {\"mode\":\"none|error|hang|slow\"}");
         goto out;
     }
-    rc = jsonx_get_int(o, "status", 500, 599, &status);
-    if (rc == TV_ERR_INVALID ||
-        (rc = jsonx_get_int(o, "delay_ms", 0, ENTRA_HANG_MAX_MS, &delay)) == TV_ERR_INVALID) {
+    /* Absent fields keep their defaults; present ones must be in range. */
+    if (jsonx_get_int(o, "status", 500, 599, &status) == TV_ERR_INVALID ||
+        jsonx_get_int(o, "delay_ms", 0, ENTRA_HANG_MAX_MS, &delay) == TV_ERR_INVALID) {
         entra_reply_error(r, 400, "invalid_request", "status is 500..599, delay_ms 0..120000");
         goto out;
     }
