@@ -68,7 +68,7 @@ BINS     := $(BUILD)/bin/tokenvend $(BUILD)/bin/acs-emulator
 # with exit 66, so the suite counts as failed; the emulator the tests start is built with TSan too.
 TSAN_SUITES := integration/test_http_server integration/test_http_wipe integration/test_service \
                integration/test_http_head integration/test_http_deadlines \
-               integration/test_acs_client \
+               integration/test_acs_client integration/test_keyless integration/test_emulator_bearer \
                unit/test_store unit/test_store_tables unit/test_jwt_jwks unit/test_tcache \
                unit/test_vcache unit/test_service_parts unit/test_entra_fetch unit/test_curlx \
                integration/test_pg_pool integration/test_pg_migrate

@@ -343,6 +343,7 @@ static int app_http_new(struct app *a)
         .user_claim = cfg->oidc_user_claim,
         .session_minutes = cfg->session_minutes,
         .acs = a->acs,
+        .entra = a->entra,
         .maint = a->maint,
         .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
     };
@@ -478,6 +479,7 @@ void app_stop(struct app *a)
     a->api.acs = NULL;
     entra_cache_stop(a->entra); /* after the client: it reads the cache to its last call */
     a->entra = NULL;
+    a->api.entra = NULL;
     log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
 }
 

@@ -152,10 +152,19 @@ void entra_token_clear(struct entra_token *t);
 /* --- The token cache (entra_cache.c) -------------------------------------------------------- */
 
 /* One background thread fetches the token, keeps it, and fetches the next one when 5 minutes or
- * a tenth of its life (whichever is less) remain; a failed fetch is retried with doubling,
- * jittered backoff while the old token, if any, is still served. Readers never wait on a fetch,
- * except for the very first token. */
+ * a tenth of its life (whichever is less) remain before the expiry margin below; a failed fetch
+ * is retried with doubling, jittered backoff while the old token, if any, is still served.
+ * Readers never wait on a fetch, except for the very first token (entra_token_get; the ACS
+ * engine uses entra_token_try, which never waits). */
 struct entra_cache;
+
+/* Expiry margin: a token is not handed out in its last ENTRA_EXPIRY_MARGIN_S seconds (30 s), or
+ * in the last quarter of its life when it lives less than 2 minutes, so that ACS never receives
+ * a token that expires while the request (at most one attempt timeout, 10 s by default) is on
+ * its way. A fetch that brings a token already inside its margin counts as a failed fetch. */
+#define ENTRA_EXPIRY_MARGIN_S 30
+#define ENTRA_EXPIRY_LIFE_DIV 4
+#define ENTRA_LISTENERS_MAX 4
 
 struct entra_cache_opts {
     long fetch_timeout_ms; /* deadline of one fetch */
@@ -178,14 +187,36 @@ int entra_cache_start(const struct entra_desc *d, const struct entra_cache_opts 
 int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_after_s, char *err,
                     size_t errlen);
 
-/* Counters for tests, /readyz and metrics. */
+/* entra_token_get without any wait: holds the cache's lock only to copy. While the very first
+ * fetch is under way, for at most first_wait_ms from the cache's start, it answers
+ * TV_ERR_UNAVAILABLE with *first_pending = 1 (try again when an entra_cache_listen callback
+ * fires); otherwise exactly as entra_token_get, with *first_pending = 0. Thread-safe. */
+int entra_token_try(struct entra_cache *c, char *out, size_t cap, int *first_pending,
+                    long *retry_after_s, char *err, size_t errlen);
+
+/* Called after every fetch ends (a token arrived or the fetch failed), on the cache's thread with
+ * its lock held: fn must not block and must not call into the cache (curl_multi_wakeup is the
+ * intended use). */
+typedef void (*entra_notify_fn)(void *arg);
+/* Registers fn(arg). 0, or TV_ERR_TOO_LARGE when ENTRA_LISTENERS_MAX are registered. */
+int entra_cache_listen(struct entra_cache *c, entra_notify_fn fn, void *arg);
+/* Removes fn(arg); once this returns, fn is not running for arg and is never called again. */
+void entra_cache_unlisten(struct entra_cache *c, entra_notify_fn fn, void *arg);
+
+/* Counters and state for tests, /readyz and metrics. */
 struct entra_cache_stats {
     long fetches;         /* fetch attempts made */
     long failures;        /* of which failed */
     int consecutive_fail; /* failures since the last success */
-    int have_token;       /* an unexpired token is held */
+    int have_token;       /* a token is held and outside its expiry margin (it is handed out) */
+    enum entra_kind kind; /* the credential in use */
+    long expires_in_s;    /* seconds until the held token expires; 0 without one */
+    long retry_after_s;   /* seconds until the next fetch attempt, at least 1 */
+    char last_err[ENTRA_ERR_MAX]; /* why the last fetch failed, secret-free; "" after a success */
 };
 void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out);
+/* The credential kind the cache fetches with (fixed at start). */
+enum entra_kind entra_cache_kind(const struct entra_cache *c);
 
 /* Stops the thread (an in-flight fetch ends within its deadline), wipes the token and the
  * description, frees c. NULL is ignored. */

@@ -16,6 +16,7 @@ struct jwks;
 struct maint;
 struct session_key;
 struct acs_client;
+struct entra_cache;
 struct vcache;
 struct api_login;
 
@@ -50,10 +51,11 @@ struct api_ctx {
     const char *audience;
     const char *user_claim;
     long session_minutes;
-    struct http_server *http; /* for /metrics; set once the server exists */
-    struct acs_client *acs;   /* for /metrics (may be NULL in tests) */
-    struct maint *maint;      /* for /metrics: the audit retention (may be NULL) */
-    int metrics_apikey;       /* GET /metrics needs an API key (metrics_auth = apikey) */
+    struct http_server *http;  /* for /metrics; set once the server exists */
+    struct acs_client *acs;    /* for /metrics (may be NULL in tests) */
+    struct entra_cache *entra; /* keyless mode: /readyz and /metrics; NULL with an access key */
+    struct maint *maint;       /* for /metrics: the audit retention (may be NULL) */
+    int metrics_apikey;        /* GET /metrics needs an API key (metrics_auth = apikey) */
 };
 
 /* The state of POST /api/login: the failed-login limit, admission of password checks per

@@ -76,6 +76,10 @@ struct service_result {
     const char *expires_on;        /* its expiry as ACS sent it, or NULL */
     int64_t expires_on_ms;
     const char *acs_id; /* identity concerned ("" when none) */
+    /* A failed outcome's hint (503, 429): the caller may try again after this many seconds, sent
+     * as Retry-After by the API; 0 when there is none. Today: ACS out of reach in keyless mode
+     * because no Entra token is held (the token cache's next fetch attempt). */
+    long retry_after_s;
 };
 
 typedef void (*service_done_fn)(void *arg, const struct service_result *r);

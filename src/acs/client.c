@@ -21,6 +21,9 @@
 #include "core/log.h"
 
 #define IDLE_POLL_MS 1000 /* longest sleep of the engine; wake-ups normally come sooner */
+/* Sleep while calls wait for the first Entra token: the cache's callback wakes the engine when
+ * a fetch ends; this only notices the end of the first wait and the calls' deadlines. */
+#define PARKED_POLL_MS 100
 
 const char *acs_op_name(enum acs_op op)
 {
@@ -221,7 +224,18 @@ static void call_start(struct acs_client *c, struct acs_call *call)
                     call->res.rc != 0 ? NULL : "the call's deadline passed before it started");
         return;
     }
-    if ((rc = call_prepare_attempt(call, left)) != 0) {
+    call->parked = 0;
+    call->res.retry_after_s = 0; /* a hint is only for the outcome that set it */
+    if ((rc = call_prepare_attempt(call, left)) != 0 && call->parked) {
+        /* The first Entra token is on its way: wait for it without holding the engine. Should
+         * the deadline come first, the call ends with the reason prepare wrote (call_start's
+         * deadline branch keeps res.rc and res.message). */
+        call->res.rc = rc;
+        call->next = c->parked;
+        c->parked = call;
+        return;
+    }
+    if (rc != 0) {
         /* No Entra token: prepare wrote why, and the retry hint, into the result. */
         call_finish(call, rc, rc == TV_ERR_UNAVAILABLE ? NULL : "could not prepare the request");
         return;
@@ -356,6 +370,10 @@ static void engine_shutdown(struct acs_client *c, struct acs_call *queued)
     }
     while ((call = heap_pop(c)) != NULL)
         call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    while ((call = c->parked) != NULL) {
+        c->parked = call->next;
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    }
     while ((call = c->running) != NULL) {
         running_remove(c, call);
         curl_multi_remove_handle(c->multi, call->easy);
@@ -386,6 +404,15 @@ static void *engine_main(void *arg)
             call->next = NULL;
             call_start(c, call);
         }
+        /* Parked calls try again on every pass: a token may have come (the cache woke us), the
+         * first wait may be over, or a deadline passed. Each try is a short lock, no wait. */
+        taken = c->parked;
+        c->parked = NULL;
+        while ((call = taken) != NULL) {
+            taken = call->next;
+            call->next = NULL;
+            call_start(c, call);
+        }
         now = clock_mono_ms();
         while (c->heap_len > 0 && c->heap[0]->due_ms <= now)
             call_start(c, heap_pop(c));
@@ -395,6 +422,8 @@ static void *engine_main(void *arg)
             int64_t d = c->heap[0]->due_ms - clock_mono_ms();
             timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
         }
+        if (c->parked != NULL && timeout > PARKED_POLL_MS)
+            timeout = PARKED_POLL_MS;
         curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);
     }
     return NULL;
@@ -430,6 +459,15 @@ void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opt
         .max_connections = (size_t)cfg->acs_max_connections,
         .endpoint = cfg->acs_endpoint,
     };
+}
+
+/* The Entra cache's fetch-ended callback (cache thread, cache lock held): wakes the engine so
+ * parked calls try again at once. curl_multi_wakeup only writes to a socket pair. */
+static void entra_fetch_ended(void *arg)
+{
+    struct acs_client *c = arg;
+
+    curl_multi_wakeup(c->multi);
 }
 
 int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
@@ -477,11 +515,16 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
             CURLM_OK ||
         curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->max_connections) != CURLM_OK)
         goto fail;
+    /* Without the callback (every slot taken) parked calls still go on at the next poll. */
+    if (c->entra != NULL)
+        c->entra_listening = entra_cache_listen(c->entra, entra_fetch_ended, c) == 0;
     if (pthread_create(&c->thread, NULL, engine_main, c) != 0)
         goto fail;
     *out = c;
     return 0;
 fail:
+    if (c->entra_listening)
+        entra_cache_unlisten(c->entra, entra_fetch_ended, c);
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
     if (lock_ok)
@@ -500,6 +543,9 @@ void acs_client_free(struct acs_client *c)
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
     pthread_join(c->thread, NULL);
+    /* Before the multi handle goes: the callback must not wake a freed handle. */
+    if (c->entra_listening)
+        entra_cache_unlisten(c->entra, entra_fetch_ended, c);
     curl_multi_cleanup(c->multi);
     pthread_mutex_destroy(&c->lock);
     acs_connstr_release(&c->cs);

@@ -388,8 +388,10 @@ static void wipe_header_list(struct curl_slist *l)
 
 /* Keyless mode's headers: the fixed ones, `Authorization: Bearer <Entra token>` and the request
  * id, in place of the HMAC signature's. Without a token the call ends with TV_ERR_UNAVAILABLE,
- * the reason and the cache's retry hint in the result. Reading the cache never blocks, except
- * until the very first token arrives (entra_token_get). */
+ * the reason and the cache's retry hint in the result; while the very first token is still
+ * being fetched, call->parked says so instead and the engine tries again later. Reading the
+ * cache never blocks (entra_token_try): this runs on the engine thread, which every other call
+ * needs. */
 static int bearer_headers(struct acs_call *call, const char *const *fixed, size_t nfixed,
                           struct curl_slist **out)
 {
@@ -398,12 +400,14 @@ static int bearer_headers(struct acs_call *call, const char *const *fixed, size_
     char rid[ACS_REQUEST_ID_MAX + 32];
     char *line = malloc(PREFIX + ENTRA_TOKEN_MAX);
     long retry = 0;
+    int first_pending = 0;
     int rc = TV_ERR_NOMEM;
     if (line == NULL)
         goto out;
     memcpy(line, "Authorization: Bearer ", PREFIX);
-    rc = entra_token_get(call->client->entra, line + PREFIX, ENTRA_TOKEN_MAX, &retry,
-                         call->res.message, sizeof(call->res.message));
+    rc = entra_token_try(call->client->entra, line + PREFIX, ENTRA_TOKEN_MAX, &first_pending,
+                         &retry, call->res.message, sizeof(call->res.message));
+    call->parked = first_pending;
     if (rc != 0) {
         call->res.retry_after_s = retry;
         rc = TV_ERR_UNAVAILABLE;

@@ -32,6 +32,7 @@ struct acs_call {
     int64_t due_ms;      /* monotonic: when a waiting call's next attempt starts */
     size_t heap_idx;
     int retries; /* retries made so far */
+    int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
     CURL *easy;
     struct curl_slist *headers;
     struct buf resp; /* response body of the current attempt (may hold a token) */
@@ -71,6 +72,11 @@ struct acs_client {
     struct acs_call **heap; /* calls waiting for their backoff, min-heap on due_ms */
     size_t heap_len, heap_cap;
     struct acs_call *running; /* calls with an attempt in the multi handle */
+    /* Keyless mode: calls waiting for the very first Entra token (singly linked by next). The
+     * engine never waits for it: the cache's fetch-ended callback wakes the engine, which then
+     * tries them again; a short poll covers the end of the first wait. */
+    struct acs_call *parked;
+    int entra_listening; /* the wake-up callback is registered */
     uint64_t rng;
 };
 
@@ -81,7 +87,9 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
 /* Frees a call that is in no list, wiping its secrets (not the result's token). */
 void call_free(struct acs_call *call);
 /* Prepares the next attempt: fresh date, signature and headers, timeouts bounded by left_ms.
- * 0 or a TV_ERR_* code (the call then ends with it). */
+ * 0 or a TV_ERR_* code (the call then ends with it), except TV_ERR_UNAVAILABLE with
+ * call->parked set: the first Entra token is still being fetched (never waited for here), and
+ * the engine tries again later. */
 int call_prepare_attempt(struct acs_call *call, int64_t left_ms);
 /* Fills call->res from a 2xx answer. 0 or TV_ERR_UPSTREAM_PROTOCOL. */
 int call_parse_success(struct acs_call *call);

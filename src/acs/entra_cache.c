@@ -35,12 +35,18 @@ struct entra_cache {
     struct entra_cache_opts opts;
     struct entra_token token; /* guarded by mu */
     int have;                 /* token holds a fetched token */
-    int64_t valid_until_ms;   /* monotonic */
+    int64_t valid_until_ms;   /* monotonic: the token's expiry */
+    int64_t usable_until_ms;  /* monotonic: valid_until_ms less the expiry margin */
     int64_t next_fetch_ms;    /* monotonic: the next refresh or retry */
+    int64_t started_ms;       /* monotonic: bounds the first wait of entra_token_try */
     long fetches, failures;
     int consecutive_fail;
     int stop;
     char last_err[ENTRA_ERR_MAX];
+    struct {
+        entra_notify_fn fn;
+        void *arg;
+    } listeners[ENTRA_LISTENERS_MAX]; /* guarded by mu */
 };
 
 /* Monotonic deadline -> the absolute timespec pthread_cond_timedwait wants (the condition
@@ -80,6 +86,23 @@ static int64_t refresh_margin_ms(int64_t lifetime_s)
     return margin;
 }
 
+/* The expiry margin (see entra.h): 30 s, or a quarter of a life shorter than 2 minutes. */
+static int64_t expiry_margin_ms(int64_t lifetime_s)
+{
+    int64_t margin = lifetime_s * 1000 / ENTRA_EXPIRY_LIFE_DIV;
+    if (margin > ENTRA_EXPIRY_MARGIN_S * 1000)
+        margin = ENTRA_EXPIRY_MARGIN_S * 1000;
+    return margin;
+}
+
+/* Tells the listeners a fetch ended. Called with mu held. */
+static void notify_locked(struct entra_cache *c)
+{
+    for (size_t i = 0; i < ENTRA_LISTENERS_MAX; i++)
+        if (c->listeners[i].fn != NULL)
+            c->listeners[i].fn(c->listeners[i].arg);
+}
+
 static void *worker(void *arg)
 {
     struct entra_cache *c = arg;
@@ -100,12 +123,23 @@ static void *worker(void *arg)
                              err, sizeof(err));
         pthread_mutex_lock(&c->mu);
         c->fetches++;
+        /* Lifetime counted from the start of the request: the token may be that old. A token
+         * that arrives inside its expiry margin would never be handed out: a failed fetch,
+         * retried with backoff rather than at once. */
+        int64_t valid_until = rc == 0 ? start + fresh.lifetime_s * 1000 : 0;
+        int64_t usable_until = rc == 0 ? valid_until - expiry_margin_ms(fresh.lifetime_s) : 0;
+        if (rc == 0 && usable_until <= clock_mono_ms()) {
+            rc = TV_ERR_UPSTREAM_PROTOCOL;
+            snprintf(err, sizeof(err),
+                     "identity endpoint: the token came with too little life left (%lld s)",
+                     (long long)((valid_until - clock_mono_ms()) / 1000));
+        }
         if (rc == 0) {
-            /* Lifetime counted from the start of the request: the token may be that old. */
             c->token = fresh;
             c->have = 1;
-            c->valid_until_ms = start + fresh.lifetime_s * 1000;
-            c->next_fetch_ms = c->valid_until_ms - refresh_margin_ms(fresh.lifetime_s);
+            c->valid_until_ms = valid_until;
+            c->usable_until_ms = usable_until;
+            c->next_fetch_ms = usable_until - refresh_margin_ms(fresh.lifetime_s);
             c->consecutive_fail = 0;
             c->last_err[0] = '\0';
             log_msg(LOGL_INFO, NULL, "entra: token fetched, valid for %lld s",
@@ -120,6 +154,7 @@ static void *worker(void *arg)
         }
         entra_token_clear(&fresh);
         pthread_cond_broadcast(&c->changed);
+        notify_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -146,6 +181,7 @@ int entra_cache_start(const struct entra_desc *d, const struct entra_cache_opts 
     c->desc = *d;
     c->opts = *o;
     c->next_fetch_ms = 0; /* fetch at once */
+    c->started_ms = clock_mono_ms();
     entra_desc_describe(d, line, sizeof(line));
     log_msg(LOGL_INFO, NULL, "entra: %s", line);
     if (pthread_create(&c->thread, NULL, worker, c) != 0) {
@@ -163,21 +199,20 @@ out:
     return rc;
 }
 
-int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_after_s, char *err,
-                    size_t errlen)
+/* Seconds until the next fetch attempt, at least 1 (a Retry-After value). Called with mu held. */
+static long retry_after_locked(const struct entra_cache *c, int64_t now)
+{
+    int64_t wait = c->next_fetch_ms - now;
+    return wait <= 1000 ? 1 : (long)((wait + 999) / 1000);
+}
+
+/* The copy or the refusal of entra_token_get and entra_token_try. Called with mu held. */
+static int token_copy_locked(struct entra_cache *c, char *out, size_t cap, long *retry_after_s,
+                             char *err, size_t errlen)
 {
     int rc = TV_ERR_UNAVAILABLE;
-    int64_t now;
-    pthread_mutex_lock(&c->mu);
-    if (c->fetches == 0) {
-        struct timespec ts = mono_deadline(clock_mono_ms() + c->opts.first_wait_ms);
-        while (c->fetches == 0 && !c->stop) {
-            if (pthread_cond_timedwait(&c->changed, &c->mu, &ts) == ETIMEDOUT)
-                break;
-        }
-    }
-    now = clock_mono_ms();
-    if (c->have && now < c->valid_until_ms) {
+    int64_t now = clock_mono_ms();
+    if (c->have && now < c->usable_until_ms) {
         size_t len = strlen(c->token.access_token);
         if (len >= cap) {
             rc = TV_ERR_TOO_LARGE;
@@ -187,28 +222,94 @@ int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_af
         rc = 0;
         goto out;
     }
-    if (retry_after_s != NULL) {
-        int64_t wait = c->next_fetch_ms - now;
-        *retry_after_s = wait <= 1000 ? 1 : (long)((wait + 999) / 1000);
-    }
+    if (retry_after_s != NULL)
+        *retry_after_s = retry_after_locked(c, now);
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "no Entra token for ACS: %s",
                  c->fetches == 0  ? "the first fetch is still under way"
                  : c->last_err[0] ? c->last_err
                                   : "the token expired");
 out:
+    return rc;
+}
+
+int entra_token_get(struct entra_cache *c, char *out, size_t cap, long *retry_after_s, char *err,
+                    size_t errlen)
+{
+    int rc;
+    pthread_mutex_lock(&c->mu);
+    if (c->fetches == 0) {
+        struct timespec ts = mono_deadline(clock_mono_ms() + c->opts.first_wait_ms);
+        while (c->fetches == 0 && !c->stop) {
+            if (pthread_cond_timedwait(&c->changed, &c->mu, &ts) == ETIMEDOUT)
+                break;
+        }
+    }
+    rc = token_copy_locked(c, out, cap, retry_after_s, err, errlen);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
+int entra_token_try(struct entra_cache *c, char *out, size_t cap, int *first_pending,
+                    long *retry_after_s, char *err, size_t errlen)
+{
+    int rc;
+    pthread_mutex_lock(&c->mu);
+    rc = token_copy_locked(c, out, cap, retry_after_s, err, errlen);
+    *first_pending = rc == TV_ERR_UNAVAILABLE && c->fetches == 0 && !c->stop &&
+                     clock_mono_ms() < c->started_ms + c->opts.first_wait_ms;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int entra_cache_listen(struct entra_cache *c, entra_notify_fn fn, void *arg)
+{
+    int rc = TV_ERR_TOO_LARGE;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < ENTRA_LISTENERS_MAX; i++) {
+        if (c->listeners[i].fn == NULL) {
+            c->listeners[i].fn = fn;
+            c->listeners[i].arg = arg;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void entra_cache_unlisten(struct entra_cache *c, entra_notify_fn fn, void *arg)
+{
+    /* The callbacks run under mu: holding it here means none is running. */
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < ENTRA_LISTENERS_MAX; i++) {
+        if (c->listeners[i].fn == fn && c->listeners[i].arg == arg) {
+            c->listeners[i].fn = NULL;
+            c->listeners[i].arg = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out)
 {
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&c->mu);
     out->fetches = c->fetches;
     out->failures = c->failures;
     out->consecutive_fail = c->consecutive_fail;
-    out->have_token = c->have && clock_mono_ms() < c->valid_until_ms;
+    out->have_token = c->have && now < c->usable_until_ms;
+    out->kind = c->desc.kind;
+    out->expires_in_s =
+        c->have && now < c->valid_until_ms ? (long)((c->valid_until_ms - now) / 1000) : 0;
+    out->retry_after_s = retry_after_locked(c, now);
+    memcpy(out->last_err, c->last_err, sizeof(out->last_err));
     pthread_mutex_unlock(&c->mu);
+}
+
+enum entra_kind entra_cache_kind(const struct entra_cache *c)
+{
+    return c->desc.kind; /* set before the thread starts, never written after */
 }
 
 void entra_cache_stop(struct entra_cache *c)

@@ -367,6 +367,11 @@ void api_pending_done(void *arg, const struct service_result *r)
     int status;
 
     if (r->rc != 0) {
+        char secs[24];
+        if (r->retry_after_s > 0) {
+            snprintf(secs, sizeof secs, "%ld", r->retry_after_s);
+            http_reply_header(req, "Retry-After", secs);
+        }
         api_reply_error(req, r->rc, r->message);
         goto done;
     }

@@ -1,10 +1,14 @@
-/* Operations endpoints: liveness and readiness (the store takes a write and the service is not
- * shutting down) on both listeners, never behind a credential, since orchestrators probe them
- * without one; Prometheus metrics on the internal listener, behind an API key when
- * metrics_auth = apikey. */
+/* Operations endpoints: liveness and readiness (the store takes a write, the service is not
+ * shutting down and, in keyless mode, an Entra token for ACS is held) on both listeners, never
+ * behind a credential, since orchestrators probe them without one; Prometheus metrics on the
+ * internal listener, behind an API key when metrics_auth = apikey. */
 #include <json-c/json.h>
 
+#include <stdio.h>
+#include <string.h>
+
 #include "acs/client.h"
+#include "acs/entra.h"
 #include "api_int.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -20,10 +24,33 @@ void api_ops_healthz(struct http_req *req, void *ctx)
     http_reply_json(req, 200, o);
 }
 
+/* Keyless mode: not ready while no Entra token is handed out (the first fetch is under way, or
+ * the token expired and the identity endpoint keeps failing): every ACS call would get 503.
+ * The message names the credential kind and the fetch's reason, which never holds a secret. */
+static int entra_not_ready(struct entra_cache *c, char *msg, size_t cap)
+{
+    struct entra_cache_stats st;
+
+    memset(&st, 0, sizeof st);
+    entra_cache_stats(c, &st);
+    if (!st.have_token && st.fetches == 0)
+        snprintf(msg, cap,
+                 "no Microsoft Entra ID token for ACS yet (credential %s): the first fetch is "
+                 "under way",
+                 entra_kind_name(st.kind));
+    else if (!st.have_token)
+        snprintf(msg, cap,
+                 "no Microsoft Entra ID token for ACS (credential %s): %s; next attempt in %ld s",
+                 entra_kind_name(st.kind), st.last_err[0] ? st.last_err : "the token expired",
+                 st.retry_after_s);
+    return !st.have_token;
+}
+
 void api_ops_readyz(struct http_req *req, void *vctx)
 {
     struct api_ctx *ctx = vctx;
     struct json_object *o;
+    char msg[ENTRA_ERR_MAX + 160];
     int rc = service_ready(ctx->svc);
 
     if (rc != 0) {
@@ -31,9 +58,46 @@ void api_ops_readyz(struct http_req *req, void *vctx)
                          rc == TV_ERR_SHUTDOWN ? "shutting down" : "the store is not writable");
         return;
     }
+    if (ctx->entra != NULL && entra_not_ready(ctx->entra, msg, sizeof msg)) {
+        http_reply_error(req, TV_ERR_UNAVAILABLE, msg);
+        return;
+    }
     o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string("ready"));
+    /* Which credential reaches ACS, so an operator can tell the modes apart at a glance. */
+    json_object_object_add(
+        o, "acsCredential",
+        json_object_new_string(ctx->entra != NULL ? entra_kind_name(entra_cache_kind(ctx->entra))
+                                                  : "access_key"));
     http_reply_json(req, 200, o);
+}
+
+/* The Entra cache's counters (keyless mode). */
+static int entra_metrics_write(struct entra_cache *c, struct buf *b)
+{
+    struct entra_cache_stats st;
+
+    memset(&st, 0, sizeof st);
+    entra_cache_stats(c, &st);
+    return buf_printf(
+        b,
+        "# HELP tokenvend_entra_fetches_total Microsoft Entra ID token fetches "
+        "attempted.\n"
+        "# TYPE tokenvend_entra_fetches_total counter\n"
+        "tokenvend_entra_fetches_total %ld\n"
+        "# HELP tokenvend_entra_fetch_failures_total Entra token fetches that "
+        "failed.\n"
+        "# TYPE tokenvend_entra_fetch_failures_total counter\n"
+        "tokenvend_entra_fetch_failures_total %ld\n"
+        "# HELP tokenvend_entra_token_expires_in_seconds Seconds until the held Entra "
+        "token expires (0 without one).\n"
+        "# TYPE tokenvend_entra_token_expires_in_seconds gauge\n"
+        "tokenvend_entra_token_expires_in_seconds %ld\n"
+        "# HELP tokenvend_entra_token_usable Whether an Entra token is handed out "
+        "(1) or not (0).\n"
+        "# TYPE tokenvend_entra_token_usable gauge\n"
+        "tokenvend_entra_token_usable %d\n",
+        st.fetches, st.failures, st.expires_in_s, st.have_token ? 1 : 0);
 }
 
 void api_ops_metrics(struct http_req *req, void *vctx)
@@ -72,6 +136,8 @@ void api_ops_metrics(struct http_req *req, void *vctx)
                         (unsigned long long)st.calls, (unsigned long long)st.failures,
                         (unsigned long long)st.attempts, (unsigned long long)st.retries);
     }
+    if (rc == 0 && ctx->entra != NULL)
+        rc = entra_metrics_write(ctx->entra, &b);
     if (rc != 0)
         http_reply_error(req, rc, NULL);
     else

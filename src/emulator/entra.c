@@ -50,9 +50,9 @@ struct emu_entra {
     const char *identity_header;  /* X-IDENTITY-HEADER value (secret); NULL: route refused */
     int64_t ttl_s;
     struct emu_keys *keys;
-    char base[ENTRA_URL_MAX];   /* "http://HOST:PORT" */
-    char issuer[ENTRA_URL_MAX]; /* base + "/" + tenant + "/v2.0" */
-    pthread_mutex_t mu;         /* guards log and the fault settings */
+    char base[ENTRA_URL_MAX];   /* "http://HOST:PORT" (guarded by mu: see entra_addr) */
+    char issuer[ENTRA_URL_MAX]; /* base + "/" + tenant + "/v2.0" (likewise) */
+    pthread_mutex_t mu;         /* guards log, the fault settings, base and issuer */
     struct json_object *log;    /* array of recorded requests */
     enum entra_fault fault;
     int64_t fault_delay_ms;
@@ -203,16 +203,30 @@ static enum MHD_Result entra_query_iter(void *cls, enum MHD_ValueKind kind, cons
 
 /* ---- tokens ---- */
 
+/* Copies base and issuer (either may be NULL). They are written once the daemon has told its
+ * port, so after its threads started: the lock orders that write before these reads. */
+static void entra_addr(struct emu_entra *e, char base[ENTRA_URL_MAX], char issuer[ENTRA_URL_MAX])
+{
+    pthread_mutex_lock(&e->mu);
+    if (base)
+        memcpy(base, e->base, ENTRA_URL_MAX);
+    if (issuer)
+        memcpy(issuer, e->issuer, ENTRA_URL_MAX);
+    pthread_mutex_unlock(&e->mu);
+}
+
 /* Mints the access token for subject and app (client id) and answers the Entra token JSON. */
 static int entra_mint(struct emu_entra *e, const char *subject, const char *appid, int64_t *exp_out,
                       char **tok)
 {
     struct json_object *p = json_object_new_object();
     int64_t now = clock_wall_ms() / 1000;
+    char issuer[ENTRA_URL_MAX];
     int rc;
 
+    entra_addr(e, NULL, issuer);
     json_object_object_add(p, "aud", json_object_new_string(ENTRA_AUD));
-    json_object_object_add(p, "iss", json_object_new_string(e->issuer));
+    json_object_object_add(p, "iss", json_object_new_string(issuer));
     json_object_object_add(p, "iat", json_object_new_int64(now));
     json_object_object_add(p, "nbf", json_object_new_int64(now));
     json_object_object_add(p, "exp", json_object_new_int64(now + e->ttl_s));
@@ -443,12 +457,13 @@ static void entra_route_metadata(struct emu_entra *e, struct entra_reply *r)
 {
     struct json_object *o = json_object_new_object();
     struct json_object *a = json_object_new_array();
-    char url[ENTRA_URL_MAX * 2];
+    char url[ENTRA_URL_MAX * 2], base[ENTRA_URL_MAX], issuer[ENTRA_URL_MAX];
 
-    json_object_object_add(o, "issuer", json_object_new_string(e->issuer));
-    snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", e->base, e->tenant);
+    entra_addr(e, base, issuer);
+    json_object_object_add(o, "issuer", json_object_new_string(issuer));
+    snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", base, e->tenant);
     json_object_object_add(o, "token_endpoint", json_object_new_string(url));
-    snprintf(url, sizeof(url), "%s/%s/discovery/v2.0/keys", e->base, e->tenant);
+    snprintf(url, sizeof(url), "%s/%s/discovery/v2.0/keys", base, e->tenant);
     json_object_object_add(o, "jwks_uri", json_object_new_string(url));
     json_object_array_add(a, json_object_new_string("RS256"));
     json_object_object_add(o, "id_token_signing_alg_values_supported", a);
@@ -515,7 +530,6 @@ static void entra_route_faults_put(struct emu_entra *e, const char *body, size_t
     const char *mode = NULL;
     enum entra_fault f = ENTRA_FAULT_NONE;
     int64_t status = 500, delay = 0;
-    int rc;
 
     if (jsonx_parse(body, len, ENTRA_BODY_MAX, &o) != 0 ||
         !json_object_is_type(o, json_type_object) || jsonx_get_string(o, "mode", 16, &mode) != 0 ||
@@ -524,9 +538,9 @@ static void entra_route_faults_put(struct emu_entra *e, const char *body, size_t
                           "body must be {\"mode\":\"none|error|hang|slow\"}");
         goto out;
     }
-    rc = jsonx_get_int(o, "status", 500, 599, &status);
-    if (rc == TV_ERR_INVALID ||
-        (rc = jsonx_get_int(o, "delay_ms", 0, ENTRA_HANG_MAX_MS, &delay)) == TV_ERR_INVALID) {
+    /* Absent fields keep their defaults; present ones must be in range. */
+    if (jsonx_get_int(o, "status", 500, 599, &status) == TV_ERR_INVALID ||
+        jsonx_get_int(o, "delay_ms", 0, ENTRA_HANG_MAX_MS, &delay) == TV_ERR_INVALID) {
         entra_reply_error(r, 400, "invalid_request", "status is 500..599, delay_ms 0..120000");
         goto out;
     }
@@ -768,9 +782,12 @@ int emu_entra_start(const struct emu_entra_opts *o, struct emu_entra **out)
     info = MHD_get_daemon_info(e->d, MHD_DAEMON_INFO_BIND_PORT);
     if (!info)
         goto out;
+    pthread_mutex_lock(&e->mu);
     snprintf(e->base, sizeof(e->base), "http://%s:%u", host, (unsigned)info->port);
-    if (snprintf(e->issuer, sizeof(e->issuer), "%.*s/%.128s/v2.0", ENTRA_HOST_MAX + 16, e->base,
-                 e->tenant) >= (int)sizeof(e->issuer))
+    int too_long = snprintf(e->issuer, sizeof(e->issuer), "%.*s/%.128s/v2.0", ENTRA_HOST_MAX + 16,
+                            e->base, e->tenant) >= (int)sizeof(e->issuer);
+    pthread_mutex_unlock(&e->mu);
+    if (too_long)
         goto out;
     *out = e;
     e = NULL;

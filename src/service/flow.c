@@ -29,6 +29,13 @@ const char *flow_acs_message(const struct flow *f)
     return f->acs_msg[0] != '\0' ? f->acs_msg : NULL;
 }
 
+long flow_retry_after(const struct flow *f, int rc)
+{
+    int st = rc != 0 ? err_http_status(rc) : 0;
+
+    return st == 503 || st == 429 ? f->retry_after_s : 0;
+}
+
 static int acs_code_shown(const char *code)
 {
     size_t n = 0;
@@ -51,7 +58,14 @@ static void acs_failure_note(struct flow *f)
     const struct acs_result *r = &f->res;
     int shown = acs_code_shown(r->acs_code);
 
-    if (shown)
+    /* Keyless mode without an Entra token: the call never left (no HTTP status); the cause is
+     * the identity endpoint, not ACS. The reason itself (which may name the endpoint) is logged
+     * below, not told. */
+    if (r->rc == TV_ERR_UNAVAILABLE && r->http_status == 0 && r->retry_after_s > 0)
+        (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,
+                           "cannot reach ACS: no Microsoft Entra ID token, the identity "
+                           "endpoint is failing or has not answered yet; retry later");
+    else if (shown)
         snprintf(f->acs_msg, sizeof f->acs_msg, "%s (ACS code %s)", err_message(r->rc),
                  r->acs_code);
     else
@@ -67,6 +81,7 @@ static void flow_run(struct jobq_item *it)
     struct flow *f = (struct flow *)(void *)it; /* job is f's first member */
 
     f->acs_msg[0] = '\0';
+    f->retry_after_s = f->res.rc != 0 ? f->res.retry_after_s : 0;
     if (f->res.rc != 0)
         acs_failure_note(f);
     f->next(f);

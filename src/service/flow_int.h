@@ -23,6 +23,9 @@ struct flow {
     struct acs_result res; /* the last ACS outcome (owns its token) */
     /* The caller's sentence for a failed res ("" otherwise): see flow_acs_message. */
     char acs_msg[FLOW_ACS_MSG_MAX];
+    /* The retry hint of the failed outcome the flow ends with (service_result.retry_after_s):
+     * from its own ACS call, or the one it waited on (a single-flight leader's); 0 for none. */
+    long retry_after_s;
     flow_step_fn next;
 };
 
@@ -37,5 +40,8 @@ int flow_submit(struct flow *f, struct acs_request *req, flow_step_fn next);
  * code, never ACS's own message (logged when the outcome arrived); NULL when the call did not
  * fail. */
 const char *flow_acs_message(const struct flow *f);
+/* f's retry hint for an outcome rc: f->retry_after_s when rc is an error answered 503 or 429
+ * (so a later, different failure does not carry a stale hint), else 0. */
+long flow_retry_after(const struct flow *f, int rc);
 
 #endif

@@ -51,6 +51,7 @@ void reqflow_finish_ex(struct reqflow *f, int rc, const char *msg, int pending)
     r.pending = pending;
     r.user = f->have_user ? &f->user : NULL;
     r.acs_id = f->have_user ? f->user.acs_id : "";
+    r.retry_after_s = flow_retry_after(&f->base, rc);
     if (rc == 0 && res->token != NULL) {
         r.token = res->token;
         r.expires_on = res->expires_on;
@@ -123,6 +124,7 @@ void reqflow_fail_all(struct reqflow *leader, struct sf_link *waiters, int rc, c
     while (waiters != NULL) {
         struct reqflow *w = rf_of_link(waiters);
         waiters = waiters->next;
+        w->base.retry_after_s = leader->base.retry_after_s;
         if (w->on_none != NULL)
             w->on_none(w);
         else

@@ -37,6 +37,7 @@ static void teams_finish(struct teams_flow *t, int rc, const char *msg)
     r.rc = rc;
     r.message = msg;
     r.acs_id = "";
+    r.retry_after_s = flow_retry_after(f, rc);
     if (rc == 0) {
         r.acs_id = f->res.identity_id;
         r.token = f->res.token;

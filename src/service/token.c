@@ -58,6 +58,7 @@ static void finish_shared(struct reqflow *w, const struct reqflow *leader, int r
     struct acs_result *res = &w->base.res;
 
     if (rc != 0 || lres->token == NULL) {
+        w->base.retry_after_s = leader->base.retry_after_s;
         reqflow_finish(w, rc, msg);
         return;
     }

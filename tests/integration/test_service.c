@@ -46,12 +46,13 @@ struct fake {
     pthread_cond_t cv;
     struct fcall q[MAXQ];
     size_t nq;
-    int hold_creates; /* creates wait for fake_release */
-    int hold_issues;  /* issues wait for fake_release */
-    int hold_deletes; /* deletes wait for fake_release */
-    int64_t ttl_ms;   /* token lifetime; 0 = 60 minutes */
-    int fail_rc[5];   /* per op: rc to complete with (0 = success) */
-    int counts[5];    /* submissions per op */
+    int hold_creates;   /* creates wait for fake_release */
+    int hold_issues;    /* issues wait for fake_release */
+    int hold_deletes;   /* deletes wait for fake_release */
+    int64_t ttl_ms;     /* token lifetime; 0 = 60 minutes */
+    int fail_rc[5];     /* per op: rc to complete with (0 = success) */
+    int counts[5];      /* submissions per op */
+    long retry_after_s; /* the hint a failure carries (keyless mode without a token) */
     int stop;
     unsigned seq, tokseq;
     pthread_t th;
@@ -86,6 +87,7 @@ static void fake_complete(struct fake *f, struct fcall *c)
     r.op = c->op;
     pthread_mutex_lock(&f->mu);
     r.rc = f->fail_rc[c->op];
+    r.retry_after_s = r.rc != 0 ? f->retry_after_s : 0;
     pthread_mutex_unlock(&f->mu);
     r.http_status = r.rc == 0 ? 200 : 503;
     if (r.rc == 0) {
@@ -207,6 +209,7 @@ struct results {
     pthread_cond_t cv;
     int n;
     int rc[MAXR], created[MAXR], pending[MAXR], had_token[MAXR];
+    long retry[MAXR];
     char acs[MAXR][64];
     char tok[MAXR][48];
 };
@@ -221,6 +224,7 @@ static void on_done(void *arg, const struct service_result *r)
         rs->created[i] = r->created;
         rs->pending[i] = r->pending;
         rs->had_token[i] = r->token != NULL;
+        rs->retry[i] = r->retry_after_s;
         snprintf(rs->acs[i], sizeof rs->acs[i], "%s", r->acs_id ? r->acs_id : "");
         snprintf(rs->tok[i], sizeof rs->tok[i], "%s", r->token ? r->token : "");
     }
@@ -404,6 +408,65 @@ static void test_create_failure_fans_out(void **state)
     assert_int_equal(results_wait(&x->rs, 11), 11);
     assert_int_equal(x->rs.rc[10], 0);
     assert_int_equal(x->rs.created[10], 1);
+}
+
+/* ACS out of reach with a retry hint (keyless mode without an Entra token): every request
+ * that shared the failed call gets the hint, the single-flight's waiters as well as its leader,
+ * for creates and (with the cache) issues; an error answered other than 503 carries none. */
+static void test_retry_after_fans_out(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c = call_for("rita");
+
+    pthread_mutex_lock(&x->fake.mu);
+    x->fake.retry_after_s = 7;
+    pthread_mutex_unlock(&x->fake.mu);
+    fake_set(&x->fake, 1, ACS_OP_CREATE, TV_ERR_UNAVAILABLE);
+    for (int i = 0; i < 10; i++)
+        service_user_token(x->svc, &c, "rita", NULL, 1, on_done, &x->rs);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, 10), 10);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(x->rs.rc[i], TV_ERR_UNAVAILABLE);
+        assert_int_equal(x->rs.retry[i], 7);
+    }
+    /* The identity exists; its issues fail the same way, shared by the cache's single-flight. */
+    fake_set(&x->fake, 0, ACS_OP_CREATE, 0);
+    service_user_ensure(x->svc, &c, "rita", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 11), 11);
+    assert_int_equal(x->rs.rc[10], 0);
+    assert_int_equal(x->rs.retry[10], 0);
+    pthread_mutex_lock(&x->fake.mu);
+    x->fake.hold_issues = 1;
+    pthread_mutex_unlock(&x->fake.mu);
+    fake_set(&x->fake, 0, ACS_OP_ISSUE, TV_ERR_UNAVAILABLE);
+    for (int i = 0; i < 5; i++)
+        service_user_token(x->svc, &c, "rita", NULL, 0, on_done, &x->rs);
+    assert_int_equal(fake_wait_count(&x->fake, ACS_OP_ISSUE, 1), 1);
+    /* All four others wait on the leader's issue before it is let go. */
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    for (int64_t end = clock_mono_ms() + 20000; clock_mono_ms() < end; clock_sleep_ms(5)) {
+        buf_reset(&b);
+        assert_int_equal(service_metrics_write(x->svc, &b), 0);
+        if (strstr(buf_cstr(&b), "tokenvend_issue_singleflight_joined_total 4\n") != NULL)
+            break;
+    }
+    assert_non_null(strstr(buf_cstr(&b), "tokenvend_issue_singleflight_joined_total 4\n"));
+    buf_release(&b);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_ISSUE), 1);
+    fake_release(&x->fake);
+    assert_int_equal(results_wait(&x->rs, 16), 16);
+    for (int i = 11; i < 16; i++) {
+        assert_int_equal(x->rs.rc[i], TV_ERR_UNAVAILABLE);
+        assert_int_equal(x->rs.retry[i], 7);
+    }
+    /* A 502-class failure carries no hint even when the outcome had one. */
+    fake_set(&x->fake, 0, ACS_OP_ISSUE, TV_ERR_ACS_DENIED);
+    service_user_token(x->svc, &c, "rita", NULL, 0, on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 17), 17);
+    assert_int_equal(x->rs.rc[16], TV_ERR_ACS_DENIED);
+    assert_int_equal(x->rs.retry[16], 0);
 }
 
 static void test_no_auto_create(void **state)
@@ -1162,6 +1225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_failure_fans_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_fans_out, setup_cache, teardown),
         cmocka_unit_test_setup_teardown(test_no_auto_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_via_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_confirmed, setup, teardown),

@@ -590,6 +590,41 @@ static void test_cache_expired_and_failing(void **state)
     entra_desc_clear(&d);
 }
 
+/* A token whose life is mostly gone when it arrives (2 s, 1.7 s of it spent on the way) falls
+ * inside its expiry margin (a quarter of a life under 2 minutes): never handed out, counted as a
+ * failed fetch and retried. */
+static void test_cache_token_inside_margin(void **state)
+{
+    (void)state;
+    struct entra_desc d;
+    struct entra_cache *c;
+    struct entra_cache_stats st = {0};
+    char tok[64], err[ENTRA_ERR_MAX];
+    long retry = 0;
+    struct entra_env e = {0};
+    select_ok(&e, &d);
+    answer(200, "{\"access_token\":\"tok-late\",\"expires_in\":2}");
+    set_delay(1700);
+    assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+    assert_int_equal(entra_token_get(c, tok, sizeof(tok), &retry, err, sizeof(err)),
+                     TV_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err, "too little life left"));
+    assert_true(retry >= 1);
+    entra_cache_stats(c, &st);
+    assert_true(st.failures >= 1);
+    assert_false(st.have_token);
+    set_delay(0);
+    answer(200, "{\"access_token\":\"tok-ok\",\"expires_in\":3600}");
+    for (int i = 0; i < 400 && entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0) != 0; i++)
+        clock_sleep_ms(50);
+    assert_string_equal(tok, "tok-ok");
+    entra_cache_stats(c, &st);
+    assert_true(st.have_token);
+    assert_true(st.expires_in_s > 3500);
+    entra_cache_stop(c);
+    entra_desc_clear(&d);
+}
+
 static void test_cache_endpoint_down_no_hang(void **state)
 {
     (void)state;
@@ -691,6 +726,88 @@ static void test_acs_client_bearer(void **state)
     entra_desc_clear(&d);
 }
 
+struct parked_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct entra_cache *cache;
+    int done, rc;
+    long retry, fetches_then;
+};
+
+static void parked_done(void *arg, struct acs_result *res)
+{
+    struct parked_wait *w = arg;
+    struct entra_cache_stats st = {0};
+    entra_cache_stats(w->cache, &st);
+    pthread_mutex_lock(&w->mu);
+    w->rc = res->rc;
+    w->retry = res->retry_after_s;
+    w->fetches_then = st.fetches;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    acs_result_release(res);
+}
+
+/* While the very first token is being fetched the engine does not wait for it: a call whose
+ * deadline (300 ms) comes first ends with 503's code and a retry hint before the fetch ends,
+ * and a call with time to spare goes on once the token arrives. */
+static void test_acs_client_first_token_does_not_hold_engine(void **state)
+{
+    (void)state;
+    char url[64];
+    struct entra_desc d;
+    struct acs_client *client, *patient;
+    struct acs_result res = {0};
+    struct acs_request req = {.op = ACS_OP_CREATE};
+    struct parked_wait w = {.done = 0};
+    struct entra_env e = {0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    select_ok(&e, &d);
+    base_url(url, sizeof(url));
+    set_delay(3000);
+    assert_int_equal(entra_cache_start(&d, &test_opts, &w.cache), 0);
+    struct acs_client_opts o = {.connection_string = "",
+                                .endpoint = url,
+                                .entra = w.cache,
+                                .max_retries = 0,
+                                .deadline_ms = 300};
+    assert_int_equal(acs_client_new(&o, &client), 0);
+    o.deadline_ms = 20000;
+    assert_int_equal(acs_client_new(&o, &patient), 0);
+    assert_int_equal(acs_client_submit(client, &req, parked_done, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu); /* the fetch ends within its 5 s deadline anyway */
+    pthread_mutex_unlock(&w.mu);
+    assert_int_equal(w.rc, TV_ERR_UNAVAILABLE);
+    assert_int_equal(w.fetches_then, 0); /* answered before the first fetch ended */
+    assert_true(w.retry >= 1);
+    /* Closing a client with a call waiting for the token does not wait for the fetch either. */
+    struct parked_wait w2 = {.cache = w.cache};
+    struct acs_client *doomed;
+    pthread_mutex_init(&w2.mu, NULL);
+    pthread_cond_init(&w2.cv, NULL);
+    assert_int_equal(acs_client_new(&o, &doomed), 0);
+    assert_int_equal(acs_client_submit(doomed, &req, parked_done, &w2), 0);
+    acs_client_free(doomed);
+    assert_true(w2.done);
+    assert_int_equal(w2.rc, TV_ERR_SHUTDOWN);
+    assert_int_equal(w2.fetches_then, 0);
+    pthread_cond_destroy(&w2.cv);
+    pthread_mutex_destroy(&w2.mu);
+    assert_int_equal(acs_client_call_sync(patient, &req, &res), 0);
+    assert_string_equal(res.identity_id, "8:acs:r_u1");
+    acs_result_release(&res);
+    acs_client_free(client);
+    acs_client_free(patient);
+    entra_cache_stop(w.cache);
+    entra_desc_clear(&d);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+}
+
 /* Keyless mode with the identity endpoint down: the ACS call fails at once with 503's code, the
  * reason and a retry hint, and nothing reaches ACS. */
 static void test_acs_client_no_token(void **state)
@@ -789,9 +906,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_one_fetch_for_200_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_refreshes_near_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_expired_and_failing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_token_inside_margin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_endpoint_down_no_hang, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_log_has_no_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_client_bearer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acs_client_first_token_does_not_hold_engine, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_acs_client_no_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_from_config, setup, teardown),
     };
