@@ -152,7 +152,8 @@ void entra_token_clear(struct entra_token *t);
 /* --- The token cache (entra_cache.c) -------------------------------------------------------- */
 
 /* One background thread fetches the token, keeps it, and fetches the next one when 5 minutes or
- * a tenth of its life (whichever is less) remain before the expiry margin below; a failed fetch
+ * a tenth of its life (whichever is less; a tenth for a token that lives over an hour, such as a
+ * managed identity's 24 h one) remain before the expiry margin below; a failed fetch
  * is retried with doubling, jittered backoff while the old token, if any, is still served.
  * Readers never wait on a fetch, except for the very first token (entra_token_get; the ACS
  * engine uses entra_token_try, which never waits). */
@@ -218,8 +219,9 @@ void entra_cache_stats(struct entra_cache *c, struct entra_cache_stats *out);
 /* The credential kind the cache fetches with (fixed at start). */
 enum entra_kind entra_cache_kind(const struct entra_cache *c);
 
-/* Stops the thread (an in-flight fetch ends within its deadline), wipes the token and the
- * description, frees c. NULL is ignored. */
+/* Stops the thread (an in-flight fetch is abandoned within about a second, not waited out to
+ * its deadline), wipes the token and the description, frees c. NULL is ignored. No reader may
+ * use c during or after the call: the ACS client that reads it is freed first. */
 void entra_cache_stop(struct entra_cache *c);
 
 struct config;

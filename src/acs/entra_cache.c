@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,12 @@
 #include "core/log.h"
 
 #define ENTRA_REFRESH_MARGIN_MAX_S 300 /* refresh when 5 minutes remain... */
-#define ENTRA_REFRESH_LIFE_DIV 10      /* ...or a tenth of the life, whichever is less */
+#define ENTRA_REFRESH_LIFE_DIV 10      /* ...or a tenth of the life, whichever is less... */
+/* ...but a token that lives longer than an hour (managed identities get 24 h ones) is refreshed
+ * a tenth of its life ahead: 5 minutes of retries would be all an identity endpoint's outage
+ * could take before the token ran out, where the Azure libraries refresh such tokens hours
+ * ahead. */
+#define ENTRA_REFRESH_LONG_LIFE_S 3600
 /* Retry schedule after a failed fetch: an identity endpoint that is down is asked again within
  * seconds at first, then once a minute, well inside a token's usual hour. */
 #define ENTRA_BACKOFF_BASE_MS 1000
@@ -41,7 +47,7 @@ struct entra_cache {
     int64_t started_ms;       /* monotonic: bounds the first wait of entra_token_try */
     long fetches, failures;
     int consecutive_fail;
-    int stop;
+    atomic_int stop; /* also read by a fetch in flight, which it ends (entra_fetch_cancelable) */
     char last_err[ENTRA_ERR_MAX];
     struct {
         entra_notify_fn fn;
@@ -81,7 +87,7 @@ static int64_t backoff_ms(const struct entra_cache_opts *o, int n)
 static int64_t refresh_margin_ms(int64_t lifetime_s)
 {
     int64_t margin = lifetime_s * 1000 / ENTRA_REFRESH_LIFE_DIV;
-    if (margin > ENTRA_REFRESH_MARGIN_MAX_S * 1000)
+    if (lifetime_s <= ENTRA_REFRESH_LONG_LIFE_S && margin > ENTRA_REFRESH_MARGIN_MAX_S * 1000)
         margin = ENTRA_REFRESH_MARGIN_MAX_S * 1000;
     return margin;
 }
@@ -119,8 +125,8 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&c->mu);
         int64_t start = clock_mono_ms();
-        int rc = entra_fetch(&c->desc, c->opts.fetch_timeout_ms, clock_wall_ms() / 1000, &fresh,
-                             err, sizeof(err));
+        int rc = entra_fetch_cancelable(&c->desc, c->opts.fetch_timeout_ms, clock_wall_ms() / 1000,
+                                        &c->stop, &fresh, err, sizeof(err));
         pthread_mutex_lock(&c->mu);
         c->fetches++;
         /* Lifetime counted from the start of the request: the token may be that old. A token
@@ -338,7 +344,9 @@ int entra_cache_from_config(const struct config *cfg, struct entra_cache **out)
     const struct entra_cache_opts o = {.fetch_timeout_ms = cfg->acs_attempt_timeout_ms,
                                        .backoff_base_ms = ENTRA_BACKOFF_BASE_MS,
                                        .backoff_max_ms = ENTRA_BACKOFF_MAX_MS,
-                                       .first_wait_ms = cfg->acs_attempt_timeout_ms};
+                                       /* Past the fetch's own deadline, so a waiter
+                                        * hears why the first fetch failed. */
+                                       .first_wait_ms = cfg->acs_attempt_timeout_ms + 1000};
     *out = NULL;
     if (cfg->acs_connection_string[0] != '\0' || cfg->acs_endpoint[0] == '\0')
         goto out;

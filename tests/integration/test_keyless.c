@@ -6,8 +6,10 @@
  * identity endpoint down at start, /readyz says so and the API answers 503 with Retry-After at
  * once (no hang), and both recover when the endpoint does; a token that expires while the
  * endpoint fails gives the same 503. Waits are bounded polls; nothing asserts on time. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -328,6 +330,50 @@ static void test_keyless_endpoint_down_at_start(void **state)
     free(r);
 }
 
+struct stopper {
+    struct app *app;
+    atomic_int done;
+};
+
+static void *stop_app(void *arg)
+{
+    struct stopper *s = arg;
+    app_free(s->app);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+/* Stopping the service while the identity endpoint holds the first fetch (a hang, and a fetch
+ * deadline of 60 s): the stop abandons the fetch instead of waiting it out, as an orchestrator's
+ * grace period (30 s on Kubernetes) demands (review of issue 8). */
+static void test_keyless_stop_during_hung_fetch(void **state)
+{
+    struct fx *f = *state;
+    struct stopper s = {0};
+    pthread_t th;
+    int i;
+
+    endpoints_start(f, "3600");
+    entra_fault(f, "{\"mode\":\"hang\"}");
+    setenv("TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS", "60000", 1);
+    setenv("TOKENVEND_ACS_DEADLINE_MS", "60000", 1);
+    serve(f);
+    unsetenv("TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS");
+    unsetenv("TOKENVEND_ACS_DEADLINE_MS");
+    for (i = 0; i < 400 && entra_token_requests(f) < 1; i++)
+        clock_sleep_ms(50);
+    assert_int_equal(entra_token_requests(f), 1); /* the fetch is held by the stand-in */
+    s.app = f->app;
+    f->app = NULL;
+    assert_int_equal(pthread_create(&th, NULL, stop_app, &s), 0);
+    /* A generous ceiling, only to fail instead of hanging: far below the fetch's 60 s. */
+    for (i = 0; i < 400 && !atomic_load(&s.done); i++)
+        clock_sleep_ms(50);
+    assert_true(atomic_load(&s.done));
+    pthread_join(th, NULL);
+    entra_fault(f, NULL);
+}
+
 /* Short-lived tokens (6 s: a 1.5 s expiry margin) and an endpoint that starts failing: once the
  * token is past its margin, /readyz is 503 and token requests get 503 + Retry-After, not a call
  * to ACS with a token about to expire; recovery follows the endpoint's. */
@@ -361,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keyless_reaches_acs_with_one_fetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyless_endpoint_down_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyless_expiry_with_failing_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyless_stop_during_hung_fetch, setup, teardown),
     };
     int rc;
 

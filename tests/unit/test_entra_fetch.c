@@ -551,6 +551,36 @@ static void test_cache_refreshes_near_expiry(void **state)
     entra_desc_clear(&d);
 }
 
+/* The next refresh of a held token: 5 minutes before the expiry margin for an hour's token, a
+ * tenth of the life for a managed identity's 24 h one (review of issue 8: 5 minutes of retries
+ * were all an outage of the identity endpoint could take). */
+static void test_cache_refresh_lead(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *answer;
+        long lo, hi; /* seconds until the next fetch */
+    } cases[] = {
+        {"{\"access_token\":\"tok-h\",\"expires_in\":3600}", 3260, 3270},
+        {"{\"access_token\":\"tok-d\",\"expires_in\":86400}", 77720, 77730},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct entra_desc d;
+        struct entra_cache *c;
+        struct entra_cache_stats st;
+        char tok[64];
+        struct entra_env e = {0};
+        select_ok(&e, &d);
+        answer(200, cases[i].answer);
+        assert_int_equal(entra_cache_start(&d, &test_opts, &c), 0);
+        assert_int_equal(entra_token_get(c, tok, sizeof(tok), NULL, NULL, 0), 0);
+        entra_cache_stats(c, &st);
+        assert_in_range(st.retry_after_s, cases[i].lo, cases[i].hi);
+        entra_cache_stop(c);
+        entra_desc_clear(&d);
+    }
+}
+
 static void test_cache_expired_and_failing(void **state)
 {
     (void)state;
@@ -905,6 +935,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_one_fetch_for_200_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_refreshes_near_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_refresh_lead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_expired_and_failing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_token_inside_margin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_endpoint_down_no_hang, setup, teardown),
