@@ -10,6 +10,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "entra.h"
+#include "server.h"
 
 #define ENTRA_DEFAULT_TENANT "00000000-0000-0000-0000-0000000e4a11"
 #define ENTRA_DEFAULT_TTL_S 3600
@@ -129,11 +130,7 @@ int emu_entra_main(int argc, char **argv)
         goto out;
     }
     log_setup(level, 2);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    emu_signals_block(&set);
     status = 1;
     if (emu_entra_start(&o, &e) != 0)
         goto out;
@@ -141,8 +138,7 @@ int emu_entra_main(int argc, char **argv)
     fflush(stdout);
     log_msg(LOGL_INFO, NULL, "acs-emulator entra stand-in on %s (tenant %s)", emu_entra_base(e),
             o.tenant);
-    while (sigwait(&set, &sig) != 0)
-        ;
+    sig = emu_signals_wait(&set);
     log_msg(LOGL_INFO, NULL, "acs-emulator entra stopping on signal %d", sig);
     status = 0;
 out:

@@ -191,13 +191,7 @@ int main(int argc, char **argv)
         goto out;
     }
     log_setup(level, 2);
-    /* Block the stop signals in every thread (they inherit the mask) and take them with
-     * sigwait below; a broken pipe is an error on that one socket, never a reason to die. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    emu_signals_block(&set);
 
     status = 1;
     if (emu_app_init(&app, &cfg) != 0)
@@ -214,8 +208,7 @@ int main(int argc, char **argv)
     OPENSSL_cleanse(enc, strlen(enc));
     log_msg(LOGL_INFO, NULL, "acs-emulator listening on %s:%u (resource %s)", emu_server_host(srv),
             (unsigned)emu_server_port(srv), app.resource_id);
-    while (sigwait(&set, &sig) != 0)
-        ;
+    sig = emu_signals_wait(&set);
     log_msg(LOGL_INFO, NULL, "acs-emulator stopping on signal %d", sig);
     status = 0;
 out:

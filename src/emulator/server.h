@@ -4,6 +4,7 @@
 #ifndef TV_EMULATOR_SERVER_H
 #define TV_EMULATOR_SERVER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 struct emu_app;
@@ -20,5 +21,13 @@ const char *emu_server_host(const struct emu_server *s);
 /* Stops accepting, answers connections waiting on injected latency, stops the daemon and frees.
  * Blocks until every server thread has exited. NULL is a no-op. */
 void emu_server_stop(struct emu_server *s);
+
+/* The stop signals of both programs (acs-emulator and its entra stand-in): SIGTERM and SIGINT
+ * blocked in every thread (threads started later inherit the mask) so that emu_signals_wait
+ * takes them, and SIGPIPE ignored (a broken pipe is an error on that one socket, never a reason
+ * to die). Call before starting threads. */
+void emu_signals_block(sigset_t *set);
+/* Waits for one of the signals emu_signals_block blocked; returns its number. */
+int emu_signals_wait(const sigset_t *set);
 
 #endif
