@@ -16,6 +16,7 @@
 #include "acs/signer.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/curlx.h"
 #include "core/err.h"
 #include "core/jsonx.h"
 
@@ -283,6 +284,8 @@ static int easy_setup(struct acs_call *call)
     SET(CURLOPT_WRITEDATA, (void *)call);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)call);
+    if (cc == CURLE_OK)
+        cc = curlx_tls_wipe(e); /* ACS answers carry tokens */
     /* libcurl silently re-sends a request once when a reused connection closes without an
      * answer. The server may have acted on it already, so a create, which is not idempotent,
      * always opens a connection of its own. */

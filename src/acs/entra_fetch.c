@@ -255,6 +255,8 @@ static CURLcode set_options(CURL *e, const struct entra_desc *d, long timeout_ms
         cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     if (cc == CURLE_OK)
         cc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)r);
+    if (cc == CURLE_OK)
+        cc = curlx_tls_wipe(e); /* the answer is the access token */
     if (cc == CURLE_OK && cancel != NULL) {
         cc = curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         if (cc == CURLE_OK)

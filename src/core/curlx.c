@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include "core/err.h"
 
@@ -73,4 +74,18 @@ int curlx_init(void)
 {
     pthread_once(&curlx_once, curlx_init_once);
     return curlx_rc;
+}
+
+CURLcode curlx_ssl_ctx_wipe(CURL *e, void *ssl_ctx, void *arg)
+{
+    (void)e;
+    (void)arg;
+    SSL_CTX_set_options((SSL_CTX *)ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+    return CURLE_OK;
+}
+
+CURLcode curlx_tls_wipe(CURL *e)
+{
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, curlx_ssl_ctx_wipe);
+    return cc == CURLE_NOT_BUILT_IN || cc == CURLE_UNKNOWN_OPTION ? CURLE_OK : cc;
 }

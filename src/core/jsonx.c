@@ -307,7 +307,7 @@ int jsonx_parse(const char *text, size_t len, size_t max_len, struct json_object
     struct json_tokener *tok;
     struct json_object *obj;
 
-    if (len > max_len || len > INT32_MAX)
+    if (len > max_len || len >= INT32_MAX)
         return TV_ERR_TOO_LARGE;
     if (jsonx_scan_value(&s))
         return TV_ERR_PARSE;
