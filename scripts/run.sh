@@ -6,7 +6,7 @@
 #
 # KEYLESS (make run KEYLESS=...) shows the keyless mode of SPEC section 11 instead of the access
 # key: it also starts acs-emulator's stand-in Microsoft Entra ID (ENTRA_PORT, default 8091), makes
-# the emulator accept only its bearer tokens (--entra-jwks), and runs tokenvend with
+# the emulator accept only its bearer tokens (--entra-jwks --entra-only), and runs tokenvend with
 # COMMUNICATION_SERVICES_ENDPOINT and no connection string, with the credential
 #   KEYLESS=1 or client-secret   AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET + AZURE_AUTHORITY_HOST
 #   KEYLESS=managed-identity     IDENTITY_ENDPOINT + IDENTITY_HEADER (as Container Apps sets them)
@@ -34,6 +34,9 @@ esac
 unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_FEDERATED_TOKEN_FILE \
     AZURE_AUTHORITY_HOST IDENTITY_ENDPOINT IDENTITY_HEADER COMMUNICATION_SERVICES_ENDPOINT \
     COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_ENDPOINT TOKENVEND_ACS_CONNECTION_STRING
+# Everything under data/ is for this user alone: the emulator's first line is a working access
+# key, the logs name the demo account, the database holds the session key.
+umask 077
 mkdir -p "$data"
 
 pids=()
@@ -67,9 +70,10 @@ if [ "$mode" != access-key ]; then
     client_secret=$(random_secret)
     identity_header=$(random_secret)
     : >"$data/entra.out"
-    "$BUILD/bin/acs-emulator" entra --listen "127.0.0.1:$entra_port" --tenant "$tenant" \
-        --client-id "$client_id" --client-secret "$client_secret" \
-        --identity-header "$identity_header" >"$data/entra.out" 2>"$data/entra.log" &
+    # The secrets through the environment (owner-only in /proc), never on a command line.
+    ACS_EMULATOR_ENTRA_CLIENT_SECRET=$client_secret ACS_EMULATOR_ENTRA_IDENTITY_HEADER=$identity_header \
+        "$BUILD/bin/acs-emulator" entra --listen "127.0.0.1:$entra_port" --tenant "$tenant" \
+        --client-id "$client_id" >"$data/entra.out" 2>"$data/entra.log" &
     pids+=($!)
     if ! wait_for "$data/entra.out" $!; then
         echo "the stand-in Entra ID failed to start; its log ($data/entra.log):" >&2
@@ -77,7 +81,9 @@ if [ "$mode" != access-key ]; then
         exit 1
     fi
     authority=$(sed -n '1s/^authority=\(.*\)\/$/\1/p' "$data/entra.out")
-    emu_flags=(--entra-jwks "$authority/$tenant/discovery/v2.0/keys" --entra-issuer "$authority/$tenant/v2.0")
+    # --entra-only: the emulator refuses the access key's signature, so the demo shows the
+    # service really runs without it.
+    emu_flags=(--entra-jwks "$authority/$tenant/discovery/v2.0/keys" --entra-issuer "$authority/$tenant/v2.0" --entra-only)
     echo "== stand-in Microsoft Entra ID listens on $authority (log: $data/entra.log; requests seen: GET $authority/entra/requests)"
 fi
 

@@ -160,9 +160,11 @@ void entra_token_clear(struct entra_token *t);
 struct entra_cache;
 
 /* Expiry margin: a token is not handed out in its last ENTRA_EXPIRY_MARGIN_S seconds (30 s), or
- * in the last quarter of its life when it lives less than 2 minutes, so that ACS never receives
- * a token that expires while the request (at most one attempt timeout, 10 s by default) is on
- * its way. A fetch that brings a token already inside its margin counts as a failed fetch. */
+ * the cache's fetch_timeout_ms (the ACS attempt timeout, when the configuration starts the cache)
+ * if that is longer, so that ACS never receives a token that expires while a request attempt is
+ * on its way; never more than the last quarter of the token's life (a token that lives under
+ * 2 minutes, in tests). A fetch that brings a token already inside its margin counts as a failed
+ * fetch. */
 #define ENTRA_EXPIRY_MARGIN_S 30
 #define ENTRA_EXPIRY_LIFE_DIV 4
 #define ENTRA_LISTENERS_MAX 4

@@ -92,13 +92,15 @@ static int64_t refresh_margin_ms(int64_t lifetime_s)
     return margin;
 }
 
-/* The expiry margin (see entra.h): 30 s, or a quarter of a life shorter than 2 minutes. */
-static int64_t expiry_margin_ms(int64_t lifetime_s)
+/* The expiry margin (see entra.h): 30 s or the attempt timeout, whichever is longer, at most a
+ * quarter of the life. */
+static int64_t expiry_margin_ms(const struct entra_cache *c, int64_t lifetime_s)
 {
-    int64_t margin = lifetime_s * 1000 / ENTRA_EXPIRY_LIFE_DIV;
-    if (margin > ENTRA_EXPIRY_MARGIN_S * 1000)
-        margin = ENTRA_EXPIRY_MARGIN_S * 1000;
-    return margin;
+    int64_t margin = ENTRA_EXPIRY_MARGIN_S * 1000;
+    int64_t cap = lifetime_s * 1000 / ENTRA_EXPIRY_LIFE_DIV;
+    if (c->opts.fetch_timeout_ms > margin)
+        margin = c->opts.fetch_timeout_ms;
+    return margin < cap ? margin : cap;
 }
 
 /* Tells the listeners a fetch ended. Called with mu held. */
@@ -133,7 +135,7 @@ static void *worker(void *arg)
          * that arrives inside its expiry margin would never be handed out: a failed fetch,
          * retried with backoff rather than at once. */
         int64_t valid_until = rc == 0 ? start + fresh.lifetime_s * 1000 : 0;
-        int64_t usable_until = rc == 0 ? valid_until - expiry_margin_ms(fresh.lifetime_s) : 0;
+        int64_t usable_until = rc == 0 ? valid_until - expiry_margin_ms(c, fresh.lifetime_s) : 0;
         if (rc == 0 && usable_until <= clock_mono_ms()) {
             rc = TV_ERR_UPSTREAM_PROTOCOL;
             snprintf(err, sizeof(err),

@@ -191,6 +191,7 @@ int emu_app_init(struct emu_app *app, const struct emu_config *cfg)
         rc = emu_bearer_new(cfg->entra_jwks, cfg->entra_issuer, &app->bearer);
         if (rc != 0)
             goto out;
+        app->entra_only = cfg->entra_only;
         if (!cfg->entra_issuer)
             log_msg(LOGL_WARN, NULL,
                     "--entra-jwks without --entra-issuer: a bearer token from any issuer signed by "

@@ -28,6 +28,7 @@ struct emu_config {
     int64_t reuse_signed_token_s; /* > 0: benchmarks only, see emulator/reuse.h */
     const char *entra_jwks;       /* NULL, or a JWKS URL or file: Entra bearer tokens accepted */
     const char *entra_issuer;     /* NULL: any iss (with entra_jwks only) */
+    int entra_only;               /* with entra_jwks: the HMAC signature is refused */
 };
 
 struct emu_app {
@@ -38,6 +39,7 @@ struct emu_app {
     struct emu_persist *db;          /* NULL without --db */
     struct emu_reuse *reuse;         /* NULL unless --reuse-signed-token-s */
     struct emu_bearer *bearer;       /* NULL unless --entra-jwks */
+    int entra_only;                  /* --entra-only: bearer tokens only, no HMAC */
     uint8_t access_key[EMU_KEY_MAX]; /* secret */
     size_t access_key_len;
     char resource_id[EMU_UUID_LEN];

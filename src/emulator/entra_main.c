@@ -26,7 +26,9 @@ static void entra_usage(FILE *f)
           "  POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/discovery/v2.0/keys,\n"
           "  GET /{tenant}/v2.0/.well-known/openid-configuration, GET /msi/token (App Service),\n"
           "  GET /metadata/identity/oauth2/token (IMDS), GET|DELETE /entra/requests,\n"
-          "  PUT|DELETE /entra/faults.\n",
+          "  PUT|DELETE /entra/faults.\n"
+          "ACS_EMULATOR_ENTRA_CLIENT_SECRET and ACS_EMULATOR_ENTRA_IDENTITY_HEADER in the\n"
+          "environment give the secrets without putting them on the command line.\n",
           f);
 }
 
@@ -120,6 +122,14 @@ int emu_entra_main(int argc, char **argv)
     int sig = 0;
     int rc;
 
+    /* The secrets may come from the environment instead of the command line, which every
+     * user of the host can read in /proc (make run passes them so). */
+    o.client_secret = getenv("ACS_EMULATOR_ENTRA_CLIENT_SECRET");
+    o.identity_header = getenv("ACS_EMULATOR_ENTRA_IDENTITY_HEADER");
+    if (o.client_secret != NULL && o.client_secret[0] == '\0')
+        o.client_secret = NULL;
+    if (o.identity_header != NULL && o.identity_header[0] == '\0')
+        o.identity_header = NULL;
     rc = entra_args(argc, argv, &o, &level);
     if (rc == 1) {
         status = 0;

@@ -25,8 +25,10 @@ static void main_usage(FILE *f)
           "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
           "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
           "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
-          "  [--entra-jwks URL|FILE [--entra-issuer ISS]]\n"
+          "  [--entra-jwks URL|FILE [--entra-issuer ISS] [--entra-only]]\n"
           "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
+          "--entra-only: refuse the HMAC signature, so that only Entra bearer tokens work (shows\n"
+          "  that a client really runs keyless).\n"
           "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
           "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
           "  identity, scopes and expiresInMinutes within the same N-second bucket (1..3600)\n"
@@ -85,6 +87,9 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             return 1;
         } else if (strcmp(a, "--no-rate-limits") == 0) {
             cfg->no_rate_limits = 1;
+            takes = 0;
+        } else if (strcmp(a, "--entra-only") == 0) {
+            cfg->entra_only = 1;
             takes = 0;
         } else if (!val) {
             fprintf(stderr, "acs-emulator: unknown option or missing value: %s\n", a);
@@ -157,6 +162,10 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
         if (rc != 0)
             return rc;
         i += takes;
+    }
+    if (cfg->entra_only && !cfg->entra_jwks) {
+        fprintf(stderr, "acs-emulator: --entra-only needs --entra-jwks\n");
+        return TV_ERR_INVALID;
     }
     return 0;
 }

@@ -536,6 +536,10 @@ int emu_routes_begin(struct emu_app *app, const struct emu_http_req *req, struct
             reply_error(rep, 401, "Denied", why);
             return 1;
         }
+    } else if (app->entra_only) {
+        reply_error(rep, 401, "Denied",
+                    "this emulator accepts only Microsoft Entra bearer tokens (--entra-only)");
+        return 1;
     } else if (emu_auth_check(app->access_key, app->access_key_len, &ai, clock_wall_ms() / 1000,
                               app->max_skew_s, why, sizeof(why)) != 0) {
         reply_error(rep, 401, "Denied", why);

@@ -84,7 +84,22 @@ check_run() {
             $([[ $r == 200\ *'"route":"'$route'"'* ]]; echo $?) "$r"
         check "$name: config check's credential line is shown, secret as ***" \
             $(grep -Eq '^   keyless mode \(Microsoft Entra ID\): credential=[a-z_]+ .*=\*\*\*' "$out"; echo $?) "$(head -n 8 "$out")"
+        # No secret on a command line (every user can read /proc/PID/cmdline).
+        local cmdlines=
+        for p in $(pgrep -f "acs-emulator entra --listen 127.0.0.1:$entra_port"); do
+            cmdlines+="$(tr '\0' ' ' </proc/"$p"/cmdline) | "
+        done
+        check "$name: the stand-in's secrets are not on its command line" \
+            $([ -n "$cmdlines" ] && ! grep -Eq -- '--client-secret|--identity-header' <<<"$cmdlines"; echo $?) "$cmdlines"
+        # The access key's signature is refused: the service really runs without it.
+        local cs
+        cs=$(head -n 1 "$tmp/$name/emulator.out")
+        env -i PATH="$PATH" COMMUNICATION_SERVICES_CONNECTION_STRING="$cs" "$TV" acs create-user >"$tmp/$name.hmac" 2>&1
+        check "$name: the emulator refuses the access key (--entra-only)" \
+            $(grep -q acs_denied "$tmp/$name.hmac"; echo $?) "$(cat "$tmp/$name.hmac")"
     fi
+    check "$name: the data directory is the user's alone (0700)" \
+        $([ "$(stat -c %a "$tmp/$name")" = 700 ]; echo $?) "$(stat -c %a "$tmp/$name")"
     stop_run
     r=$(http GET "http://127.0.0.1:$pub_port/healthz")
     check "$name: SIGTERM stops tokenvend" $([[ $r == 000\ * ]]; echo $?) "$r"

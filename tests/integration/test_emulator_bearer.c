@@ -20,9 +20,11 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
+#include "acs/client.h"
 #include "auth/jwt.h"
 #include "core/b64.h"
 #include "core/clock.h"
+#include "core/err.h"
 #include "core/log.h"
 #include "emu.h"
 
@@ -196,6 +198,44 @@ static void test_file_accepts_good_token(void **state)
     free(tok);
 }
 
+/* An HMAC-signed create (the access key) through the project's ACS client: its error code. */
+static int hmac_create(const struct temu *e)
+{
+    struct acs_client_opts o = {.connection_string = e->connstr,
+                                .connect_timeout_ms = 1000,
+                                .attempt_timeout_ms = 5000,
+                                .deadline_ms = 10000,
+                                .max_retries = 0};
+    struct acs_client *c = NULL;
+    struct acs_request req = {.op = ACS_OP_CREATE};
+    struct acs_result res;
+    int rc;
+
+    assert_int_equal(acs_client_new(&o, &c), 0);
+    rc = acs_client_call_sync(c, &req, &res);
+    acs_result_release(&res);
+    acs_client_free(c);
+    return rc;
+}
+
+/* --entra-only: the access key's signature is refused, a bearer token still works (make run
+ * KEYLESS=1 uses it to show the service really runs keyless). Without it both work. */
+static void test_entra_only(void **state)
+{
+    const char *only[] = {"--no-rate-limits", "--entra-jwks", g_jwks_path, "--entra-only", NULL};
+    struct temu e;
+    char code[64];
+    char *tok = mint(g_key, JWT_ALG_RS256, AUD, 600, 0);
+
+    (void)state;
+    assert_int_equal(hmac_create(&g_file), 0);
+    assert_int_equal(temu_start(&e, only), 0);
+    assert_int_equal(hmac_create(&e), TV_ERR_ACS_DENIED);
+    assert_int_equal(create(&e, tok, code), 201);
+    temu_stop(&e);
+    free(tok);
+}
+
 /* A v1 token names the resource with its trailing slash. */
 static void test_file_accepts_resource_audience(void **state)
 {
@@ -282,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_file_accepts_good_token),
         cmocka_unit_test(test_file_refusals),
         cmocka_unit_test(test_file_accepts_resource_audience),
+        cmocka_unit_test(test_entra_only),
         cmocka_unit_test(test_url_with_standin),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
