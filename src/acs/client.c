@@ -231,8 +231,12 @@ static void call_start(struct acs_client *c, struct acs_call *call)
          * the deadline come first, the call ends with the reason prepare wrote (call_start's
          * deadline branch keeps res.rc and res.message). */
         call->res.rc = rc;
-        call->next = c->parked;
-        c->parked = call;
+        call->next = NULL;
+        if (c->parked_tail != NULL)
+            c->parked_tail->next = call;
+        else
+            c->parked = call;
+        c->parked_tail = call;
         return;
     }
     if (rc != 0) {
@@ -374,6 +378,7 @@ static void engine_shutdown(struct acs_client *c, struct acs_call *queued)
         c->parked = call->next;
         call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
     }
+    c->parked_tail = NULL;
     while ((call = c->running) != NULL) {
         running_remove(c, call);
         curl_multi_remove_handle(c->multi, call->easy);
@@ -404,14 +409,19 @@ static void *engine_main(void *arg)
             call->next = NULL;
             call_start(c, call);
         }
-        /* Parked calls try again on every pass: a token may have come (the cache woke us), the
-         * first wait may be over, or a deadline passed. Each try is a short lock, no wait. */
-        taken = c->parked;
-        c->parked = NULL;
-        while ((call = taken) != NULL) {
-            taken = call->next;
-            call->next = NULL;
-            call_start(c, call);
+        /* Parked calls try again when a fetch ended (the cache woke us), else every
+         * PARKED_POLL_MS for the end of the first wait and their deadlines; in their order. */
+        now = clock_mono_ms();
+        if (c->parked != NULL &&
+            (atomic_exchange(&c->parked_wake, 0) != 0 || now >= c->parked_due_ms)) {
+            taken = c->parked;
+            c->parked = c->parked_tail = NULL;
+            c->parked_due_ms = now + PARKED_POLL_MS;
+            while ((call = taken) != NULL) {
+                taken = call->next;
+                call->next = NULL;
+                call_start(c, call);
+            }
         }
         now = clock_mono_ms();
         while (c->heap_len > 0 && c->heap[0]->due_ms <= now)
@@ -422,8 +432,10 @@ static void *engine_main(void *arg)
             int64_t d = c->heap[0]->due_ms - clock_mono_ms();
             timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
         }
-        if (c->parked != NULL && timeout > PARKED_POLL_MS)
-            timeout = PARKED_POLL_MS;
+        if (c->parked != NULL) {
+            int64_t d = c->parked_due_ms - clock_mono_ms();
+            timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
+        }
         curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);
     }
     return NULL;
@@ -467,6 +479,7 @@ static void entra_fetch_ended(void *arg)
 {
     struct acs_client *c = arg;
 
+    atomic_store(&c->parked_wake, 1);
     curl_multi_wakeup(c->multi);
 }
 

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "acs/client.h"
@@ -74,9 +75,13 @@ struct acs_client {
     struct acs_call *running; /* calls with an attempt in the multi handle */
     /* Keyless mode: calls waiting for the very first Entra token (singly linked by next). The
      * engine never waits for it: the cache's fetch-ended callback wakes the engine, which then
-     * tries them again; a short poll covers the end of the first wait. */
-    struct acs_call *parked;
-    int entra_listening; /* the wake-up callback is registered */
+     * tries them again; a short poll covers the end of the first wait and their deadlines. Other
+     * wake-ups (a new call, an answer) do not retry them: with many parked calls that made every
+     * pass cost all of them. */
+    struct acs_call *parked, *parked_tail; /* first come, first tried */
+    int64_t parked_due_ms;                 /* next look at them without a wake-up (monotonic) */
+    atomic_int parked_wake;                /* set by the cache's callback: a fetch ended */
+    int entra_listening;                   /* the wake-up callback is registered */
     uint64_t rng;
 };
 
