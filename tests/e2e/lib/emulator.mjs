@@ -22,16 +22,16 @@ const START_DEADLINE_MS = 30_000;
 const STOP_DEADLINE_MS = 15_000;
 const STDERR_KEEP = 64 * 1024;
 
-// Starts the emulator on a free loopback port and resolves once it printed its connection string.
-// Returns { connectionString, endpoint, accessKey, proc, stop(), stderrText(), control helpers }.
-export async function startEmulator(args = []) {
+// Runs the acs-emulator binary with argv and resolves once it printed its first stdout line
+// (the emulator's connection string, the entra stand-in's authority). `what` names it in
+// errors. Returns { proc, firstLine, exited (a promise of { code, signal }), stderrText(),
+// stop() (SIGTERM and wait, SIGKILL on a hang; resolves to { code, signal[, hung] }) }.
+export async function spawnEmulator(argv, what) {
   const bin = emulatorPath();
   if (!existsSync(bin)) {
     throw new Error(`acs-emulator not found at ${bin} (build it with make, or set TV_BUILD)`);
   }
-  const proc = spawn(bin, ["--listen", "127.0.0.1:0", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = spawn(bin, argv, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   proc.stderr.setEncoding("utf8");
   proc.stderr.on("data", (chunk) => {
@@ -41,12 +41,11 @@ export async function startEmulator(args = []) {
   const exited = new Promise((res) => {
     proc.once("exit", (code, signal) => res({ code, signal }));
   });
-
   const firstLine = await new Promise((res, rej) => {
     let out = "";
     const timer = setTimeout(() => {
       proc.kill("SIGKILL");
-      rej(new Error(`acs-emulator printed no connection string within ${START_DEADLINE_MS} ms`));
+      rej(new Error(`${what} printed nothing within ${START_DEADLINE_MS} ms`));
     }, START_DEADLINE_MS);
     proc.stdout.setEncoding("utf8");
     proc.stdout.on("data", (chunk) => {
@@ -63,46 +62,52 @@ export async function startEmulator(args = []) {
     });
     exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      rej(new Error(`acs-emulator exited (code ${code}, signal ${signal}) before printing; ` +
+      rej(new Error(`${what} exited (code ${code}, signal ${signal}) before printing; ` +
         `stderr:\n${stderr}`));
     });
   });
+  let stopped = null;
+  const stop = () => {
+    if (stopped) return stopped;
+    stopped = (async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill("SIGTERM");
+      let timer;
+      const hung = new Promise((res) => {
+        timer = setTimeout(() => {
+          proc.kill("SIGKILL");
+          res(null);
+        }, STOP_DEADLINE_MS);
+      });
+      const r = await Promise.race([exited, hung]);
+      clearTimeout(timer);
+      return r === null ? { code: null, signal: "SIGKILL", hung: true } : r;
+    })();
+    return stopped;
+  };
+  return { proc, firstLine, exited, stderrText: () => stderr, stop };
+}
 
+// Starts the emulator on a free loopback port and resolves once it printed its connection string.
+// Returns { connectionString, endpoint, accessKey, proc, stop(), stderrText(), control helpers }.
+export async function startEmulator(args = []) {
+  const { proc, firstLine, stderrText, stop } = await spawnEmulator(
+    ["--listen", "127.0.0.1:0", ...args], "acs-emulator");
   const m = /^endpoint=(http:\/\/127\.0\.0\.1:(\d+)\/);accesskey=([A-Za-z0-9+/=]+)$/.exec(firstLine);
   if (!m) {
     proc.kill("SIGKILL");
     throw new Error(`unexpected first stdout line from acs-emulator: ${JSON.stringify(firstLine)}`);
   }
   const endpoint = m[1].replace(/\/$/, "");
-  let stopped = null;
-
   const emu = {
     connectionString: firstLine,
     endpoint,
     port: Number(m[2]),
     accessKey: m[3],
     proc,
-    stderrText: () => stderr,
+    stderrText,
     // SIGTERM and wait; resolves to { code, signal }. Falls back to SIGKILL on a hang.
-    stop() {
-      if (stopped) return stopped;
-      stopped = (async () => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-        proc.kill("SIGTERM");
-        let timer;
-        const hung = new Promise((res) => {
-          timer = setTimeout(() => {
-            proc.kill("SIGKILL");
-            res(null);
-          }, STOP_DEADLINE_MS);
-        });
-        const r = await Promise.race([exited, hung]);
-        clearTimeout(timer);
-        if (r === null) return { code: null, signal: "SIGKILL", hung: true };
-        return r;
-      })();
-      return stopped;
-    },
+    stop,
     // Control plane: resolves to { status, headers, body (parsed JSON or text) }.
     async request(method, path, body) {
       const init = { method, headers: {} };

@@ -3,19 +3,14 @@
 // Azure SDK that fetches from it, and an HTTPS front for acs-emulator (the SDK's bearer policy
 // refuses plain http, and the emulator speaks only http).
 
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
 import { request as httpRequestRaw } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emulatorPath } from "./emulator.mjs";
-
-// Generous ceilings that only stop a hung run; no test asserts on them.
-const START_DEADLINE_MS = 30_000;
-const STOP_DEADLINE_MS = 15_000;
-const STDERR_KEEP = 64 * 1024;
+import { spawnEmulator } from "./emulator.mjs";
 
 export const ACS_SCOPE = "https://communication.azure.com//.default";
 export const ACS_AUDIENCE = "https://communication.azure.com";
@@ -26,53 +21,14 @@ export const CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-typ
 // trailing slash), tenant, issuer, jwksUrl, tokenUrl, proc, stderrText(), requests(),
 // clearRequests(), setFault(f), clearFault(), stop() }.
 export async function startEntra({ tenant = "e2e-tenant", args = [] } = {}) {
-  const bin = emulatorPath();
-  if (!existsSync(bin)) {
-    throw new Error(`acs-emulator not found at ${bin} (build it with make, or set TV_BUILD)`);
-  }
-  const proc = spawn(bin, ["entra", "--listen", "127.0.0.1:0", "--tenant", tenant, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  proc.stderr.setEncoding("utf8");
-  proc.stderr.on("data", (chunk) => {
-    if (process.env.TV_E2E_VERBOSE) process.stderr.write(chunk);
-    stderr = (stderr + chunk).slice(-STDERR_KEEP);
-  });
-  const exited = new Promise((res) => {
-    proc.once("exit", (code, signal) => res({ code, signal }));
-  });
-  const firstLine = await new Promise((res, rej) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      rej(new Error(`acs-emulator entra printed no authority within ${START_DEADLINE_MS} ms`));
-    }, START_DEADLINE_MS);
-    proc.stdout.setEncoding("utf8");
-    proc.stdout.on("data", (chunk) => {
-      out += chunk;
-      const nl = out.indexOf("\n");
-      if (nl >= 0) {
-        clearTimeout(timer);
-        res(out.slice(0, nl).trim());
-      }
-    });
-    proc.once("error", (err) => {
-      clearTimeout(timer);
-      rej(err);
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      rej(new Error(`acs-emulator entra exited (code ${code}, signal ${signal}) before printing; stderr:\n${stderr}`));
-    });
-  });
+  const { proc, firstLine, stderrText, stop } = await spawnEmulator(
+    ["entra", "--listen", "127.0.0.1:0", "--tenant", tenant, ...args], "acs-emulator entra");
   const m = /^authority=(http:\/\/127\.0\.0\.1:\d+)\/$/.exec(firstLine);
   if (!m) {
     proc.kill("SIGKILL");
     throw new Error(`unexpected first stdout line from acs-emulator entra: ${JSON.stringify(firstLine)}`);
   }
   const authority = m[1];
-  let stopped = null;
 
   const call = async (method, path, body) => {
     const init = { method, headers: {} };
@@ -98,7 +54,7 @@ export async function startEntra({ tenant = "e2e-tenant", args = [] } = {}) {
     jwksUrl: `${authority}/${tenant}/discovery/v2.0/keys`,
     tokenUrl: `${authority}/${tenant}/oauth2/v2.0/token`,
     proc,
-    stderrText: () => stderr,
+    stderrText,
     // The recorded requests (array of { route, method, fields, headers }).
     async requests() {
       const r = await call("GET", "/entra/requests");
@@ -119,24 +75,7 @@ export async function startEntra({ tenant = "e2e-tenant", args = [] } = {}) {
       const r = await call("DELETE", "/entra/faults");
       if (r.status !== 204) throw new Error(`DELETE /entra/faults -> ${r.status}`);
     },
-    stop() {
-      if (stopped) return stopped;
-      stopped = (async () => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-        proc.kill("SIGTERM");
-        let timer;
-        const hung = new Promise((res) => {
-          timer = setTimeout(() => {
-            proc.kill("SIGKILL");
-            res(null);
-          }, STOP_DEADLINE_MS);
-        });
-        const r = await Promise.race([exited, hung]);
-        clearTimeout(timer);
-        return r === null ? { code: null, signal: "SIGKILL", hung: true } : r;
-      })();
-      return stopped;
-    },
+    stop,
   };
   return entra;
 }
