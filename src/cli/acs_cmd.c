@@ -77,7 +77,8 @@ int cli_acs_client_open(const struct config *cfg, struct acs_client **out)
         return CLI_EXIT_USAGE;
     }
     /* Keyless mode: the endpoint is checked before the credential fetches anything. */
-    if (cfg->acs_connection_string[0] == '\0' && acs_endpoint_check(cfg->acs_endpoint) != 0) {
+    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
+        acs_endpoint_check(cfg->acs_endpoint) != 0) {
         cli_print_error("config_error", ACS_ENDPOINT_KEYLESS_HELP, 0, NULL);
         return CLI_EXIT_USAGE;
     }
