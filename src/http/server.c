@@ -545,6 +545,20 @@ static void http_raise_nofile(const struct http_server *s)
         log_msg(LOGL_WARN, NULL, "http: cannot raise the open-file limit");
 }
 
+/* libmicrohttpd's accept policy (cls: the listener): while the server drains, a new connection
+ * is closed at once; otherwise the per-address cap decides. The drain does not use
+ * MHD_quiesce_daemon: in 0.9.75 it removes the listen socket from each epoll worker's set while
+ * that worker may be removing it itself, and the loser of the race aborts the process ("Failed to
+ * remove listen FD from epoll set", seen once in a loaded CI run). Any server thread. */
+static enum MHD_Result http_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_listener *l = cls;
+
+    if (atomic_load(&l->srv->draining))
+        return MHD_NO;
+    return l->peers ? http_peers_admit(cls, addr, addrlen) : MHD_YES;
+}
+
 int http_server_start(struct http_server *s)
 {
     http_raise_nofile(s);
@@ -571,14 +585,13 @@ int http_server_start(struct http_server *s)
             flags |= MHD_USE_IPv6;
         /* The per-address cap is peers.c's (IPv6 by /64), so libmicrohttpd's own stays off. */
         l->d = MHD_start_daemon(
-            flags, 0, l->peers ? http_peers_admit : NULL, l, http_handle, l, MHD_OPTION_SOCK_ADDR,
-            (struct sockaddr *)&ss, MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
-            s->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-            1024u, MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED,
-            http_completed, l, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l,
-            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK,
-            http_unescape, l, MHD_OPTION_END);
+            flags, 0, http_admit, l, http_handle, l, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+            MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT, s->conn_limit,
+            MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            s->header_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK,
+            http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED, http_completed, l,
+            MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l, MHD_OPTION_EXTERNAL_LOGGER,
+            http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, l, MHD_OPTION_END);
         if (!l->d) {
             log_msg(LOGL_ERROR, NULL, "http: cannot listen on %s (%s)", l->addr, l->name);
             return TV_ERR_IO;
@@ -643,13 +656,8 @@ void http_server_stop(struct http_server *s, int drain_ms)
 
     if (!s || !s->started)
         return;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->l[i].d) {
-            MHD_socket fd = MHD_quiesce_daemon(s->l[i].d);
-            if (fd != MHD_INVALID_SOCKET)
-                close(fd);
-        }
-    }
+    /* New connections are closed at once from here on (http_admit); the listening sockets
+     * close with the daemons below. */
     atomic_store(&s->draining, 1);
     deadline = clock_mono_ms() + (drain_ms > 0 ? drain_ms : 0);
     while (atomic_load(&s->live) > 0 && clock_mono_ms() < deadline)
