@@ -1,6 +1,7 @@
-/* Unit tests of the store's smaller tables on a temporary file: API keys (hash only, conflicts,
- * revoke, coarse last-used), local accounts (upsert keeps created time), the audit log (filters,
- * newest-first paging, prune), meta blobs, and the readiness write probe. */
+/* Unit tests of the store's smaller tables, on a temporary file or, with TV_TEST_STORE=pg, on a
+ * database of a throw-away PostgreSQL cluster (tests/lib/store_fx.h): API keys (hash only,
+ * conflicts, revoke, coarse last-used), local accounts (upsert keeps created time), the audit log
+ * (filters, newest-first paging, prune), meta blobs, and the readiness write probe. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,10 +20,12 @@
 #include "store/login_failures.h"
 #include "store/meta.h"
 #include "store/store.h"
+#include "store_fx.h"
 
 struct fx {
     char dir[64];
     char path[128];
+    struct store_fx sx;
     struct store *s;
 };
 
@@ -36,7 +39,7 @@ static int setup(void **state)
     if (mkdtemp(f->dir) == NULL)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/tv.db", f->dir);
-    if (store_open(f->path, 1, &f->s) != 0)
+    if (store_fx_new(&f->sx, f->path) != 0 || store_fx_open(&f->sx, 1, &f->s) != 0)
         return -1;
     *state = f;
     return 0;
@@ -48,6 +51,7 @@ static int teardown(void **state)
     char p[256];
 
     store_close(f->s);
+    store_fx_drop(&f->sx);
     unlink(f->path);
     snprintf(p, sizeof(p), "%s-wal", f->path);
     unlink(p);
@@ -129,6 +133,15 @@ static void test_apikeys(void **state)
     assert_int_equal(store_apikey_get(f->s, "backend2", &k), 0);
     assert_true(k.last_used_ms == 160000);
     assert_int_equal(store_apikey_touch_used(f->s, "nope", 1), TV_ERR_NOT_FOUND);
+
+    /* Listed in byte order whatever the database's collation: "Z" (0x5a) before "b". */
+    k = make_key("Zed", "4444444444444444", 2);
+    assert_int_equal(store_apikey_insert(f->s, &k), 0);
+    assert_int_equal(store_apikey_list(f->s, NULL, 4, list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].name, "Zed");
+    assert_int_equal(store_apikey_list(f->s, "Zed", 1, list, &n), 0);
+    assert_string_equal(list[0].name, "backend1");
 }
 
 static void test_accounts(void **state)
@@ -162,6 +175,14 @@ static void test_accounts(void **state)
     assert_int_equal(n, 2);
     assert_string_equal(list[0].name, "alice");
     assert_string_equal(list[1].name, "bob");
+    /* Byte order, as for API keys. */
+    snprintf(a.name, sizeof(a.name), "Zed");
+    snprintf(a.password_hash, sizeof(a.password_hash), "%s", H1);
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), 0);
+    assert_int_equal(store_account_list(f->s, NULL, 3, list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].name, "Zed");
+    assert_string_equal(list[1].name, "alice");
     assert_int_equal(store_account_delete(f->s, "alice"), 0);
     assert_int_equal(store_account_delete(f->s, "alice"), TV_ERR_NOT_FOUND);
     assert_int_equal(store_account_get(f->s, "alice", &a), TV_ERR_NOT_FOUND);
@@ -374,5 +395,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
 }
