@@ -108,3 +108,13 @@ int store_fx_admin_exec(const struct store_fx *fx, const char *sql)
     PQfinish(c);
     return rc;
 }
+
+int store_fx_pause(void)
+{
+    return store_fx_is_pg() ? pg_pause(&g_pg) : -1;
+}
+
+int store_fx_resume(void)
+{
+    return store_fx_is_pg() ? pg_resume(&g_pg) : -1;
+}

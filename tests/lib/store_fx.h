@@ -30,5 +30,9 @@ int store_fx_open(const struct store_fx *fx, int migrate, struct store **out);
 void store_fx_drop(struct store_fx *fx);
 /* Runs one SQL command as the superuser in fx's database (PostgreSQL only). 0 or -1. */
 int store_fx_admin_exec(const struct store_fx *fx, const char *sql);
+/* Stops the shared cluster's server without removing anything, and starts it again
+ * (PostgreSQL only; every store on it loses its connections). 0 or -1. */
+int store_fx_pause(void);
+int store_fx_resume(void);
 
 #endif

@@ -733,6 +733,33 @@ static void test_delete_survives_reopen(void **state)
     assert_int_equal(store_user_get(f->s, "frank", &u), TV_ERR_NOT_FOUND);
 }
 
+/* PostgreSQL stopped and started under an open store: every call fails with
+ * TV_ERR_UNAVAILABLE (the service's 503) while it is down, nothing is half-written, and the
+ * same handle works again once it is back, without a reopen. */
+static void test_pg_outage(void **state)
+{
+    struct fx *f = *state;
+    struct store_user u = make_user("olga", "8:acs:o1");
+    struct store_user v = make_user("pete", "8:acs:p1");
+    int64_t n = -1;
+
+    if (!store_fx_is_pg())
+        skip(); /* a server to stop: PostgreSQL only */
+    assert_int_equal(store_user_insert(f->s, &u), 0);
+    assert_int_equal(store_fx_pause(), 0);
+    assert_int_equal(store_user_get(f->s, "olga", &u), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_user_insert(f->s, &v), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_user_delete_begin(f->s, "8:acs:o1", 1, NULL), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_ping_write(f->s), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_fx_resume(), 0);
+    assert_int_equal(store_ping_write(f->s), 0);
+    assert_int_equal(store_user_get(f->s, "olga", &u), 0);
+    assert_string_equal(u.acs_id, "8:acs:o1");
+    assert_int_equal(store_user_get(f->s, "pete", &v), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_count(f->s, &n), 0);
+    assert_true(n == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +779,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_begin_and_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_user_and_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_outage, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);

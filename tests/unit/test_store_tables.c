@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "core/err.h"
 #include "store/accounts.h"
@@ -266,6 +267,100 @@ static void test_login_failures(void **state)
     assert_int_equal(store_login_failure_add(f->s, "", &rl, 1, NULL), TV_ERR_INVALID);
 }
 
+#define RACERS 8
+
+/* One racer of the tests below: a store handle (two handles are two processes or replicas). */
+struct racer {
+    struct store *s;
+    pthread_barrier_t *start;
+    const struct ratelimit *rl;
+    int rc;
+    int created;
+};
+
+static void *race_login_failure(void *arg)
+{
+    struct racer *r = arg;
+
+    pthread_barrier_wait(r->start);
+    r->rc = store_login_failure_add(r->s, "mallory", r->rl, 100000, NULL);
+    return NULL;
+}
+
+/* Concurrent failed logins for one name through two handles: the read, test and take of the
+ * name's state is one atomic step, so a bucket of 2 counts exactly 2 of them. */
+static void test_login_failures_race(void **state)
+{
+    struct fx *f = *state;
+    struct store *other = NULL;
+    struct ratelimit rl;
+    pthread_t th[RACERS];
+    struct racer r[RACERS];
+    pthread_barrier_t start;
+    int64_t tat = 0;
+    int ok = 0, limited = 0;
+
+    assert_int_equal(ratelimit_parse("2/10s", &rl, NULL, 0), 0);
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){i % 2 ? other : f->s, &start, &rl, -1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, race_login_failure, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        ok += r[i].rc == 0;
+        limited += r[i].rc == TV_ERR_RATE_LIMITED;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(ok, 2);
+    assert_int_equal(limited, RACERS - 2);
+    assert_int_equal(store_login_failure_get(other, "mallory", &tat), 0);
+    assert_true(tat == 110000);
+    store_close(other);
+}
+
+static void *race_account_add(void *arg)
+{
+    struct racer *r = arg;
+    struct store_account a;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.name, sizeof(a.name), "trent");
+    snprintf(a.password_hash, sizeof(a.password_hash), "$argon2id$v=19$m=1024,t=1,p=1$x$y");
+    a.created_ms = a.updated_ms = 1;
+    pthread_barrier_wait(r->start);
+    r->rc = store_account_upsert(r->s, &a, &r->created);
+    return NULL;
+}
+
+/* Concurrent adds of one new account through two handles: all succeed, exactly one reports
+ * that it created the account. */
+static void test_account_upsert_race(void **state)
+{
+    struct fx *f = *state;
+    struct store *other = NULL;
+    pthread_t th[RACERS];
+    struct racer r[RACERS];
+    pthread_barrier_t start;
+    int created = 0;
+
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){i % 2 ? other : f->s, &start, NULL, -1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, race_account_add, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].rc, 0);
+        created += r[i].created;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(created, 1);
+    store_close(other);
+}
+
 static struct store_audit make_audit(int64_t ts, const char *action, const char *app,
                                      const char *acs, const char *outcome)
 {
@@ -391,6 +486,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_epochs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_failures_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_upsert_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
     };
