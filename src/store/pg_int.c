@@ -203,5 +203,7 @@ int pgs_col_bytea(const PGresult *r, int row, int col, void *dst, size_t cap, si
         memcpy(dst, b, n);
     OPENSSL_cleanse(b, n);
     PQfreemem(b);
+    /* The result's own text copy too: PQclear frees without wiping (meta holds secrets). */
+    OPENSSL_cleanse(PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
     return rc;
 }

@@ -69,7 +69,8 @@ int pgs_col_text(const PGresult *r, int row, int col, char *dst, size_t cap);
 int64_t pgs_col_int64(const PGresult *r, int row, int col);
 /* Column col, a BYTEA in text format, decoded into dst (cap bytes); *len its length.
  * TV_ERR_TOO_LARGE when it does not fit (*len still set), TV_ERR_INTERNAL for NULL or a value
- * libpq cannot decode. The decoded copy libpq makes is wiped (values may be secrets). */
+ * libpq cannot decode. The decoded copy libpq makes and the value's text in r are wiped
+ * (values may be secrets), so a column is read once. */
 int pgs_col_bytea(const PGresult *r, int row, int col, void *dst, size_t cap, size_t *len);
 
 #endif
