@@ -24,7 +24,7 @@ note_failure() {
 # Reads a cmocka binary's output: "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)".
 run_cmocka() {
     local bin=$1 name out rc p f
-    name=$(basename "$bin")
+    name=$(basename "$bin")${2:+-$2}
     out=$log_dir/$name.log
     echo "== $bin"
     timeout "$per_test_timeout" "$bin" 2>&1 | tee "$out"
@@ -98,6 +98,11 @@ fi
 if [ "$what" = all ] || [ "$what" = unit ]; then
     for t in "$BUILD"/tests/unit/test_*; do
         [ -x "$t" ] && run_cmocka "$t"
+    done
+    # The store suites once more on PostgreSQL, from the same binaries: TV_TEST_STORE=pg makes
+    # their fixture (tests/lib/store_fx.c) start one throw-away cluster per binary.
+    for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables; do
+        [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/accounts.h"
 #include "store_int.h"
 
@@ -47,6 +48,8 @@ int store_account_upsert(struct store *s, const struct store_account *a, int *cr
     if (a == NULL || store_check_str(a->name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(a->password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_account_upsert(s, a, created);
     rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
@@ -82,6 +85,8 @@ int store_account_get(struct store *s, const char *name, struct store_account *o
 {
     struct store_account a;
 
+    if (s->kind == STORE_PG)
+        return pgstore_account_get(s, name, out);
     return store_get_by_key(s, SQL_GET, name, STORE_NAME_MAX, account_row, &a, out, sizeof a);
 }
 
@@ -94,6 +99,8 @@ int store_account_passwd(struct store *s, const char *name, const char *password
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(password_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_account_passwd(s, name, password_hash, updated_ms);
     return store_write_one(s, SQL_PASSWD, store_bind_params, p);
 }
 
@@ -109,7 +116,10 @@ int store_account_rehash(struct store *s, const char *name, const char *old_hash
         store_check_str(new_hash, 1, STORE_PASSWORD_HASH_MAX) != 0)
         return TV_ERR_INVALID;
     /* No row changed: the name is gone or its hash is no longer old_hash (someone else won). */
-    rc = store_write_one(s, SQL_REHASH, store_bind_params, p);
+    if (s->kind == STORE_PG)
+        rc = pgstore_account_rehash(s, name, old_hash, new_hash);
+    else
+        rc = store_write_one(s, SQL_REHASH, store_bind_params, p);
     return rc == TV_ERR_NOT_FOUND ? TV_ERR_CONFLICT : rc;
 }
 
@@ -121,7 +131,10 @@ int store_account_epoch(struct store *s, const char *name, int64_t *epoch)
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 || epoch == NULL)
         return TV_ERR_INVALID;
-    rc = store_query_int64(s, SQL_EPOCH, name, &v, &has);
+    if (s->kind == STORE_PG)
+        rc = pgstore_account_epoch(s, name, &v, &has);
+    else
+        rc = store_query_int64(s, SQL_EPOCH, name, &v, &has);
     if (rc == 0 && !has)
         rc = TV_ERR_NOT_FOUND;
     if (rc == 0)
@@ -135,6 +148,8 @@ int store_account_delete(struct store *s, const char *name)
 
     if (rc != 0)
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_account_delete(s, name);
     return store_write_one(s, SQL_DELETE, store_bind_key, name);
 }
 
@@ -145,6 +160,8 @@ int store_account_list(struct store *s, const char *after, int limit, struct sto
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_account_list(s, after, limit, out, n);
     return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
                            account_row, n);
 }

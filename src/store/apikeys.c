@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/apikeys.h"
 #include "store_int.h"
 
@@ -46,6 +47,8 @@ int store_apikey_insert(struct store *s, const struct store_apikey *k)
     if (k == NULL || store_check_str(k->name, 1, STORE_NAME_MAX) != 0 ||
         store_check_str(k->key_id, 1, STORE_KEY_ID_MAX) != 0)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_insert(s, k);
     struct store_param p[] = {STORE_TEXT(k->name),
                               STORE_TEXT(k->key_id),
                               STORE_BLOB(k->hash, STORE_KEY_HASH_LEN),
@@ -72,11 +75,15 @@ static int key_get_one(struct store *s, const char *sql, const char *arg, size_t
 
 int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out)
 {
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_get_by_key_id(s, key_id, out);
     return key_get_one(s, SQL_BY_KEY_ID, key_id, STORE_KEY_ID_MAX, out);
 }
 
 int store_apikey_get(struct store *s, const char *name, struct store_apikey *out)
 {
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_get(s, name, out);
     return key_get_one(s, SQL_BY_NAME, name, STORE_NAME_MAX, out);
 }
 
@@ -87,6 +94,8 @@ int store_apikey_list(struct store *s, const char *after, int limit, struct stor
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_NAME_MAX) != 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_list(s, after, limit, out, n);
     return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
                            key_row, n);
 }
@@ -103,6 +112,8 @@ int store_apikey_revoke(struct store *s, const char *name, int64_t ms)
 {
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_revoke(s, name, ms);
     return key_update(s, SQL_REVOKE, name, ms);
 }
 
@@ -114,10 +125,14 @@ int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms)
 
     if (rc != 0)
         return rc;
-    rc = store_query_int64(s, SQL_LAST_USED, key_id, &last, &has);
+    if (s->kind == STORE_PG)
+        rc = pgstore_apikey_last_used(s, key_id, &last, &has);
+    else
+        rc = store_query_int64(s, SQL_LAST_USED, key_id, &last, &has);
     if (rc == 0 && !has)
         rc = TV_ERR_NOT_FOUND;
     if (rc == 0 && ms - last >= TOUCH_GRANULARITY_MS)
-        rc = key_update(s, SQL_TOUCH, key_id, ms);
+        rc = s->kind == STORE_PG ? pgstore_apikey_touch(s, key_id, ms)
+                                 : key_update(s, SQL_TOUCH, key_id, ms);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/audit.h"
 #include "store_int.h"
 
@@ -31,14 +32,28 @@ static int bind_field(sqlite3_stmt *st, int idx, const char *field, size_t size)
                                                                                  : TV_ERR_INTERNAL;
 }
 
+/* Whether every text field of a ends within its array (the backends' shared check). */
+static int audit_fields_ok(const struct store_audit *a)
+{
+    return strnlen(a->request_id, sizeof(a->request_id)) < sizeof(a->request_id) &&
+           strnlen(a->caller, sizeof(a->caller)) < sizeof(a->caller) &&
+           strnlen(a->action, sizeof(a->action)) < sizeof(a->action) &&
+           strnlen(a->app_user_id, sizeof(a->app_user_id)) < sizeof(a->app_user_id) &&
+           strnlen(a->acs_id, sizeof(a->acs_id)) < sizeof(a->acs_id) &&
+           strnlen(a->outcome, sizeof(a->outcome)) < sizeof(a->outcome) &&
+           strnlen(a->detail, sizeof(a->detail)) < sizeof(a->detail);
+}
+
 int store_audit_add(struct store *s, const struct store_audit *a)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
     int rc = TV_ERR_INVALID;
 
-    if (a == NULL || a->action[0] == '\0' || a->outcome[0] == '\0')
+    if (a == NULL || a->action[0] == '\0' || a->outcome[0] == '\0' || !audit_fields_ok(a))
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_audit_add(s, a);
     rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
@@ -103,6 +118,8 @@ int store_audit_list(struct store *s, const struct store_audit_filter *f, int li
         return rc;
     if (f == NULL)
         f = &all;
+    if (s->kind == STORE_PG)
+        return pgstore_audit_list(s, f, limit, out, n);
     struct store_param p[] = {STORE_INT64(f->before_id), STORE_TEXT(f->app_user_id),
                               STORE_TEXT(f->acs_id), STORE_TEXT(f->action), STORE_END};
     return store_list_rows(s, SQL_LIST, store_bind_params, p, 5, limit, out, sizeof(*out),
@@ -117,6 +134,8 @@ int store_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *de
 
     if (limit < 1 || limit > STORE_PRUNE_MAX)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_audit_prune(s, before_ms, limit, deleted);
     rc = store_write_run(s, SQL_PRUNE, store_bind_params, p, &info);
     if (rc == 0 && deleted != NULL)
         *deleted = info.changes;

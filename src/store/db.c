@@ -356,6 +356,10 @@ void store_close(struct store *s)
 
     if (s == NULL)
         return;
+    if (s->kind == STORE_PG) {
+        pgstore_close(s);
+        return;
+    }
     /* Readers first, so the writer's close is the database's last and checkpoints the WAL. */
     for (i = 0; i < s->nreaders; i++)
         conn_free(s->readers[i]);
@@ -641,8 +645,11 @@ static const char SQL_PING[] =
 int store_ping_write(struct store *s)
 {
     struct store_conn *c;
-    int rc = store_write_begin(s, &c);
+    int rc;
 
+    if (s->kind == STORE_PG)
+        return pgstore_ping_write(s);
+    rc = store_write_begin(s, &c);
     if (rc != 0)
         return TV_ERR_UNAVAILABLE;
     rc = run_cached(c, SQL_PING);
@@ -666,7 +673,14 @@ static int wal_row(sqlite3_stmt *st, void *out)
 
 int store_is_wal(struct store *s, int *wal)
 {
-    int rc = store_read_one(s, SQL_JOURNAL_MODE, NULL, NULL, wal_row, wal);
+    int rc;
+
+    /* PostgreSQL has its own write-ahead log; the question is about SQLite's journal mode. */
+    if (s->kind == STORE_PG) {
+        *wal = 0;
+        return 0;
+    }
+    rc = store_read_one(s, SQL_JOURNAL_MODE, NULL, NULL, wal_row, wal);
 
     return rc == TV_ERR_NOT_FOUND ? TV_ERR_INTERNAL : rc;
 }

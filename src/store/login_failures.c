@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/login_failures.h"
 #include "store_int.h"
 
@@ -19,6 +20,8 @@ int store_login_failure_get(struct store *s, const char *name, int64_t *tat_ms)
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 || tat_ms == NULL)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_get(s, name, tat_ms);
     rc = store_query_int64(s, SQL_GET, name, &v, &has);
     if (rc == 0)
         *tat_ms = has ? v : 0;
@@ -81,6 +84,8 @@ int store_login_failure_add(struct store *s, const char *name, const struct rate
         return TV_ERR_INVALID;
     if (rl->off)
         return 0;
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_add(s, name, rl, now_ms, tat_ms);
     if ((rc = store_write_begin(s, &c)) != 0)
         return rc;
     rc = tat_read(c, name, &tat);
@@ -113,6 +118,8 @@ int store_login_failure_refund(struct store *s, const char *name, const struct r
         return TV_ERR_INVALID;
     if (rl->off)
         return 0;
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_refund(s, name, rl, now_ms);
     if ((rc = store_write_begin(s, &c)) != 0)
         return rc;
     rc = tat_read(c, name, &tat);
@@ -135,6 +142,8 @@ int store_login_failure_normalize(struct store *s, const char *name, const struc
 
     if (store_check_str(name, 1, STORE_NAME_MAX) != 0 || rl == NULL)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_normalize(s, name, rl, now_ms);
     if ((rc = store_write_begin(s, &c)) != 0)
         return rc;
     rc = tat_read(c, name, &tat);
@@ -147,8 +156,11 @@ int store_login_failure_normalize(struct store *s, const char *name, const struc
 int store_login_failure_prune(struct store *s, int64_t now_ms, int *removed)
 {
     struct store_conn *c;
-    int rc = store_write_begin(s, &c);
+    int rc;
 
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_prune(s, now_ms, removed);
+    rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
     rc = prune(c, now_ms, removed);
@@ -162,5 +174,7 @@ int store_login_failure_count(struct store *s, int64_t *n)
     if (n == NULL)
         return TV_ERR_INVALID;
     *n = 0;
+    if (s->kind == STORE_PG)
+        return pgstore_login_failure_count(s, n);
     return store_query_int64(s, SQL_COUNT, NULL, n, &has);
 }

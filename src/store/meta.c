@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/meta.h"
 #include "store_int.h"
 
@@ -39,6 +40,8 @@ int store_meta_get(struct store *s, const char *key, void *buf, size_t cap, size
 
     if (rc != 0 || len == NULL || (buf == NULL && cap > 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_meta_get(s, key, buf, cap, len);
     return store_read_one(s, SQL_GET, store_bind_key, key, meta_row, &m);
 }
 
@@ -51,6 +54,9 @@ static int meta_write(struct store *s, const char *sql, const char *key, const v
 
     if (rc != 0 || len > STORE_META_VALUE_MAX || (data == NULL && len > 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return sql == SQL_PUT ? pgstore_meta_put(s, key, data, len)
+                              : pgstore_meta_put_if_absent(s, key, data, len, inserted);
     rc = store_write_run(s, sql, store_bind_params, p, &info);
     if (rc == 0 && inserted != NULL)
         *inserted = info.changes > 0;
@@ -74,5 +80,7 @@ int store_meta_delete(struct store *s, const char *key)
 
     if (rc != 0)
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_meta_delete(s, key);
     return store_write_one(s, SQL_DELETE, store_bind_key, key);
 }

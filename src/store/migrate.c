@@ -119,11 +119,16 @@ int store_schema_version(struct store *s, int *current, int *latest)
     int v = 0;
     int rc;
 
+    if (s->kind == STORE_PG) {
+        rc = pgstore_schema_version(s, &v);
+        goto out;
+    }
     /* The writer, not a reader: a migrate that just committed must be visible, and this is
      * called rarely. */
     pthread_mutex_lock(&s->wlock);
     rc = store_version_get(s->writer, &v);
     pthread_mutex_unlock(&s->wlock);
+out:
     if (rc == 0 && current != NULL)
         *current = v;
     if (rc == 0 && latest != NULL)
@@ -138,6 +143,8 @@ int store_schema_has(struct store *s, int version, int *has)
 
     if (has == NULL)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_schema_has(s, version, has);
     /* The writer, as store_schema_version: a migrate that just committed must be visible. */
     pthread_mutex_lock(&s->wlock);
     rc = version_has(s->writer, version, &h);
@@ -192,6 +199,8 @@ int store_migrate(struct store *s, int *applied)
     int rc;
     size_t i;
 
+    if (s->kind == STORE_PG)
+        return pgstore_migrate(s, applied);
     rc = store_schema_version(s, &current, NULL);
     if (rc != 0)
         goto out;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/outbox.h"
 #include "store_int.h"
 
@@ -36,6 +37,8 @@ int store_outbox_add(struct store *s, const char *acs_id, const char *resource, 
         store_check_str(resource, 1, STORE_ID_MAX) != 0 || op == NULL ||
         (strcmp(op, "delete") != 0 && strcmp(op, "revoke") != 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_add(s, acs_id, resource, op, now_ms, id);
     rc = store_write_run(s, SQL_ADD, store_bind_params, p, &info);
     if (rc == 0 && id != NULL)
         *id = info.rowid;
@@ -81,12 +84,16 @@ int store_outbox_due(struct store *s, int64_t now_ms, int limit, struct store_ou
 
     if (rc != 0)
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_due(s, now_ms, limit, rows, n);
     return store_list_rows(s, SQL_DUE, int64_bind, &now_ms, 2, limit, rows, sizeof(*rows),
                            outbox_row, n);
 }
 
 int store_outbox_done(struct store *s, int64_t id)
 {
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_done(s, id);
     return store_write_one(s, SQL_DONE, int64_bind, &id);
 }
 
@@ -102,6 +109,8 @@ int store_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const
     if (len > 0)
         memcpy(err, last_error, len);
     err[len] = '\0';
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_retry_later(s, id, next_ms, err);
     rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
@@ -126,6 +135,8 @@ int store_outbox_pending_for(struct store *s, const char *acs_id, int *found)
 
     if (rc != 0 || found == NULL)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_pending_for(s, acs_id, found);
     rc = store_query_int64(s, SQL_PENDING, acs_id, &v, &has);
     if (rc == 0)
         *found = has;
@@ -142,6 +153,8 @@ int store_outbox_pending_for_user(struct store *s, const char *app_user_id, int 
 
     if (rc != 0 || found == NULL)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_pending_for_user(s, app_user_id, found, acs_id);
     rc = store_read_begin(s, &c);
     if (rc != 0)
         return rc;
@@ -163,8 +176,11 @@ int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
 {
     struct store_conn *c;
     sqlite3_stmt *st;
-    int rc = store_write_begin(s, &c);
+    int rc;
 
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_lease(s, id, until_ms);
+    rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;
     rc = store_stmt(c, SQL_LEASE, &st);
@@ -181,6 +197,8 @@ int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
 
 int store_outbox_count(struct store *s, int64_t *n)
 {
+    if (s->kind == STORE_PG)
+        return n == NULL ? TV_ERR_INVALID : pgstore_outbox_count(s, n);
     return store_count(s, SQL_COUNT, n);
 }
 
@@ -188,8 +206,13 @@ int store_outbox_next_due(struct store *s, int64_t *next_ms, int *found)
 {
     int64_t v = 0;
     int has = 0;
-    int rc = next_ms == NULL || found == NULL ? TV_ERR_INVALID
-                                              : store_query_int64(s, SQL_NEXT, NULL, &v, &has);
+    int rc;
+
+    if (next_ms == NULL || found == NULL)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_next_due(s, next_ms, found);
+    rc = store_query_int64(s, SQL_NEXT, NULL, &v, &has);
 
     if (rc == 0) {
         *found = has;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pg_pool.h"
 #include "store/store.h"
 
 #define STORE_STMT_CACHE 64 /* statements one connection keeps prepared */
@@ -27,7 +28,13 @@ struct store_conn {
     struct store_conn *next_free; /* reader pool link */
 };
 
+/* Which backend a store runs on: chosen once at open, never changed. */
+enum store_kind { STORE_SQLITE = 0, STORE_PG = 1 };
+
 struct store {
+    enum store_kind kind;
+    struct pgpool *pg; /* STORE_PG: every statement goes through the pool; NULL otherwise */
+    /* STORE_SQLITE only (zero for STORE_PG): */
     char *path;
     pthread_mutex_t wlock; /* serialises the writer connection */
     struct store_conn *writer;
@@ -173,5 +180,22 @@ int store_version_get(struct store_conn *c, int *version);
 int store_version_latest(void);
 /* 1 when the binary has a migration numbered v, else 0. */
 int store_version_known(int v);
+
+/* The PostgreSQL store (pg_db.c). Not selectable through TOKENVEND_DB yet: the service and the
+ * CLI only open SQLite until every table has its PostgreSQL twin; tests open it directly.
+ * Opens the pool (o), checks the schema version and applies migrations as store_open does for
+ * migrate (an enum store_migrate_mode). TV_ERR_CONFIG for a malformed URI, refused credentials,
+ * a missing database, a schema newer than the binary or (STORE_MIGRATE_NO) one that is behind;
+ * TV_ERR_UNAVAILABLE for an unreachable server. One line in err (errcap bytes, never the
+ * password). *out untouched on failure. */
+int store_open_pg(const struct pgpool_opts *o, int migrate, struct store **out, char *err,
+                  size_t errcap);
+/* The PostgreSQL halves of store_schema_version, store_schema_has, store_migrate, store_close,
+ * store_ping_write (pg_db.c); the public functions switch on s->kind. */
+int pgstore_schema_version(struct store *s, int *current);
+int pgstore_schema_has(struct store *s, int version, int *has);
+int pgstore_migrate(struct store *s, int *applied);
+void pgstore_close(struct store *s);
+int pgstore_ping_write(struct store *s);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "pg_tables.h"
 #include "store/users.h"
 #include "store_int.h"
 
@@ -60,11 +61,15 @@ static int user_get_one(struct store *s, const char *sql, const char *key, struc
 
 int store_user_get(struct store *s, const char *app_user_id, struct store_user *out)
 {
+    if (s->kind == STORE_PG)
+        return pgstore_user_get(s, app_user_id, out);
     return user_get_one(s, SQL_GET, app_user_id, out);
 }
 
 int store_user_get_by_acs(struct store *s, const char *acs_id, struct store_user *out)
 {
+    if (s->kind == STORE_PG)
+        return pgstore_user_get_by_acs(s, acs_id, out);
     return user_get_one(s, SQL_GET_BY_ACS, acs_id, out);
 }
 
@@ -74,6 +79,8 @@ int store_user_insert(struct store *s, const struct store_user *u)
         store_check_str(u->acs_id, 1, STORE_ID_MAX) != 0 ||
         store_check_str(u->resource, 1, STORE_ID_MAX) != 0)
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_user_insert(s, u);
     struct store_param p[] = {STORE_TEXT_OR_NULL(u->app_user_id),
                               STORE_TEXT(u->acs_id),
                               STORE_TEXT(u->resource),
@@ -97,11 +104,15 @@ static int user_update_ms(struct store *s, const char *sql, const char *acs_id, 
 
 int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
 {
+    if (s->kind == STORE_PG && store_check_str(acs_id, 1, STORE_ID_MAX) == 0)
+        return pgstore_user_touch_issued(s, acs_id, ms);
     return user_update_ms(s, SQL_TOUCH, acs_id, ms);
 }
 
 int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
 {
+    if (s->kind == STORE_PG && store_check_str(acs_id, 1, STORE_ID_MAX) == 0)
+        return pgstore_user_set_revoked(s, acs_id, ms);
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
 }
 
@@ -111,6 +122,8 @@ int store_user_list(struct store *s, const char *after, int limit, struct store_
 
     if (rc != 0 || (after != NULL && store_check_str(after, 0, STORE_ID_MAX) != 0))
         return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_user_list(s, after, limit, out, n);
     return store_list_rows(s, SQL_LIST, store_bind_after, after, 2, limit, out, sizeof(*out),
                            user_row, n);
 }
@@ -149,6 +162,8 @@ int store_user_list_kept(struct store *s, const char *after, int limit, store_us
 
 int store_user_count(struct store *s, int64_t *n)
 {
+    if (s->kind == STORE_PG)
+        return n == NULL ? TV_ERR_INVALID : pgstore_user_count(s, n);
     return store_count(s, SQL_COUNT, n);
 }
 
@@ -170,6 +185,8 @@ int store_user_delete_begin_due(struct store *s, const char *acs_id, int64_t now
 
     if (rc != 0)
         return rc;
+    if (s->kind == STORE_PG)
+        return pgstore_user_delete_begin_due(s, acs_id, now_ms, due_ms, outbox_id);
     rc = store_write_begin(s, &c);
     if (rc != 0)
         return rc;

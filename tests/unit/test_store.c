@@ -1,4 +1,6 @@
-/* Unit tests of the store's lifecycle and mappings on a temporary file: pragmas (WAL), file and
+/* Unit tests of the store's lifecycle and mappings, on a temporary file or, with
+ * TV_TEST_STORE=pg, on a database of a throw-away PostgreSQL cluster (tests/lib/store_fx.h; the
+ * SQLite-only cases skip there): pragmas (WAL), file and
  * directory creation, migrations (idempotent, deferred, a missing version filled in, refusing a
  * newer or unknown schema), mapping conflicts on both unique keys, concurrent first inserts from
  * threads, list pagination, and the atomic delete that queues an outbox row. */
@@ -21,12 +23,14 @@
 #include "store/outbox.h"
 #include "store/store.h"
 #include "store/users.h"
+#include "store_fx.h"
 
 #define RES "acs.example.com"
 
 struct fx {
     char dir[64];
     char path[128];
+    struct store_fx sx; /* the backend's place for the store */
     struct store *s;
 };
 
@@ -52,7 +56,7 @@ static int setup(void **state)
         return -1;
     /* A sub-directory that does not exist yet: store_open must create it. */
     snprintf(f->path, sizeof(f->path), "%s/data/tv.db", f->dir);
-    if (store_open(f->path, 1, &f->s) != 0)
+    if (store_fx_new(&f->sx, f->path) != 0 || store_fx_open(&f->sx, 1, &f->s) != 0)
         return -1;
     *state = f;
     return 0;
@@ -64,6 +68,7 @@ static int teardown(void **state)
     char p[160];
 
     store_close(f->s);
+    store_fx_drop(&f->sx);
     remove_db_files(f->path);
     snprintf(p, sizeof(p), "%s/data", f->dir);
     rmdir(p);
@@ -91,9 +96,12 @@ static void test_open_pragmas_and_files(void **state)
     int wal = 0, cur = -1, latest = -1;
 
     assert_int_equal(store_is_wal(f->s, &wal), 0);
-    assert_int_equal(wal, 1);
-    assert_int_equal(stat(f->path, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0600);
+    /* WAL is SQLite's journal mode: a PostgreSQL store reports 0. */
+    assert_int_equal(wal, !store_fx_is_pg());
+    if (!store_fx_is_pg()) {
+        assert_int_equal(stat(f->path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+    }
     assert_int_equal(store_schema_version(f->s, &cur, &latest), 0);
     assert_true(latest >= 1);
     assert_int_equal(cur, latest);
@@ -113,14 +121,14 @@ static void test_migrations_idempotent(void **state)
     store_close(f->s);
     f->s = NULL;
     /* Reopening with and without migrate finds the schema current and the data intact. */
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_NO, &f->s), 0);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_NO, &f->s), 0);
     assert_int_equal(store_migrate(f->s, &applied), 0);
     assert_int_equal(applied, 0);
     assert_int_equal(store_user_get(f->s, "alice", &u), 0);
     assert_string_equal(u.acs_id, "8:acs:a");
     store_close(f->s);
     f->s = NULL;
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_YES, &f->s), 0);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_YES, &f->s), 0);
     assert_int_equal(store_schema_version(f->s, &cur, NULL), 0);
     assert_int_equal(cur, store_migrations[store_migrations_count - 1].version);
 }
@@ -129,15 +137,17 @@ static void test_migrate_modes(void **state)
 {
     struct fx *f = *state;
     char path[160];
+    struct store_fx m;
     struct store *s = NULL;
     int applied = 0, cur = -1;
 
     snprintf(path, sizeof(path), "%s/modes.db", f->dir);
+    assert_int_equal(store_fx_new(&m, path), 0);
     /* A fresh file is behind: refused without migrate... */
-    assert_int_equal(store_open(path, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&m, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
     assert_null(s);
     /* ...opened as-is with DEFER, then migrated explicitly (the `tokenvend migrate` path). */
-    assert_int_equal(store_open(path, STORE_MIGRATE_DEFER, &s), 0);
+    assert_int_equal(store_fx_open(&m, STORE_MIGRATE_DEFER, &s), 0);
     assert_int_equal(store_schema_version(s, &cur, NULL), 0);
     assert_int_equal(cur, 0);
     assert_int_equal(store_migrate(s, &applied), 0);
@@ -146,10 +156,11 @@ static void test_migrate_modes(void **state)
     assert_int_equal(applied, 0);
     store_close(s);
     s = NULL;
-    assert_int_equal(store_open(path, STORE_MIGRATE_NO, &s), 0);
+    assert_int_equal(store_fx_open(&m, STORE_MIGRATE_NO, &s), 0);
     store_close(s);
     s = NULL;
-    assert_int_equal(store_open(path, 7, &s), TV_ERR_INVALID);
+    assert_int_equal(store_fx_open(&m, 7, &s), TV_ERR_INVALID);
+    store_fx_drop(&m);
     remove_db_files(path);
 }
 
@@ -178,6 +189,8 @@ static void test_migration_gap_filled(void **state)
     sqlite3_stmt *st = NULL;
     int cur = -1, applied = -1;
 
+    if (store_fx_is_pg())
+        skip(); /* writes SQLite's dialect by hand; test_pg_migrate covers PostgreSQL's gaps */
     snprintf(path, sizeof(path), "%s/gap.db", f->dir);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     exec_sql(db, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
@@ -229,50 +242,57 @@ static void test_migration_gap_filled(void **state)
     remove_db_files(path);
 }
 
+/* Records a migration row behind the store's back, as another binary would (the statement is
+ * the same in both dialects). */
+static void record_version(struct fx *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+
+    if (store_fx_is_pg()) {
+        assert_int_equal(store_fx_admin_exec(&f->sx, sql), 0);
+        return;
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    exec_sql(db, sql);
+    sqlite3_close(db);
+}
+
 /* A version the binary does not know, even one below its newest, is refused like a newer
  * schema: another binary made it. */
 static void test_unknown_version_refused(void **state)
 {
     struct fx *f = *state;
-    sqlite3 *db = NULL;
     struct store *s = NULL;
     int applied = 0;
 
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    exec_sql(db, "INSERT INTO schema_migrations VALUES (-7, 'branch_only', 0)");
-    sqlite3_close(db);
+    record_version(f, "INSERT INTO schema_migrations VALUES (-7, 'branch_only', 0)");
     assert_int_equal(store_migrate(f->s, &applied), TV_ERR_CONFIG);
     assert_int_equal(applied, 0);
     store_close(f->s);
     f->s = NULL;
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_YES, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_YES, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_DEFER, &s), TV_ERR_CONFIG);
     assert_null(s);
 }
 
 static void test_newer_database_refused(void **state)
 {
     struct fx *f = *state;
-    sqlite3 *db = NULL;
     struct store *s = NULL;
     int applied = 0;
 
-    /* Another (newer) binary migrates the file while this one has it open. */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    /* Another (newer) binary migrates the database while this one has it open. */
+    record_version(f, "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)");
     assert_int_equal(store_migrate(f->s, &applied), TV_ERR_CONFIG);
     assert_int_equal(applied, 0);
     store_close(f->s);
     f->s = NULL;
     /* No mode opens a database this binary does not understand. */
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_YES, &s), TV_ERR_CONFIG);
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
-    assert_int_equal(store_open(f->path, STORE_MIGRATE_DEFER, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_YES, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_NO, &s), TV_ERR_CONFIG);
+    assert_int_equal(store_fx_open(&f->sx, STORE_MIGRATE_DEFER, &s), TV_ERR_CONFIG);
     assert_null(s);
 }
 
@@ -283,6 +303,8 @@ static void test_not_a_database(void **state)
     struct store *s = NULL;
     FILE *fp;
 
+    if (store_fx_is_pg())
+        skip(); /* a file that is not a database: SQLite only */
     snprintf(path, sizeof(path), "%s/junk.db", f->dir);
     fp = fopen(path, "w");
     assert_non_null(fp);
@@ -426,7 +448,8 @@ static void test_concurrent_first_insert(void **state)
     assert_int_equal(store_user_get(f->s, "racer", &u), 0);
 }
 
-/* Two store handles on one file (two processes in production) racing for one user. */
+/* Two store handles on one database (two processes, or replicas, in production) racing for one
+ * user. */
 static void test_concurrent_two_handles(void **state)
 {
     struct fx *f = *state;
@@ -437,7 +460,7 @@ static void test_concurrent_two_handles(void **state)
     int i, ok = 0;
     int64_t n = 0;
 
-    assert_int_equal(store_open(f->path, 0, &other), 0);
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
     pthread_barrier_init(&start, NULL, RACERS);
     for (i = 0; i < RACERS; i++) {
         r[i] = (struct racer){i % 2 ? other : f->s, &start, i, -1};
@@ -544,6 +567,19 @@ static void test_user_list_pagination(void **state)
     assert_int_equal(store_user_list(f->s, "user05", 2, page, &n), 0);
     assert_int_equal(n, 2);
     assert_string_equal(page[0].app_user_id, "user06");
+    /* Byte order, as SQLite's BINARY collation, whatever the database's own collation: upper
+     * case before '_' before lower case ("user.." sorts last). */
+    u = make_user("Zed", "8:acs:zed");
+    assert_int_equal(store_user_insert(f->s, &u), 0);
+    u = make_user("_x", "8:acs:under");
+    assert_int_equal(store_user_insert(f->s, &u), 0);
+    assert_int_equal(store_user_list(f->s, NULL, 3, page, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(page[0].app_user_id, "Zed");
+    assert_string_equal(page[1].app_user_id, "_x");
+    assert_string_equal(page[2].app_user_id, "user00");
+    assert_int_equal(store_user_list(f->s, "Zed", 1, page, &n), 0);
+    assert_string_equal(page[0].app_user_id, "_x");
     assert_int_equal(store_user_list(f->s, NULL, 0, page, &n), TV_ERR_INVALID);
     assert_int_equal(store_user_list(f->s, NULL, STORE_LIST_MAX + 1, page, &n), TV_ERR_INVALID);
 }
@@ -690,11 +726,38 @@ static void test_delete_survives_reopen(void **state)
     assert_int_equal(store_user_delete_begin(f->s, "8:acs:f1", 42, &id), 0);
     store_close(f->s);
     f->s = NULL;
-    assert_int_equal(store_open(f->path, 0, &f->s), 0);
+    assert_int_equal(store_fx_open(&f->sx, 0, &f->s), 0);
     assert_int_equal(store_outbox_due(f->s, 42, 2, rows, &n), 0);
     assert_int_equal(n, 1);
     assert_true(rows[0].id == id);
     assert_int_equal(store_user_get(f->s, "frank", &u), TV_ERR_NOT_FOUND);
+}
+
+/* PostgreSQL stopped and started under an open store: every call fails with
+ * TV_ERR_UNAVAILABLE (the service's 503) while it is down, nothing is half-written, and the
+ * same handle works again once it is back, without a reopen. */
+static void test_pg_outage(void **state)
+{
+    struct fx *f = *state;
+    struct store_user u = make_user("olga", "8:acs:o1");
+    struct store_user v = make_user("pete", "8:acs:p1");
+    int64_t n = -1;
+
+    if (!store_fx_is_pg())
+        skip(); /* a server to stop: PostgreSQL only */
+    assert_int_equal(store_user_insert(f->s, &u), 0);
+    assert_int_equal(store_fx_pause(), 0);
+    assert_int_equal(store_user_get(f->s, "olga", &u), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_user_insert(f->s, &v), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_user_delete_begin(f->s, "8:acs:o1", 1, NULL), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_ping_write(f->s), TV_ERR_UNAVAILABLE);
+    assert_int_equal(store_fx_resume(), 0);
+    assert_int_equal(store_ping_write(f->s), 0);
+    assert_int_equal(store_user_get(f->s, "olga", &u), 0);
+    assert_string_equal(u.acs_id, "8:acs:o1");
+    assert_int_equal(store_user_get(f->s, "pete", &v), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_count(f->s, &n), 0);
+    assert_true(n == 0);
 }
 
 int main(void)
@@ -716,7 +779,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_begin_and_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_user_and_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_outage, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
 }

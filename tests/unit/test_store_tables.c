@@ -1,6 +1,7 @@
-/* Unit tests of the store's smaller tables on a temporary file: API keys (hash only, conflicts,
- * revoke, coarse last-used), local accounts (upsert keeps created time), the audit log (filters,
- * newest-first paging, prune), meta blobs, and the readiness write probe. */
+/* Unit tests of the store's smaller tables, on a temporary file or, with TV_TEST_STORE=pg, on a
+ * database of a throw-away PostgreSQL cluster (tests/lib/store_fx.h): API keys (hash only,
+ * conflicts, revoke, coarse last-used), local accounts (upsert keeps created time), the audit log
+ * (filters, newest-first paging, prune), meta blobs, and the readiness write probe. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "core/err.h"
 #include "store/accounts.h"
@@ -19,10 +21,12 @@
 #include "store/login_failures.h"
 #include "store/meta.h"
 #include "store/store.h"
+#include "store_fx.h"
 
 struct fx {
     char dir[64];
     char path[128];
+    struct store_fx sx;
     struct store *s;
 };
 
@@ -36,7 +40,7 @@ static int setup(void **state)
     if (mkdtemp(f->dir) == NULL)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/tv.db", f->dir);
-    if (store_open(f->path, 1, &f->s) != 0)
+    if (store_fx_new(&f->sx, f->path) != 0 || store_fx_open(&f->sx, 1, &f->s) != 0)
         return -1;
     *state = f;
     return 0;
@@ -48,6 +52,7 @@ static int teardown(void **state)
     char p[256];
 
     store_close(f->s);
+    store_fx_drop(&f->sx);
     unlink(f->path);
     snprintf(p, sizeof(p), "%s-wal", f->path);
     unlink(p);
@@ -129,6 +134,15 @@ static void test_apikeys(void **state)
     assert_int_equal(store_apikey_get(f->s, "backend2", &k), 0);
     assert_true(k.last_used_ms == 160000);
     assert_int_equal(store_apikey_touch_used(f->s, "nope", 1), TV_ERR_NOT_FOUND);
+
+    /* Listed in byte order whatever the database's collation: "Z" (0x5a) before "b". */
+    k = make_key("Zed", "4444444444444444", 2);
+    assert_int_equal(store_apikey_insert(f->s, &k), 0);
+    assert_int_equal(store_apikey_list(f->s, NULL, 4, list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].name, "Zed");
+    assert_int_equal(store_apikey_list(f->s, "Zed", 1, list, &n), 0);
+    assert_string_equal(list[0].name, "backend1");
 }
 
 static void test_accounts(void **state)
@@ -162,6 +176,14 @@ static void test_accounts(void **state)
     assert_int_equal(n, 2);
     assert_string_equal(list[0].name, "alice");
     assert_string_equal(list[1].name, "bob");
+    /* Byte order, as for API keys. */
+    snprintf(a.name, sizeof(a.name), "Zed");
+    snprintf(a.password_hash, sizeof(a.password_hash), "%s", H1);
+    assert_int_equal(store_account_upsert(f->s, &a, NULL), 0);
+    assert_int_equal(store_account_list(f->s, NULL, 3, list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].name, "Zed");
+    assert_string_equal(list[1].name, "alice");
     assert_int_equal(store_account_delete(f->s, "alice"), 0);
     assert_int_equal(store_account_delete(f->s, "alice"), TV_ERR_NOT_FOUND);
     assert_int_equal(store_account_get(f->s, "alice", &a), TV_ERR_NOT_FOUND);
@@ -243,6 +265,100 @@ static void test_login_failures(void **state)
     assert_int_equal(store_login_failure_prune(f->s, 110000, &removed), 0);
     assert_int_equal(removed, 1);
     assert_int_equal(store_login_failure_add(f->s, "", &rl, 1, NULL), TV_ERR_INVALID);
+}
+
+#define RACERS 8
+
+/* One racer of the tests below: a store handle (two handles are two processes or replicas). */
+struct racer {
+    struct store *s;
+    pthread_barrier_t *start;
+    const struct ratelimit *rl;
+    int rc;
+    int created;
+};
+
+static void *race_login_failure(void *arg)
+{
+    struct racer *r = arg;
+
+    pthread_barrier_wait(r->start);
+    r->rc = store_login_failure_add(r->s, "mallory", r->rl, 100000, NULL);
+    return NULL;
+}
+
+/* Concurrent failed logins for one name through two handles: the read, test and take of the
+ * name's state is one atomic step, so a bucket of 2 counts exactly 2 of them. */
+static void test_login_failures_race(void **state)
+{
+    struct fx *f = *state;
+    struct store *other = NULL;
+    struct ratelimit rl;
+    pthread_t th[RACERS];
+    struct racer r[RACERS];
+    pthread_barrier_t start;
+    int64_t tat = 0;
+    int ok = 0, limited = 0;
+
+    assert_int_equal(ratelimit_parse("2/10s", &rl, NULL, 0), 0);
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){i % 2 ? other : f->s, &start, &rl, -1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, race_login_failure, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        ok += r[i].rc == 0;
+        limited += r[i].rc == TV_ERR_RATE_LIMITED;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(ok, 2);
+    assert_int_equal(limited, RACERS - 2);
+    assert_int_equal(store_login_failure_get(other, "mallory", &tat), 0);
+    assert_true(tat == 110000);
+    store_close(other);
+}
+
+static void *race_account_add(void *arg)
+{
+    struct racer *r = arg;
+    struct store_account a;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.name, sizeof(a.name), "trent");
+    snprintf(a.password_hash, sizeof(a.password_hash), "$argon2id$v=19$m=1024,t=1,p=1$x$y");
+    a.created_ms = a.updated_ms = 1;
+    pthread_barrier_wait(r->start);
+    r->rc = store_account_upsert(r->s, &a, &r->created);
+    return NULL;
+}
+
+/* Concurrent adds of one new account through two handles: all succeed, exactly one reports
+ * that it created the account. */
+static void test_account_upsert_race(void **state)
+{
+    struct fx *f = *state;
+    struct store *other = NULL;
+    pthread_t th[RACERS];
+    struct racer r[RACERS];
+    pthread_barrier_t start;
+    int created = 0;
+
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){i % 2 ? other : f->s, &start, NULL, -1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, race_account_add, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].rc, 0);
+        created += r[i].created;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(created, 1);
+    store_close(other);
 }
 
 static struct store_audit make_audit(int64_t ts, const char *action, const char *app,
@@ -370,9 +486,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_epochs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_failures_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_upsert_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
 }
