@@ -371,6 +371,7 @@ static void create_request(struct reqflow *f, struct acs_request *rq)
 
     memset(rq, 0, sizeof *rq);
     rq->op = ACS_OP_CREATE;
+    rq->custom_id_user = f->key; /* the client adds a customId from it when acs_custom_id is on */
     if (!f->tok.want)
         return;
     reqflow_fill_token_request(f, rq);
