@@ -1,0 +1,121 @@
+// tokenvend serve with acs_custom_id on (api-version 2025-03-02-preview), black box: a create
+// whose answer the network lost is retried and returns the identity the lost attempt made (one
+// identity at the emulator, no orphan), for the public and the internal API; the customId sent
+// is the documented hash of resource and app user (a create of our own with that customId gets
+// the same identity back with 200), so the app user id never reaches ACS in clear.
+// The pinned @azure/communication-identity (1.3.1) has no customId option, so the check create
+// is signed here with the ACS HMAC scheme.
+// Real binaries on loopback: acs-emulator upstream, a temporary database, a local JWKS issuer.
+
+import assert from "node:assert/strict";
+import { createHash, createHmac, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { startEmulator } from "./lib/emulator.mjs";
+import { startJwksServer } from "./lib/jwks-server.mjs";
+import { serveSkipReason, startService } from "./lib/service.mjs";
+import { show } from "./lib/service-checks.mjs";
+
+const skip = serveSkipReason();
+const uid = (p) => `${p}-${randomUUID().slice(0, 8)}@example.com`;
+const API = "2025-03-02-preview";
+
+// README, design notes "ACS customId".
+function customId(resource, user) {
+  const h = createHash("sha256");
+  h.update("tokenvend/acs-custom-id/v1\0");
+  h.update(`${resource}\0`);
+  h.update(user);
+  return `tv1_${h.digest("base64url")}`;
+}
+
+// POST /identities signed as the ACS SDKs sign (HMAC-SHA256 over method, path and query, date,
+// host and the body's SHA-256).
+async function signedCreate(emu, body) {
+  const host = new URL(emu.endpoint).host;
+  const pathAndQuery = `/identities?api-version=${API}`;
+  const text = JSON.stringify(body);
+  const date = new Date().toUTCString();
+  const hash = createHash("sha256").update(text).digest("base64");
+  const sig = createHmac("sha256", Buffer.from(emu.accessKey, "base64"))
+    .update(`POST\n${pathAndQuery}\n${date};${host};${hash}`).digest("base64");
+  const res = await fetch(emu.endpoint + pathAndQuery, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-ms-date": date,
+      "x-ms-content-sha256": hash,
+      authorization: `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=${sig}`,
+    },
+    body: text,
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+describe("tokenvend serve: acs_custom_id", { skip }, () => {
+  let emu;
+  let jwks;
+  let svc;
+  let apiKey;
+
+  before(async () => {
+    emu = await startEmulator();
+    jwks = await startJwksServer();
+    svc = await startService({
+      emu, jwks, env: { TOKENVEND_ACS_CUSTOM_ID: "on", TOKENVEND_ACS_API_VERSION: API },
+    });
+    apiKey = (await svc.createApiKey("custom-id")).key;
+  });
+
+  after(async () => {
+    await emu?.request("DELETE", "/emulator/faults");
+    await svc?.cleanup();
+    await jwks?.close();
+    await emu?.stop();
+  });
+
+  const dropNextCreate = async () => {
+    const f = await emu.request("PUT", "/emulator/faults", { drop_rate: 1, count: 1, ops: ["create"] });
+    assert.equal(f.status, 200, JSON.stringify(f.body));
+  };
+
+  test("a first token request whose create answer was lost gets the identity that create made", async () => {
+    const user = uid("lost");
+    await emu.resetStats();
+    await dropNextCreate();
+    const r = await svc.pub("GET", "/api/token", { token: jwks.token(user) });
+    assert.equal(r.status, 200, show(r));
+    assert.equal((await emu.validate(r.json.token)).valid, true, "the token is valid at the emulator");
+    const s = await emu.stats();
+    assert.equal(s.requests.create, 2, "the create went out twice");
+    assert.equal(s.faults_injected, 1, "the first answer was dropped");
+    assert.equal(s.identities_created, 1, "one identity: the retry got the first one back, no orphan");
+
+    // The customId is the hash of resource and user: a create with it is answered 200 with the
+    // very identity tokenvend mapped.
+    const resource = new URL(emu.endpoint).host;
+    const c = await signedCreate(emu, { customId: customId(resource, user) });
+    assert.equal(c.status, 200, JSON.stringify(c.json));
+    assert.equal(c.json.identity.id, r.json.user.communicationUserId, "same identity for the same customId");
+    assert.ok(!c.json.identity.customId.includes(user.split("@")[0]), "the user id is not in the customId");
+    assert.equal((await emu.stats()).identities_created, 1);
+  });
+
+  test("an internal create whose answer was lost answers 201 with one identity", async () => {
+    const user = uid("internal");
+    await emu.resetStats();
+    await dropNextCreate();
+    const r = await svc.int("PUT", `/internal/users/${encodeURIComponent(user)}`, { key: apiKey });
+    assert.equal(r.status, 201, show(r));
+    const s = await emu.stats();
+    assert.equal(s.requests.create, 2);
+    assert.equal(s.identities_created, 1);
+    const g = await svc.int("GET", `/internal/users/${encodeURIComponent(user)}`, { key: apiKey });
+    assert.equal(g.status, 200, show(g));
+    // Another user: another customId, another identity.
+    const other = await svc.int("PUT", `/internal/users/${encodeURIComponent(uid("other"))}`, { key: apiKey });
+    assert.equal(other.status, 201, show(other));
+    assert.ok(other.json.acsUserIdentity && r.json.acsUserIdentity, show(r));
+    assert.notEqual(other.json.acsUserIdentity, r.json.acsUserIdentity);
+    assert.equal((await emu.stats()).identities_created, 2);
+  });
+});
