@@ -12,7 +12,7 @@ import { createHash, createHmac, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { startEmulator } from "./lib/emulator.mjs";
 import { startJwksServer } from "./lib/jwks-server.mjs";
-import { serveSkipReason, startService } from "./lib/service.mjs";
+import { pollUntil, serveSkipReason, startService } from "./lib/service.mjs";
 import { show } from "./lib/service-checks.mjs";
 
 const skip = serveSkipReason();
@@ -100,6 +100,39 @@ describe("tokenvend serve: acs_custom_id", { skip }, () => {
     assert.equal((await emu.stats()).identities_created, 1);
   });
 
+  // A user deleted while ACS fails comes back before the outbox finished the ACS delete: ACS
+  // answers the create with the old identity (same customId), which must not be mapped again.
+  test("a user back before the ACS delete finished gets 503, then a new identity", async () => {
+    const user = uid("back");
+    const tok = jwks.token(user);
+    const first = await svc.pub("GET", "/api/token", { token: tok });
+    assert.equal(first.status, 200, show(first));
+    const oldId = first.json.user.communicationUserId;
+
+    let f = await emu.request("PUT", "/emulator/faults", { error_rate: 1, error_status: 503, ops: ["delete"] });
+    assert.equal(f.status, 200);
+    const d = await svc.pub("DELETE", "/api/user", { token: tok });
+    assert.equal(d.status, 202, `delete accepted, ACS delete owed by the outbox: ${show(d)}`);
+
+    const back = await svc.pub("GET", "/api/token", { token: tok });
+    assert.equal(back.status, 503, `the identity being deleted is not handed out: ${show(back)}`);
+    assert.equal(back.json.error.code, "unavailable");
+    assert.match(back.json.error.message, /still being deleted/);
+
+    f = await emu.request("DELETE", "/emulator/faults");
+    assert.equal(f.status, 204);
+    assert.ok(await pollUntil(async () => (await emu.validate(first.json.token)).reason === "deleted",
+      { deadlineMs: 30_000, intervalMs: 100 }), "the outbox finishes the ACS delete");
+    // The outbox row goes after the ACS answer; until then the create may still answer 503.
+    let again;
+    assert.ok(await pollUntil(async () => {
+      again = await svc.pub("GET", "/api/token", { token: tok });
+      return again.status === 200;
+    }, { deadlineMs: 30_000, intervalMs: 100 }), `token after the delete finished: ${again && show(again)}`);
+    assert.notEqual(again.json.user.communicationUserId, oldId, "a new identity");
+    assert.equal((await emu.validate(again.json.token)).valid, true);
+  });
+
   test("an internal create whose answer was lost answers 201 with one identity", async () => {
     const user = uid("internal");
     await emu.resetStats();
@@ -117,5 +150,58 @@ describe("tokenvend serve: acs_custom_id", { skip }, () => {
     assert.ok(other.json.acsUserIdentity && r.json.acsUserIdentity, show(r));
     assert.notEqual(other.json.acsUserIdentity, r.json.acsUserIdentity);
     assert.equal((await emu.stats()).identities_created, 2);
+  });
+});
+
+// Two tokenvend processes on one database: the second maps the user while the first's create is
+// still at ACS. With customId, ACS gives the first the very identity the second mapped; the
+// first must use that mapping and not queue the identity for deletion as an orphan (it is not
+// one). ACS deletes fail throughout, so a queued delete would stay pending in the outbox.
+describe("tokenvend serve: acs_custom_id, two processes on one database", { skip }, () => {
+  let emu;
+  let jwks;
+  let a;
+  let b;
+
+  before(async () => {
+    emu = await startEmulator();
+    jwks = await startJwksServer();
+    const env = { TOKENVEND_ACS_CUSTOM_ID: "on", TOKENVEND_ACS_API_VERSION: API };
+    a = await startService({ emu, jwks, env });
+    b = await startService({ emu, jwks, env: { ...env, TOKENVEND_DB: a.dbPath } });
+  });
+
+  after(async () => {
+    await emu?.request("DELETE", "/emulator/faults");
+    await b?.cleanup();
+    await a?.cleanup();
+    await jwks?.close();
+    await emu?.stop();
+  });
+
+  test("the process that lost the mapping race keeps the shared identity", async () => {
+    const user = uid("race");
+    const tok = jwks.token(user);
+    await emu.resetStats();
+    let f = await emu.request("PUT", "/emulator/faults", { latency_ms: 1500, count: 1, ops: ["create"] });
+    assert.equal(f.status, 200);
+    const slow = a.pub("GET", "/api/token", { token: tok });
+    assert.ok(await pollUntil(async () => (await emu.stats()).requests.create >= 1,
+      { deadlineMs: 10_000, intervalMs: 20 }), "a's create reached the emulator");
+    f = await emu.request("PUT", "/emulator/faults", { error_rate: 1, error_status: 503, ops: ["delete"] });
+    assert.equal(f.status, 200);
+    const fast = await b.pub("GET", "/api/token", { token: tok });
+    assert.equal(fast.status, 200, show(fast));
+    const r = await slow;
+    assert.equal(r.status, 200, show(r));
+    const id = fast.json.user.communicationUserId;
+    assert.equal(r.json.user.communicationUserId, id, "both answer with the one identity");
+    assert.equal((await emu.stats()).identities_created, 1);
+
+    const m = await a.int("GET", "/metrics");
+    assert.equal(m.status, 200);
+    assert.match(m.text, /^tokenvend_outbox_pending 0$/m, "no delete queued for the shared identity");
+    assert.equal((await emu.validate(fast.json.token)).valid, true);
+    assert.equal((await emu.validate(r.json.token)).valid, true);
   });
 });
