@@ -411,7 +411,10 @@ static void create_request(struct reqflow *f, struct acs_request *rq)
 
     memset(rq, 0, sizeof *rq);
     rq->op = ACS_OP_CREATE;
-    rq->custom_id_user = f->key; /* the client adds a customId from it when acs_custom_id is on */
+    /* With acs_custom_id on, the client derives the customId from the app user. A standalone
+     * identity (POST /internal/identities) has none and must not share one customId with every
+     * other standalone identity. */
+    rq->custom_id_user = f->key[0] != '\0' ? f->key : NULL;
     if (!f->tok.want)
         return;
     reqflow_fill_token_request(f, rq);

@@ -133,6 +133,20 @@ describe("tokenvend serve: acs_custom_id", { skip }, () => {
     assert.equal((await emu.validate(again.json.token)).valid, true);
   });
 
+  // A standalone identity has no app user, hence no customId: each is its own identity.
+  test("POST /internal/identities twice: two identities, both kept", async () => {
+    await emu.resetStats();
+    const one = await svc.int("POST", "/internal/identities", { key: apiKey });
+    const two = await svc.int("POST", "/internal/identities", { key: apiKey });
+    assert.equal(one.status, 201, show(one));
+    assert.equal(two.status, 201, show(two));
+    const ids = [one, two].map((r) => JSON.stringify(r.json));
+    assert.notEqual(ids[0], ids[1], "two identities");
+    assert.equal((await emu.stats()).identities_created, 2);
+    const m = await svc.int("GET", "/metrics");
+    assert.match(m.text, /^tokenvend_outbox_pending 0$/m, "neither is queued for deletion");
+  });
+
   test("an internal create whose answer was lost answers 201 with one identity", async () => {
     const user = uid("internal");
     await emu.resetStats();
