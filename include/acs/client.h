@@ -19,6 +19,8 @@ struct entra_cache;
 #define ACS_MESSAGE_MAX 512
 #define ACS_REQUEST_ID_MAX 64
 #define ACS_MAX_SCOPES 8
+/* "tv1_" + 43 base64url characters + NUL */
+#define ACS_CUSTOM_ID_LEN 48
 
 /* ACS_OP_CREATE, ACS_OP_ISSUE, ... in the order of core/acsnames.h's ACS_OPS. */
 #define ACS_OP_ENUM_ITEM(id, name) ACS_OP_##id,
@@ -42,6 +44,9 @@ struct acs_client_opts {
     const char *endpoint;
     struct entra_cache *entra;
     int entra_owned; /* acs_client_free stops the cache too (the CLI's one-shot clients) */
+    /* Creates for an app user (acs_request.custom_id_user) carry a customId; needs
+     * api_version ACS_API_VERSION_CUSTOM_ID (acs_client_new refuses it with another). */
+    int custom_id;
 };
 
 /* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
@@ -59,6 +64,10 @@ struct acs_request {
     const char *teams_app_id;  /* TEAMS_EXCHANGE */
     const char *teams_user_id; /* TEAMS_EXCHANGE */
     const char *request_id;    /* sent as x-ms-client-request-id; NULL: a new UUID */
+    /* CREATE: the app user the identity is for. With the client's custom_id on, the create
+     * carries acs_custom_id(resource, this) and, being idempotent then, is retried like any
+     * other call after a lost answer. Ignored when the option is off or for other ops. */
+    const char *custom_id_user;
 };
 
 /* Outcome of one call. rc is 0 on a 2xx answer, else a TV_ERR_ACS_* / TV_ERR_UPSTREAM_* code;
@@ -103,10 +112,16 @@ void acs_client_free(struct acs_client *c);
 /* Queues a call; done(arg, res) fires exactly once, later, on the engine thread, also when the
  * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN /
  * TV_ERR_NOMEM / TV_ERR_CRYPTO (no random request id). The deadline runs from submission.
- * A create is never repeated once its request may have reached ACS (it always uses a fresh
- * connection, so libcurl cannot silently re-send it); it then ends in TV_ERR_UPSTREAM_UNKNOWN. */
+ * A create without a customId is never repeated once its request may have reached ACS (it
+ * always uses a fresh connection, so libcurl cannot silently re-send it); it then ends in
+ * TV_ERR_UPSTREAM_UNKNOWN. A create with one is retried like the other operations. */
 int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
                       void *arg);
+/* The customId of app user `user` at ACS resource `resource` ("host[:port]"):
+ * "tv1_" + base64url(SHA-256("tokenvend/acs-custom-id/v1" NUL resource NUL user)), unpadded.
+ * Stable across processes and replicas; does not show the user id (README, design notes).
+ * 0, TV_ERR_INVALID (NULL input) or TV_ERR_CRYPTO. */
+int acs_custom_id(const char *resource, const char *user, char out[ACS_CUSTOM_ID_LEN]);
 /* Submits and waits for the outcome (blocks; never on the engine thread). Returns res->rc;
  * *res is always filled (release it). */
 int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,

@@ -12,7 +12,12 @@
 #define ACS_API_VERSIONS(X, SEP)                                                                   \
     X(2021_03_07, "2021-03-07")                                                                    \
     SEP X(2022_06_01, "2022-06-01") SEP X(2022_10_01, "2022-10-01")                                \
-        SEP X(2023_10_01, "2023-10-01") SEP X(2025_06_30, "2025-06-30")
+        SEP X(2023_10_01, "2023-10-01") SEP X(2025_03_02_PREVIEW, "2025-03-02-preview")            \
+            SEP X(2025_06_30, "2025-06-30")
+
+/* The one api-version whose POST /identities takes a customId (the 2025-06-30 GA API does not
+ * define it): same customId, same identity. */
+#define ACS_API_VERSION_CUSTOM_ID "2025-03-02-preview"
 
 /* The api-version used when none is configured (one of the above). */
 #define ACS_API_VERSION_DEFAULT "2023-10-01"

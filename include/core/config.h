@@ -71,6 +71,7 @@ struct config {
     long acs_backoff_base_ms;
     long acs_backoff_max_ms;
     long acs_max_connections;
+    int acs_custom_id;   /* bool: creates carry a customId (needs ACS_API_VERSION_CUSTOM_ID) */
     char *imds_endpoint; /* Entra managed identity via IMDS (acs/entra.h) */
     /* Service (tokenvend serve) settings. */
     int auto_create;        /* bool: create an identity on a user's first token request */

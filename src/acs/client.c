@@ -274,7 +274,7 @@ static int request_maybe_sent(CURL *e, CURLcode cc)
 /* Handles the end of one attempt: finishes the call or schedules its next attempt. */
 static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLcode cc)
 {
-    struct acs_attempt a = {.curl_code = (int)cc};
+    struct acs_attempt a = {.curl_code = (int)cc, .idempotent = call->idempotent};
     char why[ACS_MESSAGE_MAX];
     int retryable, rc;
     int64_t now, server_ms, wait;
@@ -470,6 +470,7 @@ void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opt
         .backoff_max_ms = cfg->acs_backoff_max_ms,
         .max_connections = (size_t)cfg->acs_max_connections,
         .endpoint = cfg->acs_endpoint,
+        .custom_id = cfg->acs_custom_id,
     };
 }
 
@@ -497,7 +498,8 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
 
     if ((keyless ? opts->endpoint == NULL : opts->connection_string == NULL) ||
         !api_version_ok(api) || opts->connect_timeout_ms < 0 || opts->attempt_timeout_ms < 0 ||
-        opts->deadline_ms < 0 || opts->backoff_base_ms < 0 || opts->backoff_max_ms < 0)
+        opts->deadline_ms < 0 || opts->backoff_base_ms < 0 || opts->backoff_max_ms < 0 ||
+        (opts->custom_id && strcmp(api, ACS_API_VERSION_CUSTOM_ID) != 0))
         return TV_ERR_CONFIG;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -515,6 +517,7 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
     c->backoff_base_ms = opt_or(opts->backoff_base_ms, 200);
     c->backoff_max_ms = opt_or(opts->backoff_max_ms, 5000);
     c->max_connections = opts->max_connections == 0 ? 64 : (long)opts->max_connections;
+    c->custom_id = opts->custom_id != 0;
     if (RAND_bytes((unsigned char *)&c->rng, sizeof(c->rng)) != 1 || c->rng == 0)
         c->rng = (uint64_t)clock_mono_ms() | 1;
     rc = TV_ERR_INTERNAL;

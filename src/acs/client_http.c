@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "retry_int.h"
 #include "acs/entra.h"
 #include "acs/signer.h"
+#include "core/b64.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/curlx.h"
@@ -134,13 +136,51 @@ static int request_valid(const struct acs_request *req)
     return 0;
 }
 
-/* Builds "{"<key>":[...]<,"expiresInMinutes":N>}" or "" when there are no scopes. */
-static int body_scopes(struct buf *b, const char *key, const struct acs_request *req)
+int acs_custom_id(const char *resource, const char *user, char out[ACS_CUSTOM_ID_LEN])
+{
+    static const char domain[] = "tokenvend/acs-custom-id/v1";
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char enc[48]; /* b64_encoded_size(32) = 45 */
+    EVP_MD_CTX *ctx;
+    int rc = TV_ERR_CRYPTO;
+
+    if (resource == NULL || user == NULL)
+        return TV_ERR_INVALID;
+    ctx = EVP_MD_CTX_new();
+    /* NUL separators (sizeof includes each string's): "a" + "bc" never hashes as "ab" + "c". */
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, domain, sizeof(domain)) != 1 ||
+        EVP_DigestUpdate(ctx, resource, strlen(resource) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, user, strlen(user)) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != sizeof(md))
+        goto out;
+    b64url_encode(md, sizeof(md), enc);
+    memcpy(out, "tv1_", 4);
+    memcpy(out + 4, enc, 44); /* 43 characters and the NUL */
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* Builds "{"<key>":[...]<,"expiresInMinutes":N><,"customId":"..."}>}", "{"customId":"..."}" or
+ * "" when there are neither scopes nor a customId. */
+static int body_scopes(struct buf *b, const char *key, const struct acs_request *req,
+                       const char *custom_id)
 {
     int rc = 0;
 
-    if (req->nscopes == 0)
-        return 0;
+    if (req->nscopes == 0) {
+        if (custom_id == NULL)
+            return 0;
+        rc = buf_append_str(b, "{\"customId\":");
+        if (rc == 0)
+            rc = json_append_string(b, custom_id);
+        if (rc == 0)
+            rc = buf_append_str(b, "}");
+        return rc;
+    }
     rc = buf_printf(b, "{\"%s\":[", key);
     for (size_t i = 0; rc == 0 && i < req->nscopes; i++) {
         if (i > 0)
@@ -152,6 +192,11 @@ static int body_scopes(struct buf *b, const char *key, const struct acs_request 
         rc = buf_append(b, "]", 1);
     if (rc == 0 && req->expires_in_minutes > 0)
         rc = buf_printf(b, ",\"expiresInMinutes\":%d", req->expires_in_minutes);
+    if (rc == 0 && custom_id != NULL) {
+        rc = buf_append_str(b, ",\"customId\":");
+        if (rc == 0)
+            rc = json_append_string(b, custom_id);
+    }
     if (rc == 0)
         rc = buf_append(b, "}", 1);
     return rc;
@@ -287,9 +332,9 @@ static int easy_setup(struct acs_call *call)
     if (cc == CURLE_OK)
         cc = curlx_tls_wipe(e); /* ACS answers carry tokens */
     /* libcurl silently re-sends a request once when a reused connection closes without an
-     * answer. The server may have acted on it already, so a create, which is not idempotent,
-     * always opens a connection of its own. */
-    if (call->op == ACS_OP_CREATE)
+     * answer. The server may have acted on it already, so a create, which is not idempotent
+     * without a customId, then always opens a connection of its own. */
+    if (call->op == ACS_OP_CREATE && !call->idempotent)
         SET(CURLOPT_FRESH_CONNECT, 1L);
     if (strcmp(call->method, "DELETE") == 0) {
         SET(CURLOPT_CUSTOMREQUEST, "DELETE");
@@ -307,6 +352,7 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
 {
     struct acs_call *call = NULL;
     struct buf path, url;
+    char custom_id[ACS_CUSTOM_ID_LEN];
     int rc = TV_ERR_INVALID;
 
     buf_init(&path, 4 * ACS_ID_MAX);
@@ -336,10 +382,16 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
 
     if ((rc = path_build(c, req, &path)) != 0)
         goto fail;
+    if (req->op == ACS_OP_CREATE && c->custom_id && req->custom_id_user != NULL) {
+        if ((rc = acs_custom_id(c->cs.host_signed, req->custom_id_user, custom_id)) != 0)
+            goto fail;
+        call->idempotent = 1;
+    }
     if (req->op == ACS_OP_CREATE)
-        rc = body_scopes(&call->body, "createTokenWithScopes", req);
+        rc = body_scopes(&call->body, "createTokenWithScopes", req,
+                         call->idempotent ? custom_id : NULL);
     else if (req->op == ACS_OP_ISSUE)
-        rc = body_scopes(&call->body, "scopes", req);
+        rc = body_scopes(&call->body, "scopes", req, NULL);
     else if (req->op == ACS_OP_TEAMS_EXCHANGE)
         rc = body_teams(&call->body, req);
     if (rc == 0)

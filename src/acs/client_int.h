@@ -28,6 +28,7 @@ struct acs_call {
     char *url;
     struct buf body; /* request body; may hold a Teams token, so wiped */
     int with_token;  /* CREATE asked for a token */
+    int idempotent;  /* CREATE with a customId: ACS answers a repeat with the same identity */
     char request_id[ACS_REQUEST_ID_MAX];
     int64_t deadline_ms; /* monotonic: the whole call ends by then */
     int64_t due_ms;      /* monotonic: when a waiting call's next attempt starts */
@@ -59,6 +60,7 @@ struct acs_client {
     long backoff_base_ms;
     long backoff_max_ms;
     long max_connections;
+    int custom_id; /* creates for an app user carry a customId */
 
     CURLM *multi;
     pthread_t thread;

@@ -56,7 +56,8 @@ static int status_rc(long s)
 
 int acs_retry_classify(enum acs_op op, const struct acs_attempt *a, int *retryable)
 {
-    int create = op == ACS_OP_CREATE;
+    /* A create with a customId is answered with the same identity when repeated. */
+    int create = op == ACS_OP_CREATE && !a->idempotent;
     int rc;
 
     *retryable = 0;

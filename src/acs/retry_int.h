@@ -16,12 +16,14 @@ struct acs_attempt {
     int curl_code;    /* CURLcode of the transfer; 0 when a complete answer arrived */
     long http_status; /* status of the answer, 0 when none */
     int request_sent; /* nonzero when the request may have reached the server */
+    int idempotent;   /* a CREATE that carries a customId: repeating it is safe */
 };
 
 /* Classifies one attempt for operation op. Returns the code the call ends with if no further
  * attempt is made (0 for a 2xx answer) and sets *retryable to 1 when another attempt is safe
  * and useful. A CREATE whose request may have reached the server and whose answer is missing
- * or a 500/502/504 is never retryable and ends in TV_ERR_UPSTREAM_UNKNOWN. */
+ * or a 500/502/504 is never retryable and ends in TV_ERR_UPSTREAM_UNKNOWN, unless it is
+ * idempotent (a->idempotent): then it is treated as the other operations are. */
 int acs_retry_classify(enum acs_op op, const struct acs_attempt *a, int *retryable);
 
 /* Parses a retry-after-ms / x-ms-retry-after-ms value: decimal milliseconds, optional

@@ -113,6 +113,10 @@ static const struct setting settings[] = {
      "ACS endpoint for the keyless mode (Microsoft Entra ID), used without a connection string"},
     {"acs_api_version", "TOKENVEND_ACS_API_VERSION", NULL, ACS_API_VERSION_DEFAULT, ST_CHOICE, 0, 0,
      0, 1, OFF(acs_api_version), api_versions, "ACS identity api-version"},
+    {"acs_custom_id", "TOKENVEND_ACS_CUSTOM_ID", NULL, "off", ST_BOOL, 0, 0, 0, 1,
+     OFF(acs_custom_id), NULL,
+     "creates carry a customId hashed from resource and app user, so a create whose answer was "
+     "lost is retried safely (on|off; needs acs_api_version " ACS_API_VERSION_CUSTOM_ID ")"},
     {"acs_connect_timeout_ms", "TOKENVEND_ACS_CONNECT_TIMEOUT_MS", NULL, "3000", ST_INT, 1, 600000,
      0, 1, OFF(acs_connect_timeout_ms), NULL, "TCP/TLS connect timeout per attempt"},
     {"acs_attempt_timeout_ms", "TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS", NULL, "10000", ST_INT, 1, 600000,
@@ -655,6 +659,12 @@ static int check_cross(struct loader *ld)
             return fail(ld, "%s: default_scopes: '%s' is not in allowed_scopes",
                         c->sources[setting_index("default_scopes")], c->default_scopes.items[i]);
     }
+    if (c->acs_custom_id && strcmp(c->acs_api_version, ACS_API_VERSION_CUSTOM_ID) != 0)
+        return fail(ld,
+                    "%s: acs_custom_id: needs acs_api_version %s (the only ACS api-version whose "
+                    "create takes a customId), not %s",
+                    c->sources[setting_index("acs_custom_id")], ACS_API_VERSION_CUSTOM_ID,
+                    c->acs_api_version);
     if (c->acs_connect_timeout_ms > c->acs_attempt_timeout_ms)
         return fail(ld, "acs_connect_timeout_ms (%ld) must not exceed acs_attempt_timeout_ms (%ld)",
                     c->acs_connect_timeout_ms, c->acs_attempt_timeout_ms);

@@ -27,7 +27,26 @@ static const char persist_schema[] =
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS identities ("
     " id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, gen INTEGER NOT NULL,"
-    " revoked_ms INTEGER NOT NULL, deleted_ms INTEGER NOT NULL);";
+    " revoked_ms INTEGER NOT NULL, deleted_ms INTEGER NOT NULL, custom_id TEXT);";
+
+/* Files written before customId support have no custom_id column: add it (NULL for their
+ * identities, which had none). */
+static int persist_add_custom_id(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db, "SELECT custom_id FROM identities LIMIT 0", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    if (sqlite3_exec(db, "ALTER TABLE identities ADD COLUMN custom_id TEXT", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        log_msg(LOGL_ERROR, NULL, "sqlite add custom_id: %s", sqlite3_errmsg(db));
+        return TV_ERR_IO;
+    }
+    return 0;
+}
 
 int emu_persist_open(const char *path, struct emu_persist **out)
 {
@@ -56,9 +75,11 @@ int emu_persist_open(const char *path, struct emu_persist **out)
         log_msg(LOGL_ERROR, NULL, "sqlite schema %s: %s", path, sqlite3_errmsg(p->db));
         goto out;
     }
+    if (persist_add_custom_id(p->db) != 0)
+        goto out;
     if (sqlite3_prepare_v2(p->db,
                            "INSERT OR REPLACE INTO identities (id, created_ms, gen, revoked_ms,"
-                           " deleted_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                           " deleted_ms, custom_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                            -1, &p->put_identity, NULL) != SQLITE_OK) {
         log_msg(LOGL_ERROR, NULL, "sqlite prepare: %s", sqlite3_errmsg(p->db));
         goto out;
@@ -142,6 +163,10 @@ int emu_persist_identity_put(struct emu_persist *p, const struct emu_identity_re
     sqlite3_bind_int64(st, 3, (sqlite3_int64)rec->gen);
     sqlite3_bind_int64(st, 4, rec->revoked_ms);
     sqlite3_bind_int64(st, 5, rec->deleted_ms);
+    if (rec->custom_id != NULL)
+        sqlite3_bind_text(st, 6, rec->custom_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
     if (sqlite3_step(st) == SQLITE_DONE)
         rc = 0;
     else
@@ -161,8 +186,9 @@ int emu_persist_identity_each(struct emu_persist *p, emu_persist_identity_fn fn,
 
     pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db,
-                           "SELECT id, created_ms, gen, revoked_ms, deleted_ms FROM identities", -1,
-                           &st, NULL) != SQLITE_OK)
+                           "SELECT id, created_ms, gen, revoked_ms, deleted_ms, custom_id FROM"
+                           " identities",
+                           -1, &st, NULL) != SQLITE_OK)
         goto out;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -174,6 +200,7 @@ int emu_persist_identity_each(struct emu_persist *p, emu_persist_identity_fn fn,
         rec.gen = (uint64_t)sqlite3_column_int64(st, 2);
         rec.revoked_ms = sqlite3_column_int64(st, 3);
         rec.deleted_ms = sqlite3_column_int64(st, 4);
+        rec.custom_id = (const char *)sqlite3_column_text(st, 5); /* NULL for none */
         rc = fn(arg, &rec);
         if (rc != 0)
             goto out;

@@ -17,6 +17,9 @@ struct emu_identity_rec {
     uint64_t gen;       /* revocation generation: tokens minted with an older one are revoked */
     int64_t revoked_ms; /* last revoke, 0 if never */
     int64_t deleted_ms; /* 0 while the identity lives */
+    /* customId the identity was created with, NULL for none. Borrowed: points into the
+     * registry's or the loader's memory, valid for the call it is handed to. */
+    const char *custom_id;
 };
 
 typedef int (*emu_persist_identity_fn)(void *arg, const struct emu_identity_rec *rec);

@@ -161,12 +161,37 @@ static int req_expires(struct json_object *o, enum emu_apiver v, int64_t *out, c
     return 0;
 }
 
+/* customId of a create. Only the api-version that defines it takes it: a client sending it to
+ * another one expects a guarantee (same customId, same identity) that version does not give, so
+ * it hears so instead of getting a fresh identity every time. */
+static int req_custom_id(struct json_object *o, enum emu_apiver v, char out[EMU_CUSTOM_ID_MAX + 1],
+                         char *why, size_t why_len)
+{
+    const char *s = NULL;
+
+    out[0] = '\0';
+    if (!req_has(o, "customId"))
+        return 0;
+    if (v != EMU_API_2025_03_02_PREVIEW) {
+        req_why(why, why_len, "The customId field needs api-version %s.",
+                ACS_API_VERSION_CUSTOM_ID);
+        return TV_ERR_INVALID;
+    }
+    if (jsonx_get_string(o, "customId", EMU_CUSTOM_ID_MAX, &s) != 0 || s[0] == '\0') {
+        req_why(why, why_len, "The customId field must be a string of 1 to %d characters.",
+                EMU_CUSTOM_ID_MAX);
+        return TV_ERR_INVALID;
+    }
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
 int emu_req_create(const char *body, size_t len, enum emu_apiver v, struct emu_token_req *out,
                    char *why, size_t why_len)
 {
     int rc;
     struct json_object *o = NULL;
-    struct emu_token_req r = {0, 0, EMU_EXPIRES_MAX};
+    struct emu_token_req r = {0, 0, EMU_EXPIRES_MAX, ""};
 
     if (req_blank(body, len)) {
         *out = r;
@@ -184,6 +209,9 @@ int emu_req_create(const char *body, size_t len, enum emu_apiver v, struct emu_t
     rc = req_expires(o, v, &r.expires_in_minutes, why, why_len);
     if (rc != 0)
         goto out;
+    rc = req_custom_id(o, v, r.custom_id, why, why_len);
+    if (rc != 0)
+        goto out;
     *out = r;
 out:
     json_object_put(o);
@@ -195,7 +223,7 @@ int emu_req_issue(const char *body, size_t len, enum emu_apiver v, struct emu_to
 {
     int rc;
     struct json_object *o = NULL;
-    struct emu_token_req r = {1, 0, EMU_EXPIRES_MAX};
+    struct emu_token_req r = {1, 0, EMU_EXPIRES_MAX, ""};
 
     if (req_blank(body, len)) {
         req_why(why, why_len, "%s", "The request body is required and must list scopes.");

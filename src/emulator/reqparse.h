@@ -20,11 +20,16 @@
 #define EMU_EXPIRES_MIN 60
 #define EMU_EXPIRES_MAX 1440
 #define EMU_OID_MAX 64
+/* Longest customId accepted. ACS documents no limit; 256 characters is the emulator's own rule
+ * (README: acs-emulator), roomy for e-mail addresses and hashes. */
+#define EMU_CUSTOM_ID_MAX 256
 
 struct emu_token_req {
     int want_token;             /* create: createTokenWithScopes given; issue: always 1 */
     unsigned scopes;            /* EMU_SCOPE_* bits, non-zero when want_token */
     int64_t expires_in_minutes; /* 60..1440; EMU_EXPIRES_MAX when not given */
+    /* create: the customId (api-version 2025-03-02-preview only), "" when not given */
+    char custom_id[EMU_CUSTOM_ID_MAX + 1];
 };
 
 struct emu_teams_req {
@@ -32,8 +37,10 @@ struct emu_teams_req {
     int64_t exp_s;             /* exp of the Entra token */
 };
 
-/* Body of POST /identities (empty, {} or {"createTokenWithScopes":[...],"expiresInMinutes":N}).
- * 0 or TV_ERR_INVALID with a reason in why (ACS ValidationError). */
+/* Body of POST /identities (empty, {} or {"createTokenWithScopes":[...],"expiresInMinutes":N,
+ * "customId":"..."}). customId is only taken with api-version 2025-03-02-preview: another
+ * version, an empty, non-string or too long value is refused. 0 or TV_ERR_INVALID with a reason
+ * in why (ACS ValidationError). */
 int emu_req_create(const char *body, size_t len, enum emu_apiver v, struct emu_token_req *out,
                    char *why, size_t why_len);
 /* Body of :issueAccessToken ({"scopes":[...],"expiresInMinutes":N}). 0 or TV_ERR_INVALID. */

@@ -266,13 +266,16 @@ static void routes_create(struct emu_app *app, const struct emu_http_req *req,
     int64_t now_ms = clock_wall_ms();
     struct emu_reuse_key rk;
     struct json_object *o = NULL, *ident = NULL, *tok = NULL;
+    uint64_t gen = 0;
+    int existed = 0;
     int rc;
 
     if (emu_req_create(req->body, req->body_len, ctx->apiver, &tr, why, sizeof(why)) != 0) {
         reply_error(rep, 400, "ValidationError", why);
         return;
     }
-    rc = emu_state_create(app->state, app->resource_id, now_ms, id);
+    rc = emu_state_create_custom(app->state, app->resource_id, tr.custom_id, now_ms, id, &gen,
+                                 &existed);
     if (rc != 0) {
         reply_error(rep, 500, "InternalServerError", "The identity could not be stored.");
         return;
@@ -281,22 +284,27 @@ static void routes_create(struct emu_app *app, const struct emu_http_req *req,
     ident = json_object_new_object();
     if (!o || !ident || json_object_object_add(ident, "id", json_object_new_string(id)))
         goto oom;
+    if (tr.custom_id[0] &&
+        json_object_object_add(ident, "customId", json_object_new_string(tr.custom_id)))
+        goto oom;
     json_object_object_add(o, "identity", ident);
     ident = NULL;
     if (tr.want_token) {
-        /* A new identity never has a token to reuse, but under --reuse-signed-token-s its
-         * first one is remembered for the issues that follow (generation 0: never revoked). */
+        /* Under --reuse-signed-token-s a new identity's first token is remembered for the
+         * issues that follow; an existing one (same customId) may have one to reuse. */
         emu_scopes_str(tr.scopes, scope);
         rk.id = id;
         rk.acs_scope = scope;
         rk.expires_in_minutes = tr.expires_in_minutes;
-        rk.gen = 0;
-        if (routes_mint(app, id + 2, scope, ROUTES_SCP_ACS, now_ms,
-                        now_ms / 1000 + tr.expires_in_minutes * 60, 0, &rk, &tok) != 0)
+        rk.gen = gen;
+        if ((!existed || routes_reuse(app, &rk, now_ms, &tok) != 0) &&
+            routes_mint(app, id + 2, scope, ROUTES_SCP_ACS, now_ms,
+                        now_ms / 1000 + tr.expires_in_minutes * 60, gen, &rk, &tok) != 0)
             goto oom;
         json_object_object_add(o, "accessToken", tok);
     }
-    routes_reply_secret(rep, 201, o);
+    /* ACS: 201 for a new identity, 200 with the existing one for a known customId. */
+    routes_reply_secret(rep, existed ? 200 : 201, o);
     return;
 oom:
     json_object_put(ident);

@@ -23,6 +23,14 @@ void emu_state_free(struct emu_state *st);
  * TV_ERR_NOMEM or TV_ERR_IO. */
 int emu_state_create(struct emu_state *st, const char *resource_id, int64_t now_ms,
                      char id[EMU_ID_MAX]);
+/* Create with a customId (api-version 2025-03-02-preview): while an identity made with the same
+ * custom_id lives, its id (and its revocation generation in *gen) is written and *existed set to
+ * 1; otherwise, also after that identity was deleted, a new one is made, bound to custom_id, and
+ * *existed is 0 (*gen 0). One lock covers the look-up and the create, so concurrent creates with
+ * one customId all get one identity. custom_id NULL or "" is a plain create.
+ * 0, TV_ERR_CRYPTO, TV_ERR_NOMEM or TV_ERR_IO. */
+int emu_state_create_custom(struct emu_state *st, const char *resource_id, const char *custom_id,
+                            int64_t now_ms, char id[EMU_ID_MAX], uint64_t *gen, int *existed);
 /* Current revocation generation of a live identity (what a new token must carry).
  * 0 or TV_ERR_NOT_FOUND (unknown or deleted). */
 int emu_state_issue(struct emu_state *st, const char *id, uint64_t *gen);

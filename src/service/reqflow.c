@@ -229,6 +229,25 @@ static void user_created(struct reqflow *f)
     reqflow_have_mapping(f);
 }
 
+/* With acs_custom_id on, ACS answers a create for a user whose identity still exists with that
+ * identity (200, not 201). If the outbox still owes ACS that identity's delete (the user was
+ * deleted and came back before ACS finished deleting), mapping it would hand out an identity
+ * about to vanish: TV_ERR_UNAVAILABLE (the delete is hurried along), a store error as is, or 0. */
+static int create_check_existing(struct reqflow *f)
+{
+    struct service *s = f->base.s;
+    int found = 0;
+    int rc;
+
+    if (f->base.res.http_status != 200)
+        return 0;
+    rc = store_outbox_pending_for(s->store, f->base.res.identity_id, &found);
+    if (rc != 0 || !found)
+        return rc;
+    service_outbox_kick(s);
+    return TV_ERR_UNAVAILABLE;
+}
+
 static void user_create_done(struct flow *base)
 {
     struct reqflow *f = rf_of(base);
@@ -239,6 +258,18 @@ static void user_create_done(struct flow *base)
     if (rc != 0) {
         service_audit(s, &base->call, "create", f->key, "", rc, NULL);
         reqflow_fail_all(f, sfmap_finish(&s->creates, f->key), rc, flow_acs_message(base));
+        return;
+    }
+    if ((rc = create_check_existing(f)) != 0) {
+        service_audit(s, &base->call, "create", f->key, base->res.identity_id, rc,
+                      rc == TV_ERR_UNAVAILABLE ? "ACS returned the identity still being deleted"
+                                               : NULL);
+        acs_result_release(&base->res);
+        reqflow_fail_all(f, sfmap_finish(&s->creates, f->key), rc,
+                         rc == TV_ERR_UNAVAILABLE
+                             ? "the user's previous ACS identity is still being deleted; retry "
+                               "shortly"
+                             : NULL);
         return;
     }
     memset(&u, 0, sizeof u);
@@ -261,18 +292,27 @@ static void user_create_done(struct flow *base)
     } else {
         /* TV_ERR_CONFLICT: another process created this user's mapping first (the UNIQUE
          * constraint is the backstop of the in-memory single-flight). Use its mapping, and
-         * delete the identity we created, with the token that came with it. */
-        service_audit(s, &base->call, "create", u.app_user_id, u.acs_id, rc,
-                      "identity discarded; queued for deletion");
-        orphan_delete(s, f, u.acs_id);
-        acs_result_release(&base->res);
-        if (rc == TV_ERR_CONFLICT && store_user_get(s->store, f->key, &f->user) == 0) {
-            f->have_user = 1;
+         * delete the identity we created, with the token that came with it; unless ACS gave
+         * us that very identity (same customId): deleting it would break that mapping. */
+        struct store_user theirs;
+        int have = rc == TV_ERR_CONFLICT && store_user_get(s->store, f->key, &theirs) == 0;
+
+        if (have && strcmp(theirs.acs_id, u.acs_id) == 0) {
+            service_audit(s, &base->call, "create", u.app_user_id, u.acs_id, 0,
+                          "mapped by another process first; same identity");
         } else {
+            service_audit(s, &base->call, "create", u.app_user_id, u.acs_id, rc,
+                          "identity discarded; queued for deletion");
+            orphan_delete(s, f, u.acs_id);
+            acs_result_release(&base->res);
+        }
+        if (!have) {
             reqflow_fail_all(f, sfmap_finish(&s->creates, f->key),
                              rc == TV_ERR_CONFLICT ? TV_ERR_INTERNAL : rc, NULL);
             return;
         }
+        f->user = theirs;
+        f->have_user = 1;
     }
     user_created(f);
 }
@@ -371,6 +411,10 @@ static void create_request(struct reqflow *f, struct acs_request *rq)
 
     memset(rq, 0, sizeof *rq);
     rq->op = ACS_OP_CREATE;
+    /* With acs_custom_id on, the client derives the customId from the app user. A standalone
+     * identity (POST /internal/identities) has none and must not share one customId with every
+     * other standalone identity. */
+    rq->custom_id_user = f->key[0] != '\0' ? f->key : NULL;
     if (!f->tok.want)
         return;
     reqflow_fill_token_request(f, rq);

@@ -8,7 +8,9 @@ import { CommunicationIdentityClient } from "@azure/communication-identity";
 import { createRecorder, makeTeamsAadToken, sdk, sdkError, startEmulator, verifyWithJwks } from "./lib/emulator.mjs";
 import { assertAccessToken, assertAcsId, assertRestError } from "./lib/checks.mjs";
 
-const VERSIONS = ["2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01", "2025-06-30"];
+const VERSIONS = [
+  "2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01", "2025-03-02-preview", "2025-06-30",
+];
 
 let emu;
 

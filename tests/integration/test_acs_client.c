@@ -418,6 +418,95 @@ static void test_drop_create_not_retried(void **state)
     acs_client_free(c);
 }
 
+/* A client with acs_custom_id on (api-version 2025-03-02-preview). */
+static struct acs_client *client_custom_id(int on)
+{
+    struct acs_client_opts o = {
+        .connection_string = g_emu.connstr,
+        .api_version = ACS_API_VERSION_CUSTOM_ID,
+        .connect_timeout_ms = 1000,
+        .attempt_timeout_ms = 2000,
+        .deadline_ms = 10000,
+        .max_retries = 3,
+        .backoff_base_ms = 50,
+        .backoff_max_ms = 2000,
+        .custom_id = on,
+    };
+    struct acs_client *c = NULL;
+
+    assert_int_equal(acs_client_new(&o, &c), 0);
+    return c;
+}
+
+/* The customId: stable, per resource and user, without the user id in it; a client refuses the
+ * option with an api-version that has no customId. */
+static void test_custom_id_derivation(void **state)
+{
+    char a[ACS_CUSTOM_ID_LEN], b[ACS_CUSTOM_ID_LEN], c[ACS_CUSTOM_ID_LEN], d[ACS_CUSTOM_ID_LEN];
+    struct acs_client_opts o = {.connection_string = g_emu.connstr, .custom_id = 1};
+    struct acs_client *cl = NULL;
+
+    (void)state;
+    assert_int_equal(acs_custom_id("res.example:443", "alice@contoso.com", a), 0);
+    assert_int_equal(acs_custom_id("res.example:443", "alice@contoso.com", b), 0);
+    assert_int_equal(acs_custom_id("res.example:443", "bob@contoso.com", c), 0);
+    assert_int_equal(acs_custom_id("other.example:443", "alice@contoso.com", d), 0);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_string_not_equal(a, d);
+    assert_int_equal(strlen(a), ACS_CUSTOM_ID_LEN - 1);
+    assert_int_equal(strncmp(a, "tv1_", 4), 0);
+    assert_null(strstr(a, "alice"));
+    /* The separator keeps resource and user apart. */
+    assert_int_equal(acs_custom_id("ab", "c", a), 0);
+    assert_int_equal(acs_custom_id("a", "bc", b), 0);
+    assert_string_not_equal(a, b);
+    assert_int_equal(acs_client_new(&o, &cl), TV_ERR_CONFIG);
+    assert_null(cl);
+}
+
+/* With a customId, a create whose answer was dropped is retried and the retry returns the very
+ * identity the lost attempt made: one identity at the emulator, and a later create for the same
+ * app user gets it again. Another user gets another identity. */
+static void test_drop_create_with_custom_id_retried(void **state)
+{
+    struct acs_client *c = client_custom_id(1);
+    struct acs_result res, again, other;
+    struct acs_request cr = {
+        .op = ACS_OP_CREATE, .custom_id_user = "drop-user", .scopes = {"voip"}, .nscopes = 1};
+    struct acs_request cr2 = {.op = ACS_OP_CREATE, .custom_id_user = "another-user"};
+
+    (void)state;
+    assert_int_equal(temu_faults_set(&g_emu, "{\"drop_rate\":1,\"ops\":[\"create\"],\"count\":1}"),
+                     0);
+    assert_int_equal(acs_client_call_sync(c, &cr, &res), 0);
+    assert_int_equal(res.attempts, 2);
+    assert_int_equal(strncmp(res.identity_id, "8:acs:", 6), 0);
+    assert_non_null(res.token);
+    assert_int_equal(temu_stats_get(&g_emu, "requests", "create"), 2);
+    assert_int_equal(temu_stats_get(&g_emu, "identities_created", NULL), 1);
+
+    assert_int_equal(acs_client_call_sync(c, &cr, &again), 0);
+    assert_string_equal(again.identity_id, res.identity_id);
+    assert_int_equal(again.http_status, 200);
+    assert_int_equal(acs_client_call_sync(c, &cr2, &other), 0);
+    assert_string_not_equal(other.identity_id, res.identity_id);
+    assert_int_equal(temu_stats_get(&g_emu, "identities_created", NULL), 2);
+    acs_result_release(&res);
+    acs_result_release(&again);
+    acs_result_release(&other);
+    acs_client_free(c);
+
+    /* The option off: the same request carries no customId and stays unretried. */
+    c = client_custom_id(0);
+    assert_int_equal(temu_faults_set(&g_emu, "{\"drop_rate\":1,\"ops\":[\"create\"],\"count\":1}"),
+                     0);
+    assert_int_equal(acs_client_call_sync(c, &cr, &res), TV_ERR_UPSTREAM_UNKNOWN);
+    assert_int_equal(res.attempts, 1);
+    acs_result_release(&res);
+    acs_client_free(c);
+}
+
 static void test_timeout_ends_within_deadline(void **state)
 {
     const long deadline = 1500;
@@ -633,6 +722,8 @@ int main(void)
         cmocka_unit_test_setup(test_500_on_create_is_not_retried, test_setup),
         cmocka_unit_test_setup(test_drop_issue_retried_then_network, test_setup),
         cmocka_unit_test_setup(test_drop_create_not_retried, test_setup),
+        cmocka_unit_test_setup(test_custom_id_derivation, test_setup),
+        cmocka_unit_test_setup(test_drop_create_with_custom_id_retried, test_setup),
         cmocka_unit_test_setup(test_timeout_ends_within_deadline, test_setup),
         cmocka_unit_test_setup(test_wrong_key_denied, test_setup),
         cmocka_unit_test_setup(test_unreachable_endpoint, test_setup),

@@ -79,13 +79,41 @@ static void test_classify_table(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(classify_cases) / sizeof(classify_cases[0]); i++) {
         const struct classify_case *k = &classify_cases[i];
-        struct acs_attempt a = {k->curl_code, k->status, k->sent};
+        struct acs_attempt a = {k->curl_code, k->status, k->sent, 0};
         int retry = -1;
         int rc = acs_retry_classify(k->op, &a, &retry);
         if (rc != k->want_rc || retry != k->want_retry)
             fail_msg("case %zu (%s curl=%d status=%ld sent=%d): rc %s retry %d, want %s %d", i,
                      acs_op_name(k->op), k->curl_code, k->status, k->sent, err_name(rc), retry,
                      err_name(k->want_rc), k->want_retry);
+    }
+}
+
+/* A create that carries a customId is idempotent: the outcomes that end a plain create in
+ * TV_ERR_UPSTREAM_UNKNOWN are retried as for the other operations. */
+static void test_classify_idempotent_create(void **state)
+{
+    static const struct classify_case cases[] = {
+        {ACS_OP_CREATE, 0, 200, 1, 0, 0},
+        {ACS_OP_CREATE, 0, 400, 1, TV_ERR_ACS_BAD_REQUEST, 0},
+        {ACS_OP_CREATE, 0, 500, 1, TV_ERR_ACS_UNAVAILABLE, 1},
+        {ACS_OP_CREATE, 0, 502, 1, TV_ERR_ACS_UNAVAILABLE, 1},
+        {ACS_OP_CREATE, 0, 504, 1, TV_ERR_ACS_UNAVAILABLE, 1},
+        {ACS_OP_CREATE, CURLE_GOT_NOTHING, 0, 1, TV_ERR_UPSTREAM_NETWORK, 1},
+        {ACS_OP_CREATE, CURLE_RECV_ERROR, 0, 1, TV_ERR_UPSTREAM_NETWORK, 1},
+        {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 1, TV_ERR_UPSTREAM_TIMEOUT, 1},
+        {ACS_OP_CREATE, CURLE_WEIRD_SERVER_REPLY, 0, 1, TV_ERR_UPSTREAM_PROTOCOL, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct classify_case *k = &cases[i];
+        struct acs_attempt a = {k->curl_code, k->status, k->sent, 1};
+        int retry = -1;
+        int rc = acs_retry_classify(k->op, &a, &retry);
+        if (rc != k->want_rc || retry != k->want_retry)
+            fail_msg("case %zu (curl=%d status=%ld): rc %s retry %d, want %s %d", i, k->curl_code,
+                     k->status, err_name(rc), retry, err_name(k->want_rc), k->want_retry);
     }
 }
 
@@ -226,11 +254,9 @@ static void test_wait_combines_server_hint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_table),
-        cmocka_unit_test(test_parse_ms),
-        cmocka_unit_test(test_parse_retry_after),
-        cmocka_unit_test(test_backoff_bounds),
-        cmocka_unit_test(test_wait_combines_server_hint),
+        cmocka_unit_test(test_classify_table), cmocka_unit_test(test_classify_idempotent_create),
+        cmocka_unit_test(test_parse_ms),       cmocka_unit_test(test_parse_retry_after),
+        cmocka_unit_test(test_backoff_bounds), cmocka_unit_test(test_wait_combines_server_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

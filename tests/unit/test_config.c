@@ -413,6 +413,41 @@ static void test_db_uri_not_yet(void **state)
     unsetenv("TOKENVEND_DB");
 }
 
+/* acs_custom_id: off by default; on only with the api-version that has a customId, refused with
+ * any other, naming the setting, its source and the version it needs. */
+static void test_acs_custom_id(void **state)
+{
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    const struct config_flag on_preview[] = {
+        {"acs_custom_id", "on", "--set"},
+        {"acs_api_version", "2025-03-02-preview", "--set"},
+    };
+
+    (void)state;
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.acs_custom_id, 0);
+    config_release(&cfg);
+    assert_int_equal(load(NULL, on_preview, 2, &cfg, err), 0);
+    assert_int_equal(cfg.acs_custom_id, 1);
+    assert_string_equal(cfg.acs_api_version, "2025-03-02-preview");
+    config_release(&cfg);
+    setenv("TOKENVEND_ACS_CUSTOM_ID", "on", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "env TOKENVEND_ACS_CUSTOM_ID: acs_custom_id: needs acs_api_version "
+                         "2025-03-02-preview");
+    assert_contains(err, "not 2023-10-01");
+    setenv("TOKENVEND_ACS_API_VERSION", "2025-06-30", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "not 2025-06-30");
+    setenv("TOKENVEND_ACS_API_VERSION", "2025-03-02-preview", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.acs_custom_id, 1);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_ACS_CUSTOM_ID");
+    unsetenv("TOKENVEND_ACS_API_VERSION");
+}
+
 static void test_good_values(void **state)
 {
     struct config cfg;
@@ -720,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_client_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_uri_not_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acs_custom_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,41 @@ static void test_create(void **state)
     assert_int_equal(emu_req_create(b, strlen(b), V23, &r, why, sizeof(why)), TV_ERR_INVALID);
 }
 
+/* customId: taken with 2025-03-02-preview only; refused elsewhere, empty, too long or not a
+ * string. */
+static void test_create_custom_id(void **state)
+{
+    struct emu_token_req r;
+    char why[200];
+    char big[EMU_CUSTOM_ID_MAX + 40];
+    const char *b;
+    const enum emu_apiver pv = EMU_API_2025_03_02_PREVIEW;
+
+    (void)state;
+    b = "{\"customId\":\"alice@contoso.com\",\"createTokenWithScopes\":[\"voip\"]}";
+    assert_int_equal(emu_req_create(b, strlen(b), pv, &r, why, sizeof(why)), 0);
+    assert_string_equal(r.custom_id, "alice@contoso.com");
+    assert_int_equal(r.want_token, 1);
+    assert_int_equal(emu_req_create("", 0, pv, &r, why, sizeof(why)), 0);
+    assert_string_equal(r.custom_id, "");
+    for (enum emu_apiver v = 0; v < EMU_API__COUNT; v++) {
+        if (v == pv)
+            continue;
+        b = "{\"customId\":\"alice\"}";
+        assert_int_equal(emu_req_create(b, strlen(b), v, &r, why, sizeof(why)), TV_ERR_INVALID);
+        assert_non_null(strstr(why, "2025-03-02-preview"));
+    }
+    b = "{\"customId\":\"\"}";
+    assert_int_equal(emu_req_create(b, strlen(b), pv, &r, why, sizeof(why)), TV_ERR_INVALID);
+    b = "{\"customId\":42}";
+    assert_int_equal(emu_req_create(b, strlen(b), pv, &r, why, sizeof(why)), TV_ERR_INVALID);
+    snprintf(big, sizeof(big), "{\"customId\":\"%0*d\"}", EMU_CUSTOM_ID_MAX, 7);
+    assert_int_equal(emu_req_create(big, strlen(big), pv, &r, why, sizeof(why)), 0);
+    assert_int_equal(strlen(r.custom_id), EMU_CUSTOM_ID_MAX);
+    snprintf(big, sizeof(big), "{\"customId\":\"%0*d\"}", EMU_CUSTOM_ID_MAX + 1, 7);
+    assert_int_equal(emu_req_create(big, strlen(big), pv, &r, why, sizeof(why)), TV_ERR_INVALID);
+}
+
 /* An unsigned JWT with the given payload JSON. */
 static char *fake_jwt(const char *payload)
 {
@@ -214,9 +249,10 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_expires_bounds),   cmocka_unit_test(test_scopes),
-        cmocka_unit_test(test_create),           cmocka_unit_test(test_teams),
-        cmocka_unit_test(test_query_and_decode), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_expires_bounds), cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_create),         cmocka_unit_test(test_create_custom_id),
+        cmocka_unit_test(test_teams),          cmocka_unit_test(test_query_and_decode),
+        cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,6 +236,53 @@ static void test_operations(void **state)
     call_release(&c);
 }
 
+#define QP "?api-version=2025-03-02-preview"
+
+/* customId (2025-03-02-preview): 201 and the customId for a new identity, 200 with the same
+ * identity (and a token that validates) for the same customId, a new identity for another; a
+ * token asked for with a known customId is valid; older and GA versions refuse the field. */
+static void test_custom_id(void **state)
+{
+    struct call c;
+    char first[EMU_ID_MAX], body[4096];
+
+    (void)state;
+    run(&c, "POST", "/identities" QP, "{\"customId\":\"routes-alice\"}");
+    assert_int_equal(c.rep.status, 201);
+    assert_string_equal(jstr(c.json, "identity", "customId"), "routes-alice");
+    snprintf(first, sizeof(first), "%s", jstr(c.json, "identity", "id"));
+    call_release(&c);
+
+    run(&c, "POST", "/identities" QP,
+        "{\"customId\":\"routes-alice\",\"createTokenWithScopes\":[\"voip\"]}");
+    assert_int_equal(c.rep.status, 200);
+    assert_string_equal(jstr(c.json, "identity", "id"), first);
+    assert_string_equal(jstr(c.json, "identity", "customId"), "routes-alice");
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", jstr(c.json, "accessToken", "token"));
+    call_release(&c);
+    run(&c, "POST", "/emulator/validate", body);
+    assert_string_equal(jstr(c.json, "reason", NULL), "ok");
+    assert_string_equal(jstr(c.json, "identity", NULL), first);
+    call_release(&c);
+
+    run(&c, "POST", "/identities" QP, "{\"customId\":\"routes-bob\"}");
+    assert_int_equal(c.rep.status, 201);
+    assert_string_not_equal(jstr(c.json, "identity", "id"), first);
+    call_release(&c);
+    /* Without a customId the preview creates a new identity, and says nothing of one. */
+    run(&c, "POST", "/identities" QP, NULL);
+    assert_int_equal(c.rep.status, 201);
+    assert_null(jstr(c.json, "identity", "customId"));
+    call_release(&c);
+
+    run(&c, "POST", "/identities" Q, "{\"customId\":\"routes-alice\"}");
+    expect_error(&c, 400, "ValidationError");
+    call_release(&c);
+    run(&c, "POST", "/identities?api-version=2025-06-30", "{\"customId\":\"routes-alice\"}");
+    expect_error(&c, 400, "ValidationError");
+    call_release(&c);
+}
+
 static void test_faults_and_limits(void **state)
 {
     struct call c;
@@ -351,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing_and_auth),
         cmocka_unit_test(test_operations),
+        cmocka_unit_test(test_custom_id),
         cmocka_unit_test(test_faults_and_limits),
         cmocka_unit_test(test_stats),
     };

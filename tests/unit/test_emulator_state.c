@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <sqlite3.h>
 
 #include "core/err.h"
 #include "emulator/persist.h"
@@ -203,12 +204,160 @@ static void test_persistence(void **state)
     }
 }
 
+/* customId: the same one gives the same identity (with its current generation) while it lives,
+ * another one or none a new identity; after a delete the customId makes a new identity; all of
+ * it survives a reopen of the --db file. */
+static void test_custom_id(void **state)
+{
+    char path[] = "/tmp/test_emulator_state_cid_XXXXXX";
+    int fd = mkstemp(path);
+    struct emu_persist *db = NULL;
+    struct emu_state *st = NULL;
+    char a[EMU_ID_MAX], a2[EMU_ID_MAX], b[EMU_ID_MAX], c[EMU_ID_MAX], d[EMU_ID_MAX];
+    char x[EMU_ID_MAX];
+    uint64_t g;
+    int existed;
+
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(emu_persist_open(path, &db), 0);
+    assert_int_equal(emu_state_new(db, &st), 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "alice", 1, a, &g, &existed), 0);
+    assert_int_equal(existed, 0);
+    assert_int_equal(emu_state_revoke(st, a, 2), 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "alice", 3, a2, &g, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_string_equal(a2, a);
+    assert_int_equal(g, 1); /* tokens for it must carry the generation after the revoke */
+    assert_int_equal(emu_state_create_custom(st, RES, "bob", 4, b, &g, &existed), 0);
+    assert_int_equal(existed, 0);
+    assert_string_not_equal(b, a);
+    assert_int_equal(emu_state_create_custom(st, RES, NULL, 5, x, &g, &existed), 0);
+    assert_int_equal(existed, 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "", 5, c, &g, &existed), 0);
+    assert_string_not_equal(c, x);
+    /* A deleted identity is not handed out again: its customId makes a new one. */
+    assert_int_equal(emu_state_create_custom(st, RES, "carol", 6, c, &g, &existed), 0);
+    assert_int_equal(emu_state_delete(st, c, 7), 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "carol", 8, d, &g, &existed), 0);
+    assert_int_equal(existed, 0);
+    assert_string_not_equal(d, c);
+    assert_int_equal(emu_state_live(st), 5);
+    emu_state_free(st);
+    emu_persist_close(db);
+
+    db = NULL;
+    st = NULL;
+    assert_int_equal(emu_persist_open(path, &db), 0);
+    assert_int_equal(emu_state_new(db, &st), 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "alice", 9, x, &g, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_string_equal(x, a);
+    assert_int_equal(g, 1);
+    assert_int_equal(emu_state_create_custom(st, RES, "bob", 9, x, &g, &existed), 0);
+    assert_string_equal(x, b);
+    assert_int_equal(emu_state_create_custom(st, RES, "carol", 9, x, &g, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_string_equal(x, d);
+    assert_int_equal(emu_state_live(st), 5);
+    emu_state_free(st);
+    emu_persist_close(db);
+    unlink(path);
+    {
+        char side[sizeof(path) + 8];
+        snprintf(side, sizeof(side), "%s-wal", path);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", path);
+        unlink(side);
+    }
+}
+
+/* A --db file written before customId support (no custom_id column) opens: its identities load
+ * without a customId, and customIds work from then on. */
+static void test_custom_id_old_file(void **state)
+{
+    char path[] = "/tmp/test_emulator_state_old_XXXXXX";
+    int fd = mkstemp(path);
+    sqlite3 *raw = NULL;
+    struct emu_persist *db = NULL;
+    struct emu_state *st = NULL;
+    char a[EMU_ID_MAX], b[EMU_ID_MAX];
+    uint64_t g;
+    int existed;
+
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "CREATE TABLE identities (id TEXT PRIMARY KEY, created_ms INTEGER"
+                                  " NOT NULL, gen INTEGER NOT NULL, revoked_ms INTEGER NOT NULL,"
+                                  " deleted_ms INTEGER NOT NULL);"
+                                  "INSERT INTO identities VALUES ('8:acs:" RES
+                                  "_00000000-0000-4000-8000-000000000001', 1, 0, 0, 0);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(emu_persist_open(path, &db), 0);
+    assert_int_equal(emu_state_new(db, &st), 0);
+    assert_int_equal(emu_state_live(st), 1);
+    assert_int_equal(emu_state_issue(st, "8:acs:" RES "_00000000-0000-4000-8000-000000000001", &g),
+                     0);
+    assert_int_equal(emu_state_create_custom(st, RES, "dave", 2, a, &g, &existed), 0);
+    emu_state_free(st);
+    emu_persist_close(db);
+    assert_int_equal(emu_persist_open(path, &db), 0);
+    assert_int_equal(emu_state_new(db, &st), 0);
+    assert_int_equal(emu_state_create_custom(st, RES, "dave", 3, b, &g, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_string_equal(a, b);
+    emu_state_free(st);
+    emu_persist_close(db);
+    unlink(path);
+    {
+        char side[sizeof(path) + 8];
+        snprintf(side, sizeof(side), "%s-wal", path);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", path);
+        unlink(side);
+    }
+}
+
+/* Many customIds: the customId index grows past its first size and keeps every binding. */
+static void test_custom_id_many(void **state)
+{
+    struct emu_state *st = NULL;
+    enum { N = 3000 };
+    static char ids[N][EMU_ID_MAX];
+    char cid[32], x[EMU_ID_MAX];
+    uint64_t g;
+    int existed;
+
+    (void)state;
+    assert_int_equal(emu_state_new(NULL, &st), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(cid, sizeof(cid), "user-%d", i);
+        assert_int_equal(emu_state_create_custom(st, RES, cid, i, ids[i], &g, &existed), 0);
+        assert_int_equal(existed, 0);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(cid, sizeof(cid), "user-%d", i);
+        assert_int_equal(emu_state_create_custom(st, RES, cid, i, x, &g, &existed), 0);
+        assert_int_equal(existed, 1);
+        assert_string_equal(x, ids[i]);
+    }
+    assert_int_equal(emu_state_live(st), N);
+    emu_state_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_revocation),      cmocka_unit_test(test_delete_and_unknown),
         cmocka_unit_test(test_many_identities), cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_persistence),
+        cmocka_unit_test(test_persistence),     cmocka_unit_test(test_custom_id),
+        cmocka_unit_test(test_custom_id_many),  cmocka_unit_test(test_custom_id_old_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
