@@ -13,9 +13,10 @@
 struct store;
 
 /* Ceilings shared by the table modules (bytes, without the terminating NUL). */
-#define STORE_ID_MAX 256    /* app user ids, ACS ids, resource hosts */
-#define STORE_NAME_MAX 64   /* API key and account names */
-#define STORE_LIST_MAX 1000 /* most rows one list call returns */
+#define STORE_ID_MAX 256      /* app user ids, ACS ids, resource hosts */
+#define STORE_NAME_MAX 64     /* API key and account names */
+#define STORE_LIST_MAX 1000   /* most rows one list call returns */
+#define STORE_INSTANCE_MAX 32 /* hex characters of store_instance */
 
 /* How store_open treats a schema older than this binary's migrations. */
 enum store_migrate_mode {
@@ -61,6 +62,11 @@ void store_close(struct store *s);
  * 0 when the database is writable, TV_ERR_UNAVAILABLE otherwise (locked past the busy timeout,
  * read-only, disk error). */
 int store_ping_write(struct store *s);
+
+/* This opening's name among the processes that share the database: STORE_INSTANCE_MAX random
+ * hex characters, fixed until store_close. Rows a process holds for a while (create claims,
+ * outbox leases) carry it, so another process can tell them from its own. */
+const char *store_instance(const struct store *s);
 
 /* Whether the database file is in WAL mode (for tests and `config check`): *wal = 1 or 0. */
 int store_is_wal(struct store *s, int *wal);

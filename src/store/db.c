@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -305,7 +306,8 @@ int store_open(const char *path, int migrate, struct store **out)
     if (s == NULL)
         goto fail;
     s->path = strdup(path);
-    if (s->path == NULL) {
+    if (s->path == NULL || store_instance_init(s) != 0) {
+        free(s->path);
         free(s);
         s = NULL;
         goto fail;
@@ -669,6 +671,26 @@ static int wal_row(sqlite3_stmt *st, void *out)
         return TV_ERR_INTERNAL;
     *(int *)out = strcmp((const char *)mode, "wal") == 0;
     return 0;
+}
+
+int store_instance_init(struct store *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[STORE_INSTANCE_MAX / 2];
+
+    if (RAND_bytes(raw, (int)sizeof raw) != 1)
+        return TV_ERR_INTERNAL;
+    for (size_t i = 0; i < sizeof raw; i++) {
+        s->instance[2 * i] = hex[raw[i] >> 4];
+        s->instance[2 * i + 1] = hex[raw[i] & 15];
+    }
+    s->instance[STORE_INSTANCE_MAX] = '\0';
+    return 0;
+}
+
+const char *store_instance(const struct store *s)
+{
+    return s->instance;
 }
 
 int store_is_wal(struct store *s, int *wal)

@@ -41,6 +41,11 @@ int store_open_pg(const struct pgpool_opts *o, int migrate, struct store **out, 
     if (s == NULL)
         goto fail;
     s->kind = STORE_PG;
+    rc = store_instance_init(s);
+    if (rc != 0) {
+        snprintf(err, errcap, "store: no randomness for the instance name");
+        goto fail;
+    }
     rc = pgpool_new(o, &s->pg, err, errcap);
     if (rc != 0)
         goto fail;

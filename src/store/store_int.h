@@ -34,6 +34,8 @@ enum store_kind { STORE_SQLITE = 0, STORE_PG = 1 };
 struct store {
     enum store_kind kind;
     struct pgpool *pg; /* STORE_PG: every statement goes through the pool; NULL otherwise */
+    /* This process's name among those sharing the database (store_instance): random hex. */
+    char instance[STORE_INSTANCE_MAX + 1];
     /* STORE_SQLITE only (zero for STORE_PG): */
     char *path;
     pthread_mutex_t wlock; /* serialises the writer connection */
@@ -44,6 +46,9 @@ struct store {
     struct store_conn *readers[STORE_READERS_MAX];
     int nreaders;
 };
+
+/* Gives s a fresh random instance name. 0 or TV_ERR_INTERNAL (no randomness). */
+int store_instance_init(struct store *s);
 
 /* Maps a failed SQLite result code to a TV_ERR_* code (never 0), logging unexpected failures
  * once with sqlite3_errmsg (messages name constraints, never values). c must not be NULL. */

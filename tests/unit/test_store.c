@@ -461,6 +461,10 @@ static void test_concurrent_two_handles(void **state)
     int64_t n = 0;
 
     assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    /* Each opening has its own name among the processes sharing the database. */
+    assert_int_equal(strlen(store_instance(other)), STORE_INSTANCE_MAX);
+    assert_int_equal(strspn(store_instance(other), "0123456789abcdef"), STORE_INSTANCE_MAX);
+    assert_string_not_equal(store_instance(other), store_instance(f->s));
     pthread_barrier_init(&start, NULL, RACERS);
     for (i = 0; i < RACERS; i++) {
         r[i] = (struct racer){i % 2 ? other : f->s, &start, i, -1};
