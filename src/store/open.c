@@ -62,7 +62,11 @@ int store_open(const char *path, int migrate, struct store **out)
 {
     struct store_opts o = {.db = path};
     char err[512];
-    int rc = store_open_opts(&o, migrate, out, err, sizeof err);
+    int rc;
+
+    if (path == NULL || path[0] == '\0')
+        return TV_ERR_INVALID;
+    rc = store_open_opts(&o, migrate, out, err, sizeof err);
 
     /* The SQLite store logs its own failures; the PostgreSQL one explains itself in err. */
     if (rc != 0 && dburi_is_pg(path))
