@@ -236,7 +236,7 @@ static void test_migration_gap_filled(void **state)
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "1,2,3,4,5");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "1,2,3,4,5,6");
     sqlite3_finalize(st);
     sqlite3_close(db);
     remove_db_files(path);
