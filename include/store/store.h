@@ -8,6 +8,7 @@
 #ifndef TV_STORE_STORE_H
 #define TV_STORE_STORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
