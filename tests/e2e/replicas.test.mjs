@@ -21,7 +21,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startEmulator } from "./lib/emulator.mjs";
 import { startJwksServer } from "./lib/jwks-server.mjs";
-import { startReplicas } from "./lib/replicas.mjs";
+import { killChildrenAtExit, startReplicas } from "./lib/replicas.mjs";
 import { pollUntil, serveSkipReason } from "./lib/service.mjs";
 import { assertError, assertTokenResponse, show } from "./lib/service-checks.mjs";
 
@@ -45,6 +45,7 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
   let apiKey;
 
   before(async () => {
+    killChildrenAtExit();
     [emu, jwks] = await Promise.all([startEmulator(), startJwksServer()]);
     set = await startReplicas({
       n: 3,
@@ -172,15 +173,15 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
     const r = await a.pub("POST", "/api/token/revoke", { token: bearer });
     const t0 = Date.now();
     assert.equal(r.status, 204, `revoke through A: ${show(r)}`);
-    for (const [i, tok] of cached.entries()) {
-      const v = await emu.validate(tok);
-      assert.equal(v.valid, false, `${NAMES[i]}'s pre-revoke token is revoked at the emulator (${JSON.stringify(v)})`);
-    }
-
     const [fb, fc] = await Promise.all([
       freshWithin(b, "B", bearer, cached[1], id, t0),
       freshWithin(c, "C", bearer, cached[2], id, t0),
     ]);
+    // Checked after the polls, which the 1 s bound is about: the revoke did reach ACS.
+    for (const [i, tok] of cached.entries()) {
+      const v = await emu.validate(tok);
+      assert.equal(v.valid, false, `${NAMES[i]}'s pre-revoke token is revoked at the emulator (${JSON.stringify(v)})`);
+    }
     // A honours its own revoke at once; and none goes back to a pre-revoke token afterwards.
     for (const [i, svc] of svcs.entries()) {
       const t = assertTokenResponse(await svc.pub("GET", "/api/token", { token: bearer }),
@@ -202,7 +203,6 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
     const d = await a.int("DELETE", userPath(sub), { key: apiKey });
     const t0 = Date.now();
     assert.equal(d.status, 204, `delete through A (ACS healthy): ${show(d)}`);
-    assert.equal((await emu.validate(cached[1])).reason, "deleted", "the identity is deleted at the emulator");
 
     // GET /internal/users/{id} answers 404 for a deleted user without creating one.
     for (const [svc, name] of [[b, "B"], [c, "C"]]) {
@@ -222,6 +222,7 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
         await sleep(25);
       }
     }
+    assert.equal((await emu.validate(cached[1])).reason, "deleted", "the identity is deleted at the emulator");
     // A token request on B or C: never the cached token of the deleted identity. auto_create is on,
     // so the user gets a new identity, whose token is valid.
     for (const [i, svc] of [[1, b], [2, c]]) {
@@ -317,7 +318,8 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
         if (g.status !== 200 || g.json.acsUserIdentity !== id) missing.push(`${sub} (acknowledged by ${name} as ${id}): ${show(g)}`);
       }));
     }
-    assert.deepEqual(missing, [], `every one of the ${acked.length} acknowledged mappings ` +
-      `(${cAcks} by C before its SIGKILL, ${lost} requests to C unanswered) is on B with the same identity`);
+    assert.equal(missing.length, 0, `every one of the ${acked.length} acknowledged mappings (${cAcks} by C ` +
+      `before its SIGKILL; ${lost} request(s) to C unanswered) is on B with the same identity; ${missing.length} ` +
+      `are not, e.g.:\n${missing.slice(0, 5).join("\n")}`);
   });
 });
