@@ -204,7 +204,7 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
     const t0 = Date.now();
     assert.equal(d.status, 204, `delete through A (ACS healthy): ${show(d)}`);
 
-    // GET /internal/users/{id} answers 404 for a deleted user without creating one.
+    // GET /internal/users/{id} answers 404 for a deleted user without creating one (docs/openapi.yaml).
     for (const [svc, name] of [[b, "B"], [c, "C"]]) {
       const seen = [];
       for (;;) {
@@ -216,6 +216,9 @@ describe("tokenvend serve: three replicas on one PostgreSQL database", { skip },
         const g = await svc.int("GET", userPath(sub), { key: apiKey });
         if (g.status === 404) {
           assertError(g, 404, "not_found", `${name}: GET of the deleted user`);
+          // The other token-less route that names the user answers the same, and creates nothing.
+          assertError(await svc.int("POST", `${userPath(sub)}/revoke`, { key: apiKey }), 404, "not_found",
+            `${name}: revoke of the deleted user`);
           break;
         }
         seen.push(`+${sent - t0} ms: ${show(g)}`);
