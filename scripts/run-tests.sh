@@ -110,6 +110,10 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
     for t in "$BUILD"/tests/integration/test_*; do
         [ -x "$t" ] && run_cmocka "$t"
     done
+    # Several services on one store, once more on PostgreSQL (tests/lib/store_fx.c).
+    for t in "$BUILD"/tests/integration/test_claims; do
+        [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
+    done
 fi
 if [ "$what" = all ] || [ "$what" = cli ] || [ "$what" = integration ]; then
     for t in tests/cli/test_*.sh; do

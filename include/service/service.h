@@ -36,6 +36,11 @@ struct service_opts {
      * deadline, so the worker only takes rows whose attempt never reported (crash, restart).
      * 0 = 60000 (the default 30 s ACS deadline plus margin). */
     long outbox_lease_ms;
+    /* The ACS client's deadline for one call (retries included); 0 = 30000. A create for an app
+     * user is claimed in the store for this long plus a margin, so a process that died holding
+     * the claim blocks that user no longer; a request waiting for another process's create
+     * waits at most as long before it answers TV_ERR_UNAVAILABLE with a retry hint. */
+    long acs_deadline_ms;
     /* service_defer: threads for the blocking jobs (0 = 2) and the most jobs queued or running
      * at once (0 = 32); beyond that service_defer refuses with TV_ERR_UNAVAILABLE. */
     unsigned defer_workers;
