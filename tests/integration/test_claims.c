@@ -59,10 +59,14 @@ static int group_teardown(void **state)
 
 /* ---- results ---- */
 
+/* Set while this thread is inside a service call: an answer given before the call returned, on
+ * the caller's own thread, sees it set. */
+static _Thread_local int tl_in_call;
+
 struct results {
     pthread_mutex_t mu;
     int n;
-    int rc[REQS], created[REQS];
+    int rc[REQS], created[REQS], inline_answer[REQS];
     long retry[REQS];
     int64_t at_ms[REQS]; /* wall clock when the answer came */
     char acs[REQS][128];
@@ -77,6 +81,7 @@ static void on_done(void *arg, const struct service_result *r)
         int i = rs->n;
         rs->rc[i] = r->rc;
         rs->created[i] = r->created;
+        rs->inline_answer[i] = tl_in_call;
         rs->retry[i] = r->retry_after_s;
         rs->at_ms[i] = clock_wall_ms();
         snprintf(rs->acs[i], sizeof rs->acs[i], "%s", r->acs_id != NULL ? r->acs_id : "");
@@ -335,12 +340,50 @@ static void test_wait_bounded_by_deadline(void **state)
     assert_int_equal(cl.won, 0);
 }
 
+/* A create that fails at ACS gives its claim up at once: the next process does not wait for
+ * the expiry. */
+static void test_failed_create_releases_claim(void **state)
+{
+    struct fx *x = *state;
+    struct store_claim cl;
+    struct service_call c;
+
+    assert_int_equal(
+        temu_faults_set(&g_emu, "{\"error_rate\":1,\"error_status\":500,\"ops\":[\"create\"]}"), 0);
+    service_call_init(&c, "req-fail", "user", "unlucky");
+    service_user_ensure(x->p[0].svc, &c, "unlucky", on_done, &x->rs);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    assert_int_not_equal(x->rs.rc[0], 0);
+    assert_int_equal(
+        store_claim_take(x->dead, "unlucky", clock_wall_ms(), clock_wall_ms() + 1000, &cl), 0);
+    assert_int_equal(cl.won, 1);
+}
+
+/* With a database server behind the store, a request's lookup never runs on the caller's
+ * (HTTP) thread: the answer comes from a worker even when no ACS call is needed. A local
+ * SQLite file keeps the inline path. */
+static void test_lookup_off_caller_thread(void **state)
+{
+    struct fx *x = *state;
+    struct service_call c;
+
+    service_call_init(&c, "req-lookup", "user", "nobody");
+    tl_in_call = 1;
+    service_user_revoke(x->p[0].svc, &c, "nobody", on_done, &x->rs);
+    tl_in_call = 0;
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    assert_int_equal(x->rs.rc[0], TV_ERR_NOT_FOUND);
+    assert_int_equal(x->rs.inline_answer[0], store_is_remote(x->p[0].st) ? 0 : 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_create_across_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder_until_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_bounded_by_deadline, setup_short, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_create_releases_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_off_caller_thread, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
