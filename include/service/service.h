@@ -95,7 +95,8 @@ int service_new(const struct service_opts *o, struct service **out);
  * deletes left by a previous run). 0 or TV_ERR_INTERNAL. */
 int service_start(struct service *s);
 /* First step of shutdown: stops the outbox worker and refuses new ACS submissions (flows then
- * end with TV_ERR_SHUTDOWN). Call before freeing the ACS client. Blocks until the outbox thread
+ * end with TV_ERR_SHUTDOWN, as do requests still waiting for another process's create). Call
+ * before freeing the ACS client. Blocks until the outbox thread
  * has exited (it never waits on ACS). Idempotent. */
 void service_stop(struct service *s);
 /* Last step: after the ACS client is gone (every callback has fired), runs the queued

@@ -96,6 +96,9 @@ void service_stop(struct service *s)
     pthread_rwlock_wrlock(&s->submit_lock);
     s->stopping = 1;
     pthread_rwlock_unlock(&s->submit_lock);
+    /* Requests waiting for another process's create end now (TV_ERR_SHUTDOWN), not at the
+     * claim's deadline. */
+    delayq_stop(&s->delay);
 }
 
 void service_free(struct service *s)
@@ -104,9 +107,7 @@ void service_free(struct service *s)
         return;
     service_stop(s);
     jobq_release(&s->slow);
-    /* Waiting work goes back to the workers first, which then end it (the line is closed). */
-    delayq_stop(&s->delay);
-    jobq_release(&s->fast);
+    jobq_release(&s->fast); /* after service_stop's delayq_stop: nothing waits there now */
     delayq_release(&s->delay);
     sfmap_release(&s->issues);
     sfmap_release(&s->creates);

@@ -376,6 +376,24 @@ static void test_lookup_off_caller_thread(void **state)
     assert_int_equal(x->rs.inline_answer[0], store_is_remote(x->p[0].st) ? 0 : 1);
 }
 
+/* Shutting down ends a request waiting for another process's create at once (shutting_down),
+ * not at its deadline. */
+static void test_stop_ends_waiting(void **state)
+{
+    struct fx *x = *state;
+    struct store_claim cl;
+    struct service_call c;
+
+    assert_int_equal(
+        store_claim_take(x->dead, "never-done", clock_wall_ms(), clock_wall_ms() + 600000, &cl), 0);
+    service_call_init(&c, "req-stop", "user", "never-done");
+    service_user_ensure(x->p[0].svc, &c, "never-done", on_done, &x->rs);
+    service_stop(x->p[0].svc);
+    assert_int_equal(results_wait(&x->rs, 1), 1);
+    assert_int_equal(x->rs.rc[0], TV_ERR_SHUTDOWN);
+    assert_int_equal(temu_stats_get(&g_emu, "requests", "create"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -384,6 +402,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_bounded_by_deadline, setup_short, teardown),
         cmocka_unit_test_setup_teardown(test_failed_create_releases_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_off_caller_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_ends_waiting, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
