@@ -32,13 +32,16 @@ int delayq_init(struct delayq *d, struct jobq *target)
 /* Caller holds d->lock: detaches the items due by now_ms (in due order). */
 static struct delay_item *take_due_locked(struct delayq *d, int64_t now_ms)
 {
-    struct delay_item *first = d->head, **pp = &d->head;
+    struct delay_item *first = d->head, *rest, **pp = &d->head;
 
     while (*pp != NULL && (*pp)->due_ms <= now_ms)
         pp = &(*pp)->next;
-    d->head = *pp;
-    *pp = NULL;
-    return d->head == first ? NULL : first;
+    if (pp == &d->head)
+        return NULL; /* nothing due */
+    rest = *pp;
+    *pp = NULL; /* ends the due part */
+    d->head = rest;
+    return first;
 }
 
 static void push_all(struct delayq *d, struct delay_item *it)

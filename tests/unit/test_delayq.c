@@ -102,6 +102,34 @@ static void test_due_order(void **state)
     delayq_release(&d);
 }
 
+/* An item is not handed over before its time, while a later-added earlier one is. */
+static void test_not_before_due(void **state)
+{
+    struct jobq q;
+    struct delayq d;
+    struct tagged far, near;
+
+    (void)state;
+    jobq_init(&q, 1, 0);
+    assert_int_equal(jobq_start(&q), 0);
+    assert_int_equal(delayq_init(&d, &q), 0);
+    assert_int_equal(delayq_start(&d), 0);
+    tagged_init(&far, 7);
+    tagged_init(&near, 1);
+    assert_int_equal(delayq_add(&d, &far.it, 600000), 0);
+    assert_int_equal(delayq_add(&d, &near.it, 50), 0);
+    assert_int_equal(wait_ran(1), 1);
+    /* Well after the near one: the far one (ten minutes) is still waiting. */
+    clock_sleep_ms(200);
+    assert_int_equal(ran_count(), 1);
+    assert_int_equal(g_ran.order[0], 1);
+    delayq_stop(&d);
+    assert_int_equal(wait_ran(2), 2);
+    assert_int_equal(g_ran.order[1], 7);
+    jobq_release(&q);
+    delayq_release(&d);
+}
+
 /* Items far in the future are handed over by the stop, and the line then refuses more. */
 static void test_stop_flushes(void **state)
 {
@@ -134,6 +162,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_due_order, setup),
+        cmocka_unit_test_setup(test_not_before_due, setup),
         cmocka_unit_test_setup(test_stop_flushes, setup),
     };
 
