@@ -129,13 +129,18 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     done
     # The store suites once more on PostgreSQL, from the same binaries: TV_TEST_STORE=pg makes
     # their fixture (tests/lib/store_fx.c) start one throw-away cluster per binary.
-    for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables; do
+    for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables \
+        "$BUILD"/tests/unit/test_store_claims; do
         [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
     for t in "$BUILD"/tests/integration/test_*; do
         [ -x "$t" ] && run_cmocka "$t"
+    done
+    # Several services on one store, once more on PostgreSQL (tests/lib/store_fx.c).
+    for t in "$BUILD"/tests/integration/test_claims; do
+        [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi
 if [ "$what" = all ] || [ "$what" = cli ] || [ "$what" = integration ]; then

@@ -313,6 +313,7 @@ static int app_service_new(struct app *a)
         /* A request's own ACS delete may take the whole ACS deadline; only after that (and a
          * margin) may the outbox worker treat the row as abandoned and retry it. */
         .outbox_lease_ms = cfg->acs_deadline_ms + 15000,
+        .acs_deadline_ms = cfg->acs_deadline_ms,
         .cache = cfg->cache,
         .cache_min_remaining_minutes = cfg->cache_min_remaining_minutes,
         .cache_max_entries = cfg->cache_max_entries,

@@ -36,6 +36,11 @@ struct service_opts {
      * deadline, so the worker only takes rows whose attempt never reported (crash, restart).
      * 0 = 60000 (the default 30 s ACS deadline plus margin). */
     long outbox_lease_ms;
+    /* The ACS client's deadline for one call (retries included); 0 = 30000. A create for an app
+     * user is claimed in the store for this long plus a margin, so a process that died holding
+     * the claim blocks that user no longer; a request waiting for another process's create
+     * waits at most as long before it answers TV_ERR_UNAVAILABLE with a retry hint. */
+    long acs_deadline_ms;
     /* service_defer: threads for the blocking jobs (0 = 2) and the most jobs queued or running
      * at once (0 = 32); beyond that service_defer refuses with TV_ERR_UNAVAILABLE. */
     unsigned defer_workers;
@@ -90,7 +95,8 @@ int service_new(const struct service_opts *o, struct service **out);
  * deletes left by a previous run). 0 or TV_ERR_INTERNAL. */
 int service_start(struct service *s);
 /* First step of shutdown: stops the outbox worker and refuses new ACS submissions (flows then
- * end with TV_ERR_SHUTDOWN). Call before freeing the ACS client. Blocks until the outbox thread
+ * end with TV_ERR_SHUTDOWN, as do requests still waiting for another process's create). Call
+ * before freeing the ACS client. Blocks until the outbox thread
  * has exited (it never waits on ACS). Idempotent. */
 void service_stop(struct service *s);
 /* Last step: after the ACS client is gone (every callback has fired), runs the queued

@@ -102,6 +102,11 @@ int store_ping_write(struct store *s);
  * outbox leases) carry it, so another process can tell them from its own. */
 const char *store_instance(const struct store *s);
 
+/* Whether s lives on a database server (PostgreSQL) rather than a local file: a call may then
+ * wait on the network (a round trip, a reconnect, up to the statement timeout), so the service
+ * keeps such calls off its HTTP threads. 1 or 0. */
+int store_is_remote(const struct store *s);
+
 /* Whether the database file is in WAL mode (for tests and `config check`): *wal = 1 or 0. */
 int store_is_wal(struct store *s, int *wal);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "delayq_int.h"
 #include "jobq_int.h"
 #include "outbox_int.h"
 #include "service_int.h"
@@ -17,6 +18,7 @@
 #define DEFER_WORKERS_DEFAULT 2
 #define DEFER_MAX_PENDING_DEFAULT 32
 #define OUTBOX_LEASE_DEFAULT_MS 60000
+#define ACS_DEADLINE_DEFAULT_MS 30000 /* the ACS client's own default */
 
 static unsigned workers_or(unsigned n, unsigned dflt)
 {
@@ -49,6 +51,12 @@ int service_new(const struct service_opts *o, struct service **out)
         }
     }
     jobq_init(&s->fast, workers_or(o->workers, WORKERS_DEFAULT), 0);
+    if (delayq_init(&s->delay, &s->fast) != 0) {
+        tcache_free(s->cache);
+        free(s);
+        return TV_ERR_NOMEM;
+    }
+    s->acs_deadline_ms = o->acs_deadline_ms > 0 ? o->acs_deadline_ms : ACS_DEADLINE_DEFAULT_MS;
     /* Two threads: a login (Argon2, ~100 ms and 64 MiB each) need not wait for another on a
      * 2-core machine; the cap bounds how long a job can wait in the queue. */
     jobq_init(&s->slow, workers_or(o->defer_workers, DEFER_WORKERS_DEFAULT),
@@ -72,7 +80,8 @@ int service_start(struct service *s)
 {
     int rc;
 
-    if ((rc = jobq_start(&s->fast)) != 0 || (rc = jobq_start(&s->slow)) != 0)
+    if ((rc = jobq_start(&s->fast)) != 0 || (rc = jobq_start(&s->slow)) != 0 ||
+        (rc = delayq_start(&s->delay)) != 0)
         return rc;
     if (s->ob_interval_ms > 0 && outbox_start(s) != 0)
         return TV_ERR_INTERNAL;
@@ -87,6 +96,9 @@ void service_stop(struct service *s)
     pthread_rwlock_wrlock(&s->submit_lock);
     s->stopping = 1;
     pthread_rwlock_unlock(&s->submit_lock);
+    /* Requests waiting for another process's create end now (TV_ERR_SHUTDOWN), not at the
+     * claim's deadline. */
+    delayq_stop(&s->delay);
 }
 
 void service_free(struct service *s)
@@ -95,7 +107,8 @@ void service_free(struct service *s)
         return;
     service_stop(s);
     jobq_release(&s->slow);
-    jobq_release(&s->fast);
+    jobq_release(&s->fast); /* after service_stop's delayq_stop: nothing waits there now */
+    delayq_release(&s->delay);
     sfmap_release(&s->issues);
     sfmap_release(&s->creates);
     tcache_free(s->cache);

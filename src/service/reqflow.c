@@ -19,6 +19,7 @@
 #include "core/ident.h"
 #include "core/log.h"
 #include "service_int.h"
+#include "store/claims.h"
 #include "store/outbox.h"
 
 #define MSG_MAX 320
@@ -185,6 +186,16 @@ static void revoke_have(struct reqflow *f)
 
 /* ---- create (single-flight leader) ---- */
 
+/* The leader's create ended without a mapping of its own: other processes need not wait for
+ * the claim's expiry. */
+static void create_claim_drop(struct reqflow *f)
+{
+    if (f->claimed) {
+        f->claimed = 0;
+        claim_release(f->base.s, f->key, f->base.call.request_id);
+    }
+}
+
 /* An identity ACS created that no mapping will own (we lost the race to another process, or
  * the store failed): queue its deletion so it does not linger. */
 static void orphan_delete(struct service *s, const struct reqflow *f, const char *acs_id)
@@ -256,11 +267,13 @@ static void user_create_done(struct flow *base)
     int rc = base->res.rc;
 
     if (rc != 0) {
+        create_claim_drop(f);
         service_audit(s, &base->call, "create", f->key, "", rc, NULL);
         reqflow_fail_all(f, sfmap_finish(&s->creates, f->key), rc, flow_acs_message(base));
         return;
     }
     if ((rc = create_check_existing(f)) != 0) {
+        create_claim_drop(f);
         service_audit(s, &base->call, "create", f->key, base->res.identity_id, rc,
                       rc == TV_ERR_UNAVAILABLE ? "ACS returned the identity still being deleted"
                                                : NULL);
@@ -282,8 +295,10 @@ static void user_create_done(struct flow *base)
     /* Read before the mapping exists, so no revoke can come between it and the ACS call. */
     if (s->cache != NULL)
         f->tok.epoch = tcache_epoch(s->cache, u.acs_id);
-    rc = store_user_insert(s->store, &u);
+    /* The claim goes with the mapping, in one transaction: no moment shows neither. */
+    rc = f->claimed ? store_claim_commit(s->store, &u) : store_user_insert(s->store, &u);
     if (rc == 0) {
+        f->claimed = 0;
         f->user = u;
         f->have_user = 1;
         f->created = 1;
@@ -296,6 +311,8 @@ static void user_create_done(struct flow *base)
          * us that very identity (same customId): deleting it would break that mapping. */
         struct store_user theirs;
         int have = rc == TV_ERR_CONFLICT && store_user_get(s->store, f->key, &theirs) == 0;
+
+        create_claim_drop(f);
 
         if (have && strcmp(theirs.acs_id, u.acs_id) == 0) {
             service_audit(s, &base->call, "create", u.app_user_id, u.acs_id, 0,
@@ -436,8 +453,38 @@ static void create_submit_leader(struct reqflow *f)
     rc = flow_submit(&f->base, &rq, user_create_done);
     if (rc != 0) {
         struct sf_link *waiters = sfmap_finish(&s->creates, f->key);
+        create_claim_drop(f);
         service_audit(s, &f->base.call, "create", f->key, "", rc, NULL);
         reqflow_fail_all(f, waiters, rc, NULL);
+    }
+}
+
+/* The leader's claim outcome (claim.c): create; or continue with the mapping another process
+ * made (the waiters too, as after our own create); or fail every request of the flight. */
+static void create_claimed(struct claim *c, enum claim_outcome o, int rc)
+{
+    struct reqflow *f = rf_of_claim(c);
+    struct service *s = f->base.s;
+
+    switch (o) {
+    case CLAIM_WON:
+        f->claimed = 1;
+        create_submit_leader(f);
+        break;
+    case CLAIM_FOUND:
+        f->have_user = 1;
+        user_created(f);
+        break;
+    case CLAIM_FAILED:
+        f->base.retry_after_s = c->retry_after_s;
+        service_audit(s, &f->base.call, "create", f->key, "", rc,
+                      rc == TV_ERR_UNAVAILABLE ? "another process held the create claim" : NULL);
+        reqflow_fail_all(f, sfmap_finish(&s->creates, f->key), rc,
+                         rc == TV_ERR_UNAVAILABLE
+                             ? "another tokenvend process is creating this user's ACS identity "
+                               "and has not finished; retry shortly"
+                             : NULL);
+        break;
     }
 }
 
@@ -460,7 +507,7 @@ static void user_start(struct reqflow *f)
     if (role == SF_FOUND)
         reqflow_have_mapping(f);
     else if (role == SF_LEAD)
-        create_submit_leader(f);
+        claim_start(&f->claim, s, f->key, &f->user, f->base.call.request_id, create_claimed);
     /* SF_JOINED: the leader's create continues this flow. */
 }
 
@@ -493,12 +540,35 @@ struct reqflow *reqflow_start(struct service *s, const struct service_call *c, c
     return f;
 }
 
-void reqflow_go(struct reqflow *f)
+static void reqflow_go_now(struct reqflow *f)
 {
     if (f->by_acs)
         reqflow_by_acs(f);
     else
         user_start(f);
+}
+
+static void reqflow_go_job(struct jobq_item *it)
+{
+    reqflow_go_now(rf_of((struct flow *)(void *)it)); /* job is the flow's first member */
+}
+
+void reqflow_go(struct reqflow *f)
+{
+    struct service *s = f->base.s;
+    int rc;
+
+    /* A database server may keep a lookup waiting (a round trip, a reconnect, up to the
+     * statement timeout): it runs on a worker and the caller's (HTTP) thread only queues. A
+     * local SQLite file answers in microseconds and keeps the inline path. The flow's job is
+     * free: no ACS call of f is in flight before its lookup. */
+    if (!store_is_remote(s->store)) {
+        reqflow_go_now(f);
+        return;
+    }
+    f->base.job.run = reqflow_go_job;
+    if ((rc = jobq_submit(&s->fast, &f->base.job)) != 0)
+        reqflow_finish(f, rc, NULL);
 }
 
 static const struct reqflow_kind user_ensure = {.may_create = 1, .on_mapping = ensure_have};

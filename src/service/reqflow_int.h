@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "claim_int.h"
 #include "flow_int.h"
 #include "service/service.h"
 #include "sflight_int.h"
@@ -41,7 +42,9 @@ struct reqflow {
     service_done_fn done;
     void *arg;
     struct rf_token tok;
-    int64_t outbox_id; /* delete: its outbox row */
+    int64_t outbox_id;  /* delete: its outbox row */
+    struct claim claim; /* create leader: the store's create claim, taken before ACS */
+    int claimed;        /* holds that claim (released or committed with the mapping) */
 };
 
 /* What a kind of request is: how it finds its mapping and what it does with it. */
@@ -61,6 +64,11 @@ static inline struct reqflow *rf_of(struct flow *f)
 static inline struct reqflow *rf_of_link(struct sf_link *l)
 {
     return (struct reqflow *)(void *)((char *)l - offsetof(struct reqflow, wait));
+}
+
+static inline struct reqflow *rf_of_claim(struct claim *c)
+{
+    return (struct reqflow *)(void *)((char *)c - offsetof(struct reqflow, claim));
 }
 
 /* Allocates the flow of a public entry point of kind k for key (an app user or ACS id,

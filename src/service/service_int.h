@@ -6,9 +6,11 @@
  *   reqflow.c                    the request flows by app user or ACS id (create, revoke)
  *   outbox.c                     the outbox worker (retries deletes)
  *   settle.c                     a delete's outcome, settled in one place; the in-flight set
+ *   claim.c                      the create claim across processes, waited for without a thread
  *   flow.c                       a flow: one ACS call at a time, and the step that follows it
  *   service.c                    the basics, the synchronous reads, service_defer
  *   jobq.c, sflight.c, tcache.c  job queues, single-flight maps, the token cache
+ *   delayq.c                     the delay line that hands waiting work back to a job queue
  * (scripts/service-graph.sh checks that the include, module and call graphs have no cycle.) */
 #ifndef TV_SERVICE_SERVICE_INT_H
 #define TV_SERVICE_SERVICE_INT_H
@@ -18,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "delayq_int.h"
 #include "jobq_int.h"
 #include "service/service.h"
 #include "sflight_int.h"
@@ -43,6 +46,9 @@ struct service {
      * with a bounded queue, so they never delay ACS completions and neither their memory nor
      * their waiting time grows without bound. */
     struct jobq fast, slow;
+    /* Work that waits without a thread (claim.c's re-checks) comes back to `fast` from here. */
+    struct delayq delay;
+    long acs_deadline_ms; /* the ACS client's deadline: a create claim lives this long + margin */
 
     /* Creates in flight per app user; issues in flight per (identity, scopes, minutes, epoch),
      * the latter with the token cache only (NULL when off). */
