@@ -67,7 +67,8 @@ int store_open_opts(const struct store_opts *o, int migrate, struct store **out,
 int store_db_check(const char *db, char *err, size_t errcap);
 
 /* Whether s is the PostgreSQL store (shared by replicas, reached over the network) rather than
- * a local SQLite file. */
+ * a local SQLite file: a call may then wait on the network (a round trip, a reconnect, up to
+ * the statement timeout), so the service keeps such calls off its HTTP threads. 1 or 0. */
 int store_is_pg(const struct store *s);
 
 /* Applies pending migrations in version order, each in its own BEGIN IMMEDIATE transaction,
@@ -101,11 +102,6 @@ int store_ping_write(struct store *s);
  * hex characters, fixed until store_close. Rows a process holds for a while (create claims,
  * outbox leases) carry it, so another process can tell them from its own. */
 const char *store_instance(const struct store *s);
-
-/* Whether s lives on a database server (PostgreSQL) rather than a local file: a call may then
- * wait on the network (a round trip, a reconnect, up to the statement timeout), so the service
- * keeps such calls off its HTTP threads. 1 or 0. */
-int store_is_remote(const struct store *s);
 
 /* Whether the database file is in WAL mode (for tests and `config check`): *wal = 1 or 0. */
 int store_is_wal(struct store *s, int *wal);

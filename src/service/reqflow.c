@@ -562,7 +562,7 @@ void reqflow_go(struct reqflow *f)
      * statement timeout): it runs on a worker and the caller's (HTTP) thread only queues. A
      * local SQLite file answers in microseconds and keeps the inline path. The flow's job is
      * free: no ACS call of f is in flight before its lookup. */
-    if (!store_is_remote(s->store)) {
+    if (!store_is_pg(s->store)) {
         reqflow_go_now(f);
         return;
     }

@@ -693,11 +693,6 @@ const char *store_instance(const struct store *s)
     return s->instance;
 }
 
-int store_is_remote(const struct store *s)
-{
-    return s->kind == STORE_PG;
-}
-
 int store_is_wal(struct store *s, int *wal)
 {
     int rc;

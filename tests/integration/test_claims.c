@@ -373,7 +373,7 @@ static void test_lookup_off_caller_thread(void **state)
     tl_in_call = 0;
     assert_int_equal(results_wait(&x->rs, 1), 1);
     assert_int_equal(x->rs.rc[0], TV_ERR_NOT_FOUND);
-    assert_int_equal(x->rs.inline_answer[0], store_is_remote(x->p[0].st) ? 0 : 1);
+    assert_int_equal(x->rs.inline_answer[0], store_is_pg(x->p[0].st) ? 0 : 1);
 }
 
 /* Shutting down ends a request waiting for another process's create at once (shutting_down),

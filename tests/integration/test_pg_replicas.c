@@ -324,8 +324,7 @@ static void warm_b(struct fx *x, const char *user, struct result *first)
 
 /* B's tokens for user until one differs from old, for at most HONOURED_MS after the change
  * was acknowledged: the answer that differs, or fails the test. */
-static void b_honours(struct fx *x, const char *user, const struct result *old,
-                      struct result *now)
+static void b_honours(struct fx *x, const char *user, const struct result *old, struct result *now)
 {
     int64_t end = clock_mono_ms() + HONOURED_MS;
 
@@ -334,8 +333,7 @@ static void b_honours(struct fx *x, const char *user, const struct result *old,
         if (strcmp(now->tok, old->tok) != 0)
             return;
         if (clock_mono_ms() >= end)
-            fail_msg("replica B still served the token revoked through A after %d ms",
-                     HONOURED_MS);
+            fail_msg("replica B still served the token revoked through A after %d ms", HONOURED_MS);
         clock_sleep_ms(10);
     }
 }
