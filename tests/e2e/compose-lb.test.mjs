@@ -3,12 +3,17 @@
 // database, on loopback. Only what Compose provides is swapped: the listen addresses become free
 // loopback ports and the DNS-filled server slots become the two processes' addresses. Shows that
 // requests reach both replicas, the internal API is balanced too, a stopped replica costs no
-// request, and with no replica left the balancer answers 503 in tokenvend's error shape.
+// request, and with no replica left the balancer answers 503 in tokenvend's error shape. Then,
+// with one replica replaced by a stand-in that passes the health check but closes every other
+// request without answering (a replica that died mid-request, or one draining at shutdown):
+// requests are answered by the other replica, except a standalone identity's create, which is
+// never sent twice (502 in the error shape instead).
 // Needs the Debian package haproxy (skipped without it).
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -39,6 +44,42 @@ function localConfig(ports, replicas) {
   return cfg;
 }
 
+// Starts HAProxy on cfg; resolves once its monitor URI answers 200 (a replica passed /readyz).
+async function startHaproxy(dir, cfg, monPort) {
+  const cfgPath = join(dir, "haproxy.cfg");
+  writeFileSync(cfgPath, cfg);
+  const check = spawnSync("haproxy", ["-c", "-f", cfgPath], { encoding: "utf8" });
+  assert.equal(check.status, 0, check.stdout + check.stderr);
+  const out = openSync(join(dir, "haproxy.log"), "a");
+  let proc;
+  try {
+    proc = spawn("haproxy", ["-db", "-f", cfgPath], { stdio: ["ignore", out, out] });
+  } finally {
+    closeSync(out);
+  }
+  const exited = new Promise((res) => proc.once("exit", (code, signal) => res({ code, signal })));
+  const log = () => readFileSync(join(dir, "haproxy.log"), "utf8");
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), STOP_DEADLINE_MS);
+    await exited;
+    clearTimeout(t);
+  };
+  const up = await pollUntil(async () => {
+    try {
+      return (await httpRequest(`http://127.0.0.1:${monPort}/lb/healthz`, { timeoutMs: 2000 })).status === 200;
+    } catch {
+      return false;
+    }
+  }, { deadlineMs: 30_000, intervalMs: 200 });
+  if (!up) {
+    await stop();
+    assert.fail(`haproxy's monitor URI never answered 200; log:\n${log()}`);
+  }
+  return { proc, log, stop };
+}
+
 // Requests answered by one replica's public listener for one route, from its /metrics.
 async function answered(svc, route) {
   const r = await httpRequest(`${svc.internalUrl}/metrics`);
@@ -55,13 +96,12 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
   let a;
   let b;
   let lb;
-  let lbExit;
   let dir;
   let ports;
   let apiKey;
   const lbUrl = () => `http://127.0.0.1:${ports.pub}`;
   const lbInternalUrl = () => `http://127.0.0.1:${ports.int}`;
-  const lbLog = () => readFileSync(join(dir, "haproxy.log"), "utf8");
+  const lbLog = () => lb.log();
 
   before(async () => {
     emu = await startEmulator();
@@ -71,35 +111,12 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
     dir = mkdtempSync(join(tmpdir(), "tv-lb-"));
     const [pub, int, mon] = await freePorts(3);
     ports = { pub, int, mon };
-    writeFileSync(join(dir, "haproxy.cfg"), localConfig(ports, [a, b]));
-    const check = spawnSync("haproxy", ["-c", "-f", join(dir, "haproxy.cfg")], { encoding: "utf8" });
-    assert.equal(check.status, 0, check.stdout + check.stderr);
-    const out = openSync(join(dir, "haproxy.log"), "a");
-    try {
-      lb = spawn("haproxy", ["-db", "-f", join(dir, "haproxy.cfg")], { stdio: ["ignore", out, out] });
-    } finally {
-      closeSync(out);
-    }
-    lbExit = new Promise((res) => lb.once("exit", (code, signal) => res({ code, signal })));
-    // Ready once its monitor URI says a replica passed the /readyz check.
-    const up = await pollUntil(async () => {
-      try {
-        return (await httpRequest(`http://127.0.0.1:${mon}/lb/healthz`, { timeoutMs: 2000 })).status === 200;
-      } catch {
-        return false;
-      }
-    }, { deadlineMs: 30_000, intervalMs: 200 });
-    assert.ok(up, `haproxy's monitor URI never answered 200; log:\n${lbLog()}`);
+    lb = await startHaproxy(dir, localConfig(ports, [a, b]), mon);
     apiKey = (await a.createApiKey("lb-test")).key;
   });
 
   after(async () => {
-    if (lb && lb.exitCode === null && lb.signalCode === null) {
-      lb.kill("SIGTERM");
-      const t = setTimeout(() => lb.kill("SIGKILL"), STOP_DEADLINE_MS);
-      await lbExit;
-      clearTimeout(t);
-    }
+    if (lb) await lb.stop();
     if (b) await b.cleanup();
     if (a) await a.cleanup();
     if (emu) await emu.stop();
@@ -158,5 +175,81 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
       return m.status === 503;
     }, { deadlineMs: 30_000, intervalMs: 250 });
     assert.ok(down, `the monitor URI still reports a replica up; log:\n${lbLog()}`);
+  });
+});
+
+describe("compose.replicas.yaml: the balancer and a replica that closes without answering", { skip }, () => {
+  let emu;
+  let real;
+  let fake;
+  let lb;
+  let dir;
+  let ports;
+  let apiKey;
+  const seen = [];
+
+  before(async () => {
+    emu = await startEmulator();
+    real = await startService({ emu });
+    apiKey = (await real.createApiKey("lb-test")).key;
+    // Passes the balancer's /readyz check, so it stays in the rotation, and drops the connection
+    // of every other request once the request is in.
+    fake = createServer((req, res) => {
+      if (req.url === "/readyz") {
+        res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ready"}');
+        return;
+      }
+      seen.push(`${req.method} ${req.url}`);
+      req.socket.destroy();
+    });
+    await new Promise((res) => fake.listen(0, "127.0.0.1", res));
+    const fakeUrl = `http://127.0.0.1:${fake.address().port}`;
+    dir = mkdtempSync(join(tmpdir(), "tv-lb-"));
+    const [pub, int, mon] = await freePorts(3);
+    ports = { pub, int, mon };
+    lb = await startHaproxy(dir, localConfig(ports, [{ publicUrl: fakeUrl, internalUrl: fakeUrl }, real]), mon);
+  });
+
+  after(async () => {
+    if (lb) await lb.stop();
+    if (fake) await new Promise((res) => fake.close(() => res()));
+    if (real) await real.cleanup();
+    if (emu) await emu.stop();
+    if (dir && !process.env.TV_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("requests the stand-in drops are answered by the other replica", async () => {
+    const auth = { authorization: `Bearer ${apiKey}` };
+    seen.length = 0;
+    for (let i = 0; i < 10; i++) {
+      const pubR = await httpRequest(`http://127.0.0.1:${ports.pub}/healthz`);
+      assert.equal(pubR.status, 200, `${show(pubR)}\nlog:\n${lb.log()}`);
+      const put = await httpRequest(`http://127.0.0.1:${ports.int}/internal/users/drop-${i}`, { method: "PUT", headers: auth });
+      assert.equal(put.status, 201, `${show(put)}\nlog:\n${lb.log()}`);
+    }
+    // Round robin sent the stand-in its share, so the answers above include repeated requests.
+    assert.ok(seen.some((r) => r === "GET /healthz"), `the stand-in saw: ${seen}`);
+    assert.ok(seen.some((r) => r.startsWith("PUT /internal/users/drop-")), `the stand-in saw: ${seen}`);
+  });
+
+  test("a standalone identity's create is never sent twice: 502 in the error shape", async () => {
+    const auth = { authorization: `Bearer ${apiKey}` };
+    seen.length = 0;
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await httpRequest(`http://127.0.0.1:${ports.int}/internal/identities`, { method: "POST", headers: auth });
+      statuses.push(r.status);
+      if (r.status === 502) {
+        assert.deepEqual(Object.keys(r.json ?? {}), ["error"], show(r));
+        assert.equal(r.json.error.code, "unavailable", show(r));
+        assert.match(r.headers["x-request-id"] ?? "", /^[A-Za-z0-9._-]{1,64}$/, show(r));
+      } else {
+        assert.equal(r.status, 201, show(r));
+      }
+    }
+    const dropped = seen.filter((r) => r === "POST /internal/identities").length;
+    assert.ok(dropped > 0, `round robin never sent the stand-in a create: ${statuses}`);
+    // Each create the stand-in dropped came back as a 502 and went nowhere else.
+    assert.equal(statuses.filter((s) => s === 502).length, dropped, `statuses ${statuses}, dropped ${dropped}`);
   });
 });
