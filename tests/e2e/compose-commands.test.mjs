@@ -2,8 +2,9 @@
 // binaries, so a quoting slip in the recipe fails a test instead of a deployment:
 //   - acs-emulator's start command takes its access key from the connection-string secret (the
 //     key it serves with equals the secret's), and refuses a secret without one (exit 2);
-//   - the replicas' entrypoint `env -u TOKENVEND_DB tokenvend` lets TOKENVEND_DB_FILE through
-//     although the image sets TOKENVEND_DB, which tokenvend alone refuses (both given).
+//   - the replicas' entrypoint `env -u TOKENVEND_DB tokenvend` lets TOKENVEND_DB_FILE (the
+//     PostgreSQL URI) through although the image sets TOKENVEND_DB, which tokenvend alone
+//     refuses (both given).
 // Only what Compose provides is swapped: the secret's path, the listen address, the data path.
 
 import assert from "node:assert/strict";
@@ -91,10 +92,9 @@ describe("compose.replicas.yaml: the commands inside its containers", { skip }, 
     const [cmd, ...args] = svc.entrypoint;
     assert.equal(args[args.length - 1], "tokenvend");
     assert.equal(svc.environment.TOKENVEND_DB_FILE, "/run/secrets/tokenvend_db_uri");
-    // The file holds a SQLite path here: only the setting's source is under test.
+    // A URI of the form scripts/replicas-secrets.sh writes (config check does not connect).
     const dbFile = join(tmp, "tokenvend_db_uri");
-    const dbPath = join(tmp, "replica.db");
-    writeFileSync(dbFile, `${dbPath}\n`);
+    writeFileSync(dbFile, "postgresql://tokenvend:0123abcd@postgres:5432/tokenvend\n", { mode: 0o600 });
     const env = cleanEnv({ TOKENVEND_DB: "/data/tokenvend.db", TOKENVEND_DB_FILE: dbFile });
     const bin = dirname(tokenvendPath());
     const opts = { env: { ...env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8", timeout: DEADLINE_MS };
@@ -104,6 +104,7 @@ describe("compose.replicas.yaml: the commands inside its containers", { skip }, 
     assert.match(plain.stderr, /both TOKENVEND_DB and TOKENVEND_DB_FILE are set/);
     const wrapped = spawnSync(cmd, [...args, "config", "check"], opts);
     assert.equal(wrapped.status, 0, wrapped.stdout + wrapped.stderr);
-    assert.match(wrapped.stdout, new RegExp(`^db = ${dbPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s+# env TOKENVEND_DB_FILE$`, "m"));
+    assert.match(wrapped.stdout, /^db = postgresql:\/\/tokenvend:\*\*\*@postgres:5432\/tokenvend\s+# env TOKENVEND_DB_FILE$/m);
+    assert.ok(!wrapped.stdout.includes("0123abcd"), "config check shows the URI without its password");
   });
 });

@@ -1,29 +1,34 @@
 // The load balancer of compose.replicas.yaml, run for real: HAProxy with the recipe's own
 // configuration (inline in the compose file) in front of two `tokenvend serve` processes on one
-// database, on loopback. Only what Compose provides is swapped: the listen addresses become free
+// PostgreSQL database (a throw-away cluster, the URI given by TOKENVEND_DB_FILE as in the
+// recipe), on loopback. Only what Compose provides is swapped: the listen addresses become free
 // loopback ports and the DNS-filled server slots become the two processes' addresses. Shows that
-// requests reach both replicas, the internal API is balanced too, a stopped replica costs no
-// request, and with no replica left the balancer answers 503 in tokenvend's error shape. Then,
+// requests reach both replicas, the internal API is balanced too, PostgreSQL stopped costs 503s in
+// the error shape (the replicas' /readyz fails, the balancer takes them out) and started again is
+// served by the same processes, a stopped replica costs no request, and with no replica left the
+// balancer answers 503 in tokenvend's error shape. Then,
 // with one replica replaced by a stand-in that passes the health check but closes every other
 // request without answering (a replica that died mid-request, or one draining at shutdown):
 // requests are answered by the other replica, except a standalone identity's create, which is
 // never sent twice (502 in the error shape instead).
-// Needs the Debian package haproxy (skipped without it).
+// Needs the Debian packages haproxy and postgresql-15 (skipped without them).
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import YAML from "yaml";
 import { REPO_ROOT, startEmulator } from "./lib/emulator.mjs";
+import { pgBindir, startPostgres } from "./lib/pg.mjs";
 import { freePorts, httpRequest, pollUntil, serveSkipReason, startService } from "./lib/service.mjs";
 import { show } from "./lib/service-checks.mjs";
 
 const haproxyMissing = spawnSync("haproxy", ["-v"]).status === 0 ? false : "haproxy is not installed (Debian package haproxy)";
 const skip = serveSkipReason() || haproxyMissing;
+const pgMissing = existsSync(join(pgBindir(), "initdb")) ? false : "postgresql-15 is not installed";
 const STOP_DEADLINE_MS = 20_000;
 
 // The recipe's HAProxy configuration with Compose's parts replaced; each replacement must match,
@@ -91,7 +96,8 @@ async function answered(svc, route) {
   return n;
 }
 
-describe("compose.replicas.yaml: the balancer in front of two replicas", { skip }, () => {
+describe("compose.replicas.yaml: the balancer in front of two replicas", { skip: skip || pgMissing }, () => {
+  let pg;
   let emu;
   let a;
   let b;
@@ -104,11 +110,23 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
   const lbLog = () => lb.log();
 
   before(async () => {
+    pg = await startPostgres();
     emu = await startEmulator();
-    a = await startService({ emu });
-    // The second replica on the first one's database, as replicas share theirs.
-    b = await startService({ emu, env: { TOKENVEND_DB: a.dbPath } });
     dir = mkdtempSync(join(tmpdir(), "tv-lb-"));
+    // Both replicas on one database, its URI from a file, with the recipe's settings for them.
+    const uriFile = join(dir, "tokenvend_db_uri");
+    writeFileSync(uriFile, `${pg.uri}\n`, { mode: 0o600 });
+    const replicaEnv = {
+      TOKENVEND_DB: null,
+      TOKENVEND_DB_FILE: uriFile,
+      TOKENVEND_MAX_CONNECTIONS_PER_IP: "0",
+      TOKENVEND_LOGIN_PER_ADDRESS: "0",
+      // Short, so the outage test below does not wait long; the behaviour is the product's.
+      TOKENVEND_DB_CONNECT_TIMEOUT_MS: "1000",
+      TOKENVEND_DB_STATEMENT_TIMEOUT_MS: "2000",
+    };
+    a = await startService({ emu, env: replicaEnv });
+    b = await startService({ emu, env: replicaEnv });
     const [pub, int, mon] = await freePorts(3);
     ports = { pub, int, mon };
     lb = await startHaproxy(dir, localConfig(ports, [a, b]), mon);
@@ -120,6 +138,7 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
     if (b) await b.cleanup();
     if (a) await a.cleanup();
     if (emu) await emu.stop();
+    if (pg) await pg.stop();
     if (dir && !process.env.TV_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -146,6 +165,48 @@ describe("compose.replicas.yaml: the balancer in front of two replicas", { skip 
       assert.equal(r.status, 200, show(r));
       assert.equal(r.json.acsUserIdentity, id, show(r));
     }
+  });
+
+  test("PostgreSQL stopped: 503 in the error shape; started: served again, same processes", async () => {
+    const auth = { authorization: `Bearer ${apiKey}` };
+    const token = (user) => httpRequest(`${lbInternalUrl()}/internal/users/${user}/token`,
+      { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: {} });
+    const ok = await token("pg-before");
+    assert.equal(ok.status, 200, show(ok));
+    await pg.pause();
+    let n = 0;
+    const down = await pollUntil(async () => {
+      const r = await token(`pg-down-${n++}`);
+      return r.status === 503 ? r : null;
+    }, { deadlineMs: 30_000, intervalMs: 100 });
+    assert.ok(down, `no 503 while PostgreSQL is down; log:\n${lbLog()}`);
+    assert.deepEqual(Object.keys(down.json ?? {}), ["error"], show(down));
+    assert.equal(typeof down.json.error.code, "string", show(down));
+    assert.equal(typeof down.json.error.message, "string", show(down));
+    // Both replicas' /readyz fail, so the balancer takes them out and answers itself.
+    const out = await pollUntil(async () =>
+      (await httpRequest(`http://127.0.0.1:${ports.mon}/lb/healthz`, { timeoutMs: 2000 })).status === 503,
+    { deadlineMs: 30_000, intervalMs: 250 });
+    assert.ok(out, `the balancer kept a replica while PostgreSQL was down; log:\n${lbLog()}`);
+    const lbAnswer = await token("pg-out");
+    assert.equal(lbAnswer.status, 503, show(lbAnswer));
+    assert.equal(lbAnswer.json?.error?.code, "unavailable", show(lbAnswer));
+    await pg.resume();
+    const back = await pollUntil(async () => {
+      const r = await token(`pg-back-${n++}`);
+      return r.status === 200 ? r : null;
+    }, { deadlineMs: 60_000, intervalMs: 250 });
+    assert.ok(back, `not served again after PostgreSQL came back; log:\n${lbLog()}`);
+    assert.ok(a.alive() && b.alive(), "both replicas still run (no restart)");
+    // Both back in the public rotation (the checks' rise) before the next test stops one.
+    const both = await pollUntil(async () => {
+      const before = [await answered(a, "/healthz"), await answered(b, "/healthz")];
+      for (let i = 0; i < 4; i++) {
+        if ((await httpRequest(`${lbUrl()}/healthz`)).status !== 200) return false;
+      }
+      return (await answered(a, "/healthz")) > before[0] && (await answered(b, "/healthz")) > before[1];
+    }, { deadlineMs: 30_000, intervalMs: 250 });
+    assert.ok(both, `the balancer did not take both replicas back; log:\n${lbLog()}`);
   });
 
   test("a stopped replica costs no request", async () => {
