@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Checks the container files without a Docker engine:
 #   1. docker-compose.yml against the Compose Specification's JSON schema (plus the project's own
-#      expectations: both services, health checks, the emulator connection string, a /data volume);
+#      expectations: both services, health checks, the emulator connection string, a /data volume),
+#      and compose.replicas.yaml against it too (plus the replica recipe's rules: postgres:15, two
+#      or more replicas, one published port, health checks and service_healthy everywhere, secrets
+#      from files only, read-only root, no capabilities, no-new-privileges);
 #   2. the Dockerfile built for real by scripts/check-image.sh (podman, as root), then,
 #      inside the built image as its user: both binaries resolve their shared libraries,
 #      `acs-emulator --help` and `tokenvend version` run, the user is not root, /data is writable
@@ -18,6 +21,7 @@ if [ ! -d tests/e2e/node_modules/ajv ] || [ ! -d tests/e2e/node_modules/yaml ]; 
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 node tests/e2e/tools/check-compose.mjs docker-compose.yml tests/container/compose-spec.json
+node tests/e2e/tools/check-compose.mjs compose.replicas.yaml tests/container/compose-spec.json replicas
 
 if [ "$compose_only" = --compose-only ]; then
     exit 0

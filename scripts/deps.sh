@@ -11,7 +11,8 @@ build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev li
 # postgresql-15 ships initdb, pg_ctl and postgres (/usr/lib/postgresql/15/bin): the PostgreSQL
 # store tests start a throw-away cluster of their own (tests/lib/pg.c, tests/e2e/lib/pg.mjs).
 # openssl: the keyless SDK test makes its TLS certificate with the openssl command.
-test_pkgs=(libcmocka-dev curl openssl postgresql-15)
+# haproxy: tests/e2e/compose-lb.test.mjs runs compose.replicas.yaml's balancer configuration.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy)
 bench_pkgs=(wrk)
 
 case "$what" in

@@ -1,55 +1,77 @@
-// Validates a docker-compose.yml against the Compose Specification's JSON schema.
-//   node tests/e2e/tools/check-compose.mjs COMPOSE_YML COMPOSE_SPEC_JSON
-// Prints "compose: OK" or each schema error, and exits 1 on any error.
+// Validates a compose file against the Compose Specification's JSON schema, then checks the
+// recipe's own rules (the schema allows much that this project does not want).
+//   node tests/e2e/tools/check-compose.mjs COMPOSE_YML COMPOSE_SPEC_JSON [single|replicas]
+// single (the default): docker-compose.yml, tokenvend with acs-emulator on SQLite.
+// replicas: compose.replicas.yaml, replicas on PostgreSQL behind one published port.
+// Prints "compose: OK" or each error, and exits 1 on any error (2 on bad usage).
+// checkCompose() is the same check for a caller in this process (tests/e2e/compose.test.mjs).
 
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import Ajv from "ajv";
 import YAML from "yaml";
+import { checkReplicas } from "./check-compose-replicas.mjs";
 
-const [ymlPath, schemaPath] = process.argv.slice(2);
-if (!ymlPath || !schemaPath) {
-  console.error("usage: check-compose.mjs COMPOSE_YML COMPOSE_SPEC_JSON");
-  process.exit(2);
-}
-
-// Strict YAML: duplicate keys and other YAML errors fail instead of being silently merged.
-const doc = YAML.parseDocument(readFileSync(ymlPath, "utf8"), { uniqueKeys: true, merge: true });
-if (doc.errors.length > 0) {
-  for (const e of doc.errors) console.error(`compose: YAML error: ${e.message}`);
-  process.exit(1);
-}
-const compose = doc.toJS({ maxAliasCount: 100 });
-
-const schema = JSON.parse(readFileSync(schemaPath, "utf8"));
-// The spec names its meta-schema by an https URL that ajv does not register; it is draft-07.
-delete schema.$schema;
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(schema);
-if (!validate(compose)) {
-  for (const e of validate.errors) {
-    console.error(`compose: ${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+// The schema compiled once per path (the test suite checks many copies of one recipe).
+const validators = new Map();
+function validatorFor(schemaPath) {
+  if (!validators.has(schemaPath)) {
+    const schema = JSON.parse(readFileSync(schemaPath, "utf8"));
+    // The spec names its meta-schema by an https URL that ajv does not register; it is draft-07.
+    delete schema.$schema;
+    validators.set(schemaPath, new Ajv({ allErrors: true, strict: false }).compile(schema));
   }
-  process.exit(1);
+  return validators.get(schemaPath);
 }
 
-// The schema allows much; check the few things this project relies on.
-const problems = [];
-const services = compose.services || {};
-for (const name of ["tokenvend", "acs-emulator"]) {
-  if (!services[name]) problems.push(`service ${name} is missing`);
-  else if (!services[name].healthcheck) problems.push(`service ${name} has no healthcheck`);
+// Checks one compose file's text: { errors: [sentence...], services: [name...] }.
+export function checkCompose(text, schemaPath, recipe = "single") {
+  // Strict YAML: duplicate keys and other YAML errors fail instead of being silently merged.
+  const doc = YAML.parseDocument(text, { uniqueKeys: true, merge: true });
+  if (doc.errors.length > 0) return { errors: doc.errors.map((e) => `YAML error: ${e.message}`), services: [] };
+  const compose = doc.toJS({ maxAliasCount: 100 });
+  const validate = validatorFor(schemaPath);
+  if (!validate(compose)) {
+    return {
+      errors: validate.errors.map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`),
+      services: [],
+    };
+  }
+  // The schema allows much; check the few things this project relies on.
+  const errors = recipe === "replicas" ? checkReplicas(compose) : checkSingle(compose);
+  return { errors, services: Object.keys(compose.services || {}) };
 }
-const env = (services.tokenvend && services.tokenvend.environment) || {};
-const cs = Array.isArray(env)
-  ? (env.find((s) => s.startsWith("COMMUNICATION_SERVICES_CONNECTION_STRING=")) || "").split("=").slice(1).join("=")
-  : env.COMMUNICATION_SERVICES_CONNECTION_STRING;
-if (!cs || !/endpoint=http:\/\/acs-emulator:\d+\/?;accesskey=/i.test(cs)) {
-  problems.push("tokenvend's COMMUNICATION_SERVICES_CONNECTION_STRING does not point at acs-emulator");
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [ymlPath, schemaPath, recipe = "single"] = process.argv.slice(2);
+  if (!ymlPath || !schemaPath || !["single", "replicas"].includes(recipe)) {
+    console.error("usage: check-compose.mjs COMPOSE_YML COMPOSE_SPEC_JSON [single|replicas]");
+    process.exit(2);
+  }
+  const { errors, services } = checkCompose(readFileSync(ymlPath, "utf8"), schemaPath, recipe);
+  for (const e of errors) console.error(`compose: ${e}`);
+  if (errors.length > 0) process.exit(1);
+  console.log(`compose: OK (${services.join(", ")})`);
 }
-const vols = (services.tokenvend && services.tokenvend.volumes) || [];
-const dataVol = vols.map((v) => (typeof v === "string" ? v.split(":") : [v.source, v.target]))
-  .find(([src, dst]) => dst === "/data" && compose.volumes && src in compose.volumes);
-if (!dataVol) problems.push("tokenvend's /data is not a named volume");
-for (const p of problems) console.error(`compose: ${p}`);
-if (problems.length > 0) process.exit(1);
-console.log(`compose: OK (${Object.keys(services).join(", ")})`);
+
+// docker-compose.yml: tokenvend and acs-emulator on one node.
+function checkSingle(compose) {
+  const problems = [];
+  const services = compose.services || {};
+  for (const name of ["tokenvend", "acs-emulator"]) {
+    if (!services[name]) problems.push(`service ${name} is missing`);
+    else if (!services[name].healthcheck) problems.push(`service ${name} has no healthcheck`);
+  }
+  const env = (services.tokenvend && services.tokenvend.environment) || {};
+  const cs = Array.isArray(env)
+    ? (env.find((s) => s.startsWith("COMMUNICATION_SERVICES_CONNECTION_STRING=")) || "").split("=").slice(1).join("=")
+    : env.COMMUNICATION_SERVICES_CONNECTION_STRING;
+  if (!cs || !/endpoint=http:\/\/acs-emulator:\d+\/?;accesskey=/i.test(cs)) {
+    problems.push("tokenvend's COMMUNICATION_SERVICES_CONNECTION_STRING does not point at acs-emulator");
+  }
+  const vols = (services.tokenvend && services.tokenvend.volumes) || [];
+  const dataVol = vols.map((v) => (typeof v === "string" ? v.split(":") : [v.source, v.target]))
+    .find(([src, dst]) => dst === "/data" && compose.volumes && src in compose.volumes);
+  if (!dataVol) problems.push("tokenvend's /data is not a named volume");
+  return problems;
+}
