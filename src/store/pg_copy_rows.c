@@ -34,11 +34,11 @@ static int pg_row(const PGresult *r, int row, void *out)
         } else if (c->t->types[i] == COPY_BLOB) {
             size_t n = 0;
             unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, i), &n);
-            if (b == NULL)
-                return TV_ERR_NOMEM;
-            rc = copy_val_set(v, b, n);
-            OPENSSL_cleanse(b, n);
-            PQfreemem(b);
+            rc = b == NULL ? TV_ERR_NOMEM : copy_val_set(v, b, n);
+            if (b != NULL) {
+                OPENSSL_cleanse(b, n);
+                PQfreemem(b);
+            }
             /* The result's text of the value too (meta holds encrypted secrets). */
             OPENSSL_cleanse(PQgetvalue(r, row, i), (size_t)PQgetlength(r, row, i));
         } else {
