@@ -54,6 +54,8 @@ static const struct command commands[] = {
      "  account add NAME | list | remove NAME    local accounts (password on stdin)\n"},
     {"identity", cli_identity_main, cli_identity_usage_print,
      "  identity list | show ID | delete ID      app user -> ACS identity mappings\n"},
+    {"store", cli_store_main, cli_store_usage_print,
+     "  store copy FROM TO                       copy every table to another store\n"},
     {"serve", cli_serve_main, cli_serve_usage_print,
      "  serve                                    run the service (public and internal "
      "listeners)\n"},

@@ -73,13 +73,14 @@ export TOKENVEND_ARGON2=t=1,m=1024
 # --- help --------------------------------------------------------------------------------------
 run help help
 missing=
-for w in migrate "apikey create" "account add" "identity list"; do
+for w in migrate "apikey create" "account add" "identity list" "store copy"; do
     grep -q -- "$w" "$tmp/help.out" || missing="$missing [$w]"
 done
 check "help lists the admin commands" $([ $rc -eq 0 ] && [ -z "$missing" ]; echo $?) "missing:$missing"
 missing=
 for c in "apikey:create list revoke" "account:add list remove --password-file" \
-    "identity:list show delete --limit --after" "migrate:applied"; do
+    "identity:list show delete --limit --after" "migrate:applied" \
+    "store:copy check --from-file --to-file up_to_date"; do
     run subhelp help "${c%%:*}"
     for w in ${c#*:}; do
         grep -q -- "$w" "$tmp/subhelp.out" || missing="$missing ${c%%:*}:$w"
