@@ -1,0 +1,122 @@
+// Reproducers from the adversarial review of issue 9 (review9). Each test fails on the code as
+// it was reviewed; see the review report for the defect each one shows.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { startEmulator } from "./lib/emulator.mjs";
+import { startPostgres } from "./lib/pg.mjs";
+import { cleanEnv, httpRequest, serveSkipReason, startService, tokenvendPath } from "./lib/service.mjs";
+import { show } from "./lib/service-checks.mjs";
+
+const skip = serveSkipReason();
+
+// The postmaster's pid and every process it started (its backends).
+function clusterPids(dir) {
+  const master = Number(readFileSync(join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+  const pids = [master];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === master) pids.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function signalAll(pids, sig) {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {
+      // gone
+    }
+  }
+}
+
+// tokenvend with env; resolves to { code, stdout, stderr }.
+function tv(args, env) {
+  return new Promise((res, rej) => {
+    const p = spawn(tokenvendPath(), args, { env: cleanEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.setEncoding("utf8").on("data", (c) => (stdout += c));
+    p.stderr.setEncoding("utf8").on("data", (c) => (stderr += c));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    p.once("error", rej);
+    p.once("close", (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("review9: PostgreSQL that stops answering (frozen server, network partition)", { skip }, () => {
+  let pg, emu, svc, key;
+  before(async () => {
+    pg = await startPostgres();
+    emu = await startEmulator();
+    svc = await startService({
+      emu,
+      env: {
+        TOKENVEND_DB: pg.uri,
+        TOKENVEND_DB_CONNECT_TIMEOUT_MS: "1000",
+        TOKENVEND_DB_STATEMENT_TIMEOUT_MS: "2000",
+      },
+    });
+    key = (await svc.createApiKey("frozen")).key;
+    const r = await svc.int("POST", "/internal/users/warm/token", { key, body: {} });
+    assert.equal(r.status, 200, show(r));
+  });
+  after(async () => {
+    await svc?.cleanup();
+    await emu?.stop();
+    await pg?.stop();
+  });
+
+  test("a request that needs the database answers (503) within a bounded time, not never", async () => {
+    const pids = clusterPids(pg.dir);
+    signalAll(pids, "SIGSTOP");
+    let r, failure;
+    try {
+      // Generous: 15x the statement timeout plus the connect timeout.
+      r = await httpRequest(`${svc.internalUrl}/internal/users/frozen-1/token`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}` },
+        body: {},
+        timeoutMs: 30_000,
+      }).catch((e) => {
+        failure = e;
+      });
+    } finally {
+      signalAll(pids, "SIGCONT");
+    }
+    assert.equal(failure, undefined, `the request never came back: ${failure}`);
+    assert.equal(r.status, 503, show(r));
+  });
+});
+
+describe("review9: the database password in a percent-encoded password parameter", { skip }, () => {
+  const SECRET = "Sekr1t-percent-encoded";
+  const uri = `postgresql://tv_app@127.0.0.1:99999/tv?pass%77ord=${SECRET}`;
+  const env = {
+    TOKENVEND_DB: uri,
+    COMMUNICATION_SERVICES_CONNECTION_STRING: "endpoint=http://127.0.0.1:9/;accesskey=AAAA",
+  };
+
+  test("config check's error never shows it (libpq reads pass%77ord as password)", async () => {
+    const r = await tv(["config", "check"], env);
+    assert.ok(!(r.stdout + r.stderr).includes(SECRET), `shown: ${r.stdout}${r.stderr}`);
+  });
+
+  test("config check's listing of the settings never shows it", async () => {
+    const r = await tv(["config", "check"], { ...env, TOKENVEND_DB: uri.replace("99999", "5432") });
+    assert.ok(!(r.stdout + r.stderr).includes(SECRET), `shown: ${r.stdout}${r.stderr}`);
+  });
+});
