@@ -120,3 +120,41 @@ describe("review9: the database password in a percent-encoded password parameter
     assert.ok(!(r.stdout + r.stderr).includes(SECRET), `shown: ${r.stdout}${r.stderr}`);
   });
 });
+
+describe("review9: what the database URI asks for", { skip }, () => {
+  let pg;
+  before(async () => {
+    pg = await startPostgres();
+  });
+  after(async () => {
+    await pg?.stop();
+  });
+
+  // libpq's options= parameter is how a URI picks a schema (search_path) and other session
+  // settings; tokenvend passes its own "options" keyword after the URI, which replaces the
+  // URI's instead of adding to it.
+  test("options=-c search_path=... in the URI is honoured: the tables go into that schema", async () => {
+    await pg.adminExec("CREATE DATABASE tv_schema OWNER tv_app");
+    await pg.psql(pg.uriWith({ db: "tv_schema" }), "CREATE SCHEMA tenant1");
+    const uri = `${pg.uriWith({ db: "tv_schema" })}?options=-c%20search_path%3Dtenant1`;
+    const r = await tv(["migrate"], { TOKENVEND_DB: uri });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const where = await pg.psql(pg.uriWith({ db: "tv_schema" }),
+      "SELECT table_schema FROM information_schema.tables WHERE table_name = 'mappings' ORDER BY 1");
+    assert.equal(where.stdout.trim(), "tenant1", "the mappings table went where the URI said");
+  });
+
+  // The usual production split: the owner runs `tokenvend migrate`, the replicas connect as a
+  // role that may read and write the tables but not create objects (PostgreSQL 15 no longer
+  // lets every role create in schema public). Reading the schema version must not need CREATE.
+  test("a role with only DML privileges on an up-to-date schema can open the store", async () => {
+    const m = await tv(["migrate"], { TOKENVEND_DB: pg.uri });
+    assert.equal(m.code, 0, m.stdout + m.stderr);
+    await pg.adminExec("CREATE ROLE tv_dml LOGIN PASSWORD 'dml-pw'");
+    await pg.psql(pg.uri, "GRANT USAGE ON SCHEMA public TO tv_dml;" +
+      " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tv_dml;" +
+      " GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO tv_dml");
+    const r = await tv(["identity", "list"], { TOKENVEND_DB: pg.uriWith({ user: "tv_dml", password: "dml-pw" }) });
+    assert.equal(r.code, 0, `identity list as a DML-only role: ${r.stdout}${r.stderr}`);
+  });
+});
