@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { startEmulator } from "./lib/emulator.mjs";
@@ -41,9 +42,9 @@ function signalAll(pids, sig) {
 }
 
 // tokenvend with env; resolves to { code, stdout, stderr }.
-function tv(args, env) {
+function tv(args, env, cwd = tmpdir()) {
   return new Promise((res, rej) => {
-    const p = spawn(tokenvendPath(), args, { env: cleanEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(tokenvendPath(), args, { cwd, env: cleanEnv(env), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     p.stdout.setEncoding("utf8").on("data", (c) => (stdout += c));
@@ -156,5 +157,29 @@ describe("review9: what the database URI asks for", { skip }, () => {
       " GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO tv_dml");
     const r = await tv(["identity", "list"], { TOKENVEND_DB: pg.uriWith({ user: "tv_dml", password: "dml-pw" }) });
     assert.equal(r.code, 0, `identity list as a DML-only role: ${r.stdout}${r.stderr}`);
+  });
+});
+
+describe("review9: libpq's key=value connection string in TOKENVEND_DB", { skip }, () => {
+  // "host=... password=..." is libpq's own connection-string form (as common as the URI). It is
+  // not a PostgreSQL URI, so tokenvend takes it for a SQLite path: it creates a file named after
+  // it, password and all, and prints it in config check and migrate.
+  const SECRET = "Sekr1t-key-value";
+  const db = `host=127.0.0.1 port=1 user=tv_app password=${SECRET} dbname=tv`;
+
+  test("config check refuses it or at least never shows the password", async () => {
+    const r = await tv(["config", "check"], { TOKENVEND_DB: db });
+    assert.ok(!(r.stdout + r.stderr).includes(SECRET), `shown: ${r.stdout}${r.stderr}`);
+  });
+
+  test("migrate does not create a SQLite file named after it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tv-kv-"));
+    try {
+      const r = await tv(["migrate"], { TOKENVEND_DB: db }, dir);
+      assert.deepEqual(readdirSync(dir), [], `migrate exited ${r.code}: ${r.stdout}${r.stderr}`);
+      assert.ok(!(r.stdout + r.stderr).includes(SECRET), `shown: ${r.stdout}${r.stderr}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
