@@ -7,7 +7,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { startEmulator } from "./lib/emulator.mjs";
+import { randomUUID } from "node:crypto";
+import { makeTeamsAadToken, startEmulator } from "./lib/emulator.mjs";
+import { startJwksServer } from "./lib/jwks-server.mjs";
 import { startPostgres } from "./lib/pg.mjs";
 import { cleanEnv, httpRequest, serveSkipReason, startService, tokenvendPath } from "./lib/service.mjs";
 import { show } from "./lib/service-checks.mjs";
@@ -181,5 +183,39 @@ describe("review9: libpq's key=value connection string in TOKENVEND_DB", { skip 
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("review9: an audit row the caller can make vanish on PostgreSQL", { skip }, () => {
+  // The Teams exchange audits "oid=%.90s appid=%.90s"; appid comes from the caller's (unverified)
+  // Teams token. An appid whose 90th byte starts a two-byte character is cut inside it, the
+  // detail is no longer UTF-8, PostgreSQL refuses the INSERT (SQLSTATE 22021) and the row is
+  // lost (SQLite keeps it). Any signed-in caller can so hide its calls from the audit trail.
+  let pg, emu, jwks, svc;
+  before(async () => {
+    pg = await startPostgres();
+    emu = await startEmulator();
+    jwks = await startJwksServer();
+    svc = await startService({ emu, jwks, env: { TOKENVEND_DB: pg.uri } });
+  });
+  after(async () => {
+    await svc?.cleanup();
+    await jwks?.close();
+    await emu?.stop();
+    await pg?.stop();
+  });
+
+  test("a Teams exchange with a long non-ASCII appid is audited", async () => {
+    const oid = randomUUID();
+    const appid = `${"a".repeat(89)}${"\u00e9".repeat(10)}`;
+    const r = await svc.pub("GET", "/api/token/teams", {
+      token: jwks.token("teams-audit", { claims: { oid } }),
+      headers: { "teams-user-aad-token": makeTeamsAadToken({ oid, appid }) },
+    });
+    assert.ok(r.status > 0, show(r));
+    const rows = await pg.psql(pg.uri, "SELECT count(*) FROM audit WHERE action = 'teams_exchange'");
+    const logs = svc.logs();
+    assert.equal(rows.stdout.trim(), "1",
+      `answered ${r.status}; the audit row is missing. Log: ${(logs.stderr.match(/.*(audit row|22021|UTF8).*/g) || []).join("\n")}`);
   });
 });
