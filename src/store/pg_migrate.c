@@ -15,7 +15,7 @@
 
 /* Migrations may rewrite big tables, and a runner may wait for another's: longer than the
  * pool's statement timeout, which is sized for requests, yet never without end. */
-static const char SQL_LIMITS[] = "SET LOCAL statement_timeout = '600s'";
+#define PGMIG_TIMEOUT_MS 600000L
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock($1::bigint)";
 static const char SQL_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                 " version INTEGER PRIMARY KEY,"
@@ -49,7 +49,7 @@ static int latest(void)
 static int lock_and_table(struct pgpool_tx *tx)
 {
     const char *key[] = {PGMIG_LOCK_KEY};
-    int rc = pgpool_tx_exec(tx, SQL_LIMITS, 0, NULL, NULL, NULL, NULL);
+    int rc = pgpool_tx_set_timeout(tx, PGMIG_TIMEOUT_MS);
 
     if (rc == 0)
         rc = pgpool_tx_exec(tx, SQL_LOCK, 1, key, NULL, NULL, NULL);

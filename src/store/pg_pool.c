@@ -2,6 +2,7 @@
 #include "pg_pool.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,12 @@
 
 #define PGPOOL_NAME_MAX 128 /* host, port, user or database name kept for messages */
 #define PGPOOL_MSG_MAX 384  /* libpq's message, made one line */
+#define PGPOOL_TX_RERUNS 3  /* re-runs of a transaction the server rolled back (40P01, 40001) */
+
+/* What went wrong with a statement besides its code (bits of run_on's *why). */
+#define WHY_BROKEN 1   /* the connection is gone or unusable: it is closed */
+#define WHY_STUCK 2    /* no answer within the client-side deadline (with WHY_BROKEN) */
+#define WHY_ROLLBACK 4 /* deadlock or serialization failure: the server rolled it back */
 
 struct pgpool_slot {
     PGconn *conn; /* NULL until first needed, and after it broke */
@@ -31,8 +38,8 @@ struct pgpool {
     char port[PGPOOL_NAME_MAX];
     char user[PGPOOL_NAME_MAX];
     char db[PGPOOL_NAME_MAX];
-    char options[64];   /* "-c statement_timeout=N" for every connection */
-    char timeout_s[24]; /* libpq's own connect_timeout, a backstop to our deadline */
+    char *options;         /* the URI's own options plus "-c statement_timeout=N" */
+    char user_timeout[24]; /* tcp_user_timeout (ms): unacknowledged data ends the connection */
     long connect_ms;
     long statement_ms;
     pthread_mutex_t lock;
@@ -49,7 +56,9 @@ struct pgpool {
 struct pgpool_tx {
     struct pgpool *pool;
     PGconn *conn;
-    int broken; /* a statement found the connection gone */
+    long stmt_ms; /* the statement timeout in force (pgpool_tx_set_timeout) */
+    int broken;   /* a statement found the connection gone */
+    int why;      /* WHY_* bits gathered over the transaction */
 };
 
 /* libpq's message as one line without the trailing newline. */
@@ -133,10 +142,23 @@ static void on_notice(void *arg, const char *message)
  * connect_timeout counts whole seconds per address and starts again for each. */
 static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
 {
-    /* dbname first: the URI it holds is expanded, and the words after it override the URI's. */
-    const char *const kw[] = {"dbname",           "connect_timeout", "options",
-                              "application_name", "client_encoding", NULL};
-    const char *const vals[] = {p->uri, p->timeout_s, p->options, "tokenvend", "UTF8", NULL};
+    /* Words before dbname are defaults the URI may override (it is expanded in place); the
+     * words after it are ours: options already holds the URI's own options, and the service
+     * needs UTF-8. Keepalives find a dead peer of an idle connection; tcp_user_timeout ends one
+     * whose data is never acknowledged (a partition). libpq's connect_timeout is not used by
+     * the non-blocking connect below, which keeps a deadline of its own. */
+    const char *const kw[] = {"keepalives",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "tcp_user_timeout",
+                              "fallback_application_name",
+                              "dbname",
+                              "options",
+                              "client_encoding",
+                              NULL};
+    const char *const vals[] = {"1",         "30",   "10",       "3",    p->user_timeout,
+                                "tokenvend", p->uri, p->options, "UTF8", NULL};
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     int64_t deadline = clock_mono_ms() + p->connect_ms;
     PGconn *c = PQconnectStartParams(kw, vals, 1);
@@ -173,6 +195,9 @@ static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
     }
     PQsetErrorVerbosity(c, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(c, on_notice, NULL);
+    /* Statements are sent and awaited with a deadline of our own (await_result). */
+    if (PQsetnonblocking(c, 1) != 0)
+        goto fail;
     *out = c;
     return 0;
 fail:
@@ -260,6 +285,8 @@ int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size
 {
     PQconninfoOption *info = NULL, *opt;
     struct pgpool *p = NULL;
+    const char *uri_options = "";
+    size_t olen;
     int rc = TV_ERR_INVALID;
 
     if (err == NULL || errcap == 0 || out == NULL)
@@ -291,13 +318,24 @@ int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size
             snprintf(p->user, sizeof(p->user), "%s", opt->val);
         else if (strcmp(opt->keyword, "dbname") == 0)
             snprintf(p->db, sizeof(p->db), "%s", opt->val);
+        else if (strcmp(opt->keyword, "options") == 0)
+            uri_options = opt->val;
     }
-    p->size = o->size;
     p->connect_ms = o->connect_timeout_ms;
     p->statement_ms = o->statement_timeout_ms;
-    snprintf(p->options, sizeof(p->options), "-c statement_timeout=%ld", p->statement_ms);
-    /* libpq takes whole seconds, at least 2; ours is the deadline that counts. */
-    snprintf(p->timeout_s, sizeof(p->timeout_s), "%ld", p->connect_ms / 1000 + 2);
+    /* The URI's options (a search_path...) are kept: ours is added after them, so that the
+     * server's last -c statement_timeout, ours, is the one in force. */
+    olen = strlen(uri_options) + 48;
+    p->options = malloc(olen);
+    if (p->options == NULL) {
+        rc = TV_ERR_NOMEM;
+        snprintf(err, errcap, "PostgreSQL pool: out of memory");
+        goto fail;
+    }
+    snprintf(p->options, olen, "%s%s-c statement_timeout=%ld", uri_options,
+             uri_options[0] != '\0' ? " " : "", p->statement_ms);
+    snprintf(p->user_timeout, sizeof(p->user_timeout), "%ld", p->connect_ms + p->statement_ms);
+    p->size = o->size; /* from here on pgpool_free destroys the lock and condition */
     {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -329,6 +367,7 @@ void pgpool_free(struct pgpool *p)
         OPENSSL_cleanse(p->uri, strlen(p->uri));
         free(p->uri);
     }
+    free(p->options);
     if (p->size > 0) {
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->freed);
@@ -424,9 +463,10 @@ static void release(struct pgpool *p, int idx, int broken)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* The code of a failed statement; *broken when the connection is gone (a restart or a
- * shutdown of the server ends it with SQLSTATE 57P01..57P03 or class 08, or just closes it). */
-static int result_rc(const struct pgpool *p, PGconn *c, const PGresult *r, int *broken)
+/* The code of a failed statement; *why gets WHY_BROKEN when the connection is gone (a restart
+ * or a shutdown of the server ends it with SQLSTATE 57P01..57P03 or class 08, or just closes
+ * it), WHY_ROLLBACK for a deadlock or a serialization failure. */
+static int result_rc(const struct pgpool *p, PGconn *c, const PGresult *r, int *why)
 {
     ExecStatusType st = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const char *state, *msg;
@@ -436,7 +476,7 @@ static int result_rc(const struct pgpool *p, PGconn *c, const PGresult *r, int *
     state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (PQstatus(c) == CONNECTION_BAD || state == NULL || strncmp(state, "08", 2) == 0 ||
         strncmp(state, "57P0", 4) == 0) {
-        *broken = 1;
+        *why |= WHY_BROKEN;
         return TV_ERR_UNAVAILABLE;
     }
     if (strcmp(state, "23505") == 0)
@@ -449,18 +489,108 @@ static int result_rc(const struct pgpool *p, PGconn *c, const PGresult *r, int *
                 p->statement_ms);
         return TV_ERR_UNAVAILABLE;
     }
+    if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0) {
+        /* Transient: pgpool_tx_run runs the transaction again. */
+        *why |= WHY_ROLLBACK;
+        log_msg(LOGL_WARN, NULL, "store: PostgreSQL: %s (SQLSTATE %s)", msg != NULL ? msg : "?",
+                state);
+        return TV_ERR_IO;
+    }
     log_msg(LOGL_ERROR, NULL, "store: PostgreSQL: %s (SQLSTATE %s)", msg != NULL ? msg : "?",
             state);
     return strncmp(state, "23", 2) == 0 ? TV_ERR_INVALID : TV_ERR_IO;
 }
 
-static int run_on(const struct pgpool *p, PGconn *c, const char *sql, int n,
-                  const char *const *values, const int *lengths, const int *formats, PGresult **res,
-                  int *broken)
+/* Waits until the connection's socket is ready for events or deadline passes: 1 ready, 0 the
+ * deadline passed, -1 no socket or a poll error. */
+static int wait_socket(PGconn *c, short events, int64_t deadline)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, values, lengths, formats, 0);
-    int rc = result_rc(p, c, r, broken);
+    for (;;) {
+        struct pollfd pf = {.fd = PQsocket(c), .events = events};
+        int64_t left = deadline - clock_mono_ms();
+        int n;
+        if (pf.fd < 0)
+            return -1;
+        if (left <= 0)
+            return 0;
+        n = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
 
+static int is_error(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+
+    return st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
+}
+
+/* After PQsend*: sends what libpq buffered and collects the answer, as PQexec would (the first
+ * error, else the last result), but never past stmt_ms plus the connect timeout. The server
+ * enforces statement_timeout only while it runs: a frozen server or a partition answers
+ * nothing, and only this deadline ends the wait. Then the connection is given up (WHY_STUCK):
+ * no PQcancel, which would block on the same unresponsive server. NULL with *why set when
+ * there is no answer. */
+static PGresult *await_result(const struct pgpool *p, PGconn *c, long stmt_ms, int *why)
+{
+    int64_t deadline = clock_mono_ms() + stmt_ms + p->connect_ms;
+    PGresult *keep = NULL, *r;
+    int f, w = 1;
+
+    /* While sending, the server may be answering already: read too, or both sides block. */
+    while ((f = PQflush(c)) == 1) {
+        if ((w = wait_socket(c, POLLIN | POLLOUT, deadline)) <= 0 || PQconsumeInput(c) == 0)
+            goto fail;
+    }
+    if (f < 0)
+        goto fail;
+    for (;;) {
+        while (PQisBusy(c)) {
+            if ((w = wait_socket(c, POLLIN, deadline)) <= 0 || PQconsumeInput(c) == 0)
+                goto fail;
+        }
+        if ((r = PQgetResult(c)) == NULL)
+            break;
+        if (keep != NULL && is_error(keep)) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+    }
+    return keep;
+fail:
+    PQclear(keep);
+    *why |= WHY_BROKEN;
+    if (w == 0) {
+        *why |= WHY_STUCK;
+        log_msg(LOGL_ERROR, NULL,
+                "store: PostgreSQL at %s:%s did not answer within %ld ms; the connection is "
+                "closed",
+                p->host, p->port, stmt_ms + p->connect_ms);
+    }
+    return NULL;
+}
+
+/* Runs one statement (sql with parameters, or a script when script is set) and sets *res on
+ * success. */
+static int run_on(const struct pgpool *p, PGconn *c, long stmt_ms, int script, const char *sql,
+                  int n, const char *const *values, const int *lengths, const int *formats,
+                  PGresult **res, int *why)
+{
+    PGresult *r = NULL;
+    int sent, rc;
+
+    sent = script ? PQsendQuery(c, sql)
+                  : PQsendQueryParams(c, sql, n, NULL, values, lengths, formats, 0);
+    if (sent)
+        r = await_result(p, c, stmt_ms, why);
+    if (r == NULL && (*why & WHY_STUCK))
+        return TV_ERR_UNAVAILABLE; /* logged */
+    rc = result_rc(p, c, r, why);
     if (rc == 0 && res != NULL)
         *res = r;
     else
@@ -476,14 +606,18 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
     if (p == NULL || sql == NULL || n < 0 || (n > 0 && values == NULL))
         return TV_ERR_INVALID;
     for (int attempt = 0; attempt < 2; attempt++) {
-        int idx, broken = 0;
+        int idx, why = 0;
         rc = acquire(p, &idx);
         if (rc != 0)
             return rc;
-        rc = run_on(p, p->slots[idx].conn, sql, n, values, lengths, formats, res, &broken);
-        release(p, idx, broken);
-        if (!broken)
+        rc = run_on(p, p->slots[idx].conn, p->statement_ms, 0, sql, n, values, lengths, formats,
+                    res, &why);
+        release(p, idx, why & WHY_BROKEN);
+        if (!(why & WHY_BROKEN))
             return rc;
+        /* A server that did not answer in time is not asked again within the same call. */
+        if (why & WHY_STUCK)
+            return TV_ERR_UNAVAILABLE;
         if (!(flags & PGPOOL_RETRY) || attempt == 1) {
             log_msg(LOGL_ERROR, NULL,
                     "store: the connection to PostgreSQL at %s:%s was lost during a statement "
@@ -498,50 +632,71 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
 int pgpool_tx_exec(struct pgpool_tx *tx, const char *sql, int n, const char *const *values,
                    const int *lengths, const int *formats, PGresult **res)
 {
+    int rc;
+
     if (tx == NULL || sql == NULL || n < 0 || (n > 0 && values == NULL))
         return TV_ERR_INVALID;
     if (tx->broken)
         return TV_ERR_UNAVAILABLE;
-    return run_on(tx->pool, tx->conn, sql, n, values, lengths, formats, res, &tx->broken);
+    rc =
+        run_on(tx->pool, tx->conn, tx->stmt_ms, 0, sql, n, values, lengths, formats, res, &tx->why);
+    tx->broken = (tx->why & WHY_BROKEN) != 0;
+    return rc;
 }
 
 int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql)
 {
-    PGresult *r;
     int rc;
 
     if (tx == NULL || sql == NULL)
         return TV_ERR_INVALID;
     if (tx->broken)
         return TV_ERR_UNAVAILABLE;
-    /* PQexec returns the last statement's result; an error stops the rest and is that result. */
-    r = PQexec(tx->conn, sql);
-    rc = result_rc(tx->pool, tx->conn, r, &tx->broken);
-    PQclear(r);
+    /* The simple protocol: an error stops the rest, and is the result. */
+    rc = run_on(tx->pool, tx->conn, tx->stmt_ms, 1, sql, 0, NULL, NULL, NULL, NULL, &tx->why);
+    tx->broken = (tx->why & WHY_BROKEN) != 0;
+    return rc;
+}
+
+int pgpool_tx_set_timeout(struct pgpool_tx *tx, long ms)
+{
+    char sql[64];
+    int rc;
+
+    if (tx == NULL || ms < 1)
+        return TV_ERR_INVALID;
+    snprintf(sql, sizeof(sql), "SET LOCAL statement_timeout = %ld", ms);
+    rc = pgpool_tx_exec(tx, sql, 0, NULL, NULL, NULL, NULL);
+    if (rc == 0)
+        tx->stmt_ms = ms;
     return rc;
 }
 
 /* COMMIT, and whether it committed: a transaction that failed inside answers COMMIT with the
- * tag ROLLBACK. */
+ * tag ROLLBACK. *lost when the answer never came (it may have committed). */
 static int commit(struct pgpool_tx *tx, int *lost)
 {
     PGresult *r = NULL;
-    int rc = run_on(tx->pool, tx->conn, "COMMIT", 0, NULL, NULL, NULL, &r, lost);
+    int why = 0;
+    int rc = run_on(tx->pool, tx->conn, tx->stmt_ms, 0, "COMMIT", 0, NULL, NULL, NULL, &r, &why);
 
     if (rc == 0 && strcmp(PQcmdStatus(r), "COMMIT") != 0)
         rc = TV_ERR_IO;
+    *lost = (why & WHY_BROKEN) != 0;
+    /* A serialization failure at COMMIT is a certain rollback: safe to run again. */
+    tx->why |= why & WHY_ROLLBACK;
     PQclear(r);
     return rc;
 }
 
 int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
 {
-    int rc = TV_ERR_INVALID;
+    int rc = TV_ERR_INVALID, broken_reruns = 0, rollback_reruns = 0;
 
     if (p == NULL || fn == NULL)
         return TV_ERR_INVALID;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        struct pgpool_tx tx = {.pool = p};
+    for (;;) {
+        struct pgpool_tx tx = {.pool = p, .stmt_ms = p->statement_ms};
         int idx, lost = 0;
         rc = acquire(p, &idx);
         if (rc != 0)
@@ -563,14 +718,28 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
                     p->host, p->port);
             return TV_ERR_UNAVAILABLE;
         }
-        if (!tx.broken)
-            return rc;
-        /* Before COMMIT the server rolls an ended session's transaction back: once more. */
+        /* A server that did not answer in time is not asked again within the same call. */
+        if (tx.why & WHY_STUCK)
+            return TV_ERR_UNAVAILABLE;
+        if (tx.broken) {
+            /* Before COMMIT the server rolls an ended session's transaction back: once more. */
+            if (broken_reruns++ < 1)
+                continue;
+            log_msg(LOGL_ERROR, NULL,
+                    "store: the connection to PostgreSQL at %s:%s was lost twice during a "
+                    "transaction",
+                    p->host, p->port);
+            return TV_ERR_UNAVAILABLE;
+        }
+        /* A deadlock or a serialization failure: the server rolled it all back, and the body
+         * may run again (its contract), typically no longer in the other's way. */
+        if (rc != 0 && (tx.why & WHY_ROLLBACK) && rollback_reruns++ < PGPOOL_TX_RERUNS) {
+            log_msg(LOGL_INFO, NULL, "store: running a PostgreSQL transaction again (%d of %d)",
+                    rollback_reruns, PGPOOL_TX_RERUNS);
+            continue;
+        }
+        return rc;
     }
-    log_msg(LOGL_ERROR, NULL,
-            "store: the connection to PostgreSQL at %s:%s was lost twice during a transaction",
-            p->host, p->port);
-    return TV_ERR_UNAVAILABLE;
 }
 
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects)

@@ -51,7 +51,9 @@ void pgpool_free(struct pgpool *p);
  * connection broke and the statement could not be retried, or statement_timeout), TV_ERR_CONFLICT
  * (a unique violation), TV_ERR_INVALID (another constraint), TV_ERR_IO (anything else), each
  * logged once with the server's primary message (never parameter values). Blocks while every
- * connection is in use, at most the connect plus statement timeouts. */
+ * connection is in use, at most the connect plus statement timeouts; waits for the answer at most
+ * the statement plus connect timeouts, whatever the server does (frozen, partitioned): then the
+ * connection is closed and the statement not repeated (TV_ERR_UNAVAILABLE). */
 int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *values,
                 const int *lengths, const int *formats, int flags, PGresult **res);
 
@@ -62,11 +64,18 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
 typedef int (*pgpool_tx_fn)(struct pgpool_tx *tx, void *arg);
 
 /* BEGIN, fn(tx, arg), COMMIT (or ROLLBACK when fn failed), on one connection. A COMMIT whose
- * answer was lost is not retried (it may have taken effect): TV_ERR_UNAVAILABLE. */
+ * answer was lost is not retried (it may have taken effect): TV_ERR_UNAVAILABLE. A transaction
+ * the server rolled back for a deadlock (SQLSTATE 40P01) or a serialization failure (40001)
+ * runs again, a few times at most. Each statement has the deadline of pgpool_exec. */
 int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg);
 /* pgpool_exec inside a transaction (no flags: the whole transaction is what is retried). */
 int pgpool_tx_exec(struct pgpool_tx *tx, const char *sql, int n, const char *const *values,
                    const int *lengths, const int *formats, PGresult **res);
+
+/* SET LOCAL statement_timeout = ms for the rest of the transaction, and the client-side deadline
+ * of its statements with it (a migration that may wait for another's lock). Codes as
+ * pgpool_exec. */
+int pgpool_tx_set_timeout(struct pgpool_tx *tx, long ms);
 
 /* Runs sql, several statements without parameters (a migration file), with PQexec's simple
  * protocol inside the transaction. Codes as pgpool_exec. */

@@ -1,12 +1,15 @@
 /* The libpq connection pool (src/store/pg_pool.c) against a real PostgreSQL (tests/lib/pg.c):
  * bound parameters, the pool size under concurrent threads, reconnecting after a server
  * restart (a read retried, a write not, a transaction re-run exactly once), clear errors for a
- * wrong password, a missing database, a malformed URI, a refused and a silent port, and the
- * statement timeout. */
+ * wrong password, a missing database, a malformed URI, a refused and a silent port, the
+ * statement timeout, a frozen server (SIGSTOP: only the client-side deadline ends the wait), the
+ * URI's own options kept, and a deadlocked transaction run again. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -338,6 +341,226 @@ static void test_statement_timeout(void **state)
     pgpool_free(p);
 }
 
+/* The cluster's processes: the postmaster (data/postmaster.pid) and its children, the backends
+ * among them. At most cap; returns how many. */
+static int cluster_pids(pid_t *pids, int cap)
+{
+    char path[PG_DIR_MAX + 32];
+    FILE *f;
+    DIR *d;
+    struct dirent *e;
+    long master = 0;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/data/postmaster.pid", g_pg.dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld", &master), 1);
+    fclose(f);
+    pids[n++] = (pid_t)master;
+    d = opendir("/proc");
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL && n < cap) {
+        char stat[512], proc[300], *close_paren;
+        long ppid = 0;
+        FILE *sf;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(proc, sizeof(proc), "/proc/%s/stat", e->d_name);
+        if ((sf = fopen(proc, "r")) == NULL)
+            continue; /* gone meanwhile */
+        if (fgets(stat, sizeof(stat), sf) != NULL && (close_paren = strrchr(stat, ')')) != NULL &&
+            sscanf(close_paren + 2, "%*c %ld", &ppid) == 1 && ppid == master)
+            pids[n++] = (pid_t)strtol(e->d_name, NULL, 10);
+        fclose(sf);
+    }
+    closedir(d);
+    return n;
+}
+
+#define FROZEN_MAX 64
+
+/* The cluster stopped with SIGSTOP, and a watchdog that lets it go on after BOUNDED_MS in any
+ * case: a statement that waits without end then ends, and the test fails instead of hanging. */
+struct freeze {
+    pid_t pids[FROZEN_MAX];
+    int n;
+    atomic_int done;
+    atomic_int rescued; /* the watchdog had to resume the server */
+    pthread_t watchdog;
+};
+
+static void signal_all(struct freeze *fz, int sig)
+{
+    for (int i = 0; i < fz->n; i++)
+        kill(fz->pids[i], sig);
+}
+
+static void *watchdog(void *arg)
+{
+    struct freeze *fz = arg;
+    int64_t until = clock_mono_ms() + BOUNDED_MS;
+
+    while (!atomic_load(&fz->done) && clock_mono_ms() < until)
+        usleep(50 * 1000);
+    if (!atomic_load(&fz->done)) {
+        atomic_store(&fz->rescued, 1);
+        signal_all(fz, SIGCONT);
+    }
+    return NULL;
+}
+
+static void freeze_start(struct freeze *fz)
+{
+    fz->n = cluster_pids(fz->pids, FROZEN_MAX);
+    atomic_store(&fz->done, 0);
+    atomic_store(&fz->rescued, 0);
+    signal_all(fz, SIGSTOP);
+    assert_int_equal(pthread_create(&fz->watchdog, NULL, watchdog, fz), 0);
+}
+
+static void freeze_end(struct freeze *fz)
+{
+    atomic_store(&fz->done, 1);
+    pthread_join(fz->watchdog, NULL);
+    signal_all(fz, SIGCONT);
+}
+
+static int select_one(struct pgpool_tx *tx, void *arg)
+{
+    (void)arg;
+    return pgpool_tx_exec(tx, "SELECT 1", 0, NULL, NULL, NULL, NULL);
+}
+
+/* statement_timeout is the server's: a frozen server (or a partition) enforces nothing, and
+ * only the pool's own deadline ends a statement, or a transaction, that waits for it. */
+static void test_frozen_server_bounded(void **state)
+{
+    struct pgpool_opts o = {
+        .uri = pg_uri(&g_pg), .size = 1, .connect_timeout_ms = 500, .statement_timeout_ms = 1000};
+    struct pgpool *p = NULL;
+    struct freeze fz;
+    char err[PGPOOL_ERR_MAX], out[32];
+    int rc;
+
+    (void)state;
+    assert_int_equal(pgpool_new(&o, &p, err, sizeof(err)), 0);
+    query_text(p, "SELECT 1", 0, NULL, PGPOOL_RETRY, out, sizeof(out));
+
+    freeze_start(&fz);
+    rc = pgpool_exec(p, "SELECT 1", 0, NULL, NULL, NULL, PGPOOL_RETRY, NULL);
+    freeze_end(&fz);
+    assert_false(atomic_load(&fz.rescued));
+    assert_int_equal(rc, TV_ERR_UNAVAILABLE);
+
+    /* A transaction on a connection that worked a moment ago. */
+    query_text(p, "SELECT 5", 0, NULL, PGPOOL_RETRY, out, sizeof(out));
+    assert_string_equal(out, "5");
+    freeze_start(&fz);
+    rc = pgpool_tx_run(p, select_one, NULL);
+    freeze_end(&fz);
+    assert_false(atomic_load(&fz.rescued));
+    assert_int_equal(rc, TV_ERR_UNAVAILABLE);
+
+    /* Once the server answers again, so does the pool. */
+    query_text(p, "SELECT 6", 0, NULL, PGPOOL_RETRY, out, sizeof(out));
+    assert_string_equal(out, "6");
+    pgpool_free(p);
+}
+
+/* The URI's options (a search_path) and application_name are the URI's; the pool only adds its
+ * statement_timeout, and names itself when the URI does not. */
+static void test_uri_options_kept(void **state)
+{
+    struct pgpool_opts o = {.size = 1, .connect_timeout_ms = 5000, .statement_timeout_ms = 1500};
+    struct pgpool *p = NULL;
+    char uri[PG_URI_MAX + 128], err[PGPOOL_ERR_MAX], out[128];
+    const char *show = "SELECT current_setting('search_path') || '|' || "
+                       "current_setting('application_name') || '|' || "
+                       "current_setting('statement_timeout')";
+
+    (void)state;
+    snprintf(uri, sizeof(uri), "%s?options=-c%%20search_path%%3Dtenant1&application_name=mine",
+             pg_uri(&g_pg));
+    o.uri = uri;
+    assert_int_equal(pgpool_new(&o, &p, err, sizeof(err)), 0);
+    query_text(p, show, 0, NULL, PGPOOL_RETRY, out, sizeof(out));
+    assert_string_equal(out, "tenant1|mine|1500ms");
+    pgpool_free(p);
+
+    p = pool_new(1, 1500);
+    query_text(p, show, 0, NULL, PGPOOL_RETRY, out, sizeof(out));
+    assert_string_equal(out, "\"$user\", public|tokenvend|1500ms");
+    pgpool_free(p);
+}
+
+struct crossing {
+    struct pgpool *pool;
+    const char *first, *second; /* the rows locked, in this order */
+    pthread_barrier_t *both;    /* both hold their first row: the second update deadlocks */
+    int runs;
+    int rc;
+};
+
+static int update_crossing(struct pgpool_tx *tx, void *arg)
+{
+    struct crossing *c = arg;
+    const char *v1[] = {c->first}, *v2[] = {c->second};
+    int rc;
+
+    c->runs++;
+    rc = pgpool_tx_exec(tx, "UPDATE crossing SET v = v + 1 WHERE id = $1::int", 1, v1, NULL, NULL,
+                        NULL);
+    if (rc == 0 && c->runs == 1)
+        pthread_barrier_wait(c->both);
+    if (rc == 0)
+        rc = pgpool_tx_exec(tx, "UPDATE crossing SET v = v + 1 WHERE id = $1::int", 1, v2, NULL,
+                            NULL, NULL);
+    return rc;
+}
+
+static void *run_crossing(void *arg)
+{
+    struct crossing *c = arg;
+
+    c->rc = pgpool_tx_run(c->pool, update_crossing, c);
+    return NULL;
+}
+
+/* Two transactions that lock two rows in opposite orders: the server ends one with a deadlock
+ * (40P01) and rolls it back; the pool runs it again, and both commit. */
+static void test_deadlock_runs_again(void **state)
+{
+    struct pgpool *p = pool_new(2, 10000);
+    pthread_barrier_t both;
+    struct crossing a = {.first = "1", .second = "2", .both = &both, .rc = -1};
+    struct crossing b = {.first = "2", .second = "1", .both = &both, .rc = -1};
+    pthread_t ta, tb;
+    char out[32];
+
+    (void)state;
+    assert_int_equal(pgpool_exec(p, "CREATE TABLE crossing (id int PRIMARY KEY, v int)", 0, NULL,
+                                 NULL, NULL, 0, NULL),
+                     0);
+    assert_int_equal(
+        pgpool_exec(p, "INSERT INTO crossing VALUES (1, 0), (2, 0)", 0, NULL, NULL, NULL, 0, NULL),
+        0);
+    a.pool = b.pool = p;
+    assert_int_equal(pthread_barrier_init(&both, NULL, 2), 0);
+    assert_int_equal(pthread_create(&ta, NULL, run_crossing, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, run_crossing, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&both);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(a.runs + b.runs, 3); /* one of them twice */
+    query_text(p, "SELECT string_agg(v::text, ',' ORDER BY id) FROM crossing", 0, NULL,
+               PGPOOL_RETRY, out, sizeof(out));
+    assert_string_equal(out, "2,2");
+    pgpool_free(p);
+}
+
 /* A server notice goes to the debug log, never raw to stderr between the JSON log lines. */
 static void test_notices_stay_off_stderr(void **state)
 {
@@ -376,6 +599,9 @@ int main(void)
         cmocka_unit_test(test_silent_server_times_out),
         cmocka_unit_test(test_statement_timeout),
         cmocka_unit_test(test_notices_stay_off_stderr),
+        cmocka_unit_test(test_frozen_server_bounded),
+        cmocka_unit_test(test_uri_options_kept),
+        cmocka_unit_test(test_deadlock_runs_again),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
