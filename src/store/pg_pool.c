@@ -214,15 +214,30 @@ static void on_notice(void *arg, const char *message)
 
 /* Makes one connection within connect_ms, driving libpq's non-blocking connect ourselves: its
  * connect_timeout counts whole seconds per address and starts again for each. */
-static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+static PGconn *conn_start(const struct pgpool *p)
 {
     /* dbname first: the URI it holds is expanded, and the words after it override the URI's. */
     const char *const kw[] = {"dbname",           "connect_timeout", "options",
                               "application_name", "client_encoding", NULL};
     const char *const vals[] = {p->uri, p->timeout_s, p->options, "tokenvend", "UTF8", NULL};
+
+    return PQconnectStartParams(kw, vals, 1);
+}
+
+PGconn *pgpool_conn_start(struct pgpool *p, long *connect_timeout_ms)
+{
+    if (p == NULL)
+        return NULL;
+    if (connect_timeout_ms != NULL)
+        *connect_timeout_ms = p->connect_ms;
+    return conn_start(p);
+}
+
+static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+{
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     int64_t deadline = clock_mono_ms() + p->connect_ms;
-    PGconn *c = PQconnectStartParams(kw, vals, 1);
+    PGconn *c = conn_start(p);
     int rc = TV_ERR_UNAVAILABLE, timed_out = 0;
 
     if (c == NULL) {
