@@ -2,6 +2,7 @@
 #include "pg_pool.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ struct pgpool {
     int ever_connected; /* a later connection counts as a reconnect */
     long reconnects;
     int down; /* the last connection attempt failed: log the outage once, and its end */
+    atomic_long statements; /* round trips begun: statements and transactions */
     struct pgpool_slot slots[];
 };
 
@@ -550,6 +552,7 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
         rc = acquire(p, &idx);
         if (rc != 0)
             return rc;
+        atomic_fetch_add(&p->statements, 1);
         rc = run_on(p, p->slots[idx].conn, sql, n, values, lengths, formats, res, &broken);
         release(p, idx, broken);
         if (!broken)
@@ -617,6 +620,7 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
         if (rc != 0)
             return rc;
         tx.conn = p->slots[idx].conn;
+        atomic_fetch_add(&p->statements, 1);
         rc = pgpool_tx_exec(&tx, "BEGIN", 0, NULL, NULL, NULL, NULL);
         if (rc == 0)
             rc = fn(&tx, arg);
@@ -641,6 +645,11 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
             "store: the connection to PostgreSQL at %s:%s was lost twice during a transaction",
             p->host, p->port);
     return TV_ERR_UNAVAILABLE;
+}
+
+long pgpool_statements(struct pgpool *p)
+{
+    return atomic_load(&p->statements);
 }
 
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects)

@@ -83,6 +83,10 @@ int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql);
  * deadline. The caller PQfinish()es the result; NULL when out of memory. */
 PGconn *pgpool_conn_start(struct pgpool *p, long *connect_timeout_ms);
 
+/* Statements and transactions begun through the pool so far (for tests: a cache hit must add
+ * none). */
+long pgpool_statements(struct pgpool *p);
+
 /* Counters for tests and metrics: connections open now, the most in use at once so far, and
  * connections made after the first (reconnects). Any pointer may be NULL. */
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects);
