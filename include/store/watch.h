@@ -19,6 +19,7 @@
 #ifndef TV_STORE_WATCH_H
 #define TV_STORE_WATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/store.h"
