@@ -2,6 +2,7 @@
 #include "mapping_int.h"
 
 #include <stdatomic.h>
+#include <string.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -93,4 +94,20 @@ void mapping_forget(struct service *s, const char *app_user_id)
 {
     if (s->maps != NULL)
         mapcache_drop(s->maps, app_user_id);
+}
+
+void mapping_stats_get(struct service *s, struct mapping_stats *out)
+{
+    struct mapcache_stats mc;
+    struct store_watch_stats ws;
+
+    memset(out, 0, sizeof *out);
+    if (s->maps != NULL) {
+        mapcache_stats_get(s->maps, &mc);
+        out->hits = mc.hits;
+        out->entries = mc.entries;
+    }
+    store_watch_stats_get(s->watch, &ws);
+    out->resets = ws.resets;
+    out->current = (uint64_t)mapping_caches_current(s);
 }

@@ -8,6 +8,8 @@
 #ifndef TV_SERVICE_MAPPING_INT_H
 #define TV_SERVICE_MAPPING_INT_H
 
+#include <stdint.h>
+
 #include "service_int.h"
 
 /* Creates the mapping cache (service_new). 0 or TV_ERR_NOMEM. */
@@ -28,5 +30,13 @@ int mapping_get(struct service *s, const char *app_user_id, int cached, struct s
 /* A local revoke or delete of app_user_id's mapping: its cached row goes at once (the
  * notification follows for every other process). "" only fences fills in flight. */
 void mapping_forget(struct service *s, const char *app_user_id);
+
+/* For /metrics. */
+struct mapping_stats {
+    uint64_t hits, entries; /* mapping cache */
+    uint64_t current;       /* mapping_caches_current, 1 or 0 */
+    uint64_t resets;        /* the watch's drop-everything calls */
+};
+void mapping_stats_get(struct service *s, struct mapping_stats *out);
 
 #endif

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "acs/client.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -231,6 +232,24 @@ static int wait_watch(struct service *s, int want)
     return watch_current(s) == want ? 0 : -1;
 }
 
+/* The value of metric name in s's /metrics text, or -1. */
+static long long metric(struct service *s, const char *name)
+{
+    struct buf b;
+    char pat[128];
+    const char *at;
+    long long v = -1;
+
+    buf_init(&b, 1 << 20);
+    assert_int_equal(service_metrics_write(s, &b), 0);
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    at = strstr(buf_cstr(&b), pat);
+    if (at != NULL)
+        v = strtoll(at + strlen(pat), NULL, 10);
+    buf_release(&b);
+    return v;
+}
+
 /* ---- fixture: replicas A and B ---- */
 
 struct fx {
@@ -322,6 +341,8 @@ static void warm_b(struct fx *x, const char *user, struct result *first)
     assert_string_equal(again.tok, first->tok);
     /* Neither the mapping nor anything else was read from the database for the hit. */
     assert_int_equal(pgpool_statements(x->sb->pg) - before, 0);
+    assert_true(metric(x->b, "tokenvend_mapping_cache_hits_total") >= 1);
+    assert_int_equal(metric(x->b, "tokenvend_store_watch_current"), 1);
 }
 
 /* Asks B for user's token until it differs from old, for at most HONOURED_MS after the change
@@ -389,6 +410,7 @@ static void test_watch_down_bypasses_caches(void **state)
              x->where.db);
     admin(x, sql);
     assert_int_equal(wait_watch(x->b, 0), 0);
+    assert_int_equal(metric(x->b, "tokenvend_store_watch_current"), 0);
     /* Not current: no hit, whatever the cache holds; the request reads the store and asks ACS. */
     issues = fake_count(&x->fake, ACS_OP_ISSUE);
     assert_int_equal(token_on(x->b, "chloe", &now), 0);
@@ -398,6 +420,8 @@ static void test_watch_down_bypasses_caches(void **state)
     snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", x->where.db);
     admin(x, sql);
     assert_int_equal(wait_watch(x->b, 1), 0);
+    /* Nothing was committed meanwhile: no reason to drop everything beyond the first sync. */
+    assert_int_equal(metric(x->b, "tokenvend_store_watch_resets_total"), 1);
 }
 
 int main(void)
