@@ -51,7 +51,7 @@ int mapcache_new(size_t max_entries, struct mapcache **out)
     c->cap = max_entries > 0 ? max_entries : MAPCACHE_DEFAULT_MAX;
     while (nb < c->cap)
         nb <<= 1;
-    if ((c->buckets = calloc(nb, sizeof *c->buckets)) == NULL) {
+    if ((c->buckets = calloc(nb, sizeof(struct mc_entry *))) == NULL) {
         free(c);
         return TV_ERR_NOMEM;
     }
@@ -97,11 +97,13 @@ static struct mc_entry **find(struct mapcache *c, uint64_t h, const char *key)
     return pp;
 }
 
-/* Unlinks and frees the entry *pp points at. */
+/* Unlinks and frees the entry *pp points at (none: nothing to do). */
 static void remove_at(struct mapcache *c, struct mc_entry **pp)
 {
     struct mc_entry *e = *pp;
 
+    if (e == NULL)
+        return;
     *pp = e->hnext;
     lru_unlink(c, e);
     free(e);
@@ -211,8 +213,14 @@ void mapcache_clear(struct mapcache *c)
 {
     pthread_mutex_lock(&c->lock);
     c->gen++;
-    while (c->head != NULL)
-        remove_at(c, find(c, c->head->hash, c->head->u.app_user_id));
+    while (c->head != NULL) {
+        struct mc_entry *e = c->head;
+        c->head = e->next;
+        free(e);
+    }
+    c->tail = NULL;
+    memset(c->buckets, 0, (c->bmask + 1) * sizeof(struct mc_entry *));
+    c->n = 0;
     c->resets++;
     pthread_mutex_unlock(&c->lock);
 }
