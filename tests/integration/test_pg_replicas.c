@@ -270,7 +270,9 @@ static struct service *replica(struct fx *x, struct store *st)
     o.submit = fake_submit;
     o.submit_ctx = &x->fake;
     o.resource = RESOURCE;
-    o.outbox_interval_ms = 50;
+    /* No outbox thread: its polls would go through the pool and blur the count of the hit's
+     * round trips (the deletes here finish at once; nothing is retried). */
+    o.outbox_interval_ms = -1;
     assert_int_equal(config_scopes_parse("chat,voip", &o.policy.allowed, err, sizeof err), 0);
     o.policy.defaults = o.policy.allowed;
     o.policy.default_minutes = 1440;
@@ -330,17 +332,24 @@ static int teardown(void **state)
 static void warm_b(struct fx *x, const char *user, struct result *first)
 {
     struct result again;
-    long before;
+    long trips = -1;
 
     assert_int_equal(wait_watch(x->a, 1), 0);
     assert_int_equal(wait_watch(x->b, 1), 0);
     assert_int_equal(token_on(x->a, user, first), 0);
     assert_int_equal(token_on(x->b, user, first), 0);
-    before = pgpool_statements(x->sb->pg);
-    assert_int_equal(token_on(x->b, user, &again), 0);
-    assert_string_equal(again.tok, first->tok);
-    /* Neither the mapping nor anything else was read from the database for the hit. */
-    assert_int_equal(pgpool_statements(x->sb->pg) - before, 0);
+    /* Neither the mapping nor anything else is read from the database for a hit. A loaded
+     * machine (sanitizers) may delay the watch's liveness answer past its bound, and a hit
+     * asked meanwhile reads the store by design: a few tries, one must show none. */
+    for (int i = 0; i < 5 && trips != 0; i++) {
+        long before;
+        assert_int_equal(wait_watch(x->b, 1), 0);
+        before = pgpool_statements(x->sb->pg);
+        assert_int_equal(token_on(x->b, user, &again), 0);
+        trips = pgpool_statements(x->sb->pg) - before;
+        assert_string_equal(again.tok, first->tok);
+    }
+    assert_int_equal(trips, 0);
     assert_true(metric(x->b, "tokenvend_mapping_cache_hits_total") >= 1);
     assert_int_equal(metric(x->b, "tokenvend_store_watch_current"), 1);
 }
