@@ -195,7 +195,7 @@ $(BUILD)/tests/unit/test_emulator_%: $(BUILD)/obj/tests/unit/test_emulator_%.o $
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
+	@TV_E2E_PG=0 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SANITIZE=thread tsan-run
 

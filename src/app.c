@@ -227,6 +227,13 @@ static int app_check_config(const struct config *cfg)
         log_msg(LOGL_ERROR, NULL, "%s", ACS_ENDPOINT_KEYLESS_HELP);
         return TV_ERR_CONFIG;
     }
+    {
+        char why[512];
+        if (store_db_check(cfg->db, why, sizeof why) != 0) {
+            log_msg(LOGL_ERROR, NULL, "%s: db: %s", config_source(cfg, "db"), why);
+            return TV_ERR_CONFIG;
+        }
+    }
     if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
         log_msg(LOGL_WARN, NULL,
                 "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
@@ -389,9 +396,14 @@ int app_new(const struct config *cfg, struct app **out)
     if ((rc = app_check_config(cfg)) != 0)
         goto fail;
 
-    if ((rc = store_open(cfg->db, STORE_MIGRATE_YES, &a->store)) != 0) {
-        log_msg(LOGL_ERROR, NULL, "cannot open the database %s: %s", cfg->db, err_name(rc));
-        goto fail;
+    {
+        struct store_opts so;
+        char why[512];
+        store_opts_from_config(cfg, &so);
+        if ((rc = store_open_opts(&so, STORE_MIGRATE_YES, &a->store, why, sizeof why)) != 0) {
+            log_msg(LOGL_ERROR, NULL, "cannot open the database: %s", why);
+            goto fail;
+        }
     }
     /* After the open, so the -wal and -shm files exist and are checked too. */
     (void)fsperm_warn_config(cfg);

@@ -36,6 +36,39 @@ enum store_migrate_mode {
  * failure. Blocking. */
 int store_open(const char *path, int migrate, struct store **out);
 
+/* Where the store is and, for PostgreSQL, how to reach it. */
+struct store_opts {
+    const char *db;            /* a SQLite file's path, or a postgresql:// or postgres:// URI */
+    int pool_size;             /* PostgreSQL: connections kept (0: 8) */
+    long connect_timeout_ms;   /* PostgreSQL: one connection attempt (0: 5000) */
+    long statement_timeout_ms; /* PostgreSQL: the server's statement_timeout (0: 5000) */
+};
+
+struct config;
+/* The store settings of cfg (db, db_pool_size, db_connect_timeout_ms, db_statement_timeout_ms);
+ * o->db points into cfg. */
+void store_opts_from_config(const struct config *cfg, struct store_opts *o);
+
+/* Opens the store o->db names by its form (core/dburi.h): a URI opens the PostgreSQL store
+ * (a pool of libpq connections; the first connection is made here, so a wrong host, password
+ * or database shows at once), anything else the SQLite file as store_open does. migrate as for
+ * store_open. On failure one line in err (errcap bytes; never a password) and: TV_ERR_CONFIG
+ * for what the operator must change (a malformed URI, refused credentials, a missing database,
+ * a schema newer than the binary, or pending migrations with STORE_MIGRATE_NO);
+ * TV_ERR_UNAVAILABLE when the PostgreSQL server cannot be reached within the connect timeout;
+ * another code for a SQLite file that cannot be opened. Blocking. */
+int store_open_opts(const struct store_opts *o, int migrate, struct store **out, char *err,
+                    size_t errcap);
+
+/* Checks the form of a db setting without opening anything (`config check`, start-up): a
+ * PostgreSQL URI must parse and name a valid port. 0, or TV_ERR_CONFIG with one line in err
+ * (errcap bytes, never the password). */
+int store_db_check(const char *db, char *err, size_t errcap);
+
+/* Whether s is the PostgreSQL store (shared by replicas, reached over the network) rather than
+ * a local SQLite file. */
+int store_is_pg(const struct store *s);
+
 /* Applies pending migrations in version order, each in its own BEGIN IMMEDIATE transaction,
  * recorded in schema_migrations; safe against a concurrent migrate from another process.
  * *applied (may be NULL) receives how many were applied (0 when up to date). TV_ERR_CONFIG when

@@ -27,24 +27,14 @@ int cli_store_failure(int rc, const char *what)
 
 int cli_store_open(const struct config *cfg, int migrate, struct store **out)
 {
+    struct store_opts so;
     char msg[512];
     int rc;
 
-    if (cfg->db == NULL || cfg->db[0] == '\0') {
-        cli_print_error("config_error", "no database: set TOKENVEND_DB (or db in the config file)",
-                        0, NULL);
-        return CLI_EXIT_USAGE;
-    }
-    rc = store_open(cfg->db, migrate, out);
+    store_opts_from_config(cfg, &so);
+    rc = store_open_opts(&so, migrate, out, msg, sizeof msg);
     if (rc == 0)
         return CLI_EXIT_OK;
-    if (rc == TV_ERR_CONFIG)
-        snprintf(msg, sizeof msg,
-                 "database %.300s: its schema does not match this binary (written by a newer "
-                 "tokenvend, or migrations pending: run 'tokenvend migrate')",
-                 cfg->db);
-    else
-        snprintf(msg, sizeof msg, "cannot open the database %.300s: %s", cfg->db, err_message(rc));
     return cli_store_failure(rc, msg);
 }
 

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/fsperm.h"
+#include "store/store.h"
 
 void cli_config_usage_print(FILE *f)
 {
@@ -57,6 +58,16 @@ int cli_config_main(int argc, char **argv)
         cli_print_error("config_error", msg, 0, NULL);
         rc = CLI_EXIT_USAGE;
         goto done;
+    }
+    {
+        char why[512];
+        if (store_db_check(cfg.db, why, sizeof why) != 0) {
+            char msg[CONFIG_SOURCE_MAX + 600];
+            snprintf(msg, sizeof msg, "%s: db: %s", config_source(&cfg, "db"), why);
+            cli_print_error("config_error", msg, 0, NULL);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
     }
     /* Keyless mode: which credential the environment picks, as serve would (never a secret). */
     if (cfg.acs_connection_string[0] == '\0' && cfg.acs_endpoint[0] != '\0') {

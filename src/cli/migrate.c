@@ -8,6 +8,8 @@
 
 #include "admin_int.h"
 #include "cli/cli.h"
+#include "core/config.h"
+#include "core/dburi.h"
 #include "store/migrations.h"
 #include "store/store.h"
 
@@ -85,7 +87,11 @@ int cli_migrate_main(int argc, char **argv)
         if (!had[i] && store_schema_has(st, store_migrations[i].version, &h) == 0 && h)
             json_object_array_add(names, json_object_new_string(store_migrations[i].name));
     }
-    json_object_object_add(o, "database", json_object_new_string(cfg.db));
+    {
+        char shown[CONFIG_VALUE_MAX + 16];
+        dburi_display(cfg.db, shown, sizeof shown);
+        json_object_object_add(o, "database", json_object_new_string(shown));
+    }
     json_object_object_add(o, "from", json_object_new_int(before));
     json_object_object_add(o, "to", json_object_new_int(after));
     json_object_object_add(o, "latest", json_object_new_int(latest));

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/b64.h"
 #include "core/err.h"
+#include "core/dburi.h"
 #include "core/netaddr.h"
 #include "core/ratelimit.h"
 
@@ -62,15 +63,16 @@ static const struct setting settings[] = {
     {"internal_addr", "TOKENVEND_INTERNAL_ADDR", NULL, "127.0.0.1:8081", ST_ADDR, 0, 0, 0, 1,
      OFF(internal_addr), NULL, "listener for the internal API and operations endpoints"},
     {"db", "TOKENVEND_DB", NULL, "data/tokenvend.db", ST_STRING, 0, 0, 0, 1, OFF(db), NULL,
-     "SQLite database file"},
+     "the store: a SQLite file's path, or a postgresql:// (postgres://) URI for replicas sharing "
+     "one PostgreSQL database (a URI with a password is a secret: give it with db_file)"},
     {"db_pool_size", "TOKENVEND_DB_POOL_SIZE", NULL, "8", ST_INT, 1, 256, 0, 1, OFF(db_pool_size),
-     NULL, "PostgreSQL only (not yet selectable): connections one process keeps to the database"},
+     NULL, "PostgreSQL only: connections one process keeps to the database"},
     {"db_connect_timeout_ms", "TOKENVEND_DB_CONNECT_TIMEOUT_MS", NULL, "5000", ST_INT, 100, 600000,
      0, 1, OFF(db_connect_timeout_ms), NULL,
-     "PostgreSQL only (not yet selectable): time one connection attempt may take"},
+     "PostgreSQL only: time one connection attempt may take"},
     {"db_statement_timeout_ms", "TOKENVEND_DB_STATEMENT_TIMEOUT_MS", NULL, "5000", ST_INT, 100,
      3600000, 0, 1, OFF(db_statement_timeout_ms), NULL,
-     "PostgreSQL only (not yet selectable): the server cancels a statement running longer"},
+     "PostgreSQL only: the server cancels a statement running longer"},
     {"allowed_scopes", "TOKENVEND_ALLOWED_SCOPES", NULL, "chat,voip", ST_SCOPES, 0, 0, 0, 1,
      OFF(allowed_scopes), NULL, "ACS scopes callers may ask for"},
     {"default_scopes", "TOKENVEND_DEFAULT_SCOPES", NULL, "chat,voip", ST_SCOPES, 0, 0, 0, 1,
@@ -228,6 +230,26 @@ static const void *field_const(const struct config *cfg, const struct setting *s
     return (const char *)cfg + s->offset;
 }
 
+/* Whether a setting's string is wiped when freed: the secrets, and db, which may be a URI with
+ * a password. */
+static int wiped(const struct setting *s)
+{
+    return s->secret || s->offset == OFF(db);
+}
+
+/* Whether value, given for setting idx, is a secret: a secret setting's, or a db URI that
+ * carries a password (redacting changes it). The file it came from must then be private. */
+static int value_secret(size_t idx, const char *value)
+{
+    char shown[CONFIG_VALUE_MAX + 16];
+
+    if (settings[idx].secret)
+        return 1;
+    if (settings[idx].offset != OFF(db) || !dburi_is_pg(value))
+        return 0;
+    return dburi_redact(value, shown, sizeof shown) != 0 || strcmp(shown, value) != 0;
+}
+
 static void free_string(char **p, int secret)
 {
     if (*p != NULL && secret)
@@ -268,7 +290,7 @@ static int assign_string(struct loader *ld, const struct setting *s, const char 
         return rc;
     if ((copy = strdup(value)) == NULL)
         return TV_ERR_NOMEM;
-    free_string(f, s->secret);
+    free_string(f, wiped(s));
     *f = copy;
     return 0;
 }
@@ -410,10 +432,10 @@ static int assign_from(struct loader *ld, size_t idx, const char *value, const c
     if (rc != 0)
         return fail(ld, "%s: %s_file: %s", source, settings[idx].name, why);
     rc = assign(ld, idx, data, source);
+    if (rc == 0 && value_secret(idx, data))
+        rc = secret_file_note(ld->cfg, file_path);
     OPENSSL_cleanse(data, strlen(data));
     free(data);
-    if (rc == 0 && settings[idx].secret)
-        rc = secret_file_note(ld->cfg, file_path);
     return rc;
 }
 
@@ -544,7 +566,7 @@ static int load_file(struct loader *ld, const char *path)
         rc = assign_from(ld, (size_t)idx, value, is_file ? value : NULL, source);
         /* A secret written inline makes the config file itself a secret file: start-up and
          * `config check` then check who else may read it, as for a *_file. */
-        if (rc == 0 && !is_file && settings[idx].secret && value[0] != '\0')
+        if (rc == 0 && !is_file && value[0] != '\0' && value_secret((size_t)idx, value))
             rc = secret_file_note(ld->cfg, path);
         if (rc != 0)
             goto done;
@@ -647,12 +669,13 @@ long config_per_ip_default(long max_connections)
 static int check_cross(struct loader *ld)
 {
     const struct config *c = ld->cfg;
-    /* The PostgreSQL store is not finished (README "Design notes: the PostgreSQL store"): a URI
-     * must not become a SQLite file named after it, password and all, nor be echoed. */
-    if (strncmp(c->db, "postgresql:", 11) == 0 || strncmp(c->db, "postgres:", 9) == 0)
+    /* A URI-looking value that is not one (postgresql:/x, postgres:x) must not become a SQLite
+     * file named after it, password and all, nor be echoed. */
+    if (!dburi_is_pg(c->db) &&
+        (strncmp(c->db, "postgresql:", 11) == 0 || strncmp(c->db, "postgres:", 9) == 0))
         return fail(ld,
-                    "%s: db: PostgreSQL URIs are not supported by this tokenvend yet; db must be "
-                    "the path of a SQLite file",
+                    "%s: db: not a PostgreSQL URI (postgresql://user:password@host:port/database) "
+                    "nor a SQLite path",
                     c->sources[setting_index("db")]);
     for (size_t i = 0; i < c->default_scopes.n; i++) {
         if (!scopes_has(&c->allowed_scopes, c->default_scopes.items[i]))
@@ -775,7 +798,7 @@ void config_release(struct config *cfg)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
         if (s->type == ST_STRING || s->type == ST_URL || s->type == ST_CHOICE)
-            free_string(field(cfg, s), s->secret);
+            free_string(field(cfg, s), wiped(s));
         else if (s->type == ST_LIST)
             config_list_release(field(cfg, s));
     }
@@ -819,9 +842,13 @@ void config_print(const struct config *cfg, FILE *f, int redact)
         case ST_URL:
         case ST_CHOICE: {
             const char *str = *(char *const *)v ? *(char *const *)v : "";
-            if (s->secret && redact)
+            if (s->secret && redact) {
                 fputs(str[0] ? "<redacted>" : "<unset>", f);
-            else
+            } else if (s->offset == OFF(db) && redact) {
+                char shown[CONFIG_VALUE_MAX + 16];
+                dburi_display(str, shown, sizeof shown);
+                print_string(f, shown);
+            } else
                 print_string(f, str);
             break;
         }

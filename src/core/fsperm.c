@@ -2,6 +2,7 @@
  * the session signing key, password hashes and API key hashes to every local account that
  * can reach it; a config file with a secret written inline (the ACS access key, the secret key)
  * is a secret file too. */
+#include "core/dburi.h"
 #include "core/fsperm.h"
 
 #include <limits.h>
@@ -34,7 +35,8 @@ int fsperm_warn_config(const struct config *cfg)
     const char *slash;
     int n = 0;
 
-    if (cfg->db != NULL && cfg->db[0] != '\0') {
+    /* A PostgreSQL database's files are the server's business. */
+    if (cfg->db != NULL && cfg->db[0] != '\0' && !dburi_is_pg(cfg->db)) {
         n += fsperm_warn_readable(cfg->db, "database");
         if (snprintf(p, sizeof p, "%s-wal", cfg->db) < (int)sizeof p)
             n += fsperm_warn_readable(p, "database file");

@@ -1,8 +1,9 @@
 /* The delete flow (by app user or by ACS id): the mapping goes first, with an outbox row leased
- * for this request's own ACS delete, so that the outbox worker (outbox.c) finishes the delete if
- * this attempt fails or never reports; either attempt's outcome is settled by delete_settle
- * (settle.c). Runs like the other request flows (reqflow.c): entry on the caller's thread, the
- * ACS outcome on a service worker. */
+ * to this process for this request's own ACS delete, so that an outbox worker (outbox.c; of
+ * this replica or, should this one die, of any other) finishes the delete if this attempt fails
+ * or never reports; either attempt's outcome is settled by delete_settle (settle.c). Runs like the
+ * other request flows (reqflow.c): entry on the caller's thread, the ACS outcome on a service
+ * worker. */
 #include <string.h>
 
 #include "core/clock.h"
@@ -58,7 +59,10 @@ static void delete_begin(struct reqflow *f)
     int rc;
 
     /* The outbox row is leased for this request's own attempt (due only after the ACS deadline
-     * has surely passed), so the outbox worker takes it only if the attempt never reports. */
+     * has surely passed), so an outbox worker takes it only if the attempt never reports. The
+     * row is written not due and nobody's, then leased to this process, so that only this
+     * process may finish it while the lease lasts (store/outbox.h); should this process die in
+     * between, the row simply falls due for whoever is alive. */
     rc = store_user_delete_begin_due(s->store, f->user.acs_id, now, now + s->ob_lease_ms,
                                      &f->outbox_id);
     /* The mapping is gone (or going): its cached tokens go now, before any answer. */
@@ -73,6 +77,16 @@ static void delete_begin(struct reqflow *f)
         reqflow_finish(f, rc, NULL);
         return;
     }
+    if (store_outbox_lease(s->store, f->outbox_id, now + s->ob_lease_ms) == TV_ERR_NOT_FOUND) {
+        /* Finished or held by another replica already (only possible when the clocks of the
+         * replicas disagree by more than the lease): that one deletes the identity. Any other
+         * failure leaves the row nobody's but not due before our attempt's deadline, which is
+         * as good for sending it now. */
+        service_audit(s, &f->base.call, "delete", reqflow_user_of(f), f->user.acs_id, 0,
+                      "the outbox is deleting the identity");
+        reqflow_finish_ex(f, 0, NULL, 1);
+        return;
+    }
     rc = outbox_inflight_add(s, f->outbox_id);
     if (rc == TV_ERR_CONFLICT) {
         /* The worker already sends it (the lease cannot have run out yet, but if it did):
@@ -83,8 +97,9 @@ static void delete_begin(struct reqflow *f)
         return;
     }
     if (rc != 0) {
-        /* Too many deletes in flight: due now, the outbox worker takes this row soon. */
-        (void)store_outbox_lease(s->store, f->outbox_id, now);
+        /* Too many deletes in flight: due now, an outbox worker (here or on another replica)
+         * takes this row soon. */
+        (void)store_outbox_release(s->store, f->outbox_id, now);
         service_outbox_kick(s);
         service_audit(s, &f->base.call, "delete", reqflow_user_of(f), f->user.acs_id, rc,
                       "queued in the outbox (too many deletes in flight)");

@@ -3,9 +3,12 @@
  * settled by delete_settle (settle.c): the row done (ACS 404 counts as done) or its retry
  * scheduled with exponential backoff.
  * The thread never waits on ACS, so stopping it is immediate. A row is never sent twice at
- * once: in this process an in-flight set guards it, and in the store a row whose delete is in
- * flight is leased (not due until the lease ends), so it is neither taken again nor a reason
- * to wake up early; a request's own delete leases its row the same way when it writes it. */
+ * once: store_outbox_take leases the rows it hands out to this process (store/outbox.h), so no
+ * other replica on the database takes them while the lease (longer than the ACS deadline)
+ * lasts, nor are they due here (nor a reason to wake up early); in this process an in-flight
+ * set guards the row of a request's own delete, which leases its row when it writes it. A
+ * replica that dies holding leases leaves rows that fall due when the leases run out, and
+ * whichever replica is alive then takes and finishes them. */
 #include "outbox_int.h"
 
 #include <stdlib.h>
@@ -51,8 +54,8 @@ static void outbox_done(struct flow *f)
     outbox_flow_free(o);
 }
 
-/* Submits the delete of one due row. */
-static void outbox_take(struct service *s, const struct store_outbox_row *row)
+/* Submits the delete of one row this process has just taken (leased). */
+static void outbox_send(struct service *s, const struct store_outbox_row *row)
 {
     struct acs_request rq;
     struct outbox_flow *o;
@@ -60,22 +63,24 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
 
     if (strcmp(row->op, "delete") != 0 || strcmp(row->resource, s->resource) != 0) {
         /* Not ours to do (another op, or an identity of another ACS resource): look again
-         * much later instead of spinning on it. */
+         * much later instead of spinning on it; the lease ends, so a replica that can do it
+         * may. */
         (void)store_outbox_retry_later(s->store, row->id, clock_wall_ms() + s->ob_max_ms,
                                        "not handled by this instance (op or ACS resource)");
         return;
     }
     rc = outbox_inflight_add(s, row->id);
-    if (rc == TV_ERR_CONFLICT) {
-        /* Its delete is in flight (a request's attempt that outlived its lease): not an error,
-         * and not due either, so push it out rather than wake up for it again and again. */
-        (void)store_outbox_lease(s->store, row->id, clock_wall_ms() + s->ob_lease_ms);
+    if (rc == TV_ERR_CONFLICT)
+        return; /* our own attempt (a request's that outlived its lease) is in flight: the take
+                   renewed the lease, so the row is not due while it lasts */
+    if (rc != 0) {
+        /* The set filled up since the pass counted its room: due again, for anyone. */
+        (void)store_outbox_release(s->store, row->id, clock_wall_ms());
         return;
     }
-    if (rc != 0)
-        return; /* too many in flight: a later pass */
-    /* Claim it in the store. This also sees a row finished after our read (its owner updates
-     * the store before dropping its mark): then there is nothing to send. */
+    /* Renew the lease now that the mark is set: this sees a row our own request's attempt
+     * finished between the take and the mark (its owner updates the store before dropping its
+     * mark), and one another replica took over: then there is nothing to send. */
     if (store_outbox_lease(s->store, row->id, clock_wall_ms() + s->ob_lease_ms) != 0 ||
         (o = calloc(1, sizeof *o)) == NULL) {
         outbox_inflight_remove(s, row->id);
@@ -92,9 +97,9 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
     rq.identity_id = o->acs_id;
     rc = flow_submit(&o->base, &rq, outbox_done);
     if (rc != 0) {
-        /* Not sent (shutting down): give the claim back, so the next run need not wait out
-         * the lease. */
-        (void)store_outbox_lease(s->store, row->id, row->next_attempt_ms);
+        /* Not sent (shutting down): give the lease back, so the next run, or another replica,
+         * need not wait it out. */
+        (void)store_outbox_release(s->store, row->id, clock_wall_ms());
         outbox_inflight_remove(s, row->id);
         outbox_flow_free(o);
     }
@@ -102,17 +107,25 @@ static void outbox_take(struct service *s, const struct store_outbox_row *row)
 
 static void outbox_pass(struct service *s)
 {
-    struct store_outbox_row *rows = calloc(OUTBOX_BATCH, sizeof *rows);
+    struct store_outbox_row *rows;
+    size_t room = outbox_inflight_room(s);
     int n = 0, rc;
 
+    atomic_fetch_add(&s->m_outbox_passes, 1);
+    /* Take no more than can be sent now: a taken row waits out its lease before anyone (this
+     * process or another replica) may take it again. */
+    if (room == 0)
+        return;
+    if (room > OUTBOX_BATCH)
+        room = OUTBOX_BATCH;
+    rows = calloc(room, sizeof *rows);
     if (rows == NULL)
         return;
-    atomic_fetch_add(&s->m_outbox_passes, 1);
-    rc = store_outbox_due(s->store, clock_wall_ms(), OUTBOX_BATCH, rows, &n);
+    rc = store_outbox_take(s->store, clock_wall_ms(), s->ob_lease_ms, (int)room, rows, &n);
     if (rc != 0)
-        log_msg(LOGL_WARN, NULL, "outbox: cannot read due rows: %s", err_name(rc));
+        log_msg(LOGL_WARN, NULL, "outbox: cannot take due rows: %s", err_name(rc));
     for (int i = 0; rc == 0 && i < n; i++)
-        outbox_take(s, &rows[i]);
+        outbox_send(s, &rows[i]);
     free(rows);
 }
 

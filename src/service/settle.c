@@ -57,6 +57,16 @@ void outbox_inflight_remove(struct service *s, int64_t id)
     pthread_mutex_unlock(&s->ob_lock);
 }
 
+size_t outbox_inflight_room(struct service *s)
+{
+    size_t room;
+
+    pthread_mutex_lock(&s->ob_lock);
+    room = OUTBOX_INFLIGHT_MAX - s->ob_ninflight;
+    pthread_mutex_unlock(&s->ob_lock);
+    return room;
+}
+
 int delete_settle(struct service *s, const struct delete_attempt *d, int rc)
 {
     int64_t next;
@@ -67,6 +77,9 @@ int delete_settle(struct service *s, const struct delete_attempt *d, int rc)
     if (s->cache != NULL && d->acs_id[0] != '\0')
         (void)tcache_invalidate(s->cache, d->acs_id);
     if (rc == 0 || rc == TV_ERR_ACS_NOT_FOUND) {
+        /* TV_ERR_NOT_FOUND: finished already, or our lease ran out and another replica took
+         * the row over; its repeat of the (idempotent) delete finishes it. Either way the
+         * identity is gone. */
         (void)store_outbox_done(s->store, d->outbox_id);
         outbox_inflight_remove(s, d->outbox_id);
         if (d->from_outbox)
@@ -79,7 +92,12 @@ int delete_settle(struct service *s, const struct delete_attempt *d, int rc)
         return 0;
     }
     next = clock_wall_ms() + outbox_backoff_ms(s, d->attempts);
-    (void)store_outbox_retry_later(s->store, d->outbox_id, next, err_name(rc));
+    if (store_outbox_retry_later(s->store, d->outbox_id, next, err_name(rc)) == TV_ERR_NOT_FOUND)
+        /* Our lease ran out and another replica holds the row now (or finished it): its
+         * attempt counts, ours is dropped. */
+        log_msg(LOGL_INFO, d->call->request_id,
+                "outbox: delete of %s failed (%s); the row is another instance's now", d->acs_id,
+                err_name(rc));
     outbox_inflight_remove(s, d->outbox_id);
     atomic_fetch_add(&s->m_outbox_retry, 1);
     if (d->from_outbox)

@@ -4,6 +4,7 @@
 #ifndef TV_SERVICE_SETTLE_INT_H
 #define TV_SERVICE_SETTLE_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "service/service.h"
@@ -29,6 +30,8 @@ int delete_settle(struct service *s, const struct delete_attempt *d, int rc);
  * removes it, and only after the row's store update (done or retry_later). */
 int outbox_inflight_add(struct service *s, int64_t id);
 void outbox_inflight_remove(struct service *s, int64_t id);
+/* How many more rows the in-flight set has room for now. */
+size_t outbox_inflight_room(struct service *s);
 /* Next retry delay after `attempts` failures: base * 2^attempts, capped, with jitter. */
 int64_t outbox_backoff_ms(const struct service *s, int attempts);
 

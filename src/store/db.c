@@ -277,7 +277,7 @@ static int create_private_file(const char *path)
     return 0;
 }
 
-int store_open(const char *path, int migrate, struct store **out)
+int sqlstore_open(const char *path, int migrate, struct store **out)
 {
     struct store *s = NULL;
     int rc = TV_ERR_INVALID;

@@ -1,4 +1,7 @@
-/* Outbox table: upstream operations retried until they succeed, surviving restarts. */
+/* Outbox table: upstream operations retried until they succeed, surviving restarts, worked on
+ * under leases (outbox.h). On SQLite every write runs in the single writer's BEGIN IMMEDIATE,
+ * which serialises the processes sharing the file, so a take (one UPDATE ... RETURNING) is
+ * atomic against every other taker. */
 #include <string.h>
 
 #include "core/err.h"
@@ -8,20 +11,29 @@
 
 #define OUTBOX_COLS                                                                                \
     "id, acs_id, resource, op, attempts, next_attempt_ms, last_error, created_ms,"                 \
-    " coalesce(app_user_id, '')"
+    " coalesce(app_user_id, ''), leased_by"
 
 static const char SQL_ADD[] =
     "INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?4)";
 static const char SQL_DUE[] = "SELECT " OUTBOX_COLS " FROM outbox WHERE next_attempt_ms <= ?1"
                               " ORDER BY next_attempt_ms, id LIMIT ?2";
-static const char SQL_DONE[] = "DELETE FROM outbox WHERE id = ?1";
+/* The lease rule of outbox.h: a row is this process's (?me) to change when it holds the lease
+ * or nobody does. */
+#define OURS(me) " AND leased_by IN ('', " me ")"
+static const char SQL_TAKE[] = "UPDATE outbox SET next_attempt_ms = ?2, leased_by = ?3"
+                               " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_ms <= ?1"
+                               " ORDER BY next_attempt_ms, id LIMIT ?4) RETURNING " OUTBOX_COLS;
+static const char SQL_DONE[] = "DELETE FROM outbox WHERE id = ?1" OURS("?2");
 static const char SQL_RETRY[] = "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2,"
-                                " last_error = ?3 WHERE id = ?1";
+                                " last_error = ?3, leased_by = '' WHERE id = ?1" OURS("?4");
 static const char SQL_PENDING[] = "SELECT 1 FROM outbox WHERE acs_id = ?1 LIMIT 1";
 static const char SQL_PENDING_USER[] =
     "SELECT acs_id FROM outbox WHERE app_user_id = ?1 AND op = 'delete' ORDER BY id LIMIT 1";
-static const char SQL_LEASE[] = "UPDATE outbox SET next_attempt_ms = ?2 WHERE id = ?1";
+static const char SQL_LEASE[] =
+    "UPDATE outbox SET next_attempt_ms = ?2, leased_by = ?3 WHERE id = ?1" OURS("?3");
+static const char SQL_RELEASE[] =
+    "UPDATE outbox SET next_attempt_ms = ?2, leased_by = '' WHERE id = ?1" OURS("?3");
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
 
@@ -62,10 +74,12 @@ static int row_from_stmt(sqlite3_stmt *st, struct store_outbox_row *r)
     r->created_ms = sqlite3_column_int64(st, 7);
     if (rc == 0)
         rc = store_col_text(st, 8, r->app_user_id, sizeof(r->app_user_id));
+    if (rc == 0)
+        rc = store_col_text(st, 9, r->leased_by, sizeof(r->leased_by));
     return rc;
 }
 
-/* A store_bind_fn binding an int64_t (a due time, a row id) to ?1. */
+/* A store_bind_fn binding an int64_t (a due time) to ?1. */
 static void int64_bind(sqlite3_stmt *st, const void *arg)
 {
     sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
@@ -90,11 +104,51 @@ int store_outbox_due(struct store *s, int64_t now_ms, int limit, struct store_ou
                            outbox_row, n);
 }
 
+int store_outbox_take(struct store *s, int64_t now_ms, int64_t lease_ms, int limit,
+                      struct store_outbox_row *rows, int *n)
+{
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int count = 0, row = 0;
+    int rc = store_check_list(limit, rows, n);
+
+    if (rc != 0 || lease_ms < 1 || now_ms > INT64_MAX - lease_ms)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_take(s, now_ms, now_ms + lease_ms, limit, rows, n);
+    rc = store_write_begin(s, &c);
+    if (rc != 0)
+        return rc;
+    rc = store_stmt(c, SQL_TAKE, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, now_ms + lease_ms);
+        store_bind_text(st, 3, store_instance(s));
+        sqlite3_bind_int64(st, 4, limit);
+        /* SQLite makes every change at the first step and hands out the rows after; all are
+         * read (the subquery's LIMIT bounds them) so the statement is done before the commit. */
+        while ((rc = store_step(c, st, &row)) == 0 && row && count < limit) {
+            rc = row_from_stmt(st, &rows[count]);
+            if (rc != 0)
+                break;
+            count++;
+        }
+        store_stmt_done(st);
+    }
+    /* A row that cannot be read is not handed out, so nothing is leased: roll back. */
+    rc = store_write_end(s, c, rc);
+    if (rc == 0)
+        *n = count;
+    return rc;
+}
+
 int store_outbox_done(struct store *s, int64_t id)
 {
+    struct store_param p[] = {STORE_INT64(id), STORE_TEXT(store_instance(s)), STORE_END};
+
     if (s->kind == STORE_PG)
         return pgstore_outbox_done(s, id);
-    return store_write_one(s, SQL_DONE, int64_bind, &id);
+    return store_write_one(s, SQL_DONE, store_bind_params, p);
 }
 
 int store_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const char *last_error)
@@ -119,6 +173,7 @@ int store_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, next_ms);
         store_bind_text(st, 3, err);
+        store_bind_text(st, 4, store_instance(s));
         rc = store_step_done(c, st);
         store_stmt_done(st);
         if (rc == 0 && sqlite3_changes(c->db) == 0)
@@ -174,25 +229,22 @@ int store_outbox_pending_for_user(struct store *s, const char *app_user_id, int 
 
 int store_outbox_lease(struct store *s, int64_t id, int64_t until_ms)
 {
-    struct store_conn *c;
-    sqlite3_stmt *st;
-    int rc;
+    struct store_param p[] = {STORE_INT64(id), STORE_INT64(until_ms), STORE_TEXT(store_instance(s)),
+                              STORE_END};
 
     if (s->kind == STORE_PG)
         return pgstore_outbox_lease(s, id, until_ms);
-    rc = store_write_begin(s, &c);
-    if (rc != 0)
-        return rc;
-    rc = store_stmt(c, SQL_LEASE, &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, until_ms);
-        rc = store_step_done(c, st);
-        store_stmt_done(st);
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = TV_ERR_NOT_FOUND;
-    }
-    return store_write_end(s, c, rc);
+    return store_write_one(s, SQL_LEASE, store_bind_params, p);
+}
+
+int store_outbox_release(struct store *s, int64_t id, int64_t due_ms)
+{
+    struct store_param p[] = {STORE_INT64(id), STORE_INT64(due_ms), STORE_TEXT(store_instance(s)),
+                              STORE_END};
+
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_release(s, id, due_ms);
+    return store_write_one(s, SQL_RELEASE, store_bind_params, p);
 }
 
 int store_outbox_count(struct store *s, int64_t *n)

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "core/clock.h"
+#include "core/dburi.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -52,90 +53,6 @@ struct pgpool_tx {
     PGconn *conn;
     int broken; /* a statement found the connection gone */
 };
-
-int pgpool_is_uri(const char *uri)
-{
-    return uri != NULL &&
-           (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0);
-}
-
-/* Appends src[0..n) to out at *len when it fits. */
-static int put(char *out, size_t cap, size_t *len, const char *src, size_t n)
-{
-    if (*len + n >= cap)
-        return -1;
-    memcpy(out + *len, src, n);
-    *len += n;
-    out[*len] = '\0';
-    return 0;
-}
-
-/* Replaces the value of every password= parameter in s[0..n) (at the start, or after '?',
- * '&' or a space) while copying it. */
-static int put_redacting_params(char *out, size_t cap, size_t *len, const char *s, size_t n)
-{
-    static const char key[] = "password=";
-    size_t i = 0;
-
-    while (i < n) {
-        int at_param = i == 0 || s[i - 1] == '?' || s[i - 1] == '&' || s[i - 1] == ' ';
-        if (at_param && n - i >= sizeof(key) - 1 && strncmp(s + i, key, sizeof(key) - 1) == 0) {
-            if (put(out, cap, len, key, sizeof(key) - 1) != 0 || put(out, cap, len, "***", 3) != 0)
-                return -1;
-            i += sizeof(key) - 1;
-            while (i < n && s[i] != '&' && s[i] != ' ')
-                i++;
-            continue;
-        }
-        if (put(out, cap, len, s + i, 1) != 0)
-            return -1;
-        i++;
-    }
-    return 0;
-}
-
-int pgpool_uri_redact(const char *uri, char *out, size_t cap)
-{
-    const char *rest, *at, *colon;
-    size_t len = 0;
-    int rc = TV_ERR_TOO_LARGE;
-
-    if (out == NULL || cap == 0)
-        return TV_ERR_INVALID;
-    out[0] = '\0';
-    if (uri == NULL)
-        return TV_ERR_INVALID;
-    rest = strstr(uri, "://");
-    if (rest == NULL) {
-        /* Not a URI (key=value words, or nonsense): only password= can be found in it. */
-        if (put_redacting_params(out, cap, &len, uri, strlen(uri)) != 0)
-            goto fail;
-        return 0;
-    }
-    rest += 3;
-    if (put(out, cap, &len, uri, (size_t)(rest - uri)) != 0)
-        goto fail;
-    /* The user information ends at the last '@': a password with an unencoded '@' or '/' then
-     * hides more than it must, never less. */
-    at = strrchr(rest, '@');
-    if (at != NULL) {
-        colon = memchr(rest, ':', (size_t)(at - rest));
-        if (colon != NULL) {
-            if (put(out, cap, &len, rest, (size_t)(colon - rest)) != 0 ||
-                put(out, cap, &len, ":***", 4) != 0)
-                goto fail;
-        } else if (put(out, cap, &len, rest, (size_t)(at - rest)) != 0) {
-            goto fail;
-        }
-        rest = at;
-    }
-    if (put_redacting_params(out, cap, &len, rest, strlen(rest)) != 0)
-        goto fail;
-    return 0;
-fail:
-    out[0] = '\0';
-    return rc;
-}
 
 /* libpq's message as one line without the trailing newline. */
 static void one_line(const char *msg, char *out, size_t cap)
@@ -311,12 +228,55 @@ static void conninfo_free(PQconninfoOption *info)
     PQconninfoFree(info);
 }
 
-int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size_t errcap)
+/* Parses uri with libpq's own parser and checks what libpq would only find when connecting.
+ * 0 with *info (PQconninfoFree), or TV_ERR_CONFIG with one line in err (never the password:
+ * libpq's own message may quote the part it could not read, so it is not shown). */
+static int uri_parse(const char *uri, PQconninfoOption **info, char *err, size_t errcap)
 {
     char redacted[512];
+    char *perr = NULL;
+    const char *port = "5432";
+
+    *info = NULL;
+    if (!dburi_is_pg(uri) || (*info = PQconninfoParse(uri, &perr)) == NULL) {
+        dburi_redact(uri, redacted, sizeof(redacted));
+        snprintf(err, errcap,
+                 "not a valid PostgreSQL URI (postgresql://user:password@host:port/database): %s",
+                 redacted);
+        PQfreemem(perr);
+        return TV_ERR_CONFIG;
+    }
+    for (PQconninfoOption *opt = *info; opt->keyword != NULL; opt++)
+        if (strcmp(opt->keyword, "port") == 0 && opt->val != NULL && opt->val[0] != '\0')
+            port = opt->val;
+    if (!port_ok(port)) {
+        dburi_redact(uri, redacted, sizeof(redacted));
+        snprintf(err, errcap, "not a valid PostgreSQL URI (the port must be 1..65535): %s",
+                 redacted);
+        PQconninfoFree(*info);
+        *info = NULL;
+        return TV_ERR_CONFIG;
+    }
+    return 0;
+}
+
+int pgpool_uri_check(const char *uri, char *err, size_t errcap)
+{
+    PQconninfoOption *info = NULL;
+    int rc;
+
+    if (err == NULL || errcap == 0)
+        return TV_ERR_INVALID;
+    err[0] = '\0';
+    rc = uri_parse(uri, &info, err, errcap);
+    PQconninfoFree(info);
+    return rc;
+}
+
+int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size_t errcap)
+{
     PQconninfoOption *info = NULL, *opt;
     struct pgpool *p = NULL;
-    char *perr = NULL;
     int rc = TV_ERR_INVALID;
 
     if (err == NULL || errcap == 0 || out == NULL)
@@ -327,15 +287,8 @@ int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size
         snprintf(err, errcap, "PostgreSQL pool: invalid options");
         return TV_ERR_INVALID;
     }
-    /* libpq's own message may quote the part it could not read, password included: not shown. */
-    if (!pgpool_is_uri(o->uri) || (info = PQconninfoParse(o->uri, &perr)) == NULL) {
-        pgpool_uri_redact(o->uri, redacted, sizeof(redacted));
-        snprintf(err, errcap,
-                 "not a valid PostgreSQL URI (postgresql://user:password@host:port/database): %s",
-                 redacted);
-        PQfreemem(perr);
-        return TV_ERR_CONFIG;
-    }
+    if ((rc = uri_parse(o->uri, &info, err, errcap)) != 0)
+        return rc;
     p = calloc(1, sizeof(*p) + (size_t)o->size * sizeof(p->slots[0]));
     if (p == NULL || (p->uri = strdup(o->uri)) == NULL) {
         rc = TV_ERR_NOMEM;
@@ -355,14 +308,6 @@ int pgpool_new(const struct pgpool_opts *o, struct pgpool **out, char *err, size
             snprintf(p->user, sizeof(p->user), "%s", opt->val);
         else if (strcmp(opt->keyword, "dbname") == 0)
             snprintf(p->db, sizeof(p->db), "%s", opt->val);
-    }
-    /* libpq would only find a bad port when connecting, and call it unreachable. */
-    if (!port_ok(p->port)) {
-        pgpool_uri_redact(o->uri, redacted, sizeof(redacted));
-        snprintf(err, errcap, "not a valid PostgreSQL URI (the port must be 1..65535): %s",
-                 redacted);
-        rc = TV_ERR_CONFIG;
-        goto fail;
     }
     p->size = o->size;
     p->connect_ms = o->connect_timeout_ms;

@@ -14,7 +14,7 @@
 
 #define PGPOOL_ERR_MAX 512     /* a comfortable size for pgpool_new's message */
 #define PGPOOL_SIZE_MAX 256    /* the bound of db_pool_size */
-#define PGPOOL_URI_REDACTED 16 /* what pgpool_uri_redact puts where a password was: "***" */
+#define PGPOOL_URI_REDACTED 16 /* what dburi_redact puts where a password was: "***" */
 
 struct pgpool;
 struct pgpool_tx;
@@ -26,13 +26,9 @@ struct pgpool_opts {
     long statement_timeout_ms; /* the server's statement_timeout on every connection */
 };
 
-/* Whether uri has the form of a PostgreSQL URI (postgresql:// or postgres://). */
-int pgpool_is_uri(const char *uri);
-
-/* Copies uri into out (cap bytes) with its password replaced by "***", both the one after
- * user: and a password= query parameter, so it may be logged. 0, or TV_ERR_TOO_LARGE (out then
- * holds "" ). */
-int pgpool_uri_redact(const char *uri, char *out, size_t cap);
+/* Checks uri as pgpool_new does, without connecting: 0, or TV_ERR_CONFIG with one line in err
+ * (errcap bytes, never the password). */
+int pgpool_uri_check(const char *uri, char *err, size_t errcap);
 
 /* Checks the URI, then makes the first connection so that a wrong host, credentials or
  * database show at once. On success *out is the pool (pgpool_free). On failure a code and one

@@ -33,12 +33,15 @@ int pgstore_outbox_add(struct store *s, const char *acs_id, const char *resource
                        int64_t now_ms, int64_t *id);
 int pgstore_outbox_due(struct store *s, int64_t now_ms, int limit, struct store_outbox_row *rows,
                        int *n);
+int pgstore_outbox_take(struct store *s, int64_t now_ms, int64_t until_ms, int limit,
+                        struct store_outbox_row *rows, int *n);
 int pgstore_outbox_done(struct store *s, int64_t id);
 int pgstore_outbox_retry_later(struct store *s, int64_t id, int64_t next_ms, const char *err);
 int pgstore_outbox_pending_for(struct store *s, const char *acs_id, int *found);
 int pgstore_outbox_pending_for_user(struct store *s, const char *app_user_id, int *found,
                                     char *acs_id);
 int pgstore_outbox_lease(struct store *s, int64_t id, int64_t until_ms);
+int pgstore_outbox_release(struct store *s, int64_t id, int64_t due_ms);
 int pgstore_outbox_count(struct store *s, int64_t *n);
 int pgstore_outbox_next_due(struct store *s, int64_t *next_ms, int *found);
 

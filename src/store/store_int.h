@@ -186,8 +186,9 @@ int store_version_latest(void);
 /* 1 when the binary has a migration numbered v, else 0. */
 int store_version_known(int v);
 
-/* The PostgreSQL store (pg_db.c). Not selectable through TOKENVEND_DB yet: the service and the
- * CLI only open SQLite until every table has its PostgreSQL twin; tests open it directly.
+/* The SQLite store (db.c): store_open for a path, logging its own failures. */
+int sqlstore_open(const char *path, int migrate, struct store **out);
+/* The PostgreSQL store (pg_db.c), chosen by store_open_opts for a URI.
  * Opens the pool (o), checks the schema version and applies migrations as store_open does for
  * migrate (an enum store_migrate_mode). TV_ERR_CONFIG for a malformed URI, refused credentials,
  * a missing database, a schema newer than the binary or (STORE_MIGRATE_NO) one that is behind;

@@ -376,14 +376,29 @@ COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=https://x/;nokey=1' run cfgcs
 check "config check with a malformed connection string -> exit 2, no secret shown" \
     $([ $rc -eq 2 ] && grep -q malformed "$tmp/cfgcs.err" && ! grep -q nokey "$tmp/cfgcs.err"; echo $?) "$(detail cfgcs)"
 
-# A PostgreSQL URI in TOKENVEND_DB is refused until the PostgreSQL store exists: it used to become
-# a SQLite file under a directory "postgresql:", and migrate printed the URI with its password.
+# A PostgreSQL URI in TOKENVEND_DB selects the PostgreSQL store. Nothing listens on port 9: one
+# line naming the server as unreachable, exit 1 (runtime), no password shown, no SQLite file made
+# (a URI used to become a SQLite file under a directory "postgresql:", its password printed).
 tv_abs=$(realpath "$TV")
-(cd "$tmp" && TOKENVEND_DB='postgresql://tv:Sekr1t@127.0.0.1:9/tv' "$tv_abs" migrate) \
+(cd "$tmp" && TOKENVEND_DB='postgresql://tv:Sekr1t@127.0.0.1:9/tv' TOKENVEND_DB_CONNECT_TIMEOUT_MS=2000 "$tv_abs" migrate) \
     >"$tmp/dburi.out" 2>"$tmp/dburi.err"
 rc=$?
-check "migrate with a PostgreSQL URI in TOKENVEND_DB -> exit 2, nothing created, no password shown" \
-    $([ $rc -eq 2 ] && grep -q "PostgreSQL URIs are not supported" "$tmp/dburi.err" &&
+check "migrate with an unreachable PostgreSQL URI -> exit 1, one line, nothing created, no password shown" \
+    $([ $rc -eq 1 ] && grep -q "PostgreSQL at 127.0.0.1:9 is unreachable" "$tmp/dburi.err" &&
+        [ "$(wc -l <"$tmp/dburi.err")" -eq 1 ] &&
         ! grep -q Sekr1t "$tmp/dburi.out" "$tmp/dburi.err" && [ ! -e "$tmp/postgresql:" ]; echo $?) "$(detail dburi)"
+(cd "$tmp" && TOKENVEND_DB='postgresql://tv:Sekr1t@127.0.0.1:99999/tv' "$tv_abs" config check) \
+    >"$tmp/dburi2.out" 2>"$tmp/dburi2.err"
+rc=$?
+check "config check with a malformed PostgreSQL URI -> exit 2, one line, no password shown" \
+    $([ $rc -eq 2 ] && grep -q "not a valid PostgreSQL URI" "$tmp/dburi2.err" &&
+        [ "$(wc -l <"$tmp/dburi2.err")" -eq 1 ] &&
+        ! grep -q Sekr1t "$tmp/dburi2.out" "$tmp/dburi2.err"; echo $?) "$(detail dburi2)"
+(cd "$tmp" && TOKENVEND_DB='postgresql://tv:Sekr1t@127.0.0.1:5432/tv' "$tv_abs" config check) \
+    >"$tmp/dburi3.out" 2>"$tmp/dburi3.err"
+rc=$?
+check "config check with a PostgreSQL URI -> exit 0, the URI shown with its password as ***" \
+    $([ $rc -eq 0 ] && grep -q "^db = postgresql://tv:\*\*\*@127.0.0.1:5432/tv  # env TOKENVEND_DB" "$tmp/dburi3.out" &&
+        ! grep -q Sekr1t "$tmp/dburi3.out" "$tmp/dburi3.err"; echo $?) "$(detail dburi3)"
 
 finish

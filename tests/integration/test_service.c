@@ -261,24 +261,14 @@ struct fx {
 /* The outbox period of the next fixture (test_outbox_idle_while_inflight wants a long one). */
 static long outbox_interval_ms = 50;
 
-static int setup_with(void **state, int cache)
+/* The fixture's service options, on store st (a second replica gets its own handle). */
+static void fixture_opts(struct fx *x, struct store *st, int cache, struct service_opts *out)
 {
-    struct fx *x = calloc(1, sizeof *x);
     struct service_opts o;
     char err[128];
 
-    snprintf(x->dir, sizeof x->dir, "/tmp/tv-svc-test-XXXXXX");
-    assert_non_null(mkdtemp(x->dir));
-    snprintf(x->path, sizeof x->path, "%s/tv.db", x->dir);
-    assert_int_equal(store_open(x->path, STORE_MIGRATE_YES, &x->st), 0);
-    pthread_mutex_init(&x->fake.mu, NULL);
-    pthread_cond_init(&x->fake.cv, NULL);
-    pthread_mutex_init(&x->rs.mu, NULL);
-    pthread_cond_init(&x->rs.cv, NULL);
-    assert_int_equal(pthread_create(&x->fake.th, NULL, fake_main, &x->fake), 0);
-
     memset(&o, 0, sizeof o);
-    o.store = x->st;
+    o.store = st;
     o.submit = fake_submit;
     o.submit_ctx = &x->fake;
     o.resource = RESOURCE;
@@ -293,6 +283,24 @@ static int setup_with(void **state, int cache)
     o.policy.auto_create = 1;
     o.cache = cache;
     o.cache_min_remaining_minutes = 30;
+    *out = o;
+}
+
+static int setup_with(void **state, int cache)
+{
+    struct fx *x = calloc(1, sizeof *x);
+    struct service_opts o;
+
+    snprintf(x->dir, sizeof x->dir, "/tmp/tv-svc-test-XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    snprintf(x->path, sizeof x->path, "%s/tv.db", x->dir);
+    assert_int_equal(store_open(x->path, STORE_MIGRATE_YES, &x->st), 0);
+    pthread_mutex_init(&x->fake.mu, NULL);
+    pthread_cond_init(&x->fake.cv, NULL);
+    pthread_mutex_init(&x->rs.mu, NULL);
+    pthread_cond_init(&x->rs.cv, NULL);
+    assert_int_equal(pthread_create(&x->fake.th, NULL, fake_main, &x->fake), 0);
+    fixture_opts(x, x->st, cache, &o);
     assert_int_equal(service_new(&o, &x->svc), 0);
     assert_int_equal(service_start(x->svc), 0);
     *state = x;
@@ -1104,6 +1112,91 @@ static void test_outbox_idle_while_inflight(void **state)
     assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
 }
 
+/* Issue 9: a second replica, a service of its own on its own handle of the fixture's database
+ * (another process, in production), sharing the fake ACS. */
+struct replica {
+    struct store *st;
+    struct service *svc;
+};
+
+static void replica_start(struct fx *x, struct replica *r)
+{
+    struct service_opts o;
+
+    assert_int_equal(store_open(x->path, STORE_MIGRATE_NO, &r->st), 0);
+    fixture_opts(x, r->st, 0, &o);
+    assert_int_equal(service_new(&o, &r->svc), 0);
+    assert_int_equal(service_start(r->svc), 0);
+}
+
+static void replica_stop(struct replica *r)
+{
+    service_stop(r->svc);
+    service_free(r->svc);
+    store_close(r->st);
+}
+
+/* Two replicas' outbox workers running flat out over the same queued deletes: each delete is
+ * sent to ACS once (the rows are leased to whoever took them first). */
+static void test_two_replicas_delete_once(void **state)
+{
+    struct fx *x = *state;
+    const int n = 120;
+    struct replica r2;
+    struct kicker k1 = {.svc = x->svc}, k2;
+    pthread_t t1, t2;
+    char acs[32];
+
+    replica_start(x, &r2);
+    k2.svc = r2.svc;
+    atomic_init(&k2.stop, 0);
+    /* Held, so a row taken twice would be sent twice while both workers see it. */
+    fake_hold(&x->fake, 0, 0, 1);
+    for (int i = 0; i < n; i++) {
+        snprintf(acs, sizeof acs, "8:acs:queued_%03d", i);
+        assert_int_equal(store_outbox_add(x->st, acs, RESOURCE, "delete", clock_wall_ms(), NULL),
+                         0);
+    }
+    assert_int_equal(pthread_create(&t1, NULL, kicker_main, &k1), 0);
+    assert_int_equal(pthread_create(&t2, NULL, kicker_main, &k2), 0);
+    assert_true(fake_wait_count(&x->fake, ACS_OP_DELETE, n) >= n);
+    clock_sleep_ms(300); /* more passes of both workers: room for a duplicate to show */
+    atomic_store(&k1.stop, 1);
+    atomic_store(&k2.stop, 1);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    fake_release(&x->fake);
+    wait_outbox_empty(x);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), n);
+    replica_stop(&r2);
+}
+
+/* A replica accepted a delete (202: the mapping gone, its row leased for its own attempt) and
+ * died before finishing it: once the lease runs out, the surviving replica sends the delete. */
+static void test_dead_replica_delete_finished(void **state)
+{
+    struct fx *x = *state;
+    struct store *dead = NULL;
+    struct store_user u;
+    int64_t id = 0, now = clock_wall_ms();
+
+    assert_int_equal(store_open(x->path, STORE_MIGRATE_NO, &dead), 0);
+    memset(&u, 0, sizeof u);
+    snprintf(u.app_user_id, sizeof u.app_user_id, "victor");
+    snprintf(u.acs_id, sizeof u.acs_id, "8:acs:victor_1");
+    snprintf(u.resource, sizeof u.resource, "%s", RESOURCE);
+    u.created_ms = now;
+    assert_int_equal(store_user_insert(dead, &u), 0);
+    /* What delete.c does on the replica that then dies. */
+    assert_int_equal(store_user_delete_begin_due(dead, u.acs_id, now, now + 300, &id), 0);
+    assert_int_equal(store_outbox_lease(dead, id, now + 300), 0);
+    store_close(dead);
+    wait_outbox_empty(x);
+    assert_int_equal(fake_count(&x->fake, ACS_OP_DELETE), 1);
+    struct store_audit a = audit_last(x, "victor", "delete");
+    assert_string_equal(a.outcome, "ok");
+}
+
 /* Finding 5: a delete during the user's in-flight create waits for it, then deletes what it
  * created; the token request that started the create still gets its token. */
 static void test_delete_joins_create(void **state)
@@ -1245,6 +1338,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_storm_no_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_idle_while_inflight, setup_slow_outbox,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_two_replicas_delete_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_replica_delete_finished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_joins_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issue_races_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_no_mapping_audited, setup, teardown),

@@ -388,27 +388,61 @@ static void test_bad_values(void **state)
     assert_contains(err, "unknown setting 'no_such_thing'");
 }
 
-/* A PostgreSQL URI in db is refused while the PostgreSQL store is unfinished: it used to be
- * taken as a SQLite path (a directory "postgresql:" with a database named after the URI), and
- * config check printed it with its password. The message never shows the value. */
-static void test_db_uri_not_yet(void **state)
+static char *print_to_string(const struct config *cfg, int redact);
+
+/* db chooses the store by its form: a postgresql:// or postgres:// URI is PostgreSQL (issue 9).
+ * The URI may hold a password: config check prints it redacted, and a file it came from is a
+ * secret file (its permissions are checked). A value that only looks like a URI is refused
+ * without being echoed (it used to become a SQLite file under a directory "postgresql:"). */
+static void test_db_uri(void **state)
 {
     static const char *const uris[] = {"postgresql://tv:Sekr1t@127.0.0.1:5432/tv",
                                        "postgres://tv:Sekr1t@db/tv",
                                        "postgresql:///tv?password=Sekr1t"};
+    static const char *const bad[] = {"postgresql:/tv:Sekr1t@db/tv", "postgres:tv:Sekr1t"};
     struct config cfg;
     char err[CONFIG_ERR_MAX];
+    char *text;
 
     (void)state;
     for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
         setenv("TOKENVEND_DB", uris[i], 1);
+        assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+        assert_string_equal(cfg.db, uris[i]);
+        text = print_to_string(&cfg, 1);
+        assert_null(strstr(text, "Sekr1t"));
+        assert_contains(text, "***");
+        free(text);
+        config_release(&cfg);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("TOKENVEND_DB", bad[i], 1);
         assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
-        assert_contains(err, "env TOKENVEND_DB: db: PostgreSQL URIs are not supported");
+        assert_contains(err, "env TOKENVEND_DB: db: not a PostgreSQL URI");
         assert_null(strstr(err, "Sekr1t"));
+    }
+    unsetenv("TOKENVEND_DB");
+    /* From a file: with a password the file is a secret file; without one it is not. */
+    {
+        const char *with = tmp_file(uris[0]);
+        setenv("TOKENVEND_DB_FILE", with, 1);
+        assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+        assert_string_equal(cfg.db, uris[0]);
+        assert_int_equal(cfg.secret_files.n, 1);
+        assert_string_equal(cfg.secret_files.items[0], with);
+        config_release(&cfg);
+        setenv("TOKENVEND_DB_FILE", tmp_file("postgresql://tv@db/tv"), 1);
+        assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+        assert_int_equal(cfg.secret_files.n, 0);
+        config_release(&cfg);
+        unsetenv("TOKENVEND_DB_FILE");
     }
     /* A file path that merely contains the word is still a path. */
     setenv("TOKENVEND_DB", "/tmp/postgresql-notes.db", 1);
     assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    text = print_to_string(&cfg, 1);
+    assert_contains(text, "db = /tmp/postgresql-notes.db  # env TOKENVEND_DB\n");
+    free(text);
     config_release(&cfg);
     unsetenv("TOKENVEND_DB");
 }
@@ -754,7 +788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_client_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_db_uri_not_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_db_uri, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_custom_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

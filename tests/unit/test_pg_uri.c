@@ -9,25 +9,25 @@
 #include <cmocka.h>
 
 #include "core/err.h"
-#include "store/pg_pool.h" /* src/store, through -Isrc */
+#include "core/dburi.h"
 
 static void redacts(const char *uri, const char *want)
 {
     char out[256];
 
-    assert_int_equal(pgpool_uri_redact(uri, out, sizeof(out)), 0);
+    assert_int_equal(dburi_redact(uri, out, sizeof(out)), 0);
     assert_string_equal(out, want);
 }
 
 static void test_is_uri(void **state)
 {
     (void)state;
-    assert_true(pgpool_is_uri("postgresql://h/db"));
-    assert_true(pgpool_is_uri("postgres://u@h:5432/db"));
-    assert_false(pgpool_is_uri("data/tokenvend.db"));
-    assert_false(pgpool_is_uri("/postgresql://x"));
-    assert_false(pgpool_is_uri("postgresql:/h/db"));
-    assert_false(pgpool_is_uri(NULL));
+    assert_true(dburi_is_pg("postgresql://h/db"));
+    assert_true(dburi_is_pg("postgres://u@h:5432/db"));
+    assert_false(dburi_is_pg("data/tokenvend.db"));
+    assert_false(dburi_is_pg("/postgresql://x"));
+    assert_false(dburi_is_pg("postgresql:/h/db"));
+    assert_false(dburi_is_pg(NULL));
 }
 
 static void test_redact(void **state)
@@ -49,10 +49,10 @@ static void test_redact_bounds(void **state)
     char small[16];
 
     (void)state;
-    assert_int_equal(pgpool_uri_redact("postgresql://u:p@host/database", small, sizeof(small)),
+    assert_int_equal(dburi_redact("postgresql://u:p@host/database", small, sizeof(small)),
                      TV_ERR_TOO_LARGE);
     assert_string_equal(small, "");
-    assert_int_equal(pgpool_uri_redact(NULL, small, sizeof(small)), TV_ERR_INVALID);
+    assert_int_equal(dburi_redact(NULL, small, sizeof(small)), TV_ERR_INVALID);
 }
 
 int main(void)

@@ -236,7 +236,15 @@ static void test_migration_gap_filled(void **state)
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "1,2,3,4,5");
+    {
+        /* Every compiled-in version, the gap included. */
+        char all[256] = "";
+        size_t at = 0;
+        for (size_t i = 0; i < store_migrations_count; i++)
+            at += (size_t)snprintf(all + at, sizeof all - at, "%s%d", i ? "," : "",
+                                   store_migrations[i].version);
+        assert_string_equal((const char *)sqlite3_column_text(st, 0), all);
+    }
     sqlite3_finalize(st);
     sqlite3_close(db);
     remove_db_files(path);

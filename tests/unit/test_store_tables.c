@@ -1,7 +1,9 @@
 /* Unit tests of the store's smaller tables, on a temporary file or, with TV_TEST_STORE=pg, on a
  * database of a throw-away PostgreSQL cluster (tests/lib/store_fx.h): API keys (hash only,
  * conflicts, revoke, coarse last-used), local accounts (upsert keeps created time), the audit log
- * (filters, newest-first paging, prune), meta blobs, and the readiness write probe. */
+ * (filters, newest-first paging, prune), meta blobs, the readiness write probe, and outbox leases
+ * between two store handles on one database (two replicas): concurrent takes never hand out a
+ * row twice, an expired lease is taken over and its old holder can no longer finish it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 #include "store/audit.h"
 #include "store/login_failures.h"
 #include "store/meta.h"
+#include "store/outbox.h"
 #include "store/store.h"
 #include "store_fx.h"
 
@@ -479,6 +482,180 @@ static void test_meta_and_ping(void **state)
                      TV_ERR_NOT_FOUND);
 }
 
+#define OB_ROWS 240
+#define OB_TAKERS 8
+#define OB_RES "acs.example.com"
+
+/* One thread taking outbox rows through its handle until none is due. */
+struct taker {
+    struct store *s;
+    pthread_barrier_t *start;
+    pthread_mutex_t *mu;
+    int *taken;    /* per row (id - first): how many takes handed it out */
+    int64_t first; /* the first row's id */
+    int limit;
+    int rc; /* 0, a store error, or -1 for a row not leased to this handle */
+};
+
+static void *take_worker(void *arg)
+{
+    struct taker *t = arg;
+    struct store_outbox_row rows[4];
+    int n = 0;
+
+    pthread_barrier_wait(t->start);
+    do {
+        t->rc = store_outbox_take(t->s, 100, 600000, t->limit, rows, &n);
+        for (int i = 0; t->rc == 0 && i < n; i++) {
+            int64_t k = rows[i].id - t->first;
+
+            if (k < 0 || k >= OB_ROWS || strcmp(rows[i].leased_by, store_instance(t->s)) != 0 ||
+                rows[i].next_attempt_ms != 600100) {
+                t->rc = -1;
+                break;
+            }
+            pthread_mutex_lock(t->mu);
+            t->taken[k]++;
+            pthread_mutex_unlock(t->mu);
+            /* Half the rows finish at once: the holder of a lease may. */
+            if (k % 2 == 0)
+                t->rc = store_outbox_done(t->s, rows[i].id);
+        }
+    } while (t->rc == 0 && n > 0);
+    return NULL;
+}
+
+/* Two handles on one database (two replicas) and many threads taking due rows at once: every
+ * row is handed out exactly once, leased to the handle that took it. */
+static void test_outbox_take_concurrent(void **state)
+{
+    struct fx *f = *state;
+    struct store *other = NULL;
+    struct store_outbox_row rows[4];
+    pthread_t th[OB_TAKERS];
+    struct taker tk[OB_TAKERS];
+    pthread_barrier_t start;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    int taken[OB_ROWS];
+    int64_t id = 0, first = 0, cnt = -1;
+    int n = -1;
+
+    assert_int_equal(store_fx_open(&f->sx, 0, &other), 0);
+    for (int i = 0; i < OB_ROWS; i++) {
+        char acs[32];
+
+        snprintf(acs, sizeof(acs), "8:acs:ob%03d", i);
+        assert_int_equal(store_outbox_add(f->s, acs, OB_RES, "delete", 10, &id), 0);
+        if (i == 0)
+            first = id;
+        assert_true(id == first + i);
+    }
+    memset(taken, 0, sizeof(taken));
+    pthread_barrier_init(&start, NULL, OB_TAKERS);
+    for (int i = 0; i < OB_TAKERS; i++) {
+        tk[i] = (struct taker){i % 2 ? other : f->s, &start, &mu, taken, first, 1 + i % 4, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, take_worker, &tk[i]), 0);
+    }
+    for (int i = 0; i < OB_TAKERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(tk[i].rc, 0);
+    }
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < OB_ROWS; i++)
+        assert_int_equal(taken[i], 1);
+    /* The odd rows stay, leased: nobody may take them again before the lease ends. */
+    assert_int_equal(store_outbox_count(other, &cnt), 0);
+    assert_true(cnt == OB_ROWS / 2);
+    assert_int_equal(store_outbox_take(other, 600099, 1000, 4, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_take(f->s, 600100, 1000, 4, rows, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(store_outbox_take(f->s, 100, 0, 4, rows, &n), TV_ERR_INVALID);
+    assert_int_equal(store_outbox_take(f->s, 100, 1000, 0, rows, &n), TV_ERR_INVALID);
+    store_close(other);
+}
+
+/* A lease that ran out (its holder died or stalled) is taken over by another handle; from then
+ * on only the new holder can finish, reschedule, renew or give back the row. */
+static void test_outbox_lease_takeover(void **state)
+{
+    struct fx *f = *state;
+    struct store *a = f->s, *b = NULL;
+    struct store_outbox_row rows[2];
+    int64_t id = 0, id2 = 0, cnt = -1;
+    int n = -1;
+
+    assert_int_equal(store_fx_open(&f->sx, 0, &b), 0);
+    assert_int_equal(store_outbox_add(a, "8:acs:lease1", OB_RES, "delete", 10, &id), 0);
+    assert_int_equal(store_outbox_due(a, 10, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].leased_by, ""); /* nobody's until taken */
+
+    assert_int_equal(store_outbox_take(a, 100, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].id == id && rows[0].next_attempt_ms == 1100);
+    assert_string_equal(rows[0].leased_by, store_instance(a));
+    /* Current lease: not due for b, and not b's to change. */
+    assert_int_equal(store_outbox_take(b, 1099, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_done(b, id), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_retry_later(b, id, 1, "x"), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_lease(b, id, 1), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_release(b, id, 1), TV_ERR_NOT_FOUND);
+
+    /* a's lease runs out: b takes the row over. */
+    assert_int_equal(store_outbox_take(b, 1100, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].id == id && rows[0].next_attempt_ms == 2100 && rows[0].attempts == 0);
+    assert_string_equal(rows[0].leased_by, store_instance(b));
+    /* The old holder's late outcome changes nothing. */
+    assert_int_equal(store_outbox_done(a, id), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_retry_later(a, id, 5, "late"), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_lease(a, id, 99999), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_release(a, id, 5), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_due(a, 2100, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].next_attempt_ms == 2100 && rows[0].attempts == 0);
+    assert_string_equal(rows[0].last_error, "");
+
+    /* The new holder reschedules: the lease ends, whoever is alive at 5000 takes it. */
+    assert_int_equal(store_outbox_retry_later(b, id, 5000, "acs_unavailable"), 0);
+    assert_int_equal(store_outbox_due(a, 5000, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].leased_by, "");
+    assert_int_equal(rows[0].attempts, 1);
+    assert_int_equal(store_outbox_take(a, 4999, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_take(a, 5000, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].leased_by, store_instance(a));
+    assert_int_equal(store_outbox_done(b, id), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_done(a, id), 0);
+    assert_int_equal(store_outbox_count(b, &cnt), 0);
+    assert_true(cnt == 0);
+
+    /* A row its writer sends at once (a request's own delete): written not due and nobody's,
+     * then leased; a renewal by the holder works, the other handle cannot lease it; given back,
+     * it is due for anyone. */
+    assert_int_equal(store_outbox_add(a, "8:acs:lease2", OB_RES, "delete", 10, &id2), 0);
+    assert_int_equal(store_outbox_lease(a, id2, 8000), 0);
+    assert_int_equal(store_outbox_lease(a, id2, 9000), 0);
+    assert_int_equal(store_outbox_lease(b, id2, 9000), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_outbox_take(b, 8999, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_release(a, id2, 20), 0);
+    assert_int_equal(store_outbox_take(b, 20, 1000, 2, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].id == id2 && rows[0].attempts == 0);
+    assert_int_equal(store_outbox_done(b, id2), 0);
+    /* A row nobody leases can be finished by whoever holds its id (the admin CLI's). */
+    assert_int_equal(store_outbox_add(a, "8:acs:lease3", OB_RES, "delete", 10, &id2), 0);
+    assert_int_equal(store_outbox_retry_later(b, id2, 30, NULL), 0);
+    assert_int_equal(store_outbox_done(a, id2), 0);
+    assert_int_equal(store_outbox_lease(a, id2, 1), TV_ERR_NOT_FOUND);
+    store_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +667,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_account_upsert_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_take_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_lease_takeover, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);

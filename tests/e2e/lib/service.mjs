@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { REPO_ROOT } from "./emulator.mjs";
+import { pgBindir, startPostgres } from "./pg.mjs";
 
 // Generous ceilings that only stop a hung run; no test asserts on them.
 const START_DEADLINE_MS = 30_000;
@@ -37,6 +38,23 @@ export function cleanEnv(extra = {}) {
     env[k] = v;
   }
   return { ...env, ...extra };
+}
+
+// TV_TEST_STORE=pg runs the service suites on PostgreSQL: one throw-away cluster per test file
+// (started on first use, removed when the process ends), a new database per startService, so
+// each service still starts empty. svc.dbPath is then that database's URI.
+export function storeIsPg() {
+  return process.env.TV_TEST_STORE === "pg";
+}
+
+let sharedPg = null;
+let pgDatabases = 0;
+export async function newPgDatabase() {
+  if (!sharedPg) sharedPg = startPostgres();
+  const pg = await sharedPg;
+  const db = `tv_e2e_${++pgDatabases}`;
+  await pg.adminExec(`CREATE DATABASE ${db} OWNER ${pg.user}`);
+  return { pg, uri: pg.uriWith({ db }) };
 }
 
 let skipReasonCache;
@@ -151,7 +169,7 @@ export async function startService({ emu = null, jwks = null, env = {}, localAcc
   const dir = mkdtempSync(join(tmpdir(), "tv-svc-"));
   const svc = {
     dir,
-    dbPath: join(dir, "db", "tokenvend.db"),
+    dbPath: storeIsPg() ? (await newPgDatabase()).uri : join(dir, "db", "tokenvend.db"),
     stdoutPath: join(dir, "tokenvend.stdout.log"),
     stderrPath: join(dir, "tokenvend.stderr.log"),
     cliLogPath: join(dir, "cli.log"),
@@ -246,6 +264,19 @@ export async function startService({ emu = null, jwks = null, env = {}, localAcc
       throw new Error(`tokenvend serve exited (code ${r.exit.code}, signal ${r.exit.signal}` +
         `${r.exit.error ? `, ${r.exit.error.message}` : ""}) before answering /healthz; stderr:\n${readTail(svc.stderrPath)}`);
     }
+  };
+
+  // What the store holds at rest, as bytes to scan: the SQLite files (database, -wal, -shm), or
+  // a data-only pg_dump of the PostgreSQL database. { files, bytes }.
+  svc.storeBytes = () => {
+    if (!storeIsPg()) {
+      const files = ["", "-wal", "-shm"].map((s) => svc.dbPath + s).filter((p) => existsSync(p));
+      return { files, bytes: Buffer.concat(files.map((p) => readFileSync(p))) };
+    }
+    const r = spawnSync(join(pgBindir(), "pg_dump"), ["--data-only", "-d", svc.dbPath],
+      { timeout: 60_000, maxBuffer: 256 << 20 });
+    if (r.status !== 0) throw new Error(`pg_dump failed: ${r.stderr}`);
+    return { files: [svc.dbPath.replace(/:[^:@/]*@/, ":***@")], bytes: r.stdout };
   };
 
   svc.alive = () => !!svc.proc && svc.proc.exitCode === null && svc.proc.signalCode === null;
