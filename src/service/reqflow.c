@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/ident.h"
 #include "core/log.h"
+#include "mapping_int.h"
 #include "service_int.h"
 #include "store/claims.h"
 #include "store/outbox.h"
@@ -115,6 +116,9 @@ void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id)
 {
     if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
         (void)tcache_invalidate(f->base.s->cache, acs_id);
+    mapping_forget(f->base.s, f->user.app_user_id[0] != '\0' ? f->user.app_user_id
+                              : f->by_acs                    ? ""
+                                                             : f->key);
 }
 
 /* Ends a failed single-flight: everyone gets the leader's error, except a request that has its
@@ -495,7 +499,9 @@ static void user_start(struct reqflow *f)
     enum sf_role role;
     int rc;
 
-    rc = store_user_get(s->store, f->key, &f->user);
+    /* A token request may take the mapping from the mapping cache (a restart after the
+     * identity vanished reads the store). */
+    rc = mapping_get(s, f->key, f->tok.want && !f->tok.restarted, &f->user);
     if (rc != TV_ERR_NOT_FOUND || !f->may_create) {
         reqflow_found(f, rc);
         return;
@@ -564,6 +570,12 @@ void reqflow_go(struct reqflow *f)
      * free: no ACS call of f is in flight before its lookup. */
     if (!store_is_pg(s->store)) {
         reqflow_go_now(f);
+        return;
+    }
+    /* A token request whose mapping the (notification-kept) mapping cache holds needs no
+     * lookup: it goes on here, so a cache hit costs no thread hop either. */
+    if (!f->by_acs && f->tok.want && !f->tok.restarted && mapping_peek(s, f->key, &f->user) == 0) {
+        reqflow_found(f, 0);
         return;
     }
     f->base.job.run = reqflow_go_job;

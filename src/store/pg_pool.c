@@ -2,6 +2,7 @@
 #include "pg_pool.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ struct pgpool {
     int ever_connected; /* a later connection counts as a reconnect */
     long reconnects;
     int down; /* the last connection attempt failed: log the outage once, and its end */
+    atomic_long statements; /* round trips begun: statements and transactions */
     struct pgpool_slot slots[];
 };
 
@@ -131,15 +133,30 @@ static void on_notice(void *arg, const char *message)
 
 /* Makes one connection within connect_ms, driving libpq's non-blocking connect ourselves: its
  * connect_timeout counts whole seconds per address and starts again for each. */
-static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+static PGconn *conn_start(const struct pgpool *p)
 {
     /* dbname first: the URI it holds is expanded, and the words after it override the URI's. */
     const char *const kw[] = {"dbname",           "connect_timeout", "options",
                               "application_name", "client_encoding", NULL};
     const char *const vals[] = {p->uri, p->timeout_s, p->options, "tokenvend", "UTF8", NULL};
+
+    return PQconnectStartParams(kw, vals, 1);
+}
+
+PGconn *pgpool_conn_start(struct pgpool *p, long *connect_timeout_ms)
+{
+    if (p == NULL)
+        return NULL;
+    if (connect_timeout_ms != NULL)
+        *connect_timeout_ms = p->connect_ms;
+    return conn_start(p);
+}
+
+static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+{
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     int64_t deadline = clock_mono_ms() + p->connect_ms;
-    PGconn *c = PQconnectStartParams(kw, vals, 1);
+    PGconn *c = conn_start(p);
     int rc = TV_ERR_UNAVAILABLE, timed_out = 0;
 
     if (c == NULL) {
@@ -480,6 +497,7 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
         rc = acquire(p, &idx);
         if (rc != 0)
             return rc;
+        atomic_fetch_add(&p->statements, 1);
         rc = run_on(p, p->slots[idx].conn, sql, n, values, lengths, formats, res, &broken);
         release(p, idx, broken);
         if (!broken)
@@ -547,6 +565,7 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
         if (rc != 0)
             return rc;
         tx.conn = p->slots[idx].conn;
+        atomic_fetch_add(&p->statements, 1);
         rc = pgpool_tx_exec(&tx, "BEGIN", 0, NULL, NULL, NULL, NULL);
         if (rc == 0)
             rc = fn(&tx, arg);
@@ -571,6 +590,11 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
             "store: the connection to PostgreSQL at %s:%s was lost twice during a transaction",
             p->host, p->port);
     return TV_ERR_UNAVAILABLE;
+}
+
+long pgpool_statements(struct pgpool *p)
+{
+    return atomic_load(&p->statements);
 }
 
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects)
