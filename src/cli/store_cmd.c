@@ -119,6 +119,8 @@ static int sides_check(const struct side *from, const struct side *to)
     struct stat a, b;
     char shown[CONFIG_VALUE_MAX + 16];
 
+    if (from->db == NULL || to->db == NULL)
+        return cli_usage_error("store: FROM and TO are both needed");
     if (strcmp(from->db, to->db) == 0)
         return cli_usage_error("store: FROM and TO are the same store");
     if (dburi_is_pg(from->db))
