@@ -385,15 +385,29 @@ static void revoke_done(struct flow *base)
     struct service *s = base->s;
     int rc = base->res.rc;
 
+    const char *msg = rc == 0 ? NULL : flow_acs_message(base);
+
     if (rc == 0) {
-        (void)store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms());
-        atomic_fetch_add(&s->m_revoked, 1);
+        /* The write is what tells the other replicas (its notification): a revoke they never
+         * hear of would let them serve tokens ACS has revoked, so a failed write is a failed
+         * revoke (503; repeating it is safe: ACS revokes are idempotent). */
+        if (store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms()) == 0) {
+            atomic_fetch_add(&s->m_revoked, 1);
+        } else {
+            rc = TV_ERR_UNAVAILABLE;
+            msg = "ACS revoked the tokens but the store could not record it; retry the revoke";
+            (void)store_user_invalidate(s->store, f->user.acs_id);
+        }
+    } else {
+        /* A failed revoke may still have happened at ACS (an unknown outcome): every replica
+         * drops its cached tokens, as this one does below. */
+        (void)store_user_invalidate(s->store, f->user.acs_id);
     }
     /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
      * issues that were in flight meanwhile are refused by the cache from here on. */
     reqflow_cache_invalidate(f, f->user.acs_id);
     service_audit(s, &base->call, "revoke", reqflow_user_of(f), f->user.acs_id, rc, NULL);
-    reqflow_finish(f, rc, rc == 0 ? NULL : flow_acs_message(base));
+    reqflow_finish(f, rc, msg);
 }
 
 /* ---- entry points ---- */

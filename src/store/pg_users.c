@@ -28,6 +28,10 @@ static const char SQL_REVOKED[] =
     "WITH u AS (UPDATE mappings SET revoked_ms = GREATEST(revoked_ms, $2::bigint)"
     " WHERE acs_id = $1 RETURNING acs_id, app_user_id)"
     " SELECT " NOTIFY_MAPPING("u.acs_id", "u.app_user_id") " FROM u";
+/* Tells every replica to drop what it caches for a mapping without changing it (a revoke whose
+ * ACS outcome is unknown, or whose write failed). */
+static const char SQL_INVALIDATE[] =
+    "SELECT " NOTIFY_MAPPING("acs_id", "app_user_id") " FROM mappings WHERE acs_id = $1";
 /* COLLATE "C": byte order, as SQLite's BINARY collation, whatever the database's locale, so
  * pages and cursors mean the same on both backends. */
 static const char SQL_LIST[] = "SELECT " USER_COLS " FROM mappings"
@@ -103,6 +107,13 @@ int pgstore_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
 int pgstore_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
 {
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
+}
+
+int pgstore_user_invalidate(struct store *s, const char *acs_id)
+{
+    struct store_param p[] = {STORE_TEXT(acs_id), STORE_END};
+
+    return pgs_write_run(s, SQL_INVALIDATE, p, NULL);
 }
 
 int pgstore_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
