@@ -101,7 +101,6 @@ void service_stop(struct service *s)
     if (s == NULL)
         return;
     outbox_stop(s);
-    mapping_watch_stop(s);
     pthread_rwlock_wrlock(&s->submit_lock);
     s->stopping = 1;
     pthread_rwlock_unlock(&s->submit_lock);
@@ -117,6 +116,9 @@ void service_free(struct service *s)
     service_stop(s);
     jobq_release(&s->slow);
     jobq_release(&s->fast); /* after service_stop's delayq_stop: nothing waits there now */
+    /* The watch lives while anything may still read it (requests draining after service_stop,
+     * the workers just joined), and stops before the caches its callbacks touch are freed. */
+    mapping_watch_stop(s);
     delayq_release(&s->delay);
     sfmap_release(&s->issues);
     sfmap_release(&s->creates);
