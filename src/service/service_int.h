@@ -78,5 +78,9 @@ struct service {
 
 /* Copies src (NULL = "") into dst, truncating to cap - 1 bytes. */
 void service_copy_str(char *dst, size_t cap, const char *src);
+/* Copies src (NULL = "") into an audit field dst[cap]: well-formed UTF-8 without control
+ * characters (others become U+FFFD), cut on a character boundary. The PostgreSQL store refuses
+ * an ill-formed string, and the audit row with it. */
+void service_audit_text(char *dst, size_t cap, const char *src);
 
 #endif
