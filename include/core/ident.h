@@ -58,5 +58,8 @@ int ident_local_user(const char *name, char *out, size_t cap);
 /* Length of the longest prefix of s[0..len) that does not end inside a multi-byte sequence, for
  * cutting an id (already known to be well-formed) at a character boundary. */
 size_t ident_utf8_cut(const char *s, size_t len);
+/* Length of the longest prefix of the string s of at most max bytes that ends on a character
+ * boundary: what "%.*s" may print of a well-formed id without cutting a character in two. */
+size_t ident_utf8_prefix(const char *s, size_t max);
 
 #endif

@@ -26,6 +26,7 @@ struct store_copy_report {
     struct store_copy_count tables[STORE_COPY_TABLES]; /* in copy order */
     int ntables;
     int64_t copied, present; /* the sums */
+    int64_t repaired;        /* audit text that was not UTF-8, copied into PostgreSQL with U+FFFD */
     int written;             /* 1 when a transaction wrote the rows (0: checked, or none to copy) */
 };
 

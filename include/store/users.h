@@ -38,6 +38,11 @@ int store_user_touch_issued(struct store *s, const char *acs_id, int64_t ms);
 /* Records that acs_id's tokens were revoked at ms. 0 or TV_ERR_NOT_FOUND. */
 int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms);
 
+/* Tells every process sharing the database to drop what it caches for acs_id's mapping (its
+ * tokens, the mapping), without changing the row: PostgreSQL notifies as a revoke does; a
+ * SQLite store has no other process to tell (0). 0 or a store error (nothing mapped: 0). */
+int store_user_invalidate(struct store *s, const char *acs_id);
+
 /* Up to limit (1..STORE_LIST_MAX) app-user mappings (standalone identities excluded) ordered by
  * app_user_id (byte order), starting after the cursor `after` (exclusive; NULL or "" = from
  * the start). out holds at least limit entries; *n receives the count (< limit: last page).

@@ -352,7 +352,7 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
 {
     struct acs_call *call = NULL;
     struct buf path, url;
-    char custom_id[ACS_CUSTOM_ID_LEN];
+    char custom_id[ACS_CUSTOM_ID_LEN] = {0};
     int rc = TV_ERR_INVALID;
 
     buf_init(&path, 4 * ACS_ID_MAX);

@@ -119,6 +119,8 @@ static int sides_check(const struct side *from, const struct side *to)
     struct stat a, b;
     char shown[CONFIG_VALUE_MAX + 16];
 
+    if (from->db == NULL || to->db == NULL)
+        return cli_usage_error("store: FROM and TO are both needed");
     if (strcmp(from->db, to->db) == 0)
         return cli_usage_error("store: FROM and TO are the same store");
     if (dburi_is_pg(from->db))
@@ -169,6 +171,7 @@ static int summary_print(const struct side *from, const struct side *to, int che
     json_object_object_add(o, "result", json_object_new_string(result));
     json_object_object_add(o, "copied", json_object_new_int64(rep->copied));
     json_object_object_add(o, "present", json_object_new_int64(rep->present));
+    json_object_object_add(o, "repaired", json_object_new_int64(rep->repaired));
     for (int i = 0; i < rep->ntables; i++) {
         struct json_object *t = json_object_new_object();
         if (t == NULL)

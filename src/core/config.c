@@ -241,13 +241,9 @@ static int wiped(const struct setting *s)
  * carries a password (redacting changes it). The file it came from must then be private. */
 static int value_secret(size_t idx, const char *value)
 {
-    char shown[CONFIG_VALUE_MAX + 16];
-
     if (settings[idx].secret)
         return 1;
-    if (settings[idx].offset != OFF(db) || !dburi_is_pg(value))
-        return 0;
-    return dburi_redact(value, shown, sizeof shown) != 0 || strcmp(shown, value) != 0;
+    return settings[idx].offset == OFF(db) && dburi_has_secret(value);
 }
 
 static void free_string(char **p, int secret)
@@ -677,6 +673,12 @@ static int check_cross(struct loader *ld)
                     "%s: db: not a PostgreSQL URI (postgresql://user:password@host:port/database) "
                     "nor a SQLite path",
                     c->sources[setting_index("db")]);
+    if (dburi_is_conninfo(c->db))
+        return fail(
+            ld,
+            "%s: db: a libpq key=value connection string is not taken (it would name a "
+            "SQLite file); write it as a URI: postgresql://user:password@host:port/database",
+            c->sources[setting_index("db")]);
     for (size_t i = 0; i < c->default_scopes.n; i++) {
         if (!scopes_has(&c->allowed_scopes, c->default_scopes.items[i]))
             return fail(ld, "%s: default_scopes: '%s' is not in allowed_scopes",

@@ -158,3 +158,8 @@ size_t ident_utf8_cut(const char *s, size_t len)
     /* The lead byte is u[start - 1]: keep its sequence only when it is complete. */
     return len - (start - 1) >= need ? len : start - 1;
 }
+
+size_t ident_utf8_prefix(const char *s, size_t max)
+{
+    return ident_utf8_cut(s, strnlen(s, max));
+}

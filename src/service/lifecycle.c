@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "delayq_int.h"
 #include "jobq_int.h"
+#include "mapping_int.h"
 #include "outbox_int.h"
 #include "service_int.h"
 #include "sflight_int.h"
@@ -50,6 +51,11 @@ int service_new(const struct service_opts *o, struct service **out)
             return rc;
         }
     }
+    if (mapping_init(s) != 0) {
+        tcache_free(s->cache);
+        free(s);
+        return TV_ERR_NOMEM;
+    }
     jobq_init(&s->fast, workers_or(o->workers, WORKERS_DEFAULT), 0);
     if (delayq_init(&s->delay, &s->fast) != 0) {
         tcache_free(s->cache);
@@ -83,6 +89,8 @@ int service_start(struct service *s)
     if ((rc = jobq_start(&s->fast)) != 0 || (rc = jobq_start(&s->slow)) != 0 ||
         (rc = delayq_start(&s->delay)) != 0)
         return rc;
+    if ((rc = mapping_watch_start(s)) != 0)
+        return rc;
     if (s->ob_interval_ms > 0 && outbox_start(s) != 0)
         return TV_ERR_INTERNAL;
     return 0;
@@ -108,10 +116,14 @@ void service_free(struct service *s)
     service_stop(s);
     jobq_release(&s->slow);
     jobq_release(&s->fast); /* after service_stop's delayq_stop: nothing waits there now */
+    /* The watch lives while anything may still read it (requests draining after service_stop,
+     * the workers just joined), and stops before the caches its callbacks touch are freed. */
+    mapping_watch_stop(s);
     delayq_release(&s->delay);
     sfmap_release(&s->issues);
     sfmap_release(&s->creates);
     tcache_free(s->cache);
+    mapping_release(s);
     pthread_cond_destroy(&s->ob_cond);
     pthread_mutex_destroy(&s->ob_lock);
     pthread_rwlock_destroy(&s->submit_lock);

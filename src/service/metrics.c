@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "mapping_int.h"
 #include "service_int.h"
 #include "store/outbox.h"
 #include "tcache_int.h"
@@ -14,7 +15,7 @@
 struct metrics_snap {
     unsigned long long created, deleted, issued, revoked, exchanged, sf_joined, outbox_done,
         outbox_retry, outbox_passes, cache_hits, cache_misses, evictions, invalidated, entries,
-        isf_joined;
+        isf_joined, map_hits, map_entries, watch_current, watch_resets;
     long long pending, mappings;
 };
 
@@ -55,6 +56,17 @@ static const struct metric_def metrics[] = {
     {"tokenvend_cache_entries", "Tokens held by the token cache.", "gauge", U(entries)},
     {"tokenvend_issue_singleflight_joined_total", "Requests that waited for another's issue.",
      "counter", U(isf_joined)},
+    {"tokenvend_mapping_cache_hits_total",
+     "Token requests whose mapping came from the mapping cache (PostgreSQL only).", "counter",
+     U(map_hits)},
+    {"tokenvend_mapping_cache_entries", "Mappings held by the mapping cache.", "gauge",
+     U(map_entries)},
+    {"tokenvend_store_watch_current",
+     "1 while the store's change notifications are vouched for (caches in use), else 0.", "gauge",
+     U(watch_current)},
+    {"tokenvend_store_watch_resets_total",
+     "Times every cached token and mapping was dropped because a change may have been missed.",
+     "counter", U(watch_resets)},
 };
 
 #undef U
@@ -63,6 +75,7 @@ static const struct metric_def metrics[] = {
 static void snapshot(struct service *s, struct metrics_snap *m)
 {
     struct tcache_stats cs;
+    struct mapping_stats ms;
     int64_t pending = 0, mappings = 0;
 
     memset(&cs, 0, sizeof cs);
@@ -71,6 +84,7 @@ static void snapshot(struct service *s, struct metrics_snap *m)
     /* A store that cannot count shows 0 rather than failing the whole page. */
     (void)store_outbox_count(s->store, &pending);
     (void)store_user_count(s->store, &mappings);
+    mapping_stats_get(s, &ms);
     *m = (struct metrics_snap){
         .created = atomic_load(&s->m_created),
         .deleted = atomic_load(&s->m_deleted),
@@ -87,6 +101,10 @@ static void snapshot(struct service *s, struct metrics_snap *m)
         .invalidated = (unsigned long long)cs.invalidated,
         .entries = (unsigned long long)cs.entries,
         .isf_joined = atomic_load(&s->m_isf_joined),
+        .map_hits = (unsigned long long)ms.hits,
+        .map_entries = (unsigned long long)ms.entries,
+        .watch_current = (unsigned long long)ms.current,
+        .watch_resets = (unsigned long long)ms.resets,
         .pending = (long long)pending,
         .mappings = (long long)mappings,
     };

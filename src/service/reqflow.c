@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/ident.h"
 #include "core/log.h"
+#include "mapping_int.h"
 #include "service_int.h"
 #include "store/claims.h"
 #include "store/outbox.h"
@@ -115,6 +116,9 @@ void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id)
 {
     if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
         (void)tcache_invalidate(f->base.s->cache, acs_id);
+    mapping_forget(f->base.s, f->user.app_user_id[0] != '\0' ? f->user.app_user_id
+                              : f->by_acs                    ? ""
+                                                             : f->key);
 }
 
 /* Ends a failed single-flight: everyone gets the leader's error, except a request that has its
@@ -381,15 +385,29 @@ static void revoke_done(struct flow *base)
     struct service *s = base->s;
     int rc = base->res.rc;
 
+    const char *msg = rc == 0 ? NULL : flow_acs_message(base);
+
     if (rc == 0) {
-        (void)store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms());
-        atomic_fetch_add(&s->m_revoked, 1);
+        /* The write is what tells the other replicas (its notification): a revoke they never
+         * hear of would let them serve tokens ACS has revoked, so a failed write is a failed
+         * revoke (503; repeating it is safe: ACS revokes are idempotent). */
+        if (store_user_set_revoked(s->store, f->user.acs_id, clock_wall_ms()) == 0) {
+            atomic_fetch_add(&s->m_revoked, 1);
+        } else {
+            rc = TV_ERR_UNAVAILABLE;
+            msg = "ACS revoked the tokens but the store could not record it; retry the revoke";
+            (void)store_user_invalidate(s->store, f->user.acs_id);
+        }
+    } else {
+        /* A failed revoke may still have happened at ACS (an unknown outcome): every replica
+         * drops its cached tokens, as this one does below. */
+        (void)store_user_invalidate(s->store, f->user.acs_id);
     }
     /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
      * issues that were in flight meanwhile are refused by the cache from here on. */
     reqflow_cache_invalidate(f, f->user.acs_id);
     service_audit(s, &base->call, "revoke", reqflow_user_of(f), f->user.acs_id, rc, NULL);
-    reqflow_finish(f, rc, rc == 0 ? NULL : flow_acs_message(base));
+    reqflow_finish(f, rc, msg);
 }
 
 /* ---- entry points ---- */
@@ -495,7 +513,9 @@ static void user_start(struct reqflow *f)
     enum sf_role role;
     int rc;
 
-    rc = store_user_get(s->store, f->key, &f->user);
+    /* A token request may take the mapping from the mapping cache (a restart after the
+     * identity vanished reads the store). */
+    rc = mapping_get(s, f->key, f->tok.want && !f->tok.restarted, &f->user);
     if (rc != TV_ERR_NOT_FOUND || !f->may_create) {
         reqflow_found(f, rc);
         return;
@@ -564,6 +584,12 @@ void reqflow_go(struct reqflow *f)
      * free: no ACS call of f is in flight before its lookup. */
     if (!store_is_pg(s->store)) {
         reqflow_go_now(f);
+        return;
+    }
+    /* A token request whose mapping the (notification-kept) mapping cache holds needs no
+     * lookup: it goes on here, so a cache hit costs no thread hop either. */
+    if (!f->by_acs && f->tok.want && !f->tok.restarted && mapping_peek(s, f->key, &f->user) == 0) {
+        reqflow_found(f, 0);
         return;
     }
     f->base.job.run = reqflow_go_job;

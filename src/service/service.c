@@ -20,6 +20,11 @@ void service_copy_str(char *dst, size_t cap, const char *src)
     (void)buf_copy_str(dst, cap, src);
 }
 
+void service_audit_text(char *dst, size_t cap, const char *src)
+{
+    (void)ident_sanitize(src, dst, cap);
+}
+
 /* Appends src at dst[*len] within cap (truncating, always terminated). */
 static void append_str(char *dst, size_t cap, size_t *len, const char *src)
 {
@@ -56,14 +61,14 @@ void service_audit(struct service *s, const struct service_call *c, const char *
     memset(&a, 0, sizeof a);
     a.ts_ms = clock_wall_ms();
     if (c != NULL) {
-        service_copy_str(a.request_id, sizeof a.request_id, c->request_id);
-        service_copy_str(a.caller, sizeof a.caller, c->caller);
+        service_audit_text(a.request_id, sizeof a.request_id, c->request_id);
+        service_audit_text(a.caller, sizeof a.caller, c->caller);
     }
-    service_copy_str(a.action, sizeof a.action, action);
-    service_copy_str(a.app_user_id, sizeof a.app_user_id, app_user_id);
-    service_copy_str(a.acs_id, sizeof a.acs_id, acs_id);
-    service_copy_str(a.outcome, sizeof a.outcome, rc == 0 ? "ok" : err_name(rc));
-    service_copy_str(a.detail, sizeof a.detail, detail);
+    service_audit_text(a.action, sizeof a.action, action);
+    service_audit_text(a.app_user_id, sizeof a.app_user_id, app_user_id);
+    service_audit_text(a.acs_id, sizeof a.acs_id, acs_id);
+    service_audit_text(a.outcome, sizeof a.outcome, rc == 0 ? "ok" : err_name(rc));
+    service_audit_text(a.detail, sizeof a.detail, detail);
     if ((arc = store_audit_add(s->store, &a)) != 0)
         log_msg(LOGL_ERROR, a.request_id, "audit row for %s not written: %s", a.action,
                 err_name(arc));

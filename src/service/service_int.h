@@ -29,6 +29,8 @@
 #define OUTBOX_INFLIGHT_MAX 256
 
 struct tcache;
+struct mapcache;
+struct store_watch;
 
 struct service {
     struct store *store;
@@ -54,6 +56,10 @@ struct service {
      * the latter with the token cache only (NULL when off). */
     struct sfmap creates, issues;
     struct tcache *cache;
+    /* The mapping cache and the store's watch that keeps both caches honest across processes
+     * (mapping.c). */
+    struct mapcache *maps;
+    struct store_watch *watch;
 
     /* Outbox worker (outbox.c) and the set of rows whose delete is in flight (settle.c). */
     pthread_mutex_t ob_lock;
@@ -72,5 +78,9 @@ struct service {
 
 /* Copies src (NULL = "") into dst, truncating to cap - 1 bytes. */
 void service_copy_str(char *dst, size_t cap, const char *src);
+/* Copies src (NULL = "") into an audit field dst[cap]: well-formed UTF-8 without control
+ * characters (others become U+FFFD), cut on a character boundary. The PostgreSQL store refuses
+ * an ill-formed string, and the audit row with it. */
+void service_audit_text(char *dst, size_t cap, const char *src);
 
 #endif

@@ -427,6 +427,28 @@ size_t tcache_invalidate(struct tcache *c, const char *acs_id)
     return n;
 }
 
+size_t tcache_invalidate_all(struct tcache *c)
+{
+    size_t total = 0;
+
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct tc_shard *sh = &c->shards[i];
+        size_t n = 0;
+        pthread_mutex_lock(&sh->lock);
+        /* Every epoch moves on, so no token of an ACS call in flight enters afterwards. */
+        for (size_t k = 0; k < EPOCH_SLOTS; k++)
+            sh->epochs[k]++;
+        while (sh->head != NULL) {
+            entry_remove(sh, link_of(sh, sh->head));
+            n++;
+        }
+        sh->invalidated += n;
+        pthread_mutex_unlock(&sh->lock);
+        total += n;
+    }
+    return total;
+}
+
 void tcache_hit_release(struct tcache_hit *h)
 {
     if (h == NULL || h->token == NULL)

@@ -103,6 +103,10 @@ int tcache_put(struct tcache *c, const struct tcache_key *k, uint64_t epoch, con
  * calls already in flight are refused by tcache_put. Returns the number of entries wiped. */
 size_t tcache_invalidate(struct tcache *c, const char *acs_id);
 
+/* A missed invalidation (the store's watch could not vouch for what happened while it was
+ * away): wipes every entry and moves every epoch on. Returns the number of entries wiped. */
+size_t tcache_invalidate_all(struct tcache *c);
+
 /* Wipes and frees a hit's token; safe on a zeroed or released struct. */
 void tcache_hit_release(struct tcache_hit *h);
 

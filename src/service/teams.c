@@ -10,6 +10,7 @@
 
 #include "core/b64.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/jsonx.h"
 #include "flow_int.h"
 #include "service_int.h"
@@ -72,7 +73,10 @@ static void teams_done(struct flow *f)
     }
     if (rc == 0)
         atomic_fetch_add(&s->m_exchanged, 1);
-    snprintf(detail, sizeof detail, "oid=%.90s appid=%.90s", t->oid, t->app);
+    /* Each claim cut to 90 bytes on a character boundary: a cut inside one would leave the
+     * detail ill-formed, and PostgreSQL refuses such text (the row would be lost). */
+    snprintf(detail, sizeof detail, "oid=%.*s appid=%.*s", (int)ident_utf8_prefix(t->oid, 90),
+             t->oid, (int)ident_utf8_prefix(t->app, 90), t->app);
     service_audit(s, &f->call, "teams_exchange", "", rc == 0 ? f->res.identity_id : "", rc, detail);
     teams_finish(t, rc, msg);
 }

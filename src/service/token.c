@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "mapping_int.h"
 #include "reqflow_int.h"
 #include "service_int.h"
 
@@ -123,8 +124,11 @@ static void token_start(struct reqflow *f)
     int rc;
 
     memset(&hit, 0, sizeof hit);
-    if (s->cache == NULL || tcache_scopes_key(f->tok.treq.scopes, f->tok.treq.nscopes,
-                                              f->tok.scopes_key, sizeof f->tok.scopes_key) != 0) {
+    /* While the store's watch is not current a revoke elsewhere may have gone unseen: no hit,
+     * no fill, straight to ACS. */
+    if (s->cache == NULL || !mapping_caches_current(s) ||
+        tcache_scopes_key(f->tok.treq.scopes, f->tok.treq.nscopes, f->tok.scopes_key,
+                          sizeof f->tok.scopes_key) != 0) {
         f->tok.scopes_key[0] = '\0';
         reqflow_submit(f, ACS_OP_ISSUE, issue_done);
         return;

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "copy_rows.h"
 #include "core/err.h"
+#include "core/ident.h"
 #include "core/log.h"
 
 #define COPY_PAGE 256 /* source rows held at once */
@@ -19,7 +22,87 @@ struct copy_run {
     char *err;
     size_t errcap;
     struct copy_row *page; /* COPY_PAGE rows */
+    int checking;          /* the check pass (repairs are counted once, there) */
 };
+
+/* Whether v's text is well-formed UTF-8 with no NUL: what PostgreSQL's text accepts. */
+static int text_ok(const struct copy_val *v)
+{
+    for (size_t i = 0; i < v->len;) {
+        uint32_t cp = 0;
+        size_t n = ident_utf8_decode(v->p + i, v->len - i, &cp);
+        if (n == 0 || cp == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+/* Replaces every byte of v that does not start a well-formed sequence (and every NUL) with
+ * U+FFFD. 0 or TV_ERR_NOMEM. */
+static int text_repair(struct copy_val *v)
+{
+    static const unsigned char fffd[] = {0xEF, 0xBF, 0xBD};
+    unsigned char *out = malloc(v->len * 3 + 1);
+    size_t o = 0;
+    int rc;
+
+    if (out == NULL)
+        return TV_ERR_NOMEM;
+    for (size_t i = 0; i < v->len;) {
+        uint32_t cp = 0;
+        size_t n = ident_utf8_decode(v->p + i, v->len - i, &cp);
+        if (n == 0 || cp == 0) {
+            memcpy(out + o, fffd, sizeof fffd);
+            o += sizeof fffd;
+            i++;
+        } else {
+            memcpy(out + o, v->p + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+    rc = copy_val_set(v, out, o);
+    OPENSSL_cleanse(out, o);
+    free(out);
+    return rc;
+}
+
+/* A SQLite store may hold text PostgreSQL refuses (an audit detail cut inside a character by
+ * an older tokenvend). Into PostgreSQL: free text of the audit trail is repaired (U+FFFD, counted
+ * in the report); anything else (an id, a name) stops the copy, naming the row. */
+static int row_fit(struct copy_run *run, struct copy_row *r)
+{
+    char what[320];
+
+    if (!store_is_pg(run->to))
+        return 0;
+    for (int c = 0; c < r->t->ncols; c++) {
+        struct copy_val *v = &r->v[c];
+        int key = 0;
+        if ((r->t->types[c] != COPY_TEXT && r->t->types[c] != COPY_TEXT_NULL) || v->null ||
+            v->p == NULL || text_ok(v))
+            continue;
+        for (int k = 0; k < r->t->nkeys; k++)
+            key |= r->t->keys[k] == c;
+        if (r->t->tab == COPY_AUDIT && !key) {
+            int rc = text_repair(v);
+            if (rc != 0)
+                return rc;
+            if (run->checking)
+                run->rep->repaired++;
+            continue;
+        }
+        copy_key_describe(r, r->t->keys[0], what, sizeof(what));
+        snprintf(run->err, run->errcap,
+                 "table %s: the row with %s holds text that is not UTF-8 in column %s, which "
+                 "PostgreSQL cannot store; nothing was written",
+                 r->t->name, what, r->t->cols[c]);
+        return TV_ERR_INVALID;
+    }
+    return 0;
+}
 
 /* Called for each source row of a table; ctx is the caller's. */
 typedef int (*row_fn)(struct copy_run *run, const struct copy_row *r, void *ctx);
@@ -36,7 +119,8 @@ static int each_row(struct copy_run *run, const struct copy_table *t, row_fn fn,
     while (rc == 0 && n == COPY_PAGE) {
         rc = copy_rows_page(run->from, t, first ? NULL : &cursor.v[key], COPY_PAGE, run->page, &n);
         for (int i = 0; rc == 0 && i < n; i++)
-            rc = fn(run, &run->page[i], ctx);
+            if ((rc = row_fit(run, &run->page[i])) == 0)
+                rc = fn(run, &run->page[i], ctx);
         if (rc == 0 && n > 0) {
             /* The cursor owns its copy of the last key: the page is reused. */
             copy_row_clear(&cursor);
@@ -197,7 +281,7 @@ static int schema_check(struct store *s, const char *which, char *err, size_t er
 int store_copy(struct store *from, struct store *to, int mode, struct store_copy_report *rep,
                char *err, size_t errcap)
 {
-    struct copy_run run = {from, to, rep, err, errcap, NULL};
+    struct copy_run run = {from, to, rep, err, errcap, NULL, 0};
     int rc;
 
     if (err == NULL || errcap == 0)
@@ -218,7 +302,9 @@ int store_copy(struct store *from, struct store *to, int mode, struct store_copy
         snprintf(err, errcap, "out of memory");
         return TV_ERR_NOMEM;
     }
+    run.checking = 1;
     rc = check_all(&run);
+    run.checking = 0;
     if (rc == 0 && mode != STORE_COPY_CHECK && rep->copied > 0) {
         rc = copy_rows_write(to, write_all, &run);
         if (rc != 0 && err[0] == '\0')

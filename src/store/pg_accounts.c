@@ -17,13 +17,21 @@
 static const char SQL_INSERT_NEW[] =
     "INSERT INTO accounts (name, password_hash, created_ms, updated_ms, session_epoch)"
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING";
-static const char SQL_PASSWD[] = "UPDATE accounts SET password_hash = $2, updated_ms = $3,"
-                                 " session_epoch = $4 WHERE name = $1";
+/* A new session epoch or a removed account ends the account's sessions on every replica: the
+ * statement also notifies (pg_listen.c reads "a:<seq>:<length>:<name>") and advances the
+ * counter a reconnecting watch checks, delivered on commit only (see pg_users.c). */
+#define NOTIFY_ACCOUNT                                                                             \
+    "pg_notify('tokenvend_invalidate', 'a:' || nextval('invalidation_seq') || ':' ||"              \
+    " octet_length(a.name) || ':' || a.name)"
+static const char SQL_PASSWD[] = "WITH a AS (UPDATE accounts SET password_hash = $2,"
+                                 " updated_ms = $3, session_epoch = $4 WHERE name = $1"
+                                 " RETURNING name) SELECT " NOTIFY_ACCOUNT " FROM a";
 static const char SQL_REHASH[] =
     "UPDATE accounts SET password_hash = $3 WHERE name = $1 AND password_hash = $2";
 static const char SQL_EPOCH[] = "SELECT session_epoch FROM accounts WHERE name = $1";
 static const char SQL_GET[] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE name = $1";
-static const char SQL_DELETE[] = "DELETE FROM accounts WHERE name = $1";
+static const char SQL_DELETE[] = "WITH a AS (DELETE FROM accounts WHERE name = $1 RETURNING name)"
+                                 " SELECT " NOTIFY_ACCOUNT " FROM a";
 /* Byte order, as on SQLite (see pg_users.c). */
 static const char SQL_LIST[] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE name COLLATE \"C\" > $1"
                                " ORDER BY name COLLATE \"C\" LIMIT $2";

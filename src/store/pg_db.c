@@ -90,19 +90,9 @@ int pgstore_schema_version(struct store *s, int *current)
     return pgmig_version(s->pg, current);
 }
 
-static const char SQL_HAS[] = "SELECT count(*) FROM schema_migrations WHERE version = $1::int";
-
 int pgstore_schema_has(struct store *s, int version, int *has)
 {
-    char v[16];
-    int64_t n = 0;
-    int rc;
-
-    snprintf(v, sizeof(v), "%d", version);
-    rc = pgs_query_int64(s, SQL_HAS, v, &n, NULL);
-    if (rc == 0)
-        *has = n > 0;
-    return rc;
+    return pgmig_has(s->pg, version, has);
 }
 
 int pgstore_migrate(struct store *s, int *applied)

@@ -15,7 +15,16 @@ static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtextextended($1
 static const char SQL_GET[] = "SELECT tat_ms FROM login_failures WHERE name = $1";
 static const char SQL_PUT[] = "INSERT INTO login_failures (name, tat_ms) VALUES ($1, $2)"
                               " ON CONFLICT (name) DO UPDATE SET tat_ms = excluded.tat_ms";
-static const char SQL_PRUNE[] = "DELETE FROM login_failures WHERE tat_ms <= $1";
+/* Pruning takes only rows no other transaction holds (SKIP LOCKED): a DELETE that waited for
+ * them could deadlock with an add that holds one row and waits for this prune's (40P01). A
+ * skipped row is being written by its own add or refund, which prunes after it commits. */
+static const char SQL_PRUNE[] = "DELETE FROM login_failures WHERE name IN (SELECT name FROM"
+                                " login_failures WHERE tat_ms <= $1 FOR UPDATE SKIP LOCKED)";
+/* After one add or refund: a bounded batch, so a backlog costs no single request much and
+ * still shrinks faster than one add can grow the table. */
+static const char SQL_PRUNE_SOME[] =
+    "DELETE FROM login_failures WHERE name IN (SELECT name FROM login_failures"
+    " WHERE tat_ms <= $1 LIMIT 64 FOR UPDATE SKIP LOCKED)";
 static const char SQL_COUNT[] = "SELECT count(*) FROM login_failures";
 
 int pgstore_login_failure_get(struct store *s, const char *name, int64_t *tat_ms)
@@ -50,16 +59,16 @@ static int tat_write(struct pgpool_tx *tx, const char *name, int64_t tat)
     return pgs_tx_exec(tx, SQL_PUT, p, NULL);
 }
 
-static int prune(struct pgpool_tx *tx, int64_t now_ms, int *removed)
+/* As on SQLite, the table stays as small as the names that failed within one window. Run
+ * after the name's transaction committed, never inside it: that one holds the name's row, and
+ * two such transactions pruning each other's rows deadlocked. The add or refund has already
+ * taken effect, so a failed prune (logged by the pool) does not fail it; the next one catches
+ * up. */
+static void prune_after(struct store *s, int64_t now_ms)
 {
     struct store_param p[] = {STORE_INT64(now_ms), STORE_END};
-    PGresult *r = NULL;
-    int rc = pgs_tx_exec(tx, SQL_PRUNE, p, &r);
 
-    if (rc == 0 && removed != NULL)
-        *removed = (int)pgs_changes(r);
-    PQclear(r);
-    return rc;
+    (void)pgs_exec(s, SQL_PRUNE_SOME, p, PGPOOL_RETRY, NULL);
 }
 
 /* The arguments and results of the transaction bodies below; the results are set on every
@@ -69,7 +78,7 @@ struct lf_arg {
     const struct ratelimit *rl;
     int64_t now_ms;
     int64_t tat; /* add: the state after (or the full one that refused) */
-    int removed; /* prune */
+    int wrote;   /* refund: a row was written */
 };
 
 static int add_tx(struct pgpool_tx *tx, void *arg)
@@ -83,9 +92,6 @@ static int add_tx(struct pgpool_tx *tx, void *arg)
         a->tat = ratelimit_take(a->rl, a->tat, a->now_ms);
         rc = tat_write(tx, a->name, a->tat);
     }
-    /* As on SQLite: the table stays as small as the names that failed within one window. */
-    if (rc == 0)
-        rc = prune(tx, a->now_ms, NULL);
     return rc;
 }
 
@@ -95,6 +101,8 @@ int pgstore_login_failure_add(struct store *s, const char *name, const struct ra
     struct lf_arg a = {.name = name, .rl = rl, .now_ms = now_ms};
     int rc = pgpool_tx_run(s->pg, add_tx, &a);
 
+    if (rc == 0)
+        prune_after(s, now_ms);
     if ((rc == 0 || rc == TV_ERR_RATE_LIMITED) && tat_ms != NULL)
         *tat_ms = a.tat;
     return rc;
@@ -106,11 +114,12 @@ static int refund_tx(struct pgpool_tx *tx, void *arg)
     int64_t tat = 0;
     int rc = tat_lock_read(tx, a->name, &tat);
 
-    /* Undoing one event moves tat back by one interval; the prune removes a full bucket. */
+    /* Undoing one event moves tat back by one interval; the prune after it removes a full
+     * bucket. */
+    a->wrote = 0;
     if (rc == 0 && tat > 0) {
         rc = tat_write(tx, a->name, tat - a->rl->interval_ms);
-        if (rc == 0)
-            rc = prune(tx, a->now_ms, NULL);
+        a->wrote = rc == 0;
     }
     return rc;
 }
@@ -119,8 +128,11 @@ int pgstore_login_failure_refund(struct store *s, const char *name, const struct
                                  int64_t now_ms)
 {
     struct lf_arg a = {.name = name, .rl = rl, .now_ms = now_ms};
+    int rc = pgpool_tx_run(s->pg, refund_tx, &a);
 
-    return pgpool_tx_run(s->pg, refund_tx, &a);
+    if (rc == 0 && a.wrote)
+        prune_after(s, now_ms);
+    return rc;
 }
 
 static int normalize_tx(struct pgpool_tx *tx, void *arg)

@@ -1,7 +1,8 @@
 /* Schema migrations of the PostgreSQL store (see pg_migrate.h). Each migration's transaction
  * takes pg_advisory_xact_lock first: a runner that waited for another one then sees its rows
  * in schema_migrations and skips what it applied. The lock is released with the transaction,
- * so a runner that dies holding it never blocks the others. */
+ * so a runner that dies holding it never blocks the others. Reading the version takes no lock
+ * and creates nothing: replicas usually connect as a role that may only read and write rows. */
 #include "pg_migrate.h"
 
 #include <stdio.h>
@@ -17,6 +18,13 @@
  * pool's statement timeout, which is sized for requests, yet never without end. */
 #define PGMIG_TIMEOUT_MS 600000L
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock($1::bigint)";
+/* Whether the bookkeeping table exists (in the search path, as every other statement finds
+ * it), and whether this role may read it. */
+static const char SQL_PROBE[] = "SELECT c IS NOT NULL, c IS NOT NULL AND has_table_privilege(c, "
+                                "'SELECT') FROM (SELECT to_regclass('schema_migrations') AS c) t";
+/* Who we are and whether we may create tables where they go, to explain a failed migration. */
+static const char SQL_WHO[] = "SELECT current_user, coalesce(current_schema(), ''),"
+                              " coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)";
 static const char SQL_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                 " version INTEGER PRIMARY KEY,"
                                 " name TEXT NOT NULL,"
@@ -44,17 +52,22 @@ static int latest(void)
     return l;
 }
 
-/* Locks, and makes the bookkeeping table (under the lock: two CREATE TABLE IF NOT EXISTS at
- * once may both try to create it). */
+/* Locks, and makes the bookkeeping table when it is missing (under the lock: two CREATE TABLE
+ * IF NOT EXISTS at once may both try to create it). Only then: CREATE TABLE IF NOT EXISTS
+ * needs the schema's CREATE privilege even when the table is there. */
 static int lock_and_table(struct pgpool_tx *tx)
 {
     const char *key[] = {PGMIG_LOCK_KEY};
+    PGresult *r = NULL;
     int rc = pgpool_tx_set_timeout(tx, PGMIG_TIMEOUT_MS);
 
     if (rc == 0)
         rc = pgpool_tx_exec(tx, SQL_LOCK, 1, key, NULL, NULL, NULL);
     if (rc == 0)
+        rc = pgpool_tx_exec(tx, SQL_PROBE, 0, NULL, NULL, NULL, &r);
+    if (rc == 0 && strcmp(PQgetvalue(r, 0, 0), "t") != 0)
         rc = pgpool_tx_exec(tx, SQL_TABLE, 0, NULL, NULL, NULL, NULL);
+    PQclear(r);
     return rc;
 }
 
@@ -78,27 +91,78 @@ static int version_of(const PGresult *r)
     return unknown != 0 ? unknown : complete;
 }
 
-static int tx_version(struct pgpool_tx *tx, void *arg)
+/* No lock: a migration still running is not seen (its transaction has not committed), which is
+ * the version until it commits; pgmig_run reads again under the lock before applying. */
+int pgmig_version(struct pgpool *p, int *current)
 {
-    int *current = arg;
-    PGresult *r = NULL;
-    int rc = lock_and_table(tx);
+    PGresult *probe = NULL, *r = NULL;
+    int v = 0;
+    int rc = pgpool_exec(p, SQL_PROBE, 0, NULL, NULL, NULL, PGPOOL_RETRY, &probe);
 
+    if (rc != 0)
+        goto done;
+    if (strcmp(PQgetvalue(probe, 0, 0), "t") != 0)
+        goto done; /* no bookkeeping table: an empty database, version 0 */
+    if (strcmp(PQgetvalue(probe, 0, 1), "t") != 0) {
+        log_msg(LOGL_ERROR, NULL,
+                "store: this PostgreSQL role may not read table schema_migrations: grant it "
+                "SELECT on the tables tokenvend migrate made");
+        rc = TV_ERR_CONFIG;
+        goto done;
+    }
+    rc = pgpool_exec(p, SQL_VERSIONS, 0, NULL, NULL, NULL, PGPOOL_RETRY, &r);
     if (rc == 0)
-        rc = pgpool_tx_exec(tx, SQL_VERSIONS, 0, NULL, NULL, NULL, &r);
-    if (rc == 0)
-        *current = version_of(r);
+        v = version_of(r);
+done:
+    if (rc == 0 && current != NULL)
+        *current = v;
     PQclear(r);
+    PQclear(probe);
     return rc;
 }
 
-int pgmig_version(struct pgpool *p, int *current)
+int pgmig_has(struct pgpool *p, int version, int *has)
 {
-    int v = 0;
-    int rc = pgpool_tx_run(p, tx_version, &v);
+    char v[16];
+    const char *vals[] = {v};
+    PGresult *probe = NULL, *r = NULL;
+    int found = 0;
+    int rc = pgpool_exec(p, SQL_PROBE, 0, NULL, NULL, NULL, PGPOOL_RETRY, &probe);
 
-    if (rc == 0 && current != NULL)
-        *current = v;
+    snprintf(v, sizeof(v), "%d", version);
+    /* No bookkeeping table yet: nothing is applied (a SELECT would fail on it). */
+    if (rc == 0 && strcmp(PQgetvalue(probe, 0, 0), "t") == 0) {
+        rc = pgpool_exec(p, SQL_HAS, 1, vals, NULL, NULL, PGPOOL_RETRY, &r);
+        if (rc == 0)
+            found = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+    }
+    if (rc == 0)
+        *has = found;
+    PQclear(r);
+    PQclear(probe);
+    return rc;
+}
+
+/* After a migration failed: when the role may not create tables in its schema, that is the
+ * cause (PostgreSQL said 42501, which the pool reports as an I/O error), and one the operator
+ * fixes in the configuration. Rewrites err and returns TV_ERR_CONFIG then, else rc. */
+static int explain_privilege(struct pgpool *p, const struct store_migration *m, int rc, char *err,
+                             size_t errcap)
+{
+    PGresult *r = NULL;
+
+    if (rc != TV_ERR_IO || pgpool_exec(p, SQL_WHO, 0, NULL, NULL, NULL, PGPOOL_RETRY, &r) != 0)
+        return rc;
+    if (strcmp(PQgetvalue(r, 0, 2), "t") != 0) {
+        snprintf(err, errcap,
+                 "PostgreSQL migration %s needs to create tables, and role %.64s may not create "
+                 "in schema %.64s: run `tokenvend migrate` as a role that may (the schema's "
+                 "owner), and give this one only SELECT, INSERT, UPDATE, DELETE on the tables",
+                 m->name, PQgetvalue(r, 0, 0),
+                 PQgetvalue(r, 0, 1)[0] != '\0' ? PQgetvalue(r, 0, 1) : "(none in search_path)");
+        rc = TV_ERR_CONFIG;
+    }
+    PQclear(r);
     return rc;
 }
 
@@ -177,6 +241,7 @@ int pgmig_run(struct pgpool *p, int *applied, char *err, size_t errcap)
         rc = pgpool_tx_run(p, tx_apply, &a);
         if (rc != 0) {
             snprintf(err, errcap, "PostgreSQL migration %s failed: %s", a.m->name, err_message(rc));
+            rc = explain_privilege(p, a.m, rc, err, errcap);
             break;
         }
         count += a.applied;

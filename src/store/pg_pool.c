@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct pgpool {
     int ever_connected; /* a later connection counts as a reconnect */
     long reconnects;
     int down; /* the last connection attempt failed: log the outage once, and its end */
+    atomic_long statements; /* round trips begun: statements and transactions */
     struct pgpool_slot slots[];
 };
 
@@ -140,7 +142,7 @@ static void on_notice(void *arg, const char *message)
 
 /* Makes one connection within connect_ms, driving libpq's non-blocking connect ourselves: its
  * connect_timeout counts whole seconds per address and starts again for each. */
-static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+static PGconn *conn_start(const struct pgpool *p)
 {
     /* Words before dbname are defaults the URI may override (it is expanded in place); the
      * words after it are ours: options already holds the URI's own options, and the service
@@ -159,9 +161,24 @@ static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
                               NULL};
     const char *const vals[] = {"1",         "30",   "10",       "3",    p->user_timeout,
                                 "tokenvend", p->uri, p->options, "UTF8", NULL};
+
+    return PQconnectStartParams(kw, vals, 1);
+}
+
+PGconn *pgpool_conn_start(struct pgpool *p, long *connect_timeout_ms)
+{
+    if (p == NULL)
+        return NULL;
+    if (connect_timeout_ms != NULL)
+        *connect_timeout_ms = p->connect_ms;
+    return conn_start(p);
+}
+
+static int connect_one(struct pgpool *p, PGconn **out, char *err, size_t cap)
+{
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     int64_t deadline = clock_mono_ms() + p->connect_ms;
-    PGconn *c = PQconnectStartParams(kw, vals, 1);
+    PGconn *c = conn_start(p);
     int rc = TV_ERR_UNAVAILABLE, timed_out = 0;
 
     if (c == NULL) {
@@ -610,6 +627,7 @@ int pgpool_exec(struct pgpool *p, const char *sql, int n, const char *const *val
         rc = acquire(p, &idx);
         if (rc != 0)
             return rc;
+        atomic_fetch_add(&p->statements, 1);
         rc = run_on(p, p->slots[idx].conn, p->statement_ms, 0, sql, n, values, lengths, formats,
                     res, &why);
         release(p, idx, why & WHY_BROKEN);
@@ -702,6 +720,7 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
         if (rc != 0)
             return rc;
         tx.conn = p->slots[idx].conn;
+        atomic_fetch_add(&p->statements, 1);
         rc = pgpool_tx_exec(&tx, "BEGIN", 0, NULL, NULL, NULL, NULL);
         if (rc == 0)
             rc = fn(&tx, arg);
@@ -740,6 +759,11 @@ int pgpool_tx_run(struct pgpool *p, pgpool_tx_fn fn, void *arg)
         }
         return rc;
     }
+}
+
+long pgpool_statements(struct pgpool *p)
+{
+    return atomic_load(&p->statements);
 }
 
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects)

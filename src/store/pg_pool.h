@@ -81,6 +81,17 @@ int pgpool_tx_set_timeout(struct pgpool_tx *tx, long ms);
  * protocol inside the transaction. Codes as pgpool_exec. */
 int pgpool_tx_exec_script(struct pgpool_tx *tx, const char *sql);
 
+/* Starts (PQconnectStartParams) one connection with the pool's URI and options but outside the
+ * pool, for a caller that drives PQconnectPoll itself and keeps the connection for its own use
+ * (the LISTEN connection of pg_listen.c, which must not hold a pool slot and must be able to
+ * give up when asked to stop). *connect_timeout_ms (may be NULL) receives the pool's connect
+ * deadline. The caller PQfinish()es the result; NULL when out of memory. */
+PGconn *pgpool_conn_start(struct pgpool *p, long *connect_timeout_ms);
+
+/* Statements and transactions begun through the pool so far (for tests: a cache hit must add
+ * none). */
+long pgpool_statements(struct pgpool *p);
+
 /* Counters for tests and metrics: connections open now, the most in use at once so far, and
  * connections made after the first (reconnects). Any pointer may be NULL. */
 void pgpool_stats(struct pgpool *p, int *open, int *max_busy, long *reconnects);

@@ -22,6 +22,7 @@ int pgstore_user_get_by_acs(struct store *s, const char *acs_id, struct store_us
 int pgstore_user_insert(struct store *s, const struct store_user *u);
 int pgstore_user_touch_issued(struct store *s, const char *acs_id, int64_t ms);
 int pgstore_user_set_revoked(struct store *s, const char *acs_id, int64_t ms);
+int pgstore_user_invalidate(struct store *s, const char *acs_id);
 int pgstore_user_list(struct store *s, const char *after, int limit, struct store_user *out,
                       int *n);
 int pgstore_user_count(struct store *s, int64_t *n);

@@ -18,20 +18,34 @@ static const char SQL_INSERT[] =
 /* GREATEST keeps the times monotonic when two requests finish out of order (SQLite's max). */
 static const char SQL_TOUCH[] = "UPDATE mappings SET last_issued_ms ="
                                 " GREATEST(last_issued_ms, $2::bigint) WHERE acs_id = $1";
+/* The notification every replica's watch turns into a cache invalidation (pg_listen.c reads
+ * it: "u:<seq>:<length of the ACS id>:<ACS id><app user id>"), and the counter it checks after
+ * a reconnect, both in the statement that changes the mapping: delivered on commit only. */
+#define NOTIFY_MAPPING(acs, app)                                                                   \
+    "pg_notify('tokenvend_invalidate', 'u:' || nextval('invalidation_seq') || ':' ||"              \
+    " octet_length(" acs ") || ':' || " acs " || coalesce(" app ", ''))"
 static const char SQL_REVOKED[] =
-    "UPDATE mappings SET revoked_ms = GREATEST(revoked_ms, $2::bigint) WHERE acs_id = $1";
+    "WITH u AS (UPDATE mappings SET revoked_ms = GREATEST(revoked_ms, $2::bigint)"
+    " WHERE acs_id = $1 RETURNING acs_id, app_user_id)"
+    " SELECT " NOTIFY_MAPPING("u.acs_id", "u.app_user_id") " FROM u";
+/* Tells every replica to drop what it caches for a mapping without changing it (a revoke whose
+ * ACS outcome is unknown, or whose write failed). */
+static const char SQL_INVALIDATE[] =
+    "SELECT " NOTIFY_MAPPING("acs_id", "app_user_id") " FROM mappings WHERE acs_id = $1";
 /* COLLATE "C": byte order, as SQLite's BINARY collation, whatever the database's locale, so
  * pages and cursors mean the same on both backends. */
 static const char SQL_LIST[] = "SELECT " USER_COLS " FROM mappings"
                                " WHERE app_user_id IS NOT NULL AND app_user_id COLLATE \"C\" > $1"
                                " ORDER BY app_user_id COLLATE \"C\" LIMIT $2";
 static const char SQL_COUNT[] = "SELECT count(*) FROM mappings";
-/* Delete and queue in one statement: atomic without a transaction of our own, and no request
- * can see the mapping gone without the outbox row. */
+/* Delete and queue (and notify) in one statement: atomic without a transaction of our own, and
+ * no request can see the mapping gone without the outbox row. */
 static const char SQL_DELETE_QUEUE[] =
-    "WITH d AS (DELETE FROM mappings WHERE acs_id = $1 RETURNING acs_id, resource, app_user_id)"
-    " INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms, app_user_id)"
-    " SELECT acs_id, resource, 'delete', $3, $2, app_user_id FROM d RETURNING id";
+    "WITH d AS (DELETE FROM mappings WHERE acs_id = $1 RETURNING acs_id, resource, app_user_id),"
+    " o AS (INSERT INTO outbox (acs_id, resource, op, next_attempt_ms, created_ms, app_user_id)"
+    " SELECT acs_id, resource, 'delete', $3, $2, app_user_id FROM d"
+    " RETURNING id, acs_id, app_user_id)"
+    " SELECT o.id, " NOTIFY_MAPPING("o.acs_id", "o.app_user_id") " FROM o";
 
 static int user_row(const PGresult *r, int row, void *out)
 {
@@ -93,6 +107,13 @@ int pgstore_user_touch_issued(struct store *s, const char *acs_id, int64_t ms)
 int pgstore_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
 {
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
+}
+
+int pgstore_user_invalidate(struct store *s, const char *acs_id)
+{
+    struct store_param p[] = {STORE_TEXT(acs_id), STORE_END};
+
+    return pgs_write_run(s, SQL_INVALIDATE, p, NULL);
 }
 
 int pgstore_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)

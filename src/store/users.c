@@ -116,6 +116,13 @@ int store_user_set_revoked(struct store *s, const char *acs_id, int64_t ms)
     return user_update_ms(s, SQL_REVOKED, acs_id, ms);
 }
 
+int store_user_invalidate(struct store *s, const char *acs_id)
+{
+    if (store_check_str(acs_id, 1, STORE_ID_MAX) != 0)
+        return TV_ERR_INVALID;
+    return s->kind == STORE_PG ? pgstore_user_invalidate(s, acs_id) : 0;
+}
+
 int store_user_list(struct store *s, const char *after, int limit, struct store_user *out, int *n)
 {
     int rc = store_check_list(limit, out, n);

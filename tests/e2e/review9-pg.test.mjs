@@ -175,6 +175,18 @@ describe("review9: what the database URI asks for", { skip }, () => {
     const r = await tv(["identity", "list"], { TOKENVEND_DB: pg.uriWith({ user: "tv_dml", password: "dml-pw" }) });
     assert.equal(r.code, 0, `identity list as a DML-only role: ${r.stdout}${r.stderr}`);
   });
+
+  // The same role on a database that still needs its tables: a configuration error that says
+  // what to do, not "input/output error".
+  test("a role that may not create tables is told so when the schema needs migrating", async () => {
+    await pg.adminExec("CREATE DATABASE tv_empty OWNER tv_app");
+    await pg.adminExec("CREATE ROLE tv_dml_empty LOGIN PASSWORD 'dml-pw'");
+    const r = await tv(["migrate"], { TOKENVEND_DB: pg.uriWith({ user: "tv_dml_empty", password: "dml-pw", db: "tv_empty" }) });
+    assert.notEqual(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr + r.stdout, /role tv_dml_empty may not create in schema public/);
+    assert.match(r.stderr + r.stdout, /run `tokenvend migrate` as a role that may/);
+    assert.doesNotMatch(r.stderr + r.stdout, /input\/output error/);
+  });
 });
 
 describe("review9: libpq's key=value connection string in TOKENVEND_DB", { skip }, () => {

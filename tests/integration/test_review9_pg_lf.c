@@ -3,7 +3,8 @@
  * now) inside the transaction that has just updated its own name's row. Two adds for two names
  * whose rows have both expired each lock their own row, then each DELETE waits for the other's
  * row: a deadlock that PostgreSQL breaks by failing one of them (SQLSTATE 40P01), so a failed
- * login is not counted and its caller gets an error. Always runs on PostgreSQL. */
+ * login is not counted and its caller gets an error. The prune now runs after the name's
+ * transaction and skips rows other transactions hold. Always runs on PostgreSQL. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -421,6 +421,11 @@ static void test_db_uri(void **state)
         assert_contains(err, "env TOKENVEND_DB: db: not a PostgreSQL URI");
         assert_null(strstr(err, "Sekr1t"));
     }
+    /* libpq's key=value form would name a SQLite file, password and all (review9). */
+    setenv("TOKENVEND_DB", "host=127.0.0.1 password=Sekr1t dbname=tv", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "key=value connection string is not taken");
+    assert_null(strstr(err, "Sekr1t"));
     unsetenv("TOKENVEND_DB");
     /* From a file: with a password the file is a secret file; without one it is not. */
     {

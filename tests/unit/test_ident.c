@@ -147,6 +147,12 @@ static void test_ident_local_and_cut(void **state)
     assert_int_equal(ident_utf8_cut("ab\xF0\x9F\x98", 5), 2);
     assert_int_equal(ident_utf8_cut("abc", 3), 3);
     assert_int_equal(ident_utf8_cut("", 0), 0);
+    /* A prefix of at most max bytes: "a\xC3\xA9" cut at 2 would split the e-acute. */
+    assert_int_equal(ident_utf8_prefix("a\xC3\xA9", 2), 1);
+    assert_int_equal(ident_utf8_prefix("a\xC3\xA9", 3), 3);
+    assert_int_equal(ident_utf8_prefix("a\xC3\xA9", 90), 3);
+    assert_int_equal(ident_utf8_prefix("ab\xE2\x82\xAC", 4), 2);
+    assert_int_equal(ident_utf8_prefix("", 5), 0);
 }
 
 static void test_url_loopback(void **state)

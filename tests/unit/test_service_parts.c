@@ -1,5 +1,6 @@
-/* The service's building blocks on their own: the job queue (cap, order, drain) and the
- * single-flight map (join, second look, leader, waiters in arrival order). */
+/* The service's building blocks on their own: the job queue (cap, order, drain), the
+ * single-flight map (join, second look, leader, waiters in arrival order) and the audit
+ * fields' copy (always UTF-8, cut on a character boundary). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include "core/err.h"
 /* Module-internal headers of src/service (by their path: tests only). */
 #include "../../src/service/jobq_int.h"
+#include "../../src/service/service_int.h"
 #include "../../src/service/sflight_int.h"
 
 /* ---- jobq ---- */
@@ -181,12 +183,41 @@ static void test_sfmap_roles(void **state)
     sfmap_release(&m); /* frees the entry still there */
 }
 
+/* ---- audit fields ---- */
+
+/* The Teams exchange's detail: 89 ASCII bytes then two-byte characters; a byte cut at 90 split
+ * the first one and PostgreSQL refused the row (22021). */
+static void test_audit_text_cut(void **state)
+{
+    char out[91], in[128];
+
+    (void)state;
+    memset(in, 'a', 89);
+    strcpy(in + 89, "\xC3\xA9\xC3\xA9");
+    service_audit_text(out, sizeof out, in);
+    assert_int_equal(strlen(out), 89); /* the character that did not fit is left out whole */
+    assert_int_equal(memcmp(out, in, 89), 0);
+    service_audit_text(out, sizeof out, "x\xE2\x82\xAC");
+    assert_string_equal(out, "x\xE2\x82\xAC");
+    /* Ill-formed bytes and control characters never reach a field as they are. */
+    service_audit_text(out, sizeof out,
+                       "a\xFF"
+                       "b\n");
+    assert_string_equal(out, "a\xEF\xBF\xBD"
+                             "b\xEF\xBF\xBD");
+    service_audit_text(out, sizeof out, NULL);
+    assert_string_equal(out, "");
+    service_audit_text(out, 3, "ab\xC3\xA9");
+    assert_string_equal(out, "ab");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobq_not_started),
         cmocka_unit_test(test_jobq_cap),
         cmocka_unit_test(test_sfmap_roles),
+        cmocka_unit_test(test_audit_text_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,6 +223,35 @@ static void test_invalidate(void **state)
     tcache_free(c);
 }
 
+/* A missed notification (the store's watch): every entry goes, and every identity's epoch moves
+ * on, so an issue in flight under the old epoch cannot put its token back. */
+static void test_invalidate_all(void **state)
+{
+    struct tcache *c = new_cache(100, 4);
+    struct tcache_key k = {"8:acs:b", "chat", 60};
+    struct tcache_stats st;
+    uint64_t in_flight;
+    char buf[64];
+    (void)state;
+
+    assert_int_equal(put(c, "8:acs:a", "chat", 60, "a1", NOW + 60 * MIN_MS), 0);
+    assert_int_equal(put(c, "8:acs:a", "voip", 60, "a2", NOW + 60 * MIN_MS), 0);
+    in_flight = tcache_epoch(c, k.acs_id);
+    assert_int_equal(tcache_invalidate_all(c), 2);
+    assert_string_equal(get(c, "8:acs:a", "chat", 60, NOW, buf, sizeof buf), "");
+    assert_string_equal(get(c, "8:acs:a", "voip", 60, NOW, buf, sizeof buf), "");
+    assert_int_equal(
+        tcache_put(c, &k, in_flight, "stale", "2030-01-01T00:00:00Z", NOW + 60 * MIN_MS, NOW, NOW),
+        TV_ERR_CONFLICT);
+    assert_int_equal(put(c, "8:acs:b", "chat", 60, "fresh", NOW + 60 * MIN_MS), 0);
+    assert_string_equal(get(c, "8:acs:b", "chat", 60, NOW, buf, sizeof buf), "fresh");
+    tcache_stats_get(c, &st);
+    assert_int_equal(st.invalidated, 2);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(tcache_invalidate_all(c), 1);
+    tcache_free(c);
+}
+
 static void test_epoch_race(void **state)
 {
     struct tcache *c = new_cache(100, 4);
@@ -454,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_put_refuses_short_tokens),
         cmocka_unit_test(test_new_refuses_sdk_window),
         cmocka_unit_test(test_invalidate),
+        cmocka_unit_test(test_invalidate_all),
         cmocka_unit_test(test_epoch_race),
         cmocka_unit_test(test_revoked_since_issue),
         cmocka_unit_test(test_eviction_bound),
