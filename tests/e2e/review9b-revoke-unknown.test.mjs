@@ -6,6 +6,7 @@
 // cached token, which ACS has revoked, for as long as that token lives in its cache; a
 // single process (SQLite) would not, since A's own cache is dropped.
 
+import { CommunicationIdentityClient } from "@azure/communication-identity";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -67,7 +68,15 @@ describe("review9b: a revoke whose ACS outcome is unknown to A", { skip }, () =>
       if (v.valid === false) break;
       await sleep(100);
     }
-    assert.equal(v.valid, false, `the revoke did happen at ACS: ${JSON.stringify(v)}`);
+    if (v.valid !== false) {
+      // The emulator may drop a request whose client went away (A gave up after 1 s): the
+      // outcome really was unknown, and the revoke is made at ACS directly, as a later one
+      // would, so that the question stays the same: does B still serve the revoked token?
+      const client = new CommunicationIdentityClient(emu.connectionString, { allowInsecureConnection: true });
+      await client.revokeTokens({ communicationUserId: tb.userId });
+      v = await emu.validate(tb.token);
+    }
+    assert.equal(v.valid, false, `the revoke happened at ACS: ${JSON.stringify(v)}`);
     const t0 = Date.now();
     // A honours it (its cache was dropped before the ACS call).
     const na = assertTokenResponse(await a.pub("GET", "/api/token", { token: bearer }), { what: "A after" });
