@@ -470,8 +470,11 @@ static void create_submit_leader(struct reqflow *f)
     create_request(f, &rq);
     rc = flow_submit(&f->base, &rq, user_create_done);
     if (rc != 0) {
-        struct sf_link *waiters = sfmap_finish(&s->creates, f->key);
+        struct sf_link *waiters;
+        /* The claim goes before the single-flight entry: a new leader of this process could
+         * otherwise renew the claim (same owner) and then lose it to this release. */
         create_claim_drop(f);
+        waiters = sfmap_finish(&s->creates, f->key);
         service_audit(s, &f->base.call, "create", f->key, "", rc, NULL);
         reqflow_fail_all(f, waiters, rc, NULL);
     }
