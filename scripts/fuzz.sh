@@ -23,7 +23,7 @@ if [ -n "${FUZZ_TOTAL_SECONDS:-}" ]; then
 fi
 max_len=${FUZZ_MAX_LEN:-8192}
 only=${FUZZ_ONLY:-}
-pkgs="openssl json-c libcurl libmicrohttpd"
+pkgs="openssl json-c libcurl libmicrohttpd libpq"
 
 scripts/deps.sh fuzz --quiet
 CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
@@ -48,6 +48,12 @@ seed() {
         printf 'endpoint=https://contoso.communication.azure.com/;accesskey=U0VDUkVUU0VDUkVU' >"$dir/s1"
         printf 'AccessKey=3q2+7w==;ENDPOINT=http://[::1]:8090;' >"$dir/s2"
         printf ' endpoint = http://127.1:80/ ; accesskey = AQI= \r\n' >"$dir/s3"
+        ;;
+    fuzz_dburi)
+        printf 'postgresql://tv:s3cret@127.0.0.1:5432/tv?sslmode=require' >"$dir/s1"
+        printf 'postgres://u@h/d?pass%%77ord=s3cret&options=-c%%20search_path%%3Dx' >"$dir/s2"
+        printf 'host=h user=u password=s3cret sslpassword=k3y dbname=d' >"$dir/s3"
+        printf 'postgresql://u:p@ss/w@h1:1,h2:2/d' >"$dir/s4"
         ;;
     fuzz_jsonx)
         printf '{"scopes":["chat","voip"],"expiresInMinutes":60}' >"$dir/s1"
