@@ -22,6 +22,7 @@
 #include "service_int.h"
 #include "store/claims.h"
 #include "store/outbox.h"
+#include "tkeep_int.h"
 
 #define MSG_MAX 320
 
@@ -114,8 +115,12 @@ void reqflow_submit(struct reqflow *f, enum acs_op op, flow_step_fn next)
 /* Wipes the identity's cached tokens and fences off ACS calls already in flight. */
 void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id)
 {
-    if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
+    if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0') {
         (void)tcache_invalidate(f->base.s->cache, acs_id);
+        /* The kept rows too, before the answer, so no replica reads them after it; a failure
+         * leaves the readers' revoked_ms check (the mapping changed first) to refuse them. */
+        (void)tkeep_purge(f->base.s->keep, acs_id, f->base.call.request_id);
+    }
     mapping_forget(f->base.s, f->user.app_user_id[0] != '\0' ? f->user.app_user_id
                               : f->by_acs                    ? ""
                                                              : f->key);
@@ -152,9 +157,17 @@ void reqflow_cache_store(struct reqflow *f, const char *acs_id)
         return;
     rc = tcache_put(f->base.s->cache, &k, f->tok.epoch, res->token, res->expires_on,
                     res->expires_on_ms, f->tok.issue_start_ms, clock_wall_ms());
-    if (rc != 0)
+    if (rc != 0) {
         log_msg(LOGL_DEBUG, f->base.call.request_id, "token for %s not cached: %s", acs_id,
                 rc == TV_ERR_CONFLICT ? "revoked or deleted meanwhile" : err_name(rc));
+    } else if (f->base.s->keep != NULL) {
+        /* What the memory cache took is kept in the store too, off this thread. */
+        struct tkeep_id id = {f->base.s->resource,   acs_id,
+                              f->tok.scopes_key,     f->tok.treq.minutes,
+                              f->tok.issue_start_ms, res->expires_on_ms};
+        tkeep_write(f->base.s->keep, f->base.s->cache, f->tok.epoch, &id, res->token,
+                    res->expires_on, f->base.call.request_id);
+    }
 }
 
 /* ---- with a mapping in hand ---- */
