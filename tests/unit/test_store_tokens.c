@@ -337,6 +337,116 @@ static void test_seal_refuses(void **state)
     free(big);
 }
 
+/* ---- the keeper over a store: lookup rules, writes ---- */
+
+#define MIN_REMAINING_MS (30 * 60000LL)
+#define NOW_MS 1800000000000LL
+
+/* Puts a row for id sealed under key. */
+static void put_sealed(struct store *s, const uint8_t *key, const struct tkeep_id *id)
+{
+    struct store_token w;
+    uint8_t *b = NULL;
+    size_t l = 0;
+
+    assert_int_equal(tkeep_seal(key, id, TOKEN, EXPIRES, &b, &l), 0);
+    w = row(id->acs_id, id->scopes, id->minutes, id->issued_ms, id->expires_ms, b, l);
+    snprintf(w.resource, sizeof(w.resource), "%s", id->resource);
+    assert_int_equal(store_token_put(s, &w), 0);
+    free(b);
+}
+
+static void test_lookup_rules(void **state)
+{
+    struct fx *f = *state;
+    struct tkeep *k = NULL;
+    struct tkeep_stats st;
+    struct tcache_hit hit;
+    struct tkeep_id id = ident();
+    uint8_t key2[AEAD_KEY_LEN];
+
+    assert_int_equal(tkeep_new(KEY, f->b, MIN_REMAINING_MS, &k), 0);
+    memset(&hit, 0, sizeof(hit));
+    /* Nothing kept: a miss. */
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+
+    /* Exactly min_remaining left is served (the memory cache's boundary), a millisecond less
+     * is not. */
+    id.issued_ms = NOW_MS - 1000;
+    id.expires_ms = NOW_MS + MIN_REMAINING_MS;
+    put_sealed(f->a, KEY, &id);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), 0);
+    assert_string_equal(hit.token, TOKEN);
+    assert_string_equal(hit.expires_on, EXPIRES);
+    assert_int_equal(hit.issued_ms, id.issued_ms);
+    assert_int_equal(hit.expires_on_ms, id.expires_ms);
+    tcache_hit_release(&hit);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS + 1, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+
+    /* Issued at or before the mapping's revoke: never served. */
+    id.expires_ms = NOW_MS + 2 * MIN_REMAINING_MS;
+    put_sealed(f->a, KEY, &id);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, id.issued_ms, NULL, &hit), TV_ERR_NOT_FOUND);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, id.issued_ms - 1, NULL, &hit), 0);
+    tcache_hit_release(&hit);
+
+    /* A row of another resource, or sealed under another key: a miss, counted. */
+    id.resource = "other.example:443";
+    put_sealed(f->a, KEY, &id);
+    id.resource = "res.example:443";
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    memcpy(key2, KEY, sizeof(key2));
+    key2[0] ^= 0x80;
+    put_sealed(f->a, key2, &id);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    assert_null(hit.token);
+    tkeep_stats_get(k, &st);
+    assert_int_equal(st.hits, 2);
+    assert_int_equal(st.open_failures, 2);
+    assert_int_equal(st.misses, 5);
+    tkeep_free(k);
+}
+
+/* Writes run off the caller's thread; one whose identity was revoked here since it was cached
+ * (the epoch moved on) is dropped. */
+static void test_write_and_epoch(void **state)
+{
+    struct fx *f = *state;
+    struct tkeep *k = NULL;
+    struct tcache *c = NULL;
+    struct tkeep_stats st;
+    struct tkeep_id id = ident(), id2 = ident();
+    struct tcache_hit hit;
+    uint64_t e2;
+    int64_t n = -1;
+
+    assert_int_equal(tcache_new(NULL, &c), 0);
+    assert_int_equal(tkeep_new(KEY, f->a, MIN_REMAINING_MS, &k), 0);
+    id.expires_ms = id2.expires_ms = NOW_MS + 3600000;
+    id2.acs_id = "8:acs:revoked";
+    tkeep_write(k, c, tcache_epoch(c, id.acs_id), &id, TOKEN, EXPIRES, "rq-1");
+    e2 = tcache_epoch(c, id2.acs_id);
+    (void)tcache_invalidate(c, id2.acs_id);
+    tkeep_write(k, c, e2, &id2, TOKEN, EXPIRES, "rq-2");
+    tkeep_free(k); /* runs the queued writes */
+    k = NULL;
+    assert_int_equal(store_token_count(f->b, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(tkeep_new(KEY, f->b, MIN_REMAINING_MS, &k), 0);
+    memset(&hit, 0, sizeof(hit));
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), 0);
+    assert_string_equal(hit.token, TOKEN);
+    tcache_hit_release(&hit);
+    assert_int_equal(tkeep_lookup(k, &id2, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    /* A purge through the keeper removes the identity's rows. */
+    assert_int_equal(tkeep_purge(k, id.acs_id, NULL), 0);
+    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    tkeep_stats_get(k, &st);
+    assert_int_equal(st.purged, 1);
+    tkeep_free(k);
+    tcache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +458,8 @@ int main(void)
         cmocka_unit_test(test_seal_binds_the_row),
         cmocka_unit_test(test_seal_damaged_and_wrong_key),
         cmocka_unit_test(test_seal_refuses),
+        cmocka_unit_test_setup_teardown(test_lookup_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_and_epoch, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
