@@ -5,8 +5,7 @@
  * secret_key). Not copied: create_claims (a claim means something only while the process that
  * holds it runs), token_cache (kept tokens are a cache, sealed under the source's cache_key: the
  * destination's services issue fresh ones) and schema_migrations (each store records its own).
- * Blocking; run it while no
- * service writes to either store. */
+ * Blocking; run it while no service writes to either store. */
 #ifndef TV_STORE_COPY_H
 #define TV_STORE_COPY_H
 

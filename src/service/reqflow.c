@@ -115,15 +115,20 @@ void reqflow_submit(struct reqflow *f, enum acs_op op, flow_step_fn next)
 /* Wipes the identity's cached tokens and fences off ACS calls already in flight. */
 void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id)
 {
-    if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0') {
+    if (f->base.s->cache != NULL && acs_id != NULL && acs_id[0] != '\0')
         (void)tcache_invalidate(f->base.s->cache, acs_id);
-        /* The kept rows too, before the answer, so no replica reads them after it; a failure
-         * leaves the readers' revoked_ms check (the mapping changed first) to refuse them. */
-        (void)tkeep_purge(f->base.s->keep, acs_id, f->base.call.request_id);
-    }
     mapping_forget(f->base.s, f->user.app_user_id[0] != '\0' ? f->user.app_user_id
                               : f->by_acs                    ? ""
                                                              : f->key);
+}
+
+/* Removes acs_id's kept tokens from the store (the kept cache on only). Called by revoke and
+ * delete on a worker, after the mapping changed and before the answer, so no replica reads the
+ * rows after it; a failure (logged) leaves the readers' revoked_ms check, or the mapping's
+ * absence, to refuse them. */
+void reqflow_kept_purge(struct reqflow *f, const char *acs_id)
+{
+    (void)tkeep_purge(f->base.s->keep, acs_id, f->base.call.request_id);
 }
 
 /* Ends a failed single-flight: everyone gets the leader's error, except a request that has its
@@ -419,6 +424,7 @@ static void revoke_done(struct flow *base)
     /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
      * issues that were in flight meanwhile are refused by the cache from here on. */
     reqflow_cache_invalidate(f, f->user.acs_id);
+    reqflow_kept_purge(f, f->user.acs_id);
     service_audit(s, &base->call, "revoke", reqflow_user_of(f), f->user.acs_id, rc, NULL);
     reqflow_finish(f, rc, msg);
 }
