@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <openssl/crypto.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "service/tkeep_int.h"
 #include "store/store.h"
@@ -421,8 +422,15 @@ static void test_write_and_epoch(void **state)
     int64_t n = -1;
 
     assert_int_equal(tcache_new(NULL, &c), 0);
+    /* A row that can no longer be served (expired long ago): the writer prunes it. */
+    {
+        struct tkeep_id old = ident();
+        old.acs_id = "8:acs:expired";
+        old.expires_ms = 5000;
+        put_sealed(f->a, KEY, &old);
+    }
     assert_int_equal(tkeep_new(KEY, f->a, MIN_REMAINING_MS, &k), 0);
-    id.expires_ms = id2.expires_ms = NOW_MS + 3600000;
+    id.expires_ms = id2.expires_ms = clock_wall_ms() + 3600000;
     id2.acs_id = "8:acs:revoked";
     tkeep_write(k, c, tcache_epoch(c, id.acs_id), &id, TOKEN, EXPIRES, "rq-1");
     e2 = tcache_epoch(c, id2.acs_id);
@@ -430,17 +438,18 @@ static void test_write_and_epoch(void **state)
     tkeep_write(k, c, e2, &id2, TOKEN, EXPIRES, "rq-2");
     tkeep_free(k); /* runs the queued writes */
     k = NULL;
+    /* The one write kept; the revoked identity's dropped; the expired row pruned. */
     assert_int_equal(store_token_count(f->b, &n), 0);
     assert_int_equal(n, 1);
     assert_int_equal(tkeep_new(KEY, f->b, MIN_REMAINING_MS, &k), 0);
     memset(&hit, 0, sizeof(hit));
-    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), 0);
+    assert_int_equal(tkeep_lookup(k, &id, clock_wall_ms(), 0, NULL, &hit), 0);
     assert_string_equal(hit.token, TOKEN);
     tcache_hit_release(&hit);
-    assert_int_equal(tkeep_lookup(k, &id2, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    assert_int_equal(tkeep_lookup(k, &id2, clock_wall_ms(), 0, NULL, &hit), TV_ERR_NOT_FOUND);
     /* A purge through the keeper removes the identity's rows. */
     assert_int_equal(tkeep_purge(k, id.acs_id, NULL), 0);
-    assert_int_equal(tkeep_lookup(k, &id, NOW_MS, 0, NULL, &hit), TV_ERR_NOT_FOUND);
+    assert_int_equal(tkeep_lookup(k, &id, clock_wall_ms(), 0, NULL, &hit), TV_ERR_NOT_FOUND);
     tkeep_stats_get(k, &st);
     assert_int_equal(st.purged, 1);
     tkeep_free(k);
