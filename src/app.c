@@ -323,10 +323,25 @@ static int app_service_new(struct app *a)
         .audit_retention_days = cfg->audit_retention_days,
         .interval_ms = cfg->audit_prune_interval_ms,
     };
+    uint8_t *cache_key = NULL;
+    size_t cache_key_len = 0;
     int rc;
 
     policy_from_config(&so.policy, cfg);
-    if ((rc = service_new(&so, &a->svc)) != 0)
+    /* config_load checked it is the base64 of AEAD_KEY_LEN bytes; the service copies it. */
+    if (cfg->cache && cfg->cache_key[0] != '\0') {
+        if ((rc = b64_decode(cfg->cache_key, strlen(cfg->cache_key), &cache_key, &cache_key_len)) !=
+                0 ||
+            cache_key_len != AEAD_KEY_LEN) {
+            log_msg(LOGL_ERROR, NULL, "cache_key: not the base64 of 32 bytes");
+            OPENSSL_clear_free(cache_key, cache_key_len);
+            return TV_ERR_CONFIG;
+        }
+        so.cache_key = cache_key;
+    }
+    rc = service_new(&so, &a->svc);
+    OPENSSL_clear_free(cache_key, cache_key_len);
+    if (rc != 0)
         return rc;
     if ((rc = maint_new(&mo, &a->maint)) != 0)
         log_msg(LOGL_ERROR, NULL, "cannot set up the maintenance thread: %s", err_name(rc));

@@ -61,6 +61,7 @@ struct config {
     int cache;                   /* bool */
     long cache_min_remaining_minutes;
     long cache_max_entries;      /* bound on cached tokens (LRU) */
+    char *cache_key;             /* secret: base64 of 32 bytes sealing kept tokens, or "" */
     char *acs_connection_string; /* secret: wiped by config_release */
     char *acs_endpoint;          /* keyless mode (acs/entra.h): "" unless set */
     char *acs_api_version;

@@ -51,6 +51,10 @@ struct service_opts {
     int cache;
     long cache_min_remaining_minutes; /* 0 = 30; at least 11 */
     long cache_max_entries;           /* 0 = 20000 */
+    /* The token cache kept in the store (src/service/tkeep_int.h): with the cache on and this
+     * set (AEAD_KEY_LEN bytes, copied; the caller wipes its own), tokens are also written to the
+     * store sealed under it, and read from there on a miss before asking ACS. NULL: off. */
+    const uint8_t *cache_key;
 };
 
 #define SERVICE_CALLER_MAX 127

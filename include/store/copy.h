@@ -3,8 +3,9 @@
  * times, hashes, session epochs, revoked marks, outbox attempts and leases, audit rows, and
  * meta (the session signing key, encrypted with secret_key: the destination works with the same
  * secret_key). Not copied: create_claims (a claim means something only while the process that
- * holds it runs) and schema_migrations (each store records its own). Blocking; run it while no
- * service writes to either store. */
+ * holds it runs), token_cache (kept tokens are a cache, sealed under the source's cache_key: the
+ * destination's services issue fresh ones) and schema_migrations (each store records its own).
+ * Blocking; run it while no service writes to either store. */
 #ifndef TV_STORE_COPY_H
 #define TV_STORE_COPY_H
 

@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/ident.h"
 #include "core/log.h"
+#include "store/tokens.h"
 #include "store/audit.h"
 #include "store/outbox.h"
 #include "store/users.h"
@@ -265,6 +266,11 @@ static int identity_delete(struct store *st, const struct config *cfg, const cha
         rc = cli_store_failure(rc, "could not remove the mapping");
         goto done;
     }
+    /* The tokens the services kept for the identity go with its mapping (none kept: no rows). */
+    if (store_token_purge(st, u.acs_id, NULL) != 0)
+        log_msg(LOGL_WARN, NULL,
+                "could not remove the identity's kept tokens; nothing serves "
+                "them any more (the mapping is gone), they expire");
     req.op = ACS_OP_DELETE;
     req.identity_id = u.acs_id;
     int arc = acs_client_call_sync(client, &req, &res);

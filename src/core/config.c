@@ -107,6 +107,9 @@ static const struct setting settings[] = {
     {"cache_max_entries", "TOKENVEND_CACHE_MAX_ENTRIES", NULL, "20000", ST_INT, 16, 10000000, 0, 1,
      OFF(cache_max_entries), NULL,
      "most tokens the cache holds (about 1.3 KB each); the least recently used go first"},
+    {"cache_key", "TOKENVEND_CACHE_KEY", NULL, "", ST_STRING, 0, 0, 1, 0, OFF(cache_key), NULL,
+     "base64 of 32 random bytes: issued tokens are also kept in the store, sealed with it, and "
+     "served after a restart or by another replica (secret; \"\": not kept)"},
     {"acs_connection_string", "TOKENVEND_ACS_CONNECTION_STRING",
      "COMMUNICATION_SERVICES_CONNECTION_STRING", "", ST_STRING, 0, 0, 1, 0,
      OFF(acs_connection_string), NULL, "ACS connection string endpoint=...;accesskey=... (secret)"},
@@ -728,6 +731,23 @@ static int check_cross(struct loader *ld)
         if (ratelimit_parse(c->login_limit, &rl, why, sizeof why) != 0)
             return fail(ld, "%s: login_limit: '%s': %s", c->sources[setting_index("login_limit")],
                         c->login_limit, why);
+    }
+    if (c->cache_key[0] != '\0') {
+        uint8_t *key = NULL;
+        size_t n = 0;
+        int bad = b64_decode(c->cache_key, strlen(c->cache_key), &key, &n) != 0 || n != 32;
+        if (key != NULL) {
+            OPENSSL_cleanse(key, n);
+            free(key);
+        }
+        if (bad)
+            return fail(ld,
+                        "%s: cache_key: must be the base64 of exactly 32 bytes (e.g. from "
+                        "'openssl rand -base64 32')",
+                        c->sources[setting_index("cache_key")]);
+        if (!c->cache)
+            return fail(ld, "%s: cache_key: needs cache on (the kept tokens go through it)",
+                        c->sources[setting_index("cache_key")]);
     }
     if (c->secret_key[0] != '\0') {
         uint8_t *key = NULL;

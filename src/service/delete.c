@@ -67,6 +67,8 @@ static void delete_begin(struct reqflow *f)
                                      &f->outbox_id);
     /* The mapping is gone (or going): its cached tokens go now, before any answer. */
     reqflow_cache_invalidate(f, f->user.acs_id);
+    if (rc == 0)
+        reqflow_kept_purge(f, f->user.acs_id);
     if (rc == TV_ERR_NOT_FOUND) {
         /* Another delete removed it between our read and now. */
         delete_none(f);

@@ -13,6 +13,7 @@
 #include "service_int.h"
 #include "sflight_int.h"
 #include "tcache_int.h"
+#include "tkeep_int.h"
 
 #define WORKERS_DEFAULT 2
 #define WORKERS_MAX 16
@@ -50,14 +51,24 @@ int service_new(const struct service_opts *o, struct service **out)
             free(s);
             return rc;
         }
+        if (o->cache_key != NULL &&
+            (rc = tkeep_new(o->cache_key, s->store,
+                            to.min_remaining_ms > 0 ? to.min_remaining_ms : 30 * 60000LL,
+                            &s->keep)) != 0) {
+            tcache_free(s->cache);
+            free(s);
+            return rc;
+        }
     }
     if (mapping_init(s) != 0) {
+        tkeep_free(s->keep);
         tcache_free(s->cache);
         free(s);
         return TV_ERR_NOMEM;
     }
     jobq_init(&s->fast, workers_or(o->workers, WORKERS_DEFAULT), 0);
     if (delayq_init(&s->delay, &s->fast) != 0) {
+        tkeep_free(s->keep);
         tcache_free(s->cache);
         free(s);
         return TV_ERR_NOMEM;
@@ -116,6 +127,8 @@ void service_free(struct service *s)
     service_stop(s);
     jobq_release(&s->slow);
     jobq_release(&s->fast); /* after service_stop's delayq_stop: nothing waits there now */
+    /* After the workers: no flow queues a write any more; the queued ones run now. */
+    tkeep_free(s->keep);
     /* The watch lives while anything may still read it (requests draining after service_stop,
      * the workers just joined), and stops before the caches its callbacks touch are freed. */
     mapping_watch_stop(s);

@@ -10,6 +10,7 @@
 #include "service_int.h"
 #include "store/outbox.h"
 #include "tcache_int.h"
+#include "tkeep_int.h"
 
 /* The values at one moment: counters are unsigned, the two store gauges signed. */
 struct metrics_snap {
@@ -127,5 +128,7 @@ int service_metrics_write(struct service *s, struct buf *out)
             rc =
                 buf_printf(out, "%s %llu\n", d->name, *(const unsigned long long *)(const void *)v);
     }
+    if (rc == 0)
+        rc = tkeep_metrics_write(s->keep, out);
     return rc;
 }

@@ -22,6 +22,7 @@
 #include "service_int.h"
 #include "store/claims.h"
 #include "store/outbox.h"
+#include "tkeep_int.h"
 
 #define MSG_MAX 320
 
@@ -121,6 +122,15 @@ void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id)
                                                              : f->key);
 }
 
+/* Removes acs_id's kept tokens from the store (the kept cache on only). Called by revoke and
+ * delete on a worker, after the mapping changed and before the answer, so no replica reads the
+ * rows after it; a failure (logged) leaves the readers' revoked_ms check, or the mapping's
+ * absence, to refuse them. */
+void reqflow_kept_purge(struct reqflow *f, const char *acs_id)
+{
+    (void)tkeep_purge(f->base.s->keep, acs_id, f->base.call.request_id);
+}
+
 /* Ends a failed single-flight: everyone gets the leader's error, except a request that has its
  * own answer for no mapping (a delete that waited for a create that made nothing: it has
  * nothing to delete). */
@@ -152,9 +162,17 @@ void reqflow_cache_store(struct reqflow *f, const char *acs_id)
         return;
     rc = tcache_put(f->base.s->cache, &k, f->tok.epoch, res->token, res->expires_on,
                     res->expires_on_ms, f->tok.issue_start_ms, clock_wall_ms());
-    if (rc != 0)
+    if (rc != 0) {
         log_msg(LOGL_DEBUG, f->base.call.request_id, "token for %s not cached: %s", acs_id,
                 rc == TV_ERR_CONFLICT ? "revoked or deleted meanwhile" : err_name(rc));
+    } else if (f->base.s->keep != NULL) {
+        /* What the memory cache took is kept in the store too, off this thread. */
+        struct tkeep_id id = {f->base.s->resource,   acs_id,
+                              f->tok.scopes_key,     f->tok.treq.minutes,
+                              f->tok.issue_start_ms, res->expires_on_ms};
+        tkeep_write(f->base.s->keep, f->base.s->cache, f->tok.epoch, &id, res->token,
+                    res->expires_on, f->base.call.request_id);
+    }
 }
 
 /* ---- with a mapping in hand ---- */
@@ -406,6 +424,7 @@ static void revoke_done(struct flow *base)
     /* Before answering, whatever ACS said (a failed revoke may still have happened): tokens of
      * issues that were in flight meanwhile are refused by the cache from here on. */
     reqflow_cache_invalidate(f, f->user.acs_id);
+    reqflow_kept_purge(f, f->user.acs_id);
     service_audit(s, &base->call, "revoke", reqflow_user_of(f), f->user.acs_id, rc, NULL);
     reqflow_finish(f, rc, msg);
 }

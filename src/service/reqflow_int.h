@@ -87,6 +87,9 @@ void reqflow_finish(struct reqflow *f, int rc, const char *msg);
 const char *reqflow_user_of(const struct reqflow *f);
 /* Wipes acs_id's cached tokens and fences off ACS issues already in flight (cache on only). */
 void reqflow_cache_invalidate(struct reqflow *f, const char *acs_id);
+/* Removes acs_id's tokens kept in the store (kept cache on only; blocks on the store: call it
+ * on a worker). Revoke and delete, before they answer. */
+void reqflow_kept_purge(struct reqflow *f, const char *acs_id);
 /* Continues f with its mapping in f->user: the resource check, then on_mapping. */
 void reqflow_have_mapping(struct reqflow *f);
 /* A public entry point: the flow of kind k for key, looked up (reqflow_go), with a token

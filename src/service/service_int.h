@@ -29,6 +29,7 @@
 #define OUTBOX_INFLIGHT_MAX 256
 
 struct tcache;
+struct tkeep;
 struct mapcache;
 struct store_watch;
 
@@ -56,6 +57,7 @@ struct service {
      * the latter with the token cache only (NULL when off). */
     struct sfmap creates, issues;
     struct tcache *cache;
+    struct tkeep *keep; /* the token cache kept in the store; NULL without a cache key */
     /* The mapping cache and the store's watch that keeps both caches honest across processes
      * (mapping.c). */
     struct mapcache *maps;

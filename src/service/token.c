@@ -14,6 +14,7 @@
 #include "mapping_int.h"
 #include "reqflow_int.h"
 #include "service_int.h"
+#include "tkeep_int.h"
 
 /* An issue single-flight key: identity (length-prefixed), scope set, minutes, epoch. */
 #define ISF_KEY_MAX (STORE_ID_MAX + TCACHE_SCOPES_MAX + 64)
@@ -95,6 +96,75 @@ static void issue_submit_leader(struct reqflow *f)
     }
 }
 
+/* The kept token cache (tkeep_int.h) answers the leader, and its waiters, as an ACS issue
+ * would, without one. The row's token enters the memory cache first, under the epoch the leader
+ * read before its lookup: a revoke since then refuses it, and then it is not served at all.
+ * 0, or TV_ERR_NOT_FOUND for every kind of miss (the leader asks ACS). */
+static int kept_try(struct reqflow *f)
+{
+    struct service *s = f->base.s;
+    struct acs_result *res = &f->base.res;
+    struct tkeep_id id = {
+        s->resource, f->user.acs_id, f->tok.scopes_key, f->tok.treq.minutes, 0, 0};
+    struct tcache_key k = {f->user.acs_id, f->tok.scopes_key, f->tok.treq.minutes};
+    struct tcache_hit hit;
+    struct sf_link *waiters;
+
+    memset(&hit, 0, sizeof hit);
+    if (tkeep_lookup(s->keep, &id, clock_wall_ms(), f->user.revoked_ms, f->base.call.request_id,
+                     &hit) != 0)
+        return TV_ERR_NOT_FOUND;
+    if (tcache_put(s->cache, &k, f->tok.epoch, hit.token, hit.expires_on, hit.expires_on_ms,
+                   hit.issued_ms, clock_wall_ms()) != 0) {
+        tcache_hit_release(&hit);
+        return TV_ERR_NOT_FOUND;
+    }
+    acs_result_release(res);
+    res->op = ACS_OP_ISSUE;
+    res->token = hit.token;
+    hit.token = NULL;
+    service_copy_str(res->expires_on, sizeof res->expires_on, hit.expires_on);
+    res->expires_on_ms = hit.expires_on_ms;
+    /* In the memory cache before the single-flight entry goes, as after an ACS issue. */
+    waiters = isf_finish(f);
+    while (waiters != NULL) {
+        struct reqflow *w = rf_of_link(waiters);
+        waiters = waiters->next;
+        finish_shared(w, f, 0, NULL);
+    }
+    reqflow_finish(f, 0, NULL);
+    return 0;
+}
+
+static void kept_job(struct jobq_item *it)
+{
+    struct reqflow *f = rf_of((struct flow *)(void *)it); /* job is the flow's first member */
+
+    if (kept_try(f) != 0)
+        issue_submit_leader(f);
+}
+
+/* The single-flight leader: the kept token cache first (when configured), then ACS. On
+ * PostgreSQL the row is read on a worker, never on the caller's (HTTP) thread; the flow's job
+ * is free, as no ACS call of f is in flight yet. A local SQLite file is read here. */
+static void leader_start(struct reqflow *f)
+{
+    struct service *s = f->base.s;
+
+    if (s->keep == NULL) {
+        issue_submit_leader(f);
+        return;
+    }
+    if (store_is_pg(s->store)) {
+        f->base.job.run = kept_job;
+        if (jobq_submit(&s->fast, &f->base.job) != 0)
+            issue_submit_leader(f); /* stopping: the submission refuses and answers */
+        return;
+    }
+    if (kept_try(f) != 0)
+        issue_submit_leader(f);
+}
+
 /* The issue single-flight's second look: the leader stores its token before it removes its
  * entry, so a token that arrived since the caller's lookup is found here. */
 struct isf_recheck {
@@ -158,7 +228,7 @@ static void token_start(struct reqflow *f)
     case SF_LEAD:
         f->tok.isf_lead = 1;
         atomic_fetch_add(&s->m_cache_misses, 1);
-        issue_submit_leader(f);
+        leader_start(f);
         break;
     }
 }

@@ -342,6 +342,8 @@ static void test_bad_values(void **state)
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
         {"secret_key", "not base64!", "exactly 32 bytes"},
+        {"cache_key", "c2VjcmV0", "exactly 32 bytes"},
+        {"cache_key", "not base64!", "exactly 32 bytes"},
         {"audit_retention_days", "-1", "0..36500"},
         {"audit_retention_days", "36501", "0..36500"},
         {"audit_prune_interval_ms", "99", "100..86400000"},
@@ -389,6 +391,44 @@ static void test_bad_values(void **state)
 }
 
 static char *print_to_string(const struct config *cfg, int redact);
+
+/* cache_key (the token cache kept in the store): the base64 of 32 bytes, inline or from
+ * cache_key_file (a secret file), never printed, and only with the cache on. */
+static void test_cache_key(void **state)
+{
+    static const char key[] = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; /* 32 bytes */
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], conf[160];
+    const char *file = tmp_file(key);
+    char *text;
+
+    (void)state;
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.cache_key, "");
+    config_release(&cfg);
+
+    setenv("TOKENVEND_CACHE_KEY_FILE", file, 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.cache_key, key);
+    assert_int_equal(cfg.secret_files.n, 1);
+    assert_string_equal(cfg.secret_files.items[0], file);
+    text = print_to_string(&cfg, 1);
+    assert_null(strstr(text, key));
+    assert_contains(text, "cache_key");
+    free(text);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_CACHE_KEY_FILE");
+
+    snprintf(conf, sizeof conf, "cache_key_file = %s\n", file);
+    assert_int_equal(load(tmp_file(conf), NULL, 0, &cfg, err), 0);
+    assert_string_equal(cfg.cache_key, key);
+    config_release(&cfg);
+
+    struct config_flag off[] = {{"cache_key", key, "--set"}, {"cache", "off", "--set"}};
+    assert_int_equal(load(NULL, off, 2, &cfg, err), TV_ERR_CONFIG);
+    assert_contains(err, "cache_key: needs cache on");
+    assert_null(strstr(err, key));
+}
 
 /* db chooses the store by its form: a postgresql:// or postgres:// URI is PostgreSQL (issue 9).
  * The URI may hold a password: config check prints it redacted, and a file it came from is a
@@ -795,6 +835,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_file_with_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_uri, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acs_custom_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
