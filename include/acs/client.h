@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acs/breaker.h"
 #include "core/acsnames.h"
 
 struct acs_client;
@@ -47,6 +48,11 @@ struct acs_client_opts {
     /* Creates for an app user (acs_request.custom_id_user) carry a customId; needs
      * api_version ACS_API_VERSION_CUSTOM_ID (acs_client_new refuses it with another). */
     int custom_id;
+    /* Circuit breaker (acs/breaker.h), per client: after breaker_threshold consecutive failed
+     * attempts (5xx, timeouts, network errors) attempts fail fast for breaker_open_ms, then one
+     * probe decides. 0 in either: no breaker. */
+    long breaker_threshold;
+    long breaker_open_ms;
 };
 
 /* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
@@ -85,6 +91,9 @@ struct acs_result {
     int attempts;                  /* HTTP attempts made */
     char request_id[ACS_REQUEST_ID_MAX];
     long retry_after_s; /* rc TV_ERR_UNAVAILABLE (no Entra token): seconds to wait, else 0 */
+    /* rc TV_ERR_UNAVAILABLE from the circuit breaker, which refused the attempt (retry_after_s
+     * is then the rest of its open period): message is our own sentence, fit for a caller. */
+    int paused;
 };
 
 /* Counters since acs_client_new (for metrics and tests). */
@@ -130,6 +139,8 @@ int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,
 const char *acs_client_resource(const struct acs_client *c);
 /* Reads the counters; thread-safe, no lock (each counter is read atomically on its own). */
 void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out);
+/* The circuit breaker's state now: 1 with *out filled, or 0 when the client has none (off). */
+int acs_client_breaker_get(const struct acs_client *c, struct acs_breaker_stats *out);
 /* Wipes and frees the token; leaves the rest. Safe on a zeroed struct. */
 void acs_result_release(struct acs_result *res);
 /* The op's name in core/acsnames.h ("create", "issue", ...); "unknown" out of range. */

@@ -74,6 +74,7 @@ struct config {
     long acs_max_connections;
     int acs_custom_id;   /* bool: creates carry a customId (needs ACS_API_VERSION_CUSTOM_ID) */
     char *imds_endpoint; /* Entra managed identity via IMDS (acs/entra.h) */
+    char *breaker;       /* ACS circuit breaker, "N/Ws" or "off" (acs/breaker.h) */
     /* Service (tokenvend serve) settings. */
     int auto_create;        /* bool: create an identity on a user's first token request */
     long token_min_minutes; /* lifetime bounds a caller may ask for, within 60..1440 */

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/curlx.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 
 #define IDLE_POLL_MS 1000 /* longest sleep of the engine; wake-ups normally come sooner */
 /* Sleep while calls wait for the first Entra token: the cache's callback wakes the engine when
@@ -46,6 +47,14 @@ void acs_result_release(struct acs_result *res)
 const char *acs_client_resource(const struct acs_client *c)
 {
     return c->cs.host_signed;
+}
+
+int acs_client_breaker_get(const struct acs_client *c, struct acs_breaker_stats *out)
+{
+    if (c->breaker == NULL)
+        return 0;
+    acs_breaker_stats_get(c->breaker, clock_mono_ms(), out);
+    return 1;
 }
 
 void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out)
@@ -193,6 +202,12 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     acs_done_fn done = call->done;
     void *arg = call->arg;
 
+    if (call->breaker_probe) {
+        /* The probe ends without an answer from ACS (deadline, shutdown, a local failure):
+         * it says nothing about ACS, so the next attempt probes instead. */
+        acs_breaker_abandon(call->client->breaker, clock_mono_ms());
+        call->breaker_probe = 0;
+    }
     call->res.rc = rc;
     if (rc != 0 && why != NULL)
         acs_strlcpy(call->res.message, why, sizeof(call->res.message));
@@ -213,6 +228,52 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     done(arg, &res);
 }
 
+/* The circuit breaker's gate before every attempt, the first and each retry: a retry of a
+ * call admitted before the breaker opened fails fast too, since ACS is failing for it as
+ * for everyone. 0: go on; else the call has been ended with TV_ERR_UNAVAILABLE and a
+ * Retry-After hint. A call holding the probe (parked, or deferred by a later gate) keeps it. */
+static int call_breaker_gate(struct acs_client *c, struct acs_call *call)
+{
+    char why[ACS_MESSAGE_MAX];
+    int64_t wait_ms = 0;
+    int probe = 0;
+
+    if (c->breaker == NULL || call->breaker_probe)
+        return 0;
+    if (acs_breaker_admit(c->breaker, clock_mono_ms(), &probe, &wait_ms)) {
+        call->breaker_probe = probe;
+        if (probe)
+            log_attempt(LOGL_INFO, call, "acs circuit breaker: this attempt is the probe",
+                        LOG_START);
+        return 0;
+    }
+    call->res.retry_after_s = (long)ratelimit_retry_after_s(wait_ms);
+    call->res.paused = 1;
+    snprintf(why, sizeof why,
+             "ACS is failing, so calls to it are paused (circuit breaker open); retry in %ld s",
+             call->res.retry_after_s);
+    call_finish(call, TV_ERR_UNAVAILABLE, why);
+    return TV_ERR_UNAVAILABLE;
+}
+
+/* Reports an attempt's outcome to the circuit breaker: answers 2xx are successes; 5xx,
+ * timeouts and network errors failures; 429 and other 4xx neither (ACS answered: it is busy,
+ * or the call was wrong). */
+static void call_breaker_note(struct acs_client *c, struct acs_call *call, CURLcode cc,
+                              long http_status)
+{
+    enum acs_breaker_outcome o = ACS_BREAKER_NEUTRAL;
+
+    if (c->breaker == NULL)
+        return;
+    if (cc != CURLE_OK || http_status >= 500)
+        o = ACS_BREAKER_FAILURE;
+    else if (http_status >= 200 && http_status < 300)
+        o = ACS_BREAKER_SUCCESS;
+    acs_breaker_record(c->breaker, clock_mono_ms(), call->breaker_probe, o);
+    call->breaker_probe = 0;
+}
+
 /* Starts the next attempt of call, or ends it when its deadline has passed. */
 static void call_start(struct acs_client *c, struct acs_call *call)
 {
@@ -226,6 +287,8 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     }
     call->parked = 0;
     call->res.retry_after_s = 0; /* a hint is only for the outcome that set it */
+    if (call_breaker_gate(c, call) != 0)
+        return;
     if ((rc = call_prepare_attempt(call, left)) != 0 && call->parked) {
         /* The first Entra token is on its way: wait for it without holding the engine. Should
          * the deadline come first, the call ends with the reason prepare wrote (call_start's
@@ -287,6 +350,7 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
     if (cc == CURLE_OK)
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &a.http_status);
     a.request_sent = request_maybe_sent(call->easy, cc);
+    call_breaker_note(c, call, cc, a.http_status);
     if (call->hdr_request_id[0] != '\0')
         acs_strlcpy(call->res.request_id, call->hdr_request_id, sizeof(call->res.request_id));
     call->res.http_status = a.http_status;
@@ -459,6 +523,8 @@ static int api_version_ok(const char *s)
 
 void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opts *out)
 {
+    struct ratelimit rl;
+
     *out = (struct acs_client_opts){
         .connection_string = cfg->acs_connection_string,
         .api_version = cfg->acs_api_version,
@@ -472,6 +538,11 @@ void acs_client_opts_from_config(const struct config *cfg, struct acs_client_opt
         .endpoint = cfg->acs_endpoint,
         .custom_id = cfg->acs_custom_id,
     };
+    /* config_load validated it; "off" (or, defensively, a bad value) means no breaker. */
+    if (cfg->breaker != NULL && ratelimit_parse(cfg->breaker, &rl, NULL, 0) == 0 && !rl.off) {
+        out->breaker_threshold = (long)rl.burst;
+        out->breaker_open_ms = (long)rl.window_ms;
+    }
 }
 
 /* The Entra cache's fetch-ended callback (cache thread, cache lock held): wakes the engine so
@@ -534,6 +605,12 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
     /* Without the callback (every slot taken) parked calls still go on at the next poll. */
     if (c->entra != NULL)
         c->entra_listening = entra_cache_listen(c->entra, entra_fetch_ended, c) == 0;
+    /* A probe whose report is lost is replaced after one attempt's time and a margin. */
+    if (opts->breaker_threshold > 0 && opts->breaker_open_ms > 0 &&
+        (rc = acs_breaker_new(opts->breaker_threshold, opts->breaker_open_ms,
+                              c->attempt_timeout_ms + 1000, &c->breaker)) != 0)
+        goto fail;
+    rc = TV_ERR_INTERNAL;
     if (pthread_create(&c->thread, NULL, engine_main, c) != 0)
         goto fail;
     *out = c;
@@ -545,6 +622,7 @@ fail:
         curl_multi_cleanup(c->multi);
     if (lock_ok)
         pthread_mutex_destroy(&c->lock);
+    acs_breaker_free(c->breaker);
     acs_connstr_release(&c->cs);
     free(c);
     return rc;
@@ -567,6 +645,7 @@ void acs_client_free(struct acs_client *c)
     acs_connstr_release(&c->cs);
     if (c->entra_owned)
         entra_cache_stop(c->entra);
+    acs_breaker_free(c->breaker);
     free(c->heap);
     free(c);
 }

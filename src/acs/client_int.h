@@ -35,6 +35,8 @@ struct acs_call {
     size_t heap_idx;
     int retries; /* retries made so far */
     int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
+    /* Admitted as the circuit breaker's half-open probe, its outcome not reported yet. */
+    int breaker_probe;
     CURL *easy;
     struct curl_slist *headers;
     struct buf resp; /* response body of the current attempt (may hold a token) */
@@ -61,6 +63,8 @@ struct acs_client {
     long backoff_max_ms;
     long max_connections;
     int custom_id; /* creates for an app user carry a customId */
+    /* The circuit breaker (acs/breaker.h) every attempt passes; NULL when it is off. */
+    struct acs_breaker *breaker;
 
     CURLM *multi;
     pthread_t thread;

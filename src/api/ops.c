@@ -46,6 +46,22 @@ static int entra_not_ready(struct entra_cache *c, char *msg, size_t cap)
     return !st.have_token;
 }
 
+/* The ACS circuit breaker's state, for /readyz: an open breaker does not make the service
+ * unready, since cached tokens are still served; the orchestrator is told, not alarmed. */
+static void readyz_breaker_add(struct acs_client *acs, struct json_object *o)
+{
+    struct acs_breaker_stats st;
+    struct json_object *b;
+
+    if (acs == NULL || !acs_client_breaker_get(acs, &st))
+        return;
+    b = json_object_new_object();
+    json_object_object_add(b, "state", json_object_new_string(acs_breaker_state_name(st.state)));
+    json_object_object_add(b, "failures", json_object_new_int64(st.failures));
+    json_object_object_add(b, "retryAfter", json_object_new_int64(st.retry_after_s));
+    json_object_object_add(o, "breaker", b);
+}
+
 void api_ops_readyz(struct http_req *req, void *vctx)
 {
     struct api_ctx *ctx = vctx;
@@ -69,6 +85,7 @@ void api_ops_readyz(struct http_req *req, void *vctx)
         o, "acsCredential",
         json_object_new_string(ctx->entra != NULL ? entra_kind_name(entra_cache_kind(ctx->entra))
                                                   : "access_key"));
+    readyz_breaker_add(ctx->acs, o);
     http_reply_json(req, 200, o);
 }
 
@@ -98,6 +115,29 @@ static int entra_metrics_write(struct entra_cache *c, struct buf *b)
         "# TYPE tokenvend_entra_token_usable gauge\n"
         "tokenvend_entra_token_usable %d\n",
         st.fetches, st.failures, st.expires_in_s, st.have_token ? 1 : 0);
+}
+
+/* The ACS circuit breaker (none when it is off). */
+static int breaker_metrics_write(struct acs_client *acs, struct buf *b)
+{
+    struct acs_breaker_stats st;
+
+    if (!acs_client_breaker_get(acs, &st))
+        return 0;
+    return buf_printf(b,
+                      "# HELP tokenvend_acs_breaker_state ACS circuit breaker: 0 closed, 1 open, "
+                      "2 half-open.\n"
+                      "# TYPE tokenvend_acs_breaker_state gauge\n"
+                      "tokenvend_acs_breaker_state %d\n"
+                      "# HELP tokenvend_acs_breaker_opens_total Times the ACS circuit breaker "
+                      "opened.\n"
+                      "# TYPE tokenvend_acs_breaker_opens_total counter\n"
+                      "tokenvend_acs_breaker_opens_total %llu\n"
+                      "# HELP tokenvend_acs_breaker_rejected_total ACS attempts refused at once "
+                      "while the breaker was open.\n"
+                      "# TYPE tokenvend_acs_breaker_rejected_total counter\n"
+                      "tokenvend_acs_breaker_rejected_total %llu\n",
+                      (int)st.state, (unsigned long long)st.opens, (unsigned long long)st.rejected);
 }
 
 void api_ops_metrics(struct http_req *req, void *vctx)
@@ -136,6 +176,8 @@ void api_ops_metrics(struct http_req *req, void *vctx)
                         (unsigned long long)st.calls, (unsigned long long)st.failures,
                         (unsigned long long)st.attempts, (unsigned long long)st.retries);
     }
+    if (rc == 0 && ctx->acs != NULL)
+        rc = breaker_metrics_write(ctx->acs, &b);
     if (rc == 0 && ctx->entra != NULL)
         rc = entra_metrics_write(ctx->entra, &b);
     if (rc != 0)

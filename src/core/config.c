@@ -141,6 +141,10 @@ static const struct setting settings[] = {
     {"imds_endpoint", "TOKENVEND_IMDS_ENDPOINT", NULL, "http://169.254.169.254", ST_URL, 0, 0, 0, 1,
      OFF(imds_endpoint), NULL,
      "Azure instance metadata endpoint, the last Entra credential tried (tests: loopback)"},
+    {"breaker", "TOKENVEND_BREAKER", NULL, "5/30s", ST_STRING, 0, 0, 0, 1, OFF(breaker), NULL,
+     "circuit breaker on ACS calls, per process: after N consecutive failures (5xx, timeouts, "
+     "network errors; not 429 or other 4xx) calls fail fast with 503 for W seconds, then one "
+     "probe decides (N/Ws), or off"},
     {"auto_create", "TOKENVEND_AUTO_CREATE", NULL, "on", ST_BOOL, 0, 0, 0, 1, OFF(auto_create),
      NULL, "create a user's ACS identity on the first GET/POST /api/token (on|off)"},
     {"token_min_minutes", "TOKENVEND_TOKEN_MIN_MINUTES", NULL, "60", ST_INT, 60, 1440, 0, 1,
@@ -748,6 +752,13 @@ static int check_cross(struct loader *ld)
         if (!c->cache)
             return fail(ld, "%s: cache_key: needs cache on (the kept tokens go through it)",
                         c->sources[setting_index("cache_key")]);
+    }
+    {
+        struct ratelimit rl;
+        char why[160];
+        if (ratelimit_parse(c->breaker, &rl, why, sizeof why) != 0)
+            return fail(ld, "%s: breaker: '%s': %s", c->sources[setting_index("breaker")],
+                        c->breaker, why);
     }
     if (c->secret_key[0] != '\0') {
         uint8_t *key = NULL;

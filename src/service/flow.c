@@ -61,7 +61,10 @@ static void acs_failure_note(struct flow *f)
     /* Keyless mode without an Entra token: the call never left (no HTTP status); the cause is
      * the identity endpoint, not ACS. The reason itself (which may name the endpoint) is logged
      * below, not told. */
-    if (r->rc == TV_ERR_UNAVAILABLE && r->http_status == 0 && r->retry_after_s > 0)
+    if (r->rc == TV_ERR_UNAVAILABLE && r->paused)
+        /* The circuit breaker's sentence is ours (no ACS text in it): told as is. */
+        (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg, r->message);
+    else if (r->rc == TV_ERR_UNAVAILABLE && r->http_status == 0 && r->retry_after_s > 0)
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,
                            "cannot reach ACS: no Microsoft Entra ID token, the identity "
                            "endpoint is failing or has not answered yet; retry later");

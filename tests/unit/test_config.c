@@ -338,6 +338,10 @@ static void test_bad_values(void **state)
         {"login_limit", "10/300", "N/Ws"},
         {"login_limit", "0/300s", "N/Ws"},
         {"login_limit", "", "must not be empty"},
+        {"breaker", "5/30", "N/Ws"},
+        {"breaker", "0/30s", "N/Ws"},
+        {"breaker", "5/0s", "N/Ws"},
+        {"breaker", "", "must not be empty"},
         {"login_per_address", "33", "0..32"},
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
@@ -697,6 +701,7 @@ static void test_login_settings(void **state)
 
     assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
     assert_string_equal(cfg.login_limit, "10/300s");
+    assert_string_equal(cfg.breaker, "5/30s");
     assert_int_equal(cfg.login_per_address, 4);
     assert_int_equal(cfg.password_min_length, 12);
     assert_string_equal(cfg.secret_key, "");
@@ -707,9 +712,11 @@ static void test_login_settings(void **state)
     setenv("TOKENVEND_SECRET_KEY_FILE", kf, 1);
     struct config_flag good[] = {{"login_limit", "off", "--set"},
                                  {"login_per_address", "0", "--set"},
-                                 {"password_min_length", "20", "--set"}};
-    assert_int_equal(load(NULL, good, 3, &cfg, err), 0);
+                                 {"password_min_length", "20", "--set"},
+                                 {"breaker", "off", "--set"}};
+    assert_int_equal(load(NULL, good, 4, &cfg, err), 0);
     assert_string_equal(cfg.login_limit, "off");
+    assert_string_equal(cfg.breaker, "off");
     assert_int_equal(cfg.login_per_address, 0);
     assert_int_equal(cfg.password_min_length, 20);
     assert_string_equal(cfg.secret_key, key);
