@@ -668,6 +668,27 @@ long config_per_ip_default(long max_connections)
     return max_connections / 16 > 4 ? max_connections / 16 : 4;
 }
 
+/* A secret key setting: the base64 of exactly 32 bytes. The decoded bytes are wiped at once;
+ * only their length matters here. 0 or TV_ERR_CONFIG (message in ld). */
+static int check_key32(struct loader *ld, const struct config *c, const char *name,
+                       const char *value)
+{
+    uint8_t *key = NULL;
+    size_t n = 0;
+    int bad = b64_decode(value, strlen(value), &key, &n) != 0 || n != 32;
+
+    if (key != NULL) {
+        OPENSSL_cleanse(key, n);
+        free(key);
+    }
+    if (!bad)
+        return 0;
+    return fail(ld,
+                "%s: %s: must be the base64 of exactly 32 bytes (e.g. from 'openssl rand "
+                "-base64 32')",
+                c->sources[setting_index(name)], name);
+}
+
 /* Rules that tie settings together. */
 static int check_cross(struct loader *ld)
 {
@@ -737,18 +758,8 @@ static int check_cross(struct loader *ld)
                         c->login_limit, why);
     }
     if (c->cache_key[0] != '\0') {
-        uint8_t *key = NULL;
-        size_t n = 0;
-        int bad = b64_decode(c->cache_key, strlen(c->cache_key), &key, &n) != 0 || n != 32;
-        if (key != NULL) {
-            OPENSSL_cleanse(key, n);
-            free(key);
-        }
-        if (bad)
-            return fail(ld,
-                        "%s: cache_key: must be the base64 of exactly 32 bytes (e.g. from "
-                        "'openssl rand -base64 32')",
-                        c->sources[setting_index("cache_key")]);
+        if (check_key32(ld, c, "cache_key", c->cache_key) != 0)
+            return TV_ERR_CONFIG;
         if (!c->cache)
             return fail(ld, "%s: cache_key: needs cache on (the kept tokens go through it)",
                         c->sources[setting_index("cache_key")]);
@@ -760,20 +771,8 @@ static int check_cross(struct loader *ld)
             return fail(ld, "%s: breaker: '%s': %s", c->sources[setting_index("breaker")],
                         c->breaker, why);
     }
-    if (c->secret_key[0] != '\0') {
-        uint8_t *key = NULL;
-        size_t n = 0;
-        int bad = b64_decode(c->secret_key, strlen(c->secret_key), &key, &n) != 0 || n != 32;
-        if (key != NULL) {
-            OPENSSL_cleanse(key, n);
-            free(key);
-        }
-        if (bad)
-            return fail(ld,
-                        "%s: secret_key: must be the base64 of exactly 32 bytes (e.g. from "
-                        "'openssl rand -base64 32')",
-                        c->sources[setting_index("secret_key")]);
-    }
+    if (c->secret_key[0] != '\0' && check_key32(ld, c, "secret_key", c->secret_key) != 0)
+        return TV_ERR_CONFIG;
     return 0;
 }
 
