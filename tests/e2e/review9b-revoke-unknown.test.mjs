@@ -50,11 +50,22 @@ describe("review9b: a revoke whose ACS outcome is unknown to A", { skip }, () =>
 
   test("B stops serving the revoked token once ACS has revoked it (as A does)", async () => {
     const [a, b] = set.svcs;
-    const bearer = jwks.token(`ru-${randomUUID().slice(0, 8)}`);
-    const tb = assertTokenResponse(await b.pub("GET", "/api/token", { token: bearer }), { what: "B first" });
-    const ta = assertTokenResponse(await a.pub("GET", "/api/token", { token: bearer }), { what: "A first" });
-    assert.equal(assertTokenResponse(await b.pub("GET", "/api/token", { token: bearer }), { what: "B again" }).token,
-      tb.token, "B serves its cached token (cache on)");
+    // The precondition: B holds a token in its cache. A replica bypasses its caches while its
+    // LISTEN connection's liveness answer is late (pg_listen.c: 400 ms), which a loaded machine
+    // (the whole suite on 2 cores) can cause now and then; that is the safe side, but it makes
+    // B issue anew, so a fresh user is tried until B is seen serving from its cache.
+    let bearer, tb, ta;
+    const misses = [];
+    for (let i = 0; i < 5; i++) {
+      bearer = jwks.token(`ru-${randomUUID().slice(0, 8)}`);
+      tb = assertTokenResponse(await b.pub("GET", "/api/token", { token: bearer }), { what: "B first" });
+      ta = assertTokenResponse(await a.pub("GET", "/api/token", { token: bearer }), { what: "A first" });
+      const again = assertTokenResponse(await b.pub("GET", "/api/token", { token: bearer }), { what: "B again" });
+      if (again.token === tb.token) break;
+      misses.push(i);
+      tb = undefined;
+    }
+    assert.ok(tb !== undefined, `B serves its cached token (cache on); bypassed in tries ${misses.join(",")}`);
 
     const f = await emu.request("PUT", "/emulator/faults", { latency_ms: LATENCY_MS, ops: ["revoke"] });
     assert.ok(f.status < 300, `faults set: ${f.status}`);
