@@ -132,7 +132,8 @@ void http_reply_data(struct http_req *req, int status, const char *content_type,
                      size_t len);
 void http_reply_empty(struct http_req *req, int status);
 /* The one error shape {"error":{"code":err_name(rc),"message":...}} with err_http_status(rc);
- * message NULL = err_message(rc). */
+ * message NULL = err_message(rc). Any 429 or 503 reply (error or not, including the shutdown
+ * 503) without a Retry-After set by http_reply_header gets "Retry-After: 1". */
 void http_reply_error(struct http_req *req, int rc, const char *message);
 void http_reply_error_status(struct http_req *req, int status, const char *code,
                              const char *message);
