@@ -108,7 +108,11 @@ const char *http_req_route(const struct http_req *req); /* the matched pattern *
  * i is out of range. */
 const char *http_req_param(const struct http_req *req, size_t i);
 const char *http_req_header(const struct http_req *req, const char *name); /* NULL if absent */
-const char *http_req_query(const struct http_req *req, const char *name);  /* decoded, or NULL */
+/* Every line of header `name` in the order they came, into out[0..max) (the last max lines
+ * when there are more); returns the count. Same lifetime as http_req_header's answers. */
+size_t http_req_header_all(const struct http_req *req, const char *name, const char **out,
+                           size_t max);
+const char *http_req_query(const struct http_req *req, const char *name); /* decoded, or NULL */
 const char *http_req_id(const struct http_req *req);     /* X-Request-Id, in and out */
 const char *http_req_remote(const struct http_req *req); /* client IP as text */
 /* The request body (NUL-terminated, "" when none); *len gets its length (may contain NULs). */

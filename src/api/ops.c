@@ -138,6 +138,8 @@ void api_ops_metrics(struct http_req *req, void *vctx)
     }
     if (rc == 0 && ctx->entra != NULL)
         rc = entra_metrics_write(ctx->entra, &b);
+    if (rc == 0)
+        rc = api_limits_metrics_write(ctx->limits, &b);
     if (rc != 0)
         http_reply_error(req, rc, NULL);
     else
