@@ -19,6 +19,7 @@ struct acs_client;
 struct entra_cache;
 struct vcache;
 struct api_login;
+struct api_limits;
 
 /* Password checks (POST /api/login) admitted at once: the size of the service's deferred
  * queue (service_opts.defer_max_pending's default). */

@@ -113,6 +113,12 @@ describe("tokenvend serve: caller limits", { skip }, () => {
     // Forged hops on the left change nothing; a chain of trusted proxies is walked past.
     assertLimited(await get("127.0.0.1", "203.0.113.77, 198.51.100.1"), "a forged left hop");
     assertLimited(await get("127.0.0.1", "198.51.100.1, 10.1.2.3"), "through a second trusted proxy");
+    // Several header lines are one list in order: a client's own line first changes nothing.
+    const lines = await httpRequest(`${proxySvc.publicUrl}/api/token`, {
+      headers: { authorization: `Bearer ${jwks.token(uid("px"))}`, "x-forwarded-for": ["203.0.113.9", "198.51.100.1"] },
+      localAddress: "127.0.0.1",
+    });
+    assertLimited(lines, "two X-Forwarded-For lines, the proxy's last");
     const r = await get("127.0.0.1", "198.51.100.2");
     assert.equal(r.status, 200, `another client behind the proxy: ${show(r)}`);
     // An untrusted peer is counted by its own address, whatever it claims.
