@@ -8,6 +8,7 @@
 # BENCH_IDLE (5000 idle connections), BENCH_MEMORY_REQUESTS (1000000),
 # BENCH_MEMORY_MAX_SECONDS (300, a bound on the memory scenario's request phase),
 # BENCH_LOG_LEVEL (warn: no access log line per request), BENCH_OUT (docs/benchmarks.md),
+# BENCH_ONLY=hit (only floor, hit and "hit, limits on"; prints their rows, writes no file),
 # BENCH_EMU_REUSE_S (600: the emulator tokenvend talks to runs with --reuse-signed-token-s 600,
 # so a repeated issue for a user returns the token it signed first instead of spending an
 # RSA-2048 signature on this machine, as the real ACS would not; 0 signs every token).
@@ -158,7 +159,9 @@ run_wrk() {
 }
 
 # start_tv [VAR=value ...]: (re)starts tokenvend on fresh ports with the bench settings.
-# Every bench client comes from 127.0.0.1, so the per-address connection cap is turned off.
+# Every bench client comes from 127.0.0.1, so the per-address connection cap is turned off; so is
+# the per-user limit (its default, 120/60s, would refuse most of a hit run's requests: each of
+# the 1,000 users asks hundreds of times a second). The "hit, limits on" row turns limits on.
 start_tv() {
     stop_tv
     pub_port=$(free_port)
@@ -167,7 +170,7 @@ start_tv() {
         TOKENVEND_PUBLIC_ADDR="127.0.0.1:$pub_port" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$int_port" \
         TOKENVEND_OIDC_ISSUER="$issuer" TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
         TOKENVEND_OIDC_JWKS_URL="$issuer/jwks" TOKENVEND_LOG_LEVEL="$LOG_LEVEL" \
-        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 "$@" \
+        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 TOKENVEND_LIMIT_USER=off "$@" \
         "$TV" serve >>"$work/tokenvend.log" 2>&1 &
     tv_pid=$!
     if ! http wait "http://127.0.0.1:$pub_port/healthz" 15; then
@@ -273,6 +276,10 @@ emu_requests() {
     # shellcheck disable=SC2034
     mapfile -t create_req < <(node scripts/bench/emu-request.mjs "$connstr" create)
 }
+if [ "${BENCH_ONLY:-}" = hit ]; then
+    # The quick comparison of the hit rows needs only the emulator tokenvend talks to.
+    start_emu --reuse-signed-token-s "$EMU_REUSE_S"
+else
 say "acs-emulator alone, signing every token"
 start_emu
 emu_requests
@@ -295,6 +302,7 @@ if [ "$EMU_REUSE_S" -gt 0 ]; then
     emu_latency 0
     http POST "$emu_url/emulator/stats/reset" >/dev/null
 fi
+fi
 echo "emu_reuse_s=$EMU_REUSE_S" >>"$res/machine"
 
 # ---- floor, hit, create: tokenvend with its default settings (cache on) -----------------
@@ -311,6 +319,28 @@ before=$(emu_calls)
 BENCH_MODE=tokens BENCH_TOKENS="$work/tokens.txt" BENCH_THREADS=2 \
     run_wrk hit 64 "http://127.0.0.1:$pub_port/api/token"
 echo "upstream_calls=$(($(emu_calls) - before))" >>"$res/hit"
+
+hit_limits() {
+    # The same hit with the per-user and per-address limits on, at values no request of the run
+    # reaches (a burst of 1,000,000 each: all of wrk's connections come from 127.0.0.1), so every
+    # request pays the limiters' whole cost and none is refused (a 429 counts as an error).
+    start_tv TOKENVEND_LIMIT_USER=1000000/1000s TOKENVEND_LIMIT_IP=1000000/1000s
+    say "hit, limits on: warming $USERS users"
+    BENCH_MODE=tokens BENCH_TOKENS="$work/tokens.txt" BENCH_THREADS=2 \
+        wrk -t2 -c32 -d3s --timeout 10s -s "$LUA" "http://127.0.0.1:$pub_port/api/token" >"$work/warm_limits.wrk" 2>&1
+    before=$(emu_calls)
+    BENCH_MODE=tokens BENCH_TOKENS="$work/tokens.txt" BENCH_THREADS=2 \
+        run_wrk hit_limits 64 "http://127.0.0.1:$pub_port/api/token"
+    echo "upstream_calls=$(($(emu_calls) - before))" >>"$res/hit_limits"
+    start_tv
+}
+# BENCH_ONLY=hit: just the hit rows (hit, hit with limits on), for a quick comparison.
+if [ "${BENCH_ONLY:-}" = hit ]; then
+    hit_limits
+    node scripts/bench/report.mjs "$res" "$work/benchmarks.md" | grep -E '^\| (hit|Scenario)' || true
+    exit 0
+fi
+hit_limits
 
 say "create: PUT /internal/users/{new id} per request"
 before=$(emu_calls)

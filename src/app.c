@@ -45,6 +45,7 @@ struct app {
     struct session_key *session;
     struct api_login *login;
     struct vcache *vcache;
+    struct api_limits *limits; /* caller limits */
     struct service *svc;
     struct maint *maint; /* audit retention, off the request path */
     struct http_server *http;
@@ -352,8 +353,14 @@ static int app_service_new(struct app *a)
 static int app_http_new(struct app *a)
 {
     const struct config *cfg = a->cfg;
+    const struct api_limits_opts lim = {.user = cfg->limit_user,
+                                        .apikey = cfg->limit_apikey,
+                                        .ip = cfg->limit_ip,
+                                        .trusted_proxies = cfg->trusted_proxies};
     int rc;
 
+    if ((rc = api_limits_new(&lim, &a->limits)) != 0)
+        return rc;
     a->api = (struct api_ctx){
         .svc = a->svc,
         .store = a->store,
@@ -369,6 +376,7 @@ static int app_http_new(struct app *a)
         .entra = a->entra,
         .maint = a->maint,
         .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
+        .limits = a->limits,
     };
     if ((a->cors = join_list(&cfg->cors_origins)) == NULL)
         return TV_ERR_NOMEM;
@@ -523,6 +531,7 @@ void app_free(struct app *a)
     session_key_free(a->session);
     api_login_free(a->login);
     vcache_free(a->vcache);
+    api_limits_free(a->limits);
     store_close(a->store);
     free(a->cors);
     free(a);

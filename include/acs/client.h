@@ -90,7 +90,11 @@ struct acs_result {
     char expires_on[40];           /* as ACS sent it */
     int attempts;                  /* HTTP attempts made */
     char request_id[ACS_REQUEST_ID_MAX];
-    long retry_after_s; /* rc TV_ERR_UNAVAILABLE (no Entra token): seconds to wait, else 0 */
+    /* Seconds the caller should wait before trying again, else 0: the Entra cache's hint when
+     * rc is TV_ERR_UNAVAILABLE with no HTTP status (keyless, no token), or ACS's own wait
+     * (Retry-After, retry-after-ms, x-ms-retry-after-ms; rounded up) when its error answer
+     * carried one. */
+    long retry_after_s;
     /* rc TV_ERR_UNAVAILABLE from the circuit breaker, which refused the attempt (retry_after_s
      * is then the rest of its open period): message is our own sentence, fit for a caller. */
     int paused;

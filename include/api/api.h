@@ -19,6 +19,7 @@ struct acs_client;
 struct entra_cache;
 struct vcache;
 struct api_login;
+struct api_limits;
 
 /* Password checks (POST /api/login) admitted at once: the size of the service's deferred
  * queue (service_opts.defer_max_pending's default). */
@@ -39,6 +40,14 @@ struct api_login_opts {
     unsigned per_user;       /* logins in progress per user name (>= 1) */
 };
 
+/* Settings of the caller limits (api_limits_new): "N/Ws" or "off" each (core/ratelimit.h). */
+struct api_limits_opts {
+    const char *user;            /* per app user on the public API (TOKENVEND_LIMIT_USER) */
+    const char *apikey;          /* per API key on the internal API (TOKENVEND_LIMIT_APIKEY) */
+    const char *ip;              /* per client address on the public API (TOKENVEND_LIMIT_IP) */
+    const char *trusted_proxies; /* whose X-Forwarded-For names the client (core/proxies.h) */
+};
+
 /* Everything the handlers need; filled by app.c, borrowed by the handlers. */
 struct api_ctx {
     struct service *svc;
@@ -56,7 +65,14 @@ struct api_ctx {
     struct entra_cache *entra; /* keyless mode: /readyz and /metrics; NULL with an access key */
     struct maint *maint;       /* for /metrics: the audit retention (may be NULL) */
     int metrics_apikey;        /* GET /metrics needs an API key (metrics_auth = apikey) */
+    struct api_limits *limits; /* caller limits (limits.c); NULL: none */
 };
+
+/* The caller limits: per-process tables (core/climit.h) for each limit that is not off.
+ * Thread-safe. 0, TV_ERR_CONFIG (a bad setting; logged) or TV_ERR_NOMEM. */
+int api_limits_new(const struct api_limits_opts *o, struct api_limits **out);
+/* api_limits_free(NULL) is a no-op. */
+void api_limits_free(struct api_limits *l);
 
 /* The state of POST /api/login: the failed-login limit, admission of password checks per
  * client address and per user name, and the account-state cache of session checks.

@@ -91,9 +91,13 @@ struct config {
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
     long shutdown_drain_ms;      /* SIGTERM: how long in-flight requests may take to finish */
     char *login_limit;           /* failed logins per user name, "N/Ws" or "off" (ratelimit.h) */
-    long password_min_length;    /* characters (UTF-8 code points) a new password needs */
-    long login_per_address;      /* password checks in progress per client address (0: any) */
-    char *secret_key;            /* secret: base64 of 32 bytes that encrypt stored secrets, or "" */
+    char *limit_user;            /* requests per app user on the public API, "N/Ws" or "off" */
+    char *limit_apikey;          /* requests per API key on the internal API, "N/Ws" or "off" */
+    char *limit_ip;        /* requests per client address on the public API, "N/Ws" or "off" */
+    char *trusted_proxies; /* proxies whose X-Forwarded-For is believed (core/proxies.h), or "" */
+    long password_min_length; /* characters (UTF-8 code points) a new password needs */
+    long login_per_address;   /* password checks in progress per client address (0: any) */
+    char *secret_key;         /* secret: base64 of 32 bytes that encrypt stored secrets, or "" */
     /* Paths of the files secret settings were read from (*_FILE), for permission checks. */
     struct config_list secret_files;
 

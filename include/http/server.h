@@ -108,7 +108,11 @@ const char *http_req_route(const struct http_req *req); /* the matched pattern *
  * i is out of range. */
 const char *http_req_param(const struct http_req *req, size_t i);
 const char *http_req_header(const struct http_req *req, const char *name); /* NULL if absent */
-const char *http_req_query(const struct http_req *req, const char *name);  /* decoded, or NULL */
+/* Every line of header `name` in the order they came, into out[0..max) (the last max lines
+ * when there are more); returns the count. Same lifetime as http_req_header's answers. */
+size_t http_req_header_all(const struct http_req *req, const char *name, const char **out,
+                           size_t max);
+const char *http_req_query(const struct http_req *req, const char *name); /* decoded, or NULL */
 const char *http_req_id(const struct http_req *req);     /* X-Request-Id, in and out */
 const char *http_req_remote(const struct http_req *req); /* client IP as text */
 /* The request body (NUL-terminated, "" when none); *len gets its length (may contain NULs). */
@@ -132,7 +136,8 @@ void http_reply_data(struct http_req *req, int status, const char *content_type,
                      size_t len);
 void http_reply_empty(struct http_req *req, int status);
 /* The one error shape {"error":{"code":err_name(rc),"message":...}} with err_http_status(rc);
- * message NULL = err_message(rc). */
+ * message NULL = err_message(rc). Any 429 or 503 reply (error or not, including the shutdown
+ * 503) without a Retry-After set by http_reply_header gets "Retry-After: 1". */
 void http_reply_error(struct http_req *req, int rc, const char *message);
 void http_reply_error_status(struct http_req *req, int status, const char *code,
                              const char *message);

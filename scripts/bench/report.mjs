@@ -23,7 +23,7 @@ function load(name) {
 
 const m = load("machine");
 const R = {};
-for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_pg", "create", "miss", "overhead", "memory"])
+for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_limits", "hit_pg", "create", "miss", "overhead", "memory"])
   R[s] = load(s);
 
 // The emulator tokenvend talks to reuses signed tokens (--reuse-signed-token-s) unless the bench
@@ -82,6 +82,11 @@ const hitFromCache = R.hit && R.hit.upstream_calls === 0;
 row("floor", "`GET /healthz`, 64 connections", floor, "the HTTP stack's limit here", true, { result: floor ? (errors(floor) ? "**fail** (errors)" : "reference") : "not run" });
 row("hit", `\`GET /api/token\`, ${fmt(m.users)} OIDC users (RS256 JWTs), tokens cached, 64 connections`, R.hit, `>= 0.5 x floor = ${fmt(floor?.rps * 0.5)} req/s`, R.hit && floor && R.hit.rps >= 0.5 * floor.rps && hitFromCache);
 if (R.hit && !hitFromCache) rows[rows.length - 1].result += ` (not from cache: ${fmt(R.hit.upstream_calls)} upstream calls)`;
+// The same hit with the caller limits on (user and address) at values nothing reaches: what the
+// limiter costs a request. scripts/bench.sh hit_limits.
+const hitLimFromCache = R.hit_limits && R.hit_limits.upstream_calls === 0;
+row("hit, limits on", "as hit, `TOKENVEND_LIMIT_USER` and `TOKENVEND_LIMIT_IP` on (`1000000/1000s`: checked on every request, none refused)", R.hit_limits, `>= 0.95 x hit = ${fmt(R.hit?.rps * 0.95)} req/s`, R.hit_limits && R.hit && R.hit_limits.rps >= 0.95 * R.hit.rps && hitLimFromCache);
+if (R.hit_limits && !hitLimFromCache) rows[rows.length - 1].result += ` (not from cache: ${fmt(R.hit_limits.upstream_calls)} upstream calls)`;
 // The same hit on a replica whose store is PostgreSQL (scripts/bench.sh pg_hit): the mapping cache
 // and the LISTEN watch must keep the database off the hit path.
 const hitPg = R.hit_pg && R.hit_pg.rps !== undefined ? R.hit_pg : null;

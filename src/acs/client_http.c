@@ -624,7 +624,13 @@ void call_parse_error(struct acs_call *call)
     struct json_object *root = NULL, *err = NULL;
     const char *s;
 
+    int64_t wait_ms = call_server_wait_ms(call);
+
     call->res.acs_code[0] = '\0';
+    /* ACS's own wait (bounded by the parsers) travels with the outcome, so the caller's
+     * Retry-After can pass it on when it is the longer one. */
+    if (wait_ms > 0)
+        call->res.retry_after_s = (long)((wait_ms + 999) / 1000);
     snprintf(call->res.message, sizeof(call->res.message), "ACS answered HTTP %ld",
              call->res.http_status);
     if (jsonx_parse(buf_cstr(&call->resp), call->resp.len, ACS_RESPONSE_MAX, &root) != 0)

@@ -10,6 +10,7 @@
 #include "auth/jwt.h"
 #include "service/service.h"
 
+struct buf;
 struct json_object;
 
 #define API_USER_MAX JWT_USER_MAX
@@ -39,6 +40,15 @@ enum api_shape {
 int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *out);
 /* Authenticates an internal caller from "Authorization: Bearer <api key>"; replies on failure. */
 int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller *out);
+
+/* The per-address limit of the public API (limits.c), before the bearer token is verified:
+ * 0, or non-zero after replying 429 with Retry-After. */
+int api_limit_ip(struct http_req *req, struct api_ctx *ctx);
+/* The per-caller limit of an authenticated caller: per app user ("user") or per API key
+ * ("apikey"). 0, or non-zero after replying 429 with Retry-After. */
+int api_limit_caller(struct http_req *req, struct api_ctx *ctx, const struct api_caller *who);
+/* Appends the limits' Prometheus counters; 0 or the buf error. */
+int api_limits_metrics_write(struct api_limits *l, struct buf *out);
 
 /* Starts waiting for the service: returns a done callback argument that replies to req in the
  * given shape, or NULL after replying 500 (out of memory). */

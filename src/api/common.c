@@ -214,6 +214,9 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
 
     memset(&claims, 0, sizeof claims);
     memset(&verdict, 0, sizeof verdict);
+    /* Before any verification: a flood from one address costs a hash, not a signature. */
+    if (api_limit_ip(req, ctx) != 0)
+        return TV_ERR_RATE_LIMITED;
     if (tok == NULL) {
         reply_unauthorized(req, "a bearer token is required", 0);
         return TV_ERR_UNAUTHORIZED;
@@ -258,6 +261,8 @@ int api_auth_user(struct http_req *req, struct api_ctx *ctx, struct api_caller *
     jwt_claims_release(&claims);
     rc = 0;
 done:
+    if (rc == 0)
+        rc = api_limit_caller(req, ctx, out);
     OPENSSL_cleanse(key, sizeof key);
     return rc;
 }
@@ -293,7 +298,7 @@ int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller
     memset(out, 0, sizeof *out);
     copy_str(out->kind, sizeof out->kind, "apikey");
     copy_str(out->name, sizeof out->name, name);
-    return 0;
+    return api_limit_caller(req, ctx, out);
 }
 
 void api_call_init(struct service_call *c, struct http_req *req, const struct api_caller *who)

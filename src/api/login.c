@@ -379,6 +379,9 @@ void api_login(struct http_req *req, void *vctx)
         http_reply_error(req, TV_ERR_NOT_FOUND, "local accounts are not enabled");
         return;
     }
+    /* The per-address limit of the public API covers logins too, before any parsing. */
+    if (api_limit_ip(req, ctx) != 0)
+        return;
     if (jsonx_parse(body, len, LOGIN_BODY_MAX, &root) != 0 ||
         !json_object_is_type(root, json_type_object)) {
         http_reply_error(req, TV_ERR_PARSE, "the body must be a JSON object");

@@ -180,6 +180,8 @@ void api_ops_metrics(struct http_req *req, void *vctx)
         rc = breaker_metrics_write(ctx->acs, &b);
     if (rc == 0 && ctx->entra != NULL)
         rc = entra_metrics_write(ctx->entra, &b);
+    if (rc == 0)
+        rc = api_limits_metrics_write(ctx->limits, &b);
     if (rc != 0)
         http_reply_error(req, rc, NULL);
     else

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/dburi.h"
 #include "core/netaddr.h"
+#include "core/proxies.h"
 #include "core/ratelimit.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -185,6 +186,18 @@ static const struct setting settings[] = {
      OFF(login_limit), NULL,
      "failed logins per user name: a burst of N refilled over W seconds (N/Ws), or off; past "
      "it every login of the name gets 429"},
+    {"limit_user", "TOKENVEND_LIMIT_USER", NULL, "120/60s", ST_STRING, 0, 0, 0, 1, OFF(limit_user),
+     NULL, "requests per app user on the public API (N/Ws, or off); per process; past it 429"},
+    {"limit_apikey", "TOKENVEND_LIMIT_APIKEY", NULL, "off", ST_STRING, 0, 0, 0, 1,
+     OFF(limit_apikey), NULL,
+     "requests per API key on the internal API (N/Ws, or off); per process; past it 429"},
+    {"limit_ip", "TOKENVEND_LIMIT_IP", NULL, "off", ST_STRING, 0, 0, 0, 1, OFF(limit_ip), NULL,
+     "requests per client address (IPv4, or IPv6 /64) on the public API (N/Ws, or off); per "
+     "process; counted before the bearer token is checked"},
+    {"trusted_proxies", "TOKENVEND_TRUSTED_PROXIES", NULL, "", ST_STRING, 0, 0, 0, 0,
+     OFF(trusted_proxies), NULL,
+     "proxies (addresses, CIDR prefixes; comma-separated) whose X-Forwarded-For names the "
+     "client for limit_ip; empty: the peer address is the client"},
     {"login_per_address", "TOKENVEND_LOGIN_PER_ADDRESS", NULL, "4", ST_INT, 0, 32, 0, 1,
      OFF(login_per_address), NULL,
      "logins one client address may have in progress at once, of 32 (0: no cap; use 0 behind "
@@ -750,13 +763,6 @@ static int check_cross(struct loader *ld)
                     "cache_min_remaining_minutes (%ld) must be below token_minutes (%ld), or no "
                     "token would ever be served from the cache",
                     c->cache_min_remaining_minutes, c->token_minutes);
-    {
-        struct ratelimit rl;
-        char why[160];
-        if (ratelimit_parse(c->login_limit, &rl, why, sizeof why) != 0)
-            return fail(ld, "%s: login_limit: '%s': %s", c->sources[setting_index("login_limit")],
-                        c->login_limit, why);
-    }
     if (c->cache_key[0] != '\0') {
         if (check_key32(ld, c, "cache_key", c->cache_key) != 0)
             return TV_ERR_CONFIG;
@@ -765,11 +771,22 @@ static int check_cross(struct loader *ld)
                         c->sources[setting_index("cache_key")]);
     }
     {
+        /* The settings written N/Ws, and the proxies a client address is read through. */
+        static const char *const limits[] = {"login_limit", "limit_user", "limit_apikey",
+                                             "limit_ip", "breaker"};
+        const char *const values[] = {c->login_limit, c->limit_user, c->limit_apikey, c->limit_ip,
+                                      c->breaker};
         struct ratelimit rl;
-        char why[160];
-        if (ratelimit_parse(c->breaker, &rl, why, sizeof why) != 0)
-            return fail(ld, "%s: breaker: '%s': %s", c->sources[setting_index("breaker")],
-                        c->breaker, why);
+        struct proxies *px = NULL;
+        char why[160] = "out of memory";
+        for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+            if (ratelimit_parse(values[i], &rl, why, sizeof why) != 0)
+                return fail(ld, "%s: %s: '%s': %s", c->sources[setting_index(limits[i])], limits[i],
+                            values[i], why);
+        if (proxies_parse(c->trusted_proxies, &px, why, sizeof why) != 0)
+            return fail(ld, "%s: trusted_proxies: %s", c->sources[setting_index("trusted_proxies")],
+                        why);
+        proxies_free(px);
     }
     if (c->secret_key[0] != '\0' && check_key32(ld, c, "secret_key", c->secret_key) != 0)
         return TV_ERR_CONFIG;

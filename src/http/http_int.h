@@ -24,6 +24,10 @@ struct http_peers;
 #define HTTP_MAX_SEGMENTS 16
 #define HTTP_PATH_MAX 2048
 #define HTTP_MAX_REPLY_HEADERS 16
+/* Retry-After of a 429 or 503 answer whose path set none (seconds): the time a client
+ * should give a passing overload (a full queue, a shutdown handing over to another
+ * replica) before trying again. */
+#define HTTP_RETRY_AFTER_DEFAULT_S "1"
 #define HTTP_REPLY_HEADERS_MAX (8u * 1024u)
 #define HTTP_PARAM_MAX 1024
 #define HTTP_METHOD_MAX 16
@@ -194,7 +198,8 @@ int http_cors_allowed(const struct http_listener *l, const char *origin);
 /* reply.c */
 /* Builds the response for req with the common headers; body (malloc'd, may be NULL) is taken.
  * When req's reply headers say Cache-Control: no-store, the body is wiped when libmicrohttpd
- * frees it. NULL when out of memory. */
+ * frees it; a 429 or 503 without a Retry-After among them gets HTTP_RETRY_AFTER_DEFAULT_S.
+ * NULL when out of memory. */
 struct MHD_Response *http_resp_build(struct http_req *req, int status, const char *ctype,
                                      char *body, size_t len);
 /* Builds an error body {"error":{"code","message"}} (malloc'd) and its length. */

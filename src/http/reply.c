@@ -76,21 +76,28 @@ static void http_secret_free(void *cls)
     free(sb);
 }
 
-/* True when the reply headers set so far carry Cache-Control: no-store, the mark of a reply
- * whose body is a secret (tokens, sessions): such a body must not linger in freed memory. */
-static int http_reply_is_secret(const struct http_req *req)
+/* True when the reply headers set so far hold header `name` whose value contains `needle`
+ * ("" matches any value). */
+static int http_reply_has(const struct http_req *req, const char *name, const char *needle)
 {
     const char *p = req->hdrs.data;
     size_t i;
 
     for (i = 0; p && i < req->nhdrs; i++) {
-        const char *name = p;
-        const char *value = name + strlen(name) + 1;
-        if (strcasecmp(name, "Cache-Control") == 0 && strcasestr(value, "no-store") != NULL)
+        const char *n = p;
+        const char *value = n + strlen(n) + 1;
+        if (strcasecmp(n, name) == 0 && strcasestr(value, needle) != NULL)
             return 1;
         p = value + strlen(value) + 1;
     }
     return 0;
+}
+
+/* True when the reply headers set so far carry Cache-Control: no-store, the mark of a reply
+ * whose body is a secret (tokens, sessions): such a body must not linger in freed memory. */
+static int http_reply_is_secret(const struct http_req *req)
+{
+    return http_reply_has(req, "Cache-Control", "no-store");
 }
 
 /* The response over body[0..len) (len > 0), which it takes: a secret one through a callback that
@@ -129,7 +136,6 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
     const char *p;
     size_t i;
 
-    (void)status;
     if (body && len > 0) {
         resp = http_resp_body(body, len, http_reply_is_secret(req));
     } else {
@@ -157,6 +163,11 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
         MHD_add_response_header(resp, name, value);
         p = value + strlen(value) + 1;
     }
+    /* Every overload answer tells the client when to come back, so clients can pace
+     * themselves: a path that knows a better wait set its own header above; any other (the
+     * shutdown 503, a store or queue that cannot take more, a path added later) gets this. */
+    if ((status == 429 || status == 503) && !http_reply_has(req, "Retry-After", ""))
+        MHD_add_response_header(resp, "Retry-After", HTTP_RETRY_AFTER_DEFAULT_S);
     req->bytes_out = len;
     return resp;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -720,6 +721,40 @@ const char *http_req_param(const struct http_req *req, size_t i)
 const char *http_req_header(const struct http_req *req, const char *name)
 {
     return req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+struct http_hdr_all {
+    const char *name;
+    const char **out;
+    size_t max, n;
+};
+
+static enum MHD_Result http_hdr_all_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct http_hdr_all *h = cls;
+
+    (void)kind;
+    if (key != NULL && value != NULL && strcasecmp(key, h->name) == 0) {
+        /* Past max, the newest lines win: a walk reads them from the right. */
+        if (h->n == h->max) {
+            memmove(h->out, h->out + 1, (h->max - 1) * sizeof *h->out);
+            h->n--;
+        }
+        h->out[h->n++] = value;
+    }
+    return MHD_YES;
+}
+
+size_t http_req_header_all(const struct http_req *req, const char *name, const char **out,
+                           size_t max)
+{
+    struct http_hdr_all h = {.name = name, .out = out, .max = max};
+
+    if (req->conn == NULL || max == 0)
+        return 0;
+    (void)MHD_get_connection_values(req->conn, MHD_HEADER_KIND, http_hdr_all_one, &h);
+    return h.n;
 }
 
 const char *http_req_query(const struct http_req *req, const char *name)

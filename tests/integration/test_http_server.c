@@ -254,6 +254,20 @@ static void h_hold(struct http_req *req, void *ctx)
     sem_post(&toy.entered);
 }
 
+/* Overload answers: ?ra=N sets the path's own Retry-After; ?st=429 or 503 picks the status. */
+static void h_busy(struct http_req *req, void *ctx)
+{
+    const char *ra = http_req_query(req, "ra");
+    const char *st = http_req_query(req, "st");
+    (void)ctx;
+    if (ra != NULL)
+        http_reply_header(req, "Retry-After", ra);
+    if (st != NULL && strcmp(st, "empty") == 0)
+        http_reply_empty(req, 503);
+    else
+        http_reply_error_status(req, st != NULL ? atoi(st) : 429, "busy", "try later");
+}
+
 static struct http_server *metrics_srv;
 static void h_metrics(struct http_req *req, void *ctx)
 {
@@ -268,7 +282,7 @@ static void h_metrics(struct http_req *req, void *ctx)
 static const struct http_route routes_pub[] = {
     {"GET", "/hello", h_hello}, {"POST", "/x/{}/y/{}", h_params}, {"GET", "/x/{}/y/{}", h_params},
     {"POST", "/echo", h_echo},  {"GET", "/deferred", h_deferred}, {"GET", "/race", h_race},
-    {"GET", "/hold", h_hold},   {"GET", "/metrics", h_metrics},
+    {"GET", "/hold", h_hold},   {"GET", "/metrics", h_metrics},   {"GET", "/busy", h_busy},
 };
 static const struct http_route routes_int[] = {
     {"GET", "/internal/only", h_hello},
@@ -606,10 +620,44 @@ static void test_metrics(void **state)
     assert_non_null(strstr(r.body, "tokenvend_http_in_flight "));
 }
 
+/* Every 429 and 503 carries Retry-After: the path's own when it set one (never doubled), else
+ * the reply layer's default of 1 s; other statuses get none. */
+static void test_overload_retry_after(void **state)
+{
+    static const struct {
+        const char *target;
+        int status;
+        const char *want;
+    } cases[] = {
+        {"/busy", 429, "1"},
+        {"/busy?st=503", 503, "1"},
+        {"/busy?st=empty", 503, "1"},
+        {"/busy?ra=42", 429, "42"},
+        {"/busy?st=503&ra=7", 503, "7"},
+        {"/busy?st=500", 500, ""},
+        {"/busy?st=400&ra=9", 400, "9"},
+    };
+    uint16_t port = http_server_port(*(struct http_server **)state, 0);
+    char text[160], v[32];
+    static struct resp r;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 cases[i].target);
+        request(port, text, &r);
+        assert_int_equal(r.status, cases[i].status);
+        assert_string_equal(header(&r, "Retry-After", v, sizeof(v)), cases[i].want);
+        /* Never two Retry-After lines. */
+        const char *first = strcasestr(r.raw, "\r\nRetry-After:");
+        assert_true(first == NULL || strcasestr(first + 2, "\r\nRetry-After:") == NULL);
+    }
+}
+
 /* Shutdown answers a request still waiting 503 and a later reply is discarded safely. */
 static void test_shutdown_abandons(void **state)
 {
     static struct bg b;
+    char v[16];
     struct http_server *s = start_server(2);
     pthread_t t;
     int before = __atomic_load_n(&data_freed, __ATOMIC_SEQ_CST);
@@ -622,6 +670,7 @@ static void test_shutdown_abandons(void **state)
     http_server_stop(s, 100);
     pthread_join(t, NULL);
     assert_error(&b.r, 503, "shutting_down");
+    assert_string_equal(header(&b.r, "Retry-After", v, sizeof(v)), "1");
     http_server_free(s);
     metrics_srv = *(struct http_server **)state;
     /* The handler's data lives until its (late) reply. */
@@ -1051,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_reply_races_return),
         cmocka_unit_test(test_late_reply_after_disconnect),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_overload_retry_after),
         cmocka_unit_test(test_shutdown_abandons),
         cmocka_unit_test(test_concurrent_race),
         cmocka_unit_test(test_conn_limits),

@@ -342,6 +342,12 @@ static void test_bad_values(void **state)
         {"breaker", "0/30s", "N/Ws"},
         {"breaker", "5/0s", "N/Ws"},
         {"breaker", "", "must not be empty"},
+        {"limit_user", "5/10", "N/Ws"},
+        {"limit_user", "", "must not be empty"},
+        {"limit_apikey", "0/1s", "N/Ws"},
+        {"limit_ip", "on", "N/Ws"},
+        {"trusted_proxies", "10.0.0.0/33", "not an IPv4/IPv6 address"},
+        {"trusted_proxies", "proxy.example", "trusted_proxies"},
         {"login_per_address", "33", "0..32"},
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
@@ -704,17 +710,25 @@ static void test_login_settings(void **state)
     assert_string_equal(cfg.breaker, "5/30s");
     assert_int_equal(cfg.login_per_address, 4);
     assert_int_equal(cfg.password_min_length, 12);
+    assert_string_equal(cfg.limit_user, "120/60s");
+    assert_string_equal(cfg.limit_apikey, "off");
+    assert_string_equal(cfg.limit_ip, "off");
+    assert_string_equal(cfg.trusted_proxies, "");
     assert_string_equal(cfg.secret_key, "");
     assert_int_equal(cfg.secret_files.n, 0);
     config_release(&cfg);
 
     const char *kf = tmp_file(key);
     setenv("TOKENVEND_SECRET_KEY_FILE", kf, 1);
-    struct config_flag good[] = {{"login_limit", "off", "--set"},
-                                 {"login_per_address", "0", "--set"},
-                                 {"password_min_length", "20", "--set"},
-                                 {"breaker", "off", "--set"}};
-    assert_int_equal(load(NULL, good, 4, &cfg, err), 0);
+    struct config_flag good[] = {
+        {"login_limit", "off", "--set"},        {"login_per_address", "0", "--set"},
+        {"password_min_length", "20", "--set"}, {"breaker", "off", "--set"},
+        {"limit_user", "5/10s", "--set"},       {"limit_apikey", "1000/1s", "--set"},
+        {"limit_ip", "off", "--set"},           {"trusted_proxies", " 10.0.0.0/8, ::1 ", "--set"}};
+    assert_int_equal(load(NULL, good, 8, &cfg, err), 0);
+    assert_string_equal(cfg.limit_user, "5/10s");
+    assert_string_equal(cfg.limit_apikey, "1000/1s");
+    assert_string_equal(cfg.trusted_proxies, " 10.0.0.0/8, ::1 ");
     assert_string_equal(cfg.login_limit, "off");
     assert_string_equal(cfg.breaker, "off");
     assert_int_equal(cfg.login_per_address, 0);
