@@ -338,6 +338,9 @@ static void test_bad_values(void **state)
         {"login_limit", "10/300", "N/Ws"},
         {"login_limit", "0/300s", "N/Ws"},
         {"login_limit", "", "must not be empty"},
+        {"acs_budget", "create=20/2", "part 'create=20/2'"},
+        {"acs_budget", "create=20/2s,make=1/1s", "part 'make=1/1s'"},
+        {"acs_budget", "", "must not be empty"},
         {"login_per_address", "33", "0..32"},
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
@@ -667,8 +670,10 @@ static void test_login_settings(void **state)
     setenv("TOKENVEND_SECRET_KEY_FILE", kf, 1);
     struct config_flag good[] = {{"login_limit", "off", "--set"},
                                  {"login_per_address", "0", "--set"},
-                                 {"password_min_length", "20", "--set"}};
-    assert_int_equal(load(NULL, good, 3, &cfg, err), 0);
+                                 {"password_min_length", "20", "--set"},
+                                 {"acs_budget", "create=20/2s,issue=20/2s", "--set"}};
+    assert_int_equal(load(NULL, good, 4, &cfg, err), 0);
+    assert_string_equal(cfg.acs_budget, "create=20/2s,issue=20/2s");
     assert_string_equal(cfg.login_limit, "off");
     assert_int_equal(cfg.login_per_address, 0);
     assert_int_equal(cfg.password_min_length, 20);
