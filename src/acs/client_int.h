@@ -35,6 +35,13 @@ struct acs_call {
     size_t heap_idx;
     int retries; /* retries made so far */
     int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
+    char caller[ACS_CALLER_MAX];
+    /* Upstream budget: when the slot for the next attempt was granted (0: none yet), whether
+     * a grant went stale once, and the gate's answer while it travels to the engine. */
+    int64_t granted_mono_ms;
+    int stale_grants;
+    enum acs_gate_verdict gate_verdict;
+    int64_t gate_retry_ms;
     CURL *easy;
     struct curl_slist *headers;
     struct buf resp; /* response body of the current attempt (may hold a token) */
@@ -64,8 +71,10 @@ struct acs_client {
 
     CURLM *multi;
     pthread_t thread;
-    pthread_mutex_t lock; /* guards q_head, q_tail, stopping */
+    pthread_mutex_t lock; /* guards q_head, q_tail, g_head, g_tail, stopping */
     struct acs_call *q_head, *q_tail;
+    struct acs_call *g_head, *g_tail; /* answered by the gate, for the engine to go on with */
+    const struct acs_gate *gate;      /* NULL: no budget */
     int stopping;
 
     /* Written by the engine thread, read by anyone (relaxed atomics). */
