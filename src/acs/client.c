@@ -260,6 +260,7 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
         call->granted_mono_ms = now;
         return 1;
     case ACS_GATE_WAIT:
+        call->gate_waited = 1;
         return 0;
     default:
         call_refuse(call, retry_ms);
@@ -273,6 +274,12 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     int64_t left = call->deadline_ms - clock_mono_ms();
     int rc;
 
+    if (left <= 0 && call->gate_waited) {
+        /* Still waiting for the budget (its answer came late: a slow store): the same 503 as
+         * the gate's own refusal at the deadline. */
+        call_refuse(call, 1000);
+        return;
+    }
     if (left <= 0) {
         call_finish(call, call->res.rc != 0 ? call->res.rc : TV_ERR_UPSTREAM_TIMEOUT,
                     call->res.rc != 0 ? NULL : "the call's deadline passed before it started");
@@ -303,6 +310,7 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     call->res.attempts++;
     call->granted_mono_ms = 0; /* a slot covers one attempt */
     call->stale_grants = 0;
+    call->gate_waited = 0;
     atomic_fetch_add_explicit(&c->n_attempts, 1, memory_order_relaxed);
     if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
         call_finish(call, TV_ERR_INTERNAL, "curl_multi_add_handle failed");

@@ -40,6 +40,7 @@ struct acs_call {
      * a grant went stale once, and the gate's answer while it travels to the engine. */
     int64_t granted_mono_ms;
     int stale_grants;
+    int gate_waited; /* the gate kept the call: past the deadline it ends as the gate's refusal */
     enum acs_gate_verdict gate_verdict;
     int64_t gate_retry_ms;
     CURL *easy;

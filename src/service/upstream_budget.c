@@ -160,21 +160,33 @@ static void refuse(struct opq *o, struct ticket *t, int64_t wait_ms)
     free(t);
 }
 
-/* Refuses (and removes) every queued ticket of o for which drop(t) holds; recomputes the
- * earliest expiry of those left into *next. */
+/* What a drop_where predicate sees: the ticket, its place in its caller's queue, and the
+ * predicate's own argument. */
+struct drop_ctx {
+    const struct upstream_budget *b;
+    const struct opq *o;
+    int64_t now;
+    const void *arg;
+};
+
+/* Refuses (and removes) every queued ticket of o for which drop(ctx, t, j) holds (j: the
+ * ticket's place in its caller's queue, from 0); recomputes the earliest expiry of those left
+ * into *next. */
 static void drop_where(struct upstream_budget *b, struct opq *o, int64_t now,
-                       int (*drop)(const struct ticket *t, const void *arg), const void *arg,
-                       int64_t *next)
+                       int (*drop)(const struct drop_ctx *x, const struct ticket *t, int64_t j),
+                       const void *arg, int64_t *next)
 {
+    struct drop_ctx x = {.b = b, .o = o, .now = now, .arg = arg};
     struct caller *c = o->ring;
     size_t n = o->ncallers;
 
     for (size_t i = 0; i < n && c != NULL; i++) {
         struct caller *cn = c->rnext;
         struct ticket **pp = &c->head, *t;
+        int64_t j = 0;
         c->tail = NULL;
         while ((t = *pp) != NULL) {
-            if (drop(t, arg)) {
+            if (drop(&x, t, j++)) {
                 *pp = t->next;
                 c->n--;
                 o->queued--;
@@ -192,14 +204,26 @@ static void drop_where(struct upstream_budget *b, struct opq *o, int64_t now,
     }
 }
 
-static int expired(const struct ticket *t, const void *arg)
+static int expired(const struct drop_ctx *x, const struct ticket *t, int64_t j)
 {
-    return t->deadline_mono - DEADLINE_MARGIN_MS <= *(const int64_t *)arg + EXPIRE_BATCH_MS;
+    (void)j;
+    return t->deadline_mono - DEADLINE_MARGIN_MS <= x->now + EXPIRE_BATCH_MS;
 }
 
-static int of_client(const struct ticket *t, const void *arg)
+static int of_client(const struct drop_ctx *x, const struct ticket *t, int64_t j)
 {
-    return t->client == arg;
+    (void)j;
+    return t->client == x->arg;
+}
+
+/* After a short take: the j-th call of a caller comes after at least j calls of every caller
+ * in the round, so its turn is no sooner than this; one past its deadline is told at once
+ * rather than at the deadline. */
+static int turn_too_late(const struct drop_ctx *x, const struct ticket *t, int64_t j)
+{
+    int64_t ahead = j * (int64_t)x->o->ncallers;
+
+    return fit_at(x->b, x->o, x->now, ahead) > t->deadline_mono - DEADLINE_MARGIN_MS;
 }
 
 static void expire_all(struct upstream_budget *b, int64_t now)
@@ -394,9 +418,14 @@ static void take_for(struct upstream_budget *b, int k)
     }
     if (t.got < t.want) {
         int64_t d = t.next_free_ms - t.now_ms;
+        int64_t next = b->next_expiry;
         o->short_gen++;
         o->next_free_mono = now + (d < MIN_RETRY_MS ? MIN_RETRY_MS : d);
         o->retry_mono = o->next_free_mono;
+        if (o->queued > 0) {
+            drop_where(b, o, now, turn_too_late, NULL, &next);
+            b->next_expiry = next;
+        }
     } else {
         o->next_free_mono = 0;
         o->retry_mono = 0;

@@ -111,6 +111,37 @@ describe("upstream budget: a storm of new users at ACS's pace", { skip }, () => 
     }
   });
 
+  test("a call whose turn comes after its deadline: 503 at once, Retry-After until the slot frees", async (t) => {
+    const emu = await startEmulator();
+    let svc;
+    try {
+      svc = await startService({
+        emu,
+        jwks,
+        env: {
+          TOKENVEND_ACS_BUDGET: "create=1/60s",
+          TOKENVEND_ACS_DEADLINE_MS: "3000",
+          TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS: "2000",
+          TOKENVEND_ACS_CONNECT_TIMEOUT_MS: "1000",
+        },
+      });
+      const first = await svc.pub("GET", "/api/token", { token: jwks.token(`budget-a-${randomUUID()}`) });
+      assert.equal(first.status, 200, show(first));
+      const second = await svc.pub("GET", "/api/token", { token: jwks.token(`budget-b-${randomUUID()}`) });
+      t.diagnostic(`second new user: ${show(second)} Retry-After ${second.headers["retry-after"]}`);
+      assert.equal(second.status, 503, show(second));
+      assert.equal(second.json?.error?.code, "unavailable", show(second));
+      assert.match(second.json?.error?.message ?? "", /budget/, show(second));
+      const ra = Number(second.headers["retry-after"]);
+      assert.ok(ra >= 55 && ra <= 61, `Retry-After says when the slot frees: ${second.headers["retry-after"]}`);
+      const s = await emu.stats();
+      assert.equal(s.requests.create, 1, "the refused call never reached ACS");
+    } finally {
+      await svc?.cleanup();
+      await emu.stop();
+    }
+  });
+
   test("two replicas on one PostgreSQL database: the budget is shared, zero 429s", async (t) => {
     const emu = await startEmulator(EMU_ARGS);
     let set;
