@@ -8,6 +8,7 @@
 # BENCH_IDLE (5000 idle connections), BENCH_MEMORY_REQUESTS (1000000),
 # BENCH_MEMORY_MAX_SECONDS (300, a bound on the memory scenario's request phase),
 # BENCH_LOG_LEVEL (warn: no access log line per request), BENCH_OUT (docs/benchmarks.md),
+# BENCH_STORM_USERS (120, the storm row),
 # BENCH_EMU_REUSE_S (600: the emulator tokenvend talks to runs with --reuse-signed-token-s 600,
 # so a repeated issue for a user returns the token it signed first instead of spending an
 # RSA-2048 signature on this machine, as the real ACS would not; 0 signs every token).
@@ -446,6 +447,13 @@ grep '^still_open=' "$work/idle.out" >>"$res/memory" || echo "still_open=0" >>"$
 cp "$work/memory.rss" "$res/memory.rss"
 stop_tv
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$res/machine"
+
+# ---- storm: new users at once against ACS-like rate limits (issue 10, upstream budget) -------
+# Its own emulator (--rate-limit-create/issue 20, window 2 s) and tokenvend (acs_budget the same,
+# ACS deadline 6 s); clients honour Retry-After. scripts/bench/storm.mjs says what it measures.
+say "storm: ${BENCH_STORM_USERS:-120} new users at once, ACS limits and budget 20 per 2 s"
+TV_BUILD=$BUILD node scripts/bench/storm.mjs "${BENCH_STORM_USERS:-120}" 20 2 >"$res/storm" 2>"$work/storm.log" ||
+    echo "storm_skipped=$(tail -n 1 "$work/storm.log")" >"$res/storm"
 
 node scripts/bench/report.mjs "$res" "$OUT"
 say "wrote $OUT"

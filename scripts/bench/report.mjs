@@ -23,7 +23,7 @@ function load(name) {
 
 const m = load("machine");
 const R = {};
-for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_pg", "create", "miss", "overhead", "memory"])
+for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_pg", "create", "miss", "overhead", "memory", "storm"])
   R[s] = load(s);
 
 // The emulator tokenvend talks to reuses signed tokens (--reuse-signed-token-s) unless the bench
@@ -104,6 +104,23 @@ row(
   "RSS <= 64 MB, no growth over the last half",
   mem && mem.rss_max_kib <= 64 * 1024 && mem.growth <= GROWTH_TOLERANCE_KIB && mem.still_open === mem.idle,
 );
+
+// The storm (scripts/bench/storm.mjs): ACS must see no 429, never more than N calls of an
+// operation within W, and clients honouring Retry-After must all be served within 2.5 x the ideal
+// time (calls / (N / W)).
+const st = R.storm && R.storm.elapsed_s !== undefined ? R.storm : null;
+const stormOk = st && st.acs_429 === 0 && st.unserved === 0 && st.answers_no_retry_after === 0 &&
+  st.most_in_window_create <= st.budget_n && st.most_in_window_issue <= st.budget_n &&
+  st.elapsed_s <= 2.5 * st.ideal_s;
+rows.push({
+  name: "storm",
+  load: st ? `${fmt(st.users)} new users at once (\`GET /api/token\`), ACS limits and \`acs_budget\` ${st.budget_n} per ${st.budget_w_s} s, ACS deadline 6 s; clients honour Retry-After` : "",
+  r: null,
+  target: "ACS 429s = 0; <= N calls per W; served within 2.5 x ideal",
+  result: st
+    ? `${stormOk ? "pass" : "**fail**"}: ${fmt(st.elapsed_s, 1)} s vs ideal ${fmt(st.ideal_s, 1)} s (${fmt(st.elapsed_s / st.ideal_s, 2)} x); ACS 429s ${st.acs_429}; most creates in ${st.budget_w_s} s ${st.most_in_window_create}, per s ${st.most_per_s_create}; answers 200 ${st.answers_200}, 503 ${st.answers_503}, 429 ${st.answers_429}`
+    : R.storm ? `not run: ${R.storm.storm_skipped || "see the bench log"}` : "not run",
+});
 
 const table = [
   "| scenario | load | req/s | p50 ms | p99 ms | RSS MB (max) | CPU % tv / emu / all | target | result |",
@@ -203,6 +220,12 @@ if (mem) {
   const perConn = (mem.rss_idle - mem.rss_base) / mem.idle;
   P.push(
     `**memory.** tokenvend started at ${mb(mem.rss_base)} MB; with ${fmt(mem.open)} idle keep-alive connections open it held ${mb(mem.rss_idle)} MB (about ${fmt(perConn, 1)} KiB per connection, mostly libmicrohttpd's per-connection pool, sized by \`header_limit\` = 8192 here; the default 16384 costs about twice as much per connection, see README "Header memory"). It then answered ${fmt(mem.requests)} cached token requests in ${fmt(mem.seconds)} s (${fmt(mem.rps)} req/s, p50 ${fmt(mem.p50_ms, 2)} ms, worst chunk p99 ${fmt(mem.p99_ms, 2)} ms)${errNote(mem)}; RSS peaked at ${mb(mem.rss_max_kib)} MB and went from ${mb(mem.rss_mid)} MB at the half-way point to ${mb(mem.rss_end)} MB at the end (growth ${fmt(mem.growth / 1024, 2)} MB; tolerance ${fmt(GROWTH_TOLERANCE_KIB / 1024)} MB for allocator noise). ${fmt(mem.still_open)} of the ${fmt(mem.idle)} idle connections were still open at the end (the idle timeout was raised to 900 s for this run).`,
+  );
+}
+
+if (st) {
+  P.push(
+    `**storm.** ${fmt(st.users)} new users asked for their first token at once, against an emulator that answers 429 beyond ${st.budget_n} creates and ${st.budget_n} issues per ${st.budget_w_s} s (fixed windows) and a tokenvend whose \`acs_budget\` is the same. ACS received ${fmt(st.acs_calls_create)} creates and ${fmt(st.acs_calls_issue)} issues and refused ${st.acs_429} of them; the most creates it saw within any ${st.budget_w_s} s (from samples every 100 ms) were ${st.most_in_window_create}, and within any second ${st.most_per_s_create}, so the calls left at the budget's pace while the queue drained. Calls whose turn came after the 6 s ACS deadline were answered 503 with a Retry-After at once (${fmt(st.answers_503)} such answers); their clients came back when told and every user was served after ${fmt(st.elapsed_s, 1)} s, against an ideal of ${fmt(st.ideal_s, 1)} s for that many calls at ${st.budget_n} per ${st.budget_w_s} s (${fmt(st.elapsed_s / st.ideal_s, 2)} x; each slot is also held ${0.5} s past its grant to cover the way to ACS, README "Upstream budget").`,
   );
 }
 
