@@ -233,8 +233,8 @@ static void call_refuse(struct acs_call *call, int64_t retry_after_ms)
 /* The upstream budget, before every attempt: 1 when the attempt may go now (a fresh slot is
  * held for it), 0 when the call waits for the gate's answer (it comes back through
  * acs_client_gate_answer) or has ended. A grant older than BUDGET_GRANT_TTL_MS (a busy engine)
- * is no longer covered by its slot's hold, so the call asks again, once; a second stale grant
- * goes ahead rather than spend slots in a loop. */
+ * is no longer covered by its slot's hold, so the call asks again: the stale slot is spent,
+ * never stretched (an engine that slow makes fewer calls, never more than the budget). */
 static int call_gate_pass(struct acs_client *c, struct acs_call *call)
 {
     struct acs_gate_ask a;
@@ -244,9 +244,8 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
         return 1;
     now = clock_mono_ms();
     if (call->granted_mono_ms != 0) {
-        if (now - call->granted_mono_ms <= BUDGET_GRANT_TTL_MS || call->stale_grants > 0)
+        if (now - call->granted_mono_ms <= BUDGET_GRANT_TTL_MS)
             return 1;
-        call->stale_grants++;
         call->granted_mono_ms = 0;
         log_attempt(LOGL_INFO, call, "acs budget grant went stale, asking again", LOG_START);
     }
@@ -309,7 +308,6 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     }
     call->res.attempts++;
     call->granted_mono_ms = 0; /* a slot covers one attempt */
-    call->stale_grants = 0;
     call->gate_waited = 0;
     atomic_fetch_add_explicit(&c->n_attempts, 1, memory_order_relaxed);
     if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {

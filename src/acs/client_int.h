@@ -36,10 +36,9 @@ struct acs_call {
     int retries; /* retries made so far */
     int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
     char caller[ACS_CALLER_MAX];
-    /* Upstream budget: when the slot for the next attempt was granted (0: none yet), whether
-     * a grant went stale once, and the gate's answer while it travels to the engine. */
+    /* Upstream budget: when the slot for the next attempt was granted (0: none yet), and the
+     * gate's answer while it travels to the engine. */
     int64_t granted_mono_ms;
-    int stale_grants;
     int gate_waited; /* the gate kept the call: past the deadline it ends as the gate's refusal */
     enum acs_gate_verdict gate_verdict;
     int64_t gate_retry_ms;
