@@ -254,12 +254,13 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
                               .op = call->op,
                               .caller = call->caller,
                               .deadline_mono_ms = call->deadline_ms};
+    /* Set before asking: once kept, the call may be answered (on another thread) at once. */
+    call->gate_waited = 1;
     switch (c->gate->ask(c->gate->ctx, &a, &retry_ms)) {
     case ACS_GATE_GO:
         call->granted_mono_ms = now;
         return 1;
     case ACS_GATE_WAIT:
-        call->gate_waited = 1;
         return 0;
     default:
         call_refuse(call, retry_ms);
