@@ -160,6 +160,9 @@ run_wrk() {
 
 # start_tv [VAR=value ...]: (re)starts tokenvend on fresh ports with the bench settings.
 # Every bench client comes from 127.0.0.1, so the per-address connection cap is turned off.
+# The upstream budget is off: the emulator here has no rate limits, and ACS's real ones (the
+# budget's default, 1,000 calls per 30 s) would make the miss and create rows measure the
+# budget; the storm row measures it.
 start_tv() {
     stop_tv
     pub_port=$(free_port)
@@ -168,7 +171,7 @@ start_tv() {
         TOKENVEND_PUBLIC_ADDR="127.0.0.1:$pub_port" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$int_port" \
         TOKENVEND_OIDC_ISSUER="$issuer" TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
         TOKENVEND_OIDC_JWKS_URL="$issuer/jwks" TOKENVEND_LOG_LEVEL="$LOG_LEVEL" \
-        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 "$@" \
+        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 TOKENVEND_ACS_BUDGET=off "$@" \
         "$TV" serve >>"$work/tokenvend.log" 2>&1 &
     tv_pid=$!
     if ! http wait "http://127.0.0.1:$pub_port/healthz" 15; then

@@ -250,7 +250,7 @@ them with wrk; each scenario runs ${m.seconds} s. Targets are the product's perf
 | libraries | libmicrohttpd ${m.libmicrohttpd}, SQLite ${m.sqlite}, OpenSSL ${m.openssl} |
 | RSA-2048, one core | ${m.rsa_sign ? `${fmt(m.rsa_sign)} signatures/s, ${fmt(m.rsa_verify)} verifications/s (\`openssl speed rsa2048\`)` : "-"} |
 | load generator | ${m.wrk}, 2 threads; node ${m.node} for the OIDC issuer and the idle connections |
-| tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
+| tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), \`acs_budget = off\` (the emulator has no rate limits; the storm row has both), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
 | acs-emulator | \`${emuFlags}\` (no log line per request), latency set per scenario through \`PUT /emulator/faults\`${reuseS > 0 ? "; the emulator-alone table also shows it without the reuse flag" : ""} |
 | load average | ${m.load_before} before, ${m.load_after} after |
 
