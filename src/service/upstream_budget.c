@@ -129,12 +129,15 @@ static void caller_drop(struct opq *o, struct caller *c)
     free(c);
 }
 
-/* The next call in the round: the current caller's oldest; the round moves on. */
+/* The next call in the round: the current caller's oldest; the round moves on. NULL when
+ * nobody waits. */
 static struct ticket *ticket_pop(struct opq *o)
 {
     struct caller *c = o->ring;
-    struct ticket *t = c->head;
+    struct ticket *t = c != NULL ? c->head : NULL;
 
+    if (t == NULL)
+        return NULL;
     c->head = t->next;
     if (c->head == NULL)
         c->tail = NULL;
@@ -408,8 +411,10 @@ static void take_for(struct upstream_budget *b, int k)
     o->ensured = 1;
     o->used = t.in_use;
     o->used_at_mono = now;
-    for (int64_t i = 0; i < t.got && o->queued > 0; i++) {
+    for (int64_t i = 0; i < t.got; i++) {
         struct ticket *tk = ticket_pop(o);
+        if (tk == NULL)
+            break; /* cannot happen: only this thread takes calls out while a take runs */
         if (tk->gen != o->short_gen)
             o->waits++;
         o->granted++;
@@ -530,9 +535,9 @@ void upstream_budget_free(struct upstream_budget *b)
         pthread_join(b->thread, NULL);
     /* The clients were freed first and took their calls back: only empty queues are left. */
     for (int i = 0; i < ACS_OP_COUNT; i++) {
-        struct opq *o = &b->op[i];
-        while (o->queued > 0)
-            free(ticket_pop(o));
+        struct ticket *t;
+        while ((t = ticket_pop(&b->op[i])) != NULL)
+            free(t);
     }
     pthread_cond_destroy(&b->idle);
     pthread_cond_destroy(&b->wake);
