@@ -9,6 +9,7 @@
 # BENCH_MEMORY_MAX_SECONDS (300, a bound on the memory scenario's request phase),
 # BENCH_LOG_LEVEL (warn: no access log line per request), BENCH_OUT (docs/benchmarks.md),
 # BENCH_ONLY=hit (only floor, hit and "hit, limits on"; prints their rows, writes no file),
+# BENCH_STORM_USERS (120, the storm row),
 # BENCH_EMU_REUSE_S (600: the emulator tokenvend talks to runs with --reuse-signed-token-s 600,
 # so a repeated issue for a user returns the token it signed first instead of spending an
 # RSA-2048 signature on this machine, as the real ACS would not; 0 signs every token).
@@ -162,6 +163,9 @@ run_wrk() {
 # Every bench client comes from 127.0.0.1, so the per-address connection cap is turned off; so is
 # the per-user limit (its default, 120/60s, would refuse most of a hit run's requests: each of
 # the 1,000 users asks hundreds of times a second). The "hit, limits on" row turns limits on.
+# The upstream budget is off: the emulator here has no rate limits, and ACS's real ones (the
+# budget's default, 1,000 calls per 30 s) would make the miss and create rows measure the
+# budget; the storm row measures it.
 start_tv() {
     stop_tv
     pub_port=$(free_port)
@@ -170,7 +174,7 @@ start_tv() {
         TOKENVEND_PUBLIC_ADDR="127.0.0.1:$pub_port" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$int_port" \
         TOKENVEND_OIDC_ISSUER="$issuer" TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
         TOKENVEND_OIDC_JWKS_URL="$issuer/jwks" TOKENVEND_LOG_LEVEL="$LOG_LEVEL" \
-        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 TOKENVEND_LIMIT_USER=off "$@" \
+        TOKENVEND_MAX_CONNECTIONS_PER_IP=0 TOKENVEND_LIMIT_USER=off TOKENVEND_ACS_BUDGET=off "$@" \
         "$TV" serve >>"$work/tokenvend.log" 2>&1 &
     tv_pid=$!
     if ! http wait "http://127.0.0.1:$pub_port/healthz" 15; then
@@ -476,6 +480,13 @@ grep '^still_open=' "$work/idle.out" >>"$res/memory" || echo "still_open=0" >>"$
 cp "$work/memory.rss" "$res/memory.rss"
 stop_tv
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$res/machine"
+
+# ---- storm: new users at once against ACS-like rate limits (issue 10, upstream budget) -------
+# Its own emulator (--rate-limit-create/issue 20, window 2 s) and tokenvend (acs_budget the same,
+# ACS deadline 6 s); clients honour Retry-After. scripts/bench/storm.mjs says what it measures.
+say "storm: ${BENCH_STORM_USERS:-120} new users at once, ACS limits and budget 20 per 2 s"
+TV_BUILD=$BUILD node scripts/bench/storm.mjs "${BENCH_STORM_USERS:-120}" 20 2 >"$res/storm" 2>"$work/storm.log" ||
+    echo "storm_skipped=$(tail -n 1 "$work/storm.log")" >"$res/storm"
 
 node scripts/bench/report.mjs "$res" "$OUT"
 say "wrote $OUT"

@@ -21,6 +21,7 @@
 #include "auth/vcache.h"
 #include "core/aead.h"
 #include "core/b64.h"
+#include "core/budget.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/fsperm.h"
@@ -29,6 +30,7 @@
 #include "http/server.h"
 #include "service/maint.h"
 #include "service/service.h"
+#include "service/upstream_budget.h"
 #include "store/meta.h"
 #include "store/store.h"
 
@@ -40,7 +42,8 @@ struct app {
     const struct config *cfg;
     struct store *store;
     struct acs_client *acs;
-    struct entra_cache *entra; /* keyless mode only */
+    struct upstream_budget *budget; /* the ACS client's gate; outlives the client */
+    struct entra_cache *entra;      /* keyless mode only */
     struct jwks *jwks;
     struct session_key *session;
     struct api_login *login;
@@ -375,6 +378,7 @@ static int app_http_new(struct app *a)
         .acs = a->acs,
         .entra = a->entra,
         .maint = a->maint,
+        .budget = a->budget,
         .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
         .limits = a->limits,
     };
@@ -409,6 +413,25 @@ static int app_http_new(struct app *a)
     return 0;
 }
 
+/* The upstream budget on the store (README "Upstream budget"); with acs_budget = off its gate
+ * is NULL and the client asks nothing. */
+static int app_budget_new(struct app *a)
+{
+    struct upstream_budget_opts bo = {.store = a->store, .deadline_ms = a->cfg->acs_deadline_ms};
+    char why[300];
+    int rc;
+
+    if (budget_parse(a->cfg->acs_budget, &bo.cfg, why, sizeof why) != 0) {
+        log_msg(LOGL_ERROR, NULL, "acs_budget: %s", why); /* config_load checked it already */
+        return TV_ERR_CONFIG;
+    }
+    if ((rc = upstream_budget_new(&bo, &a->budget)) != 0) {
+        log_msg(LOGL_ERROR, NULL, "cannot set up the ACS call budget: %s", err_name(rc));
+        return rc;
+    }
+    return 0;
+}
+
 int app_new(const struct config *cfg, struct app **out)
 {
     struct app *a = calloc(1, sizeof *a);
@@ -439,6 +462,9 @@ int app_new(const struct config *cfg, struct app **out)
     }
     acs_client_opts_from_config(cfg, &ao);
     ao.entra = a->entra;
+    if ((rc = app_budget_new(a)) != 0)
+        goto fail;
+    ao.gate = upstream_budget_gate(a->budget);
     if ((rc = acs_client_new(&ao, &a->acs)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the ACS client: %s", err_name(rc));
         goto fail;
@@ -513,6 +539,10 @@ void app_stop(struct app *a)
     acs_client_free(a->acs);
     a->acs = NULL;
     a->api.acs = NULL;
+    /* After the client, whose shutdown took back the calls the budget kept. */
+    upstream_budget_free(a->budget);
+    a->budget = NULL;
+    a->api.budget = NULL;
     entra_cache_stop(a->entra); /* after the client: it reads the cache to its last call */
     a->entra = NULL;
     a->api.entra = NULL;

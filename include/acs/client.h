@@ -22,11 +22,38 @@ struct entra_cache;
 #define ACS_MAX_SCOPES 8
 /* "tv1_" + 43 base64url characters + NUL */
 #define ACS_CUSTOM_ID_LEN 48
+#define ACS_CALLER_MAX 128 /* acs_request.caller, NUL included (longer is cut) */
 
 /* ACS_OP_CREATE, ACS_OP_ISSUE, ... in the order of core/acsnames.h's ACS_OPS. */
 #define ACS_OP_ENUM_ITEM(id, name) ACS_OP_##id,
 enum acs_op { ACS_OPS(ACS_OP_ENUM_ITEM, ) };
 #undef ACS_OP_ENUM_ITEM
+
+/* The upstream budget's gate (README "Upstream budget"): asked before EVERY HTTP attempt, the
+ * first and each retry. The acs module only knows this interface; the budget itself (with its
+ * store and its thread) is set up by the service (service/upstream_budget.h). */
+enum acs_gate_verdict {
+    ACS_GATE_GO = 0,     /* attempt now: a slot was taken for it */
+    ACS_GATE_WAIT = 1,   /* the gate keeps the ask and answers it later */
+    ACS_GATE_REFUSE = 2, /* no slot before the call's deadline: the call ends with 503 */
+};
+struct acs_gate_ask {
+    struct acs_client *client;
+    void *call; /* opaque: given back to acs_client_gate_answer */
+    enum acs_op op;
+    const char *caller;       /* acs_request.caller ("" when none); valid during the ask only */
+    int64_t deadline_mono_ms; /* the call's deadline on clock_mono_ms */
+};
+struct acs_gate {
+    /* Engine thread; must not block. GO, REFUSE (*retry_after_ms: when a slot would be free,
+     * >= 0), or WAIT: then the gate answers exactly once, later, from any thread, with
+     * acs_client_gate_answer (GO, or REFUSE when the deadline comes first). */
+    enum acs_gate_verdict (*ask)(void *ctx, const struct acs_gate_ask *a, int64_t *retry_after_ms);
+    /* Engine thread, when the client shuts down: answers every ask of client it still keeps
+     * (REFUSE) before it returns, and none after. */
+    void (*cancel)(void *ctx, struct acs_client *client);
+    void *ctx;
+};
 
 struct acs_client_opts {
     const char *connection_string; /* required; parsed by acs_connstr_parse */
@@ -53,6 +80,8 @@ struct acs_client_opts {
      * probe decides. 0 in either: no breaker. */
     long breaker_threshold;
     long breaker_open_ms;
+    /* The upstream budget (borrowed: it must outlive the client); NULL: none. */
+    const struct acs_gate *gate;
 };
 
 /* Fills *out from the configuration's acs_* settings: the one place `serve` and the CLI take
@@ -74,6 +103,9 @@ struct acs_request {
      * carries acs_custom_id(resource, this) and, being idempotent then, is retried like any
      * other call after a lost answer. Ignored when the option is off or for other ops. */
     const char *custom_id_user;
+    /* Who the call is for ("user:alice", "apikey:ops", "outbox"): the budget's queue takes
+     * turns between callers. NULL: "". */
+    const char *caller;
 };
 
 /* Outcome of one call. rc is 0 on a 2xx answer, else a TV_ERR_ACS_* / TV_ERR_UPSTREAM_* code;
@@ -98,6 +130,7 @@ struct acs_result {
     /* rc TV_ERR_UNAVAILABLE from the circuit breaker, which refused the attempt (retry_after_s
      * is then the rest of its open period): message is our own sentence, fit for a caller. */
     int paused;
+    int budget_refused; /* rc TV_ERR_UNAVAILABLE: the upstream budget had no slot in time */
 };
 
 /* Counters since acs_client_new (for metrics and tests). */
@@ -141,6 +174,11 @@ int acs_client_call_sync(struct acs_client *c, const struct acs_request *req,
                          struct acs_result *res);
 /* "host[:port]" this client signs for (the ACS resource a mapping belongs to). */
 const char *acs_client_resource(const struct acs_client *c);
+/* The gate's later answer to an ask it kept (ACS_GATE_GO or ACS_GATE_REFUSE with
+ * retry_after_ms); granted_mono_ms is when the slot was taken (clock_mono_ms), so a grant that
+ * waited too long for the engine is asked again. Thread-safe, never blocks on ACS. */
+void acs_client_gate_answer(struct acs_client *c, void *call, enum acs_gate_verdict v,
+                            int64_t retry_after_ms, int64_t granted_mono_ms);
 /* Reads the counters; thread-safe, no lock (each counter is read atomically on its own). */
 void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *out);
 /* The circuit breaker's state now: 1 with *out filled, or 0 when the client has none (off). */

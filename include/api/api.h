@@ -14,6 +14,7 @@ struct service;
 struct store;
 struct jwks;
 struct maint;
+struct upstream_budget;
 struct session_key;
 struct acs_client;
 struct entra_cache;
@@ -64,8 +65,9 @@ struct api_ctx {
     struct acs_client *acs;    /* for /metrics (may be NULL in tests) */
     struct entra_cache *entra; /* keyless mode: /readyz and /metrics; NULL with an access key */
     struct maint *maint;       /* for /metrics: the audit retention (may be NULL) */
-    int metrics_apikey;        /* GET /metrics needs an API key (metrics_auth = apikey) */
-    struct api_limits *limits; /* caller limits (limits.c); NULL: none */
+    struct upstream_budget *budget; /* for /metrics: the upstream budget (may be NULL) */
+    int metrics_apikey;             /* GET /metrics needs an API key (metrics_auth = apikey) */
+    struct api_limits *limits;      /* caller limits (limits.c); NULL: none */
 };
 
 /* The caller limits: per-process tables (core/climit.h) for each limit that is not off.

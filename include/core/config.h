@@ -72,7 +72,8 @@ struct config {
     long acs_backoff_base_ms;
     long acs_backoff_max_ms;
     long acs_max_connections;
-    int acs_custom_id;   /* bool: creates carry a customId (needs ACS_API_VERSION_CUSTOM_ID) */
+    char *acs_budget;  /* upstream calls per op in any W s, "op=N/Ws,..." or off (core/budget.h) */
+    int acs_custom_id; /* bool: creates carry a customId (needs ACS_API_VERSION_CUSTOM_ID) */
     char *imds_endpoint; /* Entra managed identity via IMDS (acs/entra.h) */
     char *breaker;       /* ACS circuit breaker, "N/Ws" or "off" (acs/breaker.h) */
     /* Service (tokenvend serve) settings. */

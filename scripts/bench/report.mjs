@@ -23,7 +23,7 @@ function load(name) {
 
 const m = load("machine");
 const R = {};
-for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_limits", "hit_pg", "create", "miss", "overhead", "memory"])
+for (const s of ["emu_issue", "emu_create", "emu_issue_50ms_256", "emu_issue_50ms_16", "emu_issue_reuse", "emu_issue_50ms_256_reuse", "emu_issue_50ms_16_reuse", "floor", "hit", "hit_limits", "hit_pg", "create", "miss", "overhead", "memory", "storm"])
   R[s] = load(s);
 
 // The emulator tokenvend talks to reuses signed tokens (--reuse-signed-token-s) unless the bench
@@ -109,6 +109,23 @@ row(
   "RSS <= 64 MB, no growth over the last half",
   mem && mem.rss_max_kib <= 64 * 1024 && mem.growth <= GROWTH_TOLERANCE_KIB && mem.still_open === mem.idle,
 );
+
+// The storm (scripts/bench/storm.mjs): ACS must see no 429, never more than N calls of an
+// operation within W, and clients honouring Retry-After must all be served within 2.5 x the ideal
+// time (calls / (N / W)).
+const st = R.storm && R.storm.elapsed_s !== undefined ? R.storm : null;
+const stormOk = st && st.acs_429 === 0 && st.unserved === 0 && st.answers_no_retry_after === 0 &&
+  st.most_in_window_create <= st.budget_n && st.most_in_window_issue <= st.budget_n &&
+  st.elapsed_s <= 2.5 * st.ideal_s;
+rows.push({
+  name: "storm",
+  load: st ? `${fmt(st.users)} new users at once (\`GET /api/token\`), ACS limits and \`acs_budget\` ${st.budget_n} per ${st.budget_w_s} s, ACS deadline 6 s; clients honour Retry-After` : "",
+  r: null,
+  target: "ACS 429s = 0; <= N calls per W; served within 2.5 x ideal",
+  result: st
+    ? `${stormOk ? "pass" : "**fail**"}: ${fmt(st.elapsed_s, 1)} s vs ideal ${fmt(st.ideal_s, 1)} s (${fmt(st.elapsed_s / st.ideal_s, 2)} x); ACS 429s ${st.acs_429}; most creates in ${st.budget_w_s} s ${st.most_in_window_create}, per s ${st.most_per_s_create}; answers 200 ${st.answers_200}, 503 ${st.answers_503}, 429 ${st.answers_429}`
+    : R.storm ? `not run: ${R.storm.storm_skipped || "see the bench log"}` : "not run",
+});
 
 const table = [
   "| scenario | load | req/s | p50 ms | p99 ms | RSS MB (max) | CPU % tv / emu / all | target | result |",
@@ -211,6 +228,12 @@ if (mem) {
   );
 }
 
+if (st) {
+  P.push(
+    `**storm.** ${fmt(st.users)} new users asked for their first token at once, against an emulator that answers 429 beyond ${st.budget_n} creates and ${st.budget_n} issues per ${st.budget_w_s} s (fixed windows) and a tokenvend whose \`acs_budget\` is the same. ACS received ${fmt(st.acs_calls_create)} creates and ${fmt(st.acs_calls_issue)} issues and refused ${st.acs_429} of them; the most creates it saw within any ${st.budget_w_s} s (from samples every 100 ms) were ${st.most_in_window_create}, and within any second ${st.most_per_s_create}, so the calls left at the budget's pace while the queue drained. Calls whose turn came after the 6 s ACS deadline were answered 503 with a Retry-After at once (${fmt(st.answers_503)} such answers); their clients came back when told and every user was served after ${fmt(st.elapsed_s, 1)} s, against an ideal of ${fmt(st.ideal_s, 1)} s for that many calls at ${st.budget_n} per ${st.budget_w_s} s (${fmt(st.elapsed_s / st.ideal_s, 2)} x; each slot is also held ${0.5} s past its grant to cover the way to ACS, README "Upstream budget").`,
+  );
+}
+
 const dirty = m.dirty ? ` with ${m.dirty} modified tracked files` : "";
 const doc = `# Benchmarks
 
@@ -232,7 +255,7 @@ them with wrk; each scenario runs ${m.seconds} s. Targets are the product's perf
 | libraries | libmicrohttpd ${m.libmicrohttpd}, SQLite ${m.sqlite}, OpenSSL ${m.openssl} |
 | RSA-2048, one core | ${m.rsa_sign ? `${fmt(m.rsa_sign)} signatures/s, ${fmt(m.rsa_verify)} verifications/s (\`openssl speed rsa2048\`)` : "-"} |
 | load generator | ${m.wrk}, 2 threads; node ${m.node} for the OIDC issuer and the idle connections |
-| tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
+| tokenvend settings | defaults, except \`log_level = ${m.log_level}\` (no access-log line per request), \`acs_budget = off\` (the emulator has no rate limits; the storm row has both), OIDC issuer/audience/JWKS of the local issuer; per scenario as listed |
 | acs-emulator | \`${emuFlags}\` (no log line per request), latency set per scenario through \`PUT /emulator/faults\`${reuseS > 0 ? "; the emulator-alone table also shows it without the reuse flag" : ""} |
 | load average | ${m.load_before} before, ${m.load_after} after |
 

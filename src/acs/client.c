@@ -14,6 +14,7 @@
 #include "acs/entra.h"
 #include "core/acsnames.h"
 #include "core/buf.h"
+#include "core/budget.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -274,12 +275,71 @@ static void call_breaker_note(struct acs_client *c, struct acs_call *call, CURLc
     call->breaker_probe = 0;
 }
 
+/* Ends a call the upstream budget had no slot for in time: 503 with the budget's wait. */
+static void call_refuse(struct acs_call *call, int64_t retry_after_ms)
+{
+    char why[ACS_MESSAGE_MAX];
+
+    call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
+    call->res.budget_refused = 1;
+    call->res.http_status = 0;
+    snprintf(why, sizeof why,
+             "no slot of the ACS call budget (acs_budget) for %s within the call's deadline; "
+             "one frees in about %ld s",
+             acs_op_name(call->op), call->res.retry_after_s);
+    call_finish(call, TV_ERR_UNAVAILABLE, why);
+}
+
+/* The upstream budget, before every attempt: 1 when the attempt may go now (a fresh slot is
+ * held for it), 0 when the call waits for the gate's answer (it comes back through
+ * acs_client_gate_answer) or has ended. A grant older than BUDGET_GRANT_TTL_MS (a busy engine)
+ * is no longer covered by its slot's hold, so the call asks again: the stale slot is spent,
+ * never stretched (an engine that slow makes fewer calls, never more than the budget). */
+static int call_gate_pass(struct acs_client *c, struct acs_call *call)
+{
+    struct acs_gate_ask a;
+    int64_t retry_ms = 0, now;
+
+    if (c->gate == NULL)
+        return 1;
+    now = clock_mono_ms();
+    if (call->granted_mono_ms != 0) {
+        if (now - call->granted_mono_ms <= BUDGET_GRANT_TTL_MS)
+            return 1;
+        call->granted_mono_ms = 0;
+        log_attempt(LOGL_INFO, call, "acs budget grant went stale, asking again", LOG_START);
+    }
+    a = (struct acs_gate_ask){.client = c,
+                              .call = call,
+                              .op = call->op,
+                              .caller = call->caller,
+                              .deadline_mono_ms = call->deadline_ms};
+    /* Set before asking: once kept, the call may be answered (on another thread) at once. */
+    call->gate_waited = 1;
+    switch (c->gate->ask(c->gate->ctx, &a, &retry_ms)) {
+    case ACS_GATE_GO:
+        call->granted_mono_ms = now;
+        return 1;
+    case ACS_GATE_WAIT:
+        return 0;
+    default:
+        call_refuse(call, retry_ms);
+        return 0;
+    }
+}
+
 /* Starts the next attempt of call, or ends it when its deadline has passed. */
 static void call_start(struct acs_client *c, struct acs_call *call)
 {
     int64_t left = call->deadline_ms - clock_mono_ms();
     int rc;
 
+    if (left <= 0 && call->gate_waited) {
+        /* Still waiting for the budget (its answer came late: a slow store): the same 503 as
+         * the gate's own refusal at the deadline. */
+        call_refuse(call, 1000);
+        return;
+    }
     if (left <= 0) {
         call_finish(call, call->res.rc != 0 ? call->res.rc : TV_ERR_UPSTREAM_TIMEOUT,
                     call->res.rc != 0 ? NULL : "the call's deadline passed before it started");
@@ -287,7 +347,8 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     }
     call->parked = 0;
     call->res.retry_after_s = 0; /* a hint is only for the outcome that set it */
-    if (call_breaker_gate(c, call) != 0)
+    /* The breaker first: an open breaker spends no budget. */
+    if (call_breaker_gate(c, call) != 0 || !call_gate_pass(c, call))
         return;
     if ((rc = call_prepare_attempt(call, left)) != 0 && call->parked) {
         /* The first Entra token is on its way: wait for it without holding the engine. Should
@@ -308,6 +369,8 @@ static void call_start(struct acs_client *c, struct acs_call *call)
         return;
     }
     call->res.attempts++;
+    call->granted_mono_ms = 0; /* a slot covers one attempt */
+    call->gate_waited = 0;
     atomic_fetch_add_explicit(&c->n_attempts, 1, memory_order_relaxed);
     if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
         call_finish(call, TV_ERR_INTERNAL, "curl_multi_add_handle failed");
@@ -430,8 +493,19 @@ static void engine_drain_messages(struct acs_client *c)
 
 static void engine_shutdown(struct acs_client *c, struct acs_call *queued)
 {
-    struct acs_call *call;
+    struct acs_call *call, *gated;
 
+    /* The gate answers every call it keeps before this returns; they end with the rest. */
+    if (c->gate != NULL)
+        c->gate->cancel(c->gate->ctx, c);
+    pthread_mutex_lock(&c->lock);
+    gated = c->g_head;
+    c->g_head = c->g_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    while ((call = gated) != NULL) {
+        gated = call->next;
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    }
     while ((call = queued) != NULL) {
         queued = call->next;
         call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
@@ -455,18 +529,41 @@ static void *engine_main(void *arg)
     struct acs_client *c = arg;
 
     for (;;) {
-        struct acs_call *taken, *call;
+        struct acs_call *taken, *gated, *call;
         int stop, still = 0;
         int64_t now, timeout = IDLE_POLL_MS;
 
         pthread_mutex_lock(&c->lock);
         taken = c->q_head;
         c->q_head = c->q_tail = NULL;
+        gated = c->g_head;
+        c->g_head = c->g_tail = NULL;
         stop = c->stopping;
         pthread_mutex_unlock(&c->lock);
         if (stop) {
+            /* Calls the gate answered already end with the rest. */
+            if (gated != NULL) {
+                pthread_mutex_lock(&c->lock);
+                if (c->g_tail != NULL)
+                    c->g_tail->next = gated;
+                else
+                    c->g_head = gated;
+                for (call = gated; call->next != NULL; call = call->next)
+                    ;
+                c->g_tail = call;
+                pthread_mutex_unlock(&c->lock);
+            }
             engine_shutdown(c, taken);
             break;
+        }
+        /* The gate's answers first: their slots are fresh now. */
+        while ((call = gated) != NULL) {
+            gated = call->next;
+            call->next = NULL;
+            if (call->gate_verdict == ACS_GATE_GO)
+                call_start(c, call);
+            else
+                call_refuse(call, call->gate_retry_ms);
         }
         while ((call = taken) != NULL) {
             taken = call->next;
@@ -589,6 +686,7 @@ int acs_client_new(const struct acs_client_opts *opts, struct acs_client **out)
     c->backoff_max_ms = opt_or(opts->backoff_max_ms, 5000);
     c->max_connections = opts->max_connections == 0 ? 64 : (long)opts->max_connections;
     c->custom_id = opts->custom_id != 0;
+    c->gate = opts->gate;
     if (RAND_bytes((unsigned char *)&c->rng, sizeof(c->rng)) != 1 || c->rng == 0)
         c->rng = (uint64_t)clock_mono_ms() | 1;
     rc = TV_ERR_INTERNAL;
@@ -648,6 +746,25 @@ void acs_client_free(struct acs_client *c)
     acs_breaker_free(c->breaker);
     free(c->heap);
     free(c);
+}
+
+void acs_client_gate_answer(struct acs_client *c, void *vcall, enum acs_gate_verdict v,
+                            int64_t retry_after_ms, int64_t granted_mono_ms)
+{
+    struct acs_call *call = vcall;
+
+    call->gate_verdict = v == ACS_GATE_GO ? ACS_GATE_GO : ACS_GATE_REFUSE;
+    call->gate_retry_ms = retry_after_ms;
+    call->granted_mono_ms = v == ACS_GATE_GO ? granted_mono_ms : 0;
+    call->next = NULL;
+    pthread_mutex_lock(&c->lock);
+    if (c->g_tail != NULL)
+        c->g_tail->next = call;
+    else
+        c->g_head = call;
+    c->g_tail = call;
+    pthread_mutex_unlock(&c->lock);
+    curl_multi_wakeup(c->multi);
 }
 
 int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,

@@ -37,6 +37,13 @@ struct acs_call {
     int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
     /* Admitted as the circuit breaker's half-open probe, its outcome not reported yet. */
     int breaker_probe;
+    char caller[ACS_CALLER_MAX];
+    /* Upstream budget: when the slot for the next attempt was granted (0: none yet), and the
+     * gate's answer while it travels to the engine. */
+    int64_t granted_mono_ms;
+    int gate_waited; /* the gate kept the call: past the deadline it ends as the gate's refusal */
+    enum acs_gate_verdict gate_verdict;
+    int64_t gate_retry_ms;
     CURL *easy;
     struct curl_slist *headers;
     struct buf resp; /* response body of the current attempt (may hold a token) */
@@ -68,8 +75,10 @@ struct acs_client {
 
     CURLM *multi;
     pthread_t thread;
-    pthread_mutex_t lock; /* guards q_head, q_tail, stopping */
+    pthread_mutex_t lock; /* guards q_head, q_tail, g_head, g_tail, stopping */
     struct acs_call *q_head, *q_tail;
+    struct acs_call *g_head, *g_tail; /* answered by the gate, for the engine to go on with */
+    const struct acs_gate *gate;      /* NULL: no budget */
     int stopping;
 
     /* Written by the engine thread, read by anyone (relaxed atomics). */

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "service/maint.h"
+#include "service/upstream_budget.h"
 
 #define METRICS_MAX (1024 * 1024)
 
@@ -158,6 +159,8 @@ void api_ops_metrics(struct http_req *req, void *vctx)
         rc = service_metrics_write(ctx->svc, &b);
     if (rc == 0 && ctx->maint != NULL)
         rc = maint_metrics_write(ctx->maint, &b);
+    if (rc == 0 && ctx->budget != NULL)
+        rc = upstream_budget_metrics_write(ctx->budget, &b);
     if (rc == 0 && ctx->acs != NULL) {
         acs_client_stats_get(ctx->acs, &st);
         rc = buf_printf(&b,

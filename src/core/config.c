@@ -16,6 +16,7 @@
 #include "core/acsnames.h"
 #include "core/buf.h"
 #include "core/b64.h"
+#include "core/budget.h"
 #include "core/err.h"
 #include "core/dburi.h"
 #include "core/netaddr.h"
@@ -139,6 +140,11 @@ static const struct setting settings[] = {
     {"acs_max_connections", "TOKENVEND_ACS_MAX_CONNECTIONS", NULL, "256", ST_INT, 1, 65536, 0, 1,
      OFF(acs_max_connections), NULL,
      "connections to ACS kept open and used at once (calls beyond it queue)"},
+    {"acs_budget", "TOKENVEND_ACS_BUDGET", NULL, BUDGET_DEFAULT, ST_STRING, 0, 0, 0, 1,
+     OFF(acs_budget), NULL,
+     "upstream ACS calls (retries included) per operation in any W seconds, shared by every "
+     "process on the store: op=N/Ws,... (ops: create, issue, revoke, delete, teams; one not "
+     "named keeps its default), or off"},
     {"imds_endpoint", "TOKENVEND_IMDS_ENDPOINT", NULL, "http://169.254.169.254", ST_URL, 0, 0, 0, 1,
      OFF(imds_endpoint), NULL,
      "Azure instance metadata endpoint, the last Entra credential tried (tests: loopback)"},
@@ -787,6 +793,13 @@ static int check_cross(struct loader *ld)
             return fail(ld, "%s: trusted_proxies: %s", c->sources[setting_index("trusted_proxies")],
                         why);
         proxies_free(px);
+    }
+    {
+        struct budget_cfg bc;
+        char why[300];
+        if (budget_parse(c->acs_budget, &bc, why, sizeof why) != 0)
+            return fail(ld, "%s: acs_budget: '%.100s': %s", c->sources[setting_index("acs_budget")],
+                        c->acs_budget, why);
     }
     if (c->secret_key[0] != '\0' && check_key32(ld, c, "secret_key", c->secret_key) != 0)
         return TV_ERR_CONFIG;

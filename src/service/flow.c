@@ -64,6 +64,10 @@ static void acs_failure_note(struct flow *f)
     if (r->rc == TV_ERR_UNAVAILABLE && r->paused)
         /* The circuit breaker's sentence is ours (no ACS text in it): told as is. */
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg, r->message);
+    else if (r->rc == TV_ERR_UNAVAILABLE && r->budget_refused)
+        (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,
+                           "the ACS call budget is spent: more calls now would make ACS throttle "
+                           "this service; retry after the time in Retry-After");
     else if (r->rc == TV_ERR_UNAVAILABLE && r->http_status == 0 && r->retry_after_s > 0)
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,
                            "cannot reach ACS: no Microsoft Entra ID token, the identity "
@@ -110,6 +114,7 @@ int flow_submit(struct flow *f, struct acs_request *req, flow_step_fn next)
     /* The client accepts ids below ACS_REQUEST_ID_MAX; a longer (64-char) incoming id gets a
      * fresh UUID upstream rather than failing the call. */
     req->request_id = NULL;
+    req->caller = f->call.caller;
     if (f->call.request_id[0] != '\0' && strlen(f->call.request_id) < ACS_REQUEST_ID_MAX)
         req->request_id = f->call.request_id;
     f->next = next;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "store/accounts.h"
+#include "store/acs_budget.h"
 #include "store/apikeys.h"
 #include "store/audit.h"
 #include "store/login_failures.h"
@@ -91,5 +92,8 @@ int pgstore_audit_add(struct store *s, const struct store_audit *a);
 int pgstore_audit_list(struct store *s, const struct store_audit_filter *f, int limit,
                        struct store_audit *out, int *n);
 int pgstore_audit_prune(struct store *s, int64_t before_ms, int limit, int64_t *deleted);
+
+/* pg_acs_budget.c */
+int pgstore_acs_budget_take(struct store *s, struct store_budget_take *t);
 
 #endif

@@ -348,6 +348,9 @@ static void test_bad_values(void **state)
         {"limit_ip", "on", "N/Ws"},
         {"trusted_proxies", "10.0.0.0/33", "not an IPv4/IPv6 address"},
         {"trusted_proxies", "proxy.example", "trusted_proxies"},
+        {"acs_budget", "create=20/2", "part 'create=20/2'"},
+        {"acs_budget", "create=20/2s,make=1/1s", "part 'make=1/1s'"},
+        {"acs_budget", "", "must not be empty"},
         {"login_per_address", "33", "0..32"},
         {"password_min_length", "0", "1..1024"},
         {"secret_key", "c2VjcmV0", "exactly 32 bytes"},
@@ -720,15 +723,20 @@ static void test_login_settings(void **state)
 
     const char *kf = tmp_file(key);
     setenv("TOKENVEND_SECRET_KEY_FILE", kf, 1);
-    struct config_flag good[] = {
-        {"login_limit", "off", "--set"},        {"login_per_address", "0", "--set"},
-        {"password_min_length", "20", "--set"}, {"breaker", "off", "--set"},
-        {"limit_user", "5/10s", "--set"},       {"limit_apikey", "1000/1s", "--set"},
-        {"limit_ip", "off", "--set"},           {"trusted_proxies", " 10.0.0.0/8, ::1 ", "--set"}};
-    assert_int_equal(load(NULL, good, 8, &cfg, err), 0);
+    struct config_flag good[] = {{"login_limit", "off", "--set"},
+                                 {"login_per_address", "0", "--set"},
+                                 {"password_min_length", "20", "--set"},
+                                 {"breaker", "off", "--set"},
+                                 {"limit_user", "5/10s", "--set"},
+                                 {"limit_apikey", "1000/1s", "--set"},
+                                 {"limit_ip", "off", "--set"},
+                                 {"trusted_proxies", " 10.0.0.0/8, ::1 ", "--set"},
+                                 {"acs_budget", "create=20/2s,issue=20/2s", "--set"}};
+    assert_int_equal(load(NULL, good, 9, &cfg, err), 0);
     assert_string_equal(cfg.limit_user, "5/10s");
     assert_string_equal(cfg.limit_apikey, "1000/1s");
     assert_string_equal(cfg.trusted_proxies, " 10.0.0.0/8, ::1 ");
+    assert_string_equal(cfg.acs_budget, "create=20/2s,issue=20/2s");
     assert_string_equal(cfg.login_limit, "off");
     assert_string_equal(cfg.breaker, "off");
     assert_int_equal(cfg.login_per_address, 0);

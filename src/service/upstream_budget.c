@@ -1,0 +1,608 @@
+/* The upstream budget's queue and thread (service/upstream_budget.h). The engine thread asks
+ * (ask: a short critical section, never the store); the budget thread takes slots from the
+ * store for the queued calls and answers them. Lock order: the budget's lock, then the ACS
+ * client's (acs_client_gate_answer); the engine never holds its own lock while asking. */
+#include "service/upstream_budget.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "store/acs_budget.h"
+
+#define HASH_BUCKETS 256
+#define MIN_RETRY_MS 5         /* a short take whose oldest slot is already free: slots locked */
+#define STORE_ERR_RETRY_MS 200 /* after a failed take */
+#define IDLE_WAIT_MS 1000      /* longest sleep without work */
+/* An attempt started at its deadline is of no use: a call is refused when its turn comes
+ * later than this before the deadline, and expired this long before it. Expiry is batched
+ * within EXPIRE_BATCH_MS, so a storm of deadlines costs a few scans, not one each. */
+#define DEADLINE_MARGIN_MS 100
+#define EXPIRE_BATCH_MS 50
+#define QUEUE_MIN 64
+#define QUEUE_MAX 100000
+#define ERR_LOG_EVERY_MS 5000
+
+struct ticket {
+    struct ticket *next; /* FIFO of its caller */
+    struct acs_client *client;
+    void *call;
+    int64_t deadline_mono;
+    uint64_t gen; /* the operation's short_gen when it joined: a later short take made it wait */
+};
+
+/* The calls of one caller waiting for one operation; in the round while it has any. */
+struct caller {
+    struct caller *hnext;         /* hash chain */
+    struct caller *rnext, *rprev; /* the round (circular) */
+    struct ticket *head, *tail;
+    size_t n;
+    char name[ACS_CALLER_MAX];
+};
+
+struct opq {
+    struct ratelimit rl;
+    struct caller *bucket[HASH_BUCKETS];
+    struct caller *ring; /* the caller served next */
+    size_t queued, ncallers;
+    int64_t next_free_mono; /* after a short take: when a slot frees; 0 when none is known */
+    int64_t retry_mono;     /* no take before this */
+    uint64_t short_gen;     /* takes that came short */
+    int ensured;            /* this process made the N slots */
+    int64_t used, used_at_mono;
+    uint64_t granted, waits, refusals, store_errors;
+};
+
+struct upstream_budget {
+    struct acs_gate gate;
+    struct store *store;
+    struct budget_cfg cfg;
+    size_t queue_max, caller_max;
+    int64_t hold_ms;
+    int64_t (*clock)(void *arg);
+    void *clock_arg;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* work for the thread */
+    pthread_cond_t idle; /* the thread left the store */
+    pthread_t thread;
+    int thread_ok, stopping, busy;
+    int64_t next_expiry; /* earliest deadline - margin among queued tickets; INT64_MAX: none */
+    int last_op;
+    int64_t last_err_log;
+    struct opq op[ACS_OP_COUNT];
+};
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: spread, not secrecy; the chains are bounded anyway */
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % HASH_BUCKETS;
+}
+
+static struct caller *caller_find(struct opq *o, const char *name)
+{
+    struct caller *c = o->bucket[name_hash(name)];
+
+    while (c != NULL && strcmp(c->name, name) != 0)
+        c = c->hnext;
+    return c;
+}
+
+/* Joins the end of the round: a new caller is served after each caller already waiting got
+ * one more call, never after all of their calls. */
+static void ring_add(struct opq *o, struct caller *c)
+{
+    if (o->ring == NULL) {
+        c->rnext = c->rprev = c;
+        o->ring = c;
+        return;
+    }
+    c->rnext = o->ring;
+    c->rprev = o->ring->rprev;
+    o->ring->rprev->rnext = c;
+    o->ring->rprev = c;
+}
+
+/* Unlinks a caller with no calls left and frees it. */
+static void caller_drop(struct opq *o, struct caller *c)
+{
+    struct caller **pp = &o->bucket[name_hash(c->name)];
+
+    if (c->rnext == c) {
+        o->ring = NULL;
+    } else {
+        c->rprev->rnext = c->rnext;
+        c->rnext->rprev = c->rprev;
+        if (o->ring == c)
+            o->ring = c->rnext;
+    }
+    while (*pp != c)
+        pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    o->ncallers--;
+    free(c);
+}
+
+/* The next call in the round: the current caller's oldest; the round moves on. NULL when
+ * nobody waits. */
+static struct ticket *ticket_pop(struct opq *o)
+{
+    struct caller *c = o->ring;
+    struct ticket *t = c != NULL ? c->head : NULL;
+
+    if (t == NULL)
+        return NULL;
+    c->head = t->next;
+    if (c->head == NULL)
+        c->tail = NULL;
+    c->n--;
+    o->queued--;
+    o->ring = c->rnext;
+    if (c->n == 0)
+        caller_drop(o, c);
+    return t;
+}
+
+/* When a call with `ahead` calls before it should get its slot (monotonic ms). */
+static int64_t fit_at(const struct upstream_budget *b, const struct opq *o, int64_t now,
+                      int64_t ahead)
+{
+    return budget_fit_at(o->next_free_mono, now, ahead, &o->rl, b->hold_ms);
+}
+
+static void refuse(struct opq *o, struct ticket *t, int64_t wait_ms)
+{
+    o->refusals++;
+    acs_client_gate_answer(t->client, t->call, ACS_GATE_REFUSE, wait_ms < 0 ? 0 : wait_ms, 0);
+    free(t);
+}
+
+/* What a drop_where predicate sees: the ticket, its place in its caller's queue, and the
+ * predicate's own argument. */
+struct drop_ctx {
+    const struct upstream_budget *b;
+    const struct opq *o;
+    int64_t now;
+    const void *arg;
+};
+
+/* Refuses (and removes) every queued ticket of o for which drop(ctx, t, j) holds (j: the
+ * ticket's place in its caller's queue, from 0); recomputes the earliest expiry of those left
+ * into *next. */
+static void drop_where(struct upstream_budget *b, struct opq *o, int64_t now,
+                       int (*drop)(const struct drop_ctx *x, const struct ticket *t, int64_t j),
+                       const void *arg, int64_t *next)
+{
+    struct drop_ctx x = {.b = b, .o = o, .now = now, .arg = arg};
+    struct caller *c = o->ring;
+    size_t n = o->ncallers;
+
+    for (size_t i = 0; i < n && c != NULL; i++) {
+        struct caller *cn = c->rnext;
+        struct ticket **pp = &c->head, *t;
+        int64_t j = 0;
+        c->tail = NULL;
+        while ((t = *pp) != NULL) {
+            if (drop(&x, t, j++)) {
+                *pp = t->next;
+                c->n--;
+                o->queued--;
+                refuse(o, t, fit_at(b, o, now, (int64_t)o->queued) - now);
+                continue;
+            }
+            if (t->deadline_mono - DEADLINE_MARGIN_MS < *next)
+                *next = t->deadline_mono - DEADLINE_MARGIN_MS;
+            c->tail = t;
+            pp = &t->next;
+        }
+        if (c->n == 0)
+            caller_drop(o, c);
+        c = cn;
+    }
+}
+
+static int expired(const struct drop_ctx *x, const struct ticket *t, int64_t j)
+{
+    (void)j;
+    return t->deadline_mono - DEADLINE_MARGIN_MS <= x->now + EXPIRE_BATCH_MS;
+}
+
+static int of_client(const struct drop_ctx *x, const struct ticket *t, int64_t j)
+{
+    (void)j;
+    return t->client == x->arg;
+}
+
+/* After a short take: the j-th call of a caller comes after at least j calls of every caller
+ * in the round, so its turn is no sooner than this; one past its deadline is told at once
+ * rather than at the deadline. */
+static int turn_too_late(const struct drop_ctx *x, const struct ticket *t, int64_t j)
+{
+    int64_t ahead = j * (int64_t)x->o->ncallers;
+
+    return fit_at(x->b, x->o, x->now, ahead) > t->deadline_mono - DEADLINE_MARGIN_MS;
+}
+
+static void expire_all(struct upstream_budget *b, int64_t now)
+{
+    int64_t next = INT64_MAX;
+
+    for (int i = 0; i < ACS_OP_COUNT; i++)
+        if (b->op[i].queued > 0)
+            drop_where(b, &b->op[i], now, expired, &now, &next);
+    b->next_expiry = next;
+}
+
+/* ---- the gate (ACS engine thread) ---- */
+
+static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
+                                      int64_t *retry_after_ms)
+{
+    struct upstream_budget *b = ctx;
+    struct opq *o;
+    struct caller *c;
+    struct ticket *t;
+    int64_t now, ahead, at;
+    size_t mine;
+    enum acs_gate_verdict v = ACS_GATE_REFUSE;
+
+    if ((unsigned)a->op >= ACS_OP_COUNT || b->cfg.op[a->op].off)
+        return ACS_GATE_GO;
+    now = clock_mono_ms();
+    pthread_mutex_lock(&b->lock);
+    o = &b->op[a->op];
+    c = caller_find(o, a->caller);
+    mine = c != NULL ? c->n : 0;
+    /* In turns, this call comes after at most mine + 1 calls of every caller in the round. */
+    ahead = (int64_t)(o->ncallers + (c == NULL)) * (int64_t)(mine + 1) - 1;
+    if (ahead > (int64_t)o->queued)
+        ahead = (int64_t)o->queued;
+    at = fit_at(b, o, now, ahead);
+    *retry_after_ms = at - now;
+    if (b->stopping || at > a->deadline_mono_ms - DEADLINE_MARGIN_MS || o->queued >= b->queue_max ||
+        mine >= b->caller_max)
+        goto refused;
+    t = calloc(1, sizeof *t);
+    if (c == NULL && t != NULL) {
+        c = calloc(1, sizeof *c);
+        if (c != NULL) {
+            size_t h = name_hash(a->caller);
+            (void)buf_copy_str(c->name, sizeof c->name, a->caller);
+            c->hnext = o->bucket[h];
+            o->bucket[h] = c;
+            ring_add(o, c);
+            o->ncallers++;
+        }
+    }
+    if (t == NULL || c == NULL) {
+        free(t);
+        goto refused;
+    }
+    *t = (struct ticket){.client = a->client,
+                         .call = a->call,
+                         .deadline_mono = a->deadline_mono_ms,
+                         .gen = o->short_gen};
+    if (c->tail != NULL)
+        c->tail->next = t;
+    else
+        c->head = t;
+    c->tail = t;
+    c->n++;
+    o->queued++;
+    if (a->deadline_mono_ms - DEADLINE_MARGIN_MS < b->next_expiry)
+        b->next_expiry = a->deadline_mono_ms - DEADLINE_MARGIN_MS;
+    pthread_cond_signal(&b->wake);
+    v = ACS_GATE_WAIT;
+    goto out;
+refused:
+    o->refusals++;
+out:
+    pthread_mutex_unlock(&b->lock);
+    return v;
+}
+
+static void gate_cancel(void *ctx, struct acs_client *client)
+{
+    struct upstream_budget *b = ctx;
+    int64_t next = INT64_MAX, now = clock_mono_ms();
+
+    pthread_mutex_lock(&b->lock);
+    /* A take in progress answers its calls when it returns; wait for it. */
+    while (b->busy)
+        pthread_cond_wait(&b->idle, &b->lock);
+    for (int i = 0; i < ACS_OP_COUNT; i++)
+        if (b->op[i].queued > 0)
+            drop_where(b, &b->op[i], now, of_client, client, &next);
+    b->next_expiry = next;
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- the budget thread ---- */
+
+static int64_t budget_clock(void *arg)
+{
+    struct upstream_budget *b = arg;
+
+    return b->clock != NULL ? b->clock(b->clock_arg) : clock_wall_ms();
+}
+
+/* The operation to take slots for now (in turns between operations), or -1. */
+static int pick_op(struct upstream_budget *b, int64_t now)
+{
+    for (int i = 1; i <= ACS_OP_COUNT; i++) {
+        int k = (b->last_op + i) % ACS_OP_COUNT;
+        if (b->op[k].queued > 0 && b->op[k].retry_mono <= now) {
+            b->last_op = k;
+            return k;
+        }
+    }
+    return -1;
+}
+
+static void wait_until(struct upstream_budget *b, int64_t now)
+{
+    int64_t until = now + IDLE_WAIT_MS;
+    struct timespec ts;
+
+    if (b->next_expiry < until)
+        until = b->next_expiry;
+    for (int i = 0; i < ACS_OP_COUNT; i++)
+        if (b->op[i].queued > 0 && b->op[i].retry_mono < until)
+            until = b->op[i].retry_mono;
+    if (until <= now)
+        return;
+    /* The condition variable waits on CLOCK_REALTIME; only the length of the wait matters. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (until - now) / 1000;
+    ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&b->wake, &b->lock, &ts);
+}
+
+/* With the lock held: one take for operation k (the lock is dropped around the store). */
+static void take_for(struct upstream_budget *b, int k)
+{
+    struct opq *o = &b->op[k];
+    struct store_budget_take t = {.op = budget_op_name(k),
+                                  .slots = o->rl.burst,
+                                  .window_ms = o->rl.window_ms,
+                                  .hold_ms = b->hold_ms,
+                                  .want = (int64_t)o->queued,
+                                  .ensure = !o->ensured,
+                                  .clock = budget_clock,
+                                  .clock_arg = b};
+    int64_t t0, now;
+    int rc;
+
+    if (t.want > STORE_BUDGET_TAKE_MAX)
+        t.want = STORE_BUDGET_TAKE_MAX;
+    if (t.want > o->rl.burst)
+        t.want = o->rl.burst;
+    b->busy = 1;
+    pthread_mutex_unlock(&b->lock);
+    /* Before the take: the engine's freshness check then errs on the safe side. */
+    t0 = clock_mono_ms();
+    rc = store_acs_budget_take(b->store, &t);
+    pthread_mutex_lock(&b->lock);
+    b->busy = 0;
+    pthread_cond_broadcast(&b->idle);
+    now = clock_mono_ms();
+    if (rc != 0) {
+        o->store_errors++;
+        o->retry_mono = now + STORE_ERR_RETRY_MS;
+        if (now - b->last_err_log >= ERR_LOG_EVERY_MS) {
+            b->last_err_log = now;
+            log_msg(LOGL_WARN, NULL,
+                    "acs budget: the store could not take slots for %s (%s); calls wait, "
+                    "and end with 503 at their deadline while it fails",
+                    budget_op_name(k), err_name(rc));
+        }
+        return;
+    }
+    o->ensured = 1;
+    o->used = t.in_use;
+    o->used_at_mono = now;
+    for (int64_t i = 0; i < t.got; i++) {
+        struct ticket *tk = ticket_pop(o);
+        if (tk == NULL)
+            break; /* cannot happen: only this thread takes calls out while a take runs */
+        if (tk->gen != o->short_gen)
+            o->waits++;
+        o->granted++;
+        acs_client_gate_answer(tk->client, tk->call, ACS_GATE_GO, 0, t0);
+        free(tk);
+    }
+    if (t.got < t.want) {
+        int64_t d = t.next_free_ms - t.now_ms;
+        int64_t next = b->next_expiry;
+        o->short_gen++;
+        o->next_free_mono = now + (d < MIN_RETRY_MS ? MIN_RETRY_MS : d);
+        o->retry_mono = o->next_free_mono;
+        if (o->queued > 0) {
+            drop_where(b, o, now, turn_too_late, NULL, &next);
+            b->next_expiry = next;
+        }
+    } else {
+        o->next_free_mono = 0;
+        o->retry_mono = 0;
+    }
+}
+
+static void *budget_main(void *arg)
+{
+    struct upstream_budget *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        int64_t now = clock_mono_ms();
+        int k;
+
+        if (now >= b->next_expiry - EXPIRE_BATCH_MS)
+            expire_all(b, now);
+        k = pick_op(b, now);
+        if (k < 0)
+            wait_until(b, now);
+        else
+            take_for(b, k);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static size_t queue_cap(const struct ratelimit *rl, long deadline_ms, int64_t hold_ms)
+{
+    int64_t rounds = deadline_ms / budget_add(rl->window_ms, hold_ms) + 1;
+    int64_t cap;
+
+    if (__builtin_mul_overflow(rl->burst, rounds, &cap) || cap > QUEUE_MAX)
+        cap = QUEUE_MAX;
+    return cap < QUEUE_MIN ? QUEUE_MIN : (size_t)cap;
+}
+
+int upstream_budget_new(const struct upstream_budget_opts *o, struct upstream_budget **out)
+{
+    struct upstream_budget *b;
+    size_t biggest = 0;
+
+    if (o == NULL || o->store == NULL || out == NULL || o->deadline_ms < 0 || o->hold_ms < 0)
+        return TV_ERR_INVALID;
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return TV_ERR_NOMEM;
+    b->store = o->store;
+    b->cfg = o->cfg;
+    b->hold_ms = o->hold_ms > 0 ? o->hold_ms : BUDGET_HOLD_MS;
+    b->clock = o->clock;
+    b->clock_arg = o->clock_arg;
+    b->next_expiry = INT64_MAX;
+    b->last_op = ACS_OP_COUNT - 1;
+    for (int i = 0; i < ACS_OP_COUNT; i++) {
+        b->op[i].rl = o->cfg.op[i];
+        if (o->cfg.off)
+            b->op[i].rl.off = 1;
+        if (!b->op[i].rl.off) {
+            size_t cap =
+                queue_cap(&b->op[i].rl, o->deadline_ms > 0 ? o->deadline_ms : 30000, b->hold_ms);
+            biggest = cap > biggest ? cap : biggest;
+        }
+    }
+    b->queue_max = o->queue_max > 0 ? o->queue_max : (biggest > 0 ? biggest : QUEUE_MIN);
+    b->caller_max =
+        o->caller_max > 0 ? o->caller_max : (b->queue_max / 4 > 0 ? b->queue_max / 4 : 1);
+    b->gate = (struct acs_gate){.ask = gate_ask, .cancel = gate_cancel, .ctx = b};
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->wake, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    if (!o->cfg.off) {
+        if (pthread_create(&b->thread, NULL, budget_main, b) != 0) {
+            pthread_cond_destroy(&b->idle);
+            pthread_cond_destroy(&b->wake);
+            pthread_mutex_destroy(&b->lock);
+            free(b);
+            return TV_ERR_INTERNAL;
+        }
+        b->thread_ok = 1;
+    }
+    *out = b;
+    return 0;
+}
+
+const struct acs_gate *upstream_budget_gate(struct upstream_budget *b)
+{
+    return b != NULL && !b->cfg.off ? &b->gate : NULL;
+}
+
+void upstream_budget_free(struct upstream_budget *b)
+{
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->wake);
+    pthread_mutex_unlock(&b->lock);
+    if (b->thread_ok)
+        pthread_join(b->thread, NULL);
+    /* The clients were freed first and took their calls back: only empty queues are left. */
+    for (int i = 0; i < ACS_OP_COUNT; i++) {
+        struct ticket *t;
+        while ((t = ticket_pop(&b->op[i])) != NULL)
+            free(t);
+    }
+    pthread_cond_destroy(&b->idle);
+    pthread_cond_destroy(&b->wake);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void upstream_budget_stats_get(struct upstream_budget *b, int op, struct upstream_budget_stats *out)
+{
+    struct opq *o;
+    int64_t now = clock_mono_ms();
+
+    memset(out, 0, sizeof *out);
+    if (b == NULL || op < 0 || op >= ACS_OP_COUNT)
+        return;
+    o = &b->op[op];
+    pthread_mutex_lock(&b->lock);
+    out->limit = o->rl.off ? 0 : o->rl.burst;
+    /* As last seen: every slot counted then has freed once a window and the hold went by. */
+    out->used = now - o->used_at_mono <= budget_add(o->rl.window_ms, b->hold_ms) ? o->used : 0;
+    out->queued = o->queued;
+    out->granted = o->granted;
+    out->waits = o->waits;
+    out->refusals = o->refusals;
+    out->store_errors = o->store_errors;
+    pthread_mutex_unlock(&b->lock);
+}
+
+int upstream_budget_metrics_write(struct upstream_budget *b, struct buf *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } defs[] = {
+        {"tokenvend_acs_budget_limit", "gauge",
+         "Upstream ACS calls allowed per window (N of acs_budget; 0: no budget)."},
+        {"tokenvend_acs_budget_used", "gauge",
+         "Budget slots used within the last window by every process on the store, as last seen."},
+        {"tokenvend_acs_budget_queue", "gauge", "ACS calls waiting for a budget slot."},
+        {"tokenvend_acs_budget_granted_total", "counter", "Budget slots taken by this process."},
+        {"tokenvend_acs_budget_waits_total", "counter",
+         "ACS calls that waited because no budget slot was free."},
+        {"tokenvend_acs_budget_refusals_total", "counter",
+         "ACS calls refused with 503 and Retry-After: no budget slot within their deadline."},
+        {"tokenvend_acs_budget_store_errors_total", "counter",
+         "Budget slot takes the store failed."},
+    };
+    struct upstream_budget_stats st[ACS_OP_COUNT];
+    int rc = 0;
+
+    for (int k = 0; k < ACS_OP_COUNT; k++)
+        upstream_budget_stats_get(b, k, &st[k]);
+    for (size_t i = 0; rc == 0 && i < sizeof defs / sizeof defs[0]; i++) {
+        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", defs[i].name, defs[i].help,
+                        defs[i].name, defs[i].type);
+        for (int k = 0; rc == 0 && k < ACS_OP_COUNT; k++) {
+            const struct upstream_budget_stats *s = &st[k];
+            unsigned long long v[] = {(unsigned long long)s->limit,
+                                      (unsigned long long)s->used,
+                                      (unsigned long long)s->queued,
+                                      s->granted,
+                                      s->waits,
+                                      s->refusals,
+                                      s->store_errors};
+            rc = buf_printf(out, "%s{op=\"%s\"} %llu\n", defs[i].name, budget_op_name(k), v[i]);
+        }
+    }
+    return rc;
+}
