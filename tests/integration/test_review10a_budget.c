@@ -1,0 +1,213 @@
+/* review10a: reproducers for the upstream budget (service/upstream_budget.h).
+ *
+ * The budget's promise (core/budget.h): "no interval of W sees more than N uses at ACS". A
+ * slot is stamped grant + hold (500 ms), and the engine starts a granted attempt within
+ * BUDGET_GRANT_TTL_MS. But "started" means curl_multi_add_handle: when every connection the
+ * client may open to the host (CURLMOPT_MAX_HOST_CONNECTIONS, acs_max_connections) is busy,
+ * curl keeps the request in its own pending queue, and it reaches ACS whenever a connection
+ * frees, long after its slot's hold. The slot frees W after the stamp all the same, so the
+ * next window's calls meet the late ones at ACS: more than N in W, and ACS answers 429.
+ *
+ * Here: acs-emulator enforces create=20 per 2 s (a fixed window from the first counted call,
+ * so it never throttles a sequence that keeps to 20 in any 2 s); the budget is create=20/2s,
+ * the same; the client may open 10 connections. Ten slow issue calls (1.5 s, an ACS latency
+ * spike on one operation) hold every connection; 20 creates are granted at once and wait in
+ * curl's queue until ~1.5 s, then reach ACS at once (creates are fast). The budget frees
+ * their slots at 0.5 + 2 = 2.5 s and grants 20 more creates, which reach ACS at ~2.5 s: 40
+ * creates within 1 s at ACS against a limit of 20 per 2 s. No timing is asserted: only ACS's
+ * 429 count, which must be 0 when the budget keeps its promise. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "acs/client.h"
+#include "core/budget.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "emu.h"
+#include "service/upstream_budget.h"
+#include "store/store.h"
+
+static struct temu g_emu;
+
+static int group_setup(void **state)
+{
+    static const char *const args[] = {"--rate-limit-create", "20", "--rate-limit-window-s", "2",
+                                       NULL};
+
+    (void)state;
+    log_setup(getenv("TV_TEST_VERBOSE") ? LOGL_DEBUG : LOGL_ERROR, 2);
+    if (!temu_available()) {
+        fprintf(stderr, "acs-emulator not built at %s\n", temu_binary());
+        return -1;
+    }
+    return temu_start(&g_emu, args);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    return temu_stop(&g_emu) == 0 ? 0 : -1;
+}
+
+#define NCALLS 64
+
+struct results {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+    int n_create;
+    int throttled; /* ACS answered 429 */
+    int refused;   /* the budget refused (503, never sent) */
+};
+
+struct slot {
+    struct results *rs;
+    int is_create;
+};
+
+static void on_done(void *arg, struct acs_result *res)
+{
+    struct slot *s = arg;
+    struct results *rs = s->rs;
+
+    pthread_mutex_lock(&rs->mu);
+    rs->n++;
+    if (s->is_create) {
+        rs->n_create++;
+        if (res->http_status == 429)
+            rs->throttled++;
+        if (res->budget_refused)
+            rs->refused++;
+    }
+    pthread_cond_broadcast(&rs->cv);
+    pthread_mutex_unlock(&rs->mu);
+    acs_result_release(res);
+}
+
+static void wait_creates(struct results *rs, int n)
+{
+    pthread_mutex_lock(&rs->mu);
+    while (rs->n_create < n)
+        pthread_cond_wait(&rs->cv, &rs->mu);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+static void wait_all(struct results *rs, int n)
+{
+    pthread_mutex_lock(&rs->mu);
+    while (rs->n < n)
+        pthread_cond_wait(&rs->cv, &rs->mu);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+static void run_two_windows(int slow_issues)
+{
+    char dir[64], path[128], p[256], err[200], callers[NCALLS][32];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 30000};
+    struct acs_client_opts ao = {.connection_string = g_emu.connstr,
+                                 .deadline_ms = 30000,
+                                 .max_retries = 0,
+                                 .max_connections = 10};
+    struct results rs = {.n = 0};
+    struct slot slots[NCALLS];
+    int k = 0;
+
+    pthread_mutex_init(&rs.mu, NULL);
+    pthread_cond_init(&rs.cv, NULL);
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    /* The same limit as "ACS"; issue has its own (default) budget. */
+    assert_int_equal(budget_parse("create=20/2s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    assert_int_equal(temu_stats_reset(&g_emu), 0);
+    /* An ACS latency spike on issue only. */
+    assert_int_equal(temu_faults_set(&g_emu, "{\"latency_ms\":1500,\"ops\":[\"issue\"]}"), 0);
+
+    /* Ten slow issues take every connection the client may open. */
+    for (int i = 0; i < slow_issues; i++, k++) {
+        struct acs_request rq = {.op = ACS_OP_ISSUE,
+                                 .identity_id = "8:acs:00000000-0000-0000-0000-000000000000_x",
+                                 .scopes = {"voip"},
+                                 .nscopes = 1,
+                                 .caller = "apikey:backend"};
+        slots[k] = (struct slot){.rs = &rs, .is_create = 0};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[k]), 0);
+    }
+    usleep(200 * 1000); /* let them take the connections (not a timing assertion) */
+    /* Window 1: 20 creates, granted at once, sent when a connection frees. */
+    for (int i = 0; i < 20; i++, k++) {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = callers[k]};
+        snprintf(callers[k], sizeof callers[k], "user:a%d", i);
+        slots[k] = (struct slot){.rs = &rs, .is_create = 1};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[k]), 0);
+    }
+    wait_creates(&rs, 20);
+    /* Window 2: 20 more creates; the budget grants them once the first 20 slots free. */
+    for (int i = 0; i < 20; i++, k++) {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = callers[k]};
+        snprintf(callers[k], sizeof callers[k], "user:b%d", i);
+        slots[k] = (struct slot){.rs = &rs, .is_create = 1};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[k]), 0);
+    }
+    wait_all(&rs, k);
+    fprintf(stderr,
+            "creates: %d, answered 429 by ACS: %d, refused by the budget: %d; ACS requests %ld, "
+            "succeeded %ld\n",
+            rs.n_create, rs.throttled, rs.refused, temu_stats_get(&g_emu, "requests", "create"),
+            temu_stats_get(&g_emu, "succeeded", "create"));
+    assert_int_equal(temu_faults_clear(&g_emu), 0);
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    /* The budget's promise: ACS never throttles a client that keeps to its own limit. */
+    assert_int_equal(rs.throttled, 0);
+    pthread_cond_destroy(&rs.cv);
+    pthread_mutex_destroy(&rs.mu);
+}
+
+/* The defect: slow calls of another operation hold the connections. */
+static void test_late_send_overruns_acs_window(void **state)
+{
+    (void)state;
+    run_two_windows(10);
+}
+
+/* The control: the same two windows with free connections, ACS throttles nothing (this
+ * passes, so the failure above comes from the late sends alone). */
+static void test_control_free_connections(void **state)
+{
+    (void)state;
+    run_two_windows(0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_control_free_connections),
+        cmocka_unit_test(test_late_send_overruns_acs_window),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
