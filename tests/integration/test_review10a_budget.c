@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "acs/breaker.h"
 #include "acs/client.h"
 #include "core/budget.h"
 #include "core/err.h"
@@ -203,11 +204,91 @@ static void test_control_free_connections(void **state)
     run_two_windows(0);
 }
 
+/* ---- circuit breaker + budget: the probe's wait in the budget queue ----
+ *
+ * acs/breaker.h promises one probe while half-open. The probe is admitted by the breaker
+ * before the budget gate (client.c call_start), and the breaker gives a probe up after
+ * probe_timeout_ms (attempt_timeout_ms + 1000) counted from its admission: a probe that waits
+ * longer than that for a budget slot is taken for lost, and the next call becomes a second
+ * probe. Both keep breaker_probe = 1, which skips the breaker's admit on their next start, so
+ * both reach the failing ACS, the second even after the first probe's failure has opened the
+ * breaker again. Expected: 3 creates at ACS (2 failures that open it, 1 probe); seen: 4. */
+static void test_two_probes_through_budget_queue(void **state)
+{
+    char dir[64], path[128], p[256], err[200];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 30000};
+    struct acs_client_opts ao = {.connection_string = g_emu.connstr,
+                                 .deadline_ms = 30000,
+                                 .attempt_timeout_ms = 1000,
+                                 .max_retries = 0,
+                                 .breaker_threshold = 2,
+                                 .breaker_open_ms = 3000};
+    struct results rs = {.n = 0};
+    struct slot slots[4];
+    struct acs_breaker_stats bs;
+    long at_acs;
+
+    (void)state;
+    pthread_mutex_init(&rs.mu, NULL);
+    pthread_cond_init(&rs.cv, NULL);
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    assert_int_equal(budget_parse("create=2/6s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    assert_int_equal(temu_stats_reset(&g_emu), 0);
+    assert_int_equal(temu_faults_set(&g_emu, "{\"error_rate\":1,\"error_status\":503}"), 0);
+    for (int i = 0; i < 4; i++)
+        slots[i] = (struct slot){.rs = &rs, .is_create = 1};
+    /* Two failures use both slots (free again ~6.5 s later) and open the breaker for 3 s. */
+    for (int i = 0; i < 2; i++) {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = "user:a"};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[i]), 0);
+    }
+    wait_all(&rs, 2);
+    assert_int_equal(acs_client_breaker_get(acs, &bs), 1);
+    assert_int_equal(bs.state, ACS_BREAKER_OPEN);
+    usleep(3300 * 1000); /* the open period ends: the next call is the probe */
+    {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = "user:b"};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[2]), 0);
+    }
+    usleep(2300 * 1000); /* the probe still waits for a slot, past probe_timeout_ms (2 s) */
+    {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = "user:c"};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[3]), 0);
+    }
+    wait_all(&rs, 4);
+    at_acs = temu_stats_get(&g_emu, "requests", "create");
+    fprintf(stderr, "creates at ACS: %ld (2 that opened the breaker + probes)\n", at_acs);
+    assert_int_equal(temu_faults_clear(&g_emu), 0);
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    assert_int_equal(at_acs, 3);
+    pthread_cond_destroy(&rs.cv);
+    pthread_mutex_destroy(&rs.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_control_free_connections),
         cmocka_unit_test(test_late_send_overruns_acs_window),
+        cmocka_unit_test(test_two_probes_through_budget_queue),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
