@@ -283,12 +283,87 @@ static void test_two_probes_through_budget_queue(void **state)
     pthread_mutex_destroy(&rs.mu);
 }
 
+/* ---- circuit breaker + budget: a call's own deadline counted as an ACS failure ----
+ *
+ * The budget grants a waiting call up to DEADLINE_MARGIN_MS (100 ms) before its deadline, and
+ * the attempt's timeout is min(attempt_timeout_ms, time left) (client_http.c
+ * call_prepare_attempt). When ACS's normal latency is longer than the time left, the attempt
+ * times out; call_breaker_note counts every CURLcode other than OK as an ACS failure, so the
+ * tail of a storm opens the breaker although ACS answered every request it got in time and
+ * never failed: every caller then gets 503 for the breaker's whole open period.
+ *
+ * Here: ACS answers every create correctly in 600 ms; budget create=4/2s, deadline 3 s,
+ * breaker 3 failures. Eight creates at once: four go at once and succeed; four wait for the
+ * slots that free at 2.5 s, go with 0.5 s left, time out, and open the breaker. */
+static void test_deadline_timeouts_open_breaker(void **state)
+{
+    char dir[64], path[128], p[256], err[200], callers[8][16];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 3000};
+    struct acs_client_opts ao = {.connection_string = g_emu.connstr,
+                                 .deadline_ms = 3000,
+                                 .max_retries = 0,
+                                 .breaker_threshold = 3,
+                                 .breaker_open_ms = 30000};
+    struct results rs = {.n = 0};
+    struct slot slots[8];
+    struct acs_breaker_stats bs;
+    long at_acs;
+
+    (void)state;
+    pthread_mutex_init(&rs.mu, NULL);
+    pthread_cond_init(&rs.cv, NULL);
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    assert_int_equal(budget_parse("create=4/2s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    assert_int_equal(temu_stats_reset(&g_emu), 0);
+    assert_int_equal(temu_faults_set(&g_emu, "{\"latency_ms\":600,\"ops\":[\"create\"]}"), 0);
+    for (int i = 0; i < 8; i++) {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = callers[i]};
+        snprintf(callers[i], sizeof callers[i], "user:s%d", i);
+        slots[i] = (struct slot){.rs = &rs, .is_create = 1};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[i]), 0);
+    }
+    wait_all(&rs, 8);
+    assert_int_equal(acs_client_breaker_get(acs, &bs), 1);
+    /* ACS failed nothing: its only fault is 600 ms of latency (the emulator counts as
+     * succeeded only the answers it could still deliver). */
+    at_acs = temu_stats_get(&g_emu, "requests", "create");
+    fprintf(stderr, "ACS creates %ld, delivered 2xx %ld; breaker %s after %llu opens\n", at_acs,
+            temu_stats_get(&g_emu, "succeeded", "create"), acs_breaker_state_name(bs.state),
+            (unsigned long long)bs.opens);
+    assert_int_equal(temu_faults_clear(&g_emu), 0);
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    assert_int_equal(at_acs, 8);
+    assert_int_equal(bs.opens, 0);
+    assert_int_equal(bs.state, ACS_BREAKER_CLOSED);
+    pthread_cond_destroy(&rs.cv);
+    pthread_mutex_destroy(&rs.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_control_free_connections),
         cmocka_unit_test(test_late_send_overruns_acs_window),
         cmocka_unit_test(test_two_probes_through_budget_queue),
+        cmocka_unit_test(test_deadline_timeouts_open_breaker),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
