@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "acs/breaker.h"
 #include "acs/client.h"
@@ -357,6 +358,61 @@ static void test_deadline_timeouts_open_breaker(void **state)
     pthread_mutex_destroy(&rs.mu);
 }
 
+/* ---- the budget's slots are made once per process ----
+ *
+ * upstream_budget.c take_for passes .ensure = !o->ensured: the N rows of an operation are
+ * inserted by the first take of the process only. Should the rows go (the table emptied by an
+ * operator, a restore of a copy: `store copy` leaves acs_budget out), every later take finds
+ * no slot, SQL_OLDEST reads 0, next_free is in the distant past, and the thread retries every
+ * MIN_RETRY_MS (5 ms) for ever while every ACS call ends 503 at its deadline, until restart. */
+static void test_lost_slots_never_remade(void **state)
+{
+    char dir[64], path[128], p[256], err[200];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 2000};
+    struct acs_client_opts ao = {
+        .connection_string = g_emu.connstr, .deadline_ms = 2000, .max_retries = 0};
+    struct acs_request rq = {.op = ACS_OP_CREATE, .caller = "user:z"};
+    struct acs_result res;
+    sqlite3 *db = NULL;
+    int rc;
+
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    assert_int_equal(budget_parse("create=5/10s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    assert_int_equal(acs_client_call_sync(acs, &rq, &res), 0);
+    acs_result_release(&res);
+    /* The slots' rows go (a transient table: an operator may empty it). */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM acs_budget", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    rc = acs_client_call_sync(acs, &rq, &res);
+    fprintf(stderr, "after the rows went: rc %d budget_refused %d (%s)\n", rc, res.budget_refused,
+            res.message);
+    acs_result_release(&res);
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    /* 4 of the 5 slots were never used: the call should go. */
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_late_send_overruns_acs_window),
         cmocka_unit_test(test_two_probes_through_budget_queue),
         cmocka_unit_test(test_deadline_timeouts_open_breaker),
+        cmocka_unit_test(test_lost_slots_never_remade),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
