@@ -413,6 +413,72 @@ static void test_lost_slots_never_remade(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* ---- queued calls spend slots the breaker then refuses ----
+ *
+ * "An open breaker spends no budget" (client.c call_start: the breaker's gate first) holds for
+ * new calls only: a call already queued in the budget when the breaker opens takes a slot of
+ * the shared budget when its turn comes, and only then is refused by the breaker. Here 6
+ * creates at once against create=2/3s with ACS failing: 2 reach ACS and open the breaker, the
+ * 4 queued take the next two windows' 4 slots (2 per window) and are refused without reaching
+ * ACS. Expected: slots granted == calls that reached ACS. */
+static void test_queued_calls_spend_slots_breaker_refuses(void **state)
+{
+    char dir[64], path[128], p[256], err[200], callers[6][16];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 10000};
+    struct acs_client_opts ao = {.connection_string = g_emu.connstr,
+                                 .deadline_ms = 10000,
+                                 .max_retries = 0,
+                                 .breaker_threshold = 2,
+                                 .breaker_open_ms = 30000};
+    struct results rs = {.n = 0};
+    struct slot slots[6];
+    struct upstream_budget_stats st;
+    long at_acs;
+
+    (void)state;
+    pthread_mutex_init(&rs.mu, NULL);
+    pthread_cond_init(&rs.cv, NULL);
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    assert_int_equal(budget_parse("create=2/3s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    assert_int_equal(temu_stats_reset(&g_emu), 0);
+    assert_int_equal(temu_faults_set(&g_emu, "{\"error_rate\":1,\"error_status\":503}"), 0);
+    for (int i = 0; i < 6; i++) {
+        struct acs_request rq = {.op = ACS_OP_CREATE, .caller = callers[i]};
+        snprintf(callers[i], sizeof callers[i], "user:q%d", i);
+        slots[i] = (struct slot){.rs = &rs, .is_create = 1};
+        assert_int_equal(acs_client_submit(acs, &rq, on_done, &slots[i]), 0);
+    }
+    wait_all(&rs, 6);
+    at_acs = temu_stats_get(&g_emu, "requests", "create");
+    upstream_budget_stats_get(budget, ACS_OP_CREATE, &st);
+    fprintf(stderr, "creates at ACS %ld, budget slots granted %llu\n", at_acs,
+            (unsigned long long)st.granted);
+    assert_int_equal(temu_faults_clear(&g_emu), 0);
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    assert_int_equal(at_acs, 2);
+    assert_int_equal((long)st.granted, at_acs);
+    pthread_cond_destroy(&rs.cv);
+    pthread_mutex_destroy(&rs.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_two_probes_through_budget_queue),
         cmocka_unit_test(test_deadline_timeouts_open_breaker),
         cmocka_unit_test(test_lost_slots_never_remade),
+        cmocka_unit_test(test_queued_calls_spend_slots_breaker_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
