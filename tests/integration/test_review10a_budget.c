@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -479,6 +480,104 @@ static void test_queued_calls_spend_slots_breaker_refuses(void **state)
     pthread_mutex_destroy(&rs.mu);
 }
 
+/* ---- a call waits past its deadline while the budget thread is in the store ----
+ *
+ * Only the budget thread expires queued calls (budget_main: expire_all between takes), and it
+ * drops its lock but not its work while a take runs: a take that waits for the store (SQLite's
+ * busy timeout, 5 s; PostgreSQL's statement and connect timeouts) keeps every queued call of
+ * every operation waiting past its deadline until the take returns. The engine does not time
+ * out a call the gate keeps. Here the store's write lock is held for up to 4 s; a create with a
+ * 1 s deadline should end (503) while the lock is still held, but ends only after it goes.
+ * Ordering only: the holder waits (at most 4 s) for the call to end before it lets go. */
+struct holder2 {
+    const char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ready, call_done, saw_done;
+};
+
+static void *hold_lock(void *arg)
+{
+    struct holder2 *h = arg;
+    sqlite3 *db = NULL;
+    struct timespec ts;
+    int ok = sqlite3_open(h->path, &db) == SQLITE_OK &&
+             sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 4;
+    pthread_mutex_lock(&h->mu);
+    h->ready = ok ? 1 : -1;
+    pthread_cond_broadcast(&h->cv);
+    while (ok && !h->call_done)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) != 0)
+            break;
+    h->saw_done = h->call_done;
+    pthread_mutex_unlock(&h->mu);
+    if (ok)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    return NULL;
+}
+
+static void test_deadline_passes_while_store_slow(void **state)
+{
+    char dir[64], path[128], p[256], err[200];
+    struct store *store = NULL;
+    struct upstream_budget *budget = NULL;
+    struct acs_client *acs = NULL;
+    struct upstream_budget_opts bo = {.deadline_ms = 1000};
+    struct acs_client_opts ao = {
+        .connection_string = g_emu.connstr, .deadline_ms = 1000, .max_retries = 0};
+    struct acs_request rq = {.op = ACS_OP_CREATE, .caller = "user:slow"};
+    struct acs_result res;
+    struct holder2 h = {.ready = 0};
+    pthread_t th;
+    int rc;
+
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/tv-r10a-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tv.db", dir);
+    assert_int_equal(store_open(path, STORE_MIGRATE_YES, &store), 0);
+    assert_int_equal(budget_parse("create=5/1s", &bo.cfg, err, sizeof err), 0);
+    bo.store = store;
+    assert_int_equal(upstream_budget_new(&bo, &budget), 0);
+    ao.gate = upstream_budget_gate(budget);
+    assert_int_equal(acs_client_new(&ao, &acs), 0);
+    h.path = path;
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    assert_int_equal(pthread_create(&th, NULL, hold_lock, &h), 0);
+    pthread_mutex_lock(&h.mu);
+    while (h.ready == 0)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    assert_int_equal(h.ready, 1);
+    rc = acs_client_call_sync(acs, &rq, &res);
+    acs_result_release(&res);
+    pthread_mutex_lock(&h.mu);
+    h.call_done = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.mu);
+    pthread_join(th, NULL);
+    fprintf(stderr, "call rc %d; ended while the store was still locked: %s\n", rc,
+            h.saw_done ? "yes" : "no (it waited for the store, past its 1 s deadline)");
+    acs_client_free(acs);
+    upstream_budget_free(budget);
+    store_close(store);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    rmdir(dir);
+    assert_int_equal(rc, TV_ERR_UNAVAILABLE);
+    assert_int_equal(h.saw_done, 1);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_deadline_timeouts_open_breaker),
         cmocka_unit_test(test_lost_slots_never_remade),
         cmocka_unit_test(test_queued_calls_spend_slots_breaker_refuses),
+        cmocka_unit_test(test_deadline_passes_while_store_slow),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
