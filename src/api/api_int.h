@@ -44,6 +44,9 @@ int api_auth_apikey(struct http_req *req, struct api_ctx *ctx, struct api_caller
 /* The per-address limit of the public API (limits.c), before the bearer token is verified:
  * 0, or non-zero after replying 429 with Retry-After. */
 int api_limit_ip(struct http_req *req, struct api_ctx *ctx);
+/* The client address of req as text, as the per-address counts see it: through the trusted
+ * proxies (X-Forwarded-For) when the peer is one, else the peer (INET6_ADDRSTRLEN bytes do). */
+void api_client_addr(struct http_req *req, struct api_ctx *ctx, char *out, size_t cap);
 /* The per-caller limit of an authenticated caller: per app user ("user") or per API key
  * ("apikey"). 0, or non-zero after replying 429 with Retry-After. */
 int api_limit_caller(struct http_req *req, struct api_ctx *ctx, const struct api_caller *who);

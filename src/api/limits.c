@@ -2,6 +2,7 @@
  * key on the internal API, per client address on the public API. Each is a per-process table
  * (core/climit.h) counted on the monotonic clock, so a wall-clock step never frees or locks
  * anyone; a refusal is 429 rate_limited with the GCRA's wait as Retry-After. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,21 +98,38 @@ static int take(struct http_req *req, struct api_limits *l, int which, const voi
     return TV_ERR_RATE_LIMITED;
 }
 
+/* The client of req: the peer, or behind trusted proxies the hop X-Forwarded-For names. 0, or
+ * TV_ERR_INVALID when the peer's address does not parse (a unix socket, say). */
+static int client_of(struct http_req *req, const struct api_limits *l, struct proxies_addr *a)
+{
+    const char *xff[LIMITS_XFF_LINES];
+    size_t n = 0;
+
+    if (l != NULL && l->proxies != NULL)
+        n = http_req_header_all(req, "X-Forwarded-For", xff, LIMITS_XFF_LINES);
+    return proxies_client(l != NULL ? l->proxies : NULL, http_req_remote(req), xff, n, a);
+}
+
+void api_client_addr(struct http_req *req, struct api_ctx *ctx, char *out, size_t cap)
+{
+    struct proxies_addr a;
+
+    if (client_of(req, ctx->limits, &a) != 0 ||
+        inet_ntop(a.v6 ? AF_INET6 : AF_INET, a.b, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "%s", http_req_remote(req));
+}
+
 int api_limit_ip(struct http_req *req, struct api_ctx *ctx)
 {
     struct api_limits *l = ctx->limits;
-    const char *xff[LIMITS_XFF_LINES];
     struct proxies_addr a;
     uint8_t key[PROXIES_CLIENT_KEY_LEN];
-    size_t n = 0;
 
     if (l == NULL || l->t[LIM_IP] == NULL)
         return 0;
-    if (l->proxies != NULL)
-        n = http_req_header_all(req, "X-Forwarded-For", xff, LIMITS_XFF_LINES);
     /* The server always has the peer's numeric address; should it not parse, no address is
      * known to count (a unix socket, say) and the other limits still apply. */
-    if (proxies_client(l->proxies, http_req_remote(req), xff, n, &a) != 0)
+    if (client_of(req, l, &a) != 0)
         return 0;
     proxies_client_key(&a, key);
     return take(req, l, LIM_IP, key, sizeof key);

@@ -374,6 +374,7 @@ void api_login(struct http_req *req, void *vctx)
     size_t len = 0;
     const char *body = http_req_body(req, &len);
     struct login *l = NULL;
+    char client[INET6_ADDRSTRLEN];
 
     if (ctx->session == NULL || ctx->login == NULL) {
         http_reply_error(req, TV_ERR_NOT_FOUND, "local accounts are not enabled");
@@ -405,7 +406,9 @@ void api_login(struct http_req *req, void *vctx)
     l->req = req;
     l->ctx = ctx;
     snprintf(l->username, sizeof l->username, "%s", user);
-    api_login_client_key(http_req_remote(req), l->addr, sizeof l->addr);
+    /* Behind trusted proxies, the client they name (else every client shares their slots). */
+    api_client_addr(req, ctx, client, sizeof client);
+    api_login_client_key(client, l->addr, sizeof l->addr);
     if (gate_enter(ctx->login, l->addr, l->username) != 0) {
         /* This address or this name already has its share of the password checks running:
          * refuse at once rather than let one source take every slot. */
