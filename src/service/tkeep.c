@@ -174,7 +174,10 @@ int tkeep_lookup(struct tkeep *k, const struct tkeep_id *id, int64_t now_ms, int
         goto miss;
     }
     /* The cheap rules first: nothing is decrypted for a row that could not be served. */
-    if (row.expires_ms - now_ms < k->min_remaining_ms || row.issued_ms <= not_before_ms)
+    /* expires_ms is not authenticated yet: compared before any subtraction, so a damaged
+     * value cannot overflow it. */
+    if (row.expires_ms <= now_ms || row.expires_ms - now_ms < k->min_remaining_ms ||
+        row.issued_ms <= not_before_ms)
         goto miss;
     bound = *id;
     bound.issued_ms = row.issued_ms;
