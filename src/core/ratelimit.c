@@ -52,6 +52,16 @@ int ratelimit_parse(const char *s, struct ratelimit *out, char *err, size_t errl
                      RATELIMIT_BURST_MAX, RATELIMIT_WINDOW_S_MAX);
         return TV_ERR_INVALID;
     }
+    if (n > w * 1000) {
+        /* The state counts whole milliseconds: one event refills in at least 1 ms, so a burst
+         * larger than W's milliseconds would refill over N ms rather than W s. */
+        if (errlen > 0)
+            snprintf(err, errlen,
+                     "N/Ws refills at most 1000 events a second (N <= 1000 x W); for more, "
+                     "give a longer window (e.g. %lld/%llds)",
+                     (long long)n, (long long)((n + 999) / 1000));
+        return TV_ERR_INVALID;
+    }
     r.burst = n;
     r.window_ms = w * 1000;
     r.interval_ms = (r.window_ms + n - 1) / n;
