@@ -12,12 +12,19 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "core/climit.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "store/acs_budget.h"
 
-#define HASH_BUCKETS 256
+/* The callers waiting for one operation, hashed with a secret key (callers' names are chosen
+ * by the public: no one can aim a crowd at one chain); up to QUEUE_MAX callers make chains of
+ * about 25 at worst, the usual few hundred one each. */
+#define HASH_BUCKETS 4096
 #define MIN_RETRY_MS 5         /* a short take whose oldest slot is already free: slots locked */
 #define STORE_ERR_RETRY_MS 200 /* after a failed take */
 #define IDLE_WAIT_MS 1000      /* longest sleep without work */
@@ -56,6 +63,7 @@ struct caller {
 struct opq {
     struct ratelimit rl;
     struct caller *bucket[HASH_BUCKETS];
+    uint8_t key[16];     /* the hash key, random per budget */
     struct caller *ring; /* the caller served next */
     size_t queued, ncallers;
     int64_t next_free_mono; /* after a short take: when a slot frees; 0 when none is known */
@@ -89,18 +97,14 @@ struct upstream_budget {
     struct opq op[ACS_OP_COUNT];
 };
 
-static uint32_t name_hash(const char *s)
+static size_t name_hash(const struct opq *o, const char *s)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: spread, not secrecy; the chains are bounded anyway */
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HASH_BUCKETS;
+    return (size_t)(climit_siphash(o->key, s, strlen(s)) % HASH_BUCKETS);
 }
 
 static struct caller *caller_find(struct opq *o, const char *name)
 {
-    struct caller *c = o->bucket[name_hash(name)];
+    struct caller *c = o->bucket[name_hash(o, name)];
 
     while (c != NULL && strcmp(c->name, name) != 0)
         c = c->hnext;
@@ -125,7 +129,7 @@ static void ring_add(struct opq *o, struct caller *c)
 /* Unlinks a caller with no calls left and frees it. */
 static void caller_drop(struct opq *o, struct caller *c)
 {
-    struct caller **pp = &o->bucket[name_hash(c->name)];
+    struct caller **pp = &o->bucket[name_hash(o, c->name)];
 
     if (c->rnext == c) {
         o->ring = NULL;
@@ -304,7 +308,7 @@ static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
     if (c == NULL && t != NULL) {
         c = calloc(1, sizeof *c);
         if (c != NULL) {
-            size_t h = name_hash(a->caller);
+            size_t h = name_hash(o, a->caller);
             (void)buf_copy_str(c->name, sizeof c->name, a->caller);
             c->hnext = o->bucket[h];
             o->bucket[h] = c;
@@ -558,6 +562,8 @@ static void budget_destroy(struct upstream_budget *b)
     pthread_cond_destroy(&b->idle);
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->lock);
+    for (int i = 0; i < ACS_OP_COUNT; i++)
+        OPENSSL_cleanse(b->op[i].key, sizeof b->op[i].key);
     free(b);
 }
 
@@ -590,7 +596,12 @@ int upstream_budget_new(const struct upstream_budget_opts *o, struct upstream_bu
     b->min_attempt_ms = o->min_attempt_ms > 0 ? o->min_attempt_ms : MIN_ATTEMPT_DEFAULT_MS;
     b->next_expiry = INT64_MAX;
     b->last_op = ACS_OP_COUNT - 1;
+    if (RAND_bytes(b->op[0].key, (int)sizeof b->op[0].key) != 1) {
+        free(b);
+        return TV_ERR_INTERNAL;
+    }
     for (int i = 0; i < ACS_OP_COUNT; i++) {
+        memcpy(b->op[i].key, b->op[0].key, sizeof b->op[i].key);
         b->op[i].rl = o->cfg.op[i];
         if (o->cfg.off)
             b->op[i].rl.off = 1;
