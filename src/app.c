@@ -425,6 +425,9 @@ static int app_budget_new(struct app *a)
         log_msg(LOGL_ERROR, NULL, "acs_budget: %s", why); /* config_load checked it already */
         return TV_ERR_CONFIG;
     }
+    /* A grant must leave time for one useful attempt (README "Upstream budget"). */
+    bo.min_attempt_ms =
+        a->cfg->acs_attempt_timeout_ms < 1000 ? a->cfg->acs_attempt_timeout_ms : 1000;
     if ((rc = upstream_budget_new(&bo, &a->budget)) != 0) {
         log_msg(LOGL_ERROR, NULL, "cannot set up the ACS call budget: %s", err_name(rc));
         return rc;

@@ -36,6 +36,9 @@ enum acs_gate_verdict {
     ACS_GATE_GO = 0,     /* attempt now: a slot was taken for it */
     ACS_GATE_WAIT = 1,   /* the gate keeps the ask and answers it later */
     ACS_GATE_REFUSE = 2, /* no slot before the call's deadline: the call ends with 503 */
+    /* The budget's store is failing (or too slow to answer before the deadline): the call ends
+     * with 503 saying so, not blaming a spent quota. */
+    ACS_GATE_REFUSE_STORE = 3,
 };
 struct acs_gate_ask {
     struct acs_client *client;

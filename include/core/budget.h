@@ -1,9 +1,9 @@
 /* The upstream budget's arithmetic (SPEC section 10, README "Upstream budget"): the setting
  * "op=N/Ws,..." and the rules of its slots. Each ACS operation has N slots; a slot holds the
- * wall-clock time (ms) it was last used, stamped a little ahead ("hold") to cover the way from
- * the grant to ACS. A slot is free again once W has passed since that stamp, so no interval of
- * W sees more than N uses at ACS. The store keeps the slots (store/acs_budget.h) and runs these
- * rules in SQL; this module is their one definition, pure and thread-safe. */
+ * time (ms since the epoch, on the store's clock) it was last used, stamped a little ahead ("hold")
+ * to cover the way from the grant to ACS. A slot is free again once W has passed since that stamp,
+ * so no interval of W sees more than N uses at ACS. The store keeps the slots (store/acs_budget.h)
+ * and runs these rules in SQL; this module is their one definition, pure and thread-safe. */
 #ifndef TV_CORE_BUDGET_H
 #define TV_CORE_BUDGET_H
 

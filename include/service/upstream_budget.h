@@ -8,7 +8,8 @@
  * each operation serves its callers in turn, one call each, so one caller's burst cannot push
  * the others back. It is bounded: a call whose estimated turn comes after its deadline, a
  * caller holding more than its share, or a queue at its cap, is refused at once (503 with a
- * Retry-After saying when a slot frees); a call still queued at its deadline is refused then. */
+ * Retry-After saying when a slot frees); a call still queued when too little time is left for a
+ * useful attempt is refused then, by a thread of its own that never waits for the store. */
 #ifndef TV_SERVICE_UPSTREAM_BUDGET_H
 #define TV_SERVICE_UPSTREAM_BUDGET_H
 
@@ -33,6 +34,10 @@ struct upstream_budget_opts {
     size_t queue_max;
     size_t caller_max;
     int64_t hold_ms; /* 0: BUDGET_HOLD_MS */
+    /* A useful attempt's time (0: 1000 ms; the service gives min(acs_attempt_timeout_ms,
+     * 1000)): a call is never granted a slot that would leave it less than this before its
+     * deadline (nor less than half of what it had when it asked); it is refused instead. */
+    int64_t min_attempt_ms;
     /* The wall clock the store's slots are stamped with (tests: a fake one); NULL: real. */
     int64_t (*clock)(void *arg);
     void *clock_arg;

@@ -290,6 +290,22 @@ static void call_refuse(struct acs_call *call, int64_t retry_after_ms)
     call_finish(call, TV_ERR_UNAVAILABLE, why);
 }
 
+/* Ends a call the upstream budget could not serve because its store is failing: 503, with a
+ * message that says so (the quota itself may well have room). */
+static void call_refuse_store(struct acs_call *call, int64_t retry_after_ms)
+{
+    char why[ACS_MESSAGE_MAX];
+
+    call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
+    call->res.budget_refused = 1;
+    call->res.http_status = 0;
+    snprintf(why, sizeof why,
+             "the store that keeps the ACS call budget (acs_budget) is failing or too slow; "
+             "no %s call was made; try again in about %ld s",
+             acs_op_name(call->op), call->res.retry_after_s);
+    call_finish(call, TV_ERR_UNAVAILABLE, why);
+}
+
 /* The upstream budget, before every attempt: 1 when the attempt may go now (a fresh slot is
  * held for it), 0 when the call waits for the gate's answer (it comes back through
  * acs_client_gate_answer) or has ended. A grant older than BUDGET_GRANT_TTL_MS (a busy engine)
@@ -321,6 +337,9 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
         call->granted_mono_ms = now;
         return 1;
     case ACS_GATE_WAIT:
+        return 0;
+    case ACS_GATE_REFUSE_STORE:
+        call_refuse_store(call, retry_ms);
         return 0;
     default:
         call_refuse(call, retry_ms);
@@ -562,6 +581,8 @@ static void *engine_main(void *arg)
             call->next = NULL;
             if (call->gate_verdict == ACS_GATE_GO)
                 call_start(c, call);
+            else if (call->gate_verdict == ACS_GATE_REFUSE_STORE)
+                call_refuse_store(call, call->gate_retry_ms);
             else
                 call_refuse(call, call->gate_retry_ms);
         }
@@ -753,7 +774,7 @@ void acs_client_gate_answer(struct acs_client *c, void *vcall, enum acs_gate_ver
 {
     struct acs_call *call = vcall;
 
-    call->gate_verdict = v == ACS_GATE_GO ? ACS_GATE_GO : ACS_GATE_REFUSE;
+    call->gate_verdict = v == ACS_GATE_GO || v == ACS_GATE_REFUSE_STORE ? v : ACS_GATE_REFUSE;
     call->gate_retry_ms = retry_after_ms;
     call->granted_mono_ms = v == ACS_GATE_GO ? granted_mono_ms : 0;
     call->next = NULL;

@@ -1,7 +1,10 @@
-/* The upstream budget's queue and thread (service/upstream_budget.h). The engine thread asks
+/* The upstream budget's queue and threads (service/upstream_budget.h). The engine thread asks
  * (ask: a short critical section, never the store); the budget thread takes slots from the
- * store for the queued calls and answers them. Lock order: the budget's lock, then the ACS
- * client's (acs_client_gate_answer); the engine never holds its own lock while asking. */
+ * store for the queued calls and answers them; the reaper thread refuses calls whose deadline
+ * comes while they wait, and never touches the store, so a slow or failing store (a take may
+ * wait seconds for SQLite's lock or PostgreSQL's timeouts) keeps no call past its deadline.
+ * Lock order: the budget's lock, then the ACS client's (acs_client_gate_answer); the engine
+ * never holds its own lock while asking. Condition variables wait on CLOCK_MONOTONIC. */
 #include "service/upstream_budget.h"
 
 #include <pthread.h>
@@ -9,20 +12,33 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "core/climit.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "store/acs_budget.h"
 
-#define HASH_BUCKETS 256
+/* The callers waiting for one operation, hashed with a secret key (callers' names are chosen
+ * by the public: no one can aim a crowd at one chain); up to QUEUE_MAX callers make chains of
+ * about 25 at worst, the usual few hundred one each. */
+#define HASH_BUCKETS 4096
 #define MIN_RETRY_MS 5         /* a short take whose oldest slot is already free: slots locked */
 #define STORE_ERR_RETRY_MS 200 /* after a failed take */
 #define IDLE_WAIT_MS 1000      /* longest sleep without work */
-/* An attempt started at its deadline is of no use: a call is refused when its turn comes
- * later than this before the deadline, and expired this long before it. Expiry is batched
- * within EXPIRE_BATCH_MS, so a storm of deadlines costs a few scans, not one each. */
-#define DEADLINE_MARGIN_MS 100
+/* An attempt started just before its deadline is of no use (it times out on the call's own
+ * deadline, and ACS may still count it): a call is refused when its turn would leave it less
+ * than a useful attempt's time (upstream_budget_opts.min_attempt_ms, at most half of the time
+ * it had left when it asked), and expired at that point. Expiry is batched within
+ * EXPIRE_BATCH_MS, so a storm of deadlines costs a few scans, not one each. */
+#define MIN_ATTEMPT_DEFAULT_MS 1000
 #define EXPIRE_BATCH_MS 50
+/* A take in the store for this long makes a call that expires meanwhile a store problem (the
+ * 503 then says the store is failing, not that the quota is spent). */
+#define STORE_SLOW_MS 250
+#define STORE_REFUSE_RETRY_MS 1000
 #define QUEUE_MIN 64
 #define QUEUE_MAX 100000
 #define ERR_LOG_EVERY_MS 5000
@@ -31,7 +47,7 @@ struct ticket {
     struct ticket *next; /* FIFO of its caller */
     struct acs_client *client;
     void *call;
-    int64_t deadline_mono;
+    int64_t latest_mono; /* the last moment a grant is of use: deadline - a useful attempt */
     uint64_t gen; /* the operation's short_gen when it joined: a later short take made it wait */
 };
 
@@ -47,12 +63,14 @@ struct caller {
 struct opq {
     struct ratelimit rl;
     struct caller *bucket[HASH_BUCKETS];
+    uint8_t key[16];     /* the hash key, random per budget */
     struct caller *ring; /* the caller served next */
     size_t queued, ncallers;
     int64_t next_free_mono; /* after a short take: when a slot frees; 0 when none is known */
     int64_t retry_mono;     /* no take before this */
     uint64_t short_gen;     /* takes that came short */
     int ensured;            /* this process made the N slots */
+    int store_failing;      /* the last take failed */
     int64_t used, used_at_mono;
     uint64_t granted, waits, refusals, store_errors;
 };
@@ -68,26 +86,25 @@ struct upstream_budget {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* work for the thread */
     pthread_cond_t idle; /* the thread left the store */
-    pthread_t thread;
-    int thread_ok, stopping, busy;
-    int64_t next_expiry; /* earliest deadline - margin among queued tickets; INT64_MAX: none */
+    pthread_cond_t reap; /* an earlier expiry for the reaper */
+    pthread_t thread, reaper;
+    int thread_ok, reaper_ok, stopping, busy;
+    int64_t busy_since; /* when the take in the store began (mono) */
+    int64_t min_attempt_ms;
+    int64_t next_expiry; /* earliest latest_mono among queued tickets; INT64_MAX: none */
     int last_op;
     int64_t last_err_log;
     struct opq op[ACS_OP_COUNT];
 };
 
-static uint32_t name_hash(const char *s)
+static size_t name_hash(const struct opq *o, const char *s)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: spread, not secrecy; the chains are bounded anyway */
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HASH_BUCKETS;
+    return (size_t)(climit_siphash(o->key, s, strlen(s)) % HASH_BUCKETS);
 }
 
 static struct caller *caller_find(struct opq *o, const char *name)
 {
-    struct caller *c = o->bucket[name_hash(name)];
+    struct caller *c = o->bucket[name_hash(o, name)];
 
     while (c != NULL && strcmp(c->name, name) != 0)
         c = c->hnext;
@@ -112,7 +129,7 @@ static void ring_add(struct opq *o, struct caller *c)
 /* Unlinks a caller with no calls left and frees it. */
 static void caller_drop(struct opq *o, struct caller *c)
 {
-    struct caller **pp = &o->bucket[name_hash(c->name)];
+    struct caller **pp = &o->bucket[name_hash(o, c->name)];
 
     if (c->rnext == c) {
         o->ring = NULL;
@@ -156,10 +173,24 @@ static int64_t fit_at(const struct upstream_budget *b, const struct opq *o, int6
     return budget_fit_at(o->next_free_mono, now, ahead, &o->rl, b->hold_ms);
 }
 
-static void refuse(struct opq *o, struct ticket *t, int64_t wait_ms)
+/* Whether a call ending now without a slot ends because of the store rather than the quota:
+ * the last take of its operation failed, or a take has been in the store for a while. */
+static int store_trouble(const struct upstream_budget *b, const struct opq *o, int64_t now)
 {
+    return o->store_failing || (b->busy && now - b->busy_since >= STORE_SLOW_MS);
+}
+
+static void refuse(const struct upstream_budget *b, struct opq *o, struct ticket *t, int64_t now,
+                   int64_t wait_ms)
+{
+    enum acs_gate_verdict v = ACS_GATE_REFUSE;
+
+    if (store_trouble(b, o, now)) {
+        v = ACS_GATE_REFUSE_STORE;
+        wait_ms = STORE_REFUSE_RETRY_MS;
+    }
     o->refusals++;
-    acs_client_gate_answer(t->client, t->call, ACS_GATE_REFUSE, wait_ms < 0 ? 0 : wait_ms, 0);
+    acs_client_gate_answer(t->client, t->call, v, wait_ms < 0 ? 0 : wait_ms, 0);
     free(t);
 }
 
@@ -193,11 +224,11 @@ static void drop_where(struct upstream_budget *b, struct opq *o, int64_t now,
                 *pp = t->next;
                 c->n--;
                 o->queued--;
-                refuse(o, t, fit_at(b, o, now, (int64_t)o->queued) - now);
+                refuse(b, o, t, now, fit_at(b, o, now, (int64_t)o->queued) - now);
                 continue;
             }
-            if (t->deadline_mono - DEADLINE_MARGIN_MS < *next)
-                *next = t->deadline_mono - DEADLINE_MARGIN_MS;
+            if (t->latest_mono < *next)
+                *next = t->latest_mono;
             c->tail = t;
             pp = &t->next;
         }
@@ -210,7 +241,7 @@ static void drop_where(struct upstream_budget *b, struct opq *o, int64_t now,
 static int expired(const struct drop_ctx *x, const struct ticket *t, int64_t j)
 {
     (void)j;
-    return t->deadline_mono - DEADLINE_MARGIN_MS <= x->now + EXPIRE_BATCH_MS;
+    return t->latest_mono <= x->now + EXPIRE_BATCH_MS;
 }
 
 static int of_client(const struct drop_ctx *x, const struct ticket *t, int64_t j)
@@ -226,7 +257,7 @@ static int turn_too_late(const struct drop_ctx *x, const struct ticket *t, int64
 {
     int64_t ahead = j * (int64_t)x->o->ncallers;
 
-    return fit_at(x->b, x->o, x->now, ahead) > t->deadline_mono - DEADLINE_MARGIN_MS;
+    return fit_at(x->b, x->o, x->now, ahead) > t->latest_mono;
 }
 
 static void expire_all(struct upstream_budget *b, int64_t now)
@@ -248,7 +279,7 @@ static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
     struct opq *o;
     struct caller *c;
     struct ticket *t;
-    int64_t now, ahead, at;
+    int64_t now, ahead, at, useful, latest;
     size_t mine;
     enum acs_gate_verdict v = ACS_GATE_REFUSE;
 
@@ -265,14 +296,19 @@ static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
         ahead = (int64_t)o->queued;
     at = fit_at(b, o, now, ahead);
     *retry_after_ms = at - now;
-    if (b->stopping || at > a->deadline_mono_ms - DEADLINE_MARGIN_MS || o->queued >= b->queue_max ||
-        mine >= b->caller_max)
+    /* A grant must leave a useful attempt's time; a call that asked with little time left (a
+     * late retry) may use half of what it has. */
+    useful = (a->deadline_mono_ms - now) / 2;
+    if (useful > b->min_attempt_ms)
+        useful = b->min_attempt_ms;
+    latest = a->deadline_mono_ms - (useful > 0 ? useful : 0);
+    if (b->stopping || at > latest || o->queued >= b->queue_max || mine >= b->caller_max)
         goto refused;
     t = calloc(1, sizeof *t);
     if (c == NULL && t != NULL) {
         c = calloc(1, sizeof *c);
         if (c != NULL) {
-            size_t h = name_hash(a->caller);
+            size_t h = name_hash(o, a->caller);
             (void)buf_copy_str(c->name, sizeof c->name, a->caller);
             c->hnext = o->bucket[h];
             o->bucket[h] = c;
@@ -284,10 +320,8 @@ static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
         free(t);
         goto refused;
     }
-    *t = (struct ticket){.client = a->client,
-                         .call = a->call,
-                         .deadline_mono = a->deadline_mono_ms,
-                         .gen = o->short_gen};
+    *t = (struct ticket){
+        .client = a->client, .call = a->call, .latest_mono = latest, .gen = o->short_gen};
     if (c->tail != NULL)
         c->tail->next = t;
     else
@@ -295,13 +329,19 @@ static enum acs_gate_verdict gate_ask(void *ctx, const struct acs_gate_ask *a,
     c->tail = t;
     c->n++;
     o->queued++;
-    if (a->deadline_mono_ms - DEADLINE_MARGIN_MS < b->next_expiry)
-        b->next_expiry = a->deadline_mono_ms - DEADLINE_MARGIN_MS;
+    if (latest < b->next_expiry) {
+        b->next_expiry = latest;
+        pthread_cond_signal(&b->reap);
+    }
     pthread_cond_signal(&b->wake);
     v = ACS_GATE_WAIT;
     goto out;
 refused:
     o->refusals++;
+    if (!b->stopping && store_trouble(b, o, now)) {
+        v = ACS_GATE_REFUSE_STORE;
+        *retry_after_ms = STORE_REFUSE_RETRY_MS;
+    }
 out:
     pthread_mutex_unlock(&b->lock);
     return v;
@@ -345,10 +385,19 @@ static int pick_op(struct upstream_budget *b, int64_t now)
     return -1;
 }
 
+/* Waits on cv (CLOCK_MONOTONIC, see budget_cond_init) until the monotonic ms until, or a
+ * signal. The lock is held. */
+static void cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *lock, int64_t until)
+{
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                          .tv_nsec = (long)(until % 1000) * 1000000L};
+
+    (void)pthread_cond_timedwait(cv, lock, &ts);
+}
+
 static void wait_until(struct upstream_budget *b, int64_t now)
 {
     int64_t until = now + IDLE_WAIT_MS;
-    struct timespec ts;
 
     if (b->next_expiry < until)
         until = b->next_expiry;
@@ -357,15 +406,7 @@ static void wait_until(struct upstream_budget *b, int64_t now)
             until = b->op[i].retry_mono;
     if (until <= now)
         return;
-    /* The condition variable waits on CLOCK_REALTIME; only the length of the wait matters. */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (until - now) / 1000;
-    ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    (void)pthread_cond_timedwait(&b->wake, &b->lock, &ts);
+    cond_wait_until(&b->wake, &b->lock, until);
 }
 
 /* With the lock held: one take for operation k (the lock is dropped around the store). */
@@ -379,7 +420,8 @@ static void take_for(struct upstream_budget *b, int k)
                                   .want = (int64_t)o->queued,
                                   .ensure = !o->ensured,
                                   .clock = budget_clock,
-                                  .clock_arg = b};
+                                  .clock_arg = b,
+                                  .fake_clock = b->clock != NULL};
     int64_t t0, now;
     int rc;
 
@@ -387,15 +429,17 @@ static void take_for(struct upstream_budget *b, int k)
         t.want = STORE_BUDGET_TAKE_MAX;
     if (t.want > o->rl.burst)
         t.want = o->rl.burst;
-    b->busy = 1;
-    pthread_mutex_unlock(&b->lock);
     /* Before the take: the engine's freshness check then errs on the safe side. */
     t0 = clock_mono_ms();
+    b->busy = 1;
+    b->busy_since = t0;
+    pthread_mutex_unlock(&b->lock);
     rc = store_acs_budget_take(b->store, &t);
     pthread_mutex_lock(&b->lock);
     b->busy = 0;
     pthread_cond_broadcast(&b->idle);
     now = clock_mono_ms();
+    o->store_failing = rc != 0;
     if (rc != 0) {
         o->store_errors++;
         o->retry_mono = now + STORE_ERR_RETRY_MS;
@@ -414,7 +458,7 @@ static void take_for(struct upstream_budget *b, int k)
     for (int64_t i = 0; i < t.got; i++) {
         struct ticket *tk = ticket_pop(o);
         if (tk == NULL)
-            break; /* cannot happen: only this thread takes calls out while a take runs */
+            break; /* the reaper refused calls while the store was slow: slots left unused */
         if (tk->gen != o->short_gen)
             o->waits++;
         o->granted++;
@@ -458,7 +502,70 @@ static void *budget_main(void *arg)
     return NULL;
 }
 
+/* Refuses the calls whose last useful moment comes while they wait, whatever the budget
+ * thread is doing (it may be in the store for seconds). Never touches the store. */
+static void *reaper_main(void *arg)
+{
+    struct upstream_budget *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        int64_t now = clock_mono_ms();
+        int64_t until = now + IDLE_WAIT_MS;
+
+        if (now >= b->next_expiry - EXPIRE_BATCH_MS)
+            expire_all(b, now);
+        if (b->next_expiry - EXPIRE_BATCH_MS < until)
+            until = b->next_expiry - EXPIRE_BATCH_MS;
+        if (until > now)
+            cond_wait_until(&b->reap, &b->lock, until);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
 /* ---- lifecycle ---- */
+
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC: a wall clock step (NTP, an
+ * operator) neither stretches nor cuts a wait. 0 or an errno value. */
+static int budget_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+static void budget_stop_threads(struct upstream_budget *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->wake);
+    pthread_cond_broadcast(&b->reap);
+    pthread_mutex_unlock(&b->lock);
+    if (b->thread_ok)
+        pthread_join(b->thread, NULL);
+    if (b->reaper_ok)
+        pthread_join(b->reaper, NULL);
+    b->thread_ok = b->reaper_ok = 0;
+}
+
+static void budget_destroy(struct upstream_budget *b)
+{
+    pthread_cond_destroy(&b->reap);
+    pthread_cond_destroy(&b->idle);
+    pthread_cond_destroy(&b->wake);
+    pthread_mutex_destroy(&b->lock);
+    for (int i = 0; i < ACS_OP_COUNT; i++)
+        OPENSSL_cleanse(b->op[i].key, sizeof b->op[i].key);
+    free(b);
+}
 
 static size_t queue_cap(const struct ratelimit *rl, long deadline_ms, int64_t hold_ms)
 {
@@ -475,7 +582,8 @@ int upstream_budget_new(const struct upstream_budget_opts *o, struct upstream_bu
     struct upstream_budget *b;
     size_t biggest = 0;
 
-    if (o == NULL || o->store == NULL || out == NULL || o->deadline_ms < 0 || o->hold_ms < 0)
+    if (o == NULL || o->store == NULL || out == NULL || o->deadline_ms < 0 || o->hold_ms < 0 ||
+        o->min_attempt_ms < 0)
         return TV_ERR_INVALID;
     b = calloc(1, sizeof *b);
     if (b == NULL)
@@ -485,9 +593,15 @@ int upstream_budget_new(const struct upstream_budget_opts *o, struct upstream_bu
     b->hold_ms = o->hold_ms > 0 ? o->hold_ms : BUDGET_HOLD_MS;
     b->clock = o->clock;
     b->clock_arg = o->clock_arg;
+    b->min_attempt_ms = o->min_attempt_ms > 0 ? o->min_attempt_ms : MIN_ATTEMPT_DEFAULT_MS;
     b->next_expiry = INT64_MAX;
     b->last_op = ACS_OP_COUNT - 1;
+    if (RAND_bytes(b->op[0].key, (int)sizeof b->op[0].key) != 1) {
+        free(b);
+        return TV_ERR_INTERNAL;
+    }
     for (int i = 0; i < ACS_OP_COUNT; i++) {
+        memcpy(b->op[i].key, b->op[0].key, sizeof b->op[i].key);
         b->op[i].rl = o->cfg.op[i];
         if (o->cfg.off)
             b->op[i].rl.off = 1;
@@ -502,17 +616,28 @@ int upstream_budget_new(const struct upstream_budget_opts *o, struct upstream_bu
         o->caller_max > 0 ? o->caller_max : (b->queue_max / 4 > 0 ? b->queue_max / 4 : 1);
     b->gate = (struct acs_gate){.ask = gate_ask, .cancel = gate_cancel, .ctx = b};
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->wake, NULL);
     pthread_cond_init(&b->idle, NULL);
+    if (budget_cond_init(&b->wake) != 0) {
+        pthread_cond_destroy(&b->idle);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return TV_ERR_INTERNAL;
+    }
+    if (budget_cond_init(&b->reap) != 0) {
+        pthread_cond_destroy(&b->wake);
+        pthread_cond_destroy(&b->idle);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return TV_ERR_INTERNAL;
+    }
     if (!o->cfg.off) {
-        if (pthread_create(&b->thread, NULL, budget_main, b) != 0) {
-            pthread_cond_destroy(&b->idle);
-            pthread_cond_destroy(&b->wake);
-            pthread_mutex_destroy(&b->lock);
-            free(b);
+        b->thread_ok = pthread_create(&b->thread, NULL, budget_main, b) == 0;
+        b->reaper_ok = b->thread_ok && pthread_create(&b->reaper, NULL, reaper_main, b) == 0;
+        if (!b->reaper_ok) {
+            budget_stop_threads(b);
+            budget_destroy(b);
             return TV_ERR_INTERNAL;
         }
-        b->thread_ok = 1;
     }
     *out = b;
     return 0;
@@ -527,22 +652,14 @@ void upstream_budget_free(struct upstream_budget *b)
 {
     if (b == NULL)
         return;
-    pthread_mutex_lock(&b->lock);
-    b->stopping = 1;
-    pthread_cond_broadcast(&b->wake);
-    pthread_mutex_unlock(&b->lock);
-    if (b->thread_ok)
-        pthread_join(b->thread, NULL);
+    budget_stop_threads(b);
     /* The clients were freed first and took their calls back: only empty queues are left. */
     for (int i = 0; i < ACS_OP_COUNT; i++) {
         struct ticket *t;
         while ((t = ticket_pop(&b->op[i])) != NULL)
             free(t);
     }
-    pthread_cond_destroy(&b->idle);
-    pthread_cond_destroy(&b->wake);
-    pthread_mutex_destroy(&b->lock);
-    free(b);
+    budget_destroy(b);
 }
 
 void upstream_budget_stats_get(struct upstream_budget *b, int op, struct upstream_budget_stats *out)

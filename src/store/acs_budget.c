@@ -10,7 +10,9 @@
 #include "pg_tables.h"
 #include "store_int.h"
 
-/* Makes slots 0..N-1 of an op that are missing (a first use, or a larger N). */
+/* How many of slots 0..N-1 exist: fewer than N means some must be made. */
+static const char SQL_COUNT[] = "SELECT count(*) FROM acs_budget WHERE op = ?1 AND slot < ?2";
+/* Makes slots 0..N-1 of an op that are missing (a first use, a larger N, rows removed). */
 static const char SQL_ENSURE[] =
     "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2)"
     " INSERT OR IGNORE INTO acs_budget (op, slot, used_ms) SELECT ?1, i, 0 FROM s";
@@ -24,12 +26,6 @@ static const char SQL_TAKE[] =
 static const char SQL_OLDEST[] = "SELECT min(used_ms) FROM acs_budget WHERE op = ?1 AND slot < ?2";
 static const char SQL_IN_USE[] =
     "SELECT count(*) FROM acs_budget WHERE op = ?1 AND slot < ?2 AND used_ms > ?3";
-
-static int64_t wall_clock(void *arg)
-{
-    (void)arg;
-    return clock_wall_ms();
-}
 
 static int take_args_ok(const struct store_budget_take *t)
 {
@@ -79,25 +75,28 @@ static int one(struct store_conn *c, const char *sql, const char *op, const int6
 int store_acs_budget_take(struct store *s, struct store_budget_take *t)
 {
     struct store_conn *c;
-    int64_t now, stamp, cutoff, oldest = 0;
+    int64_t now, stamp, cutoff, oldest = 0, have = 0;
     int rc;
 
-    if (s == NULL || !take_args_ok(t))
+    if (s == NULL || !take_args_ok(t) || (t->fake_clock && t->clock == NULL))
         return TV_ERR_INVALID;
-    if (t->clock == NULL)
-        t->clock = wall_clock;
     if (s->kind == STORE_PG)
         return pgstore_acs_budget_take(s, t);
     if ((rc = store_write_begin(s, &c)) != 0)
         return rc;
     /* The clock is read once the writer lock is held: a take that waited for another
-     * process's transaction still stamps its slots with the time they are really granted. */
-    now = t->clock(t->clock_arg);
+     * process's transaction still stamps its slots with the time they are really granted.
+     * The host's clock: every process on the file reads the same one. */
+    now = t->fake_clock ? t->clock(t->clock_arg) : clock_wall_ms();
     stamp = budget_slot_stamp(now, t->hold_ms);
     cutoff = budget_add(now, -t->window_ms);
     t->now_ms = now;
     t->got = t->next_free_ms = t->in_use = 0;
-    if (t->ensure)
+    /* Rows may go while processes run (an operator empties the transient table, a restore):
+     * a take that finds fewer than N makes them again rather than finding no slot for ever. */
+    if (!t->ensure)
+        rc = one(c, SQL_COUNT, t->op, (int64_t[]){t->slots}, 1, &have);
+    if (rc == 0 && (t->ensure || have < t->slots))
         rc = run(c, SQL_ENSURE, t->op, (int64_t[]){t->slots}, 1, NULL);
     if (rc == 0)
         rc = run(c, SQL_NORMALIZE, t->op, (int64_t[]){stamp, budget_add(stamp, BUDGET_SKEW_MS)}, 2,

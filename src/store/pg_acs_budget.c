@@ -8,6 +8,11 @@
 #include "pg_tables.h"
 #include "store/acs_budget.h"
 
+/* The database server's clock, in ms since the epoch: every replica stamps with the same
+ * clock, so one whose own clock runs ahead cannot reuse another's slot early.
+ * clock_timestamp(), not now(): the time of the read, not of the transaction's start. */
+static const char SQL_NOW[] = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+static const char SQL_COUNT[] = "SELECT count(*) FROM acs_budget WHERE op = $1 AND slot < $2";
 static const char SQL_ENSURE[] =
     "INSERT INTO acs_budget (op, slot, used_ms) SELECT $1, g, 0 FROM"
     " generate_series(0, $2::integer - 1) g ON CONFLICT (op, slot) DO NOTHING";
@@ -40,17 +45,24 @@ static int take_tx(struct pgpool_tx *tx, void *arg)
 {
     struct store_budget_take *t = arg;
     PGresult *r = NULL;
-    int64_t now, stamp, cutoff, oldest = 0;
+    int64_t now = 0, stamp, cutoff, oldest = 0, have = 0;
     int rc = 0;
 
-    now = t->clock(t->clock_arg);
+    if (t->fake_clock)
+        now = t->clock(t->clock_arg);
+    else if ((rc = one(tx, SQL_NOW, NULL, &now)) != 0)
+        return rc;
     stamp = budget_slot_stamp(now, t->hold_ms);
     cutoff = budget_add(now, -t->window_ms);
     t->now_ms = now;
     t->got = t->next_free_ms = t->in_use = 0;
-    if (t->ensure) {
+    {
+        /* Rows removed while replicas run (an operator, a restore) are made again. */
         struct store_param p[] = {STORE_TEXT(t->op), STORE_INT64(t->slots), STORE_END};
-        rc = pgs_tx_exec(tx, SQL_ENSURE, p, NULL);
+        if (!t->ensure)
+            rc = one(tx, SQL_COUNT, p, &have);
+        if (rc == 0 && (t->ensure || have < t->slots))
+            rc = pgs_tx_exec(tx, SQL_ENSURE, p, NULL);
     }
     if (rc == 0) {
         struct store_param p[] = {STORE_TEXT(t->op), STORE_INT64(stamp),

@@ -312,7 +312,7 @@ static void test_deadline_timeouts_open_breaker(void **state)
     struct results rs = {.n = 0};
     struct slot slots[8];
     struct acs_breaker_stats bs;
-    long at_acs;
+    long at_acs, delivered;
 
     (void)state;
     pthread_mutex_init(&rs.mu, NULL);
@@ -339,8 +339,11 @@ static void test_deadline_timeouts_open_breaker(void **state)
     /* ACS failed nothing: its only fault is 600 ms of latency (the emulator counts as
      * succeeded only the answers it could still deliver). */
     at_acs = temu_stats_get(&g_emu, "requests", "create");
-    fprintf(stderr, "ACS creates %ld, delivered 2xx %ld; breaker %s after %llu opens\n", at_acs,
-            temu_stats_get(&g_emu, "succeeded", "create"), acs_breaker_state_name(bs.state),
+    delivered = temu_stats_get(&g_emu, "succeeded", "create");
+    fprintf(stderr,
+            "ACS creates %ld, delivered 2xx %ld, refused by the budget %d; breaker %s after %llu "
+            "opens\n",
+            at_acs, delivered, rs.refused, acs_breaker_state_name(bs.state),
             (unsigned long long)bs.opens);
     assert_int_equal(temu_faults_clear(&g_emu), 0);
     acs_client_free(acs);
@@ -352,7 +355,13 @@ static void test_deadline_timeouts_open_breaker(void **state)
     snprintf(p, sizeof p, "%s-shm", path);
     unlink(p);
     rmdir(dir);
-    assert_int_equal(at_acs, 8);
+    /* fix10-budget: the budget no longer grants a slot that leaves less than a useful
+     * attempt's time (min_attempt_ms, 1 s by default): the four calls whose turn comes 0.5 s
+     * before their deadline are refused at once with 503 + Retry-After, and never reach ACS.
+     * So not all 8 reach ACS (the reviewer's at_acs == 8); every call either reached ACS and
+     * got its answer in time, or was refused by the budget without spending a slot. */
+    assert_int_equal(at_acs + rs.refused, 8);
+    assert_int_equal(delivered, at_acs);
     assert_int_equal(bs.opens, 0);
     assert_int_equal(bs.state, ACS_BREAKER_CLOSED);
     pthread_cond_destroy(&rs.cv);

@@ -275,6 +275,9 @@ static void test_waiting_past_deadline_slow_store(void **state)
     assert_int_equal(acs_client_call_sync(f->acs, &rq, &res), TV_ERR_UNAVAILABLE);
     assert_int_equal(res.budget_refused, 1);
     assert_true(res.retry_after_s >= 1);
+    /* The 503 blames the store, not a spent quota (all 5 slots are free). */
+    assert_non_null(strstr(res.message, "store"));
+    assert_null(strstr(res.message, "frees"));
     acs_result_release(&res);
     pthread_join(th, NULL);
     assert_int_equal(temu_stats_get(&g_emu, "requests", "create"), 0);

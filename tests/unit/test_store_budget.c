@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "core/budget.h"
 #include "core/err.h"
 #include "store/acs_budget.h"
+#include "core/clock.h"
 #include "store/store.h"
 #include "store_fx.h"
 
@@ -84,6 +86,7 @@ static struct store_budget_take take(struct store *s, int64_t n, int64_t want, i
                                   .want = want,
                                   .ensure = 1,
                                   .clock = fixed_clock,
+                                  .fake_clock = 1,
                                   .clock_arg = now};
 
     assert_int_equal(store_acs_budget_take(s, &t), 0);
@@ -124,6 +127,7 @@ static void test_window_edges(void **state)
                                       .want = 3,
                                       .ensure = 1,
                                       .clock = fixed_clock,
+                                      .fake_clock = 1,
                                       .clock_arg = &now};
         assert_int_equal(store_acs_budget_take(f->s[2], &o), 0);
         assert_int_equal(o.got, 3);
@@ -225,6 +229,7 @@ static void *race(void *arg)
                                       .want = 1 + i % 3,
                                       .ensure = i == 0,
                                       .clock = fixed_clock,
+                                      .fake_clock = 1,
                                       .clock_arg = r->now};
         if (store_acs_budget_take(r->s, &t) != 0)
             r->errors++;
@@ -260,6 +265,82 @@ static void test_handles_share_n(void **state)
     assert_int_equal(total, 25);
 }
 
+/* Runs sql on the fixture's database as an operator would (not through the store). */
+static void operator_exec(struct fx *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+
+    if (store_fx_is_pg()) {
+        assert_int_equal(store_fx_admin_exec(&f->sx, sql), 0);
+        return;
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* The slot rows go while the process runs (an operator empties the transient table, a
+ * restore): the next take makes them again, without being told to (ensure = 0), rather than
+ * finding no slot for ever. */
+static void test_lost_rows_remade(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = T0;
+    struct store_budget_take t = take(f->s[0], 3, 1, &now);
+
+    assert_int_equal(t.got, 1);
+    operator_exec(f, "DELETE FROM acs_budget");
+    now += 10;
+    t = (struct store_budget_take){.op = "create",
+                                   .slots = 3,
+                                   .window_ms = 1000,
+                                   .hold_ms = 100,
+                                   .want = 3,
+                                   .clock = fixed_clock,
+                                   .clock_arg = &now,
+                                   .fake_clock = 1};
+    assert_int_equal(store_acs_budget_take(f->s[1], &t), 0);
+    assert_int_equal(t.got, 3);
+    /* Fewer rows than N (a part removed) are completed too. */
+    operator_exec(f, "DELETE FROM acs_budget WHERE slot = 2");
+    now += 2000;
+    t.want = 3;
+    assert_int_equal(store_acs_budget_take(f->s[2], &t), 0);
+    assert_int_equal(t.got, 3);
+}
+
+/* Handles whose own clocks differ (replicas on hosts whose clocks disagree) stamp with the
+ * store's clock, not theirs: one whose clock runs 20 s ahead cannot reuse, within W = 10 s,
+ * the only slot another has just used. */
+static int64_t skewed_clock(void *arg)
+{
+    return clock_wall_ms() + *(const int64_t *)arg;
+}
+
+static void test_process_clocks_do_not_matter(void **state)
+{
+    struct fx *f = *state;
+    int64_t skew_a = 0, skew_b = 20000;
+    struct store_budget_take t = {.op = "issue",
+                                  .slots = 1,
+                                  .window_ms = 10000,
+                                  .hold_ms = 100,
+                                  .want = 1,
+                                  .ensure = 1,
+                                  .clock = skewed_clock,
+                                  .clock_arg = &skew_a};
+
+    assert_int_equal(store_acs_budget_take(f->s[0], &t), 0);
+    assert_int_equal(t.got, 1);
+    t.clock_arg = &skew_b;
+    assert_int_equal(store_acs_budget_take(f->s[1], &t), 0);
+    assert_int_equal(t.got, 0);
+    /* And it is told when the slot frees on the store's clock: about W from now. */
+    assert_true(t.next_free_ms - t.now_ms > 9000);
+    assert_true(t.next_free_ms - t.now_ms <= 10100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +349,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_larger_n_adds_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handles_share_n, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_rows_remade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_process_clocks_do_not_matter, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
