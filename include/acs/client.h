@@ -49,8 +49,10 @@ struct acs_gate {
      * >= 0), or WAIT: then the gate answers exactly once, later, from any thread, with
      * acs_client_gate_answer (GO, or REFUSE when the deadline comes first). */
     enum acs_gate_verdict (*ask)(void *ctx, const struct acs_gate_ask *a, int64_t *retry_after_ms);
-    /* Engine thread, when the client shuts down: answers every ask of client it still keeps
-     * (REFUSE) before it returns, and none after. */
+    /* Engine thread, when the client shuts down, and when its circuit breaker opens (the
+     * calls it keeps would only be refused at their turn): answers every ask of client it
+     * still keeps (REFUSE) before it returns, and none of those after; later asks are served
+     * as usual. */
     void (*cancel)(void *ctx, struct acs_client *client);
     void *ctx;
 };

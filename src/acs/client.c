@@ -270,7 +270,8 @@ static int call_breaker_check(struct acs_client *c, struct acs_call *call)
 /* The circuit breaker's gate right before every send, the first and each retry: a retry of a
  * call admitted before the breaker opened fails fast too, since ACS is failing for it as
  * for everyone. 0: go on; else the call has been ended with TV_ERR_UNAVAILABLE and a
- * Retry-After hint. A call holding the probe (its send aborted as stale) keeps it. */
+ * Retry-After hint. No call holds the probe between attempts (it is reported or given back
+ * at the end of each), so every send is admitted afresh. */
 static int call_breaker_gate(struct acs_client *c, struct acs_call *call)
 {
     int64_t wait_ms = 0;
@@ -556,9 +557,14 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
     conn_release(c, call);
     if (cc == CURLE_ABORTED_BY_CALLBACK && call->send_stale) {
         /* The prereq check stopped the request before any byte was sent: its grant had run
-         * out. Not an attempt, not a retry, nothing for the breaker (a probe keeps its
-         * place): the call asks the budget again at once. */
+         * out. Not an attempt, not a retry, no outcome for the breaker: the call asks the
+         * budget again at once. A probe is given back (it would wait for a slot, its timer
+         * running): the breaker admits again at the next send, as for any call. */
         call->send_stale = 0;
+        if (call->breaker_probe) {
+            acs_breaker_abandon(c->breaker, clock_mono_ms());
+            call->breaker_probe = 0;
+        }
         call->res.attempts--;
         atomic_fetch_sub_explicit(&c->n_attempts, 1, memory_order_relaxed);
         log_attempt(LOGL_INFO, call, "acs budget grant went stale before the send, asking again",
