@@ -46,13 +46,20 @@ void acs_breaker_free(struct acs_breaker *b);
  * it up with acs_breaker_abandon, else 0. */
 int acs_breaker_admit(struct acs_breaker *b, int64_t now_ms, int *probe, int64_t *retry_after_ms);
 
+/* Whether acs_breaker_admit at now_ms could let an attempt go, without changing the state
+ * (no probe is taken): 1 or 0 (refused, counted in `rejected`; *retry_after_ms as for admit).
+ * For the check before a call waits for something else (the upstream budget): the probe is
+ * only admitted right before the send, so waiting for a slot never runs down its timer. */
+int acs_breaker_check(struct acs_breaker *b, int64_t now_ms, int64_t *retry_after_ms);
+
 /* Reports the outcome of an admitted attempt. The probe's outcome decides: success or neutral
  * (ACS answered) closes the breaker, failure opens it again for open_ms. Outcomes of other
  * attempts count only while closed: a failure adds one (the threshold-th opens the breaker), a
  * success resets the count, neutral leaves it; while open or half-open they are ignored (they
- * were admitted before the breaker opened, and the probe alone decides). */
-void acs_breaker_record(struct acs_breaker *b, int64_t now_ms, int probe,
-                        enum acs_breaker_outcome outcome);
+ * were admitted before the breaker opened, and the probe alone decides). Returns 1 when this
+ * outcome opened the breaker (from closed or after the probe), else 0. */
+int acs_breaker_record(struct acs_breaker *b, int64_t now_ms, int probe,
+                       enum acs_breaker_outcome outcome);
 
 /* Gives back the probe slot of an attempt admitted as the probe that never started or whose
  * outcome says nothing about ACS (e.g. its deadline passed first, shutdown): the next attempt

@@ -52,8 +52,10 @@ struct acs_gate {
      * >= 0), or WAIT: then the gate answers exactly once, later, from any thread, with
      * acs_client_gate_answer (GO, or REFUSE when the deadline comes first). */
     enum acs_gate_verdict (*ask)(void *ctx, const struct acs_gate_ask *a, int64_t *retry_after_ms);
-    /* Engine thread, when the client shuts down: answers every ask of client it still keeps
-     * (REFUSE) before it returns, and none after. */
+    /* Engine thread, when the client shuts down, and when its circuit breaker opens (the
+     * calls it keeps would only be refused at their turn): answers every ask of client it
+     * still keeps (REFUSE) before it returns, and none of those after; later asks are served
+     * as usual. */
     void (*cancel)(void *ctx, struct acs_client *client);
     void *ctx;
 };
@@ -111,6 +113,9 @@ struct acs_request {
     const char *caller;
 };
 
+#define ACS_BUDGET_REFUSED_QUOTA 1
+#define ACS_BUDGET_REFUSED_STORE 2
+
 /* Outcome of one call. rc is 0 on a 2xx answer, else a TV_ERR_ACS_* / TV_ERR_UPSTREAM_* code;
  * http_status, acs_code and message then describe the last ACS answer (status 0 when none). */
 struct acs_result {
@@ -133,7 +138,9 @@ struct acs_result {
     /* rc TV_ERR_UNAVAILABLE from the circuit breaker, which refused the attempt (retry_after_s
      * is then the rest of its open period): message is our own sentence, fit for a caller. */
     int paused;
-    int budget_refused; /* rc TV_ERR_UNAVAILABLE: the upstream budget had no slot in time */
+    /* rc TV_ERR_UNAVAILABLE from the upstream budget: ACS_BUDGET_REFUSED_QUOTA (no slot in time)
+     * or ACS_BUDGET_REFUSED_STORE (its store failing or too slow: message says so); else 0. */
+    int budget_refused;
 };
 
 /* Counters since acs_client_new (for metrics and tests). */

@@ -126,10 +126,42 @@ int acs_breaker_admit(struct acs_breaker *b, int64_t now_ms, int *probe, int64_t
     return go;
 }
 
-void acs_breaker_record(struct acs_breaker *b, int64_t now_ms, int probe,
-                        enum acs_breaker_outcome outcome)
+int acs_breaker_check(struct acs_breaker *b, int64_t now_ms, int64_t *retry_after_ms)
 {
+    int64_t wait = 0;
+    int go = 0;
+
     pthread_mutex_lock(&b->lock);
+    switch (b->state) {
+    case ACS_BREAKER_CLOSED:
+        go = 1;
+        break;
+    case ACS_BREAKER_OPEN: {
+        int64_t e = elapsed(now_ms, b->opened_ms);
+        go = e >= b->open_ms;
+        wait = go ? 0 : b->open_ms - e;
+        break;
+    }
+    case ACS_BREAKER_HALF_OPEN:
+        go = elapsed(now_ms, b->probe_ms) >= b->probe_timeout_ms;
+        wait = PROBE_WAIT_MS;
+        break;
+    }
+    if (!go)
+        b->rejected++;
+    pthread_mutex_unlock(&b->lock);
+    if (!go && retry_after_ms != NULL)
+        *retry_after_ms = wait;
+    return go;
+}
+
+int acs_breaker_record(struct acs_breaker *b, int64_t now_ms, int probe,
+                       enum acs_breaker_outcome outcome)
+{
+    uint64_t opens;
+
+    pthread_mutex_lock(&b->lock);
+    opens = b->opens;
     if (probe) {
         /* A probe given up for lateness may still report; only one that is still the probe
          * (the breaker half-open) decides. */
@@ -147,7 +179,9 @@ void acs_breaker_record(struct acs_breaker *b, int64_t now_ms, int probe,
         else if (outcome == ACS_BREAKER_FAILURE && ++b->failures >= b->threshold)
             breaker_open(b, now_ms);
     }
+    opens = b->opens - opens;
     pthread_mutex_unlock(&b->lock);
+    return opens != 0;
 }
 
 void acs_breaker_abandon(struct acs_breaker *b, int64_t now_ms)

@@ -159,6 +159,15 @@ static void running_remove(struct acs_client *c, struct acs_call *call)
     call->next = call->prev = NULL;
 }
 
+/* Gives back the connection counted for call, if any. */
+static void conn_release(struct acs_client *c, struct acs_call *call)
+{
+    if (call->conn_reserved) {
+        call->conn_reserved = 0;
+        c->n_reserved--;
+    }
+}
+
 /* ---- outcomes ---- */
 
 #define LOG_START (-2) /* log_attempt: an attempt starts, no outcome to show yet */
@@ -203,6 +212,7 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     acs_done_fn done = call->done;
     void *arg = call->arg;
 
+    conn_release(call->client, call);
     if (call->breaker_probe) {
         /* The probe ends without an answer from ACS (deadline, shutdown, a local failure):
          * it says nothing about ACS, so the next attempt probes instead. */
@@ -229,13 +239,41 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     done(arg, &res);
 }
 
-/* The circuit breaker's gate before every attempt, the first and each retry: a retry of a
- * call admitted before the breaker opened fails fast too, since ACS is failing for it as
- * for everyone. 0: go on; else the call has been ended with TV_ERR_UNAVAILABLE and a
- * Retry-After hint. A call holding the probe (parked, or deferred by a later gate) keeps it. */
-static int call_breaker_gate(struct acs_client *c, struct acs_call *call)
+/* Ends call with the breaker's 503 and its wait. */
+static void call_breaker_refuse(struct acs_call *call, int64_t wait_ms)
 {
     char why[ACS_MESSAGE_MAX];
+
+    call->res.retry_after_s = (long)ratelimit_retry_after_s(wait_ms);
+    call->res.paused = 1;
+    snprintf(why, sizeof why,
+             "ACS is failing, so calls to it are paused (circuit breaker open); retry in %ld s",
+             call->res.retry_after_s);
+    call_finish(call, TV_ERR_UNAVAILABLE, why);
+}
+
+/* The breaker's fast check before an attempt waits for anything (a connection, the budget):
+ * an open breaker refuses at once and spends no budget. It takes no probe: the probe is
+ * admitted right before the send (call_breaker_gate), so its timer never runs while it waits
+ * for a slot. 0: go on; else the call has ended with TV_ERR_UNAVAILABLE. */
+static int call_breaker_check(struct acs_client *c, struct acs_call *call)
+{
+    int64_t wait_ms = 0;
+
+    if (c->breaker == NULL || call->breaker_probe ||
+        acs_breaker_check(c->breaker, clock_mono_ms(), &wait_ms))
+        return 0;
+    call_breaker_refuse(call, wait_ms);
+    return TV_ERR_UNAVAILABLE;
+}
+
+/* The circuit breaker's gate right before every send, the first and each retry: a retry of a
+ * call admitted before the breaker opened fails fast too, since ACS is failing for it as
+ * for everyone. 0: go on; else the call has been ended with TV_ERR_UNAVAILABLE and a
+ * Retry-After hint. No call holds the probe between attempts (it is reported or given back
+ * at the end of each), so every send is admitted afresh. */
+static int call_breaker_gate(struct acs_client *c, struct acs_call *call)
+{
     int64_t wait_ms = 0;
     int probe = 0;
 
@@ -248,12 +286,7 @@ static int call_breaker_gate(struct acs_client *c, struct acs_call *call)
                         LOG_START);
         return 0;
     }
-    call->res.retry_after_s = (long)ratelimit_retry_after_s(wait_ms);
-    call->res.paused = 1;
-    snprintf(why, sizeof why,
-             "ACS is failing, so calls to it are paused (circuit breaker open); retry in %ld s",
-             call->res.retry_after_s);
-    call_finish(call, TV_ERR_UNAVAILABLE, why);
+    call_breaker_refuse(call, wait_ms);
     return TV_ERR_UNAVAILABLE;
 }
 
@@ -267,11 +300,25 @@ static void call_breaker_note(struct acs_client *c, struct acs_call *call, CURLc
 
     if (c->breaker == NULL)
         return;
+    if (cc == CURLE_OPERATION_TIMEDOUT && call->attempt_cut) {
+        /* The call's own deadline cut the attempt's timeout short: ACS may simply not have
+         * answered yet, which is no failure. A probe cut short says nothing either. */
+        if (call->breaker_probe)
+            acs_breaker_abandon(c->breaker, clock_mono_ms());
+        call->breaker_probe = 0;
+        return;
+    }
     if (cc != CURLE_OK || http_status >= 500)
         o = ACS_BREAKER_FAILURE;
     else if (http_status >= 200 && http_status < 300)
         o = ACS_BREAKER_SUCCESS;
-    acs_breaker_record(c->breaker, clock_mono_ms(), call->breaker_probe, o);
+    if (acs_breaker_record(c->breaker, clock_mono_ms(), call->breaker_probe, o) &&
+        c->gate != NULL) {
+        /* Calls of this client waiting in the budget would take slots at their turn only to
+         * be refused by the open breaker: the budget gives them back now (they come back as
+         * refused and end with the breaker's 503). */
+        c->gate->cancel(c->gate->ctx, c);
+    }
     call->breaker_probe = 0;
 }
 
@@ -281,7 +328,7 @@ static void call_refuse(struct acs_call *call, int64_t retry_after_ms)
     char why[ACS_MESSAGE_MAX];
 
     call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
-    call->res.budget_refused = 1;
+    call->res.budget_refused = ACS_BUDGET_REFUSED_QUOTA;
     call->res.http_status = 0;
     snprintf(why, sizeof why,
              "no slot of the ACS call budget (acs_budget) for %s within the call's deadline; "
@@ -297,7 +344,7 @@ static void call_refuse_store(struct acs_call *call, int64_t retry_after_ms)
     char why[ACS_MESSAGE_MAX];
 
     call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
-    call->res.budget_refused = 1;
+    call->res.budget_refused = ACS_BUDGET_REFUSED_STORE;
     call->res.http_status = 0;
     snprintf(why, sizeof why,
              "the store that keeps the ACS call budget (acs_budget) is failing or too slow; "
@@ -347,7 +394,36 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
     }
 }
 
-/* Starts the next attempt of call, or ends it when its deadline has passed. */
+/* When a call waiting for a connection must be looked at: its grant going stale, else its
+ * deadline. */
+static int64_t held_due(const struct acs_call *call)
+{
+    if (call->granted_mono_ms != 0 &&
+        call->granted_mono_ms + BUDGET_GRANT_TTL_MS < call->deadline_ms)
+        return call->granted_mono_ms + BUDGET_GRANT_TTL_MS + 1;
+    return call->deadline_ms;
+}
+
+/* Parks a call until the first Entra token comes (engine_main tries it again): the engine
+ * never waits for it, and the call holds no connection and asks no budget meanwhile. Should
+ * the deadline come first, the call ends with the reason prepare wrote (call_start's deadline
+ * branch keeps res.rc and res.message). */
+static void call_park(struct acs_client *c, struct acs_call *call, int rc)
+{
+    conn_release(c, call);
+    call->res.rc = rc;
+    call->next = NULL;
+    if (c->parked_tail != NULL)
+        c->parked_tail->next = call;
+    else
+        c->parked = call;
+    c->parked_tail = call;
+}
+
+/* Starts the next attempt of call, or ends it when its deadline has passed. The order keeps
+ * the budget's slots for calls that will really be sent: the breaker's fast check, the first
+ * Entra token (keyless), a free connection, then the budget's slot; the breaker admits (and
+ * may make the probe) only right before the send. */
 static void call_start(struct acs_client *c, struct acs_call *call)
 {
     int64_t left = call->deadline_ms - clock_mono_ms();
@@ -366,20 +442,41 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     }
     call->parked = 0;
     call->res.retry_after_s = 0; /* a hint is only for the outcome that set it */
-    /* The breaker first: an open breaker spends no budget. */
-    if (call_breaker_gate(c, call) != 0 || !call_gate_pass(c, call))
+    if (call_breaker_check(c, call) != 0)
         return;
-    if ((rc = call_prepare_attempt(call, left)) != 0 && call->parked) {
-        /* The first Entra token is on its way: wait for it without holding the engine. Should
-         * the deadline come first, the call ends with the reason prepare wrote (call_start's
-         * deadline branch keeps res.rc and res.message). */
-        call->res.rc = rc;
-        call->next = NULL;
-        if (c->parked_tail != NULL)
-            c->parked_tail->next = call;
+    if (c->entra != NULL && c->gate != NULL && call->granted_mono_ms == 0 &&
+        (rc = call_prepare_attempt(call, left)) != 0) {
+        /* Keyless: no slot is asked for before there is a token to send the call with. */
+        if (call->parked)
+            call_park(c, call, rc);
         else
-            c->parked = call;
-        c->parked_tail = call;
+            call_finish(call, rc,
+                        rc == TV_ERR_UNAVAILABLE ? NULL : "could not prepare the request");
+        return;
+    }
+    if (!call_gate_pass(c, call))
+        return;
+    if (c->n_reserved >= c->max_connections) {
+        /* Every connection is busy: wait here, not in curl's queue, where the request would
+         * go out whenever a connection frees, long after its slot's hold. A grant that goes
+         * stale meanwhile is asked for again (held_run). */
+        call->next = NULL;
+        if (c->held_tail != NULL)
+            c->held_tail->next = call;
+        else
+            c->held = call;
+        c->held_tail = call;
+        if (c->held == call || held_due(call) < c->held_due_ms)
+            c->held_due_ms = held_due(call);
+        return;
+    }
+    left = call->deadline_ms - clock_mono_ms();
+    if (left <= 0) {
+        call_finish(call, TV_ERR_UPSTREAM_TIMEOUT, "the call's deadline passed before it started");
+        return;
+    }
+    if ((rc = call_prepare_attempt(call, left)) != 0 && call->parked) {
+        call_park(c, call, rc);
         return;
     }
     if (rc != 0) {
@@ -387,7 +484,13 @@ static void call_start(struct acs_client *c, struct acs_call *call)
         call_finish(call, rc, rc == TV_ERR_UNAVAILABLE ? NULL : "could not prepare the request");
         return;
     }
+    if (call_breaker_gate(c, call) != 0)
+        return;
+    call->conn_reserved = 1;
+    c->n_reserved++;
     call->res.attempts++;
+    call->send_grant_ms = c->gate != NULL ? call->granted_mono_ms : 0;
+    call->send_stale = 0;
     call->granted_mono_ms = 0; /* a slot covers one attempt */
     call->gate_waited = 0;
     atomic_fetch_add_explicit(&c->n_attempts, 1, memory_order_relaxed);
@@ -397,6 +500,47 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     }
     running_add(c, call);
     log_attempt(LOGL_DEBUG, call, "acs attempt started", LOG_START);
+}
+
+/* Starts held calls while connections are free (first come, first served: the budget's
+ * fair order), and takes out those whose grant went stale or whose deadline passed:
+ * call_start asks the budget again for the former and ends the latter. */
+static void held_run(struct acs_client *c)
+{
+    struct acs_call *call, **pp, *due = NULL, **due_tail = &due;
+    int64_t now = clock_mono_ms();
+
+    if (c->held != NULL && now >= c->held_due_ms) {
+        c->held_due_ms = INT64_MAX;
+        c->held_tail = NULL;
+        for (pp = &c->held; (call = *pp) != NULL;) {
+            if (held_due(call) <= now) {
+                *pp = call->next;
+                call->next = NULL;
+                *due_tail = call;
+                due_tail = &call->next;
+                continue;
+            }
+            if (held_due(call) < c->held_due_ms)
+                c->held_due_ms = held_due(call);
+            c->held_tail = call;
+            pp = &call->next;
+        }
+    }
+    while (c->held != NULL && c->n_reserved < c->max_connections) {
+        call = c->held;
+        c->held = call->next;
+        if (c->held == NULL)
+            c->held_tail = NULL;
+        call->next = NULL;
+        call_start(c, call);
+    }
+    /* After the loop above: these may join the held list again. */
+    while ((call = due) != NULL) {
+        due = call->next;
+        call->next = NULL;
+        call_start(c, call);
+    }
 }
 
 /* Whether the request of a failed transfer may have reached the server. Counting a finished
@@ -429,6 +573,26 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
     curl_multi_remove_handle(c->multi, call->easy);
     if (curl_easy_getinfo(call->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
         atomic_fetch_add_explicit(&c->n_connections, (uint64_t)conns, memory_order_relaxed);
+    conn_release(c, call);
+    if (cc == CURLE_ABORTED_BY_CALLBACK && call->send_stale) {
+        /* The prereq check stopped the request before any byte was sent: its grant had run
+         * out. Not an attempt, not a retry, no outcome for the breaker: the call asks the
+         * budget again at once. A probe is given back (it would wait for a slot, its timer
+         * running): the breaker admits again at the next send, as for any call. */
+        call->send_stale = 0;
+        if (call->breaker_probe) {
+            acs_breaker_abandon(c->breaker, clock_mono_ms());
+            call->breaker_probe = 0;
+        }
+        call->res.attempts--;
+        atomic_fetch_sub_explicit(&c->n_attempts, 1, memory_order_relaxed);
+        log_attempt(LOGL_INFO, call, "acs budget grant went stale before the send, asking again",
+                    LOG_START);
+        call->due_ms = clock_mono_ms();
+        if (heap_push(c, call) != 0)
+            call_finish(call, TV_ERR_NOMEM, NULL);
+        return;
+    }
     if (cc == CURLE_OK)
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &a.http_status);
     a.request_sent = request_maybe_sent(call->easy, cc);
@@ -536,6 +700,11 @@ static void engine_shutdown(struct acs_client *c, struct acs_call *queued)
         call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
     }
     c->parked_tail = NULL;
+    while ((call = c->held) != NULL) {
+        c->held = call->next;
+        call_finish(call, TV_ERR_SHUTDOWN, "the ACS client is shutting down");
+    }
+    c->held_tail = NULL;
     while ((call = c->running) != NULL) {
         running_remove(c, call);
         curl_multi_remove_handle(c->multi, call->easy);
@@ -581,6 +750,8 @@ static void *engine_main(void *arg)
             call->next = NULL;
             if (call->gate_verdict == ACS_GATE_GO)
                 call_start(c, call);
+            else if (call_breaker_check(c, call) != 0)
+                continue; /* the breaker ended it: its 503 rather than the budget's */
             else if (call->gate_verdict == ACS_GATE_REFUSE_STORE)
                 call_refuse_store(call, call->gate_retry_ms);
             else
@@ -610,12 +781,17 @@ static void *engine_main(void *arg)
             call_start(c, heap_pop(c));
         curl_multi_perform(c->multi, &still);
         engine_drain_messages(c);
+        held_run(c); /* connections freed by the answers just read */
         if (c->heap_len > 0) {
             int64_t d = c->heap[0]->due_ms - clock_mono_ms();
             timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
         }
         if (c->parked != NULL) {
             int64_t d = c->parked_due_ms - clock_mono_ms();
+            timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
+        }
+        if (c->held != NULL) {
+            int64_t d = c->held_due_ms - clock_mono_ms();
             timeout = d < 0 ? 0 : (d < timeout ? d : timeout);
         }
         curl_multi_poll(c->multi, NULL, 0, (int)timeout, NULL);

@@ -307,6 +307,26 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* libcurl calls this when the connection is ready and the request is about to be written.
+ * A granted slot covers BUDGET_HOLD_MS from its grant; a request that would reach ACS later
+ * (it waited in curl, or the connect was slow) is aborted before any byte is sent, and the
+ * engine asks the budget again: a late send could meet the slot's next use within W. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    struct acs_call *call = userp;
+
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (call->send_grant_ms != 0 && clock_mono_ms() - call->send_grant_ms > ACS_SEND_MAX_AGE_MS) {
+        call->send_stale = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
 static int easy_setup(struct acs_call *call)
 {
     CURL *e = call->easy;
@@ -329,6 +349,8 @@ static int easy_setup(struct acs_call *call)
     SET(CURLOPT_WRITEDATA, (void *)call);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)call);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, (void *)call);
     if (cc == CURLE_OK)
         cc = curlx_tls_wipe(e); /* ACS answers carry tokens */
     /* libcurl silently re-sends a request once when a reused connection closes without an
@@ -513,6 +535,7 @@ int call_prepare_attempt(struct acs_call *call, int64_t left_ms)
     long connect_ms = c->connect_timeout_ms < attempt_ms ? c->connect_timeout_ms : attempt_ms;
     int rc = TV_ERR_CRYPTO;
 
+    call->attempt_cut = attempt_ms < c->attempt_timeout_ms;
     if (c->entra != NULL) {
         rc = bearer_headers(call, fixed, sizeof(fixed) / sizeof(fixed[0]), &h);
         if (rc != 0)

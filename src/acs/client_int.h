@@ -11,6 +11,7 @@
 
 #include "acs/client.h"
 #include "acs/connstr.h"
+#include "core/budget.h"
 #include "core/buf.h"
 
 #define ACS_RESPONSE_MAX (256 * 1024) /* ceiling on one response body */
@@ -18,6 +19,9 @@
 #define ACS_TOKEN_MAX (32 * 1024)     /* ceiling on a token in a response */
 #define ACS_API_VERSION_MAX 32
 #define ACS_HDR_VALUE_MAX 64
+/* Oldest budget grant a request may still be sent on: the slot's hold (BUDGET_HOLD_MS) less a
+ * margin for the bytes' way to ACS once written. */
+#define ACS_SEND_MAX_AGE_MS (BUDGET_HOLD_MS - 100)
 
 struct acs_call {
     struct acs_client *client;
@@ -37,6 +41,17 @@ struct acs_call {
     int parked;  /* keyless mode: waits for the first Entra token (bearer_headers set it) */
     /* Admitted as the circuit breaker's half-open probe, its outcome not reported yet. */
     int breaker_probe;
+    /* One of the client's max_connections is counted for this call while its attempt is in
+     * curl: the engine never hands curl more requests than connections, so curl never queues
+     * a granted request behind busy connections (it would go out long after its grant). */
+    int conn_reserved;
+    /* The attempt's timeout was cut short by the call's deadline: its timeout says nothing
+     * about ACS. Set by call_prepare_attempt. */
+    int attempt_cut;
+    /* The slot grant the attempt in curl goes with (monotonic ms; 0: no budget), checked at
+     * the real send by the prereq callback; send_stale: it aborted the send (nothing sent). */
+    int64_t send_grant_ms;
+    int send_stale;
     char caller[ACS_CALLER_MAX];
     /* Upstream budget: when the slot for the next attempt was granted (0: none yet), and the
      * gate's answer while it travels to the engine. */
@@ -88,6 +103,11 @@ struct acs_client {
     struct acs_call **heap; /* calls waiting for their backoff, min-heap on due_ms */
     size_t heap_len, heap_cap;
     struct acs_call *running; /* calls with an attempt in the multi handle */
+    long n_reserved;          /* calls with conn_reserved set */
+    /* Calls (granted by the budget, if any) waiting for a free connection: FIFO, linked by
+     * next. A grant that goes stale here is asked for again. */
+    struct acs_call *held, *held_tail;
+    int64_t held_due_ms; /* next look at them: a grant going stale or a deadline (monotonic) */
     /* Keyless mode: calls waiting for the very first Entra token (singly linked by next). The
      * engine never waits for it: the cache's fetch-ended callback wakes the engine, which then
      * tries them again; a short poll covers the end of the first wait and their deadlines. Other

@@ -61,8 +61,9 @@ static void acs_failure_note(struct flow *f)
     /* Keyless mode without an Entra token: the call never left (no HTTP status); the cause is
      * the identity endpoint, not ACS. The reason itself (which may name the endpoint) is logged
      * below, not told. */
-    if (r->rc == TV_ERR_UNAVAILABLE && r->paused)
-        /* The circuit breaker's sentence is ours (no ACS text in it): told as is. */
+    if (r->rc == TV_ERR_UNAVAILABLE && (r->paused || r->budget_refused == ACS_BUDGET_REFUSED_STORE))
+        /* The circuit breaker's sentence, and the budget's when its store fails, are ours (no
+         * ACS text in them): told as is. */
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg, r->message);
     else if (r->rc == TV_ERR_UNAVAILABLE && r->budget_refused)
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,

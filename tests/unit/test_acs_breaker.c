@@ -232,6 +232,46 @@ static void test_abandoned_and_lost_probe(void **state)
     acs_breaker_free(b);
 }
 
+/* The check before the budget takes no probe: however many calls pass it once the open
+ * period ended, only the admit right before the send makes one probe; it refuses what admit
+ * would refuse (open period, a probe out) and counts those as rejected. record() says when an
+ * outcome opened the breaker. */
+static void test_check_takes_no_probe(void **state)
+{
+    struct acs_breaker *b = mk(2);
+    struct acs_breaker_stats st;
+    int64_t wait = 0, t = OPEN_MS + 10;
+    int probe = -1;
+
+    (void)state;
+    assert_int_equal(acs_breaker_check(b, 0, &wait), 1);
+    assert_int_equal(acs_breaker_admit(b, 0, &probe, NULL), 1);
+    assert_int_equal(acs_breaker_record(b, 0, 0, ACS_BREAKER_FAILURE), 0);
+    assert_int_equal(acs_breaker_admit(b, 10, &probe, NULL), 1);
+    assert_int_equal(acs_breaker_record(b, 10, 0, ACS_BREAKER_FAILURE), 1);
+    assert_int_equal(acs_breaker_check(b, OPEN_MS + 9, &wait), 0);
+    assert_int_equal(wait, 1);
+    /* Period over: every check passes and the state stays "open, probe time". */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(acs_breaker_check(b, t + i, &wait), 1);
+    acs_breaker_stats_get(b, t + 5, &st);
+    assert_int_equal(st.state, ACS_BREAKER_HALF_OPEN);
+    assert_int_equal(st.rejected, 1);
+    /* The probe is admitted at its send, its timer from then on. */
+    assert_int_equal(acs_breaker_admit(b, t + 3000, &probe, NULL), 1);
+    assert_int_equal(probe, 1);
+    assert_int_equal(acs_breaker_check(b, t + 3000 + PROBE_TIMEOUT_MS - 1, &wait), 0);
+    assert_int_equal(wait, 1000);
+    assert_int_equal(acs_breaker_admit(b, t + 3001, &probe, NULL), 0);
+    /* The probe fails: that opens it again, and record says so. */
+    assert_int_equal(acs_breaker_record(b, t + 3100, 1, ACS_BREAKER_FAILURE), 1);
+    assert_int_equal(acs_breaker_check(b, t + 3100, &wait), 0);
+    assert_int_equal(wait, OPEN_MS);
+    /* A late report while open opens nothing. */
+    assert_int_equal(acs_breaker_record(b, t + 3200, 0, ACS_BREAKER_FAILURE), 0);
+    acs_breaker_free(b);
+}
+
 /* A clock that goes backwards never makes a wait longer than one open period, and huge clock
  * values do not overflow. */
 static void test_clock_edges(void **state)
@@ -351,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_probe_outcomes),
         cmocka_unit_test(test_late_outcomes_ignored),
         cmocka_unit_test(test_abandoned_and_lost_probe),
+        cmocka_unit_test(test_check_takes_no_probe),
         cmocka_unit_test(test_clock_edges),
         cmocka_unit_test(test_threshold_one),
         cmocka_unit_test(test_single_probe_under_concurrency),
