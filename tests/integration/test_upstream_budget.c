@@ -184,7 +184,7 @@ static void test_refused_when_turn_after_deadline(void **state)
     assert_int_equal(acs_client_call_sync(f->acs, &rq, &res), 0);
     acs_result_release(&res);
     assert_int_equal(acs_client_call_sync(f->acs, &rq, &res), TV_ERR_UNAVAILABLE);
-    assert_int_equal(res.budget_refused, 1);
+    assert_int_equal(res.budget_refused, ACS_BUDGET_REFUSED_QUOTA);
     assert_int_equal(res.http_status, 0);
     assert_true(res.retry_after_s >= 55 && res.retry_after_s <= 61);
     assert_non_null(strstr(res.message, "acs_budget"));
@@ -273,7 +273,7 @@ static void test_waiting_past_deadline_slow_store(void **state)
     pthread_mutex_unlock(&h.mu);
     assert_int_equal(h.ready, 1);
     assert_int_equal(acs_client_call_sync(f->acs, &rq, &res), TV_ERR_UNAVAILABLE);
-    assert_int_equal(res.budget_refused, 1);
+    assert_int_equal(res.budget_refused, ACS_BUDGET_REFUSED_STORE);
     assert_true(res.retry_after_s >= 1);
     /* The 503 blames the store, not a spent quota (all 5 slots are free). */
     assert_non_null(strstr(res.message, "store"));
