@@ -334,8 +334,7 @@ static int app_service_new(struct app *a)
     policy_from_config(&so.policy, cfg);
     /* config_load checked it is the base64 of AEAD_KEY_LEN bytes; the service copies it. */
     if (cfg->cache && cfg->cache_key[0] != '\0') {
-        if ((rc = b64_decode(cfg->cache_key, strlen(cfg->cache_key), &cache_key, &cache_key_len)) !=
-                0 ||
+        if (b64_decode(cfg->cache_key, strlen(cfg->cache_key), &cache_key, &cache_key_len) != 0 ||
             cache_key_len != AEAD_KEY_LEN) {
             log_msg(LOGL_ERROR, NULL, "cache_key: not the base64 of 32 bytes");
             OPENSSL_clear_free(cache_key, cache_key_len);
