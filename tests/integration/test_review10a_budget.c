@@ -303,7 +303,7 @@ static void test_two_probes_through_budget_queue(void **state)
  * slots that free at 2.5 s, go with 0.5 s left, time out, and open the breaker. */
 static void test_deadline_timeouts_open_breaker(void **state)
 {
-    char dir[64], path[128], p[256], err[200], callers[8][16];
+    char dir[64], path[128], p[256], err[200], callers[8][32];
     struct store *store = NULL;
     struct upstream_budget *budget = NULL;
     struct acs_client *acs = NULL;
@@ -437,7 +437,7 @@ static void test_lost_slots_never_remade(void **state)
  * ACS. Expected: slots granted == calls that reached ACS. */
 static void test_queued_calls_spend_slots_breaker_refuses(void **state)
 {
-    char dir[64], path[128], p[256], err[200], callers[6][16];
+    char dir[64], path[128], p[256], err[200], callers[6][32];
     struct store *store = NULL;
     struct upstream_budget *budget = NULL;
     struct acs_client *acs = NULL;

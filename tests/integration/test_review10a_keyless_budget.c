@@ -37,7 +37,7 @@
 
 struct job {
     struct acs_client *acs;
-    char caller[16];
+    char caller[32];
     int rc;
 };
 
