@@ -322,34 +322,32 @@ static void call_breaker_note(struct acs_client *c, struct acs_call *call, CURLc
     call->breaker_probe = 0;
 }
 
-/* Ends a call the upstream budget had no slot for in time: 503 with the budget's wait. */
-static void call_refuse(struct acs_call *call, int64_t retry_after_ms)
+/* The refusal a gate verdict other than GO or WAIT stands for. */
+static int refusal_kind(enum acs_gate_verdict v)
 {
-    char why[ACS_MESSAGE_MAX];
-
-    call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
-    call->res.budget_refused = ACS_BUDGET_REFUSED_QUOTA;
-    call->res.http_status = 0;
-    snprintf(why, sizeof why,
-             "no slot of the ACS call budget (acs_budget) for %s within the call's deadline; "
-             "one frees in about %ld s",
-             acs_op_name(call->op), call->res.retry_after_s);
-    call_finish(call, TV_ERR_UNAVAILABLE, why);
+    return v == ACS_GATE_REFUSE_STORE ? ACS_BUDGET_REFUSED_STORE : ACS_BUDGET_REFUSED_QUOTA;
 }
 
-/* Ends a call the upstream budget could not serve because its store is failing: 503, with a
- * message that says so (the quota itself may well have room). */
-static void call_refuse_store(struct acs_call *call, int64_t retry_after_ms)
+/* Ends a call the upstream budget could not serve: 503 with the budget's wait, and a message
+ * saying why: no slot in time (ACS_BUDGET_REFUSED_QUOTA), or its store failing or too slow
+ * (ACS_BUDGET_REFUSED_STORE: the quota itself may well have room). */
+static void call_refuse(struct acs_call *call, int kind, int64_t retry_after_ms)
 {
     char why[ACS_MESSAGE_MAX];
 
     call->res.retry_after_s = (long)ratelimit_retry_after_s(retry_after_ms);
-    call->res.budget_refused = ACS_BUDGET_REFUSED_STORE;
+    call->res.budget_refused = kind;
     call->res.http_status = 0;
-    snprintf(why, sizeof why,
-             "the store that keeps the ACS call budget (acs_budget) is failing or too slow; "
-             "no %s call was made; try again in about %ld s",
-             acs_op_name(call->op), call->res.retry_after_s);
+    if (kind == ACS_BUDGET_REFUSED_STORE)
+        snprintf(why, sizeof why,
+                 "the store that keeps the ACS call budget (acs_budget) is failing or too slow; "
+                 "no %s call was made; try again in about %ld s",
+                 acs_op_name(call->op), call->res.retry_after_s);
+    else
+        snprintf(why, sizeof why,
+                 "no slot of the ACS call budget (acs_budget) for %s within the call's deadline; "
+                 "one frees in about %ld s",
+                 acs_op_name(call->op), call->res.retry_after_s);
     call_finish(call, TV_ERR_UNAVAILABLE, why);
 }
 
@@ -361,6 +359,7 @@ static void call_refuse_store(struct acs_call *call, int64_t retry_after_ms)
 static int call_gate_pass(struct acs_client *c, struct acs_call *call)
 {
     struct acs_gate_ask a;
+    enum acs_gate_verdict v;
     int64_t retry_ms = 0, now;
 
     if (c->gate == NULL)
@@ -379,17 +378,15 @@ static int call_gate_pass(struct acs_client *c, struct acs_call *call)
                               .deadline_mono_ms = call->deadline_ms};
     /* Set before asking: once kept, the call may be answered (on another thread) at once. */
     call->gate_waited = 1;
-    switch (c->gate->ask(c->gate->ctx, &a, &retry_ms)) {
+    v = c->gate->ask(c->gate->ctx, &a, &retry_ms);
+    switch (v) {
     case ACS_GATE_GO:
         call->granted_mono_ms = now;
         return 1;
     case ACS_GATE_WAIT:
         return 0;
-    case ACS_GATE_REFUSE_STORE:
-        call_refuse_store(call, retry_ms);
-        return 0;
     default:
-        call_refuse(call, retry_ms);
+        call_refuse(call, refusal_kind(v), retry_ms);
         return 0;
     }
 }
@@ -432,7 +429,7 @@ static void call_start(struct acs_client *c, struct acs_call *call)
     if (left <= 0 && call->gate_waited) {
         /* Still waiting for the budget (its answer came late: a slow store): the same 503 as
          * the gate's own refusal at the deadline. */
-        call_refuse(call, 1000);
+        call_refuse(call, ACS_BUDGET_REFUSED_QUOTA, 1000);
         return;
     }
     if (left <= 0) {
@@ -752,10 +749,8 @@ static void *engine_main(void *arg)
                 call_start(c, call);
             else if (call_breaker_check(c, call) != 0)
                 continue; /* the breaker ended it: its 503 rather than the budget's */
-            else if (call->gate_verdict == ACS_GATE_REFUSE_STORE)
-                call_refuse_store(call, call->gate_retry_ms);
             else
-                call_refuse(call, call->gate_retry_ms);
+                call_refuse(call, refusal_kind(call->gate_verdict), call->gate_retry_ms);
         }
         while ((call = taken) != NULL) {
             taken = call->next;
