@@ -28,6 +28,17 @@ int jsonx_get_string(struct json_object *obj, const char *key, size_t max_len, c
 int jsonx_get_int(struct json_object *obj, const char *key, int64_t min, int64_t max, int64_t *out);
 /* Member `key` as an array; *out borrows. 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
 int jsonx_get_array(struct json_object *obj, const char *key, struct json_object **out);
+/* Checks that every member of object obj is named in known[] (NULL-terminated). 0, or
+ * TV_ERR_INVALID with one sentence for the caller in msg (cap bytes, may be NULL) naming the
+ * first member in document order that is not: `unknown field "expiresInMinute"; did you mean
+ * "expiresInMinutes"?` (the hint when a known name is within two edits, ignoring case). The
+ * name is shown with anything but printable ASCII as '?' and cut at 40 bytes, since it is the
+ * caller's text going into a reply. */
+int jsonx_check_members(struct json_object *obj, const char *const known[], char *msg, size_t cap);
+/* Writes s into out (cap >= 1 bytes) as a quotable excerpt of at most max bytes: printable ASCII
+ * kept except '"' and '\\', everything else as '?', "..." appended when cut. For echoing a caller's
+ * text (a field or scope name) in an error message. */
+void jsonx_excerpt(const char *s, size_t max, char *out, size_t cap);
 /* Serialises obj compactly, without escaping '/'. The string borrows from obj. */
 const char *jsonx_compact(struct json_object *obj);
 

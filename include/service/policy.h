@@ -35,12 +35,12 @@ void policy_from_config(struct policy *p, const struct config *cfg);
 void policy_token_req_default(const struct policy *p, struct policy_token_req *out);
 /* Parses and checks a token request body. An empty body (len 0) means the defaults; otherwise
  * it must be one JSON object whose optional "scopes" is an array of 1..8 known scope names and
- * whose optional "expiresInMinutes" is an integer; other members are ignored. Missing parts
- * take the defaults.
- * 0; TV_ERR_PARSE (not JSON / not an object), TV_ERR_INVALID (wrong types, empty or unknown
- * scope, lifetime outside 60..1440 or the configured bounds) -> 400; TV_ERR_FORBIDDEN (a known
- * scope the policy does not allow) -> 403. On failure msg (may be NULL) gets one sentence for
- * the caller and *out is untouched. */
+ * whose optional "expiresInMinutes" is an integer; any other member is a 400 naming it.
+ * Missing parts take the defaults.
+ * 0; TV_ERR_PARSE (not JSON / not an object), TV_ERR_INVALID (unknown member, wrong types,
+ * empty or unknown scope, lifetime outside 60..1440 or the configured bounds) -> 400;
+ * TV_ERR_FORBIDDEN (a known scope the policy does not allow) -> 403. On failure msg (may be NULL)
+ * gets one sentence for the caller and *out is untouched. */
 int policy_token_req_parse(const struct policy *p, const char *body, size_t len,
                            struct policy_token_req *out, char *msg, size_t msglen);
 /* Writes the scopes as "a,b" into out (for audit details). */

@@ -34,6 +34,10 @@
 /* Seconds a refused login (no slot) is told to wait: one password check takes about 0.1 s,
  * so slots free up well within it. */
 #define LOGIN_RETRY_AFTER_S "1"
+
+/* The members of a login body; any other is a 400 naming it. */
+static const char *const login_members[] = {"username", "password", NULL};
+
 /* Room for every key of the admitted logins: each holds one address and one name entry. */
 #define GATE_ENTRIES (2 * API_LOGIN_SLOTS)
 /* A client address as text (http_req_remote: at most an IPv6 address with its zone). */
@@ -375,6 +379,7 @@ void api_login(struct http_req *req, void *vctx)
     const char *body = http_req_body(req, &len);
     struct login *l = NULL;
     char client[INET6_ADDRSTRLEN];
+    char msg[160];
 
     if (ctx->session == NULL || ctx->login == NULL) {
         http_reply_error(req, TV_ERR_NOT_FOUND, "local accounts are not enabled");
@@ -386,6 +391,10 @@ void api_login(struct http_req *req, void *vctx)
     if (jsonx_parse(body, len, LOGIN_BODY_MAX, &root) != 0 ||
         !json_object_is_type(root, json_type_object)) {
         http_reply_error(req, TV_ERR_PARSE, "the body must be a JSON object");
+        goto done;
+    }
+    if (jsonx_check_members(root, login_members, msg, sizeof msg) != 0) {
+        http_reply_error(req, TV_ERR_INVALID, msg);
         goto done;
     }
     if (jsonx_get_string(root, "username", STORE_NAME_MAX, &user) != 0 ||
@@ -425,5 +434,6 @@ done:
         buf_wipe_const(pw, strlen(pw));
     if (len > 0)
         buf_wipe_const(body, len);
-    json_object_put(root);
+    /* Wiped too when the password was never read (an unknown member stopped the parse). */
+    jsonx_put_wiped(root);
 }

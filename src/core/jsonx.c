@@ -3,7 +3,10 @@
  * tree, and a member count lower than the scanner's reveals a duplicate key that json-c merged. */
 #include "core/jsonx.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -391,4 +394,83 @@ const char *jsonx_compact(struct json_object *obj)
 {
     return json_object_to_json_string_ext(obj,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+void jsonx_excerpt(const char *s, size_t max, char *out, size_t cap)
+{
+    size_t n = 0, i;
+
+    if (cap == 0)
+        return;
+    /* Room for "..." and the NUL: the cut is marked rather than silent. */
+    for (i = 0; s[i] != '\0' && i < max && n + 4 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '?';
+    }
+    if (s[i] != '\0' && n + 4 <= cap) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+#define JSONX_HINT_MAX 40 /* longer names get no "did you mean" */
+
+/* Edit distance (insert, delete, substitute; ASCII case ignored) between a and b, both at most
+ * JSONX_HINT_MAX bytes; a larger value for longer names. Two rows suffice. */
+static size_t jsonx_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[JSONX_HINT_MAX + 1], cur[JSONX_HINT_MAX + 1];
+
+    if (la > JSONX_HINT_MAX || lb > JSONX_HINT_MAX)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] +
+                         (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
+    }
+    return prev[lb];
+}
+
+int jsonx_check_members(struct json_object *obj, const char *const known[], char *msg, size_t cap)
+{
+    char name[JSONX_HINT_MAX + 4];
+
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        return TV_ERR_INVALID;
+    /* json-c keeps members in document order, so "first" means the caller's first. */
+    json_object_object_foreach(obj, key, val)
+    {
+        const char *hint = NULL;
+        size_t best = 3; /* a hint only within two edits */
+        int ok = 0;
+
+        (void)val;
+        for (size_t i = 0; known[i] != NULL && !ok; i++) {
+            size_t d = jsonx_distance(key, known[i]);
+            ok = strcmp(key, known[i]) == 0;
+            if (!ok && d < best) {
+                best = d;
+                hint = known[i];
+            }
+        }
+        if (ok)
+            continue;
+        if (msg != NULL && cap > 0) {
+            jsonx_excerpt(key, JSONX_HINT_MAX, name, sizeof name);
+            if (hint != NULL)
+                snprintf(msg, cap, "unknown field \"%s\"; did you mean \"%s\"?", name, hint);
+            else
+                snprintf(msg, cap, "unknown field \"%s\"", name);
+        }
+        return TV_ERR_INVALID;
+    }
+    return 0;
 }

@@ -14,6 +14,9 @@
 
 #define SCOPE_NAME_MAX 32
 
+/* The members a token request body may have (README "Public API"). */
+static const char *const body_members[] = {"scopes", "expiresInMinutes", NULL};
+
 static void say(char *msg, size_t msglen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -55,6 +58,21 @@ static int scope_allowed(const struct policy *p, const char *name)
     return 0;
 }
 
+/* The policy's scopes as "a, b" (for the caller who named an unknown one: what they may ask
+ * for, not every ACS scope). */
+static void scopes_join(const struct config_scopes *l, char *out, size_t cap)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < l->n; i++) {
+        int n = snprintf(out + used, cap - used, "%s%s", i ? ", " : "", l->items[i]);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
 /* Reads the "scopes" array into r. Syntax problems are reported before policy ones. */
 static int parse_scopes(const struct policy *p, struct json_object *arr, struct policy_token_req *r,
                         char *msg, size_t msglen)
@@ -86,7 +104,11 @@ static int parse_scopes(const struct policy *p, struct json_object *arr, struct 
         len = (size_t)json_object_get_string_len(it);
         if (len == 0 || len > SCOPE_NAME_MAX || strlen(name) != len || strchr(name, ',') != NULL ||
             config_scopes_parse(name, &one, why, sizeof why) != 0 || one.n != 1) {
-            say(msg, msglen, "unknown scope (known: %s)", config_scope_names());
+            char shown[SCOPE_NAME_MAX + 4];
+            char allowed[POLICY_MSG_MAX];
+            jsonx_excerpt(name, SCOPE_NAME_MAX, shown, sizeof shown);
+            scopes_join(&p->allowed, allowed, sizeof allowed);
+            say(msg, msglen, "unknown scope \"%s\"; allowed: %s", shown, allowed);
             return TV_ERR_INVALID;
         }
         if (forbidden == NULL && !scope_allowed(p, one.items[0]))
@@ -128,6 +150,11 @@ int policy_token_req_parse(const struct policy *p, const char *body, size_t len,
         rc = TV_ERR_PARSE;
         goto done;
     }
+    /* A misspelt member would otherwise be ignored and the defaults served in its place
+     * (a 24-hour token where 60 minutes were meant): the first unknown one is a 400. */
+    rc = jsonx_check_members(root, body_members, msg, msglen);
+    if (rc != 0)
+        goto done;
     /* The lifetime is checked first: both are syntax-level problems, and a forbidden scope
      * must not hide a malformed lifetime. */
     rc = jsonx_get_int(root, "expiresInMinutes", INT32_MIN, INT32_MAX, &minutes);

@@ -457,7 +457,7 @@ describe("tokenvend serve: routes", { skip }, () => {
     }
   });
 
-  test("CORS: preflight 204 for listed origins, 403 otherwise; responses carry the allowed origin only", async () => {
+  test("CORS: preflight 204 for listed origins, 403 otherwise; actual requests served, ACAO for the allowed origin only", async () => {
     const pre = (origin, method = "GET") => svc.pub("OPTIONS", "/api/token", {
       headers: { origin, "access-control-request-method": method, "access-control-request-headers": "authorization, content-type" },
     });
@@ -491,6 +491,13 @@ describe("tokenvend serve: routes", { skip }, () => {
     assert.equal(err.headers["access-control-allow-origin"], ORIGIN, "errors carry ACAO too, so the browser can read them");
     const evil = await svc.pub("GET", "/api/token", { token: t, headers: { origin: "https://evil.example" } });
     assert.equal(evil.headers["access-control-allow-origin"], undefined, "no ACAO for an unlisted origin");
+    // README "CORS": an actual request from another origin is answered on its merits (not 403:
+    // only preflights are refused), without ACAO, so a browser withholds the answer.
+    assert.equal(evil.status, 200, `actual request from an unlisted origin is served: ${show(evil)}`);
+    assert.match(String(evil.headers.vary || ""), /origin/i, "Vary: Origin on the unlisted origin's answer");
+    const evilErr = await svc.pub("GET", "/api/user", { headers: { origin: "https://evil.example" } });
+    assert.equal(evilErr.status, 401, `no bearer: 401 whatever the origin: ${show(evilErr)}`);
+    assert.equal(evilErr.headers["access-control-allow-origin"], undefined, "no ACAO on the error either");
   });
 
   test("SIGTERM: a request waiting on ACS is finished, then exit 0", async () => {

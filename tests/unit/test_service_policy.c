@@ -40,7 +40,6 @@ static void test_parse_table(void **state)
         {"{\"scopes\":[\"voip\",\"chat\",\"voip\"]}", 0, "voip,chat", 1440},
         {"{\"expiresInMinutes\":60}", 0, "chat,voip", 60},
         {"{\"expiresInMinutes\":1440,\"scopes\":[\"chat\"]}", 0, "chat", 1440},
-        {"{\"other\":true,\"expiresInMinutes\":120}", 0, "chat,voip", 120},
         /* 400: syntax, types, unknown scope, lifetime */
         {"not json", TV_ERR_PARSE, NULL, 0},
         {"[1]", TV_ERR_PARSE, NULL, 0},
@@ -55,6 +54,11 @@ static void test_parse_table(void **state)
         {"{\"expiresInMinutes\":60.5}", TV_ERR_INVALID, NULL, 0},
         {"{\"expiresInMinutes\":99999999999999999999}", TV_ERR_PARSE, NULL, 0},
         {"{\"scopes\":[\"chat\"],\"scopes\":[\"voip\"]}", TV_ERR_PARSE, NULL, 0},
+        /* an unknown member is a 400, whatever else the body holds */
+        {"{\"other\":true,\"expiresInMinutes\":120}", TV_ERR_INVALID, NULL, 0},
+        {"{\"scope\":[\"chat\"],\"expiresInMinute\":60}", TV_ERR_INVALID, NULL, 0},
+        {"{\"scopes\":[\"chat\"],\"expiresInMinute\":60}", TV_ERR_INVALID, NULL, 0},
+        {"{\"scopes\":[\"voip.join\"],\"x\":1}", TV_ERR_INVALID, NULL, 0},
         /* a malformed lifetime wins over a forbidden scope */
         {"{\"scopes\":[\"voip.join\"],\"expiresInMinutes\":10}", TV_ERR_INVALID, NULL, 0},
         /* 403: a real ACS scope the policy does not allow */
@@ -81,6 +85,41 @@ static void test_parse_table(void **state)
         policy_scopes_format(&r, got, sizeof got);
         assert_string_equal(got, cases[i].scopes);
         assert_int_equal(r.minutes, cases[i].minutes);
+    }
+}
+
+/* The 400's sentence names what was wrong: the first unknown member (with a hint when a known
+ * one is close), the unknown scope and the scopes the policy allows. */
+static void test_messages(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *msg;
+    } cases[] = {
+        {"{\"scope\":[\"chat\"],\"expiresInMinute\":60}",
+         "unknown field \"scope\"; did you mean \"scopes\"?"},
+        {"{\"scopes\":[\"chat\"],\"expiresInMinute\":60}",
+         "unknown field \"expiresInMinute\"; did you mean \"expiresInMinutes\"?"},
+        {"{\"ExpiresInMinutes\":60}",
+         "unknown field \"ExpiresInMinutes\"; did you mean \"expiresInMinutes\"?"},
+        {"{\"lifetime\":60}", "unknown field \"lifetime\""},
+        {"{\"a\\\"b\\n\":1}", "unknown field \"a?b?\""},
+        {"{\"scopes\":[\"chatt\"]}", "unknown scope \"chatt\"; allowed: chat, voip, chat.join"},
+        {"{\"scopes\":[\"chat\",\"v\\\"oip\"]}",
+         "unknown scope \"v?oip\"; allowed: chat, voip, chat.join"},
+    };
+    struct policy p;
+    (void)state;
+
+    policy_make(&p, "chat,voip,chat.join", "chat,voip", 1440, 60, 1440);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct policy_token_req r;
+        char msg[POLICY_MSG_MAX] = "";
+        int rc =
+            policy_token_req_parse(&p, cases[i].body, strlen(cases[i].body), &r, msg, sizeof msg);
+        if (rc != TV_ERR_INVALID || strcmp(msg, cases[i].msg) != 0)
+            fail_msg("case %zu (%s): rc %d, message '%s', want '%s'", i, cases[i].body, rc, msg,
+                     cases[i].msg);
     }
 }
 
@@ -132,6 +171,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_messages),
         cmocka_unit_test(test_configured_bounds),
         cmocka_unit_test(test_from_config),
     };
