@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "http/server.h"
+#include "service/credcheck.h"
 #include "service/maint.h"
 #include "service/service.h"
 #include "service/upstream_budget.h"
@@ -50,7 +51,8 @@ struct app {
     struct vcache *vcache;
     struct api_limits *limits; /* caller limits */
     struct service *svc;
-    struct maint *maint; /* audit retention, off the request path */
+    struct maint *maint;         /* audit retention, off the request path */
+    struct credcheck *credcheck; /* the ACS credential check of start-up, for /readyz */
     struct http_server *http;
     struct api_ctx api;
     struct http_listener_opts listeners[2];
@@ -493,6 +495,13 @@ int app_start(struct app *a)
     a->started = 1;
     if ((rc = maint_start(a->maint)) != 0)
         return rc;
+    /* One harmless ACS call tells a wrong credential from a right one (README "/readyz"). */
+    {
+        struct credcheck_opts co = {.acs = a->acs, .store = a->store};
+        if ((rc = credcheck_new(&co, &a->credcheck)) != 0)
+            return rc;
+        a->api.credcheck = a->credcheck;
+    }
     /* The key set is fetched in the background from jwks_new on; give that first fetch a short
      * moment so the first bearer requests do not meet an empty set. An identity provider that
      * is down only delays the start by this much; bearer requests then get 503 until the keys
@@ -537,6 +546,7 @@ void app_stop(struct app *a)
     if (a->maint != NULL)
         maint_stop(a->maint);
     /* No new ACS calls from here; the client then completes the ones in flight. */
+    credcheck_stop(a->credcheck);
     service_stop(a->svc);
     acs_client_free(a->acs);
     a->acs = NULL;
@@ -557,6 +567,7 @@ void app_free(struct app *a)
         return;
     app_stop(a);
     service_free(a->svc);
+    credcheck_free(a->credcheck); /* after the ACS client, which may still have run its call */
     maint_free(a->maint);
     http_server_free(a->http);
     jwks_free(a->jwks);

@@ -21,6 +21,7 @@ struct entra_cache;
 struct vcache;
 struct api_login;
 struct api_limits;
+struct credcheck;
 
 /* Password checks (POST /api/login) admitted at once: the size of the service's deferred
  * queue (service_opts.defer_max_pending's default). */
@@ -68,6 +69,7 @@ struct api_ctx {
     struct upstream_budget *budget; /* for /metrics: the upstream budget (may be NULL) */
     int metrics_apikey;             /* GET /metrics needs an API key (metrics_auth = apikey) */
     struct api_limits *limits;      /* caller limits (limits.c); NULL: none */
+    struct credcheck *credcheck;    /* the ACS credential check, for /readyz; NULL: none */
 };
 
 /* The caller limits: per-process tables (core/climit.h) for each limit that is not off.

@@ -18,6 +18,7 @@ struct jwks;
 #define JWKS_DEFAULT_REFRESH_MS 3600000 /* periodic refetch, to pick up rotations */
 #define JWKS_UNLOADED_RETRY_MS 5000     /* retry interval while no key set was ever loaded */
 #define JWKS_RETRY_AFTER_S "5"          /* the same, as an HTTP Retry-After value */
+#define JWKS_ERR_MAX 256                /* a failed fetch's reason, NUL included */
 
 struct jwks_opts {
     const char *jwks_url;        /* NULL or "": discover it from the issuer */
@@ -60,6 +61,13 @@ void jwks_set_refetch_interval_ms(struct jwks *s, int64_t ms);
  * give the keys a moment before serving. 0 when keys are held, else TV_ERR_UNAVAILABLE (also at
  * once for a set without fetcher and no keys). */
 int jwks_wait(struct jwks *s, int64_t timeout_ms);
+/* Whether the set can verify: JWKS_STATE_OK once a key set has been installed (also while a
+ * later refresh fails: the last good set is kept), JWKS_STATE_LOADING before the fetcher's first
+ * attempt has ended, JWKS_STATE_FAILED when no attempt has loaded a set yet (reason, cap bytes,
+ * may be NULL, gets the last attempt's cause: "GET <url>: HTTP 500"; never a secret) or when a
+ * set without a fetcher holds no keys. For /readyz; never blocks on the network. */
+enum jwks_state { JWKS_STATE_LOADING, JWKS_STATE_OK, JWKS_STATE_FAILED };
+enum jwks_state jwks_state_get(struct jwks *s, char *reason, size_t cap);
 /* The key set's generation: bumped each time a key set is installed (jwks_load_json, any
  * successful fetch), never otherwise. A cache of verification results reads it BEFORE
  * verifying and trusts a result only while it is unchanged, so a removed key stops working as

@@ -1,5 +1,6 @@
 /* Operations endpoints: liveness and readiness (the store takes a write, the service is not
- * shutting down and, in keyless mode, an Entra token for ACS is held) on both listeners, never
+ * shutting down, in keyless mode an Entra token for ACS is held, the OIDC signing keys have
+ * loaded once and ACS has not refused the credential) on both listeners, never
  * behind a credential, since orchestrators probe them without one; Prometheus metrics on the
  * internal listener, behind an API key when metrics_auth = apikey. */
 #include <json-c/json.h>
@@ -10,8 +11,10 @@
 #include "acs/client.h"
 #include "acs/entra.h"
 #include "api_int.h"
+#include "auth/jwks.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "service/credcheck.h"
 #include "service/maint.h"
 #include "service/upstream_budget.h"
 
@@ -63,10 +66,46 @@ static void readyz_breaker_add(struct acs_client *acs, struct json_object *o)
     json_object_object_add(o, "breaker", b);
 }
 
+/* The checks past the store and the Entra token, as /readyz reports them in "checks": the OIDC
+ * signing keys (when an issuer is configured) and the start-up ACS credential check. Fills the
+ * object and returns 0, or returns non-zero with the sentence for the 503 in msg: a service
+ * that cannot verify any bearer token, or whose ACS credential ACS refused, cannot work. */
+static int readyz_checks(struct api_ctx *ctx, struct json_object *checks, char *msg, size_t cap)
+{
+    char why[JWKS_ERR_MAX], cred[CREDCHECK_TEXT_MAX];
+    int bad = 0;
+
+    if (ctx->jwks != NULL) {
+        enum jwks_state js = jwks_state_get(ctx->jwks, why, sizeof why);
+        if (js == JWKS_STATE_LOADING) {
+            snprintf(msg, cap,
+                     "not ready: oidcKeys loading (the first fetch of the OIDC signing "
+                     "keys is under way)");
+            bad = 1;
+        } else if (js == JWKS_STATE_FAILED) {
+            snprintf(msg, cap, "not ready: oidcKeys failed: %s (retried every %s s)", why,
+                     JWKS_RETRY_AFTER_S);
+            bad = 1;
+        }
+        json_object_object_add(checks, "oidcKeys", json_object_new_string("ok"));
+    }
+    if (!bad && ctx->credcheck != NULL) {
+        enum credcheck_state cs = credcheck_get(ctx->credcheck, cred, sizeof cred);
+        if (cs == CREDCHECK_REJECTED) {
+            snprintf(msg, cap, "not ready: acsCredential %s: ACS refuses the configured credential",
+                     cred);
+            bad = 1;
+        }
+        /* Unchecked (ACS unreachable, throttled) is shown, not unready: the breaker says that. */
+        json_object_object_add(checks, "acsCredential", json_object_new_string(cred));
+    }
+    return bad;
+}
+
 void api_ops_readyz(struct http_req *req, void *vctx)
 {
     struct api_ctx *ctx = vctx;
-    struct json_object *o;
+    struct json_object *o, *checks;
     char msg[ENTRA_ERR_MAX + 160];
     int rc = service_ready(ctx->svc);
 
@@ -79,6 +118,12 @@ void api_ops_readyz(struct http_req *req, void *vctx)
         http_reply_error(req, TV_ERR_UNAVAILABLE, msg);
         return;
     }
+    checks = json_object_new_object();
+    if (readyz_checks(ctx, checks, msg, sizeof msg) != 0) {
+        json_object_put(checks);
+        http_reply_error(req, TV_ERR_UNAVAILABLE, msg);
+        return;
+    }
     o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string("ready"));
     /* Which credential reaches ACS, so an operator can tell the modes apart at a glance. */
@@ -86,6 +131,7 @@ void api_ops_readyz(struct http_req *req, void *vctx)
         o, "acsCredential",
         json_object_new_string(ctx->entra != NULL ? entra_kind_name(entra_cache_kind(ctx->entra))
                                                   : "access_key"));
+    json_object_object_add(o, "checks", checks);
     readyz_breaker_add(ctx->acs, o);
     http_reply_json(req, 200, o);
 }

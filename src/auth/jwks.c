@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,8 +34,9 @@ struct jwks {
      * verifier that reads it BEFORE its key lookup never pairs a new number with an old key. */
     atomic_uint_least64_t generation;
 
-    pthread_mutex_t fetch_lock; /* one fetch at a time, held across the network I/O */
-    char *discovered_url;       /* jwks_uri from the discovery document (under fetch_lock) */
+    pthread_mutex_t fetch_lock;   /* one fetch at a time, held across the network I/O */
+    char *discovered_url;         /* jwks_uri from the discovery document (under fetch_lock) */
+    char fetch_err[JWKS_ERR_MAX]; /* why the fetch in progress failed (under fetch_lock) */
 
     /* The fetcher's schedule. mu is only ever held briefly, never across I/O, so a verifier
      * that asks for a fetch waits for nothing but this bookkeeping. */
@@ -47,6 +49,7 @@ struct jwks {
     int64_t last_end_ms; /* monotonic end of the last attempt (rate limits start from here) */
     int64_t last_ok_ms;  /* monotonic end of the last successful attempt */
     int last_failed;     /* the last attempt failed */
+    char last_err[JWKS_ERR_MAX]; /* its reason, for /readyz (under mu) */
     int has_fetcher;
     pthread_t fetcher;
     atomic_int abort_io; /* makes a transfer in progress give up (shutdown) */
@@ -338,11 +341,14 @@ static int jwks_http_get(struct jwks *s, const char *url, struct buf *body)
     if (cc != CURLE_OK) {
         log_msg(LOGL_WARN, NULL, "jwks: GET %s failed: %s", url,
                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        snprintf(s->fetch_err, sizeof s->fetch_err, "GET %.160s: %s", url,
+                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
         goto cleanup;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (status != 200) {
         log_msg(LOGL_WARN, NULL, "jwks: GET %s answered HTTP %ld", url, status);
+        snprintf(s->fetch_err, sizeof s->fetch_err, "GET %.160s: HTTP %ld", url, status);
         goto cleanup;
     }
     rc = 0;
@@ -374,6 +380,7 @@ static int jwks_discover(struct jwks *s)
     if (jsonx_parse(buf_cstr(&body), body.len, JWKS_MAX_BODY, &doc) != 0 ||
         !json_object_is_type(doc, json_type_object)) {
         log_msg(LOGL_WARN, NULL, "jwks: %s is not a JSON object", buf_cstr(&url));
+        snprintf(s->fetch_err, sizeof s->fetch_err, "%.160s is not a JSON object", buf_cstr(&url));
         goto cleanup;
     }
     /* OpenID Connect Discovery 1.0 section 4.3: the document must name the same issuer. */
@@ -384,6 +391,8 @@ static int jwks_discover(struct jwks *s)
                 "jwks: %s lacks a matching issuer or a usable jwks_uri (https://, or http:// to a "
                 "loopback host unless oidc_allow_insecure_http is on)",
                 buf_cstr(&url));
+        snprintf(s->fetch_err, sizeof s->fetch_err,
+                 "%.160s lacks a matching issuer or a usable jwks_uri", buf_cstr(&url));
         goto cleanup;
     }
     rc = TV_ERR_NOMEM;
@@ -420,8 +429,10 @@ static int jwks_fetch_locked(struct jwks *s)
         rc = jwks_parse_doc(buf_cstr(&body), body.len, &keys, &n);
         if (rc == 0)
             jwks_install(s, keys, n);
-        else
+        else {
             log_msg(LOGL_WARN, NULL, "jwks: %s holds no usable key; keeping the previous set", url);
+            snprintf(s->fetch_err, sizeof s->fetch_err, "%.160s holds no usable key", url);
+        }
     }
     if (rc != 0 && !s->jwks_url) {
         /* The issuer may have moved its keys: discover again next time. */
@@ -439,10 +450,16 @@ static int jwks_attempt(struct jwks *s)
 {
     int rc;
 
+    char why[JWKS_ERR_MAX];
+
     pthread_mutex_lock(&s->fetch_lock);
+    s->fetch_err[0] = '\0';
     rc = jwks_fetch_locked(s);
+    snprintf(why, sizeof why, "%s", s->fetch_err[0] ? s->fetch_err : err_name(rc));
     pthread_mutex_unlock(&s->fetch_lock);
     pthread_mutex_lock(&s->mu);
+    if (rc != 0)
+        memcpy(s->last_err, why, sizeof why);
     s->inflight--;
     s->attempts++;
     s->last_end_ms = clock_mono_ms();
@@ -535,6 +552,31 @@ static void *jwks_fetcher_main(void *arg)
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+enum jwks_state jwks_state_get(struct jwks *s, char *reason, size_t cap)
+{
+    enum jwks_state st;
+
+    if (reason != NULL && cap > 0)
+        reason[0] = '\0';
+    /* Once loaded, always ok: a failed refresh keeps the last good set, which still verifies. */
+    if (jwks_is_loaded(s))
+        return JWKS_STATE_OK;
+    pthread_mutex_lock(&s->mu);
+    if (!s->has_fetcher) {
+        st = JWKS_STATE_FAILED;
+        if (reason != NULL && cap > 0)
+            snprintf(reason, cap, "no key set and nothing to fetch it from");
+    } else if (s->attempts == 0) {
+        st = JWKS_STATE_LOADING;
+    } else {
+        st = JWKS_STATE_FAILED;
+        if (reason != NULL && cap > 0)
+            snprintf(reason, cap, "%s", s->last_err);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
 }
 
 int jwks_wait(struct jwks *s, int64_t timeout_ms)

@@ -661,6 +661,57 @@ static void test_hanging_server(void **state)
     free(tx);
 }
 
+/* The state /readyz reports: loading while the first fetch is under way, failed with the cause
+ * once it failed, ok from the first key set on, also while later refreshes fail. */
+static void test_state_for_readyz(void **state)
+{
+    struct jwks_opts o = {.timeout_ms = 30000};
+    struct jwks *s;
+    char why[JWKS_ERR_MAX];
+
+    (void)state;
+    /* The first fetch hangs: loading, with no reason. */
+    hang_reset();
+    s = make_set_opts(H.port, "/jwks", 0, o);
+    wait_hang_conns(1);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_LOADING);
+    assert_string_equal(why, "");
+    jwks_free(s);
+    hang_reset();
+
+    /* The first fetch fails: failed, naming the URL and the status. */
+    serve_keys(jwk1, NULL, 500);
+    s = make_set("/jwks", 0);
+    assert_int_equal(jwks_wait(s, 10000), TV_ERR_UNAVAILABLE);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_FAILED);
+    assert_non_null(strstr(why, "/jwks: HTTP 500"));
+    assert_non_null(strstr(why, "GET http://127.0.0.1:"));
+    /* Keys arrive: ok; a later failed refresh keeps it ok (the last good set still verifies). */
+    serve_keys(jwk1, NULL, 200);
+    assert_int_equal(jwks_refresh(s), 0);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_OK);
+    serve_keys(jwk1, NULL, 503);
+    assert_int_equal(jwks_refresh(s), TV_ERR_UNAVAILABLE);
+    assert_int_equal(jwks_state_get(s, NULL, 0), JWKS_STATE_OK);
+    jwks_free(s);
+
+    /* A document without a usable key says so. */
+    serve_keys(NULL, NULL, 200);
+    s = make_set("/jwks", 0);
+    assert_int_equal(jwks_wait(s, 10000), TV_ERR_UNAVAILABLE);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_FAILED);
+    assert_non_null(strstr(why, "holds no usable key"));
+    jwks_free(s);
+
+    /* A static set without keys can never load. */
+    assert_int_equal(jwks_new(&(struct jwks_opts){0}, &s), 0);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_FAILED);
+    assert_int_equal(jwks_load_json(s, jwk1, strlen(jwk1)), 0);
+    assert_int_equal(jwks_state_get(s, why, sizeof why), JWKS_STATE_OK);
+    jwks_free(s);
+    serve_keys(jwk1, NULL, 200);
+}
+
 /* Refetch wishes are rate-limited from the END of the last fetch: a 1.5 s hanging fetch with a
  * 1 s interval must not be followed at once by another one. */
 static void test_rate_limit_from_fetch_end(void **state)
@@ -710,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_periodic_refresh),
         cmocka_unit_test(test_hanging_server),
         cmocka_unit_test(test_rate_limit_from_fetch_end),
+        cmocka_unit_test(test_state_for_readyz),
     };
 
     log_setup(getenv("TV_TEST_LOG") ? LOGL_DEBUG : LOGL_OFF, 2);
