@@ -111,6 +111,10 @@ struct acs_request {
     /* Who the call is for ("user:alice", "apikey:ops", "outbox"): the budget's queue takes
      * turns between callers. NULL: "". */
     const char *caller;
+    /* An error status the caller expects as the answer (the credential check's 404 for its
+     * made-up identity): ending with it is logged at debug level and not counted in the
+     * failures of acs_client_stats (it is still rc != 0). 0: none. */
+    long expect_status;
 };
 
 #define ACS_BUDGET_REFUSED_QUOTA 1

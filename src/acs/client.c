@@ -211,6 +211,7 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     struct acs_result res;
     acs_done_fn done = call->done;
     void *arg = call->arg;
+    int expected;
 
     conn_release(call->client, call);
     if (call->breaker_probe) {
@@ -226,12 +227,15 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
         acs_strlcpy(call->res.message, err_message(rc), sizeof(call->res.message));
     if (rc == 0)
         call->res.message[0] = '\0';
-    if (rc == 0)
-        log_attempt(LOGL_DEBUG, call, "acs call succeeded", -1);
+    /* The answer the caller asked for is no failure to report (the credential check). */
+    expected = rc != 0 && call->expect_status != 0 && call->res.http_status == call->expect_status;
+    if (rc == 0 || expected)
+        log_attempt(LOGL_DEBUG, call,
+                    rc == 0 ? "acs call succeeded" : "acs call got the expected answer", -1);
     else
         log_attempt(rc == TV_ERR_SHUTDOWN ? LOGL_INFO : LOGL_WARN, call, "acs call failed", -1);
     atomic_fetch_add_explicit(&call->client->n_calls, 1, memory_order_relaxed);
-    if (rc != 0)
+    if (rc != 0 && !expected)
         atomic_fetch_add_explicit(&call->client->n_failures, 1, memory_order_relaxed);
     res = call->res;
     call->res.token = NULL;

@@ -396,6 +396,7 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
     call->res.op = req->op;
     if (req->caller != NULL)
         acs_strlcpy(call->caller, req->caller, sizeof(call->caller));
+    call->expect_status = req->expect_status;
     if (req->identity_id != NULL && req->op != ACS_OP_CREATE)
         acs_strlcpy(call->res.identity_id, req->identity_id, sizeof(call->res.identity_id));
     if (req->request_id != NULL)

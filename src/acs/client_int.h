@@ -53,6 +53,7 @@ struct acs_call {
     int64_t send_grant_ms;
     int send_stale;
     char caller[ACS_CALLER_MAX];
+    long expect_status; /* acs_request.expect_status */
     /* Upstream budget: when the slot for the next attempt was granted (0: none yet), and the
      * gate's answer while it travels to the engine. */
     int64_t granted_mono_ms;

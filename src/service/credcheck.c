@@ -137,8 +137,10 @@ static void credcheck_done(void *arg, struct acs_result *res)
 /* Sends one call (mu not held). A refused submission counts as an answer without a verdict. */
 static void credcheck_send(struct credcheck *c)
 {
-    struct acs_request req = {
-        .op = ACS_OP_REVOKE, .identity_id = c->identity, .caller = "credcheck"};
+    struct acs_request req = {.op = ACS_OP_REVOKE,
+                              .identity_id = c->identity,
+                              .caller = "credcheck",
+                              .expect_status = 404};
     struct acs_result res;
     int rc = acs_client_submit(c->acs, &req, credcheck_done, c);
 

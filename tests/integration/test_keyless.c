@@ -283,6 +283,9 @@ static void test_keyless_reaches_acs_with_one_fetch(void **state)
     serve(f);
     wait_ready(f, 200, NULL, r);
     assert_non_null(strstr(r->body, "\"acsCredential\":\"client_secret\""));
+    /* The start-up credential check works keyless too: its revoke carried the Entra token
+     * (serve has no access key here) and the emulator answered 404 for the made-up identity. */
+    wait_ready(f, 200, "\"checks\":{\"acsCredential\":\"ok\"}", r);
     for (int i = 0; i < 200; i++) {
         call(f, "POST", "/internal/users/alice/token", r);
         if (r->status != 200)
@@ -298,6 +301,7 @@ static void test_keyless_reaches_acs_with_one_fetch(void **state)
     assert_true(metric(r->body, "tokenvend_entra_token_expires_in_seconds") > 3000);
     /* The first is a create that brings its token along, the other 199 are issues. */
     assert_true(metric(r->body, "tokenvend_upstream_calls_total") >= 200);
+    /* The check's expected 404 is no upstream error. */
     assert_true(metric(r->body, "tokenvend_upstream_errors_total") == 0);
     free(r);
 }
