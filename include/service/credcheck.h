@@ -3,6 +3,8 @@
  * own (never an HTTP thread). ACS answers 404 when it accepted the credential and 401/403 when
  * it did not; anything else (unreachable, throttled, breaker open, no Entra token yet) leaves the
  * credential unchecked and the call is repeated with backoff until one of the two answers comes.
+ * A rejected credential is checked again every backoff_max_ms (a role assignment may take
+ * minutes to reach ACS); an accepted one never again.
  * Thread-safe: the state is read by /readyz while the check runs. */
 #ifndef TV_SERVICE_CREDCHECK_H
 #define TV_SERVICE_CREDCHECK_H

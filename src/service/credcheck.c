@@ -99,29 +99,34 @@ static void credcheck_done(void *arg, struct acs_result *res)
     pthread_mutex_lock(&c->mu);
     c->inflight = 0;
     if (res->rc == 0 || st == 404) {
-        c->state = CREDCHECK_OK;
         log_msg(LOGL_INFO, NULL,
-                "ACS credential checked: accepted (a revoke of a made-up "
-                "identity was answered %ld)",
-                st);
+                "ACS credential checked: accepted (a revoke of a made-up identity was answered "
+                "%ld)%s",
+                st, c->state == CREDCHECK_REJECTED ? ", after it was rejected before" : "");
+        c->state = CREDCHECK_OK; /* final: nothing more to learn */
     } else if (st == 401 || st == 403) {
+        /* Logged once, when the verdict comes; /readyz says it from then on. */
+        if (c->state != CREDCHECK_REJECTED || c->status != st)
+            log_msg(LOGL_ERROR, NULL,
+                    "ACS credential rejected: ACS answered %ld to a revoke of a made-up "
+                    "identity; check the access key (or, keyless, the identity's role on the "
+                    "resource); /readyz answers 503 while it is refused",
+                    st);
         c->state = CREDCHECK_REJECTED;
         c->status = st;
-        /* Once: the check ends here, and every /readyz says it from now on. */
-        log_msg(LOGL_ERROR, NULL,
-                "ACS credential rejected: ACS answered %ld to a revoke of a made-up identity; "
-                "check the access key (or, keyless, the identity's role on the resource); "
-                "/readyz answers 503 until a restart with the right one",
-                st);
+        /* Checked again now and then: a role assignment may take minutes to reach ACS. */
+        c->next_ms = now + c->backoff_max_ms;
     } else if (res->rc != TV_ERR_SHUTDOWN) {
-        if (c->why[0] == '\0')
+        if (c->why[0] == '\0' && c->state == CREDCHECK_UNCHECKED)
             log_msg(LOGL_WARN, NULL, "ACS credential not checked yet: %s (%s); retrying",
                     res->message[0] ? res->message : err_message(res->rc), err_name(res->rc));
+        /* No verdict: a rejected credential stays rejected until ACS says otherwise. */
         if (st > 0)
             snprintf(c->why, sizeof c->why, "ACS answered %ld (%s)", st, err_name(res->rc));
+        else if (res->message[0] != '\0' && strcmp(res->message, err_message(res->rc)) != 0)
+            snprintf(c->why, sizeof c->why, "%s: %.120s", err_message(res->rc), res->message);
         else
-            snprintf(c->why, sizeof c->why, "%.150s",
-                     res->message[0] ? res->message : err_message(res->rc));
+            snprintf(c->why, sizeof c->why, "%s", err_message(res->rc));
         /* ACS's own wait when it named one, else the doubling backoff. */
         c->next_ms = now + (res->retry_after_s > 0 && res->retry_after_s * 1000 > c->backoff_ms
                                 ? res->retry_after_s * 1000
@@ -169,15 +174,15 @@ static void *credcheck_main(void *arg)
         int64_t now = clock_mono_ms(), until;
         struct timespec ts;
 
-        if (c->state == CREDCHECK_UNCHECKED && !c->inflight && now >= c->next_ms) {
+        if (c->state != CREDCHECK_OK && !c->inflight && now >= c->next_ms) {
             c->inflight = 1;
             pthread_mutex_unlock(&c->mu);
             credcheck_send(c);
             pthread_mutex_lock(&c->mu);
             continue;
         }
-        /* A verdict or a call on its way: only stop (or the call's end) wakes us. */
-        until = c->state != CREDCHECK_UNCHECKED || c->inflight ? now + 60000 : c->next_ms;
+        /* Accepted, or a call on its way: only stop (or the call's end) wakes us. */
+        until = c->state == CREDCHECK_OK || c->inflight ? now + 60000 : c->next_ms;
         ts.tv_sec = (time_t)(until / 1000);
         ts.tv_nsec = (long)(until % 1000) * 1000000L;
         (void)pthread_cond_timedwait(&c->cv, &c->mu, &ts);

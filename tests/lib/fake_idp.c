@@ -64,8 +64,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     status = fake_idp.status;
     delay = fake_idp.delay_ms;
     snprintf(answer, sizeof(answer), "%s", fake_idp.answer);
-    if (strncmp(url, "/identities", 11) == 0) {
-        /* The ACS side of the keyless test: a create answered as ACS does. */
+    if (strcmp(url, "/identities") == 0) {
+        /* The ACS side of the keyless test: a create answered as ACS does (other ACS routes
+         * get the set answer, as the credential check's test wants). */
         fake_idp.acs_requests++;
         copy_arg(c, MHD_HEADER_KIND, "Authorization", fake_idp.authorization,
                  sizeof(fake_idp.authorization));
