@@ -403,7 +403,7 @@ void jsonx_excerpt(const char *s, size_t max, char *out, size_t cap)
     if (cap == 0)
         return;
     /* Room for "..." and the NUL: the cut is marked rather than silent. */
-    for (i = 0; s[i] != '\0' && i < max && n + 4 < cap; i++) {
+    for (i = 0; i < max && s[i] != '\0' && n + 4 < cap; i++) {
         unsigned char ch = (unsigned char)s[i];
         out[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '?';
     }

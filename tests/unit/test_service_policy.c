@@ -103,6 +103,11 @@ static void test_messages(void **state)
         {"{\"ExpiresInMinutes\":60}",
          "unknown field \"ExpiresInMinutes\"; did you mean \"expiresInMinutes\"?"},
         {"{\"lifetime\":60}", "unknown field \"lifetime\""},
+        /* a long name is cut at 40 bytes, and the cut is shown */
+        {"{\"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\":1}",
+         "unknown field \"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN...\""},
+        {"{\"scopes\":[\"abcdefghijklmnopqrstuvwxyzABCDEFGHIJ\"]}",
+         "unknown scope \"abcdefghijklmnopqrstuvwxyzABCDEF...\"; allowed: chat, voip, chat.join"},
         {"{\"a\\\"b\\n\":1}", "unknown field \"a?b?\""},
         {"{\"scopes\":[\"chatt\"]}", "unknown scope \"chatt\"; allowed: chat, voip, chat.join"},
         {"{\"scopes\":[\"chat\",\"v\\\"oip\"]}",
