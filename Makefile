@@ -75,7 +75,7 @@ TSAN_SUITES := integration/test_http_server integration/test_http_wipe integrati
                integration/test_claims unit/test_delayq unit/test_store_claims \
                integration/test_pg_watch integration/test_pg_replicas \
                unit/test_acs_breaker unit/test_store_tokens \
-               integration/test_upstream_budget unit/test_store_budget
+               integration/test_upstream_budget unit/test_store_budget integration/test_credcheck
 TSAN_BIN := $(TSAN_SUITES:%=$(BUILD)/tests/%)
 TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
 

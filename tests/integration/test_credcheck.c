@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "acs/client.h"
 #include "core/clock.h"
@@ -19,6 +21,8 @@
 #include "emu.h"
 #include "fake_idp.h"
 #include "service/credcheck.h"
+#include "store/store.h"
+#include "store/users.h"
 
 #define WAIT_MS 20000 /* only stops a hung run */
 #define KEY "bm90LWEtcmVhbC1rZXktYnV0LWJhc2U2NC1lbmNvZGVk"
@@ -163,11 +167,66 @@ static void test_no_verdict_retried(void **state)
     fake_idp_stop();
 }
 
+/* With a store, the made-up identity carries the resource id of one of this resource's own
+ * mappings (a mapping of another resource is passed over), so it has exactly ACS's form. */
+static void test_resource_id_from_a_mapping(void **state)
+{
+    char dir[] = "/tmp/tv-credcheck-XXXXXX", db[64], path[256];
+    struct store *st = NULL;
+    struct acs_client *c;
+    struct credcheck *k;
+    struct store_user other = {.app_user_id = "a-other",
+                               .acs_id = "8:acs:0ther000-0000-4000-8000-000000000000_u1",
+                               .resource = "elsewhere.example:443",
+                               .created_ms = 1};
+    struct store_user mine = {.app_user_id = "b-mine",
+                              .acs_id = "8:acs:5eed0000-0000-4000-8000-00000000abcd_u2",
+                              .created_ms = 1};
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(db, sizeof db, "%s/t.db", dir);
+    assert_int_equal(store_open(db, STORE_MIGRATE_YES, &st), 0);
+    assert_int_equal(fake_idp_start(), 0);
+    fake_idp_answer(404, "{\"error\":{\"code\":\"IdentityNotFound\",\"message\":\"No.\"}}");
+    c = client_to(fake_idp.port);
+    snprintf(mine.resource, sizeof mine.resource, "%s", acs_client_resource(c));
+    assert_int_equal(store_user_insert(st, &other), 0);
+    assert_int_equal(store_user_insert(st, &mine), 0);
+    {
+        struct credcheck_opts o = {.acs = c, .store = st};
+        assert_int_equal(credcheck_new(&o, &k), 0);
+    }
+    wait_state(k, CREDCHECK_OK, "ok");
+    pthread_mutex_lock(&fake_idp.mu);
+    snprintf(path, sizeof path, "%s", fake_idp.path);
+    pthread_mutex_unlock(&fake_idp.mu);
+    assert_int_equal(strncmp(path, "/identities/8:acs:5eed0000-0000-4000-8000-00000000abcd_", 55),
+                     0);
+    /* ... followed by a fresh UUID, not the mapping's own identity. */
+    assert_null(strstr(path, "_u2"));
+    credcheck_stop(k);
+    acs_client_free(c);
+    credcheck_free(k);
+    fake_idp_stop();
+    store_close(st);
+    (void)unlink(db);
+    {
+        char f[80];
+        snprintf(f, sizeof f, "%s-wal", db);
+        (void)unlink(f);
+        snprintf(f, sizeof f, "%s-shm", db);
+        (void)unlink(f);
+    }
+    (void)rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rejected_then_accepted),
         cmocka_unit_test(test_no_verdict_retried),
+        cmocka_unit_test(test_resource_id_from_a_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
