@@ -168,7 +168,8 @@ void config_file_describe(const struct config *cfg, char *out, size_t cap);
 typedef void (*config_env_unknown_fn)(void *ctx, const char *name, const char *suggestion);
 /* Calls fn for every environment variable whose name starts with TOKENVEND_ (in any case) and is
  * neither a setting's variable nor its _FILE form nor one read outside the settings table
- * (TOKENVEND_CONFIG, TOKENVEND_CONFIG_DIR, TOKENVEND_ARGON2). Returns how many. Reads environ:
+ * (TOKENVEND_CONFIG, TOKENVEND_CONFIG_DIR, TOKENVEND_ARGON2; TOKENVEND_PORT, compose's).
+ * Returns how many. Reads environ:
  * not thread-safe, call at start. fn may be NULL (count only). */
 size_t config_env_unknown(config_env_unknown_fn fn, void *ctx);
 /* The known variable closest to name by edit distance (letters compared without case; a swap

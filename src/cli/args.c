@@ -173,12 +173,16 @@ void cli_opts_print(FILE *f, const struct cli_opt *opts, size_t nopts)
 
 void cli_common_flags_print(FILE *f)
 {
-    fputs("Common flags (every command):\n"
-          "  --config FILE          read settings from FILE (default: config/tokenvend.conf if "
-          "present)\n"
-          "  --set NAME=VALUE       override one setting (repeatable; NAME_file=PATH reads it "
-          "from a file)\n"
-          "  --log-level LEVEL      debug, info, warn, error or off (logs go to stderr)\n"
-          "  -h, --help             show help\n",
-          f);
+    fputs(
+        "Common flags (every command):\n"
+        "  --config FILE          read settings from FILE (else the file TOKENVEND_CONFIG names,\n"
+        "                         else the first present of " CONFIG_SYSTEM_DIR "/" CONFIG_FILE_NAME
+        "\n"
+        "                         (or $TOKENVEND_CONFIG_DIR/" CONFIG_FILE_NAME ") and "
+        "config/tokenvend.conf)\n"
+        "  --set NAME=VALUE       override one setting (repeatable; NAME_file=PATH reads it "
+        "from a file)\n"
+        "  --log-level LEVEL      debug, info, warn, error or off (logs go to stderr)\n"
+        "  -h, --help             show help\n",
+        f);
 }

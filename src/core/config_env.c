@@ -19,8 +19,12 @@ extern char **environ;
 
 /* Variables read outside the settings table; the modules that read them name them too. */
 static const char *const env_extra[] = {
-    CONFIG_ENV_FILE, CONFIG_ENV_DIR,
+    CONFIG_ENV_FILE,
+    CONFIG_ENV_DIR,
     "TOKENVEND_ARGON2", /* auth/password.h PASSWORD_ENV_PARAMS: the password hashing cost */
+    /* Read by compose.replicas.yaml (the published port), not by tokenvend: an operator who
+     * exports it for compose is not warned by every tokenvend command in that shell. */
+    "TOKENVEND_PORT",
 };
 
 #define NEXTRA (sizeof env_extra / sizeof env_extra[0])
