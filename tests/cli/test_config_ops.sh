@@ -230,6 +230,30 @@ serve_bounded noaddr --set public_addr=192.0.2.1:0 --set internal_addr=127.0.0.1
 check "serve: an address the machine does not have -> exit 2 with the reason; no database created" \
     $([ $rc -eq 2 ] && grep -q "cannot listen on 192.0.2.1:0 (public listener): Cannot assign requested address" "$tmp/noaddr.err" &&
         [ ! -e "$tmp/fresh-noaddr" ]; echo $?) "$(detail noaddr)"
+# A port below the unprivileged range, for a user without the capability: "Permission denied".
+# As root, the case runs as nobody (setpriv) from a copy of the binary nobody can read.
+unpriv=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024)
+if [ "$unpriv" -gt 80 ] && { [ "$(id -u)" -ne 0 ] || command -v setpriv >/dev/null; }; then
+    priv=()
+    tv_priv=$tv_abs
+    if [ "$(id -u)" -eq 0 ]; then
+        pubdir=$(mktemp -d /tmp/tv-config-ops-XXXXXX)
+        chmod 755 "$pubdir"
+        cp "$tv_abs" "$pubdir/tokenvend"
+        tv_priv=$pubdir/tokenvend
+        priv=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    fi
+    (cd /tmp && timeout 30 "${priv[@]}" "$tv_priv" serve --set public_addr=127.0.0.1:80 \
+        --set internal_addr=127.0.0.1:0 --set "db=$tmp/fresh-priv/tv.db" "${ok_flags[@]}") \
+        >"$tmp/priv.out" 2>"$tmp/priv.err"
+    rc=$?
+    [ -n "${pubdir:-}" ] && rm -rf "$pubdir"
+    check "serve: a privileged port without the right -> exit 2 with 'Permission denied'; no database created" \
+        $([ $rc -eq 2 ] && grep -q "cannot listen on 127.0.0.1:80 (public listener): Permission denied" "$tmp/priv.err" &&
+            [ ! -e "$tmp/fresh-priv" ]; echo $?) "$(detail priv)"
+else
+    ok "serve: a privileged port without the right (skipped: ports from $unpriv are open to everyone here)"
+fi
 # Bound first, served only once ready: a normal start still answers.
 serve_start okserve --set public_addr=127.0.0.1:0 --set internal_addr=127.0.0.1:0 \
     --set "db=$tmp/ok.db" "${ok_flags[@]}"
