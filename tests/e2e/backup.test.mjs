@@ -71,6 +71,14 @@ describe("tokenvend backup (SQLite)", { skip }, () => {
     const file = join(svc.dir, "backups", "tv.backup");
     mkdirSync(join(svc.dir, "backups"), { mode: 0o700 });
 
+    // Some 7 MB of audit rows first, so the copy takes several steps (1024 pages each) with the
+    // writes going on between them.
+    const pad = spawnSync("sqlite3", [svc.dbPath, "PRAGMA busy_timeout=10000; " +
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) " +
+      `INSERT INTO audit (ts_ms, action, outcome, detail) SELECT ${Date.now()}, 'pad', 'ok', ` +
+      "hex(randomblob(100)) FROM n"], { encoding: "utf8" });
+    assert.equal(pad.status, 0, pad.stderr);
+
     const loop = writeLoop(svc, key, "w");
     let res;
     let before;
@@ -89,7 +97,7 @@ describe("tokenvend backup (SQLite)", { skip }, () => {
     assert.deepEqual(loop.failures, [], "every write succeeded");
     const out = JSON.parse(res.stdout.trim().split("\n").pop());
     assert.equal(out.file, file);
-    assert.ok(out.pages > 0, `pages ${out.pages}`);
+    assert.ok(out.pages > 1024, `pages ${out.pages}: more than one step`);
     assert.equal(out.bytes, statSync(file).size);
     assert.equal(statSync(file).mode & 0o777, 0o600, "the backup is 0600");
     assert.deepEqual(readdirSync(join(svc.dir, "backups")), ["tv.backup"], "no .tmp, -wal or -journal left");
