@@ -113,8 +113,10 @@ integration: $(BINS) $(TEST_BIN)
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 e2e: $(BINS)
 	@BUILD=$(BUILD) scripts/run-tests.sh e2e
-run: $(BINS)
-	@BUILD=$(BUILD) scripts/run.sh
+# run.sh builds the binaries itself once it holds data/run.lock, quietly (the compiler's output goes
+# to data/build.log, shown on failure): `+` hands it make's jobserver.
+run:
+	+@BUILD=$(BUILD) RUN_BUILD=1 MAKE="$(MAKE)" scripts/run.sh
 tsan-run: $(BINS) $(TSAN_BIN)
 	@BUILD=$(BUILD) TSAN_OPTIONS="$(TSAN_OPTIONS)" scripts/run-tests.sh bins $(TSAN_BIN)
 hdr-check: $(HDR_OK)

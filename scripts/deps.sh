@@ -12,7 +12,8 @@ build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev li
 # store tests start a throw-away cluster of their own (tests/lib/pg.c, tests/e2e/lib/pg.mjs).
 # openssl: the keyless SDK test makes its TLS certificate with the openssl command.
 # haproxy: tests/e2e/compose-lb.test.mjs runs compose.replicas.yaml's balancer configuration.
-test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy)
+# sqlite3: tests/e2e/backup.test.mjs checks a restored backup with PRAGMA integrity_check.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3)
 bench_pkgs=(wrk)
 
 case "$what" in

@@ -56,6 +56,8 @@ static const struct command commands[] = {
      "  identity list | show ID | delete ID      app user -> ACS identity mappings\n"},
     {"store", cli_store_main, cli_store_usage_print,
      "  store copy FROM TO                       copy every table to another store\n"},
+    {"backup", cli_backup_main, cli_backup_usage_print,
+     "  backup FILE [--force]                    online backup of the SQLite database\n"},
     {"serve", cli_serve_main, cli_serve_usage_print,
      "  serve                                    run the service (public and internal "
      "listeners)\n"},

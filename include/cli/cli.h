@@ -77,6 +77,9 @@ int cli_identity_main(int argc, char **argv);
 /* `tokenvend store copy|check FROM TO` (src/cli/store_cmd.c). */
 int cli_store_main(int argc, char **argv);
 void cli_store_usage_print(FILE *f);
+/* `tokenvend backup FILE [--force]` (src/cli/backup_cmd.c). */
+int cli_backup_main(int argc, char **argv);
+void cli_backup_usage_print(FILE *f);
 /* Usage texts on f (the overall usage is main.c's, from its command table). */
 void cli_acs_usage_print(FILE *f);
 void cli_config_usage_print(FILE *f);
