@@ -110,6 +110,19 @@ static int yj_int(struct yj *y, const yaml_mark_t *m, const char *digits, int ba
     return 0;
 }
 
+/* Whether a plain scalar (body: s past its sign) is one of the core schema's typed forms. */
+static int yj_plain_typed(const char *s, const char *body)
+{
+    static const char *const words[] = {"",      "~",     "null",  "Null",  "NULL",  "true",
+                                        "True",  "TRUE",  "false", "False", "FALSE", ".inf",
+                                        ".Inf",  ".INF",  "+.inf", "+.Inf", "+.INF", "-.inf",
+                                        "-.Inf", "-.INF", ".nan",  ".NaN",  ".NAN",  NULL};
+
+    return yj_in(s, words) || yj_digits(body, 10) ||
+           (strncmp(s, "0o", 2) == 0 && yj_digits(s + 2, 8)) ||
+           (strncmp(s, "0x", 2) == 0 && yj_digits(s + 2, 16)) || yj_is_float(s);
+}
+
 /* A plain scalar's JSON value by the YAML 1.2 core schema (section 10.3.2); a plain scalar
  * that is none of null, bool, int or float is a string. */
 static int yj_plain(struct yj *y, const yaml_mark_t *m, const char *s, size_t len,
@@ -124,7 +137,8 @@ static int yj_plain(struct yj *y, const yaml_mark_t *m, const char *s, size_t le
     const char *body = s + (s[0] == '-' || s[0] == '+');
     int rc = 0;
 
-    if (strlen(s) != len) /* a NUL inside: never a number, and libyaml refuses raw NULs anyway */
+    /* A plain scalar with a NUL inside is no typed value (libyaml refuses raw NULs anyway). */
+    if (strlen(s) != len || !yj_plain_typed(s, body))
         *out = json_object_new_string_len(s, (int)len);
     else if (yj_in(s, nulls))
         *out = NULL;
@@ -140,10 +154,8 @@ static int yj_plain(struct yj *y, const yaml_mark_t *m, const char *s, size_t le
         rc = yj_int(y, m, s + 2, 8, out);
     else if (strncmp(s, "0x", 2) == 0 && yj_digits(s + 2, 16))
         rc = yj_int(y, m, s + 2, 16, out);
-    else if (yj_is_float(s))
-        *out = json_object_new_double(strtod(s, NULL));
     else
-        *out = json_object_new_string_len(s, (int)len);
+        *out = json_object_new_double(strtod(s, NULL));
     return rc;
 }
 
