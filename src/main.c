@@ -49,7 +49,8 @@ static const struct command commands[] = {
     {"migrate", cli_migrate_main, cli_migrate_usage_print,
      "  migrate                                  create the database / apply migrations\n"},
     {"apikey", cli_apikey_main, cli_apikey_usage_print,
-     "  apikey create NAME | list | revoke NAME  API keys for the internal listener\n"},
+     "  apikey create NAME | list | revoke NAME | rotate NAME\n"
+     "                                           API keys for the internal listener\n"},
     {"account", cli_account_main, cli_account_usage_print,
      "  account add NAME | list | remove NAME    local accounts (password on stdin)\n"},
     {"identity", cli_identity_main, cli_identity_usage_print,

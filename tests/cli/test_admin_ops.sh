@@ -74,7 +74,7 @@ export TOKENVEND_ARGON2=t=1,m=1024
 
 # --- help --------------------------------------------------------------------------------------
 missing=
-for c in "outbox:list retry --all --limit leased" "identity:revoke" \
+for c in "outbox:list retry --all --limit leased" "identity:revoke" "apikey:rotate --grace" \
     "account:passwd password_min_length"; do
     run h "${c%%:*}" --help
     for w in ${c#*:}; do
@@ -83,7 +83,7 @@ for c in "outbox:list retry --all --limit leased" "identity:revoke" \
     [ $rc -eq 0 ] || missing="$missing ${c%%:*}:exit$rc"
 done
 run h help
-for w in "outbox list" "revoke ID"; do
+for w in "outbox list" "revoke ID" "rotate NAME"; do
     grep -q -- "$w" "$tmp/h.out" || missing="$missing help:[$w]"
 done
 check "--help describes outbox, identity revoke, apikey rotate, account passwd" \
@@ -256,5 +256,67 @@ for _ in $(seq 1 150); do
 done
 check "outbox retry --all on an unleased row -> madeDue 1, and the worker finishes it" \
     $([ $rc -eq 0 ] && json_ok "$tmp/o7.out" "o.matched === 1 && o.madeDue === 1 && o.leased === 0" && [ -n "$gone" ]; echo $?) "$(detail o7)"
+
+# --- apikey rotate -----------------------------------------------------------------------------
+# status_with KEY : the HTTP status of an internal request authenticated with KEY.
+status_with() {
+    http GET "http://127.0.0.1:$pi/internal/users?limit=1" "" "$1" 2>/dev/null | cut -d' ' -f1
+}
+# wait_status KEY STATUS : polls (bounded, 20 s) until a request with KEY gets STATUS.
+wait_status() {
+    for _ in $(seq 1 200); do
+        [ "$(status_with "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+run k1 apikey create rot
+k1=$(tail -n 1 "$tmp/k1.out")
+kid1=$(printf '%s' "$k1" | cut -c5-20)
+check "a new key works" $([ "$(status_with "$k1")" = 200 ]; echo $?)
+run k2 apikey rotate rot --grace 1h
+k2=$(tail -n 1 "$tmp/k2.out")
+kid2=$(printf '%s' "$k2" | cut -c5-20)
+check "apikey rotate -> exit 0, new key on the last line only, names both keys, audit row" \
+    $([ $rc -eq 0 ] && printf '%s' "$k2" | grep -Eq '^tvk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' && [ "$k2" != "$k1" ] && [ "$(grep -cF -- "$k2" "$tmp/k2.out")" = 1 ] && ! grep -qF -- "$k2" "$tmp/k2.err" && head -n 1 "$tmp/k2.out" >"$tmp/k2.json" && json_ok "$tmp/k2.json" "o.name === 'rot' && o.keyId === '$kid2' && o.previousKeyId === '$kid1' && Date.parse(o.previousExpiresAt) > Date.now() + 3000000" && audit_has apikey_rotate; echo $?) "$(detail k2)"
+check "after rotate: the new key works and the old one still does (1 h grace)" \
+    $([ "$(status_with "$k2")" = 200 ] && [ "$(status_with "$k1")" = 200 ]; echo $?)
+run kl apikey list
+check "apikey list shows both keys of the name, the old one with its expiry" \
+    $([ $rc -eq 0 ] && json_ok "$tmp/kl.out" "o.apikeys.some(k => k.name === 'rot' && k.keyId === '$kid2' && k.current === true && k.expiresAt === null) && o.apikeys.some(k => k.name === 'rot' && k.keyId === '$kid1' && k.current === false && Date.parse(k.expiresAt) > Date.now() && k.lastUsedAt !== null)"; echo $?) "$(detail kl)"
+run k3 apikey rotate rot --grace 1s
+k3=$(tail -n 1 "$tmp/k3.out")
+check "a second rotation: the oldest key is refused at once, the newest works" \
+    $([ $rc -eq 0 ] && [ "$(status_with "$k1")" = 401 ] && [ "$(status_with "$k3")" = 200 ]; echo $?) "$(detail k3)"
+check "the key rotated out with a 1 s grace is refused once the grace has passed (401)" \
+    $(wait_status "$k2" 401; echo $?)
+check "... and the new key still works" $([ "$(status_with "$k3")" = 200 ]; echo $?)
+run k4 apikey rotate rot --grace 0
+k4=$(tail -n 1 "$tmp/k4.out")
+check "apikey rotate --grace 0: the old key is refused at once" \
+    $([ $rc -eq 0 ] && [ "$(status_with "$k3")" = 401 ] && [ "$(status_with "$k4")" = 200 ]; echo $?) "$(detail k4)"
+run k5 apikey rotate rot
+k5=$(tail -n 1 "$tmp/k5.out")
+check "apikey rotate without --grace keeps the old key a day" \
+    $([ $rc -eq 0 ] && head -n 1 "$tmp/k5.out" >"$tmp/k5.json" && json_ok "$tmp/k5.json" "Math.abs(Date.parse(o.previousExpiresAt) - Date.parse(o.createdAt) - 86400000) < 1000" && [ "$(status_with "$k4")" = 200 ]; echo $?) "$(detail k5)"
+run k6 apikey revoke rot
+check "apikey revoke of a rotated name refuses both its keys" \
+    $([ $rc -eq 0 ] && [ "$(status_with "$k4")" = 401 ] && [ "$(status_with "$k5")" = 401 ]; echo $?) "$(detail k6)"
+run k7 apikey rotate rot
+check "apikey rotate of a revoked name -> exit 1 conflict, no key printed" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/k7.err" "o.error.code === 'conflict'" && ! grep -q tvk_ "$tmp/k7.out"; echo $?) "$(detail k7)"
+run k8 apikey rotate nosuch
+check "apikey rotate of an unknown name -> exit 1 not_found" \
+    $([ $rc -eq 1 ] && json_ok "$tmp/k8.err" "o.error.code === 'not_found'"; echo $?) "$(detail k8)"
+bad=0
+for g in 5x -1s 31d 1.5h ""; do
+    run k9 apikey rotate ops --grace "$g"
+    [ $rc -eq 2 ] && ! grep -q tvk_ "$tmp/k9.out" || bad=1
+done
+run k10 apikey create other --grace 1h
+check "bad --grace values, and --grace outside rotate -> exit 2, nothing rotated" \
+    $([ $bad -eq 0 ] && [ $rc -eq 2 ] && [ "$(status_with "$skey")" = 200 ]; echo $?) "$(detail k9)"
+check "no API key in the database or the service's log" \
+    $(for k in "$k1" "$k2" "$k3" "$k4" "$k5"; do cat "$db" "$db-wal" "$tmp/serve.err" 2>/dev/null | grep -aqF -- "$k" && exit 1; done; echo 0)
 
 finish
