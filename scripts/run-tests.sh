@@ -134,7 +134,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     # their fixture (tests/lib/store_fx.c) start one throw-away cluster per binary.
     for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables \
         "$BUILD"/tests/unit/test_store_claims "$BUILD"/tests/unit/test_store_tokens \
-        "$BUILD"/tests/unit/test_store_budget; do
+        "$BUILD"/tests/unit/test_store_budget "$BUILD"/tests/unit/test_store_admin; do
         [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi
