@@ -48,6 +48,17 @@ PG_MIGRATIONS := $(sort $(wildcard migrations/postgres/[0-9][0-9][0-9][0-9]_*.sq
 PG_GEN_SRC := $(BUILD)/gen/pg_migrations.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
             $(BUILD)/obj/gen/pg_migrations.o
+# GET /openapi.json: docs/openapi.yaml cut per listener into JSON at build time by
+# tools/openapi (openapi-gen), embedded like the migrations. Only that tool and its unit test
+# link libyaml; the service binary gets the JSON bytes and never parses YAML.
+OPENAPI_YAML := docs/openapi.yaml
+OPENAPI_TOOL := $(BUILD)/tools/openapi-gen
+OPENAPI_TOOL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/openapi/*.c))
+OPENAPI_TOOL_LIB_OBJ := $(filter-out %/main.o,$(OPENAPI_TOOL_OBJ))
+OPENAPI_GEN_SRC := $(BUILD)/gen/openapi.c
+YAML_CFLAGS  := $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
+YAML_LDLIBS  := $(shell pkg-config --libs yaml-0.1 json-c 2>/dev/null)
+LIB_OBJ  += $(BUILD)/obj/gen/openapi.o
 LIB      := $(BUILD)/libtokenvend.a
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -113,8 +124,10 @@ integration: $(BINS) $(TEST_BIN)
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 e2e: $(BINS)
 	@BUILD=$(BUILD) scripts/run-tests.sh e2e
-run: $(BINS)
-	@BUILD=$(BUILD) scripts/run.sh
+# run.sh builds the binaries itself once it holds data/run.lock, quietly (the compiler's output goes
+# to data/build.log, shown on failure): `+` hands it make's jobserver.
+run:
+	+@BUILD=$(BUILD) RUN_BUILD=1 MAKE="$(MAKE)" scripts/run.sh
 tsan-run: $(BINS) $(TSAN_BIN)
 	@BUILD=$(BUILD) TSAN_OPTIONS="$(TSAN_OPTIONS)" scripts/run-tests.sh bins $(TSAN_BIN)
 hdr-check: $(HDR_OK)
@@ -171,6 +184,27 @@ $(BUILD)/obj/gen/pg_migrations.o: $(PG_GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(OPENAPI_TOOL_OBJ): CFLAGS += $(YAML_CFLAGS)
+$(OPENAPI_TOOL): $(OPENAPI_TOOL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(YAML_LDLIBS)
+
+# Written whole or not at all, so a failed generation fails the build and the next one too.
+$(OPENAPI_GEN_SRC): $(OPENAPI_TOOL) $(OPENAPI_YAML)
+	@mkdir -p $(dir $@)
+	$(OPENAPI_TOOL) c $(OPENAPI_YAML) >$@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+
+$(BUILD)/obj/gen/openapi.o: $(OPENAPI_GEN_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The generator's unit test links its parts, libyaml and cmocka, not libtokenvend.
+$(BUILD)/obj/tests/unit/test_openapi_gen.o: CFLAGS += -Itools $(YAML_CFLAGS)
+$(BUILD)/tests/unit/test_openapi_%: $(BUILD)/obj/tests/unit/test_openapi_%.o \
+                                    $(OPENAPI_TOOL_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(YAML_LDLIBS) -lcmocka
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
@@ -213,7 +247,7 @@ $(BUILD)/hdr/%.ok: %.h mk/warnings.txt
 check-src:
 	@scripts/check-src.sh
 
-FMT_FILES = $(shell find src include tests -name '*.[ch]' -not -path '*/node_modules/*')
+FMT_FILES = $(shell find src include tests tools -name '*.[ch]' -not -path '*/node_modules/*')
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:
@@ -227,4 +261,4 @@ clean:
 
 TEST_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 -include $(LIB_OBJ:.o=.d) $(EMU_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
-         $(BUILD)/obj/src/emulator/main.d
+         $(BUILD)/obj/src/emulator/main.d $(OPENAPI_TOOL_OBJ:.o=.d)
