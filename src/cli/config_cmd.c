@@ -10,9 +10,6 @@
 #include "cli/cli.h"
 #include "core/fsperm.h"
 
-/* Words after `config check`: the common flags, each with its value. */
-#define CLI_CONFIG_WORDS_MAX (2 * CLI_MAX_CONFIG_FLAGS + 8)
-
 void cli_config_usage_print(FILE *f)
 {
     fputs("Usage: tokenvend config check [--strict] [--config FILE] [--set NAME=VALUE ...]\n"
@@ -31,23 +28,9 @@ void cli_config_usage_print(FILE *f)
     cli_common_flags_print(f);
 }
 
-/* Takes --strict out of the words (argv[0..argc), before a "--"), since the shared parser's
- * flags all take a value. The kept words go to kept[0..*nkept). Whether it was there. */
-static int strict_take(int argc, char **argv, char **kept, int *nkept)
-{
-    int strict = 0, flags_done = 0;
-
-    *nkept = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            flags_done = 1;
-        if (!flags_done && strcmp(argv[i], "--strict") == 0)
-            strict = 1;
-        else
-            kept[(*nkept)++] = argv[i];
-    }
-    return strict;
-}
+static const struct cli_opt config_opts[] = {
+    {"strict", NULL, "exit 2 when there is any warning"},
+};
 
 int cli_config_main(int argc, char **argv)
 {
@@ -55,8 +38,7 @@ int cli_config_main(int argc, char **argv)
     struct config cfg = {0};
     static struct app_check chk; /* ~5 KiB: static, the CLI runs this once */
     char which[CONFIG_DESCRIBE_MAX];
-    char *words[CLI_CONFIG_WORDS_MAX];
-    int rc, nwords = 0, strict;
+    int rc, strict;
     unsigned warnings;
 
     if (cli_help_asked(argc, argv, cli_config_usage_print, &rc))
@@ -64,12 +46,10 @@ int cli_config_main(int argc, char **argv)
     if (strcmp(argv[0], "check") != 0)
         return cli_usage_error("config: unknown subcommand '%s' (see 'tokenvend config --help')",
                                argv[0]);
-    if (argc - 1 > CLI_CONFIG_WORDS_MAX)
-        return cli_usage_error("config check: too many arguments (at most %d)",
-                               CLI_CONFIG_WORDS_MAX);
-    strict = strict_take(argc - 1, argv + 1, words, &nwords);
-    if ((rc = cli_args_parse("config check", nwords, words, NULL, 0, 0, &a)) != CLI_EXIT_OK)
+    if ((rc = cli_args_parse("config check", argc - 1, argv + 1, config_opts,
+                             sizeof config_opts / sizeof config_opts[0], 0, &a)) != CLI_EXIT_OK)
         return rc;
+    strict = a.values[0] != NULL;
     if (a.help) {
         cli_config_usage_print(stdout);
         return CLI_EXIT_OK;
