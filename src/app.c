@@ -652,7 +652,10 @@ void app_stop(struct app *a)
     entra_cache_stop(a->entra); /* after the client: it reads the cache to its last call */
     a->entra = NULL;
     a->api.entra = NULL;
-    log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
+    /* Only a service that served has requests to drain: a start refused on the way says its
+     * reason alone. */
+    if (a->started)
+        log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
 }
 
 void app_free(struct app *a)

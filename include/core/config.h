@@ -174,7 +174,7 @@ typedef void (*config_env_unknown_fn)(void *ctx, const char *name, const char *s
 size_t config_env_unknown(config_env_unknown_fn fn, void *ctx);
 /* The known variable closest to name by edit distance (letters compared without case; a swap
  * of two neighbours counts one), if within a distance that suits a misspelling, into
- * out[cap]; else "" . Exposed for tests. */
+ * out[cap]; else "". Exposed for tests. */
 void config_env_suggest(const char *name, char *out, size_t cap);
 
 /* Where setting `name` got its value ("default", "FILE:LINE", "env VAR", "flag --set"); ""

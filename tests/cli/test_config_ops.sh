@@ -214,7 +214,8 @@ for which in public internal; do
     check "serve: $which port in use -> exit 2 naming listener, address and reason; no database created" \
         $([ -n "$held" ] && [ $rc -eq 2 ] &&
             grep -q "cannot listen on 127.0.0.1:$held ($which listener): Address already in use" "$tmp/inuse.err" &&
-            [ ! -e "$tmp/fresh-$which" ] && ! grep -q 'applied migration' "$tmp/inuse.err"; echo $?) "$(detail inuse)"
+            [ ! -e "$tmp/fresh-$which" ] && ! grep -q 'applied migration' "$tmp/inuse.err" &&
+            ! grep -q 'requests drained' "$tmp/inuse.err"; echo $?) "$(detail inuse)"
 done
 # The same with the database directory already there: no file is created in it.
 mkdir -p "$tmp/fresh-dir"
