@@ -56,6 +56,8 @@ static const struct command commands[] = {
      "  identity list | show ID | delete ID      app user -> ACS identity mappings\n"},
     {"store", cli_store_main, cli_store_usage_print,
      "  store copy FROM TO                       copy every table to another store\n"},
+    {"healthcheck", cli_healthcheck_main, cli_healthcheck_usage_print,
+     "  healthcheck [--internal | --url URL]     GET /readyz: exit 0 on 2xx (for HEALTHCHECK)\n"},
     {"serve", cli_serve_main, cli_serve_usage_print,
      "  serve                                    run the service (public and internal "
      "listeners)\n"},
