@@ -64,7 +64,9 @@ COPY --from=build /rootfs/ /
 # keep 8081 (the internal, API-key API) on the container network. No TOKENVEND_DB: with the
 # working directory /, the built-in default data/tokenvend.db is /data/tokenvend.db, and a
 # deployment that sets TOKENVEND_DB_FILE (compose.replicas.yaml) needs no value to remove first.
-ENV PATH=/usr/local/bin:/bin \
+# PATH is the conventional one (most of it absent here): scripts/check-image.sh and the team's
+# shared copy look up the host's chroot (/usr/sbin) with the image's environment.
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     TOKENVEND_PUBLIC_ADDR=0.0.0.0:8080 \
     TOKENVEND_INTERNAL_ADDR=0.0.0.0:8081
 VOLUME ["/data"]
