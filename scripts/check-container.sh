@@ -20,7 +20,8 @@
 # root, no capabilities, no_new_privs, the user) is applied by hand and then checked on the
 # running process.
 # Usage: scripts/check-container.sh [--compose-only]        (the image part: root, podman)
-# Env: CHECK_IMAGE_TAG (default localhost/tokenvend:check).
+# Env: CHECK_IMAGE_TAG (default localhost/tokenvend:check); CHECK_IMAGE_NO_BUILD=1 checks the image
+#      already under that tag instead of building the Dockerfile (e.g. one built elsewhere).
 # The schema is tests/container/compose-spec.json (origin and licence in tests/container/README.md).
 set -euo pipefail
 
@@ -45,7 +46,9 @@ fi
 export BUILDAH_FORMAT=docker
 tag=${CHECK_IMAGE_TAG:-localhost/tokenvend:check}
 max_bytes=40000000
-scripts/check-image.sh -t "$tag"
+if [ -z "${CHECK_IMAGE_NO_BUILD:-}" ]; then
+    scripts/check-image.sh -t "$tag"
+fi
 
 work=$(mktemp -d /tmp/tv-check-container.XXXXXX)
 chmod 755 "$work"
