@@ -62,6 +62,8 @@ static const struct command commands[] = {
      "  store copy FROM TO                       copy every table to another store\n"},
     {"backup", cli_backup_main, cli_backup_usage_print,
      "  backup FILE [--force]                    online backup of the SQLite database\n"},
+    {"healthcheck", cli_healthcheck_main, cli_healthcheck_usage_print,
+     "  healthcheck [--internal | --url URL]     GET /readyz: exit 0 on 2xx (for HEALTHCHECK)\n"},
     {"serve", cli_serve_main, cli_serve_usage_print,
      "  serve                                    run the service (public and internal "
      "listeners)\n"},

@@ -83,6 +83,10 @@ void cli_store_usage_print(FILE *f);
 /* `tokenvend backup FILE [--force]` (src/cli/backup_cmd.c). */
 int cli_backup_main(int argc, char **argv);
 void cli_backup_usage_print(FILE *f);
+/* `tokenvend healthcheck` (src/cli/healthcheck.c): one GET to this instance's /readyz (or
+ * --url) for a container HEALTHCHECK; 0 on 2xx, 1 otherwise (never 2, which Docker reserves). */
+int cli_healthcheck_main(int argc, char **argv);
+void cli_healthcheck_usage_print(FILE *f);
 /* Usage texts on f (the overall usage is main.c's, from its command table). */
 void cli_acs_usage_print(FILE *f);
 void cli_config_usage_print(FILE *f);
