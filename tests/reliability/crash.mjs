@@ -224,7 +224,7 @@ function markdown(r, started) {
   const cmd = `node tests/reliability/crash.mjs --store ${r.store} --rounds ${r.rounds}`;
   const integ = r.store === "sqlite"
     ? `${r.integrityOk} of ${r.rounds} rounds \`ok\``
-    : "n/a (PostgreSQL; its WAL recovery ran at each restart)";
+    : "n/a (PostgreSQL: only tokenvend was killed, not the database server)";
   const answers = Object.entries(r.answers || {}).sort().map(([k, v]) => `${k}: ${v}`).join(", ");
   return `${sectionHead(`SIGKILL under mixed writes, ${r.store === "pg" ? "PostgreSQL" : "SQLite"}`, cmd, started)}` +
     "| figure | value |\n| --- | --- |\n" +

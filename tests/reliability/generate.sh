@@ -65,6 +65,20 @@ store, a few of each hostile kind and 50 slow clients, 500 requests under valgri
 Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2 / 1048576}' /proc/meminfo), $(uname -srm), shared with other work while these ran (the figures
 are counts and outcomes; the latencies are only what this machine gave at that moment).
 
+How to read the sections:
+
+- **SIGKILL rounds**: only tokenvend is killed (the database server and the ACS emulator stay
+  up); a request cut by the kill has an unknown outcome and its user is left out of the checks.
+  The runs use \`acs_custom_id = on\` (ACS answers a repeated create for the same app user with
+  the same identity), so "users with two identities" counts customIds naming two live identities
+  in the emulator's database as well as users whose identity changed between answers. "Orphans"
+  are live ACS identities no mapping names: creates that ACS answered but whose commit the kill
+  prevented, each for a user whose request was cut; the next create for that user gets the same
+  identity back, so they are not second identities.
+- **Hostile input**: an answer in the 4xx range is the intended refusal; "closed" counts
+  connections the server ended without an answer because the request never completed.
+- **Upstream faults** come from the black-hole work's script (tests/reliability/upstream-faults.mjs).
+
 HEAD
     for s in crash-sqlite crash-pg upstream hostile valgrind tsan fuzz; do
         if [ -f "$dir/$s.md" ]; then

@@ -24,6 +24,7 @@ const LATE_S = 5; // a close later than this is the server's deadline, not a ref
 const SOURCES = Array.from({ length: 8 }, (_, i) => `127.0.0.${21 + i}`);
 const NORMAL_FROM = "127.0.0.3";
 const PARALLEL = 50; // hostile connections at a time
+const NORMAL_PAUSE_MS = 20; // a normal client's pause between its requests (not a flood)
 const SLOW_CEILING_MS = 40_000; // how long the slow phase waits at most for every drop
 
 // One raw exchange over a fresh connection: resolves to the status of the first answer, or
@@ -86,13 +87,18 @@ function kinds(ctx) {
   };
 }
 
-async function normalOk(svc, jwks, i) {
+// A normal client's token request; resolves to its status.
+async function normalStatus(svc, jwks, i) {
   const r = await httpRequest(`${svc.publicUrl}/api/token`, {
     headers: { authorization: `Bearer ${jwks.token(`normal-${i % 50}`)}` },
     localAddress: NORMAL_FROM,
     timeoutMs: ANSWER_DEADLINE_MS,
   });
-  return r.status === 200;
+  return r.status;
+}
+
+async function normalOk(svc, jwks, i) {
+  return (await normalStatus(svc, jwks, i)) === 200;
 }
 
 async function hostilePhase(svc, jwks, key, each, log) {
@@ -166,22 +172,27 @@ async function slowPhase(svc, jwks, slow, log) {
   });
   const end = Date.now() + SLOW_CEILING_MS;
   let i = 0;
+  const statuses = {};
   while (!finished && Date.now() < end) {
     const t0 = performance.now();
+    let st;
     try {
-      if (await normalOk(svc, jwks, i++)) served++;
-      else failed++;
-    } catch {
-      failed++;
+      st = await normalStatus(svc, jwks, i++);
+    } catch (err) {
+      st = err.code || "network error";
     }
+    statuses[st] = (statuses[st] || 0) + 1;
+    if (st === 200) served++;
+    else failed++;
     lat.push(performance.now() - t0);
+    await sleep(NORMAL_PAUSE_MS);
   }
   const still = clients.filter((c) => !c.closedAt).length;
   for (const c of clients) c.sock?.destroy();
   const lifetimes = clients.filter((c) => c.closedAt && c.open).map((c) => (c.closedAt - c.openedAt) / 1000);
   log(`slow: held ${held}, normal served ${served}, failed ${failed}, still open ${still}`);
   return {
-    slow, held, served, failed, still,
+    slow, held, served, failed, still, statuses,
     p50: percentile(lat, 50), p95: percentile(lat, 95),
     dropMin: percentile(lifetimes, 0.0001), dropP50: percentile(lifetimes, 50), dropMax: percentile(lifetimes, 100),
   };
@@ -233,12 +244,12 @@ function markdown(r, started) {
   const table = h.rows.map((row) => `| ${row.name} | ${Object.entries(row.counts).sort().map(([k, v]) => `${k}: ${v}`).join(", ")} |`).join("\n");
   return `${sectionHead("Hostile input and slow clients", `node tests/reliability/hostile.mjs --each ${r.each} --slow ${r.slowCount}`, started)}` +
     `${total} hostile requests (${r.each} of each kind, ${PARALLEL} connections at a time, default settings); ` +
-    '"closed" means the server closed the connection without an answer ("at N s": when the request deadline, request_timeout_s, 30 s by default, ended a request that never completed), "reset" that it refused or reset it.\n\n' +
+    'each client half-closes after sending. "closed" means the server closed the connection without an answer ("at N s": when a deadline ended a request that never completed: header_timeout_s, 10 s, for an unfinished head, request_timeout_s, 30 s, for an unfinished body), "reset" that the connection was reset (the 2 MiB body: the server answered 413 and closed while the client was still sending).\n\n' +
     `| kind | answers |\n| --- | --- |\n${table}\n\n` +
     `Normal token requests between the kinds: ${h.normalServed} served, ${h.normalFailed} failed; the service ${h.alive ? "stayed up" : "DIED"}.\n\n` +
     "| slow clients (one header byte every 2 s, 8 source addresses) | value |\n| --- | --- |\n" +
     `| slow connections opened / held after 1 s | ${s.slow} / ${s.held} |\n` +
-    `| normal token requests served meanwhile / failed | ${s.served} / ${s.failed} |\n` +
+    `| normal token requests meanwhile (one client, ${NORMAL_PAUSE_MS} ms apart): served / failed | ${s.served} / ${s.failed} (${Object.entries(s.statuses).map(([k, v]) => `${k}: ${v}`).join(", ")}) |\n` +
     `| their latency p50 / p95 | ${s.p50.toFixed(1)} ms / ${s.p95.toFixed(1)} ms |\n` +
     `| slow connections dropped by the server after (first / median / last) | ${s.dropMin?.toFixed(1)} s / ${s.dropP50?.toFixed(1)} s / ${s.dropMax?.toFixed(1)} s |\n` +
     `| slow connections still open at the ${SLOW_CEILING_MS / 1000} s ceiling | ${s.still} |\n` +
