@@ -62,7 +62,7 @@ section names the command that produced it, its date and the machine it ran on. 
 scripts run briefly in \`make test\` (tests/reliability/reliability.test.mjs: 3 crash rounds per
 store, a few of each hostile kind and 50 slow clients, 500 requests under valgrind).
 
-Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2 / 1048576}' /proc/meminfo), $(uname -srm), shared with other work while these ran (the figures
+Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -srm), shared with other work while these ran (the figures
 are counts and outcomes; the latencies are only what this machine gave at that moment).
 
 How to read the sections:
@@ -72,9 +72,9 @@ How to read the sections:
   The runs use \`acs_custom_id = on\` (ACS answers a repeated create for the same app user with
   the same identity), so "users with two identities" counts customIds naming two live identities
   in the emulator's database as well as users whose identity changed between answers. "Orphans"
-  are live ACS identities no mapping names: creates that ACS answered but whose commit the kill
-  prevented, each for a user whose request was cut; the next create for that user gets the same
-  identity back, so they are not second identities.
+  are live ACS identities no mapping names: creates that ACS carried out but whose commit the
+  kill prevented (or whose answer came too late); no customId names two live identities, and the
+  next create for such a user gets that same identity back.
 - **Hostile input**: an answer in the 4xx range is the intended refusal; "closed" counts
   connections the server ended without an answer because the request never completed.
 - **Upstream faults** come from the black-hole work's script (tests/reliability/upstream-faults.mjs).
