@@ -10,7 +10,7 @@
 #      REL_TSAN_REQUESTS (5000), REL_HOSTILE_EACH (200), REL_SLOW (200), FUZZ_SECONDS (60).
 set -uo pipefail
 
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 export TV_BUILD=$BUILD
 TSAN_BUILD=${TSAN_BUILD:-build-tsan}
