@@ -154,6 +154,8 @@ help:
 	@echo "make fmt|lint   clang-format the tree | clang-tidy and cppcheck"
 	@echo "make fuzz       build and briefly run the libFuzzer harnesses (clang)"
 	@echo "make bench      the docs/benchmarks.md scenarios with wrk; rewrites that file"
+	@echo "make valgrind   tokenvend serve under valgrind memcheck, 10,000 mixed requests"
+	@echo "make reliability  the long reliability runs; rewrites docs/reliability.md"
 	@echo "make deps       install the Debian packages the build and tests need"
 
 deps:
@@ -255,6 +257,23 @@ fmt-check:
 
 fuzz:
 	@BUILD=$(BUILD) scripts/fuzz.sh
+
+# The reliability runs behind docs/reliability.md (tests/reliability/; long, outside make test,
+# whose short versions are tests/reliability/reliability.test.mjs). `make valgrind`: memcheck
+# over tokenvend serve and 10,000 mixed requests (installs valgrind on demand).
+.PHONY: valgrind reliability
+valgrind:
+	@scripts/deps.sh valgrind --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $(BINS)
+	@mkdir -p $(BUILD)/reliability
+	@TV_BUILD=$(BUILD) node tests/reliability/valgrind.mjs --out $(BUILD)/reliability/valgrind.md
+reliability:
+	@scripts/deps.sh valgrind --quiet
+	@scripts/deps.sh fuzz --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $(BINS)
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 BUILD=build-tsan OPT="-O1 -g" SANITIZE=thread \
+	    build-tsan/bin/tokenvend build-tsan/bin/acs-emulator
+	@BUILD=$(BUILD) TSAN_BUILD=build-tsan tests/reliability/generate.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -113,6 +113,9 @@ run_e2e() {
         done
         run_node_tests e2e-pg TV_TEST_STORE=pg "${files[@]}"
     fi
+    # The short versions of the reliability runs (tests/reliability; the long ones: make reliability).
+    echo "== tests/reliability (short versions)"
+    run_node_tests reliability ../reliability/reliability.test.mjs
 }
 
 if [ "$what" = bins ]; then
