@@ -182,8 +182,10 @@ void acs_client_free(struct acs_client *c);
  * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN /
  * TV_ERR_NOMEM / TV_ERR_CRYPTO (no random request id). The deadline runs from submission.
  * A create without a customId is never repeated once its request may have reached ACS (it
- * always uses a fresh connection, so libcurl cannot silently re-send it); it then ends in
- * TV_ERR_UPSTREAM_UNKNOWN. A create with one is retried like the other operations. */
+ * always uses a fresh connection, closed after it, so libcurl cannot silently re-send it); it
+ * then ends in TV_ERR_UPSTREAM_TIMEOUT when no answer came in time, else in
+ * TV_ERR_UPSTREAM_UNKNOWN, with acs_result.outcome_unknown set. A create with one is retried
+ * like the other operations. */
 int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
                       void *arg);
 /* The customId of app user `user` at ACS resource `resource` ("host[:port]"):

@@ -385,9 +385,13 @@ static int easy_setup(struct acs_call *call)
         cc = curlx_tls_wipe(e); /* ACS answers carry tokens */
     /* libcurl silently re-sends a request once when a reused connection closes without an
      * answer. The server may have acted on it already, so a create, which is not idempotent
-     * without a customId, then always opens a connection of its own. */
-    if (call->op == ACS_OP_CREATE && !call->idempotent)
+     * without a customId, then always opens a connection of its own, and closes it after: kept
+     * alive, every such create would add one idle socket to curl's pool (up to
+     * max_connections after a storm of failing creates). */
+    if (call->op == ACS_OP_CREATE && !call->idempotent) {
         SET(CURLOPT_FRESH_CONNECT, 1L);
+        SET(CURLOPT_FORBID_REUSE, 1L);
+    }
     if (strcmp(call->method, "DELETE") == 0) {
         SET(CURLOPT_CUSTOMREQUEST, "DELETE");
     } else {

@@ -219,6 +219,12 @@ static void test_connections_are_reused(void **state)
     assert_int_equal(st.retries, 0);
     /* The create opens its own connection; the issues all ride one kept-alive connection. */
     assert_true(st.connections <= 2);
+    /* Creates (no customId) open a connection each and close it after: only the issues'
+     * kept-alive one stays, however many creates ran. */
+    for (int i = 0; i < 3; i++)
+        create_identity(c, id);
+    acs_client_stats_get(c, &st);
+    assert_int_equal(st.sockets_open, 1);
     acs_client_free(c);
 }
 
