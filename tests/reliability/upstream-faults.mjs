@@ -131,7 +131,7 @@ async function runFault(emu, jwks, fault, { requests, concurrency, breaker, know
       const t0 = Date.now();
       try {
         const r = await call;
-        return { ms: Date.now() - t0, status: r.status, code: r.json?.error?.code ?? "" };
+        return { ms: Date.now() - t0, status: r.status, code: r.json?.error?.code ?? "", message: r.json?.error?.message ?? "" };
       } catch (err) {
         return { ms: Date.now() - t0, status: 0, code: `client: ${err.message}` };
       }
@@ -155,9 +155,11 @@ async function runFault(emu, jwks, fault, { requests, concurrency, breaker, know
     await emu.request("DELETE", "/emulator/faults");
     const sorted = res.map((r) => r.ms).sort((a, b) => a - b);
     const answers = {};
+    const messages = {}; // the first message of each error answer, to say why
     for (const r of res) {
       const k = r.code ? `${r.status} ${r.code}` : `${r.status}`;
       answers[k] = (answers[k] || 0) + 1;
+      if (r.code && !(k in messages)) messages[k] = r.message;
     }
     return {
       fault: fault.name,
@@ -166,6 +168,7 @@ async function runFault(emu, jwks, fault, { requests, concurrency, breaker, know
       requests,
       concurrency,
       answers,
+      messages,
       p50: pct(sorted, 50),
       p95: pct(sorted, 95),
       max: sorted[sorted.length - 1],
@@ -251,6 +254,17 @@ function markdown(rows, { n, c, quick, argv }) {
   }
   lines.push("", "Faults:", "");
   for (const f of FAULTS) lines.push(`- \`${f.name}\`: ${f.what}`);
+  const said = new Map();
+  for (const r of rows) {
+    for (const [k, m] of Object.entries(r.messages)) {
+      const key = `${k} (${r.fault}, breaker ${r.breaker})`;
+      if (![...said.keys()].some((x) => x.startsWith(`${k} (`) && said.get(x) === m)) said.set(key, m);
+    }
+  }
+  if (said.size) {
+    lines.push("", "What the errors said (the first of each code and wording):", "");
+    for (const [k, m] of [...said].sort()) lines.push(`- ${k}: "${m.length > 300 ? `${m.slice(0, 300)}...` : m}"`);
+  }
   lines.push(
     "",
     `Command: \`node tests/reliability/upstream-faults.mjs${argv.length ? ` ${argv.join(" ")}` : ""}\`` +
