@@ -146,6 +146,10 @@ describe("tokenvend serve: an ACS black hole", { skip }, () => {
     assert.ok(mine.includes(newPub), `and names the app user: ${mine}`);
     assert.ok(createsLogged.some((l) => l.includes(newInt)), "the internal create's user too");
     assert.ok(createsLogged.some((l) => l.includes("standalone")), "and the standalone create");
+    // The audit rows of those creates say so too (the store's files, read as bytes).
+    const stored = svc.storeBytes().bytes.toString("latin1");
+    assert.ok(stored.includes("outcome unknown: the identity may have been created"),
+      "the audit rows of the unknown creates carry the detail");
 
     // The users whose create was lost have no mapping: a repeat once ACS answers creates one.
     proxy.setMode("pass");
