@@ -202,6 +202,17 @@ void api_ops_metrics(struct http_req *req, void *vctx)
                         "tokenvend_upstream_retries_total %llu\n",
                         (unsigned long long)st.calls, (unsigned long long)st.failures,
                         (unsigned long long)st.attempts, (unsigned long long)st.retries);
+        if (rc == 0)
+            rc = buf_printf(&b,
+                            "# HELP tokenvend_acs_inflight ACS calls under way (each holds one "
+                            "curl handle until it ends).\n"
+                            "# TYPE tokenvend_acs_inflight gauge\n"
+                            "tokenvend_acs_inflight %llu\n"
+                            "# HELP tokenvend_acs_connections_open Sockets to ACS open now, in "
+                            "use or kept alive.\n"
+                            "# TYPE tokenvend_acs_connections_open gauge\n"
+                            "tokenvend_acs_connections_open %llu\n",
+                            (unsigned long long)st.inflight, (unsigned long long)st.sockets_open);
     }
     if (rc == 0 && ctx->acs != NULL)
         rc = breaker_metrics_write(ctx->acs, &b);
