@@ -48,6 +48,17 @@ PG_MIGRATIONS := $(sort $(wildcard migrations/postgres/[0-9][0-9][0-9][0-9]_*.sq
 PG_GEN_SRC := $(BUILD)/gen/pg_migrations.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
             $(BUILD)/obj/gen/pg_migrations.o
+# GET /openapi.json: docs/openapi.yaml cut per listener into JSON at build time by
+# tools/openapi (openapi-gen), embedded like the migrations. Only that tool and its unit test
+# link libyaml; the service binary gets the JSON bytes and never parses YAML.
+OPENAPI_YAML := docs/openapi.yaml
+OPENAPI_TOOL := $(BUILD)/tools/openapi-gen
+OPENAPI_TOOL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/openapi/*.c))
+OPENAPI_TOOL_LIB_OBJ := $(filter-out %/main.o,$(OPENAPI_TOOL_OBJ))
+OPENAPI_GEN_SRC := $(BUILD)/gen/openapi.c
+YAML_CFLAGS  := $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
+YAML_LDLIBS  := $(shell pkg-config --libs yaml-0.1 json-c 2>/dev/null)
+LIB_OBJ  += $(BUILD)/obj/gen/openapi.o
 LIB      := $(BUILD)/libtokenvend.a
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -113,8 +124,10 @@ integration: $(BINS) $(TEST_BIN)
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 e2e: $(BINS)
 	@BUILD=$(BUILD) scripts/run-tests.sh e2e
-run: $(BINS)
-	@BUILD=$(BUILD) scripts/run.sh
+# run.sh builds the binaries itself once it holds data/run.lock, quietly (the compiler's output goes
+# to data/build.log, shown on failure): `+` hands it make's jobserver.
+run:
+	+@BUILD=$(BUILD) RUN_BUILD=1 MAKE="$(MAKE)" scripts/run.sh
 tsan-run: $(BINS) $(TSAN_BIN)
 	@BUILD=$(BUILD) TSAN_OPTIONS="$(TSAN_OPTIONS)" scripts/run-tests.sh bins $(TSAN_BIN)
 hdr-check: $(HDR_OK)
@@ -141,6 +154,8 @@ help:
 	@echo "make fmt|lint   clang-format the tree | clang-tidy and cppcheck"
 	@echo "make fuzz       build and briefly run the libFuzzer harnesses (clang)"
 	@echo "make bench      the docs/benchmarks.md scenarios with wrk; rewrites that file"
+	@echo "make valgrind   tokenvend serve under valgrind memcheck, 10,000 mixed requests"
+	@echo "make reliability  the long reliability runs; rewrites docs/reliability.md"
 	@echo "make deps       install the Debian packages the build and tests need"
 
 deps:
@@ -170,6 +185,27 @@ $(PG_GEN_SRC): scripts/embed-sql.sh $(PG_MIGRATIONS)
 $(BUILD)/obj/gen/pg_migrations.o: $(PG_GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(OPENAPI_TOOL_OBJ): CFLAGS += $(YAML_CFLAGS)
+$(OPENAPI_TOOL): $(OPENAPI_TOOL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(YAML_LDLIBS)
+
+# Written whole or not at all, so a failed generation fails the build and the next one too.
+$(OPENAPI_GEN_SRC): $(OPENAPI_TOOL) $(OPENAPI_YAML)
+	@mkdir -p $(dir $@)
+	$(OPENAPI_TOOL) c $(OPENAPI_YAML) >$@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+
+$(BUILD)/obj/gen/openapi.o: $(OPENAPI_GEN_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The generator's unit test links its parts, libyaml and cmocka, not libtokenvend.
+$(BUILD)/obj/tests/unit/test_openapi_gen.o: CFLAGS += -Itools $(YAML_CFLAGS)
+$(BUILD)/tests/unit/test_openapi_%: $(BUILD)/obj/tests/unit/test_openapi_%.o \
+                                    $(OPENAPI_TOOL_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(YAML_LDLIBS) -lcmocka
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -213,7 +249,7 @@ $(BUILD)/hdr/%.ok: %.h mk/warnings.txt
 check-src:
 	@scripts/check-src.sh
 
-FMT_FILES = $(shell find src include tests -name '*.[ch]' -not -path '*/node_modules/*')
+FMT_FILES = $(shell find src include tests tools -name '*.[ch]' -not -path '*/node_modules/*')
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:
@@ -222,9 +258,26 @@ fmt-check:
 fuzz:
 	@BUILD=$(BUILD) scripts/fuzz.sh
 
+# The reliability runs behind docs/reliability.md (tests/reliability/; long, outside make test,
+# whose short versions are tests/reliability/reliability.test.mjs). `make valgrind`: memcheck
+# over tokenvend serve and 10,000 mixed requests (installs valgrind on demand).
+.PHONY: valgrind reliability
+valgrind:
+	@scripts/deps.sh valgrind --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $(BINS)
+	@mkdir -p $(BUILD)/reliability
+	@TV_BUILD=$(BUILD) node tests/reliability/valgrind.mjs --out $(BUILD)/reliability/valgrind.md
+reliability:
+	@scripts/deps.sh valgrind --quiet
+	@scripts/deps.sh fuzz --quiet
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 $(BINS)
+	@$(MAKE) --no-print-directory TV_DEPS_DONE=1 BUILD=build-tsan OPT="-O1 -g" SANITIZE=thread \
+	    build-tsan/bin/tokenvend build-tsan/bin/acs-emulator
+	@BUILD=$(BUILD) TSAN_BUILD=build-tsan tests/reliability/generate.sh
+
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz
 
 TEST_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 -include $(LIB_OBJ:.o=.d) $(EMU_OBJ:.o=.d) $(TLIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d \
-         $(BUILD)/obj/src/emulator/main.d
+         $(BUILD)/obj/src/emulator/main.d $(OPENAPI_TOOL_OBJ:.o=.d)

@@ -4,17 +4,44 @@
 #ifndef TV_APP_H
 #define TV_APP_H
 
+#include <stddef.h>
+
+#include "acs/entra.h"
+
 struct config;
 struct app;
 
-/* Builds everything from cfg (borrowed; must outlive the app): opens and migrates the store,
+#define APP_CHECK_WHY_MAX 1024
+
+/* What app_config_check found. */
+struct app_check {
+    char why[APP_CHECK_WHY_MAX]; /* the refusal: one line naming the setting, never a secret */
+    /* Keyless mode: the credential the environment picks (entra_desc_describe, no secret); ""
+     * otherwise. */
+    char credential[ENTRA_DESCRIBE_MAX];
+    unsigned warnings; /* warnings logged (log_msg, LOGL_WARN) */
+};
+
+/* Every check `tokenvend serve` makes of a loaded configuration before it binds, opens the store
+ * or calls anyone; `tokenvend config check` runs the same one, so the two cannot disagree. Binds
+ * nothing, opens and migrates nothing, sends nothing (listener host names are resolved, as serve
+ * resolves them). Refusals come first: on the first one returns TV_ERR_CONFIG with it in
+ * out->why and logs nothing. Then logs the warnings (no way to log in, plain-http OIDC allowed,
+ * each TOKENVEND_* environment variable that no setting reads, with the likely intended name)
+ * and returns 0. */
+int app_config_check(const struct config *cfg, struct app_check *out);
+
+/* Builds everything from cfg (borrowed; must outlive the app): runs app_config_check (a refusal
+ * is logged), binds both listeners (no request is served before app_start; a failure is logged
+ * with the listener, the address and the system's reason and returns TV_ERR_CONFIG, before the
+ * store is touched), then opens and migrates the store,
  * creates the ACS client, the OIDC key set (when an issuer is configured) and the session key
  * (when local accounts are on), the service and the HTTP server. Starts no thread that serves
  * requests. 0, TV_ERR_CONFIG (message logged), TV_ERR_IO or another error. */
 int app_new(const struct config *cfg, struct app **out);
 /* Starts the service workers (the outbox worker finishes deletes left by an earlier run), the
- * maintenance thread (audit retention) and binds both listeners; logs one "listening" line with
- * both addresses. 0 or an error. */
+ * maintenance thread (audit retention) and serves on both listeners app_new bound; logs one
+ * "listening" line with both addresses. 0 or an error. */
 int app_start(struct app *a);
 /* The port a started listener is bound to (which: 0 public, 1 internal), e.g. after
  * configuring port 0. 0 before app_start. */

@@ -5,7 +5,7 @@
 # every use and exits 1 when there is any. Comments and string literals are not code and are
 # skipped. A line that must keep such a call says so with `check-src: allow NAME` in a comment
 # on that line, plus the reason.
-# Usage: scripts/check-src.sh [FILE|DIR]...   (default: src include tests/lib)
+# Usage: scripts/check-src.sh [FILE|DIR]...   (default: src include tests/lib tools)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ alloca|unbounded stack use, no failure report|a fixed-size array or malloc'
 names=$(cut -d'|' -f1 <<<"$banned" | paste -sd'|')
 
 if [ $# -eq 0 ]; then
-    set -- src include tests/lib
+    set -- src include tests/lib tools
 fi
 files=$(find "$@" -type f \( -name '*.c' -o -name '*.h' \) | sort)
 

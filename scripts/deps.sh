@@ -6,13 +6,17 @@ set -euo pipefail
 what=${1:-build}
 quiet=${2:-}
 
+# libyaml-dev: the build-time OpenAPI generator (tools/openapi) reads docs/openapi.yaml with it;
+# the service itself does not link it.
 build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
-    libjson-c-dev libsqlite3-dev libargon2-dev libpq-dev)
+    libjson-c-dev libsqlite3-dev libargon2-dev libpq-dev libyaml-dev)
 # postgresql-15 ships initdb, pg_ctl and postgres (/usr/lib/postgresql/15/bin): the PostgreSQL
 # store tests start a throw-away cluster of their own (tests/lib/pg.c, tests/e2e/lib/pg.mjs).
 # openssl: the keyless SDK test makes its TLS certificate with the openssl command.
 # haproxy: tests/e2e/compose-lb.test.mjs runs compose.replicas.yaml's balancer configuration.
-test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy)
+# sqlite3: tests/e2e/backup.test.mjs checks a restored backup with PRAGMA integrity_check;
+#   tests/reliability/crash.mjs reads the emulator's database and checks tokenvend's.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3)
 bench_pkgs=(wrk)
 
 case "$what" in
@@ -20,8 +24,10 @@ build) want=("${build_pkgs[@]}") ;;
 test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
 fuzz) want=("${build_pkgs[@]}" clang libclang-rt-14-dev) ;;
+# make valgrind / make reliability: memcheck over tokenvend serve (tests/reliability/valgrind.mjs).
+valgrind) want=("${build_pkgs[@]}" "${test_pkgs[@]}" valgrind) ;;
 *)
-    echo "usage: $0 build|test|bench|fuzz [--quiet]" >&2
+    echo "usage: $0 build|test|bench|fuzz|valgrind [--quiet]" >&2
     exit 2
     ;;
 esac

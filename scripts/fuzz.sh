@@ -5,6 +5,11 @@
 # Env: BUILD (outputs in $BUILD-fuzz), FUZZ_SECONDS, FUZZ_MAX_LEN (8192), FUZZ_ONLY (one name),
 #      FUZZ_TOTAL_SECONDS: a budget for the whole run instead, split evenly among the harnesses
 #      (at least 1 s each), so adding a harness does not lengthen CI's fuzz step.
+#      FUZZ_MERGE=1: afterwards, minimize (-merge=1) the run's corpus together with the committed
+#      one into tests/fuzz/corpus/<harness>/ (how the committed corpora are refreshed).
+# Corpora: each harness starts from the seeds below, the committed corpus in
+# tests/fuzz/corpus/<harness>/ (read, never written by a run) and what earlier runs left in
+# $BUILD-fuzz/corpus/<harness>/ (where new inputs go).
 # Harnesses see include/ and, as tests do, the modules' private headers under src/.
 # A harness may list the sources it needs in a "fuzz-sources: a.c b.c" comment; otherwise it is
 # linked with src/acs/*.c. Every harness is linked with src/core/*.c as well.
@@ -118,18 +123,27 @@ for src in tests/fuzz/fuzz_*.c; do
     corpus=$out/corpus/$name
     mkdir -p "$corpus" "$out/artifacts"
     seed "$name" "$corpus"
-    echo "== run $name for ${seconds}s"
+    committed=tests/fuzz/corpus/$name
+    mkdir -p "$committed"
+    echo "== run $name for ${seconds}s ($(find "$committed" -type f | wc -l) committed corpus entries)"
     # stdin is /dev/null: a harness that reads a file the input names (fuzz_config) must never
     # wait on a terminal or a pipe.
     if ! "$out/$name" -max_len="$max_len" -max_total_time="$seconds" -print_final_stats=1 \
-        -artifact_prefix="$out/artifacts/$name-" "$corpus" >"$out/$name.log" 2>&1 </dev/null; then
+        -artifact_prefix="$out/artifacts/$name-" "$corpus" "$committed" >"$out/$name.log" 2>&1 </dev/null; then
         echo "fuzz: $name FAILED; reproducer in $out/artifacts/, log $out/$name.log:" >&2
         tail -n 40 "$out/$name.log" >&2
         status=1
         continue
     fi
-    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$out/$name.log" |
+    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb|^Done [0-9]+ runs' "$out/$name.log" |
         sed "s/^/   $name /"
+    if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+        merged=$(mktemp -d)
+        "$out/$name" -merge=1 -max_len="$max_len" "$merged" "$corpus" "$committed" \
+            >"$out/$name.merge.log" 2>&1 </dev/null
+        rm -rf "$committed" && mkdir -p "$committed" && cp "$merged"/* "$committed"/ && rm -rf "$merged"
+        echo "   $name: merged into $committed: $(find "$committed" -type f | wc -l) entries"
+    fi
     echo "   $name: ${seconds}s, $(find "$corpus" -type f | wc -l) corpus entries, no crash"
 done
 exit $status

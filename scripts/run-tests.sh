@@ -60,6 +60,9 @@ run_shell() {
 
 # One node --test run: its log name, environment assignments (KEY=VALUE...), then the files ("" =
 # every *.test.mjs).
+# Two test files at a time by default (TV_E2E_JOBS): each spends most of its time waiting on its
+# own servers and timers, so two share 2 cores well and the e2e pass takes about half the time
+# (CI's 30-minute budget). Every suite starts its own servers on free ports and shares nothing.
 run_node_tests() {
     local name=$1 out=$log_dir/$1.log rc p f
     shift
@@ -68,7 +71,7 @@ run_node_tests() {
         envs+=("$1")
         shift
     done
-    (cd tests/e2e && env "${envs[@]}" timeout "$per_test_timeout" node --test --test-concurrency=1 "$@" 2>&1) |
+    (cd tests/e2e && env "${envs[@]}" timeout "$per_test_timeout" node --test --test-concurrency="${TV_E2E_JOBS:-2}" "$@" 2>&1) |
         tee "$out"
     rc=${PIPESTATUS[0]}
     p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$out" | tail -n 1)
@@ -110,6 +113,9 @@ run_e2e() {
         done
         run_node_tests e2e-pg TV_TEST_STORE=pg "${files[@]}"
     fi
+    # The short versions of the reliability runs (tests/reliability; the long ones: make reliability).
+    echo "== tests/reliability (short versions)"
+    run_node_tests reliability ../reliability/reliability.test.mjs
 }
 
 if [ "$what" = bins ]; then
@@ -131,7 +137,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     # their fixture (tests/lib/store_fx.c) start one throw-away cluster per binary.
     for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables \
         "$BUILD"/tests/unit/test_store_claims "$BUILD"/tests/unit/test_store_tokens \
-        "$BUILD"/tests/unit/test_store_budget; do
+        "$BUILD"/tests/unit/test_store_budget "$BUILD"/tests/unit/test_store_admin; do
         [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi

@@ -11,6 +11,13 @@
 #   KEYLESS=1 or client-secret   AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET + AZURE_AUTHORITY_HOST
 #   KEYLESS=managed-identity     IDENTITY_ENDPOINT + IDENTITY_HEADER (as Container Apps sets them)
 # Unset, empty or 0: the access key (connection string), as before.
+#
+# RUN_BUILD=1 (as `make run` sets it) first builds the two binaries with make, its output kept in
+# data/build.log and shown only when the build fails, so the screen shows the demo, not the
+# compiler. A lock on data/run.lock, held by this script and the programs it starts, keeps a
+# second run on the same data directory from touching the first one's files: it stops at once
+# with the first one's pid. The demo API key is kept in data/demo-api-key (0600) and reused by
+# the next run as long as the database still accepts it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -38,6 +45,31 @@ unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_FEDERATED_TOKEN_
 # key, the logs name the demo account, the database holds the session key.
 umask 077
 mkdir -p "$data"
+
+# One run per data directory. The lock is taken on a descriptor the programs started below
+# inherit, so it is held as long as any of them runs, even if this shell was killed; the kernel
+# drops it when the last one exits (no stale pid file to clean up). Opened for appending, so a
+# refused run does not empty the first one's pid.
+exec 9>>"$data/run.lock"
+if ! flock -n 9; then
+    other=$(head -c 32 "$data/run.lock" | tr -cd '0-9')
+    echo "make run: another run (pid ${other:-unknown}) is using $data; stop it first (Ctrl-C in its" >&2
+    echo "terminal, or kill ${other:-its pid}), or start this one with another RUN_DATA and other ports" >&2
+    echo "(ACS_EMULATOR_PORT, ENTRA_PORT, TOKENVEND_PUBLIC_ADDR, TOKENVEND_INTERNAL_ADDR). Nothing was changed." >&2
+    exit 1
+fi
+printf '%s\n' "$$" >"$data/run.lock"
+
+if [ "${RUN_BUILD:-}" = 1 ]; then
+    # MAKEFLAGS (WERROR=1, -j...) comes from the make that started this script.
+    if ! ${MAKE:-make} --no-print-directory TV_DEPS_DONE=1 BUILD="$BUILD" \
+        "$BUILD/bin/tokenvend" "$BUILD/bin/acs-emulator" >"$data/build.log" 2>&1; then
+        echo "the build failed; its log ($data/build.log):" >&2
+        cat "$data/build.log" >&2
+        exit 1
+    fi
+    echo "== built $BUILD/bin/tokenvend and $BUILD/bin/acs-emulator (log: $data/build.log)"
+fi
 
 pids=()
 stop() {
@@ -123,18 +155,20 @@ else
     "$BUILD/bin/tokenvend" config check 2>/dev/null | sed -n 's/^# keyless mode/   keyless mode/p'
 fi
 # At warn: in the keyless mode the Entra token's info lines would interleave with the steps.
-TOKENVEND_LOG_LEVEL=${TOKENVEND_LOG_LEVEL:-warn} "$BUILD/bin/tokenvend" quickstart
+# The quickstart's tokens are shortened to their first characters: whole bearer tokens on a
+# screen end up in scrollback, screenshots and pasted logs.
+TOKENVEND_LOG_LEVEL=${TOKENVEND_LOG_LEVEL:-warn} "$BUILD/bin/tokenvend" quickstart |
+    sed 's/\(eyJ[A-Za-z0-9_-]\{13\}\)[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/\1…/g'
 echo
 
 "$BUILD/bin/tokenvend" migrate >/dev/null 2>>"$data/admin.log"
 printf '%s\n' "$demo_password" | "$BUILD/bin/tokenvend" account add "$demo_user" >/dev/null 2>>"$data/admin.log"
-api_key=$("$BUILD/bin/tokenvend" apikey create "demo-backend-$(date +%s)" 2>>"$data/admin.log" | tail -n 1)
 
 "$BUILD/bin/tokenvend" serve >"$data/tokenvend.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
 for _ in $(seq 100); do
-    curl -fsS "http://$public/healthz" >/dev/null 2>&1 && break
+    curl -sS --fail-with-body "http://$public/healthz" >/dev/null 2>&1 && break
     if ! kill -0 "$serve_pid" 2>/dev/null; then
         echo "tokenvend failed to start; its log ($data/tokenvend.log):" >&2
         cat "$data/tokenvend.log" >&2
@@ -143,26 +177,43 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+# The demo API key: the one kept from an earlier run when the service still accepts it (the
+# database may have been removed, or the key revoked), else a new one. curl reads the header from
+# a file (-H @FILE), so the key is neither on the screen nor on a command line.
+adata=$(cd "$data" && pwd)
+key_file=$adata/demo-api-key
+header_file=$adata/demo-api-key.header
+key_state=reused
+if [ ! -s "$header_file" ] ||
+    [ "$(curl -sS -o /dev/null -w '%{http_code}' -H "@$header_file" \
+        "http://$internal/internal/users?limit=1" 2>>"$data/admin.log")" != 200 ]; then
+    "$BUILD/bin/tokenvend" apikey create "demo-backend-$(date +%s)" 2>>"$data/admin.log" |
+        tail -n 1 >"$key_file.new"
+    printf 'Authorization: Bearer %s\n' "$(cat "$key_file.new")" >"$header_file.new"
+    mv "$key_file.new" "$key_file"
+    mv "$header_file.new" "$header_file"
+    key_state=new
+fi
+key_id=$(sed -n 's/^tvk_\([0-9a-f]*\)_.*/\1/p' "$key_file")
+
 cat <<EOT
 == tokenvend serves the public API on http://$public and the internal API on http://$internal
    (log: $data/tokenvend.log, database: $data/tokenvend.db)
+== demo API key $key_id ($key_state; kept in $key_file, reused by the next run)
 
-Fetch an ACS token as the demo user ($demo_user / $demo_password):
+Fetch an ACS token as the demo user ($demo_user / $demo_password), then ask the emulator whether
+it is valid (signature, expiry, revocation, deletion):
 
-  jwt=\$(curl -s http://$public/api/login -H 'Content-Type: application/json' \\
-        -d '{"username":"$demo_user","password":"$demo_password"}' | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
-  curl -s http://$public/api/token -H "Authorization: Bearer \$jwt"
-  curl -s -X POST http://$public/api/token -H "Authorization: Bearer \$jwt" \\
-       -d '{"scopes":["voip"],"expiresInMinutes":60}'
+  jwt=\$(curl -sS --fail-with-body http://$public/api/login -d '{"username":"$demo_user","password":"$demo_password"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  token=\$(curl -sS --fail-with-body http://$public/api/token -H "Authorization: Bearer \$jwt" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+  curl -sS --fail-with-body -X POST http://127.0.0.1:$emu_port/emulator/validate -d "{\"token\":\"\$token\"}"
+  curl -sS --fail-with-body http://$public/api/token -H "Authorization: Bearer \$jwt" -d '{"scopes":["voip"],"expiresInMinutes":60}'
 
-Call the internal API with the demo API key (shown once; also try GET /internal/users):
+Call the internal API with the demo API key (curl reads the header from the file):
 
-  curl -s -X PUT http://$internal/internal/users/alice -H 'Authorization: Bearer $api_key'
-  curl -s -X POST http://$internal/internal/users/alice/token -H 'Authorization: Bearer $api_key' -d '{}'
-
-Is a token still valid? (the emulator checks signature, expiry, revocation, deletion)
-
-  curl -s -X POST http://127.0.0.1:$emu_port/emulator/validate -d '{"token":"<token>"}'
+  curl -sS --fail-with-body -X PUT http://$internal/internal/users/alice -H @$header_file
+  curl -sS --fail-with-body http://$internal/internal/users/alice/token -H @$header_file -d '{}'
+  curl -sS --fail-with-body "http://$internal/internal/users?limit=10" -H @$header_file
 
 Press Ctrl-C to stop them.
 EOT

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
@@ -216,38 +217,124 @@ static char *join_list(const struct config_list *l)
     return s;
 }
 
-/* Settings that only make sense together. 0 or TV_ERR_CONFIG (logged). */
-static int app_check_config(const struct config *cfg)
+/* config_env_unknown's callback: one warning per variable no setting reads. */
+static void app_warn_unknown_env(void *ctx, const char *name, const char *suggestion)
 {
-    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
-        cfg->acs_endpoint[0] == '\0') {
-        log_msg(LOGL_ERROR, NULL,
-                "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
-                "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant), or "
-                "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)");
-        return TV_ERR_CONFIG;
+    unsigned *warnings = ctx;
+
+    (*warnings)++;
+    if (suggestion[0] != '\0')
+        log_msg(LOGL_WARN, NULL,
+                "environment variable %s is not a tokenvend setting and is ignored; did you "
+                "mean %s?",
+                name, suggestion);
+    else
+        log_msg(LOGL_WARN, NULL,
+                "environment variable %s is not a tokenvend setting and is ignored (see "
+                "config/tokenvend.conf for the settings)",
+                name);
+}
+
+/* The ACS credential: a connection string that parses, or the keyless endpoint with a credential
+ * the environment selects (its description kept for `config check`). 0 or TV_ERR_CONFIG. */
+static int app_check_acs(const struct config *cfg, struct app_check *out)
+{
+    int rc = TV_ERR_CONFIG;
+
+    if (cfg->acs_connection_string[0] != '\0') {
+        struct acs_connstr cs = {0};
+        if (acs_connstr_parse(cfg->acs_connection_string, &cs) != 0)
+            snprintf(out->why, sizeof out->why,
+                     "%s: acs_connection_string: malformed; expected "
+                     "endpoint=https://HOST/;accesskey=BASE64KEY",
+                     config_source(cfg, "acs_connection_string"));
+        else
+            rc = 0;
+        acs_connstr_release(&cs);
+        return rc;
+    }
+    if (cfg->acs_endpoint[0] == '\0') {
+        snprintf(out->why, sizeof out->why,
+                 "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
+                 "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant), or "
+                 "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)");
+        return rc;
     }
     /* Keyless mode: the endpoint is checked before the credential starts fetching tokens. */
-    if ((cfg->acs_connection_string == NULL || cfg->acs_connection_string[0] == '\0') &&
-        acs_endpoint_check(cfg->acs_endpoint) != 0) {
-        log_msg(LOGL_ERROR, NULL, "%s", ACS_ENDPOINT_KEYLESS_HELP);
-        return TV_ERR_CONFIG;
+    if (acs_endpoint_check(cfg->acs_endpoint) != 0) {
+        snprintf(out->why, sizeof out->why, "%s", ACS_ENDPOINT_KEYLESS_HELP);
+        return rc;
     }
     {
-        char why[512];
-        if (store_db_check(cfg->db, why, sizeof why) != 0) {
-            log_msg(LOGL_ERROR, NULL, "%s: db: %s", config_source(cfg, "db"), why);
+        static struct entra_desc d; /* ~12 KiB; start-up runs this once, from one thread */
+        struct entra_env env;
+        char why[ENTRA_ERR_MAX];
+        entra_env_from_process(&env);
+        if (entra_select(&env, cfg->imds_endpoint, &d, why, sizeof why) != 0) {
+            snprintf(out->why, sizeof out->why, "keyless mode: %s", why);
+        } else {
+            entra_desc_describe(&d, out->credential, sizeof out->credential);
+            rc = 0;
+        }
+        entra_desc_clear(&d);
+    }
+    return rc;
+}
+
+/* Each listener's address must resolve, as the HTTP server resolves it when it binds. */
+static int app_check_listeners(const struct config *cfg, struct app_check *out)
+{
+    static const char *const names[] = {"public_addr", "internal_addr"};
+    const struct config_addr *addrs[] = {&cfg->public_addr, &cfg->internal_addr};
+
+    for (size_t i = 0; i < 2; i++) {
+        char text[ADDR_MAX];
+        struct sockaddr_storage ss;
+        addr_format(addrs[i], text, sizeof text);
+        if (netaddr_parse(text, &ss, NULL, NULL, 0) != 0) {
+            snprintf(out->why, sizeof out->why,
+                     "%s: %s: '%s' is not an address of this machine (it does not resolve)",
+                     config_source(cfg, names[i]), names[i], text);
             return TV_ERR_CONFIG;
         }
     }
-    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts)
-        log_msg(LOGL_WARN, NULL,
-                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
-                "API call will be refused");
-    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
-        log_msg(LOGL_ERROR, NULL, "TOKENVEND_OIDC_AUDIENCE is required with TOKENVEND_OIDC_ISSUER");
+    return 0;
+}
+
+int app_config_check(const struct config *cfg, struct app_check *out)
+{
+    char why[512];
+
+    memset(out, 0, sizeof *out);
+    if (app_check_acs(cfg, out) != 0)
+        return TV_ERR_CONFIG;
+    if (store_db_check(cfg->db, why, sizeof why) != 0) {
+        snprintf(out->why, sizeof out->why, "%s: db: %s", config_source(cfg, "db"), why);
         return TV_ERR_CONFIG;
     }
+    if (app_check_listeners(cfg, out) != 0)
+        return TV_ERR_CONFIG;
+    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
+        snprintf(out->why, sizeof out->why,
+                 "%s: oidc_issuer is set but oidc_audience is not: TOKENVEND_OIDC_AUDIENCE is "
+                 "required with TOKENVEND_OIDC_ISSUER",
+                 config_source(cfg, "oidc_issuer"));
+        return TV_ERR_CONFIG;
+    }
+    /* Warnings, once nothing refuses: a refused configuration gets its one line alone. */
+    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts) {
+        out->warnings++;
+        log_msg(LOGL_WARN, NULL,
+                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
+                "API call will be refused (the internal API still works)");
+    }
+    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_allow_insecure_http) {
+        out->warnings++;
+        log_msg(LOGL_WARN, NULL,
+                "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
+                "http, where anyone on the path can replace them; use it for tests only");
+    }
+    (void)config_env_unknown(app_warn_unknown_env, &out->warnings);
     return 0;
 }
 
@@ -286,10 +373,6 @@ static int app_auth_new(struct app *a)
         struct jwks_opts jo = {.jwks_url = cfg->oidc_jwks_url,
                                .issuer = cfg->oidc_issuer,
                                .allow_insecure_http = cfg->oidc_allow_insecure_http};
-        if (cfg->oidc_allow_insecure_http)
-            log_msg(LOGL_WARN, NULL,
-                    "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
-                    "http, where anyone on the path can replace them; use it for tests only");
         if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
             log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
             return rc;
@@ -353,7 +436,8 @@ static int app_service_new(struct app *a)
     return rc;
 }
 
-/* The API context and the two listeners of the HTTP server. */
+/* The caller limits and the HTTP server with its two listeners, not yet bound; the listeners'
+ * context (a->api) is filled by app_api_fill once everything it points at exists. */
 static int app_http_new(struct app *a)
 {
     const struct config *cfg = a->cfg;
@@ -365,24 +449,6 @@ static int app_http_new(struct app *a)
 
     if ((rc = api_limits_new(&lim, &a->limits)) != 0)
         return rc;
-    a->api = (struct api_ctx){
-        .svc = a->svc,
-        .store = a->store,
-        .jwks = a->jwks,
-        .session = a->session,
-        .login = a->login,
-        .vcache = a->vcache,
-        .issuer = cfg->oidc_issuer,
-        .audience = cfg->oidc_audience,
-        .user_claim = cfg->oidc_user_claim,
-        .session_minutes = cfg->session_minutes,
-        .acs = a->acs,
-        .entra = a->entra,
-        .maint = a->maint,
-        .budget = a->budget,
-        .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
-        .limits = a->limits,
-    };
     if ((a->cors = join_list(&cfg->cors_origins)) == NULL)
         return TV_ERR_NOMEM;
     addr_format(&cfg->public_addr, a->public_addr, sizeof a->public_addr);
@@ -410,8 +476,33 @@ static int app_http_new(struct app *a)
         log_msg(LOGL_ERROR, NULL, "cannot set up the HTTP server: %s", err_name(rc));
         return rc;
     }
-    a->api.http = a->http;
     return 0;
+}
+
+/* The API context every handler gets; read only once the server serves (app_start). */
+static void app_api_fill(struct app *a)
+{
+    const struct config *cfg = a->cfg;
+
+    a->api = (struct api_ctx){
+        .svc = a->svc,
+        .store = a->store,
+        .jwks = a->jwks,
+        .session = a->session,
+        .login = a->login,
+        .vcache = a->vcache,
+        .issuer = cfg->oidc_issuer,
+        .audience = cfg->oidc_audience,
+        .user_claim = cfg->oidc_user_claim,
+        .session_minutes = cfg->session_minutes,
+        .acs = a->acs,
+        .entra = a->entra,
+        .maint = a->maint,
+        .budget = a->budget,
+        .metrics_apikey = strcmp(cfg->metrics_auth, "apikey") == 0,
+        .limits = a->limits,
+        .http = a->http,
+    };
 }
 
 /* The upstream budget on the store (README "Upstream budget"); with acs_budget = off its gate
@@ -444,8 +535,21 @@ int app_new(const struct config *cfg, struct app **out)
     if (a == NULL)
         return rc;
     a->cfg = cfg;
-    if ((rc = app_check_config(cfg)) != 0)
+    {
+        struct app_check chk;
+        if ((rc = app_config_check(cfg, &chk)) != 0) {
+            log_msg(LOGL_ERROR, NULL, "%s", chk.why);
+            goto fail;
+        }
+    }
+    /* The listeners are bound before the store is opened: a port in use or a privileged one
+     * stops the start with its reason before a database file is created or migrated. */
+    if ((rc = app_http_new(a)) != 0)
         goto fail;
+    if (http_server_bind(a->http) != 0) {
+        rc = TV_ERR_CONFIG; /* the address is the operator's to change: exit 2, like a bad one */
+        goto fail;
+    }
 
     {
         struct store_opts so;
@@ -474,9 +578,9 @@ int app_new(const struct config *cfg, struct app **out)
         goto fail;
     }
 
-    if ((rc = app_auth_new(a)) != 0 || (rc = app_service_new(a)) != 0 ||
-        (rc = app_http_new(a)) != 0)
+    if ((rc = app_auth_new(a)) != 0 || (rc = app_service_new(a)) != 0)
         goto fail;
+    app_api_fill(a);
     *out = a;
     return 0;
 fail:
@@ -558,7 +662,10 @@ void app_stop(struct app *a)
     entra_cache_stop(a->entra); /* after the client: it reads the cache to its last call */
     a->entra = NULL;
     a->api.entra = NULL;
-    log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
+    /* Only a service that served has requests to drain: a start refused on the way says its
+     * reason alone. */
+    if (a->started)
+        log_msg(LOGL_INFO, NULL, "stopped: requests drained, ACS client closed");
 }
 
 void app_free(struct app *a)

@@ -49,13 +49,21 @@ static const struct command commands[] = {
     {"migrate", cli_migrate_main, cli_migrate_usage_print,
      "  migrate                                  create the database / apply migrations\n"},
     {"apikey", cli_apikey_main, cli_apikey_usage_print,
-     "  apikey create NAME | list | revoke NAME  API keys for the internal listener\n"},
+     "  apikey create NAME | list | revoke NAME | rotate NAME\n"
+     "                                           API keys for the internal listener\n"},
     {"account", cli_account_main, cli_account_usage_print,
      "  account add NAME | list | remove NAME    local accounts (password on stdin)\n"},
     {"identity", cli_identity_main, cli_identity_usage_print,
-     "  identity list | show ID | delete ID      app user -> ACS identity mappings\n"},
+     "  identity list | show ID | delete ID | revoke ID\n"
+     "                                           app user -> ACS identity mappings\n"},
+    {"outbox", cli_outbox_main, cli_outbox_usage_print,
+     "  outbox list | retry ID|--all             pending ACS deletes, and retrying them now\n"},
     {"store", cli_store_main, cli_store_usage_print,
      "  store copy FROM TO                       copy every table to another store\n"},
+    {"backup", cli_backup_main, cli_backup_usage_print,
+     "  backup FILE [--force]                    online backup of the SQLite database\n"},
+    {"healthcheck", cli_healthcheck_main, cli_healthcheck_usage_print,
+     "  healthcheck [--internal | --url URL]     GET /readyz: exit 0 on 2xx (for HEALTHCHECK)\n"},
     {"serve", cli_serve_main, cli_serve_usage_print,
      "  serve                                    run the service (public and internal "
      "listeners)\n"},

@@ -145,6 +145,14 @@ struct acs_result {
     /* rc TV_ERR_UNAVAILABLE from the upstream budget: ACS_BUDGET_REFUSED_QUOTA (no slot in time)
      * or ACS_BUDGET_REFUSED_STORE (its store failing or too slow: message says so); else 0. */
     int budget_refused;
+    /* CREATE failed after a request that may have reached ACS, with no answer saying what ACS
+     * did (no answer before the deadline: rc TV_ERR_UPSTREAM_TIMEOUT; a lost connection or a
+     * 500/502/504: TV_ERR_UPSTREAM_UNKNOWN): the identity may exist. The caller tells its own
+     * caller so and logs it for follow-up. */
+    int outcome_unknown;
+    /* CREATE: the customId it carried ("" when none); with one, a repeat gets the same
+     * identity (the safe answer to outcome_unknown). */
+    char custom_id[ACS_CUSTOM_ID_LEN];
 };
 
 /* Counters since acs_client_new (for metrics and tests). */
@@ -154,6 +162,11 @@ struct acs_client_stats {
     uint64_t attempts;    /* HTTP attempts started */
     uint64_t retries;     /* attempts scheduled after a failed one */
     uint64_t connections; /* new connections opened (the rest reused a kept-alive one) */
+    /* Gauges: calls submitted and not finished yet (each holds one curl easy handle), and
+     * sockets to ACS open now (in use or kept alive by curl). Both return to their level once
+     * the calls end, whatever ACS did: a black-holed call leaves neither behind. */
+    uint64_t inflight;
+    uint64_t sockets_open;
 };
 
 /* Called once per submitted call on the engine thread. The callee owns res and must release it
@@ -173,8 +186,10 @@ void acs_client_free(struct acs_client *c);
  * call fails. 0, or TV_ERR_INVALID (bad request, done not called) / TV_ERR_SHUTDOWN /
  * TV_ERR_NOMEM / TV_ERR_CRYPTO (no random request id). The deadline runs from submission.
  * A create without a customId is never repeated once its request may have reached ACS (it
- * always uses a fresh connection, so libcurl cannot silently re-send it); it then ends in
- * TV_ERR_UPSTREAM_UNKNOWN. A create with one is retried like the other operations. */
+ * always uses a fresh connection, closed after it, so libcurl cannot silently re-send it); it
+ * then ends in TV_ERR_UPSTREAM_TIMEOUT when no answer came in time, else in
+ * TV_ERR_UPSTREAM_UNKNOWN, with acs_result.outcome_unknown set. A create with one is retried
+ * like the other operations. */
 int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_done_fn done,
                       void *arg);
 /* The customId of app user `user` at ACS resource `resource` ("host[:port]"):

@@ -21,10 +21,10 @@ enum cli_exit {
 #define CLI_MAX_CONFIG_FLAGS 32
 #define CLI_NAME_MAX 64
 
-/* A command-specific flag: `--name VALUE` (or `--name=VALUE`). */
+/* A command-specific flag: `--name VALUE` (or `--name=VALUE`), or a switch `--name`. */
 struct cli_opt {
     const char *name; /* without the dashes */
-    const char *arg;  /* placeholder shown in help, e.g. "LIST" */
+    const char *arg;  /* placeholder shown in help, e.g. "LIST"; NULL: a switch (value "1") */
     const char *help;
 };
 
@@ -74,9 +74,19 @@ int cli_migrate_main(int argc, char **argv);
 int cli_apikey_main(int argc, char **argv);
 int cli_account_main(int argc, char **argv);
 int cli_identity_main(int argc, char **argv);
+/* `tokenvend outbox list|retry` (src/cli/outbox_cmd.c). */
+int cli_outbox_main(int argc, char **argv);
+void cli_outbox_usage_print(FILE *f);
 /* `tokenvend store copy|check FROM TO` (src/cli/store_cmd.c). */
 int cli_store_main(int argc, char **argv);
 void cli_store_usage_print(FILE *f);
+/* `tokenvend backup FILE [--force]` (src/cli/backup_cmd.c). */
+int cli_backup_main(int argc, char **argv);
+void cli_backup_usage_print(FILE *f);
+/* `tokenvend healthcheck` (src/cli/healthcheck.c): one GET to this instance's /readyz (or
+ * --url) for a container HEALTHCHECK; 0 on 2xx, 1 otherwise (never 2, which Docker reserves). */
+int cli_healthcheck_main(int argc, char **argv);
+void cli_healthcheck_usage_print(FILE *f);
 /* Usage texts on f (the overall usage is main.c's, from its command table). */
 void cli_acs_usage_print(FILE *f);
 void cli_config_usage_print(FILE *f);

@@ -9,7 +9,17 @@
 
 #include "core/log.h"
 
-#define CONFIG_DEFAULT_PATH "config/tokenvend.conf"
+#define CONFIG_DEFAULT_PATH "config/tokenvend.conf" /* under the working directory */
+/* The system-wide configuration directory, searched before CONFIG_DEFAULT_PATH (the image copies
+ * config/ there); a build may define another. */
+#ifndef CONFIG_SYSTEM_DIR
+#define CONFIG_SYSTEM_DIR "/etc/tokenvend"
+#endif
+#define CONFIG_FILE_NAME "tokenvend.conf"
+#define CONFIG_ENV_FILE "TOKENVEND_CONFIG"    /* a configuration file, as --config (which wins) */
+#define CONFIG_ENV_DIR "TOKENVEND_CONFIG_DIR" /* replaces CONFIG_SYSTEM_DIR (tests, packagers) */
+#define CONFIG_ENV_PREFIX "TOKENVEND_"
+#define CONFIG_DESCRIBE_MAX (CONFIG_VALUE_MAX + 64)
 #define CONFIG_HOST_MAX 256
 #define CONFIG_MAX_SCOPES 8
 #define CONFIG_SETTINGS_MAX 128
@@ -108,6 +118,9 @@ struct config {
     char *metrics_auth;           /* "off" or "apikey": the credential GET /metrics requires */
 
     char *config_file; /* the file that was read, or "" */
+    /* How config_file was chosen: "--config", "env TOKENVEND_CONFIG" or "default"; static, "" when
+     * no file was read. */
+    const char *config_file_via;
     /* Where each setting's value came from ("default", "FILE:LINE", "env NAME", "flag --set"),
      * indexed in the order config_print lists them. */
     char sources[CONFIG_SETTINGS_MAX][CONFIG_SOURCE_MAX];
@@ -121,9 +134,14 @@ struct config_flag {
     const char *flag;
 };
 
+/* Which file is read: config_path (--config) if given, which must exist; else, when default_path
+ * is NULL, the file TOKENVEND_CONFIG names (must exist), else the first that exists of
+ * $TOKENVEND_CONFIG_DIR/tokenvend.conf (CONFIG_SYSTEM_DIR/tokenvend.conf when that variable is
+ * unset or empty) and CONFIG_DEFAULT_PATH; else none. A non-NULL default_path replaces that whole
+ * search, environment included: that file if it exists ("" reads none), as tests need. */
 struct config_overrides {
-    const char *config_path;  /* --config FILE: must exist. NULL: default_path if it exists */
-    const char *default_path; /* NULL: CONFIG_DEFAULT_PATH; "" reads no default file */
+    const char *config_path; /* --config FILE */
+    const char *default_path;
     const struct config_flag *flags;
     size_t nflags;
 };
@@ -137,6 +155,27 @@ void config_release(struct config *cfg);
 /* Writes one `name = value  # source` line per setting. With redact, secrets print as
  * <redacted> (or <unset> when empty). */
 void config_print(const struct config *cfg, FILE *f, int redact);
+
+/* One line saying which configuration file was read and how it was chosen ("configuration file
+ * /etc/tokenvend/tokenvend.conf (default)"), or that none was ("no configuration file;
+ * environment and defaults only"), into out[cap] (cut to fit). */
+void config_file_describe(const struct config *cfg, char *out, size_t cap);
+
+/* Called once per unknown variable by config_env_unknown: its name (cut to CONFIG_ENV_NAME_MAX - 1
+ * bytes; never its value, which may be a secret) and the known name it most likely misspells,
+ * "" when none is close. */
+#define CONFIG_ENV_NAME_MAX 128
+typedef void (*config_env_unknown_fn)(void *ctx, const char *name, const char *suggestion);
+/* Calls fn for every environment variable whose name starts with TOKENVEND_ (in any case) and is
+ * neither a setting's variable nor its _FILE form nor one read outside the settings table
+ * (TOKENVEND_CONFIG, TOKENVEND_CONFIG_DIR, TOKENVEND_ARGON2; TOKENVEND_PORT, compose's).
+ * Returns how many. Reads environ:
+ * not thread-safe, call at start. fn may be NULL (count only). */
+size_t config_env_unknown(config_env_unknown_fn fn, void *ctx);
+/* The known variable closest to name by edit distance (letters compared without case; a swap
+ * of two neighbours counts one), if within a distance that suits a misspelling, into
+ * out[cap]; else "". Exposed for tests. */
+void config_env_suggest(const char *name, char *out, size_t cap);
 
 /* Where setting `name` got its value ("default", "FILE:LINE", "env VAR", "flag --set"); ""
  * for an unknown name. The string borrows from cfg. */

@@ -80,9 +80,15 @@ struct http_server_opts {
 /* Validates the options and copies what it needs (not the borrowed strings/routes). Binds
  * nothing. 0, TV_ERR_CONFIG (bad address, pattern or option) or TV_ERR_NOMEM. *out on success. */
 int http_server_new(const struct http_server_opts *o, struct http_server **out);
-/* Binds and starts every listener (threads start serving at once). Also raises the soft
- * RLIMIT_NOFILE towards the hard limit so conn_limit connections can be held. 0 or TV_ERR_IO
- * (cannot bind; logged). Call once. */
+/* Binds every listener's socket and listens on it, without serving: the ports are held, and
+ * connections wait in the backlog until http_server_start. On failure logs one line naming the
+ * listener, the address and the system's reason ("Address already in use", "Permission
+ * denied", "Cannot assign requested address"), closes what it bound and returns TV_ERR_IO.
+ * Optional: http_server_start binds what is not bound yet. Call at most once, before start. */
+int http_server_bind(struct http_server *s);
+/* Binds (unless http_server_bind did) and starts every listener (threads start serving at once).
+ * Also raises the soft RLIMIT_NOFILE towards the hard limit so conn_limit connections can be held.
+ * 0 or TV_ERR_IO (cannot bind; logged). Call once. */
 int http_server_start(struct http_server *s);
 /* The port listener i is actually bound to (useful with port 0), or 0 if not started. */
 uint16_t http_server_port(const struct http_server *s, size_t i);

@@ -10,22 +10,30 @@
 #define STORE_KEY_ID_MAX 32
 #define STORE_KEY_HASH_LEN 32
 
-/* Plain value type. */
+/* Plain value type. A name holds its current key and, after a rotation, the key that one
+ * replaced (prev_*), valid until prev_expires_ms. */
 struct store_apikey {
     char name[STORE_NAME_MAX + 1];          /* unique, 1..64 bytes */
     char key_id[STORE_KEY_ID_MAX + 1];      /* unique, public part of the key, 1..32 bytes */
     unsigned char hash[STORE_KEY_HASH_LEN]; /* SHA-256 of the secret part */
-    int64_t created_ms;
-    int64_t last_used_ms; /* 0 = never; one-minute granularity (see touch_used) */
-    int64_t revoked_ms;   /* 0 = active */
+    int64_t created_ms;                     /* when this key was made (created or rotated) */
+    int64_t last_used_ms;                   /* 0 = never; one-minute granularity (see touch_used) */
+    int64_t revoked_ms;                     /* 0 = active; a revoke ends the previous key too */
+    int64_t expires_ms; /* 0 = no end; get_by_key_id of a previous key: its grace's end */
+    /* Read by name (get, list): the previous key, "" / 0 when the name was never rotated. */
+    char prev_key_id[STORE_KEY_ID_MAX + 1];
+    int64_t prev_expires_ms;   /* refused from this time on */
+    int64_t prev_last_used_ms; /* 0 = never */
 };
 
 /* Inserts k. TV_ERR_CONFLICT when the name (or, improbably, the key id) exists, even if that
  * key is revoked; TV_ERR_INVALID for an empty or over-long name or key id. */
 int store_apikey_insert(struct store *s, const struct store_apikey *k);
 
-/* The key with key_id (revoked ones too: the caller checks revoked_ms). 0, TV_ERR_NOT_FOUND,
- * TV_ERR_INVALID. */
+/* The key with key_id, a name's current key or its previous one (revoked and expired ones too:
+ * the caller checks revoked_ms and expires_ms). For a previous key, key_id, hash, last_used_ms
+ * and expires_ms are that key's (prev_* empty); for a current key expires_ms is 0. 0,
+ * TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
 int store_apikey_get_by_key_id(struct store *s, const char *key_id, struct store_apikey *out);
 
 /* The key named name. 0, TV_ERR_NOT_FOUND, TV_ERR_INVALID. */
@@ -40,9 +48,16 @@ int store_apikey_list(struct store *s, const char *after, int limit, struct stor
  * 0 or TV_ERR_NOT_FOUND. */
 int store_apikey_revoke(struct store *s, const char *name, int64_t ms);
 
-/* Records a use of key_id at ms. To keep authenticated reads from turning into writes, the
- * row is only written when the stored time is at least 60 s older than ms (checked on a reader
- * connection first). 0 or TV_ERR_NOT_FOUND. */
+/* Rotation: the key named name (not revoked) gets next->key_id, next->hash and
+ * next->created_ms as its current key; its current key becomes its previous key, valid until
+ * prev_expires_ms (<= now: refused at once); a previous key it had is dropped. 0,
+ * TV_ERR_NOT_FOUND (no such name, or revoked), TV_ERR_CONFLICT (key id taken), TV_ERR_INVALID. */
+int store_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
+                        int64_t prev_expires_ms);
+
+/* Records a use of key_id (a current or a previous key) at ms. To keep authenticated reads from
+ * turning into writes, the row is only written when the stored time is at least 60 s older than ms
+ * (checked on a reader connection first). 0 or TV_ERR_NOT_FOUND. */
 int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms);
 
 #endif

@@ -99,4 +99,23 @@ int store_outbox_count(struct store *s, int64_t *n);
  * (and *next_ms untouched) when the outbox is empty. */
 int store_outbox_next_due(struct store *s, int64_t *next_ms, int *found);
 
+/* Row id (any state). 0, TV_ERR_NOT_FOUND or TV_ERR_INVALID (id < 1). */
+int store_outbox_get(struct store *s, int64_t id, struct store_outbox_row *out);
+
+/* What store_outbox_retry_now found and did, counted in one transaction. */
+struct store_outbox_retry {
+    int64_t matched;  /* rows it was about: the row (0 or 1), or every pending row */
+    int64_t made_due; /* rows that waited for a later attempt and are due at now_ms now */
+    int64_t leased;   /* rows left alone: another process holds a current lease on them */
+};
+
+/* Makes row id (id >= 1), or every row (id 0), due at now_ms so that an outbox worker takes it
+ * at its next pass (the admin's "retry now"): next_attempt_ms = now_ms for rows nobody leases
+ * that are not due yet; attempts and last_error are kept. A row whose lease is current
+ * (leased_by set, next_attempt_ms > now_ms) is left to its holder and counted in leased; a row
+ * already due (also one whose lease ran out) stays as it is. 0 (matched 0: no such row) or a
+ * store error; *out on success only. */
+int store_outbox_retry_now(struct store *s, int64_t id, int64_t now_ms,
+                           struct store_outbox_retry *out);
+
 #endif

@@ -65,6 +65,8 @@ void acs_client_stats_get(const struct acs_client *c, struct acs_client_stats *o
     out->attempts = atomic_load_explicit(&c->n_attempts, memory_order_relaxed);
     out->retries = atomic_load_explicit(&c->n_retries, memory_order_relaxed);
     out->connections = atomic_load_explicit(&c->n_connections, memory_order_relaxed);
+    out->inflight = atomic_load_explicit(&c->n_inflight, memory_order_relaxed);
+    out->sockets_open = atomic_load_explicit(&c->n_sockets, memory_order_relaxed);
 }
 
 /* xorshift64*: jitter needs spread, not secrecy; seeded from the CSPRNG. */
@@ -221,6 +223,8 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
         call->breaker_probe = 0;
     }
     call->res.rc = rc;
+    if (rc == 0)
+        call->res.outcome_unknown = 0; /* a retry of an idempotent create got the answer */
     if (rc != 0 && why != NULL)
         acs_strlcpy(call->res.message, why, sizeof(call->res.message));
     else if (rc != 0 && call->res.message[0] == '\0')
@@ -235,6 +239,7 @@ static void call_finish(struct acs_call *call, int rc, const char *why)
     else
         log_attempt(rc == TV_ERR_SHUTDOWN ? LOGL_INFO : LOGL_WARN, call, "acs call failed", -1);
     atomic_fetch_add_explicit(&call->client->n_calls, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&call->client->n_inflight, 1, memory_order_relaxed);
     if (rc != 0 && !expected)
         atomic_fetch_add_explicit(&call->client->n_failures, 1, memory_order_relaxed);
     res = call->res;
@@ -604,8 +609,14 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
     call->res.acs_code[0] = '\0';
     rc = acs_retry_classify(call->op, &a, &retryable);
     call->res.rc = rc;
+    /* Sticky: a later attempt ACS refused (429, 503) says nothing about this one. */
+    if (acs_retry_outcome_unknown(call->op, &a))
+        call->res.outcome_unknown = 1;
     if (rc == 0) {
         rc = call_parse_success(call);
+        /* ACS created the identity, but its id cannot be read from the answer. */
+        if (rc != 0 && call->op == ACS_OP_CREATE)
+            call->res.outcome_unknown = 1;
         call_finish(call, rc, NULL);
         return;
     }
@@ -618,10 +629,12 @@ static void call_attempt_done(struct acs_client *c, struct acs_call *call, CURLc
                      a.http_status, call->res.message);
         else
             acs_strlcpy(why, call->res.message, sizeof(why));
-    } else if (rc == TV_ERR_UPSTREAM_UNKNOWN) {
+    } else if (rc == TV_ERR_UPSTREAM_UNKNOWN ||
+               (rc == TV_ERR_UPSTREAM_TIMEOUT && call->res.outcome_unknown)) {
         snprintf(why, sizeof(why),
-                 "the create request was sent but no answer came (%.256s); the "
-                 "identity may have been created",
+                 "the create request was sent but %s (%.256s); the identity may have been "
+                 "created",
+                 rc == TV_ERR_UPSTREAM_TIMEOUT ? "ACS did not answer in time" : "no answer came",
                  call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
     } else {
         buf_copy_str(why, sizeof(why), call->errbuf[0] ? call->errbuf : curl_easy_strerror(cc));
@@ -981,6 +994,8 @@ int acs_client_submit(struct acs_client *c, const struct acs_request *req, acs_d
         call_free(call);
         return TV_ERR_SHUTDOWN;
     }
+    /* Counted before the engine can see it, so call_finish never takes it below zero. */
+    atomic_fetch_add_explicit(&c->n_inflight, 1, memory_order_relaxed);
     if (c->q_tail != NULL)
         c->q_tail->next = call;
     else

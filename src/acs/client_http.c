@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "retry_int.h"
 #include "acs/entra.h"
@@ -327,6 +329,30 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_
     return CURL_PREREQFUNC_OK;
 }
 
+/* Every socket curl opens to ACS comes from here and goes through acs_socket_close, so the
+ * client counts the open ones (acs_client_stats.sockets_open): connections in use and kept
+ * alive alike. A black-holed call must leave none behind once it ends. */
+static curl_socket_t acs_socket_open(void *clientp, curlsocktype purpose,
+                                     struct curl_sockaddr *address)
+{
+    struct acs_client *c = clientp;
+    curl_socket_t fd;
+
+    (void)purpose;
+    fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        atomic_fetch_add_explicit(&c->n_sockets, 1, memory_order_relaxed);
+    return fd;
+}
+
+static int acs_socket_close(void *clientp, curl_socket_t fd)
+{
+    struct acs_client *c = clientp;
+
+    atomic_fetch_sub_explicit(&c->n_sockets, 1, memory_order_relaxed);
+    return close(fd);
+}
+
 static int easy_setup(struct acs_call *call)
 {
     CURL *e = call->easy;
@@ -351,13 +377,21 @@ static int easy_setup(struct acs_call *call)
     SET(CURLOPT_HEADERDATA, (void *)call);
     SET(CURLOPT_PREREQFUNCTION, on_prereq);
     SET(CURLOPT_PREREQDATA, (void *)call);
+    SET(CURLOPT_OPENSOCKETFUNCTION, acs_socket_open);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)call->client);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, acs_socket_close);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)call->client);
     if (cc == CURLE_OK)
         cc = curlx_tls_wipe(e); /* ACS answers carry tokens */
     /* libcurl silently re-sends a request once when a reused connection closes without an
      * answer. The server may have acted on it already, so a create, which is not idempotent
-     * without a customId, then always opens a connection of its own. */
-    if (call->op == ACS_OP_CREATE && !call->idempotent)
+     * without a customId, then always opens a connection of its own, and closes it after: kept
+     * alive, every such create would add one idle socket to curl's pool (up to
+     * max_connections after a storm of failing creates). */
+    if (call->op == ACS_OP_CREATE && !call->idempotent) {
         SET(CURLOPT_FRESH_CONNECT, 1L);
+        SET(CURLOPT_FORBID_REUSE, 1L);
+    }
     if (strcmp(call->method, "DELETE") == 0) {
         SET(CURLOPT_CUSTOMREQUEST, "DELETE");
     } else {
@@ -411,6 +445,7 @@ int call_new(struct acs_client *c, const struct acs_request *req, acs_done_fn do
         if ((rc = acs_custom_id(c->cs.host_signed, req->custom_id_user, custom_id)) != 0)
             goto fail;
         call->idempotent = 1;
+        acs_strlcpy(call->res.custom_id, custom_id, sizeof(call->res.custom_id));
     }
     if (req->op == ACS_OP_CREATE)
         rc = body_scopes(&call->body, "createTokenWithScopes", req,

@@ -99,6 +99,9 @@ struct acs_client {
 
     /* Written by the engine thread, read by anyone (relaxed atomics). */
     _Atomic uint64_t n_calls, n_failures, n_attempts, n_retries, n_connections;
+    /* Gauges: calls between submit and call_finish; sockets curl opened through
+     * acs_socket_open and has not closed yet (any thread, curl_multi_cleanup included). */
+    _Atomic uint64_t n_inflight, n_sockets;
 
     /* Engine thread only. */
     struct acs_call **heap; /* calls waiting for their backoff, min-heap on due_ms */

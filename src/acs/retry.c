@@ -85,10 +85,21 @@ int acs_retry_classify(enum acs_op op, const struct acs_attempt *a, int *retryab
         rc = TV_ERR_UPSTREAM_TIMEOUT;
     else
         rc = TV_ERR_UPSTREAM_NETWORK;
+    /* A create sent and not answered in time stays a timeout (504: ACS did not answer), not
+     * retried; acs_retry_outcome_unknown tells that its effect is unknown. */
     if (create && a->request_sent && !curl_code_not_sent(a->curl_code))
-        return TV_ERR_UPSTREAM_UNKNOWN;
+        return rc == TV_ERR_UPSTREAM_TIMEOUT ? rc : TV_ERR_UPSTREAM_UNKNOWN;
     *retryable = curl_code_transient(a->curl_code);
     return rc;
+}
+
+int acs_retry_outcome_unknown(enum acs_op op, const struct acs_attempt *a)
+{
+    if (op != ACS_OP_CREATE)
+        return 0;
+    if (a->curl_code == CURLE_OK)
+        return a->http_status == 500 || a->http_status == 502 || a->http_status == 504;
+    return a->request_sent && !curl_code_not_sent(a->curl_code);
 }
 
 /* Copies value without surrounding blanks into out (cap bytes). 0 or TV_ERR_PARSE. */

@@ -22,9 +22,17 @@ struct acs_attempt {
 /* Classifies one attempt for operation op. Returns the code the call ends with if no further
  * attempt is made (0 for a 2xx answer) and sets *retryable to 1 when another attempt is safe
  * and useful. A CREATE whose request may have reached the server and whose answer is missing
- * or a 500/502/504 is never retryable and ends in TV_ERR_UPSTREAM_UNKNOWN, unless it is
- * idempotent (a->idempotent): then it is treated as the other operations are. */
+ * or a 500/502/504 is never retryable and ends in TV_ERR_UPSTREAM_UNKNOWN (TV_ERR_UPSTREAM_TIMEOUT
+ * when the attempt timed out after sending), unless it is idempotent (a->idempotent): then it is
+ * treated as the other operations are. */
 int acs_retry_classify(enum acs_op op, const struct acs_attempt *a, int *retryable);
+
+/* Whether an attempt of op that failed leaves ACS's action unknown: a CREATE (with a customId
+ * or not) whose request may have reached ACS and that got no answer (a timeout, a lost
+ * connection, a malformed reply) or a 500/502/504. Such a create without a customId ends the
+ * call: in TV_ERR_UPSTREAM_TIMEOUT when nothing came back in time (the request was sent to an
+ * ACS that did not answer), else in TV_ERR_UPSTREAM_UNKNOWN. 0 for every other op. */
+int acs_retry_outcome_unknown(enum acs_op op, const struct acs_attempt *a);
 
 /* Parses a retry-after-ms / x-ms-retry-after-ms value: decimal milliseconds, optional
  * surrounding blanks, clamped to ACS_RETRY_AFTER_MAX_MS. 0 or TV_ERR_PARSE. */

@@ -87,5 +87,8 @@ int api_session_account_check(struct api_ctx *ctx, const char *name, int64_t epo
 void api_ops_healthz(struct http_req *req, void *ctx);
 void api_ops_readyz(struct http_req *req, void *ctx);
 void api_ops_metrics(struct http_req *req, void *ctx);
+/* GET /openapi.json: that listener's part of docs/openapi.yaml (build/gen/openapi.c). */
+void api_ops_openapi_public(struct http_req *req, void *ctx);
+void api_ops_openapi_internal(struct http_req *req, void *ctx);
 
 #endif

@@ -275,6 +275,7 @@ static const struct http_route internal_routes[] = {
     {"GET", "/healthz", api_ops_healthz},
     {"GET", "/readyz", api_ops_readyz},
     {"GET", "/metrics", api_ops_metrics},
+    {"GET", "/openapi.json", api_ops_openapi_internal},
 };
 
 const struct http_route *api_internal_routes(size_t *n)

@@ -1,8 +1,9 @@
-/* Operations endpoints: liveness and readiness (the store takes a write, the service is not
+/* Operations endpoints: liveness, readiness (the store takes a write, the service is not
  * shutting down, in keyless mode an Entra token for ACS is held, the OIDC signing keys have
- * loaded once and ACS has not refused the credential) on both listeners, never
- * behind a credential, since orchestrators probe them without one; Prometheus metrics on the
- * internal listener, behind an API key when metrics_auth = apikey. */
+ * loaded once and ACS has not refused the credential) and each listener's OpenAPI document, on
+ * both listeners, never behind a credential, since orchestrators probe them and clients read the
+ * contract without one; Prometheus metrics on the internal listener, behind an API key when
+ * metrics_auth = apikey. */
 #include <json-c/json.h>
 
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "acs/client.h"
 #include "acs/entra.h"
+#include "api/openapi.h"
 #include "api_int.h"
 #include "auth/jwks.h"
 #include "core/buf.h"
@@ -26,6 +28,28 @@ void api_ops_healthz(struct http_req *req, void *ctx)
     (void)ctx;
     json_object_object_add(o, "status", json_object_new_string("ok"));
     http_reply_json(req, 200, o);
+}
+
+/* The listener's part of docs/openapi.yaml, embedded at build time. no-cache, not a lifetime:
+ * the document changes with the binary, so a client revalidates instead of keeping an old
+ * contract after an upgrade; nosniff, so a browser never reads it as anything but JSON. */
+static void openapi_reply(struct http_req *req, const unsigned char *doc, size_t len)
+{
+    http_reply_header(req, "Cache-Control", "no-cache");
+    http_reply_header(req, "X-Content-Type-Options", "nosniff");
+    http_reply_data(req, 200, "application/json", doc, len);
+}
+
+void api_ops_openapi_public(struct http_req *req, void *ctx)
+{
+    (void)ctx;
+    openapi_reply(req, api_openapi_public_json, api_openapi_public_json_len);
+}
+
+void api_ops_openapi_internal(struct http_req *req, void *ctx)
+{
+    (void)ctx;
+    openapi_reply(req, api_openapi_internal_json, api_openapi_internal_json_len);
 }
 
 /* Keyless mode: not ready while no Entra token is handed out (the first fetch is under way, or
@@ -224,6 +248,17 @@ void api_ops_metrics(struct http_req *req, void *vctx)
                         "tokenvend_upstream_retries_total %llu\n",
                         (unsigned long long)st.calls, (unsigned long long)st.failures,
                         (unsigned long long)st.attempts, (unsigned long long)st.retries);
+        if (rc == 0)
+            rc = buf_printf(&b,
+                            "# HELP tokenvend_acs_inflight ACS calls under way (each holds one "
+                            "curl handle until it ends).\n"
+                            "# TYPE tokenvend_acs_inflight gauge\n"
+                            "tokenvend_acs_inflight %llu\n"
+                            "# HELP tokenvend_acs_connections_open Sockets to ACS open now, in "
+                            "use or kept alive.\n"
+                            "# TYPE tokenvend_acs_connections_open gauge\n"
+                            "tokenvend_acs_connections_open %llu\n",
+                            (unsigned long long)st.inflight, (unsigned long long)st.sockets_open);
     }
     if (rc == 0 && ctx->acs != NULL)
         rc = breaker_metrics_write(ctx->acs, &b);

@@ -123,6 +123,7 @@ static const struct http_route public_routes[] = {
     {"POST", "/api/login", api_login},
     {"GET", "/healthz", api_ops_healthz},
     {"GET", "/readyz", api_ops_readyz},
+    {"GET", "/openapi.json", api_ops_openapi_public},
     /* No /metrics here: it shows mapping and outbox counts and costs table scans, so it is
      * served on the internal listener only, where the scraper lives. */
 };

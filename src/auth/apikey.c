@@ -144,9 +144,11 @@ int apikey_verify(struct store *st, const char *presented, char name_out[APIKEY_
     /* Compare even for an unknown id so that both failures cost the same. */
     want = found ? row.hash : zero_hash;
     rc = TV_ERR_UNAUTHORIZED;
-    if (CRYPTO_memcmp(want, hash, APIKEY_HASH_LEN) != 0 || !found || row.revoked_ms != 0)
-        goto done;
     int64_t now = clock_wall_ms();
+    /* A key rotated out is refused from the end of its grace period on (expires_ms). */
+    if (CRYPTO_memcmp(want, hash, APIKEY_HASH_LEN) != 0 || !found || row.revoked_ms != 0 ||
+        (row.expires_ms != 0 && now >= row.expires_ms))
+        goto done;
     if (now - row.last_used_ms >= APIKEY_TOUCH_INTERVAL_MS &&
         store_apikey_touch_used(st, key_id, now) != 0)
         log_msg(LOGL_WARN, NULL, "could not record the use of API key '%s'", row.name);

@@ -1,5 +1,9 @@
-/* `tokenvend apikey create|list|revoke`: API keys for the internal listener. A new key is
- * printed once, as the last line of stdout, and only its hash is stored. Single-threaded. */
+/* `tokenvend apikey create|list|revoke|rotate`: API keys for the internal listener. A new key is
+ * printed once, as the last line of stdout, and only its hash is stored. rotate gives a name a
+ * new key and keeps the old one valid for a grace period (store_apikey_rotate), so backends can
+ * switch over without an outage. Single-threaded. */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,18 @@
 #include "store/audit.h"
 
 #define LIST_PAGE 200
+/* The old key's grace period after a rotation: a day by default (time for every backend to pick
+ * up the new key), at most 30 days (a rotated-out key should not linger). */
+#define GRACE_DEFAULT_MS (24LL * 3600 * 1000)
+#define GRACE_MAX_MS (30LL * 24 * 3600 * 1000)
+
+enum { OPT_GRACE };
+
+static const struct cli_opt apikey_opts[] = {
+    {"grace", "DURATION",
+     "rotate: how long the old key keeps working: N followed by s, m, h or d (default 24h, "
+     "at most 30d; 0: refused at once)"},
+};
 
 void cli_apikey_usage_print(FILE *f)
 {
@@ -32,9 +48,19 @@ void cli_apikey_usage_print(FILE *f)
         "                 line of stdout. It is shown this once: store it now.\n"
         "  list           {\"apikeys\":[{\"name\",\"keyId\",\"createdAt\",\"lastUsedAt\",\n"
         "                 \"revokedAt\"}]} (never the keys)\n"
-        "  revoke NAME    revoke the key named NAME (it stops working at once)\n"
-        "\n",
+        "  revoke NAME    revoke the key named NAME (it stops working at once), and its\n"
+        "                 previous key if it was rotated\n"
+        "  rotate NAME [--grace DURATION]\n"
+        "                 a new key for NAME, printed like create's (the LAST line of\n"
+        "                 stdout); the old key keeps working for the grace period, then is\n"
+        "                 refused (401). Prints {\"name\",\"keyId\",\"createdAt\",\n"
+        "                 \"previousKeyId\",\"previousExpiresAt\"}. Rotating again in the grace\n"
+        "                 period ends the older key at once. list shows both keys, the old one\n"
+        "                 with \"current\":false and its \"expiresAt\".\n"
+        "\n"
+        "Flags:\n",
         f);
+    cli_opts_print(f, apikey_opts, sizeof apikey_opts / sizeof apikey_opts[0]);
     cli_common_flags_print(f);
     fputs("\nExit status: 0 success, 1 not found / already exists / database failure,\n"
           "2 usage or configuration error.\n",
@@ -61,6 +87,25 @@ static struct json_object *key_object(const struct store_apikey *k)
     cli_json_add_time(o, "createdAt", k->created_ms);
     cli_json_add_time(o, "lastUsedAt", k->last_used_ms);
     cli_json_add_time(o, "revokedAt", k->revoked_ms);
+    json_object_object_add(o, "current", json_object_new_boolean(1));
+    json_object_object_add(o, "expiresAt", NULL);
+    return o;
+}
+
+/* The previous key of a rotated name, as list shows it (its creation time is not kept). */
+static struct json_object *prev_key_object(const struct store_apikey *k)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "name", json_object_new_string(k->name));
+    json_object_object_add(o, "keyId", json_object_new_string(k->prev_key_id));
+    json_object_object_add(o, "createdAt", NULL);
+    cli_json_add_time(o, "lastUsedAt", k->prev_last_used_ms);
+    cli_json_add_time(o, "revokedAt", k->revoked_ms);
+    json_object_object_add(o, "current", json_object_new_boolean(0));
+    cli_json_add_time(o, "expiresAt", k->prev_expires_ms);
     return o;
 }
 
@@ -125,8 +170,11 @@ static int apikey_list(struct store *st)
             rc = cli_store_failure(rc, "could not list the API keys");
             goto done;
         }
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             json_object_array_add(arr, key_object(&rows[i]));
+            if (rows[i].prev_key_id[0] != '\0')
+                json_object_array_add(arr, prev_key_object(&rows[i]));
+        }
         if (n > 0)
             buf_copy_str(after, sizeof after, rows[n - 1].name);
     } while (n == LIST_PAGE);
@@ -161,8 +209,103 @@ static int apikey_revoke(struct store *st, const char *name)
     return rc;
 }
 
+/* Parses DURATION: a whole number followed by s, m, h or d, or a bare 0; at most
+ * GRACE_MAX_MS. CLI_EXIT_OK or CLI_EXIT_USAGE (reported). */
+static int grace_parse(const char *s, int64_t *out)
+{
+    char *end;
+    long long n;
+    int64_t unit = 0;
+
+    errno = 0;
+    n = strtoll(s, &end, 10);
+    if (end != s && s[0] >= '0' && s[0] <= '9' && errno == 0) {
+        if (strcmp(end, "s") == 0)
+            unit = 1000;
+        else if (strcmp(end, "m") == 0)
+            unit = 60 * 1000;
+        else if (strcmp(end, "h") == 0)
+            unit = 3600 * 1000;
+        else if (strcmp(end, "d") == 0)
+            unit = 24 * 3600 * 1000;
+        else if (end[0] == '\0' && n == 0)
+            unit = 1;
+    }
+    if (unit == 0 || n > GRACE_MAX_MS / unit)
+        return cli_usage_error("apikey rotate: --grace must be a duration such as 90s, 30m, 24h or "
+                               "7d, at most 30d (0: the old key stops at once), got '%.32s'",
+                               s);
+    *out = (int64_t)n * unit;
+    return CLI_EXIT_OK;
+}
+
+static int apikey_rotate(struct store *st, const char *name, int64_t grace_ms)
+{
+    struct store_apikey cur, next;
+    char key[APIKEY_MAX];
+    char msg[160];
+    char detail[STORE_AUDIT_DETAIL_MAX + 1];
+    int rc;
+
+    memset(&cur, 0, sizeof cur);
+    memset(&next, 0, sizeof next);
+    if ((rc = store_apikey_get(st, name, &cur)) != 0 || cur.revoked_ms != 0) {
+        if (rc == 0)
+            snprintf(msg, sizeof msg, "the API key '%s' is revoked: create a new name instead",
+                     name);
+        else if (rc == TV_ERR_NOT_FOUND)
+            snprintf(msg, sizeof msg, "no API key named '%s'", name);
+        else
+            snprintf(msg, sizeof msg, "could not read the API key '%s'", name);
+        rc = cli_store_failure(rc == 0 ? TV_ERR_CONFLICT : rc, msg);
+        goto done;
+    }
+    next.created_ms = clock_wall_ms();
+    if ((rc = apikey_generate(key, sizeof key, next.key_id, next.hash)) != 0) {
+        rc = cli_store_failure(rc, "could not generate a key (no randomness?)");
+        goto done;
+    }
+    /* Revoked or removed since the read: the rotation matches no row and changes nothing. */
+    if ((rc = store_apikey_rotate(st, name, &next, next.created_ms + grace_ms)) != 0) {
+        snprintf(msg, sizeof msg,
+                 rc == TV_ERR_NOT_FOUND ? "the API key '%s' was revoked or removed meanwhile"
+                                        : "could not store the new key of '%s'",
+                 name);
+        rc = cli_store_failure(rc, msg);
+        goto done;
+    }
+    snprintf(detail, sizeof detail, "name=%s new=%s old=%s grace_ms=%" PRId64, name, next.key_id,
+             cur.key_id, grace_ms);
+    cli_audit_add(st, "apikey_rotate", "", "", "ok", detail);
+    struct json_object *o = json_object_new_object();
+    if (o != NULL) {
+        json_object_object_add(o, "name", json_object_new_string(name));
+        json_object_object_add(o, "keyId", json_object_new_string(next.key_id));
+        cli_json_add_time(o, "createdAt", next.created_ms);
+        json_object_object_add(o, "previousKeyId", json_object_new_string(cur.key_id));
+        cli_json_add_time(o, "previousExpiresAt", next.created_ms + grace_ms);
+    }
+    if ((rc = cli_json_print(o)) != CLI_EXIT_OK)
+        goto done;
+    fputs("The new API key follows on the last line of stdout; it is not stored and cannot be "
+          "shown again.\n",
+          stderr);
+    printf("%s\n", key);
+    fflush(stdout);
+    rc = CLI_EXIT_OK;
+done:
+    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(&next, sizeof next);
+    OPENSSL_cleanse(&cur, sizeof cur);
+    return rc;
+}
+
 static const struct cli_admin_spec apikey_spec = {
-    "apikey", {"create", "list", "revoke"}, NULL, 0, cli_apikey_usage_print,
+    "apikey",
+    {"create", "list", "revoke", "rotate"},
+    apikey_opts,
+    sizeof apikey_opts / sizeof apikey_opts[0],
+    cli_apikey_usage_print,
 };
 
 int cli_apikey_main(int argc, char **argv)
@@ -172,10 +315,15 @@ int cli_apikey_main(int argc, char **argv)
     struct store *st = NULL;
     const char *sub;
     char cmd[32];
+    int64_t grace_ms = GRACE_DEFAULT_MS;
     int rc;
 
     rc = cli_admin_parse(&apikey_spec, argc, argv, &a, cmd, sizeof cmd, &sub);
     if (rc != CLI_EXIT_OK || sub == NULL)
+        return rc;
+    if (a.values[OPT_GRACE] != NULL && strcmp(sub, "rotate") != 0)
+        return cli_usage_error("%s: --grace applies to 'apikey rotate' only", cmd);
+    if (a.values[OPT_GRACE] != NULL && (rc = grace_parse(a.values[OPT_GRACE], &grace_ms)) != 0)
         return rc;
     if (strcmp(sub, "list") == 0) {
         if (a.npos != 0)
@@ -192,6 +340,8 @@ int cli_apikey_main(int argc, char **argv)
         rc = apikey_create(st, a.pos[0]);
     else if (strcmp(sub, "list") == 0)
         rc = apikey_list(st);
+    else if (strcmp(sub, "rotate") == 0)
+        rc = apikey_rotate(st, a.pos[0], grace_ms);
     else
         rc = apikey_revoke(st, a.pos[0]);
 done:

@@ -87,7 +87,8 @@ int cli_args_parse(const char *cmd, int argc, char **argv, const struct cli_opt 
         if (w[1] != '-')
             return cli_usage_error("%s: unknown flag '%s'", cmd, w);
 
-        /* --name VALUE or --name=VALUE; every flag but --help takes a value. */
+        /* --name VALUE or --name=VALUE; every flag but --help and a command's switches takes a
+         * value. */
         const char *name = w + 2;
         const char *eq = strchr(name, '=');
         size_t namelen = eq ? (size_t)(eq - name) : strlen(name);
@@ -110,6 +111,13 @@ int cli_args_parse(const char *cmd, int argc, char **argv, const struct cli_opt 
         if (common == 0 && idx < 0)
             return cli_usage_error("%s: unknown flag '%s' (see 'tokenvend %s --help')", cmd, shown,
                                    cmd);
+        if (idx >= 0 && opts[idx].arg == NULL) {
+            /* A switch (its table entry has no ARG): present or absent, never a value. */
+            if (value != NULL)
+                return cli_usage_error("%s: flag %s takes no value", cmd, shown);
+            out->values[idx] = "1";
+            continue;
+        }
         if (value == NULL) {
             if (i + 1 >= argc)
                 return cli_usage_error("%s: flag %s needs a value", cmd, shown);
@@ -166,19 +174,24 @@ void cli_opts_print(FILE *f, const struct cli_opt *opts, size_t nopts)
 {
     for (size_t i = 0; i < nopts; i++) {
         char left[40];
-        snprintf(left, sizeof left, "--%s %s", opts[i].name, opts[i].arg);
+        snprintf(left, sizeof left, "--%s%s%s", opts[i].name, opts[i].arg ? " " : "",
+                 opts[i].arg ? opts[i].arg : "");
         fprintf(f, "  %-22s %s\n", left, opts[i].help);
     }
 }
 
 void cli_common_flags_print(FILE *f)
 {
-    fputs("Common flags (every command):\n"
-          "  --config FILE          read settings from FILE (default: config/tokenvend.conf if "
-          "present)\n"
-          "  --set NAME=VALUE       override one setting (repeatable; NAME_file=PATH reads it "
-          "from a file)\n"
-          "  --log-level LEVEL      debug, info, warn, error or off (logs go to stderr)\n"
-          "  -h, --help             show help\n",
-          f);
+    fputs(
+        "Common flags (every command):\n"
+        "  --config FILE          read settings from FILE (else the file TOKENVEND_CONFIG names,\n"
+        "                         else the first present of " CONFIG_SYSTEM_DIR "/" CONFIG_FILE_NAME
+        "\n"
+        "                         (or $TOKENVEND_CONFIG_DIR/" CONFIG_FILE_NAME ") and "
+        "config/tokenvend.conf)\n"
+        "  --set NAME=VALUE       override one setting (repeatable; NAME_file=PATH reads it "
+        "from a file)\n"
+        "  --log-level LEVEL      debug, info, warn, error or off (logs go to stderr)\n"
+        "  -h, --help             show help\n",
+        f);
 }

@@ -1,7 +1,9 @@
-/* `tokenvend identity list|show|delete`: admin views over the app-user -> ACS identity mappings.
- * delete takes the same path as the API: the mapping goes and an outbox row is queued in one
- * transaction, then the ACS delete is tried once (with the client's retries); if ACS fails, the
- * row stays for the service's outbox worker. Single-threaded; delete blocks on ACS. */
+/* `tokenvend identity list|show|delete|revoke`: admin views over the app-user -> ACS identity
+ * mappings. delete takes the same path as the API: the mapping goes and an outbox row is queued
+ * in one transaction, then the ACS delete is tried once (with the client's retries); if ACS
+ * fails, the row stays for the service's outbox worker. revoke too: ACS's revoke, then the
+ * store's revoke time, which every process reading the mapping compares its cached tokens with
+ * (PostgreSQL also notifies the replicas). Single-threaded; delete and revoke block on ACS. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,11 @@ void cli_identity_usage_print(FILE *f)
         "  delete ID      remove the mapping (it stops issuing at once) and delete the ACS\n"
         "                 identity; if ACS fails, the delete stays queued and `tokenvend serve`\n"
         "                 finishes it (exit 1, \"queued\":true). Needs the ACS connection string.\n"
+        "  revoke ID      revoke every ACS token of the identity, as POST .../revoke does:\n"
+        "                 ACS's revoke, then the revoke time recorded in the store, so a\n"
+        "                 running `tokenvend serve` (every replica) stops serving the tokens\n"
+        "                 it cached and issues new ones; prints {\"appUserId\",\n"
+        "                 \"acsUserIdentity\",\"revokedAt\"}. Needs the ACS connection string.\n"
         "\n"
         "Flags:\n",
         f);
@@ -233,6 +240,9 @@ static int identity_show(struct store *st, const char *id)
     return cli_json_print(o);
 }
 
+static int identity_client(const struct config *cfg, const struct store_user *u,
+                           struct acs_client **client);
+
 static int identity_delete(struct store *st, const struct config *cfg, const char *id)
 {
     struct store_user u;
@@ -246,17 +256,10 @@ static int identity_delete(struct store *st, const struct config *cfg, const cha
 
     if ((rc = mapping_load(st, id, &u)) != CLI_EXIT_OK)
         return rc;
-    /* The client is needed before anything changes: without credentials nothing happens. */
-    if ((rc = cli_acs_client_open(cfg, &client)) != CLI_EXIT_OK)
+    /* The client is needed before anything changes: without credentials nothing happens;
+     * deleting with another resource's credentials would get a 404 that looks like success. */
+    if ((rc = identity_client(cfg, &u, &client)) != CLI_EXIT_OK)
         goto done;
-    /* Deleting with another resource's credentials would get a 404 that looks like success. */
-    if (strcmp(u.resource, acs_client_resource(client)) != 0) {
-        snprintf(msg, sizeof msg,
-                 "identity belongs to another ACS resource (%s); this configuration signs for %s",
-                 u.resource, acs_client_resource(client));
-        rc = cli_store_failure(TV_ERR_CONFLICT, msg);
-        goto done;
-    }
     rc = store_user_delete_begin(st, u.acs_id, clock_wall_ms(), &outbox_id);
     if (rc == TV_ERR_NOT_FOUND) {
         rc = not_found(st, id); /* deleted concurrently */
@@ -315,9 +318,92 @@ done:
     return rc;
 }
 
+/* The mapping's identity for the ACS client: the client must sign for its resource, or ACS
+ * (another resource) would answer 404 for what is not its identity. CLI_EXIT_OK or reported. */
+static int identity_client(const struct config *cfg, const struct store_user *u,
+                           struct acs_client **client)
+{
+    char msg[STORE_ID_MAX * 2 + 160];
+    int rc;
+
+    if ((rc = cli_acs_client_open(cfg, client)) != CLI_EXIT_OK)
+        return rc;
+    if (strcmp(u->resource, acs_client_resource(*client)) != 0) {
+        snprintf(msg, sizeof msg,
+                 "identity belongs to another ACS resource (%s); this configuration signs for %s",
+                 u->resource, acs_client_resource(*client));
+        return cli_store_failure(TV_ERR_CONFLICT, msg);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The revoke of src/service/reqflow.c (revoke_have, revoke_done), from another process: every
+ * process's cached tokens are dropped before ACS is asked (PostgreSQL notifies; on SQLite every
+ * read of the mapping sees the revoke time), then after ACS's answer the revoke time is recorded
+ * (it is what refuses tokens issued before it, everywhere), or, when the outcome is unknown, the
+ * caches are told again; the kept tokens go in either case. */
+static int identity_revoke(struct store *st, const struct config *cfg, const char *id)
+{
+    struct store_user u;
+    struct acs_client *client = NULL;
+    struct acs_request req = {0};
+    struct acs_result res = {0};
+    struct json_object *o;
+    int64_t now;
+    int rc, arc;
+
+    if ((rc = mapping_load(st, id, &u)) != CLI_EXIT_OK)
+        return rc;
+    if ((rc = identity_client(cfg, &u, &client)) != CLI_EXIT_OK)
+        goto done;
+    if (store_user_invalidate(st, u.acs_id) != 0)
+        log_msg(LOGL_WARN, NULL, "could not notify the other processes before the revoke");
+    req.op = ACS_OP_REVOKE;
+    req.identity_id = u.acs_id;
+    arc = acs_client_call_sync(client, &req, &res);
+    now = clock_wall_ms();
+    if (arc == 0 && (rc = store_user_set_revoked(st, u.acs_id, now)) != 0) {
+        /* As the API: unrecorded, the other processes would keep serving revoked tokens. */
+        (void)store_user_invalidate(st, u.acs_id);
+        cli_audit_add(st, "revoke", u.app_user_id, u.acs_id, err_name(rc),
+                      "via cli; ACS revoked, the store did not record it");
+        rc = cli_store_failure(rc == TV_ERR_NOT_FOUND ? TV_ERR_NOT_FOUND : TV_ERR_UNAVAILABLE,
+                               "ACS revoked the tokens but the store could not record it (the "
+                               "mapping was deleted meanwhile, or the store failed); retry the "
+                               "revoke");
+        goto done;
+    }
+    if (arc != 0)
+        (void)store_user_invalidate(st, u.acs_id); /* the revoke may have happened at ACS */
+    if (store_token_purge(st, u.acs_id, NULL) != 0)
+        log_msg(LOGL_WARN, NULL,
+                "could not remove the identity's kept tokens; the services refuse them by the "
+                "revoke time");
+    cli_audit_add(st, "revoke", u.app_user_id, u.acs_id, arc == 0 ? "ok" : err_name(arc),
+                  "via cli");
+    if (arc != 0) {
+        rc = cli_acs_report_failure(&res);
+        goto done;
+    }
+    o = json_object_new_object();
+    if (o != NULL) {
+        int invalid = 0;
+        json_object_object_add(o, "appUserId", app_user_json(u.app_user_id, &invalid));
+        if (invalid)
+            json_object_object_add(o, "appUserIdInvalid", json_object_new_boolean(1));
+        json_object_object_add(o, "acsUserIdentity", json_object_new_string(u.acs_id));
+        cli_json_add_time(o, "revokedAt", now);
+    }
+    rc = cli_json_print(o);
+done:
+    acs_result_release(&res);
+    acs_client_free(client);
+    return rc;
+}
+
 static const struct cli_admin_spec identity_spec = {
     "identity",
-    {"list", "show", "delete"},
+    {"list", "show", "delete", "revoke"},
     identity_opts,
     sizeof identity_opts / sizeof identity_opts[0],
     cli_identity_usage_print,
@@ -355,8 +441,10 @@ int cli_identity_main(int argc, char **argv)
         rc = identity_list(st, &a);
     else if (strcmp(sub, "show") == 0)
         rc = identity_show(st, a.pos[0]);
-    else
+    else if (strcmp(sub, "delete") == 0)
         rc = identity_delete(st, &cfg, a.pos[0]);
+    else
+        rc = identity_revoke(st, &cfg, a.pos[0]);
 done:
     store_close(st);
     config_release(&cfg);

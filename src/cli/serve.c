@@ -6,20 +6,52 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "app.h"
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/server.h"
+
+/* One listener's operations routes (those outside its API prefix), read from its route table so
+ * the help cannot claim a route the listener does not serve. */
+static void ops_routes_print(FILE *f, const char *label, const struct http_route *r, size_t n,
+                             const char *api_prefix)
+{
+    size_t plen = strlen(api_prefix);
+    int first = 1;
+
+    fprintf(f, "  %-10s", label);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(r[i].pattern, api_prefix, plen) == 0)
+            continue;
+        fprintf(f, "%s%s %s", first ? "" : ", ", r[i].method, r[i].pattern);
+        first = 0;
+    }
+    fputs("\n", f);
+}
 
 void cli_serve_usage_print(FILE *f)
 {
+    const struct http_route *pub, *in;
+    size_t npub = 0, nin = 0;
+
+    pub = api_public_routes(&npub);
+    in = api_internal_routes(&nin);
     fputs("Usage: tokenvend serve [--config FILE] [--set NAME=VALUE ...] [--log-level L]\n"
           "\n"
-          "Runs the token service: the public API on public_addr (TOKENVEND_PUBLIC_ADDR), the\n"
-          "internal API on internal_addr (TOKENVEND_INTERNAL_ADDR), both with /healthz, /readyz\n"
-          "and /metrics. Applies pending database migrations at start. Logs one \"listening\"\n"
-          "line with both bound addresses once it serves. SIGTERM or SIGINT: stop accepting,\n"
-          "let in-flight requests finish (shutdown_drain_ms), close the database, exit 0.\n"
+          "Runs the token service: the public API (/api/...) on public_addr\n"
+          "(TOKENVEND_PUBLIC_ADDR) and the internal API (/internal/...) on internal_addr\n"
+          "(TOKENVEND_INTERNAL_ADDR). Besides its API, each listener serves exactly these:\n",
+          f);
+    ops_routes_print(f, "public:", pub, npub, "/api/");
+    ops_routes_print(f, "internal:", in, nin, "/internal/");
+    fputs("Start: runs the checks of `tokenvend config check` (a refusal exits 2), binds both\n"
+          "listeners (one that cannot bind exits 2 naming the address and the reason, before\n"
+          "the database is created or touched), then applies pending database migrations and\n"
+          "logs one \"listening\" line with both bound addresses once it serves. SIGTERM or\n"
+          "SIGINT: stop accepting, let in-flight requests finish (shutdown_drain_ms), close the\n"
+          "database, exit 0.\n"
           "\n",
           f);
     cli_common_flags_print(f);
@@ -41,6 +73,11 @@ int cli_serve_main(int argc, char **argv)
     }
     if ((rc = cli_config_load(&a, &cfg)) != CLI_EXIT_OK)
         return rc;
+    {
+        char which[CONFIG_DESCRIBE_MAX];
+        config_file_describe(&cfg, which, sizeof which);
+        log_msg(LOGL_INFO, NULL, "%s", which);
+    }
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

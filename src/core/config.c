@@ -806,6 +806,16 @@ static int check_cross(struct loader *ld)
     return 0;
 }
 
+size_t config_setting_count(void)
+{
+    return NSETTINGS;
+}
+
+const char *config_setting_env(size_t i)
+{
+    return i < NSETTINGS ? settings[i].env : NULL;
+}
+
 int config_load(const struct config_overrides *ov, struct config *out, char *err, size_t errlen)
 {
     static const struct config_overrides none = {0};
@@ -823,15 +833,11 @@ int config_load(const struct config_overrides *ov, struct config *out, char *err
             goto fail;
     }
 
-    const char *path = ov->config_path;
-    if (path == NULL) {
-        const char *def = ov->default_path ? ov->default_path : CONFIG_DEFAULT_PATH;
-        if (def[0] != '\0' && access(def, F_OK) == 0)
-            path = def;
-    } else if (access(path, R_OK) != 0) {
-        rc = fail(&ld, "--config %s: %s", path, strerror(errno));
+    char sys_path[CONFIG_VALUE_MAX];
+    const char *path = NULL;
+    if ((rc = config_file_pick(ov, sys_path, sizeof sys_path, &path, &cfg.config_file_via, err,
+                               errlen)) != 0)
         goto fail;
-    }
     if ((cfg.config_file = strdup(path ? path : "")) == NULL) {
         rc = TV_ERR_NOMEM;
         goto fail;

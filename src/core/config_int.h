@@ -22,4 +22,16 @@ void config_list_release(struct config_list *l);
 /* on/off (also true/false, yes/no, 1/0, any case) into 1/0. 0 or -1. */
 int config_bool_parse(const char *v, int *out);
 
+/* The settings table's size and the i-th setting's TOKENVEND_ variable (config_env.c reads them
+ * to tell known variables from unknown ones). */
+size_t config_setting_count(void);
+const char *config_setting_env(size_t i);
+
+/* The configuration file config_load reads, as struct config_overrides describes: *path (NULL
+ * for none; may point into sys[syscap]) and *via, how it was chosen ("" for none). 0, or
+ * TV_ERR_CONFIG with the reason in err (a file named by --config or TOKENVEND_CONFIG that
+ * cannot be read). */
+int config_file_pick(const struct config_overrides *ov, char *sys, size_t syscap, const char **path,
+                     const char **via, char *err, size_t errlen);
+
 #endif

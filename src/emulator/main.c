@@ -9,7 +9,9 @@
 
 #include <openssl/crypto.h>
 
+#include "acs/connstr.h"
 #include "core/b64.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "app.h"
@@ -19,7 +21,8 @@
 
 static void main_usage(FILE *f)
 {
-    fputs("usage: acs-emulator --listen HOST:PORT [--access-key BASE64] [--db FILE]\n"
+    fputs("usage: acs-emulator --listen HOST:PORT [--access-key BASE64 | --access-key-from FILE]\n"
+          "  [--db FILE]\n"
           "  [--token-ttl-seconds N] [--latency-ms N] [--throttle-rate R] [--retry-after-ms N]\n"
           "  [--error-rate R] [--error-status N] [--drop-rate R] [--rate-limit-create N]\n"
           "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
@@ -27,6 +30,9 @@ static void main_usage(FILE *f)
           "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
           "  [--entra-jwks URL|FILE [--entra-issuer ISS] [--entra-only]]\n"
           "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
+          "--access-key-from FILE: the access key of the ACS connection string in FILE\n"
+          "  (endpoint=...;accesskey=BASE64), e.g. the secret tokenvend reads, so the two cannot\n"
+          "  differ and the key is not on the command line.\n"
           "--entra-only: refuse the HMAC signature, so that only Entra bearer tokens work (shows\n"
           "  that a client really runs keyless).\n"
           "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
@@ -67,6 +73,64 @@ static int main_rate(const char *flag, const char *s, double *out)
     }
     *out = v;
     return 0;
+}
+
+/* Replaces *key (and cfg's view of it) with a copy of len bytes of k. 0 or TV_ERR_NOMEM. */
+static int main_key_set(struct emu_config *cfg, uint8_t **key, const uint8_t *k, size_t len)
+{
+    uint8_t *copy = malloc(len);
+
+    if (!copy)
+        return TV_ERR_NOMEM;
+    memcpy(copy, k, len);
+    if (*key) {
+        OPENSSL_cleanse(*key, cfg->access_key_len);
+        free(*key);
+    }
+    *key = copy;
+    cfg->access_key = copy;
+    cfg->access_key_len = len;
+    return 0;
+}
+
+/* --access-key-from FILE: the key of the connection string in FILE, parsed by the same code as
+ * tokenvend's, so a compose file can hand both programs one secret file and no shell is needed
+ * to cut the key out of it. 0 or TV_ERR_INVALID (said on stderr, never the file's text). */
+static int main_key_from_file(const char *path, struct emu_config *cfg, uint8_t **key)
+{
+    char why[256] = "";
+    char *text = NULL;
+    struct acs_connstr cs = {0};
+    int rc = TV_ERR_INVALID;
+
+    if (config_read_value_file(path, ACS_CONNSTR_MAX, &text, why, sizeof why) != 0) {
+        fprintf(stderr, "acs-emulator: --access-key-from: %s\n", why[0] ? why : "out of memory");
+        goto done;
+    }
+    if (acs_connstr_parse(text, &cs) != 0) {
+        fprintf(stderr,
+                "acs-emulator: --access-key-from %s: not an ACS connection string "
+                "(endpoint=URL;accesskey=BASE64)\n",
+                path);
+        goto done;
+    }
+    if (cs.key_len == 0 || cs.key_len > EMU_KEY_MAX) {
+        fprintf(stderr, "acs-emulator: --access-key-from %s: the access key must be 1..%d bytes\n",
+                path, EMU_KEY_MAX);
+        goto done;
+    }
+    if (main_key_set(cfg, key, cs.key, cs.key_len) != 0) {
+        fprintf(stderr, "acs-emulator: out of memory\n");
+        goto done;
+    }
+    rc = 0;
+done:
+    acs_connstr_release(&cs);
+    if (text) {
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    return rc;
 }
 
 /* Parses argv into cfg. *key receives the decoded --access-key (caller wipes and frees).
@@ -110,6 +174,8 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             }
             cfg->access_key = *key;
             cfg->access_key_len = len;
+        } else if (strcmp(a, "--access-key-from") == 0) {
+            rc = main_key_from_file(val, cfg, key);
         } else if (strcmp(a, "--db") == 0) {
             cfg->db_path = val;
         } else if (strcmp(a, "--token-ttl-seconds") == 0) {

@@ -366,6 +366,7 @@ struct http_frame {
     const char *line_end; /* the NUL that ended the previous line (CR or LF overwritten) */
     int content_length;   /* Content-Length fields seen */
     int transfer_encoding;
+    int host;   /* Host fields seen */
     int bad;    /* a field the checks refuse */
     int bad_te; /* a Transfer-Encoding other than "chunked" */
 };
@@ -461,6 +462,8 @@ static enum MHD_Result http_frame_field(void *cls, enum MHD_ValueKind kind, cons
     }
     if (http_name_is(key, key_size, MHD_HTTP_HEADER_CONTENT_LENGTH))
         f->content_length++;
+    if (http_name_is(key, key_size, MHD_HTTP_HEADER_HOST))
+        f->host++;
     if (http_name_is(key, key_size, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
         f->transfer_encoding++;
         /* Only "chunked" is understood; anything else (gzip, "chunked, chunked", an empty value)
@@ -525,6 +528,12 @@ const char *http_frame_check(struct MHD_Connection *conn, const struct http_head
      * has no chunked coding; an intermediary would read the body by other rules). */
     if (f.transfer_encoding && h && h->version && strcmp(h->version, "HTTP/1.0") == 0)
         return "Transfer-Encoding in an HTTP/1.0 request";
+    /* RFC 9112 section 3.2: an HTTP/1.1 request names its host exactly once (a second Host is
+     * how requests are smuggled past a proxy that routes on the first). */
+    if (f.host > 1)
+        return "more than one Host";
+    if (f.host == 0 && h && h->version && strcmp(h->version, "HTTP/1.1") == 0)
+        return "no Host field (required in HTTP/1.1)";
     return NULL;
 }
 

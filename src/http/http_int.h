@@ -91,6 +91,7 @@ struct http_listener {
     size_t norigins;
     int any_origin;
     struct MHD_Daemon *d;
+    int fd; /* the bound, listening socket until its daemon takes it; -1 when none */
     uint16_t port;
     struct http_route_stats *stats; /* nroutes + 1; the last counts requests without a route */
     pthread_mutex_t cmu;            /* conns */

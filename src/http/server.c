@@ -5,6 +5,7 @@
  * count: libmicrohttpd holds one reference until the request-completed callback, the handler
  * holds one until its reply, so a reply arriving after the client left is still safe. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -35,6 +36,7 @@
 #define HTTP_MAX_THREADS 16u
 #define HTTP_FLUSH_MS 1000
 #define HTTP_DISCARD_MAX (1024u * 1024u)
+#define HTTP_LISTEN_BACKLOG 1024
 #define HTTP_ALLOW_HEADERS "Authorization, Content-Type, X-Request-Id, teams-user-aad-token"
 
 /* A slow client must not outlast an idle one: the head deadline stays below the idle timeout
@@ -494,6 +496,7 @@ int http_server_new(const struct http_server_opts *o, struct http_server **out)
         struct sockaddr_storage ss;
 
         s->n = i + 1;
+        l->fd = -1;
         pthread_mutex_init(&l->cmu, NULL);
         l->srv = s;
         l->index = i;
@@ -560,8 +563,69 @@ static enum MHD_Result http_admit(void *cls, const struct sockaddr *addr, sockle
     return l->peers ? http_peers_admit(cls, addr, addrlen) : MHD_YES;
 }
 
+/* Closes the sockets bound but not handed to a daemon. */
+static void http_unbind(struct http_server *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->l[i].fd >= 0)
+            close(s->l[i].fd);
+        s->l[i].fd = -1;
+    }
+}
+
+/* One listener's socket, bound and listening, with the options libmicrohttpd gives its own:
+ * SO_REUSEADDR (a restart binds at once over connections in TIME_WAIT) and, for IPv6, v6 only
+ * (an IPv4 listener on the same port stays possible). 0, or -1 with errno set. */
+static int http_listen_socket(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int on = 1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, HTTP_LISTEN_BACKLOG) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int http_server_bind(struct http_server *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        struct http_listener *l = &s->l[i];
+        struct sockaddr_storage ss;
+        socklen_t len = 0;
+
+        if (l->fd >= 0 || l->d != NULL)
+            continue;
+        if (netaddr_parse(l->addr, &ss, &len, NULL, 0) != 0) {
+            log_msg(LOGL_ERROR, NULL,
+                    "cannot listen on %s (%s listener): the address does not "
+                    "resolve",
+                    l->addr, l->name);
+            http_unbind(s);
+            return TV_ERR_IO;
+        }
+        if ((l->fd = http_listen_socket(&ss, len)) < 0) {
+            log_msg(LOGL_ERROR, NULL, "cannot listen on %s (%s listener): %s", l->addr, l->name,
+                    strerror(errno));
+            http_unbind(s);
+            return TV_ERR_IO;
+        }
+    }
+    return 0;
+}
+
 int http_server_start(struct http_server *s)
 {
+    if (http_server_bind(s) != 0)
+        return TV_ERR_IO;
     http_raise_nofile(s);
     s->started = 1;
     if (http_sweeper_start(s) != 0) {
@@ -584,17 +648,22 @@ int http_server_start(struct http_server *s)
             return TV_ERR_CONFIG;
         if (ss.ss_family == AF_INET6)
             flags |= MHD_USE_IPv6;
+        /* The daemon owns the socket from here: it closes it when it stops, and on some of its
+         * failure paths too, so it is forgotten here first (a second close could hit a
+         * descriptor another thread has opened since). */
+        int fd = l->fd;
+        l->fd = -1;
         /* The per-address cap is peers.c's (IPv6 by /64), so libmicrohttpd's own stays off. */
         l->d = MHD_start_daemon(
-            flags, 0, http_admit, l, http_handle, l, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-            MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT, s->conn_limit,
-            MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-            s->header_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK,
-            http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED, http_completed, l,
-            MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l, MHD_OPTION_EXTERNAL_LOGGER,
-            http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, l, MHD_OPTION_END);
+            flags, 0, http_admit, l, http_handle, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY,
+            pool, MHD_OPTION_CONNECTION_LIMIT, s->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+            s->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_mem,
+            MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, l, MHD_OPTION_NOTIFY_COMPLETED,
+            http_completed, l, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l,
+            MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, l, MHD_OPTION_UNESCAPE_CALLBACK,
+            http_unescape, l, MHD_OPTION_END);
         if (!l->d) {
-            log_msg(LOGL_ERROR, NULL, "http: cannot listen on %s (%s)", l->addr, l->name);
+            log_msg(LOGL_ERROR, NULL, "http: cannot start the %s listener on %s", l->name, l->addr);
             return TV_ERR_IO;
         }
         info = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -682,6 +751,7 @@ void http_server_free(struct http_server *s)
     if (!s)
         return;
     http_server_stop(s, 0);
+    http_unbind(s);
     for (size_t i = 0; i < s->n; i++) {
         struct http_listener *l = &s->l[i];
         for (size_t j = 0; j < l->norigins; j++)

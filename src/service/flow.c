@@ -73,6 +73,18 @@ static void acs_failure_note(struct flow *f)
         (void)buf_copy_str(f->acs_msg, sizeof f->acs_msg,
                            "cannot reach ACS: no Microsoft Entra ID token, the identity "
                            "endpoint is failing or has not answered yet; retry later");
+    else if (r->op == ACS_OP_CREATE && r->outcome_unknown)
+        /* The request reached ACS and nothing says what ACS did (README "Upstream black hole"):
+         * the caller learns that, and what a repeat does. */
+        snprintf(f->acs_msg, sizeof f->acs_msg,
+                 "%s%s%s%s: the create request was sent, so the ACS identity may have been "
+                 "created; %s",
+                 err_message(r->rc), shown ? " (ACS code " : "", shown ? r->acs_code : "",
+                 shown ? ")" : "",
+                 r->custom_id[0] != '\0'
+                     ? "repeating the request is safe: ACS answers it with the same identity"
+                     : "repeating the request is safe: it creates the identity anew, and one "
+                       "this request may have made stays unused");
     else if (shown)
         snprintf(f->acs_msg, sizeof f->acs_msg, "%s (ACS code %s)", err_message(r->rc),
                  r->acs_code);

@@ -10,7 +10,7 @@
 #include "jobq_int.h"
 #include "service/service.h"
 
-#define FLOW_ACS_MSG_MAX 160
+#define FLOW_ACS_MSG_MAX 320
 
 struct flow;
 /* A step: runs on a service worker with the ACS outcome in f->res; owns f from then on. */

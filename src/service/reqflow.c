@@ -281,6 +281,27 @@ static int create_check_existing(struct reqflow *f)
     return TV_ERR_UNAVAILABLE;
 }
 
+/* Audit detail of a create whose outcome ACS left unknown. */
+#define CREATE_UNKNOWN_DETAIL "outcome unknown: the identity may have been created"
+
+/* A create that reached ACS and got no answer saying what ACS did (acs_result.outcome_unknown):
+ * an identity may exist at ACS that no mapping owns. Logged at warn with what finds it again:
+ * the app user (or "standalone"), the request id ACS got as x-ms-client-request-id, and the
+ * customId when the create carried one. No token or key is known here. The audit detail. */
+static const char *create_unknown_note(const struct reqflow *f, int rc)
+{
+    const struct acs_result *r = &f->base.res;
+
+    if (!r->outcome_unknown)
+        return NULL;
+    log_msg(LOGL_WARN, f->base.call.request_id,
+            "ACS create outcome unknown (%s) for %s%s after %d attempt(s): an ACS identity may "
+            "exist that no mapping owns; follow up with x-ms-client-request-id %s%s%s",
+            err_name(rc), f->key[0] != '\0' ? "app user " : "a standalone identity", f->key,
+            r->attempts, r->request_id, r->custom_id[0] != '\0' ? ", customId " : "", r->custom_id);
+    return CREATE_UNKNOWN_DETAIL;
+}
+
 static void user_create_done(struct flow *base)
 {
     struct reqflow *f = rf_of(base);
@@ -290,7 +311,7 @@ static void user_create_done(struct flow *base)
 
     if (rc != 0) {
         create_claim_drop(f);
-        service_audit(s, &base->call, "create", f->key, "", rc, NULL);
+        service_audit(s, &base->call, "create", f->key, "", rc, create_unknown_note(f, rc));
         reqflow_fail_all(f, sfmap_finish(&s->creates, f->key), rc, flow_acs_message(base));
         return;
     }
@@ -363,7 +384,7 @@ static void identity_create_done(struct flow *base)
     int rc = base->res.rc;
 
     if (rc != 0) {
-        service_audit(s, &base->call, "create", "", "", rc, NULL);
+        service_audit(s, &base->call, "create", "", "", rc, create_unknown_note(f, rc));
         reqflow_finish(f, rc, flow_acs_message(base));
         return;
     }

@@ -9,21 +9,42 @@
 /* last_used_ms is written at most this often per key, so authenticated reads stay reads. */
 #define TOUCH_GRANULARITY_MS 60000
 
-#define KEY_COLS "name, key_id, hash, created_ms, last_used_ms, revoked_ms"
+/* Every read gives the same ten columns: a name's current key, expires_ms (0), and its
+ * previous key's id, end and last use; or, looked up by a previous key's id, that key in the
+ * first seven and no previous key. */
+#define KEY_COLS                                                                                   \
+    "name, key_id, hash, created_ms, last_used_ms, revoked_ms, 0, prev_key_id, prev_expires_ms,"   \
+    " prev_last_used_ms"
+#define PREV_COLS                                                                                  \
+    "name, prev_key_id, prev_hash, created_ms, prev_last_used_ms, revoked_ms, prev_expires_ms,"    \
+    " '', 0, 0"
 
 static const char SQL_INSERT[] =
     "INSERT INTO api_keys (name, key_id, hash, created_ms, last_used_ms, revoked_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-static const char SQL_BY_KEY_ID[] = "SELECT " KEY_COLS " FROM api_keys WHERE key_id = ?1";
+static const char SQL_BY_KEY_ID[] =
+    "SELECT " KEY_COLS " FROM api_keys WHERE key_id = ?1"
+    " UNION ALL SELECT " PREV_COLS " FROM api_keys WHERE prev_key_id = ?1";
 static const char SQL_BY_NAME[] = "SELECT " KEY_COLS " FROM api_keys WHERE name = ?1";
 static const char SQL_LIST[] =
     "SELECT " KEY_COLS " FROM api_keys WHERE name > ?1 ORDER BY name LIMIT ?2";
 static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_ms ="
                                  " CASE WHEN revoked_ms = 0 THEN ?2 ELSE revoked_ms END"
                                  " WHERE name = ?1";
-static const char SQL_LAST_USED[] = "SELECT last_used_ms FROM api_keys WHERE key_id = ?1";
+static const char SQL_LAST_USED[] = "SELECT last_used_ms FROM api_keys WHERE key_id = ?1"
+                                    " UNION ALL SELECT prev_last_used_ms FROM api_keys"
+                                    " WHERE prev_key_id = ?1";
 static const char SQL_TOUCH[] =
-    "UPDATE api_keys SET last_used_ms = max(last_used_ms, ?2) WHERE key_id = ?1";
+    "UPDATE api_keys SET"
+    " last_used_ms = CASE WHEN key_id = ?1 THEN max(last_used_ms, ?2) ELSE last_used_ms END,"
+    " prev_last_used_ms = CASE WHEN prev_key_id = ?1 THEN max(prev_last_used_ms, ?2)"
+    " ELSE prev_last_used_ms END"
+    " WHERE key_id = ?1 OR prev_key_id = ?1";
+/* SET reads the row as it was: the current key moves to prev_* as the new one takes its place. */
+static const char SQL_ROTATE[] =
+    "UPDATE api_keys SET prev_key_id = key_id, prev_hash = hash, prev_expires_ms = ?5,"
+    " prev_last_used_ms = last_used_ms, key_id = ?2, hash = ?3, created_ms = ?4,"
+    " last_used_ms = 0 WHERE name = ?1 AND revoked_ms = 0";
 
 static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
 {
@@ -39,6 +60,11 @@ static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
     k->created_ms = sqlite3_column_int64(st, 3);
     k->last_used_ms = sqlite3_column_int64(st, 4);
     k->revoked_ms = sqlite3_column_int64(st, 5);
+    k->expires_ms = sqlite3_column_int64(st, 6);
+    if (rc == 0)
+        rc = store_col_text(st, 7, k->prev_key_id, sizeof(k->prev_key_id));
+    k->prev_expires_ms = sqlite3_column_int64(st, 8);
+    k->prev_last_used_ms = sqlite3_column_int64(st, 9);
     return rc;
 }
 
@@ -115,6 +141,23 @@ int store_apikey_revoke(struct store *s, const char *name, int64_t ms)
     if (s->kind == STORE_PG)
         return pgstore_apikey_revoke(s, name, ms);
     return key_update(s, SQL_REVOKE, name, ms);
+}
+
+int store_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
+                        int64_t prev_expires_ms)
+{
+    if (next == NULL || store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(next->key_id, 1, STORE_KEY_ID_MAX) != 0)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_apikey_rotate(s, name, next, prev_expires_ms);
+    struct store_param p[] = {STORE_TEXT(name),
+                              STORE_TEXT(next->key_id),
+                              STORE_BLOB(next->hash, STORE_KEY_HASH_LEN),
+                              STORE_INT64(next->created_ms),
+                              STORE_INT64(prev_expires_ms),
+                              STORE_END};
+    return store_write_one(s, SQL_ROTATE, store_bind_params, p);
 }
 
 int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms)

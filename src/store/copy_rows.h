@@ -10,7 +10,7 @@
 
 #include "store_int.h"
 
-#define COPY_COLS_MAX 10           /* columns of the widest table (outbox) */
+#define COPY_COLS_MAX 10           /* columns of the widest tables (outbox, api_keys) */
 #define COPY_KEYS_MAX 3            /* the primary key and up to two other unique columns */
 #define COPY_VALUE_MAX (64 * 1024) /* longest text or blob a copied column may hold */
 

@@ -36,6 +36,14 @@ static const char SQL_RELEASE[] =
     "UPDATE outbox SET next_attempt_ms = ?2, leased_by = '' WHERE id = ?1" OURS("?3");
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
+static const char SQL_GET[] = "SELECT " OUTBOX_COLS " FROM outbox WHERE id = ?1";
+/* ?1 = 0: every row. A lease is current while its row is not due (outbox.h). */
+#define RETRY_WHERE " WHERE (?1 = 0 OR id = ?1)"
+static const char SQL_RETRY_COUNT[] =
+    "SELECT count(*), coalesce(sum(leased_by <> '' AND next_attempt_ms > ?2), 0)"
+    " FROM outbox" RETRY_WHERE;
+static const char SQL_RETRY_NOW[] = "UPDATE outbox SET next_attempt_ms = ?2" RETRY_WHERE
+                                    " AND leased_by = '' AND next_attempt_ms > ?2";
 
 int store_outbox_add(struct store *s, const char *acs_id, const char *resource, const char *op,
                      int64_t now_ms, int64_t *id)
@@ -271,5 +279,55 @@ int store_outbox_next_due(struct store *s, int64_t *next_ms, int *found)
         if (has)
             *next_ms = v;
     }
+    return rc;
+}
+
+int store_outbox_get(struct store *s, int64_t id, struct store_outbox_row *out)
+{
+    if (id < 1 || out == NULL)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_get(s, id, out);
+    return store_read_one(s, SQL_GET, int64_bind, &id, outbox_row, out);
+}
+
+int store_outbox_retry_now(struct store *s, int64_t id, int64_t now_ms,
+                           struct store_outbox_retry *out)
+{
+    struct store_outbox_retry r = {0, 0, 0};
+    struct store_conn *c;
+    sqlite3_stmt *st;
+    int row = 0;
+    int rc;
+
+    if (id < 0 || out == NULL)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_outbox_retry_now(s, id, now_ms, out);
+    /* The count and the change in one write transaction, so the numbers describe the change. */
+    if ((rc = store_write_begin(s, &c)) != 0)
+        return rc;
+    rc = store_stmt(c, SQL_RETRY_COUNT, &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, now_ms);
+        rc = store_step(c, st, &row);
+        if (rc == 0 && row) {
+            r.matched = sqlite3_column_int64(st, 0);
+            r.leased = sqlite3_column_int64(st, 1);
+        }
+        store_stmt_done(st);
+    }
+    if (rc == 0 && (rc = store_stmt(c, SQL_RETRY_NOW, &st)) == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, now_ms);
+        rc = store_step_done(c, st);
+        if (rc == 0)
+            r.made_due = sqlite3_changes(c->db);
+        store_stmt_done(st);
+    }
+    rc = store_write_end(s, c, rc);
+    if (rc == 0)
+        *out = r;
     return rc;
 }

@@ -7,12 +7,20 @@
 #include "pg_tables.h"
 #include "store/apikeys.h"
 
-#define KEY_COLS "name, key_id, hash, created_ms, last_used_ms, revoked_ms"
+/* The ten columns of apikeys.c's reads (its KEY_COLS, PREV_COLS). */
+#define KEY_COLS                                                                                   \
+    "name, key_id, hash, created_ms, last_used_ms, revoked_ms, 0::bigint, prev_key_id,"            \
+    " prev_expires_ms, prev_last_used_ms"
+#define PREV_COLS                                                                                  \
+    "name, prev_key_id, prev_hash, created_ms, prev_last_used_ms, revoked_ms, prev_expires_ms,"    \
+    " ''::text, 0::bigint, 0::bigint"
 
 static const char SQL_INSERT[] =
     "INSERT INTO api_keys (name, key_id, hash, created_ms, last_used_ms, revoked_ms)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
-static const char SQL_BY_KEY_ID[] = "SELECT " KEY_COLS " FROM api_keys WHERE key_id = $1";
+static const char SQL_BY_KEY_ID[] =
+    "SELECT " KEY_COLS " FROM api_keys WHERE key_id = $1"
+    " UNION ALL SELECT " PREV_COLS " FROM api_keys WHERE prev_key_id = $1";
 static const char SQL_BY_NAME[] = "SELECT " KEY_COLS " FROM api_keys WHERE name = $1";
 /* Byte order, as on SQLite (see pg_users.c). */
 static const char SQL_LIST[] = "SELECT " KEY_COLS " FROM api_keys WHERE name COLLATE \"C\" > $1"
@@ -20,9 +28,20 @@ static const char SQL_LIST[] = "SELECT " KEY_COLS " FROM api_keys WHERE name COL
 static const char SQL_REVOKE[] = "UPDATE api_keys SET revoked_ms ="
                                  " CASE WHEN revoked_ms = 0 THEN $2::bigint ELSE revoked_ms END"
                                  " WHERE name = $1";
-static const char SQL_LAST_USED[] = "SELECT last_used_ms FROM api_keys WHERE key_id = $1";
+static const char SQL_LAST_USED[] = "SELECT last_used_ms FROM api_keys WHERE key_id = $1"
+                                    " UNION ALL SELECT prev_last_used_ms FROM api_keys"
+                                    " WHERE prev_key_id = $1";
 static const char SQL_TOUCH[] =
-    "UPDATE api_keys SET last_used_ms = GREATEST(last_used_ms, $2::bigint) WHERE key_id = $1";
+    "UPDATE api_keys SET last_used_ms = CASE WHEN key_id = $1"
+    " THEN GREATEST(last_used_ms, $2::bigint) ELSE last_used_ms END,"
+    " prev_last_used_ms = CASE WHEN prev_key_id = $1"
+    " THEN GREATEST(prev_last_used_ms, $2::bigint) ELSE prev_last_used_ms END"
+    " WHERE key_id = $1 OR prev_key_id = $1";
+/* SET reads the row as it was: the current key moves to prev_* as the new one takes its place. */
+static const char SQL_ROTATE[] =
+    "UPDATE api_keys SET prev_key_id = key_id, prev_hash = hash, prev_expires_ms = $5::bigint,"
+    " prev_last_used_ms = last_used_ms, key_id = $2, hash = $3, created_ms = $4::bigint,"
+    " last_used_ms = 0 WHERE name = $1 AND revoked_ms = 0";
 
 static int key_row(const PGresult *r, int row, void *out)
 {
@@ -41,6 +60,11 @@ static int key_row(const PGresult *r, int row, void *out)
     k->created_ms = pgs_col_int64(r, row, 3);
     k->last_used_ms = pgs_col_int64(r, row, 4);
     k->revoked_ms = pgs_col_int64(r, row, 5);
+    k->expires_ms = pgs_col_int64(r, row, 6);
+    if (rc == 0)
+        rc = pgs_col_text(r, row, 7, k->prev_key_id, sizeof(k->prev_key_id));
+    k->prev_expires_ms = pgs_col_int64(r, row, 8);
+    k->prev_last_used_ms = pgs_col_int64(r, row, 9);
     return rc;
 }
 
@@ -97,4 +121,17 @@ int pgstore_apikey_touch(struct store *s, const char *key_id, int64_t ms)
     struct store_param p[] = {STORE_TEXT(key_id), STORE_INT64(ms), STORE_END};
 
     return pgs_write_one(s, SQL_TOUCH, p);
+}
+
+int pgstore_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
+                          int64_t prev_expires_ms)
+{
+    struct store_param p[] = {STORE_TEXT(name),
+                              STORE_TEXT(next->key_id),
+                              STORE_BLOB(next->hash, STORE_KEY_HASH_LEN),
+                              STORE_INT64(next->created_ms),
+                              STORE_INT64(prev_expires_ms),
+                              STORE_END};
+
+    return pgs_write_one(s, SQL_ROTATE, p);
 }

@@ -44,6 +44,17 @@ static const char SQL_RELEASE[] =
     "UPDATE outbox SET next_attempt_ms = $2, leased_by = '' WHERE id = $1" OURS("$3");
 static const char SQL_COUNT[] = "SELECT count(*) FROM outbox";
 static const char SQL_NEXT[] = "SELECT min(next_attempt_ms) FROM outbox";
+static const char SQL_GET[] = "SELECT " OUTBOX_COLS " FROM outbox WHERE id = $1";
+/* $1 = 0: every row. One statement: the counts read the snapshot before the UPDATE, which
+ * changes no leased row, so they describe the change. */
+#define RETRY_WHERE " WHERE ($1::bigint = 0 OR id = $1::bigint)"
+static const char SQL_RETRY_NOW[] =
+    "WITH upd AS (UPDATE outbox SET next_attempt_ms = $2::bigint" RETRY_WHERE
+    " AND leased_by = '' AND next_attempt_ms > $2::bigint RETURNING id)"
+    " SELECT (SELECT count(*) FROM outbox" RETRY_WHERE "),"
+    " (SELECT count(*) FROM upd),"
+    " (SELECT count(*) FROM outbox" RETRY_WHERE
+    " AND leased_by <> '' AND next_attempt_ms > $2::bigint)";
 
 int pgstore_outbox_add(struct store *s, const char *acs_id, const char *resource, const char *op,
                        int64_t now_ms, int64_t *id)
@@ -187,5 +198,31 @@ int pgstore_outbox_next_due(struct store *s, int64_t *next_ms, int *found)
         if (has)
             *next_ms = v;
     }
+    return rc;
+}
+
+int pgstore_outbox_get(struct store *s, int64_t id, struct store_outbox_row *out)
+{
+    struct store_param p[] = {STORE_INT64(id), STORE_END};
+
+    return pgs_read_one(s, SQL_GET, p, outbox_row, out);
+}
+
+int pgstore_outbox_retry_now(struct store *s, int64_t id, int64_t now_ms,
+                             struct store_outbox_retry *out)
+{
+    struct store_param p[] = {STORE_INT64(id), STORE_INT64(now_ms), STORE_END};
+    PGresult *r = NULL;
+    /* Repeating it after a broken connection is harmless: the same rows become due. */
+    int rc = pgs_exec(s, SQL_RETRY_NOW, p, 0, &r);
+
+    if (rc == 0 && PQntuples(r) != 1)
+        rc = TV_ERR_INTERNAL;
+    if (rc == 0) {
+        out->matched = pgs_col_int64(r, 0, 0);
+        out->made_due = pgs_col_int64(r, 0, 1);
+        out->leased = pgs_col_int64(r, 0, 2);
+    }
+    PQclear(r);
     return rc;
 }

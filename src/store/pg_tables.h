@@ -46,6 +46,9 @@ int pgstore_outbox_lease(struct store *s, int64_t id, int64_t until_ms);
 int pgstore_outbox_release(struct store *s, int64_t id, int64_t due_ms);
 int pgstore_outbox_count(struct store *s, int64_t *n);
 int pgstore_outbox_next_due(struct store *s, int64_t *next_ms, int *found);
+int pgstore_outbox_get(struct store *s, int64_t id, struct store_outbox_row *out);
+int pgstore_outbox_retry_now(struct store *s, int64_t id, int64_t now_ms,
+                             struct store_outbox_retry *out);
 
 /* pg_apikeys.c */
 int pgstore_apikey_insert(struct store *s, const struct store_apikey *k);
@@ -56,6 +59,8 @@ int pgstore_apikey_list(struct store *s, const char *after, int limit, struct st
 int pgstore_apikey_revoke(struct store *s, const char *name, int64_t ms);
 int pgstore_apikey_last_used(struct store *s, const char *key_id, int64_t *last, int *has);
 int pgstore_apikey_touch(struct store *s, const char *key_id, int64_t ms);
+int pgstore_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
+                          int64_t prev_expires_ms);
 
 /* pg_accounts.c */
 int pgstore_account_upsert(struct store *s, const struct store_account *a, int *created);

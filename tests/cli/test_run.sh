@@ -3,7 +3,10 @@
 # KEYLESS=1 (client secret against acs-emulator's stand-in Entra ID) and KEYLESS=managed-identity
 # (IDENTITY_ENDPOINT + IDENTITY_HEADER). Each run gets free loopback ports and its own data
 # directory (RUN_DATA), must print its mode, run the quickstart to its end, serve a token through
-# the internal API with the API key it printed, and stop everything on SIGTERM. Ends with
+# the internal API with the API key it kept, and stop everything on SIGTERM. `make run` twice on
+# one data directory: quiet (no compiler lines, no whole JWT), the same demo API key, and every
+# command it prints works as printed; a second run while the first serves is refused and leaves
+# the first one's files alone. Ends with
 # "N passed, N failed"; exits non-zero on any failure.
 set -u
 
@@ -11,11 +14,19 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 run_pid=
+run_group=
 stop_run() {
     if [ -n "$run_pid" ]; then
-        kill -TERM "$run_pid" 2>/dev/null
+        # `make run` in its own process group: the whole group, as Ctrl-C in a terminal does
+        # (a signal to make alone would leave run.sh running).
+        if [ -n "$run_group" ]; then
+            kill -TERM -- "-$run_pid" 2>/dev/null
+        else
+            kill -TERM "$run_pid" 2>/dev/null
+        fi
         wait "$run_pid" 2>/dev/null
         run_pid=
+        run_group=
     fi
 }
 trap 'stop_run; cleanup' EXIT
@@ -74,9 +85,9 @@ check_run() {
     check "$name: prints its mode" $(grep -Eq "$mode_re" "$out"; echo $?) "$(head -n 8 "$out")"
     check "$name: the quickstart ran to its end" \
         $(grep -q '^Deleted the identity with ID: 8:acs:' "$out"; echo $?) "$(head -n 30 "$out")"
-    key=$(sed -n "s/.*internal\/users\/alice\/token -H 'Authorization: Bearer \([^']*\)'.*/\1/p" "$out" | head -n 1)
+    key=$(cat "$tmp/$name/demo-api-key")
     r=$(http POST "http://127.0.0.1:$int_port/internal/users/alice/token" '{}' "$key")
-    check "$name: a token through the internal API with the printed key" \
+    check "$name: a token through the internal API with the kept key" \
         $([[ $r == 200\ *'"token":"'* ]]; echo $?) "$r"
     if [ -n "$route" ]; then
         r=$(http GET "http://127.0.0.1:$entra_port/entra/requests")
@@ -111,6 +122,131 @@ check_run() {
     fi
 }
 
+# run_cmds OUT LOG : runs every command the run printed in OUT (the indented jwt=, token= and
+# curl lines), in order, in one POSIX shell as a user would paste them; after each one a line
+# "@@rc N" with its exit status, at the end "@@jwt" and "@@token" with the shapes of the two
+# variables. Output to LOG.
+run_cmds() {
+    local script=$tmp/cmds.sh
+    {
+        echo 'jwt= token='
+        grep -E '^  (jwt=|token=|curl )' "$1" | while IFS= read -r line; do
+            printf '%s\nrc=$?; echo; echo "@@rc $rc"\n' "$line"
+        done
+        echo 'echo "@@jwt $(printf %s "$jwt" | tr -cd . | wc -c) ${#jwt}"'
+        echo 'echo "@@token ${#token}"'
+    } >"$script"
+    sh "$script" >"$2" 2>&1
+}
+
+# make_run NAME DATA: `make run` with a build directory in which make has to compile and link
+# again (a copy of this build without main.o and the binaries), in the background, on the ports
+# of the last free_ports; waits for its last line like start_run.
+make_run() {
+    local name=$1 rundata=$2
+    out=$tmp/$name.out
+    rm -rf "$tmp/b"
+    mkdir -p "$tmp/b"
+    cp -a "$BUILD/obj" "$BUILD/gen" "$BUILD/libtokenvend.a" "$BUILD/libemu.a" "$tmp/b/"
+    rm -f "$tmp/b/obj/src/main.o"
+    env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS RUN_DATA=$rundata ACS_EMULATOR_PORT=$emu_port \
+        ENTRA_PORT=$entra_port TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub_port \
+        TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port setsid make --no-print-directory run BUILD="$tmp/b" \
+        >"$out" 2>&1 &
+    run_pid=$!
+    run_group=1
+    for _ in $(seq 1 1200); do
+        grep -q '^Press Ctrl-C' "$out" && return 0
+        kill -0 "$run_pid" 2>/dev/null || return 1
+        sleep 0.25
+    done
+    return 1
+}
+
+# Twice in a row on one data directory: quiet, no whole JWT on the screen, the same API key, and
+# every printed command works as printed.
+check_repeat() {
+    local i ids=() jwt_re='[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}'
+    # The same ports both times, as `make run` has by default: the mappings of the first run
+    # belong to the emulator's address (resource), which a new port would change.
+    read -r emu_port entra_port pub_port int_port <<<"$(free_ports)"
+    for i in 1 2; do
+        make_run "repeat$i" "$tmp/repeat"
+        check "make run #$i: starts and prints its instructions" $? "$(tail -n 20 "$out")"
+        check "make run #$i: no compiler lines (the build's output is in data/build.log)" \
+            $(! grep -Eq '^(cc|gcc|clang) |-o [^ ]*\.o( |$)' "$out" &&
+                grep -q ' -c src/main.c' "$tmp/repeat/build.log"; echo $?) \
+            "$(grep -E '^(cc|gcc|clang) ' "$out" | head -n 3; ls -l "$tmp/repeat")"
+        check "make run #$i: no whole JWT in the output" \
+            $(! grep -Eq "$jwt_re" "$out"; echo $?) "$(grep -Eo "$jwt_re" "$out" | head -n 2)"
+        check "make run #$i: no placeholder in the printed commands" \
+            $(! grep -q '<token>' "$out"; echo $?) "$(grep '<token>' "$out")"
+        ids+=("$(sed -n 's/^== demo API key \([0-9a-f]\{16\}\) .*/\1/p' "$out")")
+        run_cmds "$out" "$tmp/cmds$i.log"
+        check "make run #$i: the printed commands ran" \
+            $([ "$(grep -c '^@@rc ' "$tmp/cmds$i.log")" -ge 6 ]; echo $?) "$(cat "$tmp/cmds$i.log")"
+        check "make run #$i: every printed command succeeds as printed" \
+            $(! grep -q '^@@rc [^0]' "$tmp/cmds$i.log" && ! grep -q '"error"' "$tmp/cmds$i.log"; echo $?) \
+            "$(cat "$tmp/cmds$i.log")"
+        check "make run #$i: the login gave a JWT and the emulator says the token is valid" \
+            $(grep -Eq '^@@jwt 2 [0-9]{3,}$' "$tmp/cmds$i.log" &&
+                grep -q '"valid":true' "$tmp/cmds$i.log"; echo $?) "$(cat "$tmp/cmds$i.log")"
+        stop_run
+    done
+    check "make run twice: the same demo API key both times (${ids[*]})" \
+        $([ -n "${ids[0]}" ] && [ "${ids[0]}" = "${ids[1]:-}" ]; echo $?) "ids: ${ids[*]}"
+    check "make run: the key file is the user's alone (0600)" \
+        $([ "$(stat -c %a "$tmp/repeat/demo-api-key")" = 600 ]; echo $?) \
+        "$(stat -c %a "$tmp/repeat/demo-api-key")"
+}
+
+# A second run on the same data directory (other ports) while the first one serves: refused
+# with a message naming the first, which keeps serving with its files untouched.
+check_second() {
+    local first_pid first_pub first_int before after r p2 second_pid
+    start_run first ""
+    check "second run: the first one starts" $? "$(tail -n 20 "$out")"
+    first_pid=$run_pid first_pub=$pub_port first_int=$int_port
+    before=$(cd "$tmp/first" && ls -1; sha256sum emulator.out emulator.log \
+        admin.log demo-api-key demo-api-key.header run.lock 2>&1)
+    read -r emu_port entra_port pub_port int_port <<<"$(free_ports)"
+    RUN_DATA=$tmp/first ACS_EMULATOR_PORT=$emu_port ENTRA_PORT=$entra_port \
+        TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub_port TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port \
+        BUILD=$BUILD scripts/run.sh >"$tmp/second.out" 2>&1 &
+    second_pid=$!
+    for _ in $(seq 1 240); do
+        kill -0 "$second_pid" 2>/dev/null || break
+        grep -q '^Press Ctrl-C' "$tmp/second.out" && break
+        sleep 0.25
+    done
+    if kill -0 "$second_pid" 2>/dev/null; then
+        kill -TERM "$second_pid"
+        wait "$second_pid"
+        p2=started
+    else
+        wait "$second_pid"
+        p2=$?
+    fi
+    check "second run: refused (exit $p2) with a message naming the first one's pid" \
+        $([ "$p2" != started ] && [ "$p2" -ne 0 ] &&
+            grep -q "another run (pid $first_pid) is using $tmp/first" "$tmp/second.out"; echo $?) \
+        "$(cat "$tmp/second.out")"
+    after=$(cd "$tmp/first" && ls -1; sha256sum emulator.out emulator.log \
+        admin.log demo-api-key demo-api-key.header run.lock 2>&1)
+    check "second run: the first one's files are untouched" $([ "$before" = "$after" ]; echo $?) \
+        "$(diff <(echo "$before") <(echo "$after"))"
+    r=$(http GET "http://127.0.0.1:$first_pub/healthz")
+    check "second run: the first one is still alive" $([[ $r == 200\ * ]]; echo $?) "$r"
+    r=$(http POST "http://127.0.0.1:${first_int##*:}/internal/users/bob/token" '{}' \
+        "$(cat "$tmp/first/demo-api-key")")
+    check "second run: the first one still serves tokens" \
+        $([[ $r == 200\ *'"token":"'* ]]; echo $?) "$r"
+    run_pid=$first_pid
+    stop_run
+}
+
+check_repeat
+check_second
 check_run access-key "" '^== mode: access key' ""
 check_run client-secret 1 '^== mode: keyless, Microsoft Entra ID \(client-secret\)' token
 check_run managed-identity managed-identity '^== mode: keyless, Microsoft Entra ID \(managed-identity\)' msi

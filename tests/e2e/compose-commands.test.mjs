@@ -1,110 +1,181 @@
-// The commands compose.replicas.yaml runs inside its containers, run here with this build's
-// binaries, so a quoting slip in the recipe fails a test instead of a deployment:
-//   - acs-emulator's start command takes its access key from the connection-string secret (the
-//     key it serves with equals the secret's), and refuses a secret without one (exit 2);
-//   - the replicas' entrypoint `env -u TOKENVEND_DB tokenvend` lets TOKENVEND_DB_FILE (the
-//     PostgreSQL URI) through although the image sets TOKENVEND_DB, which tokenvend alone
-//     refuses (both given).
+// The commands the compose recipes run inside their containers, run here with this build's
+// binaries exactly as written (no shell: the image has none for them), so a slip in a recipe
+// fails a test instead of a deployment:
+//   - acs-emulator's command, in both recipes, takes its access key from the connection-string
+//     secret with --access-key-from (the key it serves with equals the secret's), and refuses a
+//     secret without one (exit 2);
+//   - each recipe's emulator health check (`tokenvend healthcheck --url ...`) passes against it;
+//   - the image's environment (the Dockerfile's runtime ENV) with the replicas' environment loads:
+//     the image sets no TOKENVEND_DB, so TOKENVEND_DB_FILE alone names the database, through the
+//     image's own entrypoint (tokenvend; no `env -u` wrapper);
+//   - with the image's working directory, the built-in database path lands on the /data volume.
 // Only what Compose provides is swapped: the secret's path, the listen address, the data path.
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, posix, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import YAML from "yaml";
 import { REPO_ROOT, emulatorPath } from "./lib/emulator.mjs";
 import { cleanEnv, tokenvendPath } from "./lib/service.mjs";
 
 const DEADLINE_MS = 30_000;
-const recipe = () => YAML.parse(readFileSync(resolve(REPO_ROOT, "compose.replicas.yaml"), "utf8"), { merge: true });
+const RECIPES = ["docker-compose.yml", "compose.replicas.yaml"];
+const recipe = (file) => YAML.parse(readFileSync(resolve(REPO_ROOT, file), "utf8"), { merge: true });
 const skip = existsSync(emulatorPath()) && existsSync(tokenvendPath()) ? false : "build/bin has no binaries (make)";
 const tmp = mkdtempSync(join(tmpdir(), "tv-compose-cmd-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
+const binPath = () => `${dirname(emulatorPath())}:${process.env.PATH}`;
 
-// Compose's own rewriting of a command string: "$$" is a literal "$".
-const composeText = (s) => s.replaceAll("$$", "$");
-
-// The emulator's command with the container's paths swapped for test ones; each must be there.
-function emulatorCommand(secretPath, dbPath) {
-  const svc = recipe().services["acs-emulator"];
-  assert.deepEqual(svc.entrypoint, ["/bin/sh", "-c"]);
-  assert.ok(svc.secrets.includes("acs_connection_string"));
-  let cmd = composeText(svc.command[0]);
-  for (const [from, to] of [["/run/secrets/acs_connection_string", secretPath],
-    ["0.0.0.0:8090", "127.0.0.1:0"], ["/data/acs-emulator.db", dbPath]]) {
-    assert.ok(cmd.includes(from), `the emulator's command no longer has ${from}: ${cmd}`);
-    cmd = cmd.replaceAll(from, to);
+// The runtime stage of the Dockerfile: its ENV pairs, WORKDIR, VOLUMEs and ENTRYPOINT.
+function imageConfig() {
+  const text = readFileSync(resolve(REPO_ROOT, "Dockerfile"), "utf8").replace(/\\\n/g, " ");
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const from = lines.map((l, i) => (/^FROM\s/i.test(l) ? i : -1)).filter((i) => i >= 0).pop();
+  const cfg = { env: {}, workdir: "/", volumes: [], entrypoint: null };
+  for (const l of lines.slice(from)) {
+    const [, ins, rest] = l.match(/^(\S+)\s+(.*)$/) || [];
+    if (/^ENV$/i.test(ins)) {
+      for (const m of rest.matchAll(/(\w+)=("[^"]*"|\S+)/g)) cfg.env[m[1]] = m[2].replace(/^"|"$/g, "");
+    } else if (/^WORKDIR$/i.test(ins)) {
+      cfg.workdir = posix.resolve(cfg.workdir, rest);
+    } else if (/^VOLUME$/i.test(ins)) {
+      cfg.volumes.push(...(rest.startsWith("[") ? JSON.parse(rest) : rest.split(/\s+/)));
+    } else if (/^ENTRYPOINT$/i.test(ins)) {
+      cfg.entrypoint = JSON.parse(rest);
+    }
   }
-  return cmd;
+  return cfg;
 }
 
-// Runs the command with build/bin first on PATH; resolves to { code, firstLine, stderr } once
-// it printed a line (then it is stopped) or exited.
-function runShell(cmd) {
+// The emulator's argv from a recipe, with the container's paths swapped for test ones.
+function emulatorArgv(file, secretPath, dbPath) {
+  const svc = recipe(file).services["acs-emulator"];
+  assert.deepEqual(svc.entrypoint, ["acs-emulator"], `${file}: the emulator runs directly`);
+  assert.ok(svc.secrets.includes("acs_connection_string"));
+  const swaps = new Map([["/run/secrets/acs_connection_string", secretPath], ["0.0.0.0:8090", "127.0.0.1:0"],
+    ["/data/acs-emulator.db", dbPath]]);
+  const argv = svc.command.map(String);
+  for (const from of swaps.keys()) assert.ok(argv.includes(from), `${file}: the emulator's command no longer has ${from}`);
+  return [svc.entrypoint[0], ...argv.map((a) => swaps.get(a) ?? a)];
+}
+
+// Runs argv with build/bin first on PATH; resolves to { code, firstLine, stderr, proc } once it
+// printed a line (then it is left running) or exited.
+function runUntilLine([cmd, ...args]) {
   return new Promise((res) => {
-    const env = { ...cleanEnv(), PATH: `${dirname(emulatorPath())}:${process.env.PATH}` };
-    const p = spawn("/bin/sh", ["-c", cmd], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(cmd, args, { env: { ...cleanEnv(), PATH: binPath() }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
-    let firstLine = null;
+    let done = false;
     const timer = setTimeout(() => p.kill("SIGKILL"), DEADLINE_MS);
     p.stdout.setEncoding("utf8");
     p.stderr.setEncoding("utf8");
     p.stdout.on("data", (c) => {
       out += c;
-      if (firstLine === null && out.includes("\n")) {
-        firstLine = out.slice(0, out.indexOf("\n")).trim();
-        p.kill("SIGTERM");
+      if (!done && out.includes("\n")) {
+        done = true;
+        res({ code: null, firstLine: out.slice(0, out.indexOf("\n")).trim(), stderr: err, proc: p, timer });
       }
     });
     p.stderr.on("data", (c) => (err += c));
-    p.once("exit", (code, signal) => {
+    p.once("exit", (code) => {
       clearTimeout(timer);
-      res({ code, signal, firstLine, stderr: err });
+      if (!done) {
+        done = true;
+        res({ code, firstLine: null, stderr: err, proc: null, timer });
+      }
     });
   });
 }
+async function stop(r) {
+  if (!r.proc) return;
+  const exited = new Promise((res) => r.proc.once("exit", res));
+  r.proc.kill("SIGTERM");
+  await exited;
+  clearTimeout(r.timer);
+}
 
-describe("compose.replicas.yaml: the commands inside its containers", { skip }, () => {
-  test("acs-emulator serves with the access key of the connection-string secret", async () => {
-    const key = "Y29tcG9zZS1yZWNpcGUta2V5LWZvci10aGUtZW11bGF0b3ItdGVzdA==";
-    const secret = join(tmp, "acs_connection_string");
-    writeFileSync(secret, `endpoint=http://acs-emulator:8090/;accesskey=${key}\n`);
-    const r = await runShell(emulatorCommand(secret, join(tmp, "emu.db")));
-    assert.ok(r.firstLine, `no connection string printed: ${JSON.stringify(r)}`);
-    assert.match(r.firstLine, /^endpoint=http:\/\/127\.0\.0\.1:\d+\/;accesskey=/);
-    assert.equal(r.firstLine.split("accesskey=")[1], key, r.firstLine);
-  });
+describe("compose recipes: the commands inside their containers", { skip }, () => {
+  for (const file of RECIPES) {
+    test(`${file}: acs-emulator serves with the secret's access key, and its health check passes`, async () => {
+      const key = Buffer.from(`compose-recipe-key-for-${file}`).toString("base64");
+      const secret = join(tmp, `cs-${file}`);
+      writeFileSync(secret, `endpoint=http://acs-emulator:8090/;accesskey=${key}\n`, { mode: 0o400 });
+      const r = await runUntilLine(emulatorArgv(file, secret, join(tmp, `emu-${file}.db`)));
+      try {
+        assert.ok(r.firstLine, `no connection string printed: ${r.stderr}`);
+        const m = r.firstLine.match(/^endpoint=http:\/\/127\.0\.0\.1:(\d+)\/;accesskey=(.*)$/);
+        assert.ok(m, r.firstLine);
+        assert.equal(m[2], key, r.firstLine);
+        // The recipe's probe of the emulator, with the port the test one listens on.
+        const hc = recipe(file).services["acs-emulator"].healthcheck.test;
+        assert.deepEqual(hc.slice(0, 3), ["CMD", "tokenvend", "healthcheck"]);
+        const argv = hc.slice(1).map((a) => a.replace("127.0.0.1:8090", `127.0.0.1:${m[1]}`));
+        const probe = spawnSync(argv[0], argv.slice(1), {
+          env: { ...cleanEnv(), PATH: binPath() }, encoding: "utf8", timeout: DEADLINE_MS,
+        });
+        assert.equal(probe.status, 0, probe.stdout + probe.stderr);
+      } finally {
+        await stop(r);
+      }
+    });
 
-  test("acs-emulator refuses a secret without an access key", async () => {
-    const secret = join(tmp, "no_key");
-    writeFileSync(secret, "endpoint=https://example.communication.azure.com/\n");
-    const r = await runShell(emulatorCommand(secret, join(tmp, "emu2.db")));
-    assert.equal(r.code, 2, JSON.stringify(r));
-    assert.equal(r.firstLine, null, JSON.stringify(r));
-    assert.match(r.stderr, /no accesskey= in the acs_connection_string secret/);
-  });
+    test(`${file}: acs-emulator refuses a secret without an access key (exit 2)`, async () => {
+      const secret = join(tmp, `nokey-${file}`);
+      writeFileSync(secret, "endpoint=https://example.communication.azure.com/\n");
+      const r = await runUntilLine(emulatorArgv(file, secret, join(tmp, `emu2-${file}.db`)));
+      await stop(r);
+      assert.equal(r.firstLine, null, r.firstLine);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--access-key-from .*not an ACS connection string/);
+    });
+  }
 
-  test("the replicas' entrypoint lets TOKENVEND_DB_FILE win over the image's TOKENVEND_DB", () => {
-    const svc = recipe().services.tokenvend;
-    const [cmd, ...args] = svc.entrypoint;
-    assert.equal(args[args.length - 1], "tokenvend");
+  test("the image sets no TOKENVEND_DB, so the replicas' TOKENVEND_DB_FILE loads through its entrypoint", () => {
+    const image = imageConfig();
+    assert.equal(image.env.TOKENVEND_DB, undefined, "the image's ENV sets TOKENVEND_DB");
+    assert.deepEqual(image.entrypoint, ["tokenvend"]);
+    const svc = recipe("compose.replicas.yaml").services.tokenvend;
+    assert.equal(svc.entrypoint, undefined, "the replicas use the image's entrypoint");
     assert.equal(svc.environment.TOKENVEND_DB_FILE, "/run/secrets/tokenvend_db_uri");
-    // A URI of the form scripts/replicas-secrets.sh writes (config check does not connect).
-    const dbFile = join(tmp, "tokenvend_db_uri");
-    writeFileSync(dbFile, "postgresql://tokenvend:0123abcd@postgres:5432/tokenvend\n", { mode: 0o600 });
-    const env = cleanEnv({ TOKENVEND_DB: "/data/tokenvend.db", TOKENVEND_DB_FILE: dbFile });
-    const bin = dirname(tokenvendPath());
-    const opts = { env: { ...env, PATH: `${bin}:${process.env.PATH}` }, encoding: "utf8", timeout: DEADLINE_MS };
-    // The image's environment as is: tokenvend refuses it, which is why the wrapper exists.
-    const plain = spawnSync(tokenvendPath(), ["config", "check"], opts);
-    assert.equal(plain.status, 2, plain.stdout + plain.stderr);
-    assert.match(plain.stderr, /both TOKENVEND_DB and TOKENVEND_DB_FILE are set/);
-    const wrapped = spawnSync(cmd, [...args, "config", "check"], opts);
-    assert.equal(wrapped.status, 0, wrapped.stdout + wrapped.stderr);
-    assert.match(wrapped.stdout, /^db = postgresql:\/\/tokenvend:\*\*\*@postgres:5432\/tokenvend\s+# env TOKENVEND_DB_FILE$/m);
-    assert.ok(!wrapped.stdout.includes("0123abcd"), "config check shows the URI without its password");
+    // A URI of the form scripts/replicas-secrets.sh writes (config check does not connect), and
+    // the other secret files the replicas' environment names.
+    const files = {
+      "/run/secrets/tokenvend_db_uri": "postgresql://tokenvend:0123abcd@postgres:5432/tokenvend",
+      "/run/secrets/acs_connection_string": "endpoint=http://acs-emulator:8090/;accesskey=a2V5LWtleS1rZXk=",
+      "/run/secrets/tokenvend_secret_key": Buffer.alloc(32, 7).toString("base64"),
+    };
+    const env = { ...image.env };
+    for (const [k, v] of Object.entries(svc.environment)) {
+      let value = String(v ?? "").replace(/^\$\{[A-Z_]+:-(.*)\}$/, "$1");
+      if (files[value]) {
+        const p = join(tmp, value.split("/").pop());
+        writeFileSync(p, `${files[value]}\n`, { mode: 0o600 });
+        value = p;
+      }
+      env[k] = value;
+    }
+    const r = spawnSync(image.entrypoint[0], ["config", "check"], {
+      env: { ...cleanEnv(env), PATH: binPath() }, cwd: tmp, encoding: "utf8", timeout: DEADLINE_MS,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^db = postgresql:\/\/tokenvend:\*\*\*@postgres:5432\/tokenvend\s+# env TOKENVEND_DB_FILE$/m);
+    assert.ok(!r.stdout.includes("0123abcd"), "config check shows the URI without its password");
+  });
+
+  test("with the image's working directory, the default database is on its /data volume", () => {
+    const image = imageConfig();
+    assert.ok(image.volumes.includes("/data"), JSON.stringify(image.volumes));
+    const r = spawnSync(tokenvendPath(), ["config", "check"], {
+      env: cleanEnv({ COMMUNICATION_SERVICES_CONNECTION_STRING: "endpoint=http://127.0.0.1:9/;accesskey=a2V5" }),
+      cwd: tmp, encoding: "utf8", timeout: DEADLINE_MS,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const m = r.stdout.match(/^db = (\S+)\s+# default$/m);
+    assert.ok(m, r.stdout);
+    assert.equal(posix.resolve(image.workdir, m[1]), "/data/tokenvend.db");
   });
 });

@@ -72,8 +72,21 @@ describe("compose recipes", () => {
     ["a disabled healthcheck", (d) => { d.services.postgres.healthcheck = { disable: true }; },
       /service postgres has no healthcheck/],
     ["a replica probing /healthz instead of /readyz",
-      (d) => { d.services.tokenvend.healthcheck.test = ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/healthz"]; },
+      (d) => { d.services.tokenvend.healthcheck.test = ["CMD", "tokenvend", "healthcheck", "--url", "http://127.0.0.1:8080/healthz"]; },
       /healthcheck does not ask \/readyz/],
+    ["a probe with curl, which the image does not have",
+      (d) => { d.services.tokenvend.healthcheck.test = ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/readyz"]; },
+      /tokenvend: the healthcheck runs curl, not one of the image's programs/],
+    ["a shell probe in the project's image",
+      (d) => { d.services["acs-emulator"].healthcheck.test = ["CMD-SHELL", "tokenvend healthcheck --url http://127.0.0.1:8090/emulator/jwks"]; },
+      /acs-emulator: the healthcheck runs \/bin\/sh, not one of the image's programs/],
+    ["an entrypoint the image does not have", (d) => { d.services.tokenvend.entrypoint = ["env", "-u", "TOKENVEND_DB", "tokenvend"]; },
+      /tokenvend: the entrypoint runs env, not one of the image's programs/],
+    ["the emulator's access key on the command line",
+      (d) => { d.services["acs-emulator"].command = ["--listen", "0.0.0.0:8090", "--access-key", "a2V5"]; },
+      /acs-emulator: an access key on the command line/],
+    ["a capability added back", (d) => { d.services.tokenvend.cap_add = ["NET_BIND_SERVICE"]; },
+      /tokenvend adds capabilities/],
     ["postgres without pg_isready", (d) => { d.services.postgres.healthcheck.test = ["CMD", "true"]; },
       /postgres's healthcheck does not run pg_isready/],
     ["depends_on that waits for a start only",
@@ -122,6 +135,86 @@ describe("compose recipes", () => {
   for (const [what, edit, expected] of broken) {
     test(`the checker refuses ${what}`, () => {
       assert.match(checkCopy(edit), expected);
+    });
+  }
+
+  // The hardening of every service and every wait, asserted on the files themselves (not only
+  // through the checker, so a slip in the checker cannot hide one).
+  for (const [label, file] of [["docker-compose.yml", SINGLE], ["compose.replicas.yaml", REPLICAS]]) {
+    test(`${label}: every service is hardened and every depends_on waits for health`, () => {
+      const doc = YAML.parse(readFileSync(file, "utf8"), { merge: true });
+      const names = Object.keys(doc.services);
+      assert.ok(names.length >= 2, names.join(","));
+      for (const n of names) {
+        const svc = doc.services[n];
+        assert.equal(svc.read_only, true, `${n}: read_only`);
+        assert.ok(svc.tmpfs && [].concat(svc.tmpfs).some((t) => String(t).split(":")[0] === "/tmp"), `${n}: tmpfs /tmp`);
+        assert.deepEqual(svc.cap_drop, ["ALL"], `${n}: cap_drop`);
+        assert.equal(svc.cap_add, undefined, `${n}: cap_add`);
+        assert.ok([].concat(svc.security_opt || []).includes("no-new-privileges:true"), `${n}: no-new-privileges`);
+        assert.ok(svc.healthcheck && Array.isArray(svc.healthcheck.test) && svc.healthcheck.test[0] === "CMD",
+          `${n}: a CMD healthcheck`);
+        assert.notEqual(svc.healthcheck.disable, true, `${n}: healthcheck enabled`);
+        if (svc.build || /tokenvend:/.test(svc.image || "")) {
+          assert.deepEqual(svc.healthcheck.test.slice(0, 3), ["CMD", "tokenvend", "healthcheck"], `${n}: tokenvend healthcheck`);
+          const argv = [].concat(svc.entrypoint || [], svc.command || []).map(String);
+          assert.ok(!argv.some((a) => /^(\/bin\/)?(sh|bash|env|sed)$/.test(a)), `${n}: no shell tools: ${argv.join(" ")}`);
+          assert.ok(!argv.some((a) => /^--access-key$|accesskey=/i.test(a)), `${n}: no key on the command line`);
+        }
+        for (const [dep, how] of Object.entries(svc.depends_on || {})) {
+          assert.equal(how && how.condition, "service_healthy", `${n} -> ${dep}`);
+        }
+      }
+      for (const [name, sec] of Object.entries(doc.secrets || {})) {
+        assert.ok(sec.file, `secret ${name} from a file`);
+      }
+    });
+  }
+
+  const singleDoc = () => YAML.parse(readFileSync(SINGLE, "utf8"), { merge: true });
+  function checkSingleCopy(edit) {
+    const doc = singleDoc();
+    edit(doc);
+    return checkCompose(YAML.stringify(doc), SCHEMA, "single").errors.join("\n");
+  }
+  test("a copy of docker-compose.yml rewritten by the YAML library still passes", () => {
+    assert.equal(checkSingleCopy(() => {}), "");
+  });
+  const brokenSingle = [
+    ["a writable root filesystem", (d) => { delete d.services.tokenvend.read_only; }, /service tokenvend is not read_only: true/],
+    ["no /tmp tmpfs", (d) => { delete d.services["acs-emulator"].tmpfs; }, /acs-emulator is read-only without a tmpfs on \/tmp/],
+    ["capabilities kept", (d) => { delete d.services["acs-emulator"].cap_drop; }, /acs-emulator does not drop ALL capabilities/],
+    ["no no-new-privileges", (d) => { delete d.services.tokenvend.security_opt; }, /tokenvend lacks security_opt no-new-privileges:true/],
+    ["root", (d) => { d.services.tokenvend.user = "0:0"; }, /tokenvend runs as root/],
+    ["no healthcheck", (d) => { delete d.services["acs-emulator"].healthcheck; }, /service acs-emulator has no healthcheck/],
+    ["a curl healthcheck", (d) => { d.services.tokenvend.healthcheck.test = ["CMD", "curl", "-f", "http://127.0.0.1:8080/readyz"]; },
+      /tokenvend: the healthcheck runs curl/],
+    ["depends_on that waits for a start only",
+      (d) => { d.services.tokenvend.depends_on["acs-emulator"].condition = "service_started"; },
+      /tokenvend: depends_on acs-emulator without condition: service_healthy/],
+    ["depends_on as a plain list", (d) => { d.services.tokenvend.depends_on = ["acs-emulator"]; },
+      /tokenvend: depends_on without condition: service_healthy/],
+    ["the connection string inline",
+      (d) => {
+        delete d.services.tokenvend.environment.TOKENVEND_ACS_CONNECTION_STRING_FILE;
+        d.services.tokenvend.environment.COMMUNICATION_SERVICES_CONNECTION_STRING = "endpoint=http://acs-emulator:8090/;accesskey=a2V5";
+      },
+      /COMMUNICATION_SERVICES_CONNECTION_STRING is set inline/],
+    ["the emulator's key on its command line",
+      (d) => { d.services["acs-emulator"].command = ["--listen", "0.0.0.0:8090", "--access-key", "a2V5"]; },
+      /acs-emulator: an access key on the command line/],
+    ["the emulator's key from another file",
+      (d) => { d.services["acs-emulator"].command = ["--listen", "0.0.0.0:8090", "--access-key-from", "/run/secrets/other"]; },
+      /--access-key-from is not the secret tokenvend's connection string comes from/],
+    ["a secret from the environment", (d) => { d.secrets.acs_connection_string = { environment: "ACS_CS" }; },
+      /secret acs_connection_string is not read from a file/],
+    ["a shell entrypoint",
+      (d) => { d.services["acs-emulator"].entrypoint = ["/bin/sh", "-c"]; },
+      /acs-emulator: the entrypoint runs \/bin\/sh/],
+  ];
+  for (const [what, edit, expected] of brokenSingle) {
+    test(`the one-node checker refuses ${what}`, () => {
+      assert.match(checkSingleCopy(edit), expected);
     });
   }
 

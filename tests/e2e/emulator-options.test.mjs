@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CommunicationIdentityClient } from "@azure/communication-identity";
-import { createRecorder, decodeJwt, sdk, startEmulator } from "./lib/emulator.mjs";
+import { createRecorder, decodeJwt, emulatorPath, sdk, startEmulator } from "./lib/emulator.mjs";
 import { assertAcsId } from "./lib/checks.mjs";
 
 const started = [];
@@ -98,4 +98,40 @@ test("SIGTERM stops the emulator with exit status 0", async () => {
   await sdk(rec, "createUser", () => clientFor(emu, rec).createUser());
   const r = await emu.stop();
   assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, `stderr:\n${emu.stderrText().slice(-2000)}`);
+});
+
+test("--access-key-from FILE takes the key of a connection string file; a bad file is refused", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { spawnSync } = await import("node:child_process");
+  const dir = mkdtempSync(join(tmpdir(), "emu-keyfrom-"));
+  try {
+    const key = Buffer.from(Array.from({ length: 48 }, (_, i) => 200 - i)).toString("base64");
+    const good = join(dir, "cs");
+    // As a compose secret file would hold it: another endpoint, a trailing newline.
+    writeFileSync(good, `endpoint=http://acs-emulator:8090/;accesskey=${key}\n`);
+    const emu = await start(["--access-key-from", good]);
+    assert.equal(emu.accessKey, key);
+    const rec = createRecorder();
+    assertAcsId(await sdk(rec, "createUser", () => clientFor(emu, rec).createUser()));
+
+    const secretish = "accesskey-that-is-not-a-connection-string";
+    const bad = join(dir, "bad");
+    writeFileSync(bad, `${secretish}\n`);
+    for (const [file, want] of [
+      [bad, /not an ACS connection string/],
+      [join(dir, "missing"), /cannot open/],
+    ]) {
+      const r = spawnSync(emulatorPath(), ["--listen", "127.0.0.1:0", "--access-key-from", file], {
+        encoding: "utf8",
+        timeout: 20000,
+      });
+      assert.equal(r.status, 2, `exit status for ${file}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+      assert.ok(!r.stderr.includes(secretish), "the file's text is not echoed");
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,14 +1,19 @@
 // docs/openapi.yaml against the code: the file is OpenAPI 3.0.x with every $ref resolving, its
 // (listener, method, path) set equals the route tables in src/api/public.c and internal.c, and
 // its ErrorCode enum equals the names in include/core/err.h's TV_ERR_TABLE. So a route or an
-// error code added in C without documentation fails here. No binaries needed.
+// error code added in C without documentation fails here. No binaries needed for those.
+// Then GET /openapi.json on each listener of a running `tokenvend serve`: it equals that
+// listener's part of the YAML, cut here by this file's own reading of the rules (listenerPart),
+// independently of the C generator (tools/openapi) that embedded it at build time.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import YAML from "yaml";
-import { REPO_ROOT } from "./lib/emulator.mjs";
+import { REPO_ROOT, startEmulator } from "./lib/emulator.mjs";
+import { serveSkipReason, startService } from "./lib/service.mjs";
+import { assertError, show } from "./lib/service-checks.mjs";
 
 const DOC_PATH = resolve(REPO_ROOT, "docs", "openapi.yaml");
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -159,5 +164,135 @@ describe("docs/openapi.yaml", () => {
         if (secured) assert.ok(op.responses["401"], `${what}: an authenticated route documents 401`);
       }
     }
+  });
+});
+
+// listener's part of doc, as GET /openapi.json must serve it: every top-level member in order,
+// "servers" (top level and per path) cut to that listener's entries, the paths it serves (a
+// path without "servers" is served by every listener), the tags its operations use, and the
+// components reached from what is kept through $ref (transitively) or a security requirement.
+function listenerPart(doc, listener) {
+  const mine = (servers) => servers.filter((s) => s["x-tokenvend-listener"] === listener);
+  const kept = new Map(); // section -> Set of names
+  const usedTags = new Set();
+  const unescape = (s) => s.replace(/~1/g, "/").replace(/~0/g, "~");
+  const keep = (section, name) => {
+    assert.ok(Object.hasOwn(doc.components?.[section] ?? {}, name), `components/${section}/${name} is defined`);
+    if (!kept.has(section)) kept.set(section, new Set());
+    if (kept.get(section).has(name)) return;
+    kept.get(section).add(name);
+    visit(doc.components[section][name]);
+  };
+  const security = (reqs) => (reqs ?? []).forEach((req) => Object.keys(req).forEach((k) => keep("securitySchemes", k)));
+  const visit = (node) => {
+    if (node === null || typeof node !== "object") return;
+    if (typeof node.$ref === "string") {
+      const m = /^#\/components\/([^/]+)\/([^/]+)$/.exec(node.$ref);
+      assert.ok(m, `local component $ref ${node.$ref}`);
+      keep(unescape(m[1]), unescape(m[2]));
+    }
+    Object.values(node).forEach(visit);
+  };
+
+  const paths = {};
+  for (const [path, item] of Object.entries(doc.paths)) {
+    const copy = structuredClone(item);
+    if (item.servers) {
+      copy.servers = mine(item.servers);
+      if (copy.servers.length === 0) continue;
+    }
+    paths[path] = copy;
+    visit(copy);
+    for (const m of METHODS) {
+      if (!copy[m]) continue;
+      security(copy[m].security);
+      (copy[m].tags ?? []).forEach((t) => usedTags.add(t));
+    }
+  }
+  for (const [key, val] of Object.entries(doc)) {
+    if (key === "paths" || key === "components") continue;
+    if (key === "security") security(val);
+    visit(val);
+  }
+
+  const out = {};
+  for (const [key, val] of Object.entries(doc)) {
+    if (key === "servers") out.servers = mine(val);
+    else if (key === "paths") out.paths = paths;
+    else if (key === "tags") {
+      const tags = val.filter((t) => usedTags.has(t.name));
+      if (tags.length) out.tags = structuredClone(tags);
+    } else if (key === "components") {
+      const comps = {};
+      for (const [section, all] of Object.entries(val)) {
+        if (!kept.has(section)) continue;
+        comps[section] = Object.fromEntries(Object.entries(all).filter(([n]) => kept.get(section).has(n)).map(([n, v]) => [n, structuredClone(v)]));
+      }
+      if (Object.keys(comps).length) out.components = comps;
+    } else out[key] = structuredClone(val);
+  }
+  return out;
+}
+
+describe("GET /openapi.json on each listener", { skip: serveSkipReason() }, () => {
+  const doc = loadDoc();
+  let emu;
+  let svc;
+
+  before(async () => {
+    emu = await startEmulator();
+    svc = await startService({ emu });
+  });
+
+  after(async () => {
+    await svc?.cleanup();
+    await emu?.stop();
+  });
+
+  for (const [listener, call] of [["public", "pub"], ["internal", "int"]]) {
+    test(`${listener}: equals that listener's part of docs/openapi.yaml`, async () => {
+      const r = await svc[call]("GET", "/openapi.json");
+      assert.equal(r.status, 200, show(r));
+      assert.equal(r.headers["content-type"], "application/json");
+      assert.equal(r.headers["cache-control"], "no-cache");
+      assert.equal(r.headers["x-content-type-options"], "nosniff");
+      assert.match(r.headers["x-request-id"] ?? "", /^[A-Za-z0-9._-]{1,64}$/);
+      assert.ok(r.json, "a JSON body");
+      const want = listenerPart(doc, listener);
+      assert.deepEqual(r.json, want);
+      // Key order too, so the served text reads like the YAML.
+      assert.equal(JSON.stringify(r.json), JSON.stringify(want), "members in the YAML's order");
+    });
+
+    test(`${listener}: a self-contained OpenAPI document of that listener alone`, async () => {
+      const part = (await svc[call]("GET", "/openapi.json")).json;
+      assert.match(String(part.openapi), /^3\.0\.\d+$/);
+      assert.deepEqual(part.servers.map((s) => s["x-tokenvend-listener"]), [listener]);
+      const routes = docRoutes({ ...part, servers: part.servers })[listener];
+      assert.deepEqual(sorted(routes), sorted(cRoutes(LISTENERS[listener])), "the listener's route table");
+      const bad = [];
+      walk(part, "#", (node, where) => {
+        if (typeof node.$ref === "string" && pointer(part, node.$ref) === undefined) bad.push(`${where}: ${node.$ref}`);
+      });
+      assert.deepEqual(bad, [], "every $ref resolves inside the part");
+      const other = listener === "public" ? "internal" : "public";
+      assert.ok(!JSON.stringify(part.paths).includes(`"x-tokenvend-listener":"${other}"`), `no ${other} servers entry`);
+    });
+  }
+
+  test("the parts differ where the listeners do", async () => {
+    const pub = (await svc.pub("GET", "/openapi.json")).json;
+    const int = (await svc.int("GET", "/openapi.json")).json;
+    assert.ok(pub.paths["/api/token"] && !pub.paths["/internal/users"] && !pub.paths["/metrics"]);
+    assert.ok(int.paths["/internal/users"] && int.paths["/metrics"] && !int.paths["/api/token"]);
+    assert.deepEqual(Object.keys(pub.components.securitySchemes), ["userBearer"]);
+    assert.deepEqual(Object.keys(int.components.securitySchemes), ["apiKey"]);
+    assert.ok(!pub.components.schemas.UserList, "the internal API's shapes stay out of the public part");
+  });
+
+  test("other methods are 405 with Allow: GET, in the error shape", async () => {
+    const r = await svc.pub("POST", "/openapi.json", { body: {} });
+    assertError(r, 405, "method_not_allowed", "POST /openapi.json");
+    assert.equal(r.headers.allow, "GET", show(r));
   });
 });

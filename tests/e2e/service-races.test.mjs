@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { startEmulator } from "./lib/emulator.mjs";
 import { startJwksServer } from "./lib/jwks-server.mjs";
@@ -115,11 +114,17 @@ describe("tokenvend serve: races and limits", { skip }, () => {
     let tokenResp;
     let delResp;
     try {
+      const createsBefore = (await emu.stats()).requests.create;
       const tokenP = svc.int("POST", `${p}/token`, { key: apiKey, body: {} }).then((r) => {
         tokenResp = { r, at: Date.now() };
         return r;
       });
-      await sleep(300);
+      // The DELETE must arrive while the create is at the emulator (held there 2 s), not before
+      // the service sent it: wait for the emulator to have counted it, not for a fixed time
+      // (under load the service may take longer than any fixed sleep to get there).
+      const arrived = await pollUntil(async () => (await emu.stats()).requests.create > createsBefore,
+        { deadlineMs: 10_000, intervalMs: 10 });
+      assert.ok(arrived, "the user's create never reached the emulator");
       const delP = svc.int("DELETE", p, { key: apiKey }).then((r) => {
         delResp = { r, at: Date.now() };
         return r;

@@ -219,6 +219,12 @@ static void test_connections_are_reused(void **state)
     assert_int_equal(st.retries, 0);
     /* The create opens its own connection; the issues all ride one kept-alive connection. */
     assert_true(st.connections <= 2);
+    /* Creates (no customId) open a connection each and close it after: only the issues'
+     * kept-alive one stays, however many creates ran. */
+    for (int i = 0; i < 3; i++)
+        create_identity(c, id);
+    acs_client_stats_get(c, &st);
+    assert_int_equal(st.sockets_open, 1);
     acs_client_free(c);
 }
 
@@ -532,6 +538,76 @@ static void test_timeout_ends_within_deadline(void **state)
     acs_client_free(c);
 }
 
+/* An ACS that takes the request and never answers (the emulator holding every answer past the
+ * deadline): a create without a customId is sent once and ends as a timeout (504) whose outcome
+ * is unknown, within the deadline; with a customId it is retried until the deadline and ends
+ * the same way, naming its customId; an issue ends as a plain timeout. Afterwards the client
+ * holds no call and no socket: nothing is left behind. */
+static void test_black_hole_create(void **state)
+{
+    const long deadline = 1500;
+    struct acs_client_opts o = {
+        .connection_string = g_emu.connstr,
+        .api_version = ACS_API_VERSION_CUSTOM_ID,
+        .connect_timeout_ms = 500,
+        .attempt_timeout_ms = 500,
+        .deadline_ms = deadline,
+        .max_retries = 5,
+        .backoff_base_ms = 50,
+        .backoff_max_ms = 200,
+    };
+    struct acs_client *plain = NULL, *cid = NULL;
+    struct acs_client_stats st;
+    struct acs_result res;
+    struct acs_request cr = {.op = ACS_OP_CREATE, .custom_id_user = "hole-user"};
+    char id[ACS_ID_MAX];
+    int64_t t0;
+
+    (void)state;
+    {
+        struct acs_client *setup = client_default();
+        create_identity(setup, id);
+        acs_client_free(setup);
+    }
+    assert_int_equal(acs_client_new(&o, &plain), 0);
+    o.custom_id = 1;
+    assert_int_equal(acs_client_new(&o, &cid), 0);
+    assert_int_equal(temu_faults_set(&g_emu, "{\"latency_ms\":4000}"), 0);
+
+    t0 = clock_mono_ms();
+    assert_int_equal(acs_client_call_sync(plain, &cr, &res), TV_ERR_UPSTREAM_TIMEOUT);
+    assert_true(clock_mono_ms() - t0 < deadline + SLACK_MS);
+    assert_int_equal(res.attempts, 1);
+    assert_int_equal(res.outcome_unknown, 1);
+    assert_string_equal(res.custom_id, "");
+    assert_int_equal(res.identity_id[0], '\0');
+    assert_non_null(strstr(res.message, "may have been created"));
+    acs_result_release(&res);
+
+    t0 = clock_mono_ms();
+    assert_int_equal(acs_client_call_sync(cid, &cr, &res), TV_ERR_UPSTREAM_TIMEOUT);
+    assert_true(clock_mono_ms() - t0 < deadline + SLACK_MS);
+    assert_true(res.attempts >= 2);
+    assert_int_equal(res.outcome_unknown, 1);
+    assert_int_equal(strncmp(res.custom_id, "tv1_", 4), 0);
+    acs_result_release(&res);
+
+    struct acs_request is = {
+        .op = ACS_OP_ISSUE, .identity_id = id, .scopes = {"chat"}, .nscopes = 1};
+    assert_int_equal(acs_client_call_sync(plain, &is, &res), TV_ERR_UPSTREAM_TIMEOUT);
+    assert_int_equal(res.outcome_unknown, 0);
+    acs_result_release(&res);
+
+    acs_client_stats_get(plain, &st);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.sockets_open, 0);
+    acs_client_stats_get(cid, &st);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.sockets_open, 0);
+    acs_client_free(plain);
+    acs_client_free(cid);
+}
+
 static void test_wrong_key_denied(void **state)
 {
     char cs[TEMU_CONNSTR_MAX + 64];
@@ -725,6 +801,7 @@ int main(void)
         cmocka_unit_test_setup(test_custom_id_derivation, test_setup),
         cmocka_unit_test_setup(test_drop_create_with_custom_id_retried, test_setup),
         cmocka_unit_test_setup(test_timeout_ends_within_deadline, test_setup),
+        cmocka_unit_test_setup(test_black_hole_create, test_setup),
         cmocka_unit_test_setup(test_wrong_key_denied, test_setup),
         cmocka_unit_test_setup(test_unreachable_endpoint, test_setup),
         cmocka_unit_test_setup(test_many_concurrent, test_setup),

@@ -189,6 +189,8 @@ static void run_refused(void **state, const struct raw_case *cases, size_t n)
         print_message("%-34s -> %d, handler %s: %s\n", cases[i].name, r.status,
                       __atomic_load_n(&handled, __ATOMIC_SEQ_CST) == before ? "not run" : "RAN",
                       ok ? "ok" : "WRONG");
+        if (!ok)
+            print_message("%s\n", r.raw);
         failed += !ok;
     }
     assert_int_equal(failed, 0);
@@ -276,6 +278,12 @@ static void test_faulty_framing_refused(void **state)
             400, "invalid_request"),
         RAW("control byte in a value", "GET /hello HTTP/1.1\r\nHost: x\r\nX-Val: a\x1b[2J\r\n\r\n",
             400, "invalid_request"),
+        /* RFC 9112 section 3.2: an HTTP/1.1 request without Host, or with two, gets 400 (the
+         * reliability run's hostile input found the first one served). */
+        RAW("HTTP/1.1 without Host", "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", 400,
+            "invalid_request"),
+        RAW("two Host fields", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400,
+            "invalid_request"),
     };
 
     run_refused(state, cases, sizeof(cases) / sizeof(cases[0]));

@@ -68,7 +68,9 @@ static const struct classify_case classify_cases[] = {
     {ACS_OP_CREATE, CURLE_COULDNT_CONNECT, 0, 1, TV_ERR_UPSTREAM_NETWORK, 1},
     {ACS_OP_CREATE, CURLE_GOT_NOTHING, 0, 1, TV_ERR_UPSTREAM_UNKNOWN, 0},
     {ACS_OP_CREATE, CURLE_RECV_ERROR, 0, 1, TV_ERR_UPSTREAM_UNKNOWN, 0},
-    {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 1, TV_ERR_UPSTREAM_UNKNOWN, 0},
+    /* Sent to an ACS that never answered (a black hole): a timeout, 504, not repeated;
+     * acs_retry_outcome_unknown says its effect is unknown. */
+    {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 1, TV_ERR_UPSTREAM_TIMEOUT, 0},
     /* A timeout before anything was sent (still connecting) is safe to repeat. */
     {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 0, TV_ERR_UPSTREAM_TIMEOUT, 1},
     {ACS_OP_CREATE, CURLE_SEND_ERROR, 0, 0, TV_ERR_UPSTREAM_NETWORK, 1},
@@ -114,6 +116,44 @@ static void test_classify_idempotent_create(void **state)
         if (rc != k->want_rc || retry != k->want_retry)
             fail_msg("case %zu (curl=%d status=%ld): rc %s retry %d, want %s %d", i, k->curl_code,
                      k->status, err_name(rc), retry, err_name(k->want_rc), k->want_retry);
+    }
+}
+
+/* Which failed attempts leave a create's effect unknown: sent and not answered, or answered
+ * 500/502/504; never an attempt that cannot have reached ACS, never another op. */
+static void test_outcome_unknown(void **state)
+{
+    static const struct {
+        enum acs_op op;
+        int curl_code;
+        long status;
+        int sent;
+        int want;
+    } cases[] = {
+        {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 1, 1},
+        {ACS_OP_CREATE, CURLE_OPERATION_TIMEDOUT, 0, 0, 0},
+        {ACS_OP_CREATE, CURLE_GOT_NOTHING, 0, 1, 1},
+        {ACS_OP_CREATE, CURLE_RECV_ERROR, 0, 1, 1},
+        {ACS_OP_CREATE, CURLE_WEIRD_SERVER_REPLY, 0, 1, 1},
+        {ACS_OP_CREATE, CURLE_COULDNT_CONNECT, 0, 1, 0},
+        {ACS_OP_CREATE, CURLE_COULDNT_RESOLVE_HOST, 0, 0, 0},
+        {ACS_OP_CREATE, 0, 500, 1, 1},
+        {ACS_OP_CREATE, 0, 502, 1, 1},
+        {ACS_OP_CREATE, 0, 504, 1, 1},
+        {ACS_OP_CREATE, 0, 503, 1, 0},
+        {ACS_OP_CREATE, 0, 429, 1, 0},
+        {ACS_OP_CREATE, 0, 201, 1, 0},
+        {ACS_OP_ISSUE, CURLE_OPERATION_TIMEDOUT, 0, 1, 0},
+        {ACS_OP_DELETE, 0, 500, 1, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int idem = 0; idem <= 1; idem++) {
+            struct acs_attempt a = {cases[i].curl_code, cases[i].status, cases[i].sent, idem};
+            if (acs_retry_outcome_unknown(cases[i].op, &a) != cases[i].want)
+                fail_msg("case %zu (idempotent %d): want %d", i, idem, cases[i].want);
+        }
     }
 }
 
@@ -254,9 +294,13 @@ static void test_wait_combines_server_hint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_table), cmocka_unit_test(test_classify_idempotent_create),
-        cmocka_unit_test(test_parse_ms),       cmocka_unit_test(test_parse_retry_after),
-        cmocka_unit_test(test_backoff_bounds), cmocka_unit_test(test_wait_combines_server_hint),
+        cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_classify_idempotent_create),
+        cmocka_unit_test(test_outcome_unknown),
+        cmocka_unit_test(test_parse_ms),
+        cmocka_unit_test(test_parse_retry_after),
+        cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test(test_wait_combines_server_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,6 +136,11 @@ static void populate(struct store *s)
     k.hash[0] = 0xff;
     k.revoked_ms = NOW - 7000;
     assert_int_equal(store_apikey_insert(s, &k), 0);
+    /* backend1 rotated: its previous key (id, hash, end) goes over too. */
+    snprintf(k.key_id, sizeof(k.key_id), "00112233445566ff");
+    k.hash[0] = 0x5a;
+    k.created_ms = NOW - 6000;
+    assert_int_equal(store_apikey_rotate(s, "backend1", &k, NOW + 3600000), 0);
 
     memset(&acc, 0, sizeof(acc));
     snprintf(acc.name, sizeof(acc.name), "dave");
@@ -226,7 +231,15 @@ static void stores_equal(struct store *a, struct store *b)
         assert_true(ka[i].created_ms == kb[i].created_ms);
         assert_true(ka[i].last_used_ms == kb[i].last_used_ms);
         assert_true(ka[i].revoked_ms == kb[i].revoked_ms);
+        assert_string_equal(ka[i].prev_key_id, kb[i].prev_key_id);
+        assert_true(ka[i].prev_expires_ms == kb[i].prev_expires_ms);
+        assert_true(ka[i].prev_last_used_ms == kb[i].prev_last_used_ms);
     }
+    /* The rotated name's previous key, hash included, is found by its id in the copy. */
+    assert_int_equal(store_apikey_get_by_key_id(a, "0123456789abcdef", &ka[0]), 0);
+    assert_int_equal(store_apikey_get_by_key_id(b, "0123456789abcdef", &kb[0]), 0);
+    assert_memory_equal(ka[0].hash, kb[0].hash, STORE_KEY_HASH_LEN);
+    assert_true(ka[0].expires_ms == NOW + 3600000 && kb[0].expires_ms == ka[0].expires_ms);
 
     assert_int_equal(store_account_list(a, NULL, 16, aa, &na), 0);
     assert_int_equal(store_account_list(b, NULL, 16, ab, &nb), 0);

@@ -2,15 +2,7 @@
 // port), checked after the Compose schema by check-compose.mjs. Each rule is one thing the
 // README's "Running several replicas" promises; checkReplicas returns one sentence per breach.
 
-// Settings that are secrets: they may come only from a file (NAME_FILE), never inline.
-const SECRET_ENV = [
-  "TOKENVEND_DB",
-  "TOKENVEND_ACS_CONNECTION_STRING",
-  "COMMUNICATION_SERVICES_CONNECTION_STRING",
-  "TOKENVEND_SECRET_KEY",
-  "AZURE_CLIENT_SECRET",
-  "POSTGRES_PASSWORD",
-];
+import { asList, checkCommon, checkSecretFiles, commandOf, envOf, testText } from "./check-compose-common.mjs";
 
 // The *_FILE variables each service must take from a Compose secret.
 const SECRET_FILES = {
@@ -18,29 +10,19 @@ const SECRET_FILES = {
   postgres: ["POSTGRES_PASSWORD_FILE"],
 };
 
-// environment as a map, from either of Compose's two forms.
-function envOf(svc) {
-  const env = svc.environment || {};
-  if (!Array.isArray(env)) return new Map(Object.entries(env).map(([k, v]) => [k, v == null ? null : String(v)]));
-  return new Map(env.map((s) => {
-    const i = s.indexOf("=");
-    return i < 0 ? [s, null] : [s.slice(0, i), s.slice(i + 1)];
-  }));
-}
-
-const asList = (v) => (v == null ? [] : Array.isArray(v) ? v : [v]);
-const testText = (hc) => asList(hc && hc.test).join(" ");
-const secretNames = (svc) => asList(svc.secrets).map((s) => (typeof s === "string" ? s : s.source));
-const secretTarget = (svc, name) => {
-  const s = asList(svc.secrets).find((x) => (typeof x === "string" ? x : x.source) === name);
-  if (!s) return null;
-  const t = typeof s === "string" ? null : s.target;
-  return t ? (t.startsWith("/") ? t : `/run/secrets/${t}`) : `/run/secrets/${name}`;
-};
-const commandOf = (svc) => asList(svc.command).join(" ");
 const isTokenvendReplica = (svc) => /^(.*\/)?tokenvend(:|$)/.test(svc.image || "") && /(^|\s)serve(\s|$)/.test(commandOf(svc));
 const isPostgres = (svc) => /^(docker\.io\/)?(library\/)?postgres:15([.-]|$)/.test(svc.image || "");
 const publishedPorts = (svc) => asList(svc.ports);
+
+// `tokenvend healthcheck` without --url asks /readyz; any other probe must name it.
+function asksReadyz(hc) {
+  const t = asList(hc && hc.test).map(String);
+  const url = t.indexOf("--url");
+  if (t.includes("healthcheck") && /(^|\/)tokenvend$/.test(t[t.indexOf("healthcheck") - 1] || "")) {
+    return url < 0 || /\/readyz\b/.test(t[url + 1] || "");
+  }
+  return /\/readyz\b/.test(testText(hc));
+}
 
 export function checkReplicas(compose) {
   const problems = [];
@@ -67,59 +49,16 @@ export function checkReplicas(compose) {
     }
   }
 
+  // Hardening, health, service_healthy, no inline secrets: the rules of every recipe.
+  problems.push(...checkCommon(compose));
   for (const n of names) {
-    const svc = services[n];
-    const hc = svc.healthcheck;
-    // Every service reports its health, and what the others wait for is health, not a start.
-    if (!hc || hc.disable === true || /^NONE\b/.test(testText(hc))) {
-      problems.push(`service ${n} has no healthcheck`);
-    }
-    const dep = svc.depends_on;
-    if (Array.isArray(dep)) problems.push(`service ${n}: depends_on without condition: service_healthy`);
-    for (const [d, how] of Object.entries(dep && !Array.isArray(dep) ? dep : {})) {
-      if (!how || how.condition !== "service_healthy") {
-        problems.push(`service ${n}: depends_on ${d} without condition: service_healthy`);
-      }
-    }
-
-    // Hardening: read-only root with a tmpfs for scratch, no capabilities, no privilege gain.
-    if (svc.read_only !== true) problems.push(`service ${n} is not read_only: true`);
-    else if (!asList(svc.tmpfs).some((t) => String(t).split(":")[0] === "/tmp")) {
-      problems.push(`service ${n} is read-only without a tmpfs on /tmp`);
-    }
-    if (!asList(svc.cap_drop).includes("ALL")) problems.push(`service ${n} does not drop ALL capabilities`);
-    if (!asList(svc.security_opt).some((o) => /^no-new-privileges(:true)?$/.test(o))) {
-      problems.push(`service ${n} lacks security_opt no-new-privileges:true`);
-    }
-    if (svc.privileged === true) problems.push(`service ${n} is privileged`);
-    if (/^(0|root)(:|$)/.test(String(svc.user ?? ""))) problems.push(`service ${n} runs as root`);
-
-    // Secrets never inline: not as a secret setting, nor as a URI with a password in it.
-    const env = envOf(svc);
-    for (const [k, v] of env) {
-      if (SECRET_ENV.includes(k) && v !== null && v !== "") {
-        problems.push(`service ${n}: ${k} is set inline; use ${k}_FILE with a Compose secret`);
-      } else if (v && /postgres(ql)?:\/\/[^/@\s]*:[^/@\s]*@/.test(v)) {
-        problems.push(`service ${n}: ${k} holds a database password; use a Compose secret`);
-      } else if (v && /accesskey=/i.test(v)) {
-        problems.push(`service ${n}: ${k} holds an ACS access key; use a Compose secret`);
-      }
-    }
     const wanted = tv.includes(n) ? SECRET_FILES.tokenvend : pg.includes(n) ? SECRET_FILES.postgres : [];
-    for (const k of wanted) {
-      const path = env.get(k);
-      const secret = secretNames(svc).find((s) => secretTarget(svc, s) === path);
-      if (!path) problems.push(`service ${n}: ${k} is not set`);
-      else if (!secret) problems.push(`service ${n}: ${k}=${path} is not one of its Compose secrets`);
-      else if (!compose.secrets || !compose.secrets[secret] || !compose.secrets[secret].file) {
-        problems.push(`secret ${secret} is not read from a file`);
-      }
-    }
+    problems.push(...checkSecretFiles(compose, n, wanted));
   }
 
   for (const n of tv) {
     const svc = services[n];
-    if (!/\/readyz\b/.test(testText(svc.healthcheck))) problems.push(`replica ${n}'s healthcheck does not ask /readyz`);
+    if (!asksReadyz(svc.healthcheck)) problems.push(`replica ${n}'s healthcheck does not ask /readyz`);
     for (const p of pg) {
       if (!svc.depends_on || Array.isArray(svc.depends_on) || !svc.depends_on[p]) {
         problems.push(`replica ${n} does not depend on ${p}`);

@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import Ajv from "ajv";
 import YAML from "yaml";
+import { asList, checkCommon, checkSecretFiles, envOf, secretNames, secretTarget } from "./check-compose-common.mjs";
 import { checkReplicas } from "./check-compose-replicas.mjs";
 
 // The schema compiled once per path (the test suite checks many copies of one recipe).
@@ -38,7 +39,8 @@ export function checkCompose(text, schemaPath, recipe = "single") {
     };
   }
   // The schema allows much; check the few things this project relies on.
-  const errors = recipe === "replicas" ? checkReplicas(compose) : checkSingle(compose);
+  // One sentence once, however many rules found the same breach.
+  const errors = [...new Set(recipe === "replicas" ? checkReplicas(compose) : checkSingle(compose))];
   return { errors, services: Object.keys(compose.services || {}) };
 }
 
@@ -54,22 +56,31 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   console.log(`compose: OK (${services.join(", ")})`);
 }
 
-// docker-compose.yml: tokenvend and acs-emulator on one node.
+// docker-compose.yml: tokenvend and acs-emulator on one node, hardened like every recipe.
 function checkSingle(compose) {
   const problems = [];
   const services = compose.services || {};
   for (const name of ["tokenvend", "acs-emulator"]) {
     if (!services[name]) problems.push(`service ${name} is missing`);
-    else if (!services[name].healthcheck) problems.push(`service ${name} has no healthcheck`);
   }
-  const env = (services.tokenvend && services.tokenvend.environment) || {};
-  const cs = Array.isArray(env)
-    ? (env.find((s) => s.startsWith("COMMUNICATION_SERVICES_CONNECTION_STRING=")) || "").split("=").slice(1).join("=")
-    : env.COMMUNICATION_SERVICES_CONNECTION_STRING;
-  if (!cs || !/endpoint=http:\/\/acs-emulator:\d+\/?;accesskey=/i.test(cs)) {
-    problems.push("tokenvend's COMMUNICATION_SERVICES_CONNECTION_STRING does not point at acs-emulator");
+  problems.push(...checkCommon(compose));
+  if (!services.tokenvend || !services["acs-emulator"]) return problems;
+  const tv = services.tokenvend;
+  const emu = services["acs-emulator"];
+  // The connection string from a file secret, and the emulator's key from that same secret.
+  problems.push(...checkSecretFiles(compose, "tokenvend", ["TOKENVEND_ACS_CONNECTION_STRING_FILE"]));
+  const csPath = envOf(tv).get("TOKENVEND_ACS_CONNECTION_STRING_FILE");
+  const csSecret = secretNames(tv).find((s) => secretTarget(tv, s) === csPath);
+  const argv = asList(emu.command).map(String);
+  const from = argv.indexOf("--access-key-from");
+  if (from < 0) {
+    problems.push("acs-emulator does not take its key with --access-key-from");
+  } else if (!csSecret || argv[from + 1] !== secretTarget(emu, csSecret)) {
+    problems.push("acs-emulator's --access-key-from is not the secret tokenvend's connection string comes from");
   }
-  const vols = (services.tokenvend && services.tokenvend.volumes) || [];
+  const dep = tv.depends_on;
+  if (!dep || Array.isArray(dep) || !dep["acs-emulator"]) problems.push("tokenvend does not depend on acs-emulator");
+  const vols = tv.volumes || [];
   const dataVol = vols.map((v) => (typeof v === "string" ? v.split(":") : [v.source, v.target]))
     .find(([src, dst]) => dst === "/data" && compose.volumes && src in compose.volumes);
   if (!dataVol) problems.push("tokenvend's /data is not a named volume");
