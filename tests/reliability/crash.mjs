@@ -34,7 +34,11 @@ const OUTBOX_DEADLINE_MS = 60_000; // a ceiling for the outbox to finish the 202
 const REQ_TIMEOUT_MS = 15_000;
 
 function sql(dbPath, query) {
-  return execFileSync("sqlite3", ["-batch", dbPath], { input: query, encoding: "utf8", timeout: 60_000 }).trim();
+  // The emulator's identity list grows by about 120 bytes per identity: 50 rounds make more than
+  // node's default 1 MiB of output, so the buffer is sized for a long run (256 MiB).
+  return execFileSync("sqlite3", ["-batch", dbPath], {
+    input: query, encoding: "utf8", timeout: 60_000, maxBuffer: 256 * 1024 * 1024,
+  }).trim();
 }
 
 // The emulator's identities: id -> { live, customId }.
