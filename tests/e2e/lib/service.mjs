@@ -224,6 +224,24 @@ export async function startService({ emu = null, jwks = null, env = {}, localAcc
     }
   };
 
+  // At start the service checks its ACS credential with one revoke of a made-up identity
+  // (src/service/credcheck.c). Suites count ACS calls, so start() returns once that first check
+  // is over (bounded: a service whose /readyz is 503, or that never says, is returned as it is).
+  const credentialChecked = async () => {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        const r = await httpRequest(`${svc.publicUrl}/readyz`, { timeoutMs: 2000 });
+        if (r.status !== 200) return;
+        const state = r.json?.checks?.acsCredential;
+        if (typeof state !== "string" || !state.includes("the first check is under way")) return;
+      } catch {
+        return;
+      }
+      await sleep(20);
+    }
+  };
+
   // (Re)starts the process on fresh ports with the same database; retries when a port was taken.
   svc.start = async (moreEnv = {}) => {
     if (svc.proc && svc.proc.exitCode === null && svc.proc.signalCode === null) {
@@ -252,7 +270,10 @@ export async function startService({ emu = null, jwks = null, env = {}, localAcc
       svc.exited = exited;
       svc.runs.push({ pid: proc.pid, ports });
       const r = await waitHealthy(proc, exited);
-      if (r.ok) return svc;
+      if (r.ok) {
+        await credentialChecked();
+        return svc;
+      }
       if (r.timeout) {
         proc.kill("SIGKILL");
         await exited;
