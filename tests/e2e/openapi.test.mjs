@@ -47,6 +47,8 @@ function docRoutes(doc) {
     for (const l of listeners) assert.ok(l in byListener, `${path}: server ${JSON.stringify(servers)} names a listener`);
     for (const m of METHODS) {
       if (!item[m]) continue;
+      // tools/openapi refuses these: an operation's own servers would override its path's.
+      assert.ok(!item[m].servers, `${m.toUpperCase()} ${path}: no operation-level servers (listeners are chosen per path)`);
       for (const l of listeners) byListener[l].push(`${m.toUpperCase()} ${normalize(path)}`);
     }
   }
@@ -168,6 +170,8 @@ describe("docs/openapi.yaml", () => {
 });
 
 // listener's part of doc, as GET /openapi.json must serve it: every top-level member in order,
+// "info" with its description made of the listener's entry of info.x-tokenvend-description, a
+// blank line and the common info.description (the map left out, the members' order kept),
 // "servers" (top level and per path) cut to that listener's entries, the paths it serves (a
 // path without "servers" is served by every listener), the tags its operations use, and the
 // components reached from what is kept through $ref (transitively) or a security requirement.
@@ -194,8 +198,20 @@ function listenerPart(doc, listener) {
     Object.values(node).forEach(visit);
   };
 
+  const info = () => {
+    const out = structuredClone(doc.info);
+    const own = out["x-tokenvend-description"]?.[listener];
+    delete out["x-tokenvend-description"];
+    if (typeof own === "string") {
+      const head = own.replace(/\n+$/, "");
+      out.description = typeof out.description === "string" ? `${head}\n\n${out.description}` : head;
+    }
+    return out;
+  };
+
   const paths = {};
   for (const [path, item] of Object.entries(doc.paths)) {
+    for (const m of METHODS) assert.ok(!item[m]?.servers, `${m} ${path}: no operation-level servers (listeners are per path)`);
     const copy = structuredClone(item);
     if (item.servers) {
       copy.servers = mine(item.servers);
@@ -217,7 +233,8 @@ function listenerPart(doc, listener) {
 
   const out = {};
   for (const [key, val] of Object.entries(doc)) {
-    if (key === "servers") out.servers = mine(val);
+    if (key === "info") out.info = info();
+    else if (key === "servers") out.servers = mine(val);
     else if (key === "paths") out.paths = paths;
     else if (key === "tags") {
       const tags = val.filter((t) => usedTags.has(t.name));
@@ -288,6 +305,13 @@ describe("GET /openapi.json on each listener", { skip: serveSkipReason() }, () =
     assert.deepEqual(Object.keys(pub.components.securitySchemes), ["userBearer"]);
     assert.deepEqual(Object.keys(int.components.securitySchemes), ["apiKey"]);
     assert.ok(!pub.components.schemas.UserList, "the internal API's shapes stay out of the public part");
+    // The internal listener's address and the API key format are for backends only.
+    for (const word of ["8081", "internal_addr", "tvk_"]) {
+      assert.ok(!JSON.stringify(pub).includes(word), `the public part does not mention ${word}`);
+    }
+    assert.match(int.info.description, /tvk_<id>_<secret>/);
+    assert.match(pub.info.description, /\*\*public\*\* listener/);
+    assert.ok(!("x-tokenvend-description" in pub.info) && !("x-tokenvend-description" in int.info));
   });
 
   test("other methods are 405 with Allow: GET, in the error shape", async () => {

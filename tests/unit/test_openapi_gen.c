@@ -62,6 +62,17 @@ static void test_refused(void **state)
         {"tab indentation", "a:\n\tb: 1\n", "line 2"},
         {"infinity", "a: .inf\n", "no JSON form"},
         {"NaN", "a: .nan\n", "no JSON form"},
+        /* review11a: a float literal beyond double's range reads as infinity (strtod gives
+         * HUGE_VAL): json-c would write the bare word Infinity, which is not JSON, into
+         * GET /openapi.json. Refused like .inf, naming the scalar's place. */
+        {"float overflow", "a: 1e400\n", "line 1, column 4"},
+        {"negative float overflow", "a: -1.5e999\n", "line 1, column 4"},
+        {"float overflow, the reason", "a: 1e400\n", "1e400 has no JSON form"},
+        {"negative float overflow, the reason", "a: -1.5e999\n", "-1.5e999 has no JSON form"},
+        /* Underflow: 1e-400 would be served as 0, 5e-320 as a rounded subnormal; neither is
+         * what the file says, so both are refused too. */
+        {"float underflow to 0", "a: 1e-400\n", "1e-400 is below a double's normal range"},
+        {"subnormal float", "a: [-5e-320]\n", "line 1, column 5: -5e-320 is below"},
         {"integer overflow", "a: 9223372036854775808\n", "outside the 64-bit range"},
     };
     size_t i;
@@ -256,6 +267,104 @@ static void test_split_internal(void **state)
     json_object_put(doc);
 }
 
+/* review11a: an operation may carry its own "servers" (OpenAPI 3.0, Operation Object), which
+ * override the path's and the top level's. The cut only read path-level servers, so an
+ * operation marked for the internal listener alone, under a path without servers, went into
+ * the public document with the internal listener's address. Listeners are chosen per path
+ * (as the route tables and the e2e test read them), so such a document is refused for every
+ * listener, naming the operation; the public part never names the internal listener. */
+static void test_split_operation_servers(void **state)
+{
+    static const char text[] = "openapi: 3.0.3\n"
+                               "info: {title: t, version: \"1\"}\n"
+                               "servers:\n"
+                               "  - {url: http://a, x-tokenvend-listener: public}\n"
+                               "  - {url: http://b, x-tokenvend-listener: internal}\n"
+                               "paths:\n"
+                               "  /c:\n"
+                               "    get:\n"
+                               "      servers: [{url: http://b, x-tokenvend-listener: internal}]\n"
+                               "      responses: {\"200\": {description: ok}}\n";
+    struct json_object *doc = parse_ok(text), *part = NULL;
+    char err[ERR_MAX];
+
+    static const char *const listeners[] = {"public", "internal"};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        part = NULL;
+        if (openapi_split(doc, listeners[i], &part, err, sizeof err) == 0) {
+            const char *js = json_object_to_json_string_ext(part, JSON_C_TO_STRING_PLAIN);
+
+            fail_msg("%s: accepted an operation with its own servers: %s", listeners[i], js);
+        }
+        assert_null(part);
+        if (strstr(err, "get /c: operation-level \"servers\" are not supported") == NULL)
+            fail_msg("%s: message \"%s\" does not name the operation", listeners[i], err);
+    }
+    json_object_put(doc);
+}
+
+/* review11a, suspicion 3: info.description was copied whole into both documents, so the public
+ * one named the internal listener's address and the API key format. Each listener gets its own
+ * entry of info.x-tokenvend-description, then the common text; the map itself is left out and
+ * info keeps its members' order. */
+static void test_split_description(void **state)
+{
+    static const char text[] = "openapi: 3.0.3\n"
+                               "info:\n"
+                               "  title: t\n"
+                               "  x-tokenvend-description:\n"
+                               "    public: |\n"
+                               "      Frontends.\n"
+                               "    internal: |\n"
+                               "      Backends on 127.0.0.1:8081, keys tvk_<id>_<secret>.\n"
+                               "  description: |\n"
+                               "    Errors have one shape.\n"
+                               "  version: \"1\"\n"
+                               "servers:\n"
+                               "  - {url: http://a, x-tokenvend-listener: public}\n"
+                               "  - {url: http://b, x-tokenvend-listener: internal}\n"
+                               "paths: {}\n";
+    static const char no_common[] = "openapi: 3.0.3\n"
+                                    "info: {title: t, x-tokenvend-description: {public: P}}\n"
+                                    "servers:\n"
+                                    "  - {url: http://a, x-tokenvend-listener: public}\n"
+                                    "  - {url: http://b, x-tokenvend-listener: internal}\n"
+                                    "paths: {}\n";
+    static const struct {
+        const char *text, *listener, *info;
+    } cases[] = {
+        {text, "public",
+         "{\"title\":\"t\",\"description\":\"Frontends.\\n\\nErrors have one shape.\\n\","
+         "\"version\":\"1\"}"},
+        {text, "internal",
+         "{\"title\":\"t\",\"description\":\"Backends on 127.0.0.1:8081, keys "
+         "tvk_<id>_<secret>.\\n\\nErrors have one shape.\\n\",\"version\":\"1\"}"},
+        /* No common text: the listener's own alone; no entry at all: no description. */
+        {no_common, "public", "{\"title\":\"t\",\"description\":\"P\"}"},
+        {no_common, "internal", "{\"title\":\"t\"}"},
+    };
+    struct json_object *doc, *part, *info;
+    char err[ERR_MAX];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        doc = parse_ok(cases[i].text);
+        part = NULL;
+        if (openapi_split(doc, cases[i].listener, &part, err, sizeof err) != 0)
+            fail_msg("%zu %s: %s", i, cases[i].listener, err);
+        assert_true(json_object_object_get_ex(part, "info", &info));
+        assert_string_equal(json_object_to_json_string_ext(
+                                info, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                            cases[i].info);
+        json_object_put(part);
+        json_object_put(doc);
+    }
+}
+
 /* Documents the cut refuses, each with its message. */
 static void test_split_refused(void **state)
 {
@@ -289,6 +398,26 @@ static void test_split_refused(void **state)
          "openapi: 3.0.3\ninfo: {}\nservers: [{url: x, x-tokenvend-listener: public}]\n"
          "paths: {/a: {get: {security: [{nope: []}]}}}\n",
          "public", "components/securitySchemes/nope is not defined"},
+        {"operation-level servers on a kept path",
+         "openapi: 3.0.3\ninfo: {}\nservers: [{url: x, x-tokenvend-listener: public}]\n"
+         "paths: {/a: {post: {servers: [{url: x, x-tokenvend-listener: public}]}}}\n",
+         "public", "post /a: operation-level \"servers\" are not supported"},
+        {"description map names an undefined listener",
+         "openapi: 3.0.3\ninfo: {x-tokenvend-description: {admin: a}}\n"
+         "servers: [{url: x, x-tokenvend-listener: public}]\npaths: {}\n",
+         "public", "x-tokenvend-description names listener \"admin\""},
+        {"description map is not a mapping",
+         "openapi: 3.0.3\ninfo: {x-tokenvend-description: [a]}\n"
+         "servers: [{url: x, x-tokenvend-listener: public}]\npaths: {}\n",
+         "public", "is not a mapping of listener to text"},
+        {"description entry is not a string",
+         "openapi: 3.0.3\ninfo: {x-tokenvend-description: {public: {a: 1}}}\n"
+         "servers: [{url: x, x-tokenvend-listener: public}]\npaths: {}\n",
+         "public", "x-tokenvend-description.public is not a string"},
+        {"info is not a mapping",
+         "openapi: 3.0.3\ninfo: [a]\nservers: [{url: x, x-tokenvend-listener: public}]\n"
+         "paths: {}\n",
+         "public", "\"info\" is not a mapping"},
     };
     struct json_object *doc, *out;
     char err[ERR_MAX];
@@ -329,6 +458,18 @@ static void test_repo_document(void **state)
         part = NULL;
         if (openapi_split(doc, listeners[i], &part, err, sizeof err) != 0)
             fail_msg("%s: %s", listeners[i], err);
+        /* review11a: the public document named the internal listener's address and the API
+         * key format in info.description; what only backends need stays in theirs. */
+        if (i == 0) {
+            static const char *const internal_only[] = {"8081", "internal_addr", "tvk_"};
+            const char *js = json_object_to_json_string_ext(part, JSON_C_TO_STRING_PLAIN);
+            size_t k;
+
+            for (k = 0; k < sizeof internal_only / sizeof internal_only[0]; k++)
+                if (strstr(js, internal_only[k]) != NULL)
+                    fail_msg("the public document mentions %s: ...%.120s", internal_only[k],
+                             strstr(js, internal_only[k]));
+        }
         json_object_put(part);
     }
     json_object_put(doc);
@@ -338,9 +479,10 @@ static void test_repo_document(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refused),        cmocka_unit_test(test_nesting_limit),
-        cmocka_unit_test(test_scalar_types),   cmocka_unit_test(test_split_public),
-        cmocka_unit_test(test_split_internal), cmocka_unit_test(test_split_refused),
+        cmocka_unit_test(test_refused),           cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_scalar_types),      cmocka_unit_test(test_split_public),
+        cmocka_unit_test(test_split_internal),    cmocka_unit_test(test_split_refused),
+        cmocka_unit_test(test_split_description), cmocka_unit_test(test_split_operation_servers),
         cmocka_unit_test(test_repo_document),
     };
     return cmocka_run_group_tests_name("openapi_gen", tests, NULL, NULL);

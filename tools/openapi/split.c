@@ -3,6 +3,7 @@
  * mapping listings); tests/e2e/openapi.test.mjs builds the same part on its own and compares. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -251,6 +252,25 @@ static int split_operations(struct split *s, struct json_object *item, const cha
     return 0;
 }
 
+/* Operation-level "servers" (OpenAPI 3.0 Operation Object) would override the path item's, so
+ * one operation could belong to another listener than its path. The cut is per path item, and
+ * the route tables and tests/e2e/openapi.test.mjs read servers per path too: refused, whatever
+ * the listener, so such a document fails the build instead of leaking an operation into the
+ * other listener's document. */
+static int split_no_operation_servers(struct split *s, struct json_object *item, const char *path)
+{
+    size_t m;
+
+    for (m = 0; m < sizeof split_methods / sizeof split_methods[0]; m++)
+        if (split_get(split_get(item, split_methods[m]), "servers") != NULL)
+            return split_fail(s,
+                              "%s %s: operation-level \"servers\" are not supported (the "
+                              "listeners are chosen per path): give the operation a path "
+                              "whose \"servers\" name its listeners",
+                              split_methods[m], path);
+    return 0;
+}
+
 /* The path items listener serves, each with its servers cut to that listener, into *out. */
 static int split_paths(struct split *s, struct json_object *paths, const char *listener,
                        struct json_object *known, struct json_object **out)
@@ -269,6 +289,8 @@ static int split_paths(struct split *s, struct json_object *paths, const char *l
             split_fail(s, "%s: the path item is not a mapping", path);
             goto out;
         }
+        if (split_no_operation_servers(s, item, path) != 0)
+            goto out;
         if (split_get(item, "servers") != NULL) {
             if (split_servers(s, split_get(item, "servers"), listener, known, path, &servers) != 0)
                 goto out;
@@ -370,6 +392,88 @@ out:
     return rc;
 }
 
+/* The document's info for listener: info.description becomes that listener's entry of
+ * info.x-tokenvend-description, a blank line, then the common info.description (either alone
+ * when the other is missing), and the map itself is left out. So what only one listener's
+ * callers should read (the internal listener's address, the API key format) stays out of the
+ * other's document. The map's keys must be listeners the top-level servers name. */
+static int split_info(struct split *s, struct json_object *info, const char *listener,
+                      struct json_object *known, struct json_object **out)
+{
+    struct json_object *res = NULL, *map, *own, *common;
+    const char *text;
+    char *joined = NULL;
+    size_t own_len, common_len;
+    int rc = -1;
+
+    if (!json_object_is_type(info, json_type_object)) {
+        split_fail(s, "\"info\" is not a mapping");
+        goto out;
+    }
+    map = split_get(info, OPENAPI_DESCRIPTION_KEY);
+    common = split_get(info, "description");
+    if (common != NULL && !json_object_is_type(common, json_type_string)) {
+        split_fail(s, "info.description is not a string");
+        goto out;
+    }
+    if (map != NULL && !json_object_is_type(map, json_type_object)) {
+        split_fail(s, "info." OPENAPI_DESCRIPTION_KEY " is not a mapping of listener to text");
+        goto out;
+    }
+    if (map != NULL) {
+        json_object_object_foreach(map, l, t)
+        {
+            if (split_get(known, l) == NULL) {
+                split_fail(s,
+                           "info." OPENAPI_DESCRIPTION_KEY " names listener \"%s\", which no "
+                           "top-level servers entry names",
+                           l);
+                goto out;
+            }
+            if (!json_object_is_type(t, json_type_string)) {
+                split_fail(s, "info." OPENAPI_DESCRIPTION_KEY ".%s is not a string", l);
+                goto out;
+            }
+        }
+    }
+    if (split_copy(info, &res) != 0) {
+        split_fail(s, "out of memory");
+        goto out;
+    }
+    json_object_object_del(res, OPENAPI_DESCRIPTION_KEY);
+    own = split_get(map, listener);
+    if (own != NULL) {
+        text = json_object_get_string(own);
+        own_len = (size_t)json_object_get_string_len(own);
+        while (own_len > 0 && text[own_len - 1] == '\n')
+            own_len--; /* a YAML block's final newline: the join adds the paragraph break */
+        common_len = common != NULL ? (size_t)json_object_get_string_len(common) : 0;
+        if ((joined = malloc(own_len + 2 + common_len + 1)) == NULL) {
+            split_fail(s, "out of memory");
+            goto out;
+        }
+        memcpy(joined, text, own_len);
+        if (common != NULL) {
+            memcpy(joined + own_len, "\n\n", 2);
+            memcpy(joined + own_len + 2, json_object_get_string(common), common_len);
+            own_len += 2 + common_len;
+        }
+        /* Added in place of an existing description, so info keeps the file's order. */
+        if (json_object_object_add(res, "description",
+                                   json_object_new_string_len(joined, (int)own_len)) != 0) {
+            split_fail(s, "out of memory");
+            goto out;
+        }
+    }
+    *out = res;
+    res = NULL;
+    rc = 0;
+out:
+    free(joined);
+    json_object_put(res);
+    return rc;
+}
+
 /* Walks the top-level members other than paths and components, for the $refs and security
  * requirements they hold. */
 static int split_top(struct split *s, struct json_object *doc)
@@ -419,7 +523,10 @@ int openapi_split(struct json_object *doc, const char *listener, struct json_obj
     json_object_object_foreach(doc, key, val)
     {
         v = NULL;
-        if (strcmp(key, "servers") == 0) {
+        if (strcmp(key, "info") == 0) {
+            if (split_info(&s, val, listener, known, &v) != 0)
+                goto out;
+        } else if (strcmp(key, "servers") == 0) {
             v = json_object_get(servers);
         } else if (strcmp(key, "paths") == 0) {
             v = json_object_get(paths);

@@ -3,6 +3,7 @@
  * (anchors, tags, duplicate keys, non-string keys) fails the build instead. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,27 @@ static int yj_int(struct yj *y, const yaml_mark_t *m, const char *digits, int ba
     return 0;
 }
 
+/* A core-schema float literal as a double. Beyond double's range strtod gives HUGE_VAL, which
+ * json-c would write as the bare word Infinity (not JSON): refused like .inf. Below it
+ * (underflow: ERANGE with 0 or a subnormal) the value served would not be the one written, and
+ * a reader could round it differently: refused too, asking for a representable number. */
+static int yj_float(struct yj *y, const yaml_mark_t *m, const char *s, struct json_object **out)
+{
+    double v;
+
+    errno = 0;
+    v = strtod(s, NULL);
+    if (isinf(v) || isnan(v))
+        return yj_fail(y, m, "%s has no JSON form (infinity and NaN are not JSON numbers)", s);
+    if (errno == ERANGE)
+        return yj_fail(y, m,
+                       "%s is below a double's normal range (it would read as %g): write 0 "
+                       "or a number of magnitude at least 1e-307",
+                       s, v);
+    *out = json_object_new_double(v);
+    return 0;
+}
+
 /* Whether a plain scalar (body: s past its sign) is one of the core schema's typed forms. */
 static int yj_plain_typed(const char *s, const char *body)
 {
@@ -155,7 +177,7 @@ static int yj_plain(struct yj *y, const yaml_mark_t *m, const char *s, size_t le
     else if (strncmp(s, "0x", 2) == 0 && yj_digits(s + 2, 16))
         rc = yj_int(y, m, s + 2, 16, out);
     else
-        *out = json_object_new_double(strtod(s, NULL));
+        rc = yj_float(y, m, s, out);
     return rc;
 }
 
