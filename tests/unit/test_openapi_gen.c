@@ -62,6 +62,11 @@ static void test_refused(void **state)
         {"tab indentation", "a:\n\tb: 1\n", "line 2"},
         {"infinity", "a: .inf\n", "no JSON form"},
         {"NaN", "a: .nan\n", "no JSON form"},
+        /* review11a: a float literal beyond double's range reads as infinity (strtod gives
+         * HUGE_VAL): json-c would write the bare word Infinity, which is not JSON, into
+         * GET /openapi.json. Refused like .inf, naming the scalar's place. */
+        {"float overflow", "a: 1e400\n", "line 1, column 4"},
+        {"negative float overflow", "a: -1.5e999\n", "line 1, column 4"},
         {"integer overflow", "a: 9223372036854775808\n", "outside the 64-bit range"},
     };
     size_t i;
@@ -256,6 +261,36 @@ static void test_split_internal(void **state)
     json_object_put(doc);
 }
 
+/* review11a: an operation may carry its own "servers" (OpenAPI 3.0, Operation Object), which
+ * override the path's and the top level's. The cut only reads path-level servers, so an
+ * operation marked for the internal listener alone, under a path without servers, goes into
+ * the public document with the internal listener's address. Either cut it out or refuse it:
+ * the public part must never name the internal listener. */
+static void test_split_operation_servers(void **state)
+{
+    static const char text[] = "openapi: 3.0.3\n"
+                               "info: {title: t, version: \"1\"}\n"
+                               "servers:\n"
+                               "  - {url: http://a, x-tokenvend-listener: public}\n"
+                               "  - {url: http://b, x-tokenvend-listener: internal}\n"
+                               "paths:\n"
+                               "  /c:\n"
+                               "    get:\n"
+                               "      servers: [{url: http://b, x-tokenvend-listener: internal}]\n"
+                               "      responses: {\"200\": {description: ok}}\n";
+    struct json_object *doc = parse_ok(text), *part = NULL;
+    char err[ERR_MAX];
+
+    (void)state;
+    if (openapi_split(doc, "public", &part, err, sizeof err) == 0) {
+        const char *js = json_object_to_json_string_ext(part, JSON_C_TO_STRING_PLAIN);
+        if (strstr(js, "internal") != NULL)
+            fail_msg("the public part holds an internal-only operation: %s", js);
+    }
+    json_object_put(part);
+    json_object_put(doc);
+}
+
 /* Documents the cut refuses, each with its message. */
 static void test_split_refused(void **state)
 {
@@ -338,9 +373,13 @@ static void test_repo_document(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refused),        cmocka_unit_test(test_nesting_limit),
-        cmocka_unit_test(test_scalar_types),   cmocka_unit_test(test_split_public),
-        cmocka_unit_test(test_split_internal), cmocka_unit_test(test_split_refused),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_scalar_types),
+        cmocka_unit_test(test_split_public),
+        cmocka_unit_test(test_split_internal),
+        cmocka_unit_test(test_split_refused),
+        cmocka_unit_test(test_split_operation_servers),
         cmocka_unit_test(test_repo_document),
     };
     return cmocka_run_group_tests_name("openapi_gen", tests, NULL, NULL);
