@@ -48,12 +48,16 @@ int store_apikey_list(struct store *s, const char *after, int limit, struct stor
  * 0 or TV_ERR_NOT_FOUND. */
 int store_apikey_revoke(struct store *s, const char *name, int64_t ms);
 
-/* Rotation: the key named name (not revoked) gets next->key_id, next->hash and
- * next->created_ms as its current key; its current key becomes its previous key, valid until
- * prev_expires_ms (<= now: refused at once); a previous key it had is dropped. 0,
- * TV_ERR_NOT_FOUND (no such name, or revoked), TV_ERR_CONFLICT (key id taken), TV_ERR_INVALID. */
-int store_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
-                        int64_t prev_expires_ms);
+/* Rotation: the key named name (not revoked), while its current key is still cur_key_id (the
+ * one the caller read), gets next->key_id, next->hash and next->created_ms as its current key;
+ * its current key becomes its previous key, valid until prev_expires_ms (<= now: refused at
+ * once); a previous key it had is dropped. Conditional on cur_key_id, so of two rotations that
+ * read the same key one wins and the other changes nothing (unconditional, the second would
+ * drop the first's new key, handed out already, and keep the key both meant to retire). 0,
+ * TV_ERR_NOT_FOUND (no such name, or revoked), TV_ERR_CONFLICT (rotated meanwhile: the current
+ * key is no longer cur_key_id; or, improbably, next's key id is taken), TV_ERR_INVALID. */
+int store_apikey_rotate(struct store *s, const char *name, const char *cur_key_id,
+                        const struct store_apikey *next, int64_t prev_expires_ms);
 
 /* Records a use of key_id (a current or a previous key) at ms. To keep authenticated reads from
  * turning into writes, the row is only written when the stored time is at least 60 s older than ms

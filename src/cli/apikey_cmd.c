@@ -265,11 +265,13 @@ static int apikey_rotate(struct store *st, const char *name, int64_t grace_ms)
         rc = cli_store_failure(rc, "could not generate a key (no randomness?)");
         goto done;
     }
-    /* Revoked or removed since the read: the rotation matches no row and changes nothing. */
-    if ((rc = store_apikey_rotate(st, name, &next, next.created_ms + grace_ms)) != 0) {
+    /* Revoked, removed or rotated by someone else since the read: the rotation matches no row
+     * and changes nothing (the other rotation's key, handed out already, stays). */
+    if ((rc = store_apikey_rotate(st, name, cur.key_id, &next, next.created_ms + grace_ms)) != 0) {
         snprintf(msg, sizeof msg,
-                 rc == TV_ERR_NOT_FOUND ? "the API key '%s' was revoked or removed meanwhile"
-                                        : "could not store the new key of '%s'",
+                 rc == TV_ERR_NOT_FOUND  ? "the API key '%s' was revoked or removed meanwhile"
+                 : rc == TV_ERR_CONFLICT ? "the API key '%s' was rotated meanwhile; run again"
+                                         : "could not store the new key of '%s'",
                  name);
         rc = cli_store_failure(rc, msg);
         goto done;

@@ -60,7 +60,9 @@ void cli_identity_usage_print(FILE *f)
         "                 ACS's revoke, then the revoke time recorded in the store, so a\n"
         "                 running `tokenvend serve` (every replica) stops serving the tokens\n"
         "                 it cached and issues new ones; prints {\"appUserId\",\n"
-        "                 \"acsUserIdentity\",\"revokedAt\"}. Needs the ACS connection string.\n"
+        "                 \"acsUserIdentity\",\"revokedAt\"}. When ACS's outcome is unknown\n"
+        "                 (no answer, 500/502/504) the revoke time is recorded anyway and the\n"
+        "                 exit status is 1: run it again. Needs the ACS connection string.\n"
         "\n"
         "Flags:\n",
         f);
@@ -337,11 +339,35 @@ static int identity_client(const struct config *cfg, const struct store_user *u,
     return CLI_EXIT_OK;
 }
 
+/* Whether a failed revoke may still have happened at ACS: no answer, or a malformed one, or a
+ * 500/502/504 (which a gateway gives for work it may have passed on: the rule the ACS client
+ * applies to a create). Not an answer refusing it (4xx, 503) nor our own refusals before
+ * sending (the circuit breaker, the budget, a bad request). */
+static int revoke_maybe_done(const struct acs_result *res)
+{
+    if (res->paused || res->budget_refused)
+        return 0;
+    switch (res->rc) {
+    case TV_ERR_UPSTREAM_NETWORK:
+    case TV_ERR_UPSTREAM_TIMEOUT:
+    case TV_ERR_UPSTREAM_UNKNOWN:
+    case TV_ERR_UPSTREAM_PROTOCOL:
+        return 1;
+    case TV_ERR_ACS_UNAVAILABLE:
+        return res->http_status == 500 || res->http_status == 502 || res->http_status == 504;
+    default:
+        return 0;
+    }
+}
+
 /* The revoke of src/service/reqflow.c (revoke_have, revoke_done), from another process: every
  * process's cached tokens are dropped before ACS is asked (PostgreSQL notifies; on SQLite every
  * read of the mapping sees the revoke time), then after ACS's answer the revoke time is recorded
- * (it is what refuses tokens issued before it, everywhere), or, when the outcome is unknown, the
- * caches are told again; the kept tokens go in either case. */
+ * (it is what refuses tokens issued before it, everywhere). When the outcome is unknown the
+ * revoke time is recorded too: the API then drops the caches of every process, which only a
+ * notification (PostgreSQL) can do from here; on SQLite the revoke time is the one thing a
+ * running service reads, and a revoke time without a revoke at ACS only costs new tokens. The
+ * kept tokens go in every case. */
 static int identity_revoke(struct store *st, const struct config *cfg, const char *id)
 {
     struct store_user u;
@@ -349,8 +375,9 @@ static int identity_revoke(struct store *st, const struct config *cfg, const cha
     struct acs_request req = {0};
     struct acs_result res = {0};
     struct json_object *o;
+    char msg[ACS_MESSAGE_MAX + 320];
     int64_t now;
-    int rc, arc;
+    int rc, arc, unknown;
 
     if ((rc = mapping_load(st, id, &u)) != CLI_EXIT_OK)
         return rc;
@@ -373,6 +400,12 @@ static int identity_revoke(struct store *st, const struct config *cfg, const cha
                                "revoke");
         goto done;
     }
+    unknown = arc != 0 && revoke_maybe_done(&res);
+    if (unknown && (rc = store_user_set_revoked(st, u.acs_id, now)) != 0)
+        log_msg(LOGL_WARN, NULL,
+                "could not record the revoke time (%s): a running service on this SQLite "
+                "store may go on serving the tokens it cached; run the revoke again",
+                err_name(rc));
     if (arc != 0)
         (void)store_user_invalidate(st, u.acs_id); /* the revoke may have happened at ACS */
     if (store_token_purge(st, u.acs_id, NULL) != 0)
@@ -380,7 +413,17 @@ static int identity_revoke(struct store *st, const struct config *cfg, const cha
                 "could not remove the identity's kept tokens; the services refuse them by the "
                 "revoke time");
     cli_audit_add(st, "revoke", u.app_user_id, u.acs_id, arc == 0 ? "ok" : err_name(arc),
-                  "via cli");
+                  unknown ? "via cli; outcome unknown, revoke time recorded" : "via cli");
+    if (unknown) {
+        snprintf(msg, sizeof msg,
+                 "the ACS revoke's outcome is unknown (%.200s): ACS may or may not have revoked "
+                 "the tokens. The revoke time is recorded anyway, so the services stop serving "
+                 "the tokens they kept and issue new ones; run the revoke again",
+                 res.message[0] ? res.message : err_message(arc));
+        cli_print_error(err_name(arc), msg, res.http_status, res.acs_code);
+        rc = CLI_EXIT_UPSTREAM;
+        goto done;
+    }
     if (arc != 0) {
         rc = cli_acs_report_failure(&res);
         goto done;

@@ -44,7 +44,7 @@ static const char SQL_TOUCH[] =
 static const char SQL_ROTATE[] =
     "UPDATE api_keys SET prev_key_id = key_id, prev_hash = hash, prev_expires_ms = ?5,"
     " prev_last_used_ms = last_used_ms, key_id = ?2, hash = ?3, created_ms = ?4,"
-    " last_used_ms = 0 WHERE name = ?1 AND revoked_ms = 0";
+    " last_used_ms = 0 WHERE name = ?1 AND revoked_ms = 0 AND key_id = ?6";
 
 static int key_from_row(sqlite3_stmt *st, struct store_apikey *k)
 {
@@ -143,21 +143,33 @@ int store_apikey_revoke(struct store *s, const char *name, int64_t ms)
     return key_update(s, SQL_REVOKE, name, ms);
 }
 
-int store_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
-                        int64_t prev_expires_ms)
+int store_apikey_rotate(struct store *s, const char *name, const char *cur_key_id,
+                        const struct store_apikey *next, int64_t prev_expires_ms)
 {
+    struct store_apikey now;
+    int rc;
+
     if (next == NULL || store_check_str(name, 1, STORE_NAME_MAX) != 0 ||
+        store_check_str(cur_key_id, 1, STORE_KEY_ID_MAX) != 0 ||
         store_check_str(next->key_id, 1, STORE_KEY_ID_MAX) != 0)
         return TV_ERR_INVALID;
-    if (s->kind == STORE_PG)
-        return pgstore_apikey_rotate(s, name, next, prev_expires_ms);
-    struct store_param p[] = {STORE_TEXT(name),
-                              STORE_TEXT(next->key_id),
-                              STORE_BLOB(next->hash, STORE_KEY_HASH_LEN),
-                              STORE_INT64(next->created_ms),
-                              STORE_INT64(prev_expires_ms),
-                              STORE_END};
-    return store_write_one(s, SQL_ROTATE, store_bind_params, p);
+    if (s->kind == STORE_PG) {
+        rc = pgstore_apikey_rotate(s, name, cur_key_id, next, prev_expires_ms);
+    } else {
+        struct store_param p[] = {STORE_TEXT(name),
+                                  STORE_TEXT(next->key_id),
+                                  STORE_BLOB(next->hash, STORE_KEY_HASH_LEN),
+                                  STORE_INT64(next->created_ms),
+                                  STORE_INT64(prev_expires_ms),
+                                  STORE_TEXT(cur_key_id),
+                                  STORE_END};
+        rc = store_write_one(s, SQL_ROTATE, store_bind_params, p);
+    }
+    /* No row changed: gone or revoked (not found), or another rotation came first. */
+    if (rc == TV_ERR_NOT_FOUND && store_apikey_get(s, name, &now) == 0 && now.revoked_ms == 0 &&
+        strcmp(now.key_id, cur_key_id) != 0)
+        rc = TV_ERR_CONFLICT;
+    return rc;
 }
 
 int store_apikey_touch_used(struct store *s, const char *key_id, int64_t ms)

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -50,34 +51,83 @@ static int backup_sqlite_fail(struct backup *b, sqlite3 *db, int src, const char
     return code == SQLITE_BUSY || code == SQLITE_LOCKED ? TV_ERR_UNAVAILABLE : TV_ERR_IO;
 }
 
+/* dest's absolute path with its directory resolved (dest itself need not exist): what dest
+ * names after symbolic links in its directories are followed. 0, or -1 when it cannot be told. */
+static int backup_dest_canon(const char *dest, char out[PATH_MAX])
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(dest, '/');
+    const char *base = slash != NULL ? slash + 1 : dest;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dest)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - dest) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - dest), dest);
+    else
+        return -1;
+    if (base[0] == '\0' || realpath(dir, real) == NULL)
+        return -1;
+    if ((size_t)snprintf(out, PATH_MAX, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base) >=
+        PATH_MAX)
+        return -1;
+    return 0;
+}
+
+/* Whether dest (lstat in *d, or absent: d NULL) is db_path or one of its -wal/-shm files, by
+ * device and inode of the files there now and, for files that do not exist yet, by name.
+ * SQLite resolves a symbolic link to the database and keeps -wal/-shm beside its target, so
+ * both the path as given and the resolved one are looked at. */
+static int backup_dest_is_db(const char *dest, const struct stat *d, const char *db_path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    char real[PATH_MAX], canon[PATH_MAX], side[PATH_MAX];
+    const char *base[2] = {db_path, NULL};
+    struct stat s;
+    int have_canon = backup_dest_canon(dest, canon) == 0;
+
+    if (realpath(db_path, real) != NULL)
+        base[1] = real;
+    for (int j = 0; j < 2; j++) {
+        if (base[j] == NULL)
+            continue;
+        for (int i = 0; i < 3; i++) {
+            if ((size_t)snprintf(side, sizeof side, "%s%s", base[j], suffix[i]) >= sizeof side)
+                continue;
+            if (d != NULL && stat(side, &s) == 0 && s.st_dev == d->st_dev && s.st_ino == d->st_ino)
+                return 1;
+            /* The resolved names are absolute: compare dest's resolved name with them. */
+            if (j == 1 && have_canon && strcmp(side, canon) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* dest must not be the database (or its -wal/-shm files) and, unless forced, must not exist;
  * when it exists it must be a regular file. */
 static int backup_check_dest(struct backup *b, const char *db_path, int force)
 {
-    struct stat d, s;
-    char side[PATH_MAX];
+    struct stat d;
+    int exists = 1;
 
     if (lstat(b->dest, &d) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(b->err, b->errcap, "%.300s: %s", b->dest, strerror(errno));
-        return TV_ERR_IO;
+        if (errno != ENOENT) {
+            snprintf(b->err, b->errcap, "%.300s: %s", b->dest, strerror(errno));
+            return TV_ERR_IO;
+        }
+        exists = 0;
     }
-    if (!S_ISREG(d.st_mode)) {
+    if (exists && !S_ISREG(d.st_mode)) {
         snprintf(b->err, b->errcap, "%.300s exists and is not a regular file", b->dest);
         return TV_ERR_INVALID;
     }
-    for (int i = 0; i < 3; i++) {
-        static const char *const suffix[] = {"", "-wal", "-shm"};
-        if ((size_t)snprintf(side, sizeof side, "%s%s", db_path, suffix[i]) >= sizeof side)
-            continue;
-        if (stat(side, &s) == 0 && s.st_dev == d.st_dev && s.st_ino == d.st_ino) {
-            snprintf(b->err, b->errcap, "%.300s is the database itself (or one of its files)",
-                     b->dest);
-            return TV_ERR_INVALID;
-        }
+    if (backup_dest_is_db(b->dest, exists ? &d : NULL, db_path)) {
+        snprintf(b->err, b->errcap, "%.300s is the database itself (or one of its files)", b->dest);
+        return TV_ERR_INVALID;
     }
-    if (!force) {
+    if (exists && !force) {
         snprintf(b->err, b->errcap, "%.300s exists (--force replaces it)", b->dest);
         return TV_ERR_CONFLICT;
     }
@@ -167,8 +217,60 @@ static int backup_copy(struct backup *b, int64_t *pages)
     return 0;
 }
 
+/* Empties the tables whose rows are transient in the copy (the same ones `tokenvend store copy`
+ * leaves out). token_cache: kept tokens are a cache, and a restore brings back the mappings as
+ * they were, revoke times included, so a kept token that ACS revoked after the backup would be
+ * served again; after a restore the services issue fresh ones. acs_budget: slot stamps are
+ * transient (made again on first use); stale ones would only hold slots for one window, but
+ * nothing is lost without them. A table the copy lacks (a database from before its migration)
+ * is skipped. secure_delete zeroes the freed pages, so the sealed tokens are not left in the
+ * file's free space. */
+static int backup_drop_transient(struct backup *b)
+{
+    static const struct {
+        const char *table, *sql;
+    } drop[] = {
+        {"token_cache", "DELETE FROM token_cache"},
+        {"acs_budget", "DELETE FROM acs_budget"},
+    };
+    sqlite3_stmt *st = NULL;
+    int src, rc = TV_ERR_IO;
+
+    src = sqlite3_exec(b->dst, "PRAGMA secure_delete=ON; BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (src != SQLITE_OK)
+        return backup_sqlite_fail(b, b->dst, src, "cannot clear the backup's caches");
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        src = sqlite3_prepare_v2(b->dst,
+                                 "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                                 -1, &st, NULL);
+        if (src == SQLITE_OK)
+            src = sqlite3_bind_text(st, 1, drop[i].table, -1, SQLITE_STATIC);
+        if (src == SQLITE_OK)
+            src = sqlite3_step(st);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (src == SQLITE_DONE)
+            continue; /* no such table in this schema version */
+        if (src != SQLITE_ROW ||
+            (src = sqlite3_exec(b->dst, drop[i].sql, NULL, NULL, NULL)) != SQLITE_OK) {
+            rc = backup_sqlite_fail(b, b->dst, src, "cannot clear the backup's caches");
+            goto done;
+        }
+    }
+    src = sqlite3_exec(b->dst, "COMMIT", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        rc = backup_sqlite_fail(b, b->dst, src, "cannot clear the backup's caches");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (rc != 0)
+        (void)sqlite3_exec(b->dst, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 /* Makes the copy a standalone file (rollback journal: the source's WAL mark would have SQLite
- * look for a -wal beside it) and checks it. */
+ * look for a -wal beside it), leaves its transient rows out and checks it. */
 static int backup_finish_file(struct backup *b)
 {
     sqlite3_stmt *st = NULL;
@@ -178,6 +280,9 @@ static int backup_finish_file(struct backup *b)
     src = sqlite3_exec(b->dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
     if (src != SQLITE_OK)
         return backup_sqlite_fail(b, b->dst, src, "cannot finish the backup file");
+    if ((rc = backup_drop_transient(b)) != 0)
+        return rc;
+    rc = TV_ERR_IO;
     src = sqlite3_prepare_v2(b->dst, "PRAGMA quick_check", -1, &st, NULL);
     if (src == SQLITE_OK)
         src = sqlite3_step(st);

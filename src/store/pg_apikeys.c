@@ -41,7 +41,7 @@ static const char SQL_TOUCH[] =
 static const char SQL_ROTATE[] =
     "UPDATE api_keys SET prev_key_id = key_id, prev_hash = hash, prev_expires_ms = $5::bigint,"
     " prev_last_used_ms = last_used_ms, key_id = $2, hash = $3, created_ms = $4::bigint,"
-    " last_used_ms = 0 WHERE name = $1 AND revoked_ms = 0";
+    " last_used_ms = 0 WHERE name = $1 AND revoked_ms = 0 AND key_id = $6";
 
 static int key_row(const PGresult *r, int row, void *out)
 {
@@ -123,14 +123,15 @@ int pgstore_apikey_touch(struct store *s, const char *key_id, int64_t ms)
     return pgs_write_one(s, SQL_TOUCH, p);
 }
 
-int pgstore_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
-                          int64_t prev_expires_ms)
+int pgstore_apikey_rotate(struct store *s, const char *name, const char *cur_key_id,
+                          const struct store_apikey *next, int64_t prev_expires_ms)
 {
     struct store_param p[] = {STORE_TEXT(name),
                               STORE_TEXT(next->key_id),
                               STORE_BLOB(next->hash, STORE_KEY_HASH_LEN),
                               STORE_INT64(next->created_ms),
                               STORE_INT64(prev_expires_ms),
+                              STORE_TEXT(cur_key_id),
                               STORE_END};
 
     return pgs_write_one(s, SQL_ROTATE, p);

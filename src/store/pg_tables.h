@@ -59,8 +59,8 @@ int pgstore_apikey_list(struct store *s, const char *after, int limit, struct st
 int pgstore_apikey_revoke(struct store *s, const char *name, int64_t ms);
 int pgstore_apikey_last_used(struct store *s, const char *key_id, int64_t *last, int *has);
 int pgstore_apikey_touch(struct store *s, const char *key_id, int64_t ms);
-int pgstore_apikey_rotate(struct store *s, const char *name, const struct store_apikey *next,
-                          int64_t prev_expires_ms);
+int pgstore_apikey_rotate(struct store *s, const char *name, const char *cur_key_id,
+                          const struct store_apikey *next, int64_t prev_expires_ms);
 
 /* pg_accounts.c */
 int pgstore_account_upsert(struct store *s, const struct store_account *a, int *created);

@@ -106,6 +106,9 @@ if ! start_serve; then
 fi
 r=$(http PUT "http://127.0.0.1:$pi/internal/users/u1" "" "$skey" 2>&1)
 check "u1 created through the service" $([[ $r == 201* ]]; echo $?) "$r"
+r=$(http PUT "http://127.0.0.1:$pi/internal/users/u2" "" "$skey" 2>&1)
+check "u2 created through the service" $([[ $r == 201* ]]; echo $?) "$r"
+u2_acs=$(sqlite3 "$db" "SELECT acs_id FROM mappings WHERE app_user_id = 'u2'")
 t1=$(token_of u1)
 kept=0
 for _ in $(seq 1 100); do
@@ -125,6 +128,9 @@ r=$(http POST "http://127.0.0.1:$pi/internal/users/u1/revoke" "" "$skey" 2>&1)
 check "u1 revoked through the service" $([[ $r == 20* ]]; echo $?) "$r"
 v=$(valid "$t1")
 check "ACS (the emulator) now refuses u1's old token" $([[ $v == false* ]]; echo $?) "$v"
+# ... and u2 is deleted, its ACS identity too.
+r=$(http DELETE "http://127.0.0.1:$pi/internal/users/u2" "" "$skey" 2>&1)
+check "u2 deleted through the service (ACS identity deleted)" $([[ $r == 204* ]]; echo $?) "$r"
 
 # The restore, step by step as the README says.
 stop_serve
@@ -142,6 +148,21 @@ v=$(valid "$t2")
 check "after the restore the service gives u1 a token ACS accepts (not the one revoked after the backup)" \
     $([ -n "$t2" ] && [[ $v == true* ]]; echo $?) \
     "same token as before the revoke: $([ "$t1" = "$t2" ] && echo yes || echo no); emulator says: $v"
+
+# u2 is back as a mapping whose ACS identity is gone (README "Backup and restore"): its token
+# requests are a 409 conflict saying so; `identity delete` removes the mapping (ACS's 404 counts
+# as done) and the next request creates a new identity.
+r=$(http POST "http://127.0.0.1:$pi/internal/users/u2/token" '{}' "$skey" 2>&1)
+check "after the restore u2 (deleted at ACS since the backup) -> 409 conflict naming the cause" \
+    $([[ $r == 409* ]] && [[ $r == *"ACS no longer knows this identity"* ]]; echo $?) "$r"
+"$TV" identity delete u2 >"$tmp/d.out" 2>"$tmp/d.err"
+rc=$?
+check "identity delete u2 -> exit 0 (ACS's 404 counts as done)" $([ $rc -eq 0 ]; echo $?) \
+    "exit $rc $(cat "$tmp/d.out" "$tmp/d.err")"
+r=$(http POST "http://127.0.0.1:$pi/internal/users/u2/token" '{}' "$skey" 2>&1)
+u2_new=$(sqlite3 "$db" "SELECT acs_id FROM mappings WHERE app_user_id = 'u2'")
+check "then u2's next token request creates a new identity" \
+    $([[ $r == 200* ]] && [ -n "$u2_new" ] && [ "$u2_new" != "$u2_acs" ]; echo $?) "$r; $u2_acs -> $u2_new"
 stop_serve
 
 finish

@@ -103,6 +103,9 @@ TOKENVEND_ACS_MAX_RETRIES=0 "$TV" identity revoke u1 >"$tmp/r.out" 2>"$tmp/r.err
 rc=$?
 check "identity revoke with no answer from ACS -> exit 1 (outcome unknown)" $([ $rc -eq 1 ]; echo $?) \
     "exit $rc $(cat "$tmp/r.out" "$tmp/r.err")"
+check "its message says the outcome is unknown and the revoke time was recorded anyway" \
+    $(grep -q 'outcome is unknown' "$tmp/r.err" && grep -q 'revoke time is recorded' "$tmp/r.err"; echo $?) \
+    "$(cat "$tmp/r.err")"
 v=$(valid "$t1")
 check "ACS did revoke u1's token meanwhile" $([[ $v == false* ]]; echo $?) "$v"
 http PUT "$base/emulator/faults" '{}' >/dev/null 2>&1

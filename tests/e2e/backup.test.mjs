@@ -3,10 +3,12 @@
 // PRAGMA integrity_check is ok and every user acknowledged before the backup began is there with
 // its ACS identity. On PostgreSQL the command refuses (exit 2, naming pg_dump) and the README's
 // pg_dump -Fc / pg_restore recipe is run for real: the restored database serves the same users
-// with the same ACS identities and the same API key.
+// with the same ACS identities and the same API key, and holds none of the tokens the service
+// kept (TOKENVEND_CACHE_KEY), which the recipe leaves out.
 
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,7 +153,11 @@ describe("tokenvend backup (PostgreSQL): refused, and the README's pg_dump recip
     cleanups.push(() => pg.stop());
     const emu = await startEmulator();
     cleanups.push(() => emu.stop());
-    const svc = await startService({ emu, env: { TOKENVEND_DB: pg.uri } });
+    // Tokens kept in the store (TOKENVEND_CACHE_KEY): the dump must leave them out, or the
+    // restored service would serve ones that ACS revoked after the dump.
+    const svc = await startService({
+      emu, env: { TOKENVEND_DB: pg.uri, TOKENVEND_CACHE_KEY: randomBytes(32).toString("base64") },
+    });
     cleanups.push(() => svc.cleanup());
     const { key } = await svc.createApiKey("backup-pg");
     const users = new Map();
@@ -160,6 +166,15 @@ describe("tokenvend backup (PostgreSQL): refused, and the README's pg_dump recip
       assert.ok(r.status === 201 || r.status === 200, `${r.status} ${r.text}`);
       users.set(`p-${i}`, r.json.acsUserIdentity);
     }
+
+    const kept = await svc.int("POST", "/internal/users/p-1/token", { key, body: {} });
+    assert.equal(kept.status, 200, kept.text);
+    let keptRows = 0;
+    for (let i = 0; i < 100 && keptRows === 0; i++) {
+      keptRows = Number((await pg.psql(pg.uri, "SELECT count(*) FROM token_cache")).stdout.trim());
+      if (keptRows === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(keptRows > 0, "the service keeps its token in the store");
 
     const refused = await svc.cli(["backup", join(svc.dir, "x.backup")]);
     assert.equal(refused.code, 2, refused.stderr);
@@ -173,13 +188,17 @@ describe("tokenvend backup (PostgreSQL): refused, and the README's pg_dump recip
     const env = { ...process.env, PGPASSWORD: pg.password };
     const conn = (db) => ["--host=127.0.0.1", `--port=${pg.port}`, `--username=${pg.user}`, `--dbname=${db}`];
     await run(join(pgBindir(), "pg_dump"), ["--format=custom", "--no-owner", "--no-privileges",
+      "--exclude-table-data=token_cache", "--exclude-table-data=acs_budget",
       ...conn(pg.db), `--file=${dump}`], { env, timeout: 120_000 });
     await svc.stop();
     await pg.adminExec(`CREATE DATABASE tv_restored OWNER ${pg.user}`);
     await run(join(pgBindir(), "pg_restore"), ["--no-owner", "--no-privileges", "--single-transaction",
       "--exit-on-error", ...conn("tv_restored"), dump], { env, timeout: 120_000 });
 
-    const restored = await startService({ emu, env: { TOKENVEND_DB: pg.uriWith({ db: "tv_restored" }) } });
+    const restoredUri = pg.uriWith({ db: "tv_restored" });
+    assert.equal((await pg.psql(restoredUri, "SELECT count(*) FROM token_cache")).stdout.trim(), "0",
+      "the kept tokens are not in the dump");
+    const restored = await startService({ emu, env: { TOKENVEND_DB: restoredUri } });
     cleanups.push(() => restored.cleanup());
     const mig = await restored.cli(["migrate"]);
     assert.equal(mig.code, 0, mig.stderr);

@@ -157,7 +157,7 @@ static void test_apikey_rotate(void **state)
     assert_true(k.expires_ms == 0 && k.prev_expires_ms == 0);
     assert_int_equal(store_apikey_touch_used(f->s, k1.key_id, 70000), 0);
 
-    assert_int_equal(store_apikey_rotate(f->s, "svc", &k2, 7000), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "svc", k1.key_id, &k2, 7000), 0);
     /* By name: the new key, and the old one with its end and its last use. */
     assert_int_equal(store_apikey_get(f->s, "svc", &k), 0);
     assert_string_equal(k.key_id, k2.key_id);
@@ -185,15 +185,15 @@ static void test_apikey_rotate(void **state)
     assert_string_equal(list[0].prev_key_id, k1.key_id);
 
     /* A second rotation: k2 becomes the previous key, k1 is gone. */
-    assert_int_equal(store_apikey_rotate(f->s, "svc", &k3, 12000), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "svc", k2.key_id, &k3, 12000), 0);
     assert_int_equal(store_apikey_get_by_key_id(f->s, k1.key_id, &k), TV_ERR_NOT_FOUND);
     assert_int_equal(store_apikey_get_by_key_id(f->s, k2.key_id, &k), 0);
     assert_true(k.expires_ms == 12000 && k.last_used_ms == 95000);
     /* The new key id must be new. */
     struct store_apikey dup = key_with("other", "4444444444444444", 0x44, 1);
     assert_int_equal(store_apikey_insert(f->s, &dup), 0);
-    assert_int_equal(store_apikey_rotate(f->s, "svc", &dup, 1), TV_ERR_CONFLICT);
-    assert_int_equal(store_apikey_rotate(f->s, "nosuch", &k3, 1), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_apikey_rotate(f->s, "svc", k3.key_id, &dup, 1), TV_ERR_CONFLICT);
+    assert_int_equal(store_apikey_rotate(f->s, "nosuch", k3.key_id, &k3, 1), TV_ERR_NOT_FOUND);
     /* Revoked: both keys carry the revoke; a revoked name is not rotated. */
     assert_int_equal(store_apikey_revoke(f->s, "svc", 20000), 0);
     assert_int_equal(store_apikey_get_by_key_id(f->s, k2.key_id, &k), 0);
@@ -201,7 +201,36 @@ static void test_apikey_rotate(void **state)
     assert_int_equal(store_apikey_get_by_key_id(f->s, k3.key_id, &k), 0);
     assert_true(k.revoked_ms == 20000);
     struct store_apikey k5 = key_with("svc", "5555555555555555", 0x55, 30000);
-    assert_int_equal(store_apikey_rotate(f->s, "svc", &k5, 40000), TV_ERR_NOT_FOUND);
+    assert_int_equal(store_apikey_rotate(f->s, "svc", k3.key_id, &k5, 40000), TV_ERR_NOT_FOUND);
+}
+
+/* Two rotations that read the same current key (two `apikey rotate` at once): the first wins;
+ * the second changes nothing and says so (TV_ERR_CONFLICT), so the key the first handed out
+ * stays valid and the retired key keeps the first's grace. */
+static void test_apikey_rotate_race(void **state)
+{
+    struct fx *f = *state;
+    struct store_apikey k;
+    struct store_apikey k1 = key_with("race", "aaaaaaaaaaaaaaaa", 0x1a, 1000);
+    struct store_apikey k2 = key_with("race", "bbbbbbbbbbbbbbbb", 0x2b, 2000);
+    struct store_apikey k3 = key_with("race", "cccccccccccccccc", 0x3c, 2001);
+
+    assert_int_equal(store_apikey_insert(f->s, &k1), 0);
+    /* Both read k1 as the current key; the first rotation replaces it by k2. */
+    assert_int_equal(store_apikey_rotate(f->s, "race", k1.key_id, &k2, 9000), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "race", k1.key_id, &k3, 9500), TV_ERR_CONFLICT);
+    assert_int_equal(store_apikey_get(f->s, "race", &k), 0);
+    assert_string_equal(k.key_id, k2.key_id);
+    assert_string_equal(k.prev_key_id, k1.key_id);
+    assert_true(k.prev_expires_ms == 9000);
+    assert_int_equal(store_apikey_get_by_key_id(f->s, k2.key_id, &k), 0);
+    assert_true(k.revoked_ms == 0 && k.expires_ms == 0);
+    assert_int_equal(store_apikey_get_by_key_id(f->s, k3.key_id, &k), TV_ERR_NOT_FOUND);
+    /* Read again, the rotation goes through. */
+    assert_int_equal(store_apikey_rotate(f->s, "race", k2.key_id, &k3, 9500), 0);
+    /* A revoked name is not found, whatever key was read. */
+    assert_int_equal(store_apikey_revoke(f->s, "race", 10000), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "race", k2.key_id, &k1, 11000), TV_ERR_NOT_FOUND);
 }
 
 /* The verify path: a previous key authenticates until its grace ends, then never. */
@@ -223,13 +252,14 @@ static void test_apikey_verify_grace(void **state)
     /* Rotated with an hour of grace: both keys work. */
     next.created_ms = now;
     assert_int_equal(apikey_generate(key2, sizeof(key2), next.key_id, next.hash), 0);
-    assert_int_equal(store_apikey_rotate(f->s, "backend", &next, now + 3600000), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "backend", k.key_id, &next, now + 3600000), 0);
     assert_int_equal(apikey_verify(f->s, key1, name), 0);
     assert_string_equal(name, "backend");
     assert_int_equal(apikey_verify(f->s, key2, name), 0);
     /* The same previous key whose grace has ended (a rotation with none left): refused. */
+    memcpy(k.key_id, next.key_id, sizeof(k.key_id)); /* key2's id: the current key now */
     assert_int_equal(apikey_generate(key1, sizeof(key1), next.key_id, next.hash), 0);
-    assert_int_equal(store_apikey_rotate(f->s, "backend", &next, now - 1), 0);
+    assert_int_equal(store_apikey_rotate(f->s, "backend", k.key_id, &next, now - 1), 0);
     assert_int_equal(apikey_verify(f->s, key2, name), TV_ERR_UNAUTHORIZED);
     assert_int_equal(apikey_verify(f->s, key1, name), 0);
     /* A wrong secret under a previous key's id is refused as well. */
@@ -242,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_outbox_retry_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apikey_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_rotate_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apikey_verify_grace, setup, teardown),
     };
 

@@ -140,7 +140,7 @@ static void populate(struct store *s)
     snprintf(k.key_id, sizeof(k.key_id), "00112233445566ff");
     k.hash[0] = 0x5a;
     k.created_ms = NOW - 6000;
-    assert_int_equal(store_apikey_rotate(s, "backend1", &k, NOW + 3600000), 0);
+    assert_int_equal(store_apikey_rotate(s, "backend1", "0123456789abcdef", &k, NOW + 3600000), 0);
 
     memset(&acc, 0, sizeof(acc));
     snprintf(acc.name, sizeof(acc.name), "dave");
