@@ -90,4 +90,10 @@ p2=$(free_port)
 both_agree long-issuer "$tmp/db3" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2" \
     TOKENVEND_OIDC_ISSUER="https://idp.example.com/$long" TOKENVEND_OIDC_AUDIENCE=api
 
+# 4. A public address that resolves but is no address of this machine (TEST-NET-1, RFC 5737):
+#    app_check_listeners only resolves it (its message says "not an address of this machine"
+#    when it does not resolve), serve's bind fails with "Cannot assign requested address".
+p2=$(free_port)
+both_agree foreign-addr "$tmp/db4" TOKENVEND_PUBLIC_ADDR="192.0.2.1:8080" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2"
+
 finish
