@@ -60,6 +60,9 @@ both_agree() {
     else
         ok "$name: config check (exit $crc) and serve (started=$started) agree"
     fi
+    if [ -n "${KEEP_DB:-}" ]; then
+        return 0
+    fi
     if [ "$started" -eq 0 ] && ls "$dbdir"/tv.db* >/dev/null 2>&1; then
         not_ok "$name: the refused start left database files" "$(ls -l "$dbdir")"
     else
@@ -95,5 +98,16 @@ both_agree long-issuer "$tmp/db3" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEN
 #    when it does not resolve), serve's bind fails with "Cannot assign requested address".
 p2=$(free_port)
 both_agree foreign-addr "$tmp/db4" TOKENVEND_PUBLIC_ADDR="192.0.2.1:8080" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2"
+
+# 5. TOKENVEND_SECRET_KEY that does not open the session signing key the database holds (a
+#    rotated secret file, replicas given different keys): serve refuses it as a configuration
+#    error (exit 2, "does not decrypt the session signing key"); config check never looks.
+k1=$(openssl rand -base64 32)
+k2=$(openssl rand -base64 32)
+p1=$(free_port)
+p2=$(free_port)
+KEEP_DB=1 both_agree secret-key-first "$tmp/db5" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2" TOKENVEND_SECRET_KEY="$k1"
+if grep -q '"msg":"listening"' "$tmp/secret-key-first.serve.err"; then ok "secret-key: the first start made the sealed key"; else not_ok "secret-key: the first start made the sealed key" "$(tail -n 3 "$tmp/secret-key-first.serve.err")"; fi
+KEEP_DB=1 both_agree secret-key-other "$tmp/db5" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2" TOKENVEND_SECRET_KEY="$k2"
 
 finish
