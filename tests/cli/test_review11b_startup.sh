@@ -37,8 +37,13 @@ both_agree() {
     base_env TOKENVEND_DB="$dbdir/tv.db" "$@" "$TVABS" config check \
         >"$tmp/$name.check.out" 2>"$tmp/$name.check.err"
     local crc=$?
-    base_env TOKENVEND_DB="$dbdir/tv.db" "$@" timeout 20 "$TVABS" serve \
-        >"$tmp/$name.serve.out" 2>"$tmp/$name.serve.err" &
+    # exec: $! is then timeout itself, which passes the TERM below on to serve and ends with it
+    # (a function run in the background is a subshell whose death leaves serve running, still
+    # holding its ports when the next case starts).
+    (exec env -i PATH="$PATH" HOME="$tmp" TOKENVEND_CONFIG_DIR="$tmp/noetc" \
+        COMMUNICATION_SERVICES_CONNECTION_STRING='endpoint=http://127.0.0.1:9/;accesskey=c2VjcmV0' \
+        TOKENVEND_LOCAL_ACCOUNTS=on TOKENVEND_DB="$dbdir/tv.db" "$@" timeout 20 "$TVABS" serve \
+        >"$tmp/$name.serve.out" 2>"$tmp/$name.serve.err") &
     local spid=$!
     local started=0
     for _ in $(seq 100); do
@@ -109,5 +114,13 @@ p2=$(free_port)
 KEEP_DB=1 both_agree secret-key-first "$tmp/db5" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2" TOKENVEND_SECRET_KEY="$k1"
 if grep -q '"msg":"listening"' "$tmp/secret-key-first.serve.err"; then ok "secret-key: the first start made the sealed key"; else not_ok "secret-key: the first start made the sealed key" "$(tail -n 3 "$tmp/secret-key-first.serve.err")"; fi
 KEEP_DB=1 both_agree secret-key-other "$tmp/db5" TOKENVEND_PUBLIC_ADDR="127.0.0.1:$p1" TOKENVEND_INTERNAL_ADDR="127.0.0.1:$p2" TOKENVEND_SECRET_KEY="$k2"
+# Both refused it for the key, not for a port the first start still held.
+if grep -q "does not decrypt the session signing key" "$tmp/secret-key-other.serve.err" &&
+    grep -q "does not decrypt the session signing key" "$tmp/secret-key-other.check.err"; then
+    ok "secret-key-other: serve and config check both name the key"
+else
+    not_ok "secret-key-other: serve and config check both name the key" \
+        "$(tail -n 2 "$tmp/secret-key-other.serve.err") $(tail -n 1 "$tmp/secret-key-other.check.err")"
+fi
 
 finish
