@@ -208,10 +208,9 @@ static int app_addr_probe(const struct sockaddr_storage *ss, socklen_t len)
     if ((fd = socket(any.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         return errno;
     /* As the server binds it, so a v4-mapped or wildcard address is judged the same way. */
-    if (any.ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
-        err = errno;
-    else if (bind(fd, (const struct sockaddr *)&any, len) != 0)
+    if ((any.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)&any, len) != 0)
         err = errno;
     close(fd);
     return err;
