@@ -33,7 +33,7 @@ endif
 
 # Library objects of tokenvend: every module but its main, so tests can link any of them.
 LIB_SRC  := $(wildcard src/core/*.c src/acs/*.c src/http/*.c src/store/*.c src/auth/*.c \
-                      src/service/*.c src/api/*.c src/cli/*.c src/app.c)
+                      src/service/*.c src/api/*.c src/cli/*.c src/app.c src/app_check.c)
 # acs-emulator is a separate program: its modules form their own library, with their headers
 # private to src/emulator, linked only into acs-emulator and the emulator's unit tests, so the
 # service binary cannot reach them (it links libtokenvend.a alone).

@@ -23,12 +23,17 @@ struct app_check {
 };
 
 /* Every check `tokenvend serve` makes of a loaded configuration before it binds, opens the store
- * or calls anyone; `tokenvend config check` runs the same one, so the two cannot disagree. Binds
- * nothing, opens and migrates nothing, sends nothing (listener host names are resolved, as serve
- * resolves them). Refusals come first: on the first one returns TV_ERR_CONFIG with it in
- * out->why and logs nothing. Then logs the warnings (no way to log in, plain-http OIDC allowed,
- * each TOKENVEND_* environment variable that no setting reads, with the likely intended name)
- * and returns 0. */
+ * or calls anyone; `tokenvend config check` runs the same one, so the two cannot disagree.
+ * Listener host names are resolved, as serve resolves them, and each address is bound on port 0
+ * by a throw-away socket (closed at once) to learn it is this machine's; the two listeners must
+ * not claim one address and port; the OIDC URLs must pass jwks_opts_check; an existing SQLite
+ * database is read read-only (store_peek: never created, migrated or written) for a schema this
+ * binary does not know and, with local accounts, a sealed session key the secret key does not
+ * open. PostgreSQL is not contacted; nothing is sent. Refusals come first: on the first one
+ * returns TV_ERR_CONFIG with it in out->why and logs nothing. Then logs the warnings (no way to
+ * log in, plain-http OIDC allowed, a configuration file or directory others may write, each
+ * TOKENVEND_* environment variable that no setting reads, with the likely intended name) and
+ * returns 0. */
 int app_config_check(const struct config *cfg, struct app_check *out);
 
 /* Builds everything from cfg (borrowed; must outlive the app): runs app_config_check (a refusal

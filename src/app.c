@@ -13,9 +13,9 @@
 #include <openssl/crypto.h>
 
 #include "acs/client.h"
-#include "acs/connstr.h"
 #include "acs/entra.h"
 #include "api/api.h"
+#include "app_int.h"
 #include "auth/jwks.h"
 #include "auth/password.h"
 #include "auth/session.h"
@@ -36,8 +36,6 @@
 #include "store/meta.h"
 #include "store/store.h"
 
-#define SESSION_META_KEY "session_signing_key"
-#define ADDR_MAX 300
 #define APP_JWKS_STARTUP_WAIT_MS 2000 /* see app_start */
 
 struct app {
@@ -72,10 +70,6 @@ static int submit_acs(void *ctx, const struct acs_request *req, acs_done_fn done
 {
     return acs_client_submit(ctx, req, done, arg);
 }
-
-/* Associated data of the sealed session key: a blob sealed for another purpose never opens
- * as this one. */
-#define SESSION_KEY_AD "tokenvend/session-key/v1"
 
 /* The stored form of a fresh key: sealed under secret when there is one, else PKCS#8 DER. */
 static int session_key_stored_form(const struct session_key *k, const uint8_t *secret,
@@ -217,127 +211,6 @@ static char *join_list(const struct config_list *l)
     return s;
 }
 
-/* config_env_unknown's callback: one warning per variable no setting reads. */
-static void app_warn_unknown_env(void *ctx, const char *name, const char *suggestion)
-{
-    unsigned *warnings = ctx;
-
-    (*warnings)++;
-    if (suggestion[0] != '\0')
-        log_msg(LOGL_WARN, NULL,
-                "environment variable %s is not a tokenvend setting and is ignored; did you "
-                "mean %s?",
-                name, suggestion);
-    else
-        log_msg(LOGL_WARN, NULL,
-                "environment variable %s is not a tokenvend setting and is ignored (see "
-                "config/tokenvend.conf for the settings)",
-                name);
-}
-
-/* The ACS credential: a connection string that parses, or the keyless endpoint with a credential
- * the environment selects (its description kept for `config check`). 0 or TV_ERR_CONFIG. */
-static int app_check_acs(const struct config *cfg, struct app_check *out)
-{
-    int rc = TV_ERR_CONFIG;
-
-    if (cfg->acs_connection_string[0] != '\0') {
-        struct acs_connstr cs = {0};
-        if (acs_connstr_parse(cfg->acs_connection_string, &cs) != 0)
-            snprintf(out->why, sizeof out->why,
-                     "%s: acs_connection_string: malformed; expected "
-                     "endpoint=https://HOST/;accesskey=BASE64KEY",
-                     config_source(cfg, "acs_connection_string"));
-        else
-            rc = 0;
-        acs_connstr_release(&cs);
-        return rc;
-    }
-    if (cfg->acs_endpoint[0] == '\0') {
-        snprintf(out->why, sizeof out->why,
-                 "no ACS connection string: set COMMUNICATION_SERVICES_CONNECTION_STRING or "
-                 "TOKENVEND_ACS_CONNECTION_STRING (or a *_FILE variant), or "
-                 "COMMUNICATION_SERVICES_ENDPOINT for the keyless mode (Microsoft Entra ID)");
-        return rc;
-    }
-    /* Keyless mode: the endpoint is checked before the credential starts fetching tokens. */
-    if (acs_endpoint_check(cfg->acs_endpoint) != 0) {
-        snprintf(out->why, sizeof out->why, "%s", ACS_ENDPOINT_KEYLESS_HELP);
-        return rc;
-    }
-    {
-        static struct entra_desc d; /* ~12 KiB; start-up runs this once, from one thread */
-        struct entra_env env;
-        char why[ENTRA_ERR_MAX];
-        entra_env_from_process(&env);
-        if (entra_select(&env, cfg->imds_endpoint, &d, why, sizeof why) != 0) {
-            snprintf(out->why, sizeof out->why, "keyless mode: %s", why);
-        } else {
-            entra_desc_describe(&d, out->credential, sizeof out->credential);
-            rc = 0;
-        }
-        entra_desc_clear(&d);
-    }
-    return rc;
-}
-
-/* Each listener's address must resolve, as the HTTP server resolves it when it binds. */
-static int app_check_listeners(const struct config *cfg, struct app_check *out)
-{
-    static const char *const names[] = {"public_addr", "internal_addr"};
-    const struct config_addr *addrs[] = {&cfg->public_addr, &cfg->internal_addr};
-
-    for (size_t i = 0; i < 2; i++) {
-        char text[ADDR_MAX];
-        struct sockaddr_storage ss;
-        addr_format(addrs[i], text, sizeof text);
-        if (netaddr_parse(text, &ss, NULL, NULL, 0) != 0) {
-            snprintf(out->why, sizeof out->why,
-                     "%s: %s: '%s' is not an address of this machine (it does not resolve)",
-                     config_source(cfg, names[i]), names[i], text);
-            return TV_ERR_CONFIG;
-        }
-    }
-    return 0;
-}
-
-int app_config_check(const struct config *cfg, struct app_check *out)
-{
-    char why[512];
-
-    memset(out, 0, sizeof *out);
-    if (app_check_acs(cfg, out) != 0)
-        return TV_ERR_CONFIG;
-    if (store_db_check(cfg->db, why, sizeof why) != 0) {
-        snprintf(out->why, sizeof out->why, "%s: db: %s", config_source(cfg, "db"), why);
-        return TV_ERR_CONFIG;
-    }
-    if (app_check_listeners(cfg, out) != 0)
-        return TV_ERR_CONFIG;
-    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_audience[0] == '\0') {
-        snprintf(out->why, sizeof out->why,
-                 "%s: oidc_issuer is set but oidc_audience is not: TOKENVEND_OIDC_AUDIENCE is "
-                 "required with TOKENVEND_OIDC_ISSUER",
-                 config_source(cfg, "oidc_issuer"));
-        return TV_ERR_CONFIG;
-    }
-    /* Warnings, once nothing refuses: a refused configuration gets its one line alone. */
-    if (cfg->oidc_issuer[0] == '\0' && !cfg->local_accounts) {
-        out->warnings++;
-        log_msg(LOGL_WARN, NULL,
-                "neither TOKENVEND_OIDC_ISSUER nor local accounts are configured: every public "
-                "API call will be refused (the internal API still works)");
-    }
-    if (cfg->oidc_issuer[0] != '\0' && cfg->oidc_allow_insecure_http) {
-        out->warnings++;
-        log_msg(LOGL_WARN, NULL,
-                "oidc_allow_insecure_http is on: OIDC discovery and keys may come over plain "
-                "http, where anyone on the path can replace them; use it for tests only");
-    }
-    (void)config_env_unknown(app_warn_unknown_env, &out->warnings);
-    return 0;
-}
-
 /* Local accounts: the session signing key, the login admission, the dummy hash. */
 static int app_local_accounts_new(struct app *a)
 {
@@ -375,7 +248,8 @@ static int app_auth_new(struct app *a)
                                .allow_insecure_http = cfg->oidc_allow_insecure_http};
         if ((rc = jwks_new(&jo, &a->jwks)) != 0) {
             log_msg(LOGL_ERROR, NULL, "cannot set up the OIDC key set: %s", err_name(rc));
-            return rc;
+            /* A URL it refuses is the operator's to change (app_check_oidc saw it first). */
+            return rc == TV_ERR_INVALID ? TV_ERR_CONFIG : rc;
         }
     }
     if (cfg->local_accounts && (rc = app_local_accounts_new(a)) != 0)

@@ -19,6 +19,7 @@ struct jwks;
 #define JWKS_UNLOADED_RETRY_MS 5000     /* retry interval while no key set was ever loaded */
 #define JWKS_RETRY_AFTER_S "5"          /* the same, as an HTTP Retry-After value */
 #define JWKS_ERR_MAX 256                /* a failed fetch's reason, NUL included */
+#define JWKS_URL_MAX 2048               /* longest issuer or key set URL, in bytes */
 
 struct jwks_opts {
     const char *jwks_url;        /* NULL or "": discover it from the issuer */
@@ -40,6 +41,12 @@ struct jwks_opts {
  * touches the network. 0, TV_ERR_INVALID (URL not https:// under the rule of allow_insecure_http)
  * or TV_ERR_NOMEM. */
 int jwks_new(const struct jwks_opts *o, struct jwks **out);
+/* The checks jwks_new makes of o's URLs, with the reason: the issuer and the key set URL at most
+ * JWKS_URL_MAX bytes, without blanks, and https:// under the rule of allow_insecure_http. 0, or
+ * TV_ERR_INVALID with one line naming the setting (oidc_issuer or oidc_jwks_url) in why[cap].
+ * Start-up runs it before anything is opened, so a set jwks_new would refuse stops the start
+ * first. */
+int jwks_opts_check(const struct jwks_opts *o, char *why, size_t cap);
 /* Stops and joins the fetcher (aborting a transfer in progress within about a second) and frees
  * the set; keys still referenced by in-flight verifications stay alive until they end.
  * jwks_free(NULL) is a no-op. No verification may START after this is called. */

@@ -1,8 +1,8 @@
 /* Start-up checks of who else may read the service's files: the database (and its -wal and
  * -shm files and its directory) and the files secrets were read from (a config file with a
- * secret inline among them). Warnings only: the service still starts, since the operator may
- * have reasons (a shared group, a container that runs as root). Not thread-safe (run before the
- * threads start). */
+ * secret inline among them), and who else may write the configuration file. Warnings only: the
+ * service still starts, since the operator may have reasons (a shared group, a container that
+ * runs as root). Not thread-safe (run before the threads start). */
 #ifndef TV_CORE_FSPERM_H
 #define TV_CORE_FSPERM_H
 
@@ -20,5 +20,11 @@ int fsperm_warn_config(const struct config *cfg);
  * the *_file paths, and the config file when it sets a secret inline). Returns the number of
  * warnings. */
 int fsperm_warn_secrets(const struct config *cfg);
+
+/* Logs one WARN line for the configuration file that was read (cfg->config_file), and one for
+ * its directory, when group or others may write it (a sticky directory excepted): the file
+ * decides which OIDC issuer and keys are trusted, the database and the ACS resource. Returns
+ * the number of warnings (0 when no file was read). */
+int fsperm_warn_config_file(const struct config *cfg);
 
 #endif

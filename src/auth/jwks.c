@@ -23,8 +23,6 @@
 #include "core/log.h"
 #include "core/netaddr.h"
 
-#define JWKS_URL_MAX 2048
-
 struct jwks {
     pthread_rwlock_t lock; /* guards keys, nkeys, loaded; generation is written under it */
     struct jwk **keys;
@@ -72,6 +70,45 @@ static int jwks_url_ok(const char *u, int allow_http)
            !strpbrk(u, " \t\r\n");
 }
 
+/* One URL setting of jwks_opts_check: 0 or TV_ERR_INVALID with the reason in why. */
+static int jwks_url_check(const char *name, const char *u, int fetched, int allow_http, char *why,
+                          size_t cap)
+{
+    size_t n = strlen(u);
+    const char *reason = NULL;
+
+    /* An issuer longer than this could never equal a discovered one (read up to JWKS_URL_MAX)
+     * and its discovery URL would not fit: refused even when a key set URL is configured. */
+    if (n > JWKS_URL_MAX)
+        reason = "longer than the longest URL accepted";
+    else if (!fetched)
+        return 0; /* an issuer only compared with the tokens' iss claim */
+    else if (strpbrk(u, " \t\r\n") != NULL)
+        reason = "holds a blank";
+    else if (!netaddr_url_transport_ok(u, allow_http))
+        reason = "must be https:// (http:// only to a loopback host, or with "
+                 "oidc_allow_insecure_http)";
+    if (reason == NULL)
+        return 0;
+    if (cap > 0)
+        snprintf(why, cap, "%s: %s (%zu bytes; at most %d)", name, reason, n, JWKS_URL_MAX);
+    return TV_ERR_INVALID;
+}
+
+int jwks_opts_check(const struct jwks_opts *o, char *why, size_t cap)
+{
+    int allow = o->allow_insecure_http;
+    int has_url = o->jwks_url != NULL && o->jwks_url[0] != '\0';
+
+    if (has_url && jwks_url_check("oidc_jwks_url", o->jwks_url, 1, allow, why, cap) != 0)
+        return TV_ERR_INVALID;
+    /* Without a key set URL the issuer is fetched from (discovery). */
+    if (o->issuer != NULL && o->issuer[0] != '\0' &&
+        jwks_url_check("oidc_issuer", o->issuer, !has_url, allow, why, cap) != 0)
+        return TV_ERR_INVALID;
+    return 0;
+}
+
 static void *jwks_fetcher_main(void *arg);
 
 int jwks_new(const struct jwks_opts *o, struct jwks **out)
@@ -80,12 +117,7 @@ int jwks_new(const struct jwks_opts *o, struct jwks **out)
     pthread_condattr_t ca;
     int rc = TV_ERR_INVALID;
 
-    if (!o || !out)
-        return TV_ERR_INVALID;
-    if (o->jwks_url && *o->jwks_url && !jwks_url_ok(o->jwks_url, o->allow_insecure_http))
-        return TV_ERR_INVALID;
-    if (o->issuer && *o->issuer && (!o->jwks_url || !*o->jwks_url) &&
-        !jwks_url_ok(o->issuer, o->allow_insecure_http))
+    if (!o || !out || jwks_opts_check(o, NULL, 0) != 0)
         return TV_ERR_INVALID;
     s = calloc(1, sizeof *s);
     if (!s)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config_int.h"
@@ -31,10 +32,40 @@ static const char *const env_extra[] = {
 #define FILE_SUFFIX "_FILE"
 #define PREFIX_LEN (sizeof CONFIG_ENV_PREFIX - 1)
 
+/* Whether a default configuration path holds a file: 1 a regular file (through symlinks), 0
+ * nothing at all. Anything else there (a dangling symlink: a configuration mount that did not
+ * come up; a directory; a file stat cannot reach) is -1 with the path in err: going on to the
+ * next candidate would read another file without a word. */
+static int config_file_present(const char *p, char *err, size_t errlen)
+{
+    struct stat lsb, sb;
+
+    if (lstat(p, &lsb) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        if (errlen > 0)
+            snprintf(err, errlen, "configuration file %s: %s", p, strerror(errno));
+        return -1;
+    }
+    if (stat(p, &sb) != 0) {
+        if (errlen > 0)
+            snprintf(err, errlen, "configuration file %s: %s%s", p, strerror(errno),
+                     S_ISLNK(lsb.st_mode) ? " (a symbolic link to nothing)" : "");
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        if (errlen > 0)
+            snprintf(err, errlen, "configuration file %s: not a regular file", p);
+        return -1;
+    }
+    return 1;
+}
+
 int config_file_pick(const struct config_overrides *ov, char *sys, size_t syscap, const char **path,
                      const char **via, char *err, size_t errlen)
 {
     const char *env = ov->default_path == NULL ? getenv(CONFIG_ENV_FILE) : NULL;
+    int rc;
 
     *path = NULL;
     *via = "";
@@ -52,8 +83,12 @@ int config_file_pick(const struct config_overrides *ov, char *sys, size_t syscap
         return 0;
     }
     if (ov->default_path != NULL) {
-        if (ov->default_path[0] != '\0' && access(ov->default_path, F_OK) == 0)
-            *path = ov->default_path;
+        if (ov->default_path[0] != '\0') {
+            if ((rc = config_file_present(ov->default_path, err, errlen)) < 0)
+                return TV_ERR_CONFIG;
+            if (rc == 1)
+                *path = ov->default_path;
+        }
     } else {
         /* The system file first: an installed service (the image's /etc/tokenvend) reads it
          * whatever its working directory; a checkout's config/ serves `make run`. */
@@ -61,10 +96,16 @@ int config_file_pick(const struct config_overrides *ov, char *sys, size_t syscap
         if (dir == NULL || dir[0] == '\0')
             dir = CONFIG_SYSTEM_DIR;
         int n = snprintf(sys, syscap, "%s/%s", dir, CONFIG_FILE_NAME);
-        if (n > 0 && (size_t)n < syscap && access(sys, F_OK) == 0)
+        if (n > 0 && (size_t)n < syscap && (rc = config_file_present(sys, err, errlen)) != 0) {
+            if (rc < 0)
+                return TV_ERR_CONFIG;
             *path = sys;
-        else if (access(CONFIG_DEFAULT_PATH, F_OK) == 0)
-            *path = CONFIG_DEFAULT_PATH;
+        } else {
+            if ((rc = config_file_present(CONFIG_DEFAULT_PATH, err, errlen)) < 0)
+                return TV_ERR_CONFIG;
+            if (rc == 1)
+                *path = CONFIG_DEFAULT_PATH;
+        }
     }
     if (*path != NULL)
         *via = "default";

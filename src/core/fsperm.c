@@ -29,6 +29,46 @@ int fsperm_warn_readable(const char *path, const char *what)
     return 1;
 }
 
+/* One WARN line when path exists and group or others may write it. A directory with the sticky
+ * bit (/tmp) is spared: there nobody but the owner may rename or remove the file in it. */
+static int fsperm_warn_writable(const char *path, const char *what)
+{
+    struct stat sb;
+
+    if (path == NULL || path[0] == '\0' || stat(path, &sb) != 0)
+        return 0;
+    if ((sb.st_mode & (S_IWGRP | S_IWOTH)) == 0 || (S_ISDIR(sb.st_mode) && (sb.st_mode & S_ISVTX)))
+        return 0;
+    log_msg(LOGL_WARN, NULL,
+            "%s %s is writable by %s (mode %04o): whoever can write it decides which OIDC issuer "
+            "and keys are trusted; make it writable by its owner only (chmod go-w)",
+            what, path,
+            (sb.st_mode & S_IWOTH) && (sb.st_mode & S_IWGRP) ? "group and others"
+            : (sb.st_mode & S_IWOTH)                         ? "others"
+                                                             : "group",
+            (unsigned)(sb.st_mode & 07777));
+    return 1;
+}
+
+int fsperm_warn_config_file(const struct config *cfg)
+{
+    char dir[PATH_MAX];
+    const char *f = cfg->config_file, *slash;
+    int n;
+
+    if (f == NULL || f[0] == '\0')
+        return 0;
+    n = fsperm_warn_writable(f, "configuration file");
+    slash = strrchr(f, '/');
+    if (slash == NULL)
+        n += fsperm_warn_writable(".", "configuration directory");
+    else if (slash == f)
+        n += fsperm_warn_writable("/", "configuration directory");
+    else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - f), f) < (int)sizeof dir)
+        n += fsperm_warn_writable(dir, "configuration directory");
+    return n;
+}
+
 int fsperm_warn_config(const struct config *cfg)
 {
     char p[PATH_MAX];

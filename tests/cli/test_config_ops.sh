@@ -244,7 +244,9 @@ if [ "$unpriv" -gt 80 ] && { [ "$(id -u)" -ne 0 ] || command -v setpriv >/dev/nu
         tv_priv=$pubdir/tokenvend
         priv=(setpriv --reuid=65534 --regid=65534 --clear-groups)
     fi
-    (cd /tmp && timeout 30 "${priv[@]}" "$tv_priv" serve --set public_addr=127.0.0.1:80 \
+    # TOKENVEND_CONFIG_DIR: one nobody may search (a directory it cannot look into is refused,
+    # never taken for "no file").
+    (cd /tmp && TOKENVEND_CONFIG_DIR=${pubdir:-$tmp/no-system-dir} timeout 30 "${priv[@]}" "$tv_priv" serve --set public_addr=127.0.0.1:80 \
         --set internal_addr=127.0.0.1:0 --set "db=$tmp/fresh-priv/tv.db" "${ok_flags[@]}") \
         >"$tmp/priv.out" 2>"$tmp/priv.err"
     rc=$?

@@ -197,12 +197,56 @@ static void test_file_search(void **state)
     assert_int_equal(chdir(cwd), 0);
 }
 
+/* Something at $TOKENVEND_CONFIG_DIR/tokenvend.conf that is not a readable regular file (a
+ * dangling symlink: a configuration mount that did not come up; a directory) stops the load
+ * with the path named: it never falls through to config/tokenvend.conf under the working
+ * directory, another file. */
+static void test_file_not_regular(void **state)
+{
+    struct config_overrides ov = {0};
+    struct config cfg;
+    char err[CONFIG_ERR_MAX], sys[128], cfgdir[128], local[160], cwd[512];
+    (void)state;
+
+    snprintf(sys, sizeof sys, "%s/%s", dir, CONFIG_FILE_NAME);
+    snprintf(cfgdir, sizeof cfgdir, "%s/config", dir);
+    snprintf(local, sizeof local, "%s/%s", cfgdir, CONFIG_FILE_NAME);
+    assert_int_equal(mkdir(cfgdir, 0700), 0);
+    write_file(local, "token_minutes = 240\n");
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    setenv(CONFIG_ENV_DIR, dir, 1);
+
+    assert_int_equal(symlink("/nonexistent/mount/tokenvend.conf", sys), 0);
+    err[0] = '\0';
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), TV_ERR_CONFIG);
+    assert_non_null(strstr(err, sys));
+    assert_non_null(strstr(err, "symbolic link"));
+    assert_int_equal(unlink(sys), 0);
+
+    assert_int_equal(mkdir(sys, 0700), 0);
+    err[0] = '\0';
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), TV_ERR_CONFIG);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_int_equal(rmdir(sys), 0);
+
+    /* The control: with nothing at the system path, config/ under the working directory. */
+    assert_int_equal(config_load(&ov, &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.token_minutes, 240);
+    config_release(&cfg);
+
+    assert_int_equal(chdir(cwd), 0);
+    unlink(local);
+    rmdir(cfgdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_suggest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_not_regular, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -487,6 +487,37 @@ static void test_discovery_http_rule(void **state)
     free(t1);
 }
 
+/* jwks_opts_check: what jwks_new refuses, with the setting and the limit named, so start-up can
+ * refuse it before the database is opened. An issuer longer than JWKS_URL_MAX is refused even
+ * with a key set URL (it could never equal a discovered issuer). */
+static void test_opts_check(void **state)
+{
+    static char long_url[JWKS_URL_MAX + 64];
+    char why[300];
+    struct jwks *s = NULL;
+    struct jwks_opts o = {.issuer = "https://idp.example/"};
+
+    (void)state;
+    assert_int_equal(jwks_opts_check(&o, why, sizeof why), 0);
+    snprintf(long_url, sizeof long_url, "https://idp.example/%0*d", JWKS_URL_MAX, 0);
+    o.issuer = long_url;
+    assert_int_equal(jwks_opts_check(&o, why, sizeof why), TV_ERR_INVALID);
+    assert_non_null(strstr(why, "oidc_issuer"));
+    assert_non_null(strstr(why, "at most 2048"));
+    assert_int_equal(jwks_new(&o, &s), TV_ERR_INVALID);
+    o.jwks_url = "https://idp.example/jwks";
+    assert_int_equal(jwks_opts_check(&o, why, sizeof why), TV_ERR_INVALID);
+    assert_non_null(strstr(why, "oidc_issuer"));
+    o.issuer = "https://idp.example/";
+    o.jwks_url = long_url;
+    assert_int_equal(jwks_opts_check(&o, why, sizeof why), TV_ERR_INVALID);
+    assert_non_null(strstr(why, "oidc_jwks_url"));
+    o.jwks_url = "http://idp.example/jwks";
+    assert_int_equal(jwks_opts_check(&o, why, sizeof why), TV_ERR_INVALID);
+    assert_non_null(strstr(why, "https://"));
+    assert_null(s);
+}
+
 static void test_limits_and_failures(void **state)
 {
     char *t1 = token(k1, "r1");
@@ -757,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_discovery_http_rule),
         cmocka_unit_test(test_limits_and_failures),
+        cmocka_unit_test(test_opts_check),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_periodic_refresh),
         cmocka_unit_test(test_hanging_server),
