@@ -12,18 +12,6 @@ set -u
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# http METHOD URL [BODY] [AUTH] : prints "STATUS BODY".
-http() {
-    node -e '
-        const [m, url, body, auth] = process.argv.slice(1);
-        const headers = {};
-        if (body) headers["content-type"] = "application/json";
-        if (auth) headers["authorization"] = "Bearer " + auth;
-        fetch(url, {method: m, body: body || undefined, headers})
-            .then(async r => process.stdout.write(r.status + " " + await r.text()))
-            .catch(e => { console.error(String(e)); process.exit(1); });
-    ' "$1" "$2" "${3:-}" "${4:-}"
-}
 # run OUTNAME ARGS... : runs tokenvend; stdout to $tmp/OUTNAME.out, stderr to .err (and appended
 # to $tmp/all.log, the log every canary check reads); sets $rc.
 run() {
@@ -41,13 +29,6 @@ run_in() {
     rc=$?
     cat "$tmp/$name.err" >>"$tmp/all.log"
 }
-detail() {
-    echo "exit $rc"
-    echo "stdout:"
-    cat "$tmp/$1.out"
-    echo "stderr:"
-    cat "$tmp/$1.err"
-}
 # in_db TEXT : exit 0 when TEXT occurs in the raw bytes of the database or its -wal/-shm files.
 in_db() {
     cat "$db" "$db-wal" "$db-shm" 2>/dev/null | grep -aqF -- "$1"
@@ -62,8 +43,7 @@ if [ ! -x "$TV" ] || [ ! -x "$EMU" ]; then
     finish
 fi
 
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING \
-    COMMUNICATION_SERVICES_CONNECTION_STRING_FILE TOKENVEND_ACS_CONNECTION_STRING_FILE
+clear_acs_env
 db=$tmp/data/tv.db
 export TOKENVEND_DB=$db
 export TOKENVEND_LOG_LEVEL=debug
@@ -245,61 +225,23 @@ for bad in "$(printf 'x\r\nInjected: 1')" "$(printf 'a\xff\xfe')" "$(printf 'o\x
 done
 
 # --- identity with mappings (emulator) ---------------------------------------------------------
-"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-cs=
-for _ in $(seq 1 100); do
-    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
-        cs=$(head -n 1 "$tmp/emu.out")
-        break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$cs" ]; then
-    not_ok "acs-emulator started" "$(cat "$tmp/emu.err")"
-    finish
-fi
-base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
+start_emulator_or_finish
 resource=${base#http://}
-export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
-
-# free_port : prints a free loopback TCP port.
-free_port() {
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-        process.stdout.write(String(s.address().port)); s.close(); });'
-}
 
 # Mappings u1, u2, u3 -> emulator identities, via the service when it exists.
 mapped=
 "$TV" serve --help >/dev/null 2>&1
 if [ $? -eq 0 ]; then
-    p1=$(free_port)
-    p2=$(free_port)
-    TOKENVEND_PUBLIC_ADDR=127.0.0.1:$p1 TOKENVEND_INTERNAL_ADDR=127.0.0.1:$p2 \
-        TOKENVEND_OIDC_ISSUER=http://127.0.0.1:9 TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
-        TOKENVEND_OIDC_JWKS_URL=http://127.0.0.1:9/jwks TOKENVEND_LOG_LEVEL=info \
-        "$TV" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
-    serve_pid=$!
     up=
-    for _ in $(seq 1 100); do
-        if [ "$(http GET "http://127.0.0.1:$p2/healthz" 2>/dev/null | cut -d' ' -f1)" = 200 ]; then
-            up=1
-            break
-        fi
-        kill -0 "$serve_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    start_serve TOKENVEND_LOG_LEVEL=info && up=1
     run akserve apikey create serve-test
     skey=$(tail -n 1 "$tmp/akserve.out")
     n=0
     for u in u1 u2 u3; do
-        r=$(http PUT "http://127.0.0.1:$p2/internal/users/$u" "" "$skey" 2>/dev/null)
+        r=$(http PUT "http://127.0.0.1:$pi/internal/users/$u" "" "$skey" 2>/dev/null)
         case "$r" in 201*) n=$((n + 1)) ;; esac
     done
-    kill -TERM "$serve_pid" 2>/dev/null
-    wait "$serve_pid" 2>/dev/null
-    serve_pid=
+    stop_serve
     cat "$tmp/serve.err" >>"$tmp/all.log"
     if [ -n "$up" ] && [ $n -eq 3 ]; then
         mapped=serve

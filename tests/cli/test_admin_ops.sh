@@ -11,53 +11,9 @@ set -u
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# http METHOD URL [BODY] [AUTH] : prints "STATUS BODY".
-http() {
-    node -e '
-        const [m, url, body, auth] = process.argv.slice(1);
-        const headers = {};
-        if (body) headers["content-type"] = "application/json";
-        if (auth) headers["authorization"] = "Bearer " + auth;
-        fetch(url, {method: m, body: body || undefined, headers})
-            .then(async r => process.stdout.write(r.status + " " + await r.text()))
-            .catch(e => { console.error(String(e)); process.exit(1); });
-    ' "$1" "$2" "${3:-}" "${4:-}"
-}
-# run OUTNAME ARGS... : runs tokenvend; stdout to $tmp/OUTNAME.out, stderr to .err; sets $rc.
-run() {
-    local name=$1
-    shift
-    "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    rc=$?
-}
-# run_in OUTNAME INPUT ARGS... : the same with INPUT on stdin.
-run_in() {
-    local name=$1 input=$2
-    shift 2
-    printf '%s' "$input" | "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    rc=$?
-}
-detail() {
-    echo "exit $rc"
-    echo "stdout:"
-    cat "$tmp/$1.out"
-    echo "stderr:"
-    cat "$tmp/$1.err"
-}
 # audit_has ACTION : exit 0 when the audit table has a row of ACTION by the CLI.
 audit_has() {
     [ "$(sqlite3 "$db" "SELECT count(*) FROM audit WHERE caller = 'cli' AND action = '$1'")" -gt 0 ]
-}
-free_port() {
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-        process.stdout.write(String(s.address().port)); s.close(); });'
-}
-# token_of USER : the token the running service gives USER (internal API), or "".
-token_of() {
-    http POST "http://127.0.0.1:$pi/internal/users/$1/token" '{}' "$skey" 2>/dev/null |
-        sed -n 's/^200 //p' | node -e '
-            let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
-                try { process.stdout.write(JSON.parse(s).token || ""); } catch (e) {} });'
 }
 
 if [ ! -x "$TV" ] || [ ! -x "$EMU" ] || ! command -v sqlite3 >/dev/null; then
@@ -65,8 +21,7 @@ if [ ! -x "$TV" ] || [ ! -x "$EMU" ] || ! command -v sqlite3 >/dev/null; then
     finish
 fi
 
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING \
-    COMMUNICATION_SERVICES_CONNECTION_STRING_FILE TOKENVEND_ACS_CONNECTION_STRING_FILE
+clear_acs_env
 db=$tmp/data/tv.db
 export TOKENVEND_DB=$db
 export TOKENVEND_LOG_LEVEL=warn
@@ -121,46 +76,10 @@ run_in a5 "x
 check "password_min_length=1 (settable) accepts one character" $([ $rc -eq 0 ]; echo $?) "$(detail a5)"
 
 # --- emulator and service ----------------------------------------------------------------------
-"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-cs=
-for _ in $(seq 1 100); do
-    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
-        cs=$(head -n 1 "$tmp/emu.out")
-        break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$cs" ]; then
-    not_ok "acs-emulator started" "$(cat "$tmp/emu.err")"
-    finish
-fi
-base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
-export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
-
+start_emulator_or_finish
 run k0 apikey create ops
 skey=$(tail -n 1 "$tmp/k0.out")
-pp=$(free_port)
-pi=$(free_port)
-TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pp TOKENVEND_INTERNAL_ADDR=127.0.0.1:$pi \
-    TOKENVEND_OIDC_ISSUER=http://127.0.0.1:9 TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
-    TOKENVEND_OIDC_JWKS_URL=http://127.0.0.1:9/jwks TOKENVEND_OUTBOX_INTERVAL_MS=200 \
-    "$TV" serve >"$tmp/serve.out" 2>"$tmp/serve.err" &
-serve_pid=$!
-up=
-for _ in $(seq 1 100); do
-    if [ "$(http GET "http://127.0.0.1:$pi/healthz" 2>/dev/null | cut -d' ' -f1)" = 200 ]; then
-        up=1
-        break
-    fi
-    kill -0 "$serve_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    not_ok "tokenvend serve started" "$(tail -n 20 "$tmp/serve.err")"
-    finish
-fi
+start_serve_or_finish TOKENVEND_OUTBOX_INTERVAL_MS=200
 n=0
 for u in u1 u2 u3 u4; do
     case "$(http PUT "http://127.0.0.1:$pi/internal/users/$u" "" "$skey" 2>/dev/null)" in

@@ -9,19 +9,7 @@ set -u
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# run OUTNAME ARGS... : tokenvend's stdout to $tmp/OUTNAME.out, stderr to .err; sets $rc.
-run() {
-    local name=$1
-    shift
-    "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    rc=$?
-}
-detail() {
-    echo "exit $rc"
-    cat "$tmp/$1.out" "$tmp/$1.err"
-}
-
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING
+clear_acs_env
 export TOKENVEND_LOG_LEVEL=warn
 db=$tmp/data/tv.db
 export TOKENVEND_DB=$db

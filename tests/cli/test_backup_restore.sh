@@ -11,66 +11,13 @@ set -u
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# http METHOD URL [BODY] [AUTH] : prints "STATUS BODY".
-http() {
-    node -e '
-        const [m, url, body, auth] = process.argv.slice(1);
-        const headers = {};
-        if (body) headers["content-type"] = "application/json";
-        if (auth) headers["authorization"] = "Bearer " + auth;
-        fetch(url, {method: m, body: body || undefined, headers})
-            .then(async r => process.stdout.write(r.status + " " + await r.text()))
-            .catch(e => { console.error(String(e)); process.exit(1); });
-    ' "$1" "$2" "${3:-}" "${4:-}"
-}
-free_port() {
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-        process.stdout.write(String(s.address().port)); s.close(); });'
-}
-# token_of USER : the token the running service gives USER (internal API), or "".
-token_of() {
-    http POST "http://127.0.0.1:$pi/internal/users/$1/token" '{}' "$skey" 2>/dev/null |
-        sed -n 's/^200 //p' | node -e '
-            let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
-                try { process.stdout.write(JSON.parse(s).token || ""); } catch (e) {} });'
-}
-# valid TOKEN : prints the emulator's verdict on TOKEN ("true ok", "false revoked", ...).
-valid() {
-    http POST "$base/emulator/validate" "{\"token\":\"$1\"}" 2>/dev/null | sed 's/^[0-9]* //' |
-        node -e '
-            let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
-                try { const o = JSON.parse(s); process.stdout.write(o.valid + " " + o.reason); }
-                catch (e) { process.stdout.write("unreadable " + s); } });'
-}
-start_serve() {
-    TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pp TOKENVEND_INTERNAL_ADDR=127.0.0.1:$pi \
-        TOKENVEND_OIDC_ISSUER=http://127.0.0.1:9 TOKENVEND_OIDC_AUDIENCE=api://tokenvend \
-        TOKENVEND_OIDC_JWKS_URL=http://127.0.0.1:9/jwks \
-        "$TV" serve >>"$tmp/serve.out" 2>>"$tmp/serve.err" &
-    serve_pid=$!
-    for _ in $(seq 1 100); do
-        if [ "$(http GET "http://127.0.0.1:$pi/healthz" 2>/dev/null | cut -d' ' -f1)" = 200 ]; then
-            return 0
-        fi
-        kill -0 "$serve_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    return 1
-}
-stop_serve() {
-    kill -TERM "$serve_pid" 2>/dev/null
-    wait "$serve_pid" 2>/dev/null
-    serve_pid=
-}
-
 if [ ! -x "$TV" ] || [ ! -x "$EMU" ] || ! command -v sqlite3 >/dev/null ||
     ! command -v openssl >/dev/null; then
     not_ok "binaries exist ($TV, $EMU), the sqlite3 shell and openssl"
     finish
 fi
 
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING \
-    COMMUNICATION_SERVICES_CONNECTION_STRING_FILE TOKENVEND_ACS_CONNECTION_STRING_FILE
+clear_acs_env
 mkdir -p "$tmp/data" "$tmp/backups"
 db=$tmp/data/tv.db
 export TOKENVEND_DB=$db
@@ -78,32 +25,11 @@ export TOKENVEND_LOG_LEVEL=warn
 TOKENVEND_CACHE_KEY=$(openssl rand -base64 32)
 export TOKENVEND_CACHE_KEY
 
-"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-cs=
-for _ in $(seq 1 100); do
-    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
-        cs=$(head -n 1 "$tmp/emu.out")
-        break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$cs" ]; then
-    not_ok "acs-emulator started" "$(cat "$tmp/emu.err")"
-    finish
-fi
-base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
-export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
+start_emulator_or_finish
 
 "$TV" migrate >/dev/null 2>&1
-skey=$("$TV" apikey create ops 2>/dev/null | tail -n 1)
-pp=$(free_port)
-pi=$(free_port)
-if ! start_serve; then
-    not_ok "tokenvend serve started" "$(tail -n 20 "$tmp/serve.err")"
-    finish
-fi
+skey=$(new_api_key ops)
+start_serve_or_finish
 r=$(http PUT "http://127.0.0.1:$pi/internal/users/u1" "" "$skey" 2>&1)
 check "u1 created through the service" $([[ $r == 201* ]]; echo $?) "$r"
 r=$(http PUT "http://127.0.0.1:$pi/internal/users/u2" "" "$skey" 2>&1)
@@ -126,7 +52,7 @@ check "backup while serving -> exit 0" $?
 # After the backup: u1's tokens are revoked (a stolen device, say).
 r=$(http POST "http://127.0.0.1:$pi/internal/users/u1/revoke" "" "$skey" 2>&1)
 check "u1 revoked through the service" $([[ $r == 20* ]]; echo $?) "$r"
-v=$(valid "$t1")
+v=$(emu_verdict "$t1")
 check "ACS (the emulator) now refuses u1's old token" $([[ $v == false* ]]; echo $?) "$v"
 # ... and u2 is deleted, its ACS identity too.
 r=$(http DELETE "http://127.0.0.1:$pi/internal/users/u2" "" "$skey" 2>&1)
@@ -144,7 +70,7 @@ if ! start_serve; then
 fi
 
 t2=$(token_of u1)
-v=$(valid "$t2")
+v=$(emu_verdict "$t2")
 check "after the restore the service gives u1 a token ACS accepts (not the one revoked after the backup)" \
     $([ -n "$t2" ] && [[ $v == true* ]]; echo $?) \
     "same token as before the revoke: $([ "$t1" = "$t2" ] && echo yes || echo no); emulator says: $v"

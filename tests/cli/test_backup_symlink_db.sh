@@ -14,7 +14,7 @@ if [ ! -x "$TV" ] || ! command -v sqlite3 >/dev/null; then
     not_ok "binaries exist ($TV) and the sqlite3 shell"
     finish
 fi
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING
+clear_acs_env
 export TOKENVEND_LOG_LEVEL=warn
 mkdir -p "$tmp/store" "$tmp/conf"
 real=$tmp/store/tokenvend.db

@@ -18,20 +18,6 @@ http() {
             .catch(e => { console.error(String(e)); process.exit(1); });
     ' "$1" "$base$2" "${3:-}"
 }
-# run OUTNAME ARGS... : runs tokenvend, stdout to $tmp/OUTNAME.out, stderr to .err, sets $rc.
-run() {
-    local name=$1
-    shift
-    "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    rc=$?
-}
-detail() {
-    echo "exit $rc"
-    echo "stdout:"
-    cat "$tmp/$1.out"
-    echo "stderr:"
-    cat "$tmp/$1.err"
-}
 
 if [ ! -x "$TV" ] || [ ! -x "$EMU" ]; then
     not_ok "binaries exist ($TV, $EMU)"
@@ -39,8 +25,7 @@ if [ ! -x "$TV" ] || [ ! -x "$EMU" ]; then
 fi
 
 # --- Commands that need no ACS -----------------------------------------------------------------
-unset COMMUNICATION_SERVICES_CONNECTION_STRING TOKENVEND_ACS_CONNECTION_STRING \
-    COMMUNICATION_SERVICES_CONNECTION_STRING_FILE TOKENVEND_ACS_CONNECTION_STRING_FILE
+clear_acs_env
 export TOKENVEND_LOG_LEVEL=warn
 
 run version version
@@ -106,25 +91,12 @@ check "keyless mode, identity endpoint down -> exit 1 naming the Entra token" \
     $([ $rc -eq 1 ] && grep -q "no Entra token for ACS: identity endpoint" "$tmp/keyless.err" && [ ! -s "$tmp/keyless.out" ]; echo $?) "$(detail keyless)"
 
 # --- Start the emulator --------------------------------------------------------------------------
-"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-cs=
-for _ in $(seq 1 100); do
-    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
-        cs=$(head -n 1 "$tmp/emu.out")
-        break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$cs" ]; then
+if ! start_emulator; then
     not_ok "acs-emulator started and printed its connection string" "$(cat "$tmp/emu.err")"
     finish
 fi
 ok "acs-emulator started"
-base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
 key=$(printf '%s' "$cs" | sed -n 's/.*accesskey=\(.*\)$/\1/p')
-export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
 
 # --- acs commands --------------------------------------------------------------------------------
 run create acs create-user

@@ -18,21 +18,10 @@ hc() {
     timeout 60 "$TV" healthcheck "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
     rc=$?
 }
-detail() {
-    echo "exit $rc"
-    echo "stdout:"
-    cat "$tmp/$1.out"
-    echo "stderr:"
-    cat "$tmp/$1.err"
-}
 # one_error FILE CODE REGEX : FILE holds exactly one line, an error of CODE whose message matches.
 one_error() {
     [ "$(wc -l <"$1")" -eq 1 ] &&
         json_ok "$1" "o.error.code === '$2' && /$3/.test(o.error.message)"
-}
-free_port() {
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-        process.stdout.write(String(s.address().port)); s.close(); });'
 }
 
 if [ ! -x "$TV" ] || [ ! -x "$EMU" ]; then
@@ -50,26 +39,10 @@ check "the overall usage lists healthcheck" $(grep -q '^  healthcheck ' "$tmp/to
     "$(cat "$tmp/top.out")"
 
 # --- against a ready service -------------------------------------------------------------------
-"$EMU" --listen 127.0.0.1:0 --log-level warn >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-cs=
-for _ in $(seq 1 100); do
-    if [ -s "$tmp/emu.out" ] && [ "$(tail -c 1 "$tmp/emu.out" | od -An -c | tr -d ' ')" = '\n' ]; then
-        cs=$(head -n 1 "$tmp/emu.out")
-        break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$cs" ]; then
-    not_ok "acs-emulator started" "$(cat "$tmp/emu.err")"
-    finish
-fi
-emu_base=$(printf '%s' "$cs" | sed -n 's/^endpoint=\(http:\/\/[^/;]*\).*/\1/p')
+start_emulator_or_finish
 
 p1=$(free_port)
 p2=$(free_port)
-export COMMUNICATION_SERVICES_CONNECTION_STRING=$cs
 export TOKENVEND_DB=$tmp/tv.db
 export TOKENVEND_LOCAL_ACCOUNTS=on
 # The service binds every IPv4 interface, as in the image; the check must probe 127.0.0.1.
@@ -102,7 +75,7 @@ hc setflag --set "public_addr=127.0.0.1:$p1"
 check "--set public_addr=...: the flag is read like serve reads it" $([ $rc -eq 0 ]; echo $?) \
     "$(detail setflag)"
 
-hc emu --url "$emu_base/emulator/jwks"
+hc emu --url "$base/emulator/jwks"
 check "--url to the emulator's JWKS: exit 0" $([ $rc -eq 0 ]; echo $?) "$(detail emu)"
 
 http_proxy=http://127.0.0.1:1 HTTP_PROXY=http://127.0.0.1:1 ALL_PROXY=http://127.0.0.1:1 hc proxy
@@ -119,9 +92,7 @@ check "non-2xx answer (405 on a POST-only route): exit 1" \
     $([ $rc -eq 1 ] && one_error "$tmp/loginget.err" unhealthy "answered 4[0-9][0-9]"; echo $?) \
     "$(detail loginget)"
 
-kill -TERM "$serve_pid" 2>/dev/null
-wait "$serve_pid" 2>/dev/null
-serve_pid=
+stop_serve
 hc stopped
 check "stopped service: exit 1, the refused connection named" \
     $([ $rc -eq 1 ] && one_error "$tmp/stopped.err" unhealthy "127\\.0\\.0\\.1:$p1\\/readyz: .*(onnect|refused)"; echo $?) \

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -117,4 +118,55 @@ int store_fx_pause(void)
 int store_fx_resume(void)
 {
     return store_fx_is_pg() ? pg_resume(&g_pg) : -1;
+}
+
+int store_fx_tmp_setup(void **state)
+{
+    struct store_fx_tmp *f = calloc(1, sizeof(*f));
+    int rc = -1;
+
+    if (f == NULL)
+        goto out;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/tv-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        f->dir[0] = '\0';
+        goto out;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/tv.db", f->dir);
+    if (store_fx_new(&f->sx, f->path) != 0 || store_fx_open(&f->sx, 1, &f->s) != 0)
+        goto out;
+    *state = f;
+    f = NULL;
+    rc = 0;
+out:
+    if (f != NULL) {
+        /* A failed setup gets no teardown from cmocka: undo here what was made. */
+        *state = f;
+        (void)store_fx_tmp_teardown(state);
+        *state = NULL;
+    }
+    return rc;
+}
+
+int store_fx_tmp_teardown(void **state)
+{
+    struct store_fx_tmp *f = *state;
+    char p[sizeof(f->path) + 8];
+
+    if (f == NULL)
+        return 0;
+    store_close(f->s);
+    store_fx_drop(&f->sx);
+    if (f->dir[0] != '\0') {
+        /* SQLite leaves its write-ahead log and shared memory beside the file. */
+        unlink(f->path);
+        snprintf(p, sizeof(p), "%s-wal", f->path);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s-shm", f->path);
+        unlink(p);
+        rmdir(f->dir);
+    }
+    free(f);
+    *state = NULL;
+    return 0;
 }

@@ -35,4 +35,17 @@ int store_fx_admin_exec(const struct store_fx *fx, const char *sql);
 int store_fx_pause(void);
 int store_fx_resume(void);
 
+/* One test's store in a new temporary directory (/tmp/tv-store-XXXXXX/tv.db), migrated and open:
+ * the setup and teardown that most store suites share. */
+struct store_fx_tmp {
+    char dir[64];
+    char path[128]; /* SQLite: the file (dir/tv.db) */
+    struct store_fx sx;
+    struct store *s;
+};
+/* cmocka per-test setup: *state becomes a new struct store_fx_tmp. 0 or -1 (nothing left). */
+int store_fx_tmp_setup(void **state);
+/* cmocka per-test teardown: closes the store, drops its database or files and the directory. */
+int store_fx_tmp_teardown(void **state);
+
 #endif

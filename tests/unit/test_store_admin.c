@@ -10,9 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -26,49 +24,9 @@
 
 #define OB_RES "res.example"
 
-struct fx {
-    char dir[64];
-    char path[128];
-    struct store_fx sx;
-    struct store *s;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-
-    if (f == NULL)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/tv-store-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->path, sizeof(f->path), "%s/tv.db", f->dir);
-    if (store_fx_new(&f->sx, f->path) != 0 || store_fx_open(&f->sx, 1, &f->s) != 0)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    char p[256];
-
-    store_close(f->s);
-    store_fx_drop(&f->sx);
-    unlink(f->path);
-    snprintf(p, sizeof(p), "%s-wal", f->path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", f->path);
-    unlink(p);
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
 static void test_outbox_retry_now(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx_tmp *f = *state;
     struct store *a = f->s, *b = NULL;
     struct store_outbox_retry r;
     struct store_outbox_row row, rows[4];
@@ -144,7 +102,7 @@ static struct store_apikey key_with(const char *name, const char *key_id, unsign
 
 static void test_apikey_rotate(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx_tmp *f = *state;
     struct store_apikey k, list[4];
     struct store_apikey k1 = key_with("svc", "1111111111111111", 0x11, 1000);
     struct store_apikey k2 = key_with("svc", "2222222222222222", 0x22, 5000);
@@ -209,7 +167,7 @@ static void test_apikey_rotate(void **state)
  * stays valid and the retired key keeps the first's grace. */
 static void test_apikey_rotate_race(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx_tmp *f = *state;
     struct store_apikey k;
     struct store_apikey k1 = key_with("race", "aaaaaaaaaaaaaaaa", 0x1a, 1000);
     struct store_apikey k2 = key_with("race", "bbbbbbbbbbbbbbbb", 0x2b, 2000);
@@ -236,7 +194,7 @@ static void test_apikey_rotate_race(void **state)
 /* The verify path: a previous key authenticates until its grace ends, then never. */
 static void test_apikey_verify_grace(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx_tmp *f = *state;
     struct store_apikey k, next;
     char key1[APIKEY_MAX], key2[APIKEY_MAX], name[APIKEY_NAME_MAX];
     int64_t now = clock_wall_ms();
@@ -270,10 +228,14 @@ static void test_apikey_verify_grace(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_outbox_retry_now, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apikey_rotate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apikey_rotate_race, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_apikey_verify_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_retry_now, store_fx_tmp_setup,
+                                        store_fx_tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_rotate, store_fx_tmp_setup,
+                                        store_fx_tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_rotate_race, store_fx_tmp_setup,
+                                        store_fx_tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_verify_grace, store_fx_tmp_setup,
+                                        store_fx_tmp_teardown),
     };
 
     return cmocka_run_group_tests(tests, store_fx_group_setup, store_fx_group_teardown);
