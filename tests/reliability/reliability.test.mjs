@@ -20,6 +20,7 @@ describe("reliability, short runs", { skip }, () => {
   test("SIGKILL under mixed writes, SQLite, 3 rounds: nothing acknowledged lost, one identity per user, 202 deletes finish, integrity ok", async (t) => {
     const r = await crash({ store: "sqlite", rounds: 3, log: (s) => t.diagnostic(s) });
     assert.equal(r.rounds, 3);
+    assert.deepEqual([r.on.rounds, r.off.rounds], [2, 1], "rounds with acs_custom_id on and off");
     assert.equal(r.lost, 0, r.markdown);
     assert.equal(r.twoIdentities, 0, r.markdown);
     assert.equal(r.mappingLeft, 0, r.markdown);
