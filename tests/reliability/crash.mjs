@@ -54,6 +54,7 @@ import { nowUtc, parseArgs, sectionHead, writeOut } from "./lib.mjs";
 const WORKERS = 8;
 const KILL_AFTER_MS = [300, 2500]; // the random moment of the kill, after the load started
 const OUTBOX_DEADLINE_MS = 60_000; // a ceiling for the outbox to finish the 202 deletes
+const RETRY_503_TRIES = 120; // a repeated request answered 503 is sent again, 0.5 s apart
 
 function sql(dbPath, query) {
   // The emulator's identity list grows by about 120 bytes per identity: 50 rounds make more than
@@ -164,9 +165,21 @@ async function worker(svc, key, book, prefix, w, stop) {
   }
 }
 
+// Sends a request again while it is answered 503 (the ACS breaker that the load's failing deletes
+// opened may still be open after the restart), as a client would, within a bounded number of tries.
+async function retrying(send) {
+  let r;
+  for (let i = 0; i < RETRY_503_TRIES; i++) {
+    r = await send();
+    if (r.status !== 503) return r;
+    await sleep(500);
+  }
+  return r;
+}
+
 // Asks for a token for u, as a client repeating a create would; records the answer.
 async function tokenAgain(svc, key, book, u, what) {
-  const t = await svc.int("POST", `/internal/users/${u}/token`, { key, body: {} });
+  const t = await retrying(() => svc.int("POST", `/internal/users/${u}/token`, { key, body: {} }));
   count(book, `${what} ${t.status}`);
   if (t.status === 200) ack(book, u, t.json.user?.communicationUserId);
   return t.status;
@@ -188,7 +201,7 @@ async function checkRound(ctx, res) {
   // 2. Outcomes made known: repeat each cut request.
   for (const [u, op] of [...book.unknown.entries()]) {
     if (op === "delete") {
-      const d = await svc.int("DELETE", `/internal/users/${u}`, { key });
+      const d = await retrying(() => svc.int("DELETE", `/internal/users/${u}`, { key }));
       count(book, `repeated delete ${d.status}`);
       if (d.status === 202 || d.status === 204 || d.status === 404) {
         const id = book.acked.get(u);
@@ -284,7 +297,7 @@ async function checkRound(ctx, res) {
   m.unresolved = book.unknown.size;
   m.orphans = orphans;
   m.checkedUsers = users.length;
-  return { lost: lostUsers.length, two: two.size, orphans, notAdopted };
+  return { lost: lostUsers.length, two: two.size, twoUsers: [...two], orphans, notAdopted };
 }
 
 // --mutate forget-user: one acknowledged user's identity deleted in ACS (through the SDK, with the
@@ -351,7 +364,8 @@ async function runMode(emu, emuDb, res, { customOn, rounds, mutate, log }) {
       res.rounds++;
       log(`acs_custom_id ${customOn ? "on" : "off"} round ${round}: acked ${m.checkedUsers}, lost ${r.lost}, ` +
         `two ids ${r.two} (not adopted ${r.notAdopted}), deletes 202 ${m.acked202} / 204 ${m.acked204}, ` +
-        `unfinished ${m.unfinished}, orphans ${r.orphans}, cut ${m.killedMidRequest}`);
+        `unfinished ${m.unfinished}, orphans ${r.orphans}, cut ${m.killedMidRequest}, unresolved ${m.unresolved}` +
+        (r.twoUsers.length ? `; two ids: ${r.twoUsers.slice(0, 5).join(" ")}` : ""));
     }
     for (const [k, v] of Object.entries(book.answers)) res.answers[k] = (res.answers[k] || 0) + v;
     m.mutated = book.mutated || 0;

@@ -27,7 +27,7 @@ describe("reliability, short runs", { skip }, () => {
     assert.equal(r.unfinished, 0, r.markdown);
     assert.deepEqual(r.integrity, ["ok", "ok", "ok"], r.markdown);
     assert.ok(r.checkedUsers > 0 && r.acked202 + r.acked204 > 0, `the load did writes: ${r.markdown}`);
-    assert.ok(r.ok);
+    assert.ok(r.ok, `${JSON.stringify({ on: r.on, off: r.off })}\n${r.markdown}`);
   });
 
   test("SIGKILL under mixed writes, PostgreSQL, 3 rounds", { skip: process.env.TV_E2E_PG === "0" && "TV_E2E_PG=0" }, async (t) => {
@@ -37,7 +37,7 @@ describe("reliability, short runs", { skip }, () => {
     assert.equal(r.mappingLeft, 0, r.markdown);
     assert.equal(r.unfinished, 0, r.markdown);
     assert.ok(r.checkedUsers > 0, r.markdown);
-    assert.ok(r.ok);
+    assert.ok(r.ok, `${JSON.stringify({ on: r.on, off: r.off })}\n${r.markdown}`);
   });
 
   test("hostile input (4 of each kind) and 50 slow clients: every request answered or closed, normal clients served, slow ones dropped", async (t) => {
