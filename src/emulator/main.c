@@ -21,27 +21,29 @@
 
 static void main_usage(FILE *f)
 {
-    fputs("usage: acs-emulator --listen HOST:PORT [--access-key BASE64 | --access-key-from FILE]\n"
-          "  [--db FILE]\n"
-          "  [--token-ttl-seconds N] [--latency-ms N] [--throttle-rate R] [--retry-after-ms N]\n"
-          "  [--error-rate R] [--error-status N] [--drop-rate R] [--rate-limit-create N]\n"
-          "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
-          "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
-          "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
-          "  [--entra-jwks URL|FILE [--entra-issuer ISS] [--entra-only]]\n"
-          "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
-          "--access-key-from FILE: the access key of the ACS connection string in FILE\n"
-          "  (endpoint=...;accesskey=BASE64), e.g. the secret tokenvend reads, so the two cannot\n"
-          "  differ and the key is not on the command line.\n"
-          "--entra-only: refuse the HMAC signature, so that only Entra bearer tokens work (shows\n"
-          "  that a client really runs keyless).\n"
-          "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening.\n"
-          "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
-          "  identity, scopes and expiresInMinutes within the same N-second bucket (1..3600)\n"
-          "  returns the token signed first, same exp and expiresOn, instead of signing a new\n"
-          "  one; a revoke or delete still ends it, and stats count every request. It makes the\n"
-          "  emulator behave like an ACS whose signing cost is not on this machine.\n",
-          f);
+    fputs(
+        "usage: acs-emulator --listen HOST:PORT [--access-key BASE64 | --access-key-from FILE]\n"
+        "  [--db FILE]\n"
+        "  [--token-ttl-seconds N] [--latency-ms N] [--throttle-rate R] [--retry-after-ms N]\n"
+        "  [--error-rate R] [--error-status N] [--drop-rate R] [--rate-limit-create N]\n"
+        "  [--rate-limit-issue N] [--rate-limit-revoke N] [--rate-limit-delete N]\n"
+        "  [--rate-limit-window-s N] [--no-rate-limits] [--max-clock-skew-s N]\n"
+        "  [--threads N] [--log-level debug|info|warn|error|off] [--reuse-signed-token-s N]\n"
+        "  [--entra-jwks URL|FILE [--entra-issuer ISS] [--entra-only]]\n"
+        "   or: acs-emulator entra --help (the stand-in Entra ID endpoint)\n"
+        "--access-key-from FILE: the access key of the ACS connection string in FILE\n"
+        "  (endpoint=...;accesskey=BASE64), e.g. the secret tokenvend reads, so the two cannot\n"
+        "  differ and the key is not on the command line.\n"
+        "--entra-only: refuse the HMAC signature, so that only Entra bearer tokens work (shows\n"
+        "  that a client really runs keyless).\n"
+        "Prints \"endpoint=http://HOST:PORT/;accesskey=BASE64\" on stdout once listening\n"
+        "  (only \"endpoint=http://HOST:PORT/\" with --access-key-from: the file keeps the key).\n"
+        "--reuse-signed-token-s N (benchmarks only; default 0 = off): an issue for the same\n"
+        "  identity, scopes and expiresInMinutes within the same N-second bucket (1..3600)\n"
+        "  returns the token signed first, same exp and expiresOn, instead of signing a new\n"
+        "  one; a revoke or delete still ends it, and stats count every request. It makes the\n"
+        "  emulator behave like an ACS whose signing cost is not on this machine.\n",
+        f);
 }
 
 static int main_int(const char *flag, const char *s, int64_t min, int64_t max, int64_t *out)
@@ -133,10 +135,11 @@ done:
     return rc;
 }
 
-/* Parses argv into cfg. *key receives the decoded --access-key (caller wipes and frees).
- * 0, 1 for --help, or TV_ERR_INVALID. */
+/* Parses argv into cfg. *key receives the decoded --access-key (caller wipes and frees);
+ * *key_file the path of --access-key-from when that option gave the key (the last key option
+ * wins), else NULL. 0, 1 for --help, or TV_ERR_INVALID. */
 static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **key,
-                     enum log_level *level)
+                     const char **key_file, enum log_level *level)
 {
     int64_t v = 0;
 
@@ -174,8 +177,10 @@ static int main_args(int argc, char **argv, struct emu_config *cfg, uint8_t **ke
             }
             cfg->access_key = *key;
             cfg->access_key_len = len;
+            *key_file = NULL;
         } else if (strcmp(a, "--access-key-from") == 0) {
             rc = main_key_from_file(val, cfg, key);
+            *key_file = val;
         } else if (strcmp(a, "--db") == 0) {
             cfg->db_path = val;
         } else if (strcmp(a, "--token-ttl-seconds") == 0) {
@@ -243,6 +248,7 @@ int main(int argc, char **argv)
     struct emu_app app;
     struct emu_server *srv = NULL;
     uint8_t *key = NULL;
+    const char *key_file = NULL;
     enum log_level level = LOGL_INFO;
     sigset_t set;
     int sig = 0;
@@ -256,7 +262,7 @@ int main(int argc, char **argv)
             return emu_entra_main(argc, argv);
     memset(&app, 0, sizeof(app));
     emu_config_defaults(&cfg);
-    rc = main_args(argc, argv, &cfg, &key, &level);
+    rc = main_args(argc, argv, &cfg, &key, &key_file, &level);
     if (rc == 1) {
         status = 0;
         goto out;
@@ -273,14 +279,24 @@ int main(int argc, char **argv)
         goto out;
     if (emu_server_start(&app, &cfg, &srv) != 0)
         goto out;
-    enc = malloc(b64_encoded_size(app.access_key_len));
-    if (!enc)
-        goto out;
-    b64_encode(app.access_key, app.access_key_len, enc);
-    printf("endpoint=http://%s:%u/;accesskey=%s\n", emu_server_host(srv),
-           (unsigned)emu_server_port(srv), enc);
+    if (key_file) {
+        /* A key from a file is a secret someone else keeps (a compose secret, maybe the real
+         * ACS key): stdout ends up in container logs, so only the endpoint is printed and the
+         * reader takes the key from the file it already has. */
+        printf("endpoint=http://%s:%u/\n", emu_server_host(srv), (unsigned)emu_server_port(srv));
+        log_msg(LOGL_INFO, NULL, "acs-emulator: access key from %s (not printed)", key_file);
+    } else {
+        /* Generated or given on the command line: the caller has no other way to learn it
+         * (make run and the tests read it from here). */
+        enc = malloc(b64_encoded_size(app.access_key_len));
+        if (!enc)
+            goto out;
+        b64_encode(app.access_key, app.access_key_len, enc);
+        printf("endpoint=http://%s:%u/;accesskey=%s\n", emu_server_host(srv),
+               (unsigned)emu_server_port(srv), enc);
+        OPENSSL_cleanse(enc, strlen(enc));
+    }
     fflush(stdout);
-    OPENSSL_cleanse(enc, strlen(enc));
     log_msg(LOGL_INFO, NULL, "acs-emulator listening on %s:%u (resource %s)", emu_server_host(srv),
             (unsigned)emu_server_port(srv), app.resource_id);
     sig = emu_signals_wait(&set);

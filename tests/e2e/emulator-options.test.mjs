@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CommunicationIdentityClient } from "@azure/communication-identity";
-import { createRecorder, decodeJwt, emulatorPath, sdk, startEmulator } from "./lib/emulator.mjs";
+import { createRecorder, decodeJwt, emulatorPath, sdk, spawnEmulator, startEmulator } from "./lib/emulator.mjs";
 import { assertAcsId } from "./lib/checks.mjs";
 
 const started = [];
@@ -100,7 +100,7 @@ test("SIGTERM stops the emulator with exit status 0", async () => {
   assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, `stderr:\n${emu.stderrText().slice(-2000)}`);
 });
 
-test("--access-key-from FILE takes the key of a connection string file; a bad file is refused", async () => {
+test("--access-key-from FILE takes the key of a connection string file, does not print it; a bad file is refused", async () => {
   const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
@@ -111,10 +111,20 @@ test("--access-key-from FILE takes the key of a connection string file; a bad fi
     const good = join(dir, "cs");
     // As a compose secret file would hold it: another endpoint, a trailing newline.
     writeFileSync(good, `endpoint=http://acs-emulator:8090/;accesskey=${key}\n`);
-    const emu = await start(["--access-key-from", good]);
-    assert.equal(emu.accessKey, key);
+    // The key is a secret the file keeps: stdout (container logs) names only the endpoint, and
+    // the client takes the key from the file, as tokenvend does.
+    const emu = await spawnEmulator(["--listen", "127.0.0.1:0", "--access-key-from", good], "acs-emulator");
+    started.push(emu);
+    assert.match(emu.firstLine, /^endpoint=http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.ok(!emu.firstLine.includes(key) && !emu.stderrText().includes(key), "the file's key is printed");
     const rec = createRecorder();
-    assertAcsId(await sdk(rec, "createUser", () => clientFor(emu, rec).createUser()));
+    const withKey = { connectionString: `${emu.firstLine};accesskey=${key}` };
+    assertAcsId(await sdk(rec, "createUser", () => clientFor(withKey, rec).createUser()));
+    // A client with another key is refused: the emulator really serves with the file's key.
+    const other = Buffer.from(Array.from({ length: 48 }, (_, i) => i)).toString("base64");
+    const wrong = { connectionString: `${emu.firstLine};accesskey=${other}` };
+    await assert.rejects(clientFor(wrong, createRecorder(), { retryOptions: { maxRetries: 0 } }).createUser(),
+      (e) => e.statusCode === 401);
 
     const secretish = "accesskey-that-is-not-a-connection-string";
     const bad = join(dir, "bad");

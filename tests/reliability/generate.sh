@@ -68,13 +68,17 @@ are counts and outcomes; the latencies are only what this machine gave at that m
 How to read the sections:
 
 - **SIGKILL rounds**: only tokenvend is killed (the database server and the ACS emulator stay
-  up); a request cut by the kill has an unknown outcome and its user is left out of the checks.
-  The runs use \`acs_custom_id = on\` (ACS answers a repeated create for the same app user with
-  the same identity), so "users with two identities" counts customIds naming two live identities
-  in the emulator's database as well as users whose identity changed between answers. "Orphans"
-  are live ACS identities no mapping names: creates that ACS carried out but whose commit the
-  kill prevented (or whose answer came too late); no customId names two live identities, and the
-  next create for such a user gets that same identity back.
+  up). A request cut by the kill is repeated after the restart, as a client would (a create as a
+  token request, a delete as a delete), so its user is checked too. Three rounds in four use
+  \`acs_custom_id = on\`: a live identity no mapping names whose customId is an app user's is
+  adopted by a token request for that user; "users with two identities" then counts users not
+  mapped to their customId's live identity, customIds naming more than one identity live OR
+  deleted (only an acknowledged delete followed by a new create could allow a second, and the
+  load never does that), and users whose identity changed between acknowledged answers. The
+  other rounds use the default (off): ACS then records no app user for an identity, so only the
+  last kind is visible, and an identity made by a cut create is an unattributable orphan.
+  \`--mutate forget-user\` (an identity deleted and its mapping dropped while tokenvend is down)
+  makes both figures non-zero, which shows they can fail.
 - **Hostile input**: an answer in the 4xx range is the intended refusal; "closed" counts
   connections the server ended without an answer because the request never completed.
 - **Upstream faults** come from the black-hole work's script (tests/reliability/upstream-faults.mjs).

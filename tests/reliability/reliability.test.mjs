@@ -20,13 +20,14 @@ describe("reliability, short runs", { skip }, () => {
   test("SIGKILL under mixed writes, SQLite, 3 rounds: nothing acknowledged lost, one identity per user, 202 deletes finish, integrity ok", async (t) => {
     const r = await crash({ store: "sqlite", rounds: 3, log: (s) => t.diagnostic(s) });
     assert.equal(r.rounds, 3);
+    assert.deepEqual([r.on.rounds, r.off.rounds], [2, 1], "rounds with acs_custom_id on and off");
     assert.equal(r.lost, 0, r.markdown);
     assert.equal(r.twoIdentities, 0, r.markdown);
     assert.equal(r.mappingLeft, 0, r.markdown);
     assert.equal(r.unfinished, 0, r.markdown);
     assert.deepEqual(r.integrity, ["ok", "ok", "ok"], r.markdown);
     assert.ok(r.checkedUsers > 0 && r.acked202 + r.acked204 > 0, `the load did writes: ${r.markdown}`);
-    assert.ok(r.ok);
+    assert.ok(r.ok, `${JSON.stringify({ on: r.on, off: r.off })}\n${r.markdown}`);
   });
 
   test("SIGKILL under mixed writes, PostgreSQL, 3 rounds", { skip: process.env.TV_E2E_PG === "0" && "TV_E2E_PG=0" }, async (t) => {
@@ -36,7 +37,7 @@ describe("reliability, short runs", { skip }, () => {
     assert.equal(r.mappingLeft, 0, r.markdown);
     assert.equal(r.unfinished, 0, r.markdown);
     assert.ok(r.checkedUsers > 0, r.markdown);
-    assert.ok(r.ok);
+    assert.ok(r.ok, `${JSON.stringify({ on: r.on, off: r.off })}\n${r.markdown}`);
   });
 
   test("hostile input (4 of each kind) and 50 slow clients: every request answered or closed, normal clients served, slow ones dropped", async (t) => {
