@@ -8,6 +8,6 @@
 /* Associated data of the sealed session key: a blob sealed for another purpose never opens
  * as this one. */
 #define SESSION_KEY_AD "tokenvend/session-key/v1"
-#define ADDR_MAX 300 /* a listener address as host:port text, NUL included */
+enum { ADDR_MAX = 300 }; /* a listener address as host:port text, NUL included */
 
 #endif
