@@ -109,6 +109,22 @@ static struct json_object *prev_key_object(const struct store_apikey *k)
     return o;
 }
 
+/* Prints a new key's JSON (o, consumed), then the key itself as the last line of stdout: the one
+ * time it is shown (create and rotate). */
+static int apikey_print_new(struct json_object *o, const char *key)
+{
+    int rc = cli_json_print(o);
+
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    fputs("The new API key follows on the last line of stdout; it is not stored and cannot be "
+          "shown again.\n",
+          stderr);
+    printf("%s\n", key);
+    fflush(stdout);
+    return CLI_EXIT_OK;
+}
+
 static int apikey_create(struct store *st, const char *name)
 {
     struct store_apikey k;
@@ -138,14 +154,7 @@ static int apikey_create(struct store *st, const char *name)
         json_object_object_add(o, "keyId", json_object_new_string(k.key_id));
         cli_json_add_time(o, "createdAt", k.created_ms);
     }
-    if ((rc = cli_json_print(o)) != CLI_EXIT_OK)
-        goto done;
-    fputs("The new API key follows on the last line of stdout; it is not stored and cannot be "
-          "shown again.\n",
-          stderr);
-    printf("%s\n", key);
-    fflush(stdout);
-    rc = CLI_EXIT_OK;
+    rc = apikey_print_new(o, key);
 done:
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(&k, sizeof k);
@@ -287,14 +296,7 @@ static int apikey_rotate(struct store *st, const char *name, int64_t grace_ms)
         json_object_object_add(o, "previousKeyId", json_object_new_string(cur.key_id));
         cli_json_add_time(o, "previousExpiresAt", next.created_ms + grace_ms);
     }
-    if ((rc = cli_json_print(o)) != CLI_EXIT_OK)
-        goto done;
-    fputs("The new API key follows on the last line of stdout; it is not stored and cannot be "
-          "shown again.\n",
-          stderr);
-    printf("%s\n", key);
-    fflush(stdout);
-    rc = CLI_EXIT_OK;
+    rc = apikey_print_new(o, key);
 done:
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(&next, sizeof next);
