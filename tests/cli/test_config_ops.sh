@@ -10,13 +10,7 @@ set -u
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-# run OUTNAME ARGS... : tokenvend, stdout to $tmp/OUTNAME.out, stderr to .err, sets $rc.
-run() {
-    local name=$1
-    shift
-    "$TV" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    rc=$?
-}
+# run comes from lib.sh; detail is this suite's own (the last lines of stdout only).
 detail() {
     echo "exit $rc"
     echo "stdout:"

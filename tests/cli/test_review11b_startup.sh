@@ -16,10 +16,6 @@ fi
 TVABS=$(pwd)/$TV
 cd "$tmp" || exit 2
 
-free_port() {
-    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
-}
-
 # base_env VAR=VALUE... CMD... : a clean environment with a connection string nobody is asked for, local
 # accounts (so nothing warns about logging in) and no configuration file.
 base_env() {
