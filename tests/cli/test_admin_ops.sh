@@ -230,7 +230,8 @@ run k8 apikey rotate nosuch
 check "apikey rotate of an unknown name -> exit 1 not_found" \
     $([ $rc -eq 1 ] && json_ok "$tmp/k8.err" "o.error.code === 'not_found'"; echo $?) "$(detail k8)"
 bad=0
-for g in 5x -1s 31d 1.5h ""; do
+for g in 5x -1s 31d 1.5h "" 99999999999999999999s "1$(printf '\001')h" "$(printf '1\377h')" \
+    "$(head -c 5000 /dev/zero | tr '\0' 9)s" " 1h" "1h "; do
     run k9 apikey rotate ops --grace "$g"
     [ $rc -eq 2 ] && ! grep -q tvk_ "$tmp/k9.out" || bad=1
 done
