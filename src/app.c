@@ -31,6 +31,7 @@
 #include "http/server.h"
 #include "service/credcheck.h"
 #include "service/maint.h"
+#include "service/refresh.h"
 #include "service/service.h"
 #include "service/upstream_budget.h"
 #include "store/meta.h"
@@ -54,6 +55,7 @@ struct app {
     struct credcheck *credcheck; /* the ACS credential check of start-up, for /readyz */
     struct http_server *http;
     struct api_ctx api;
+    struct service_refresh_cfg refresh; /* session refresh tokens, when local accounts are on */
     struct http_listener_opts listeners[2];
     char public_addr[ADDR_MAX];
     char internal_addr[ADDR_MAX];
@@ -358,6 +360,12 @@ static void app_api_fill(struct app *a)
 {
     const struct config *cfg = a->cfg;
 
+    a->refresh = (struct service_refresh_cfg){
+        .session = a->session,
+        .session_s = (int64_t)cfg->session_minutes * 60,
+        .ttl_s = cfg->session_refresh_ttl_s,
+        .max_s = cfg->session_refresh_max_s,
+    };
     a->api = (struct api_ctx){
         .svc = a->svc,
         .store = a->store,
@@ -369,6 +377,7 @@ static void app_api_fill(struct app *a)
         .audience = cfg->oidc_audience,
         .user_claim = cfg->oidc_user_claim,
         .session_minutes = cfg->session_minutes,
+        .refresh = a->session != NULL && cfg->session_refresh_ttl_s > 0 ? &a->refresh : NULL,
         .acs = a->acs,
         .entra = a->entra,
         .maint = a->maint,

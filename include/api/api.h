@@ -16,6 +16,7 @@ struct jwks;
 struct maint;
 struct upstream_budget;
 struct session_key;
+struct service_refresh_cfg;
 struct acs_client;
 struct entra_cache;
 struct vcache;
@@ -62,6 +63,9 @@ struct api_ctx {
     const char *audience;
     const char *user_claim;
     long session_minutes;
+    /* Session refresh tokens (service/refresh.h); NULL when off (no local accounts, or
+     * session_refresh_ttl = 0): no cookie at login, and /api/session/... answer 404. */
+    const struct service_refresh_cfg *refresh;
     struct http_server *http;  /* for /metrics; set once the server exists */
     struct acs_client *acs;    /* for /metrics (may be NULL in tests) */
     struct entra_cache *entra; /* keyless mode: /readyz and /metrics; NULL with an access key */

@@ -98,6 +98,8 @@ struct config {
     long request_timeout_s;      /* head and body must be complete this long after the start */
     long header_timeout_s;       /* the head must be complete this long after the start */
     long session_minutes;        /* lifetime of /api/login tokens */
+    long session_refresh_ttl_s;  /* idle lifetime of a refresh token; 0: no refresh cookie */
+    long session_refresh_max_s;  /* absolute lifetime of a refresh token family from its login */
     long outbox_interval_ms;     /* how often the delete outbox worker looks for due rows */
     long outbox_backoff_max_ms;  /* cap on the per-row retry backoff of the outbox */
     long shutdown_drain_ms;      /* SIGTERM: how long in-flight requests may take to finish */

@@ -15,6 +15,7 @@
 
 struct ratelimit;
 struct session_key;
+struct service_refresh_cfg;
 
 /* One login. Everything is borrowed for the duration of service_login only (the strings are
  * copied), except limit and session, which must outlive the service. */
@@ -26,14 +27,19 @@ struct service_login_req {
     const struct ratelimit *limit; /* failed logins of the name are counted under it */
     const struct session_key *session;
     int64_t session_s; /* lifetime of the session token */
+    /* Refresh tokens (service/refresh.h): a successful login begins a family; NULL: none. */
+    const struct service_refresh_cfg *refresh;
 };
 
-/* The outcome: rc 0 with token (SECRET: valid only during the call, never log it), or
+/* The outcome: rc 0 with token (SECRET: valid only during the call, never log it) and, when
+ * the request asked for one and the store took it, the first refresh token's value (SECRET, as
+ * token; NULL otherwise) with its lifetime in seconds; or
  * TV_ERR_UNAUTHORIZED (wrong name or password), or TV_ERR_UNAVAILABLE (the store could not
  * count the attempt, so the password was not checked: answer 503 with Retry-After), or
  * TV_ERR_RATE_LIMITED (the name's failed-login limit filled up before this attempt could be
  * counted, so it was not checked: answer 429), or another error. Runs on a service thread. */
-typedef void (*service_login_done_fn)(void *arg, int rc, const char *token);
+typedef void (*service_login_done_fn)(void *arg, int rc, const char *token, const char *refresh,
+                                      int64_t refresh_expires_in_s);
 
 /* Queues the login. 0: done(arg, ...) will run exactly once on a service thread. Else
  * TV_ERR_UNAVAILABLE (the queue is full: answer 503 with Retry-After), TV_ERR_SHUTDOWN,

@@ -1,8 +1,8 @@
 /* Periodic maintenance of tokenvend serve, off the request path: one thread that, at start and
- * then every interval, runs the housekeeping passes. Today that is the audit retention: rows
- * older than the retention are deleted in small batches, each its own short write transaction,
- * so the store's single writer is never held for long and requests' writes interleave. It is
- * not the delete outbox (service/service.h). Thread-safe. */
+ * then every interval, runs the housekeeping passes: the expired session refresh tokens are
+ * deleted, and audit rows older than the retention are deleted in small batches, each its own short
+ * write transaction, so the store's single writer is never held for long and requests' writes
+ * interleave. It is not the delete outbox (service/service.h). Thread-safe. */
 #ifndef TV_SERVICE_MAINT_H
 #define TV_SERVICE_MAINT_H
 

@@ -32,6 +32,11 @@ int store_account_upsert(struct store *s, const struct store_account *a, int *cr
 int store_account_passwd(struct store *s, const char *name, const char *password_hash,
                          int64_t updated_ms);
 
+/* Gives the account a new session_epoch and nothing else: every session token and refresh token
+ * it issued before stops working (`tokenvend account logout`). 0, TV_ERR_NOT_FOUND or
+ * TV_ERR_INVALID. */
+int store_account_logout(struct store *s, const char *name);
+
 /* Replaces the hash with new_hash only while it is still old_hash (a rehash under new Argon2
  * parameters after a successful login: same password, so the session epoch stays).
  * 0, TV_ERR_CONFLICT (the hash changed meanwhile, or the account is gone), TV_ERR_INVALID. */

@@ -83,6 +83,20 @@ void api_login_client_key(const char *addr, char *out, size_t cap);
  * at most every 0.5 s per name). 0, TV_ERR_UNAUTHORIZED or TV_ERR_UNAVAILABLE (store). */
 int api_session_account_check(struct api_ctx *ctx, const char *name, int64_t epoch);
 
+/* POST /api/session/refresh and /api/session/logout (session.c). */
+void api_session_refresh(struct http_req *req, void *ctx);
+void api_session_logout(struct http_req *req, void *ctx);
+/* Sets the tv_refresh cookie to value (SECRET: the server wipes its copy of the reply's
+ * headers) for max_age_s seconds, or clears it (Max-Age=0). */
+void api_session_cookie_set(struct http_req *req, const char *value, int64_t max_age_s);
+void api_session_cookie_clear(struct http_req *req);
+/* Finds the cookie called name in the Cookie header lines[0..n): *value and *len name its value
+ * (borrowed from lines; spaces around it removed). Other cookies, of any shape, are skipped.
+ * 0, TV_ERR_NOT_FOUND, TV_ERR_CONFLICT (name came more than once) or TV_ERR_INVALID (more than
+ * 8 lines, or a line over 8 KiB). */
+int api_cookie_find(const char *const *lines, size_t n, const char *name, const char **value,
+                    size_t *len);
+
 /* Operations endpoints (ops.c), on both listeners. */
 void api_ops_healthz(struct http_req *req, void *ctx);
 void api_ops_readyz(struct http_req *req, void *ctx);

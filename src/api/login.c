@@ -287,7 +287,8 @@ static int64_t login_limit_wait(struct api_login *g, const char *name)
     return wait;
 }
 
-static void login_done(void *arg, int rc, const char *token)
+static void login_done(void *arg, int rc, const char *token, const char *refresh,
+                       int64_t refresh_expires_in_s)
 {
     struct login *l = arg;
     struct json_object *o;
@@ -309,6 +310,11 @@ static void login_done(void *arg, int rc, const char *token)
         json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
         json_object_object_add(o, "expires_in",
                                json_object_new_int64(l->ctx->session_minutes * 60));
+        if (refresh != NULL) {
+            api_session_cookie_set(l->req, refresh, refresh_expires_in_s);
+            json_object_object_add(o, "refresh_expires_in",
+                                   json_object_new_int64(refresh_expires_in_s));
+        }
         http_reply_header(l->req, "Cache-Control", "no-store");
         http_reply_header(l->req, "Pragma", "no-cache");
         http_reply_json(l->req, 200, o);
@@ -347,7 +353,8 @@ static void login_submit(struct http_req *req, struct api_ctx *ctx, struct login
                                   .pwlen = strlen(pw),
                                   .limit = &ctx->login->limit,
                                   .session = ctx->session,
-                                  .session_s = (int64_t)ctx->session_minutes * 60};
+                                  .session_s = (int64_t)ctx->session_minutes * 60,
+                                  .refresh = ctx->refresh};
     struct api_caller who = {.kind = "user"};
     struct service_call call;
     char app_user[IDENT_LOCAL_ID_CAP];

@@ -121,6 +121,8 @@ static const struct http_route public_routes[] = {
     {"POST", "/api/user", post_user},
     {"DELETE", "/api/user", delete_user},
     {"POST", "/api/login", api_login},
+    {"POST", "/api/session/refresh", api_session_refresh},
+    {"POST", "/api/session/logout", api_session_logout},
     {"GET", "/healthz", api_ops_healthz},
     {"GET", "/readyz", api_ops_readyz},
     {"GET", "/openapi.json", api_ops_openapi_public},

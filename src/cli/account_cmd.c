@@ -1,7 +1,7 @@
-/* `tokenvend account add|passwd|list|remove`: local accounts for TOKENVEND_LOCAL_ACCOUNTS=on. The
- * password comes from one line of stdin (not echoed on a terminal) or from --password-file;
- * only its Argon2id hash is stored, and the password never reaches the output or the log.
- * Single-threaded. */
+/* `tokenvend account add|passwd|list|remove|logout`: local accounts for
+ * TOKENVEND_LOCAL_ACCOUNTS=on. The password comes from one line of stdin (not echoed on a terminal)
+ * or from --password-file; only its Argon2id hash is stored, and the password never reaches the
+ * output or the log. Single-threaded. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@
 #include "core/fsperm.h"
 #include "store/accounts.h"
 #include "store/audit.h"
+#include "store/refresh.h"
 
 #define LIST_PAGE 200
 
@@ -46,10 +47,13 @@ void cli_account_usage_print(FILE *f)
         "                 terminal) or the one line in PATH. Prints {\"name\",\"created\":bool}.\n"
         "  passwd NAME [--password-file PATH]\n"
         "                 replace the password of an existing account (read as for add);\n"
-        "                 its session tokens stop working at once. Prints\n"
+        "                 its session tokens and refresh tokens stop working at once. Prints\n"
         "                 {\"name\",\"passwordChanged\":true}.\n"
         "  list           {\"accounts\":[{\"name\",\"createdAt\",\"updatedAt\"}]}\n"
         "  remove NAME    delete the account; its session tokens stop working at once\n"
+        "  logout NAME    end every session of the account: its session tokens and session\n"
+        "                 refresh tokens (tv_refresh cookies) stop working at once; the\n"
+        "                 password stays. Prints {\"name\",\"loggedOut\":true}.\n"
         "\n"
         "Flags:\n",
         f);
@@ -131,6 +135,13 @@ done:
     return rc;
 }
 
+/* Deletes the account's refresh tokens after its session epoch changed. Best effort: the new
+ * epoch alone already makes every one of them refused; this only empties the table sooner. */
+static void refresh_drop(struct store *st, const char *name)
+{
+    (void)store_refresh_revoke_account(st, name, NULL);
+}
+
 static int account_add(struct store *st, const char *name, const char *pw, size_t pwlen)
 {
     struct store_account acc;
@@ -151,6 +162,8 @@ static int account_add(struct store *st, const char *name, const char *pw, size_
         rc = cli_store_failure(rc, msg);
         goto done;
     }
+    if (!created)
+        refresh_drop(st, name);
     cli_audit_add(st, created ? "account_add" : "account_password", name, "", "ok", "");
     struct json_object *o = json_object_new_object();
     if (o != NULL) {
@@ -180,6 +193,7 @@ static int account_passwd(struct store *st, const char *name, const char *pw, si
         rc = cli_store_failure(rc, msg);
         goto done;
     }
+    refresh_drop(st, name);
     cli_audit_add(st, "account_passwd", name, "", "ok", "sessions ended");
     struct json_object *o = json_object_new_object();
     if (o != NULL) {
@@ -243,6 +257,7 @@ static int account_remove(struct store *st, const char *name)
             snprintf(msg, sizeof msg, "could not remove the account '%s'", name);
         return cli_store_failure(rc, msg);
     }
+    refresh_drop(st, name);
     cli_audit_add(st, "account_remove", name, "", "ok", "");
     struct json_object *o = json_object_new_object();
     if (o != NULL) {
@@ -252,9 +267,31 @@ static int account_remove(struct store *st, const char *name)
     return cli_json_print(o);
 }
 
+static int account_logout(struct store *st, const char *name)
+{
+    char msg[160];
+    int rc;
+
+    if ((rc = store_account_logout(st, name)) != 0) {
+        if (rc == TV_ERR_NOT_FOUND)
+            snprintf(msg, sizeof msg, "no account named '%s'", name);
+        else
+            snprintf(msg, sizeof msg, "could not end the sessions of '%s'", name);
+        return cli_store_failure(rc, msg);
+    }
+    refresh_drop(st, name);
+    cli_audit_add(st, "account_logout", name, "", "ok", "sessions ended");
+    struct json_object *o = json_object_new_object();
+    if (o != NULL) {
+        json_object_object_add(o, "name", json_object_new_string(name));
+        json_object_object_add(o, "loggedOut", json_object_new_boolean(1));
+    }
+    return cli_json_print(o);
+}
+
 static const struct cli_admin_spec account_spec = {
     "account",
-    {"add", "passwd", "list", "remove"},
+    {"add", "passwd", "list", "remove", "logout"},
     account_opts,
     sizeof account_opts / sizeof account_opts[0],
     cli_account_usage_print,
@@ -332,6 +369,8 @@ int cli_account_main(int argc, char **argv)
         rc = account_passwd(st, a.pos[0], pw, pwlen);
     else if (strcmp(sub, "list") == 0)
         rc = account_list(st);
+    else if (strcmp(sub, "logout") == 0)
+        rc = account_logout(st, a.pos[0]);
     else
         rc = account_remove(st, a.pos[0]);
 done:

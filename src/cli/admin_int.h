@@ -34,7 +34,7 @@ int cli_name_valid(const char *name, int allow_at);
 /* What the argument parsing of an admin command needs to know about it. */
 struct cli_admin_spec {
     const char *name;           /* "account" */
-    const char *subs[4];        /* its subcommands (NULL-padded) */
+    const char *subs[5];        /* its subcommands (NULL-padded) */
     const struct cli_opt *opts; /* its own flags */
     size_t nopts;
     void (*usage_fn)(FILE *f);

@@ -29,15 +29,16 @@
     "localhost; or set oidc_allow_insecure_http = on)"
 
 enum setting_type {
-    ST_STRING, /* any string; `required` demands non-empty */
-    ST_URL,    /* "" or an http(s) URL */
-    ST_CHOICE, /* one of `choices` */
-    ST_INT,    /* decimal integer in [min, max] */
-    ST_BOOL,   /* on|off */
-    ST_ADDR,   /* host:port */
-    ST_SCOPES, /* non-empty list of known ACS scopes */
-    ST_LIST,   /* comma-separated list of CORS origins */
-    ST_LEVEL,  /* log level */
+    ST_STRING,   /* any string; `required` demands non-empty */
+    ST_URL,      /* "" or an http(s) URL */
+    ST_CHOICE,   /* one of `choices` */
+    ST_INT,      /* decimal integer in [min, max] */
+    ST_BOOL,     /* on|off */
+    ST_ADDR,     /* host:port */
+    ST_SCOPES,   /* non-empty list of known ACS scopes */
+    ST_LIST,     /* comma-separated list of CORS origins */
+    ST_LEVEL,    /* log level */
+    ST_DURATION, /* seconds in [min, max]: N followed by s, m, h or d, or a bare 0 */
 };
 
 struct setting {
@@ -181,6 +182,15 @@ static const struct setting settings[] = {
      "its first bytes on a kept-alive connection); at most connection_timeout_s"},
     {"session_minutes", "TOKENVEND_SESSION_MINUTES", NULL, "15", ST_INT, 1, 1440, 0, 1,
      OFF(session_minutes), NULL, "lifetime of the tokens POST /api/login returns"},
+    {"session_refresh_ttl", "TOKENVEND_SESSION_REFRESH_TTL", NULL, "12h", ST_DURATION, 0,
+     366L * 86400, 0, 1, OFF(session_refresh_ttl_s), NULL,
+     "idle lifetime of the refresh token (cookie tv_refresh) POST /api/login sets and POST "
+     "/api/session/refresh rotates: N followed by s, m, h or d; 0: no cookie, and both "
+     "/api/session routes answer 404"},
+    {"session_refresh_max", "TOKENVEND_SESSION_REFRESH_MAX", NULL, "7d", ST_DURATION, 1,
+     366L * 86400, 0, 1, OFF(session_refresh_max_s), NULL,
+     "absolute lifetime of a login's refresh tokens, however often they are rotated: N "
+     "followed by s, m, h or d"},
     {"outbox_interval_ms", "TOKENVEND_OUTBOX_INTERVAL_MS", NULL, "2000", ST_INT, 50, 3600000, 0, 1,
      OFF(outbox_interval_ms), NULL, "how often the delete outbox looks for due work"},
     {"outbox_backoff_max_ms", "TOKENVEND_OUTBOX_BACKOFF_MAX_MS", NULL, "60000", ST_INT, 100,
@@ -336,6 +346,33 @@ static int assign_int(struct loader *ld, const struct setting *s, const char *va
     return 0;
 }
 
+/* ST_DURATION: N followed by s, m, h or d (a bare 0 too), in seconds. */
+static int assign_duration(struct loader *ld, const struct setting *s, const char *value,
+                           const char *source)
+{
+    static const struct {
+        char unit;
+        long mult;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    size_t len = strlen(value), digits = strspn(value, "0123456789");
+    long mult = 0, n = 0;
+
+    if (strcmp(value, "0") == 0) {
+        mult = 1;
+    } else if (digits > 0 && digits <= 9 && len == digits + 1) {
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (value[digits] == units[i].unit)
+                mult = units[i].mult;
+    }
+    for (size_t i = 0; mult != 0 && i < digits; i++)
+        n = n * 10 + (value[i] - '0');
+    if (mult == 0 || n > s->max / mult || n * mult < s->min || n * mult > s->max)
+        return fail(ld, "%s: %s: must be N followed by s, m, h or d (%lds..%lds), got '%s'", source,
+                    s->name, s->min, s->max, value);
+    *(long *)field(ld->cfg, s) = n * mult;
+    return 0;
+}
+
 static int assign_list(struct loader *ld, const struct setting *s, const char *value,
                        const char *source)
 {
@@ -402,6 +439,9 @@ static int assign(struct loader *ld, size_t idx, const char *value, const char *
         break;
     case ST_INT:
         rc = assign_int(ld, s, value, source);
+        break;
+    case ST_DURATION:
+        rc = assign_duration(ld, s, value, source);
         break;
     case ST_LIST:
         rc = assign_list(ld, s, value, source);
@@ -922,6 +962,9 @@ void config_print(const struct config *cfg, FILE *f, int redact)
         }
         case ST_INT:
             fprintf(f, "%ld", *(const long *)v);
+            break;
+        case ST_DURATION:
+            fprintf(f, "%lds", *(const long *)v);
             break;
         case ST_BOOL:
             fputs(*(const int *)v ? "on" : "off", f);

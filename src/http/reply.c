@@ -26,7 +26,7 @@ static void http_req_free(struct http_req *req)
     for (i = 0; i < req->nparams; i++)
         free(req->params[i]);
     buf_release(&req->body);
-    buf_release(&req->hdrs);
+    buf_release_wipe(&req->hdrs); /* may hold a Set-Cookie with a refresh token */
     free(req->target);
     pthread_mutex_destroy(&req->mu);
     free(req);
@@ -154,6 +154,10 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
         if (req->cors_origin[0]) {
             MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
             MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+            /* A listed origin may send credentials (the session refresh cookie); "*" never can,
+             * browsers refuse credentials with a wildcard. */
+            if (strcmp(req->cors_origin, "*") != 0)
+                MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
         }
     }
     p = req->hdrs.data;

@@ -237,6 +237,7 @@ static enum MHD_Result http_preflight(struct http_req *r, const char *origin, co
     http_reply_header(r, "Access-Control-Allow-Methods", allow);
     http_reply_header(r, "Access-Control-Allow-Headers", HTTP_ALLOW_HEADERS);
     http_reply_header(r, "Access-Control-Max-Age", age);
+    /* Access-Control-Allow-Credentials comes with Allow-Origin (http_resp_build). */
     return http_queue_now(r, 204, NULL, NULL, 0);
 }
 
@@ -840,6 +841,11 @@ const char *http_req_id(const struct http_req *req)
 const char *http_req_remote(const struct http_req *req)
 {
     return req->remote;
+}
+
+int http_req_origin_listed(const struct http_req *req)
+{
+    return req->cors_origin[0] != '\0' && strcmp(req->cors_origin, "*") != 0;
 }
 
 const char *http_req_body(const struct http_req *req, size_t *len)

@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "service/refresh.h"
 #include "service_int.h"
 #include "store/accounts.h"
 #include "store/login_failures.h"
@@ -26,6 +27,7 @@ struct login_job {
     const struct ratelimit *limit;
     const struct session_key *session;
     int64_t session_s;
+    const struct service_refresh_cfg *refresh;
     service_login_done_fn done;
     void *arg;
 };
@@ -102,8 +104,9 @@ static void login_run(void *arg)
     struct login_job *j = arg;
     struct store_account acct;
     char *token = NULL;
-    int64_t exp = 0, tat = 0;
-    int rc;
+    char refresh[REFRESH_VALUE_LEN + 1] = "";
+    int64_t exp = 0, tat = 0, refresh_s = 0;
+    int rc, src = TV_ERR_INVALID;
 
     memset(&acct, 0, sizeof acct);
     if ((rc = login_charge(j, &tat)) == 0) {
@@ -127,9 +130,18 @@ static void login_run(void *arg)
     if (rc == 0)
         rc = session_issue_epoch(j->session, j->username, acct.session_epoch, 0, j->session_s,
                                  &token, &exp);
+    /* A login whose refresh token cannot be stored still succeeds, without the cookie: the
+     * session token alone is what logins gave before refresh tokens existed. */
+    if (rc == 0 && j->refresh != NULL) {
+        src = service_refresh_begin(j->s, j->refresh, j->username, acct.session_epoch, refresh,
+                                    &refresh_s);
+        if (src != 0)
+            log_msg(LOGL_WARN, j->call.request_id, "login: no refresh token: %s", err_name(src));
+    }
     OPENSSL_cleanse(&acct, sizeof acct);
     service_audit(j->s, &j->call, "login", j->app_user_id, "", rc, NULL);
-    j->done(j->arg, rc, rc == 0 ? token : NULL);
+    j->done(j->arg, rc, rc == 0 ? token : NULL, rc == 0 && src == 0 ? refresh : NULL, refresh_s);
+    OPENSSL_cleanse(refresh, sizeof refresh);
     if (token != NULL) {
         OPENSSL_cleanse(token, strlen(token));
         free(token);
@@ -163,6 +175,7 @@ int service_login(struct service *s, const struct service_call *c,
     j->limit = r->limit;
     j->session = r->session;
     j->session_s = r->session_s;
+    j->refresh = r->refresh;
     j->done = done;
     j->arg = arg;
     if ((rc = service_defer(s, login_run, j)) != 0)

@@ -1,9 +1,10 @@
-/* Periodic maintenance: the audit retention thread. A pass deletes the rows past the retention
- * in batches of batch_rows, each its own write transaction, and rests briefly between batches
- * so that requests waiting for the single writer get it; a large backlog (the first start
- * after an upgrade, or a lowered retention) is therefore worked off without ever holding the
- * writer for more than one small batch. Waits use the monotonic clock, so a wall-clock step
- * neither stalls nor hurries the passes; the cut-off itself is wall time, as the rows' ts_ms. */
+/* Periodic maintenance: the expired session refresh tokens, and the audit retention thread. A pass
+ * deletes the rows past the retention in batches of batch_rows, each its own write transaction, and
+ * rests briefly between batches so that requests waiting for the single writer get it; a large
+ * backlog (the first start after an upgrade, or a lowered retention) is therefore worked off
+ * without ever holding the writer for more than one small batch. Waits use the monotonic clock, so
+ * a wall-clock step neither stalls nor hurries the passes; the cut-off itself is wall time, as the
+ * rows' ts_ms. */
 #include "service/maint.h"
 
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "store/audit.h"
+#include "store/refresh.h"
 
 #define MAINT_INTERVAL_DEFAULT_MS 3600000L
 /* Rest between two batches of one pass: long enough for writers queued on the store's mutex
@@ -94,6 +96,21 @@ static void wait_locked(struct maint *m, int64_t ms)
     }
 }
 
+/* Deletes the session refresh tokens past their end (used ones included). Expired tokens are
+ * refused whether or not they are still stored, so this only bounds the table; one statement,
+ * since the table holds one row per live session and a few used ones. */
+static void refresh_prune(struct maint *m, int64_t now_ms)
+{
+    int64_t n = 0;
+    int rc = store_refresh_prune(m->store, now_ms, &n);
+
+    if (rc != 0)
+        log_msg(LOGL_WARN, NULL, "session refresh tokens: cannot delete the expired ones: %s",
+                err_name(rc));
+    else if (n > 0)
+        log_msg(LOGL_INFO, NULL, "session refresh tokens: deleted %lld expired", (long long)n);
+}
+
 int maint_run_once(struct maint *m, int64_t now_ms, int64_t *pruned)
 {
     char iso[CLOCK_ISO_LEN];
@@ -101,6 +118,7 @@ int maint_run_once(struct maint *m, int64_t now_ms, int64_t *pruned)
     int rc = 0, stop;
 
     atomic_fetch_add(&m->m_passes, 1);
+    refresh_prune(m, now_ms);
     if (m->retention_days == 0)
         goto done; /* keep every row */
     before_ms = now_ms - (int64_t)m->retention_days * MAINT_DAY_MS;

@@ -18,6 +18,7 @@ static const char SQL_UPSERT[] =
     " updated_ms = excluded.updated_ms, session_epoch = random()";
 static const char SQL_PASSWD[] = "UPDATE accounts SET password_hash = ?2, updated_ms = ?3,"
                                  " session_epoch = random() WHERE name = ?1";
+static const char SQL_LOGOUT[] = "UPDATE accounts SET session_epoch = random() WHERE name = ?1";
 static const char SQL_REHASH[] =
     "UPDATE accounts SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2";
 static const char SQL_EPOCH[] = "SELECT session_epoch FROM accounts WHERE name = ?1";
@@ -102,6 +103,15 @@ int store_account_passwd(struct store *s, const char *name, const char *password
     if (s->kind == STORE_PG)
         return pgstore_account_passwd(s, name, password_hash, updated_ms);
     return store_write_one(s, SQL_PASSWD, store_bind_params, p);
+}
+
+int store_account_logout(struct store *s, const char *name)
+{
+    if (store_check_str(name, 1, STORE_NAME_MAX) != 0)
+        return TV_ERR_INVALID;
+    if (s->kind == STORE_PG)
+        return pgstore_account_logout(s, name);
+    return store_write_one(s, SQL_LOGOUT, store_bind_key, name);
 }
 
 int store_account_rehash(struct store *s, const char *name, const char *old_hash,

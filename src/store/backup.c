@@ -222,9 +222,11 @@ static int backup_copy(struct backup *b, int64_t *pages)
  * they were, revoke times included, so a kept token that ACS revoked after the backup would be
  * served again; after a restore the services issue fresh ones. acs_budget: slot stamps are
  * transient (made again on first use); stale ones would only hold slots for one window, but
- * nothing is lost without them. A table the copy lacks (a database from before its migration)
- * is skipped. secure_delete zeroes the freed pages, so the sealed tokens are not left in the
- * file's free space. */
+ * nothing is lost without them. session_refresh: refresh tokens are live credentials of
+ * sessions; a backup restored later must not bring back a family that was logged out or
+ * revoked after it was taken (users log in again). A table the copy lacks (a database from before
+ * its migration) is skipped. secure_delete zeroes the freed pages, so the sealed tokens are not
+ * left in the file's free space. */
 static int backup_drop_transient(struct backup *b)
 {
     static const struct {
@@ -232,6 +234,7 @@ static int backup_drop_transient(struct backup *b)
     } drop[] = {
         {"token_cache", "DELETE FROM token_cache"},
         {"acs_budget", "DELETE FROM acs_budget"},
+        {"session_refresh", "DELETE FROM session_refresh"},
     };
     sqlite3_stmt *st = NULL;
     int src, rc = TV_ERR_IO;

@@ -18,7 +18,10 @@
 #define I COPY_INT
 #define B COPY_BLOB
 
-/* Each table's columns as both schemas define them (migrations/ and migrations/postgres/). */
+/* Each table's columns as both schemas define them (migrations/ and migrations/postgres/).
+ * Left out, like the backups leave their rows out: token_cache, acs_budget and session_refresh
+ * (refresh tokens of local-account sessions are live credentials; after a copy the users log in
+ * again rather than a revoked family coming back on the new store). */
 const struct copy_table copy_tables[COPY_TABLES] = {
     {COPY_META, "meta", 2, {"key", "value"}, {T, B}, 1, {0}, 0},
     {COPY_ACCOUNTS,

@@ -26,6 +26,8 @@ static const char SQL_INSERT_NEW[] =
 static const char SQL_PASSWD[] = "WITH a AS (UPDATE accounts SET password_hash = $2,"
                                  " updated_ms = $3, session_epoch = $4 WHERE name = $1"
                                  " RETURNING name) SELECT " NOTIFY_ACCOUNT " FROM a";
+static const char SQL_LOGOUT[] = "WITH a AS (UPDATE accounts SET session_epoch = $2 WHERE name = $1"
+                                 " RETURNING name) SELECT " NOTIFY_ACCOUNT " FROM a";
 static const char SQL_REHASH[] =
     "UPDATE accounts SET password_hash = $3 WHERE name = $1 AND password_hash = $2";
 static const char SQL_EPOCH[] = "SELECT session_epoch FROM accounts WHERE name = $1";
@@ -120,6 +122,15 @@ int pgstore_account_passwd(struct store *s, const char *name, const char *passwo
                               STORE_INT64(epoch), STORE_END};
 
     return rc != 0 ? rc : pgs_write_one(s, SQL_PASSWD, p);
+}
+
+int pgstore_account_logout(struct store *s, const char *name)
+{
+    int64_t epoch = 0;
+    int rc = new_epoch(&epoch);
+    struct store_param p[] = {STORE_TEXT(name), STORE_INT64(epoch), STORE_END};
+
+    return rc != 0 ? rc : pgs_write_one(s, SQL_LOGOUT, p);
 }
 
 int pgstore_account_rehash(struct store *s, const char *name, const char *old_hash,

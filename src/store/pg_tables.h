@@ -15,6 +15,7 @@
 #include "store/audit.h"
 #include "store/login_failures.h"
 #include "store/outbox.h"
+#include "store/refresh.h"
 #include "store/users.h"
 
 /* pg_users.c */
@@ -73,6 +74,16 @@ int pgstore_account_epoch(struct store *s, const char *name, int64_t *epoch, int
 int pgstore_account_delete(struct store *s, const char *name);
 int pgstore_account_list(struct store *s, const char *after, int limit, struct store_account *out,
                          int *n);
+int pgstore_account_logout(struct store *s, const char *name);
+/* pg_refresh.c */
+int pgstore_refresh_insert(struct store *s, const struct store_refresh *r);
+int pgstore_refresh_get(struct store *s, const char *id, struct store_refresh *out);
+int pgstore_refresh_rotate(struct store *s, const char *old_id, int64_t now_ms,
+                           const struct store_refresh *next);
+int pgstore_refresh_revoke_family(struct store *s, const char *family, int64_t *removed);
+int pgstore_refresh_revoke_account(struct store *s, const char *account, int64_t *removed);
+int pgstore_refresh_prune(struct store *s, int64_t now_ms, int64_t *removed);
+int pgstore_refresh_count(struct store *s, int64_t *n);
 
 /* pg_meta.c */
 int pgstore_meta_get(struct store *s, const char *key, void *buf, size_t cap, size_t *len);

@@ -189,6 +189,7 @@ describe("tokenvend backup (PostgreSQL): refused, and the README's pg_dump recip
     const conn = (db) => ["--host=127.0.0.1", `--port=${pg.port}`, `--username=${pg.user}`, `--dbname=${db}`];
     await run(join(pgBindir(), "pg_dump"), ["--format=custom", "--no-owner", "--no-privileges",
       "--exclude-table-data=token_cache", "--exclude-table-data=acs_budget",
+      "--exclude-table-data=session_refresh",
       ...conn(pg.db), `--file=${dump}`], { env, timeout: 120_000 });
     await svc.stop();
     await pg.adminExec(`CREATE DATABASE tv_restored OWNER ${pg.user}`);

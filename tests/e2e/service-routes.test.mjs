@@ -470,7 +470,8 @@ describe("tokenvend serve: routes", { skip }, () => {
     for (const h of ["authorization", "content-type"]) assert.ok(hdrs.includes(h), `Allow-Headers ${hdrs} has ${h}`);
     assert.match(String(ok.headers["access-control-max-age"] || ""), /^\d+$/, "Max-Age");
     assert.match(String(ok.headers.vary || ""), /origin/i, "Vary: Origin");
-    assert.equal(ok.headers["access-control-allow-credentials"], undefined, "no credentials mode");
+    // Issue 12: a listed origin may send credentials (the session refresh cookie).
+    assert.equal(ok.headers["access-control-allow-credentials"], "true", "credentials for a listed origin");
     const ok2 = await pre("http://localhost:3000", "POST");
     assert.equal(ok2.status, 204, "second listed origin");
     assert.equal(ok2.headers["access-control-allow-origin"], "http://localhost:3000");
@@ -485,12 +486,14 @@ describe("tokenvend serve: routes", { skip }, () => {
     const got = await svc.pub("GET", "/api/token", { token: t, headers: { origin: ORIGIN } });
     assert.equal(got.status, 200, show(got));
     assert.equal(got.headers["access-control-allow-origin"], ORIGIN, "actual request: ACAO echoes the origin");
+    assert.equal(got.headers["access-control-allow-credentials"], "true", "actual request: credentials allowed");
     assert.match(String(got.headers.vary || ""), /origin/i);
     const err = await svc.pub("GET", "/api/token", { headers: { origin: ORIGIN } });
     assert.equal(err.status, 401);
     assert.equal(err.headers["access-control-allow-origin"], ORIGIN, "errors carry ACAO too, so the browser can read them");
     const evil = await svc.pub("GET", "/api/token", { token: t, headers: { origin: "https://evil.example" } });
     assert.equal(evil.headers["access-control-allow-origin"], undefined, "no ACAO for an unlisted origin");
+    assert.equal(evil.headers["access-control-allow-credentials"], undefined, "no credentials for an unlisted origin");
     // README "CORS": an actual request from another origin is answered on its merits (not 403:
     // only preflights are refused), without ACAO, so a browser withholds the answer.
     assert.equal(evil.status, 200, `actual request from an unlisted origin is served: ${show(evil)}`);
