@@ -20,6 +20,7 @@
     X(TV_ERR_NOT_FOUND, "not_found", 404, "not found")                                             \
     X(TV_ERR_METHOD, "method_not_allowed", 405, "method not allowed")                              \
     X(TV_ERR_CONFLICT, "conflict", 409, "conflict")                                                \
+    X(TV_ERR_MEDIA_TYPE, "unsupported_media_type", 415, "unsupported content type")                \
     X(TV_ERR_RATE_LIMITED, "rate_limited", 429, "too many requests")                               \
     X(TV_ERR_UNAVAILABLE, "unavailable", 503, "service unavailable")                               \
     X(TV_ERR_ACS_BAD_REQUEST, "acs_bad_request", 400, "ACS rejected the request")                  \

@@ -142,9 +142,8 @@ static int session_req(struct http_req *req, struct api_ctx *ctx, const char **v
         return TV_ERR_FORBIDDEN;
     }
     if (!json_type_ok(http_req_header(req, "Content-Type"))) {
-        http_reply_error_status(req, 415, "unsupported_media_type",
-                                "Content-Type must be application/json");
-        return TV_ERR_INVALID;
+        http_reply_error(req, TV_ERR_MEDIA_TYPE, "Content-Type must be application/json");
+        return TV_ERR_MEDIA_TYPE;
     }
     if (blen > 0) {
         rc = jsonx_parse(body, blen, SESSION_BODY_MAX, &root);
@@ -195,7 +194,7 @@ static void refresh_done(void *arg, int rc, const char *token, const char *value
 
     if (rc == TV_ERR_UNAUTHORIZED) {
         api_session_cookie_clear(sc->req);
-        http_reply_error(sc->req, rc, "no valid session refresh token");
+        api_reply_error(sc->req, rc, "no valid session refresh token");
     } else if (rc != 0) {
         http_reply_error(sc->req, rc, NULL);
     } else {
@@ -257,7 +256,7 @@ void api_session_refresh(struct http_req *req, void *vctx)
         return;
     if (v == NULL) {
         api_session_cookie_clear(req);
-        http_reply_error(req, TV_ERR_UNAUTHORIZED, "no valid session refresh token");
+        api_reply_error(req, TV_ERR_UNAUTHORIZED, "no valid session refresh token");
         return;
     }
     if ((sc = calloc(1, sizeof *sc)) == NULL) {
