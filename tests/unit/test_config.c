@@ -42,6 +42,8 @@ static const char *const env_vars[] = {
     "TOKENVEND_PASSWORD_MIN_LENGTH",
     "TOKENVEND_SECRET_KEY",
     "TOKENVEND_MAX_CONNECTIONS_PER_IP",
+    "TOKENVEND_SESSION_REFRESH_TTL",
+    "TOKENVEND_SESSION_REFRESH_MAX",
 };
 
 static void env_clear(void)
@@ -121,6 +123,8 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.allowed_scopes.items[0], "chat");
     assert_string_equal(cfg.allowed_scopes.items[1], "voip");
     assert_int_equal(cfg.token_minutes, 1440);
+    assert_int_equal(cfg.session_refresh_ttl_s, 12 * 3600);
+    assert_int_equal(cfg.session_refresh_max_s, 7 * 86400);
     assert_int_equal(cfg.cors_origins.n, 0);
     assert_int_equal(cfg.log_level, LOGL_INFO);
     assert_string_equal(cfg.oidc_user_claim, "sub");
@@ -141,6 +145,31 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.metrics_auth, "off");
     assert_string_equal(config_source(&cfg, "token_minutes"), "default");
     config_release(&cfg);
+}
+
+/* session_refresh_ttl / _max: N followed by s, m, h or d, or a bare 0, in seconds. */
+static void test_durations(void **state)
+{
+    static const struct {
+        const char *value;
+        long want;
+    } good[] = {{"0", 0},       {"90s", 90},    {"30m", 1800},
+                {"12h", 43200}, {"7d", 604800}, {"366d", 366L * 86400}};
+    struct config cfg;
+    char err[CONFIG_ERR_MAX];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct config_flag f = {"session_refresh_ttl", good[i].value, "--set"};
+        assert_int_equal(load(NULL, &f, 1, &cfg, err), 0);
+        assert_int_equal(cfg.session_refresh_ttl_s, good[i].want);
+        config_release(&cfg);
+    }
+    setenv("TOKENVEND_SESSION_REFRESH_MAX", "2h", 1);
+    assert_int_equal(load(NULL, NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.session_refresh_max_s, 7200);
+    config_release(&cfg);
+    unsetenv("TOKENVEND_SESSION_REFRESH_MAX");
 }
 
 static void test_precedence(void **state)
@@ -358,6 +387,14 @@ static void test_bad_values(void **state)
         {"cache_key", "c2VjcmV0", "exactly 32 bytes"},
         {"cache_key", "not base64!", "exactly 32 bytes"},
         {"audit_retention_days", "-1", "0..36500"},
+        {"session_refresh_ttl", "12", "N followed by s, m, h or d"},
+        {"session_refresh_ttl", "12x", "N followed by s, m, h or d"},
+        {"session_refresh_ttl", "h", "N followed by s, m, h or d"},
+        {"session_refresh_ttl", "-1h", "N followed by s, m, h or d"},
+        {"session_refresh_ttl", " 1h", "N followed by s, m, h or d"},
+        {"session_refresh_ttl", "367d", "0s..31622400s"},
+        {"session_refresh_ttl", "99999999999d", "N followed by s, m, h or d"},
+        {"session_refresh_max", "0", "1s..31622400s"},
         {"audit_retention_days", "36501", "0..36500"},
         {"audit_prune_interval_ms", "99", "100..86400000"},
         /* A choice setting lists its own choices, not another setting's. */
@@ -848,6 +885,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_variants, setup, teardown),
