@@ -45,9 +45,16 @@ done
 check "u1's token is kept in the store (token_cache)" $([ -n "$t1" ] && [ "${kept:-0}" -gt 0 ]; echo $?) \
     "t1=${t1:0:20} kept=$kept"
 
+# A live session refresh token (issue 12), as a login stores it.
+sqlite3 "$db" "INSERT INTO session_refresh VALUES ('rid', 'fam', 'alice', 0, zeroblob(32), 1,
+    9999999999999, 9999999999999, NULL)"
+
 # The nightly backup, while serving.
 "$TV" backup "$tmp/backups/nightly.db" >"$tmp/b.out" 2>"$tmp/b.err"
 check "backup while serving -> exit 0" $?
+check "the backup leaves the session refresh tokens out (the live store keeps them)" \
+    $([ "$(sqlite3 "$tmp/backups/nightly.db" "SELECT count(*) FROM session_refresh")" = 0 ] &&
+        [ "$(sqlite3 "$db" "SELECT count(*) FROM session_refresh")" = 1 ]; echo $?)
 
 # After the backup: u1's tokens are revoked (a stolen device, say).
 r=$(http POST "http://127.0.0.1:$pi/internal/users/u1/revoke" "" "$skey" 2>&1)
