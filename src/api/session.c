@@ -15,7 +15,8 @@
 #include "service/refresh.h"
 
 #define REFRESH_COOKIE "tv_refresh"
-#define COOKIE_ATTRS "; Path=/api/session; HttpOnly; Secure; SameSite=Strict"
+#define COOKIE_PATH "; Path=/api/session"
+#define COOKIE_ATTRS "; HttpOnly; Secure; SameSite=Strict"
 /* A cookie header past these is refused (400) before it is read any further. */
 #define COOKIE_LINES_MAX 8
 #define COOKIE_LINE_MAX 8192
@@ -27,9 +28,11 @@ static const char *const no_members[] = {NULL};
 
 void api_session_cookie_set(struct http_req *req, const char *value, int64_t max_age_s)
 {
-    char c[sizeof REFRESH_COOKIE + REFRESH_VALUE_LEN + sizeof COOKIE_ATTRS + 48];
+    char c[sizeof REFRESH_COOKIE + REFRESH_VALUE_LEN + sizeof COOKIE_PATH + sizeof COOKIE_ATTRS +
+           48];
 
-    snprintf(c, sizeof c, REFRESH_COOKIE "=%s; Max-Age=%lld" COOKIE_ATTRS, value,
+    /* The attributes in the order the contract with the example page writes them. */
+    snprintf(c, sizeof c, REFRESH_COOKIE "=%s" COOKIE_PATH "; Max-Age=%lld" COOKIE_ATTRS, value,
              (long long)max_age_s);
     http_reply_header(req, "Set-Cookie", c);
     OPENSSL_cleanse(c, sizeof c);
@@ -37,7 +40,7 @@ void api_session_cookie_set(struct http_req *req, const char *value, int64_t max
 
 void api_session_cookie_clear(struct http_req *req)
 {
-    http_reply_header(req, "Set-Cookie", REFRESH_COOKIE "=; Max-Age=0" COOKIE_ATTRS);
+    http_reply_header(req, "Set-Cookie", REFRESH_COOKIE "=" COOKIE_PATH "; Max-Age=0" COOKIE_ATTRS);
 }
 
 static int is_ows(char c)

@@ -37,8 +37,14 @@ function assertCookieAttrs(line, { cleared = false } = {}) {
   }
   const age = attrs.find((a) => a.startsWith("Max-Age="));
   assert.ok(age, `Max-Age in ${line}`);
-  if (cleared) assert.equal(age, "Max-Age=0", line);
-  else assert.ok(Number(age.slice(8)) > 0, line);
+  if (cleared) {
+    assert.equal(age, "Max-Age=0", line);
+    // Exactly as the contract shared with the browser example (issue 12) writes it.
+    assert.equal(line, "tv_refresh=; Path=/api/session; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+  } else {
+    assert.ok(Number(age.slice(8)) > 0, line);
+    assert.match(line, /^tv_refresh=[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}; Path=\/api\/session; Max-Age=\d+; HttpOnly; Secure; SameSite=Strict$/);
+  }
 }
 
 // The audit rows of action as "app_user_id|outcome|detail" lines, on either store.
