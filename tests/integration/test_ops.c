@@ -27,6 +27,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "store/refresh.h"
 #include "emu.h"
 #include "service/maint.h"
 #include "store/apikeys.h"
@@ -218,6 +219,40 @@ static void test_maint_retention_zero_keeps_all(void **state)
     assert_true(pruned == 0);
     count_rows(f->st, now, &total, &older);
     assert_int_equal(total, 2);
+    maint_free(m);
+}
+
+/* A pass also deletes the session refresh tokens past their idle or family end (issue 12),
+ * whatever the audit retention, and keeps the live ones. */
+static void test_maint_prunes_refresh_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct maint_opts o = {.store = f->st, .audit_retention_days = 0};
+    struct maint *m = NULL;
+    struct store_refresh r, got;
+    int64_t now = clock_wall_ms(), pruned = -1, n = -1;
+    const struct {
+        const char *id;
+        int64_t expires, family_expires;
+    } rows[] = {{"idle-over", now - 1, now + DAY},
+                {"family-over", now + DAY, now},
+                {"live", now + DAY, now + 2 * DAY}};
+
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        memset(&r, 0, sizeof r);
+        snprintf(r.id, sizeof r.id, "%s", rows[i].id);
+        snprintf(r.family, sizeof r.family, "fam-%zu", i);
+        snprintf(r.account, sizeof r.account, "alice");
+        r.created_ms = now - DAY;
+        r.expires_ms = rows[i].expires;
+        r.family_expires_ms = rows[i].family_expires;
+        assert_int_equal(store_refresh_insert(f->st, &r), 0);
+    }
+    assert_int_equal(maint_new(&o, &m), 0);
+    assert_int_equal(maint_run_once(m, now, &pruned), 0);
+    assert_int_equal(store_refresh_count(f->st, &n), 0);
+    assert_true(n == 1);
+    assert_int_equal(store_refresh_get(f->st, "live", &got), 0);
     maint_free(m);
 }
 
@@ -500,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_uses_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maint_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maint_retention_zero_keeps_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maint_prunes_refresh_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maint_stop_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_prunes_old_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_retention_zero_keeps_rows, setup, teardown),
