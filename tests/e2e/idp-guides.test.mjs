@@ -197,6 +197,10 @@ describe("identity provider guides (docs/identity-providers.md)", { skip }, () =
         403, "forbidden", "another user's Teams token");
       assert.match(e.message, /oid differs/);
       assertError(await svc.pub("GET", "/api/token/teams", { token: bearer }), 400, undefined, "no teams-user-aad-token");
+      const expired = entra.teamsToken({ oid, clientAppId: ENTRA.webClientId, claims: { exp: Math.floor(Date.now() / 1000) - 600 } });
+      const x = assertError(await svc.pub("GET", "/api/token/teams", { token: bearer, headers: { "teams-user-aad-token": expired } }),
+        401, "unauthorized", "an expired Teams token, refused by ACS");
+      assert.match(x.message, /ACS did not accept the Teams token/);
     });
   });
 

@@ -9,8 +9,12 @@
 // plus the provider's path. origin() gives that origin, so a test can point a guide's key set URL
 // at it by swapping the scheme and host only (see hostSwap).
 
+import { execFileSync } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { b64u, signWith } from "./jwks-server.mjs";
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -59,10 +63,33 @@ function signRs256(keyPair, header, payload) {
 // The public JWK of an RSA key pair: kty, n, e.
 const publicJwk = (kp) => kp.publicKey.export({ format: "jwk" });
 
-// SHA-1 thumbprint of the key in base64url (27 characters): Entra's kid and x5t have this form
-// (there it is the thumbprint of the signing certificate; tokenvend reads only n and e).
-const thumbprint = (kp) =>
-  createHash("sha1").update(kp.publicKey.export({ format: "der", type: "spki" })).digest("base64url");
+// A self-signed certificate (DER) for the key pair, made with the openssl command (as
+// lib/entra.mjs does): Entra and Auth0 publish each key's certificate in x5c and its SHA-1
+// thumbprint in x5t. tokenvend reads only n and e; the certificates make the key sets as large
+// and as varied as the real ones.
+function certDer(kp, cn) {
+  const dir = mkdtempSync(join(tmpdir(), "tv-idp-cert-"));
+  try {
+    const key = join(dir, "key.pem");
+    const out = join(dir, "cert.der");
+    writeFileSync(key, kp.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    execFileSync("openssl", ["req", "-x509", "-new", "-key", key, "-subj", `/CN=${cn}`, "-days", "2", "-outform", "DER", "-out", out],
+      { stdio: ["ignore", "ignore", "pipe"] });
+    return readFileSync(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// x5c (standard base64, RFC 7517 4.7) and x5t (base64url SHA-1 of the certificate, 27
+// characters: also the form of Entra's kid) of a key pair; with s256 also "x5t#S256", which
+// Keycloak publishes.
+function certMembers(kp, cn, s256 = false) {
+  const der = certDer(kp, cn);
+  const m = { x5c: [der.toString("base64")], x5t: createHash("sha1").update(der).digest("base64url") };
+  if (s256) m["x5t#S256"] = createHash("sha256").update(der).digest("base64url");
+  return m;
+}
 
 // Microsoft Entra ID, single tenant. Access tokens for the tokenvend API registration, v2.0
 // (manifest requestedAccessTokenVersion 2): iss https://login.microsoftonline.com/{tid}/v2.0, aud
@@ -75,16 +102,20 @@ const thumbprint = (kp) =>
 // tokenvend forwards to ACS and never verifies. Keys: three published, like Entra's rolling set;
 // tokens are signed with the second to show a key other than the first is found by kid.
 export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
-  const keys = [rsa(), rsa(), rsa()].map((kp) => ({ kp, kid: thumbprint(kp) }));
+  const keys = [rsa(), rsa(), rsa()].map((kp) => {
+    const cert = certMembers(kp, "accounts.accesscontrol.windows.net");
+    return { kp, kid: cert.x5t, cert };
+  });
   const issuer = `https://login.microsoftonline.com/${tenantId}/v2.0`;
   const jwksPath = `/${tenantId}/discovery/v2.0/keys`;
   const jwks = {
-    keys: keys.map(({ kp, kid }) => ({
+    keys: keys.map(({ kp, kid, cert }) => ({
       kty: "RSA",
       use: "sig",
       kid,
-      x5t: kid,
+      x5t: cert.x5t,
       ...publicJwk(kp),
+      x5c: cert.x5c,
       issuer,
     })),
   };
@@ -156,7 +187,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     },
     // The Entra token for the ACS Teams scopes (what MSAL returns for them), for the Teams
     // exchange: v1.0 shape, appid the client app, oid the user.
-    teamsToken({ oid, clientAppId }) {
+    teamsToken({ oid, clientAppId, claims = {} }) {
       const t = now();
       return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
         aud: "https://auth.msft.communication.azure.com",
@@ -171,6 +202,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
         sub: pairwiseSub(oid, "acs"),
         tid: tenantId,
         ver: "1.0",
+        ...claims,
       });
     },
   };
@@ -186,7 +218,8 @@ export async function startAuth0Standin({ domain }) {
   const kid = b64u(randomBytes(16)).slice(0, 22);
   const issuer = `https://${domain}/`;
   const jwksPath = "/.well-known/jwks.json";
-  const jwks = { keys: [{ kty: "RSA", use: "sig", alg: "RS256", kid, x5t: thumbprint(kp), ...publicJwk(kp) }] };
+  const { x5t, x5c } = certMembers(kp, domain);
+  const jwks = { keys: [{ kty: "RSA", use: "sig", alg: "RS256", kid, ...publicJwk(kp), x5c, x5t }] };
   const srv = await serve({
     [jwksPath]: () => jwks,
     "/.well-known/openid-configuration": () => ({
@@ -237,8 +270,8 @@ export async function startKeycloakStandin({ host, realm }) {
   const jwksPath = `/realms/${realm}/protocol/openid-connect/certs`;
   const jwks = {
     keys: [
-      { kid: encKid, kty: "RSA", alg: "RSA-OAEP", use: "enc", ...publicJwk(enc), x5t: thumbprint(enc) },
-      { kid: sigKid, kty: "RSA", alg: "RS256", use: "sig", ...publicJwk(sig), x5t: thumbprint(sig) },
+      { kid: encKid, kty: "RSA", alg: "RSA-OAEP", use: "enc", ...publicJwk(enc), ...certMembers(enc, realm, true) },
+      { kid: sigKid, kty: "RSA", alg: "RS256", use: "sig", ...publicJwk(sig), ...certMembers(sig, realm, true) },
     ],
   };
   const srv = await serve({
