@@ -12,8 +12,9 @@
 // v1.0 and Graph tokens, the api:// audience, a clock behind or ahead, a groups claim too large;
 // Auth0: the opaque token, another API's audience, iss without the slash; Keycloak: no audience
 // mapper, the /auth path, no sub) are 401 with the reason the guide names in the log; the Teams
-// exchange as the guide describes it, against the emulator's; and what the guide says about
-// changing the user claim later.
+// exchange as the guide describes it, against the emulator's; discovery from each guide's issuer
+// (its host swapped) when the key set URL is left out; and what the guide says about changing
+// the user claim later.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -305,6 +306,43 @@ describe("identity provider guides (docs/identity-providers.md)", { skip }, () =
         403, "forbidden", "Keycloak bearer");
       assert.match(e.message, /no oid claim/);
     });
+  });
+
+  // Without TOKENVEND_OIDC_JWKS_URL tokenvend reads ISSUER/.well-known/openid-configuration. Each
+  // guide's issuer, its host swapped for the stand-in's (the stand-in then issues under that
+  // host), leads to the provider's discovery path and from there to the key set.
+  describe("discovery: each guide's issuer without the key set URL", () => {
+    const started = [];
+
+    after(async () => {
+      for (const [svc, standin] of started) {
+        await svc.cleanup();
+        await standin.close();
+      }
+    });
+
+    const cases = [
+      ["entra", () => startEntraStandin(ENTRA), (idp) => idp.token({ oid: randomUUID(), clientAppId: ENTRA.webClientId })],
+      ["auth0", () => startAuth0Standin({ domain: AUTH0.domain }),
+        (idp) => idp.token({ sub: `auth0|${randomUUID()}`, audience: AUTH0.apiIdentifier, clientId: AUTH0.clientId })],
+      ["keycloak", () => startKeycloakStandin(KEYCLOAK),
+        (idp) => idp.token({ sub: randomUUID(), clientId: KEYCLOAK.clientId, aud: ["tokenvend", "account"] })],
+    ];
+    for (const [name, start, mint] of cases) {
+      test(`${name}: discovery finds the key set`, async () => {
+        const idp = await start();
+        idp.selfHosted();
+        const { TOKENVEND_OIDC_JWKS_URL: _unused, ...block } = blocks[name];
+        const issuer = hostSwap(block.TOKENVEND_OIDC_ISSUER, idp.origin);
+        assert.equal(issuer, idp.issuer, "the guide's issuer under the stand-in's host is the provider's issuer");
+        const svc = await startService({ emu, env: { ...block, TOKENVEND_OIDC_ISSUER: issuer } });
+        started.push([svc, idp]);
+        await waitReady(svc);
+        assertTokenResponse(await svc.pub("GET", "/api/token", { token: mint(idp) }), { what: `${name} through discovery` });
+        assert.ok(idp.fetches(idp.discoveryPath) >= 1, "the discovery document was read");
+        assert.ok(idp.fetches(idp.jwksPath) >= 1, "the key set was read from its jwks_uri");
+      });
+    }
   });
 
   describe("changing the user claim later (Entra: sub, then oid)", () => {

@@ -6,8 +6,10 @@
 // providers' documented ones, so a guide that gets them wrong fails the test.
 //
 // The one thing a stand-in cannot be is the provider's host: its URLs are http://127.0.0.1:PORT
-// plus the provider's path. origin() gives that origin, so a test can point a guide's key set URL
-// at it by swapping the scheme and host only (see hostSwap).
+// plus the provider's path. `origin` is that origin, so a test can point a guide's key set URL
+// at it by swapping the scheme and host only (see hostSwap). selfHosted() goes one step further
+// for discovery tests: from then on the stand-in's issuer (in its tokens and its discovery
+// document) and the jwks_uri it announces use its own origin in place of the provider's host.
 
 import { execFileSync } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
@@ -106,8 +108,11 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     const cert = certMembers(kp, "accounts.accesscontrol.windows.net");
     return { kp, kid: cert.x5t, cert };
   });
-  const issuer = `https://login.microsoftonline.com/${tenantId}/v2.0`;
+  let base = "https://login.microsoftonline.com";
+  const issuerOf = () => `${base}/${tenantId}/v2.0`;
+  const issuer = issuerOf();
   const jwksPath = `/${tenantId}/discovery/v2.0/keys`;
+  const discoveryPath = `/${tenantId}/v2.0/.well-known/openid-configuration`;
   const jwks = {
     keys: keys.map(({ kp, kid, cert }) => ({
       kty: "RSA",
@@ -121,10 +126,10 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
   };
   const srv = await serve({
     [jwksPath]: () => jwks,
-    [`/${tenantId}/v2.0/.well-known/openid-configuration`]: () => ({
-      issuer,
-      jwks_uri: `https://login.microsoftonline.com/${tenantId}/discovery/v2.0/keys`,
-      token_endpoint: `https://login.microsoftonline.com/${tenantId}/oauth2/v2.0/token`,
+    [discoveryPath]: () => ({
+      issuer: issuerOf(),
+      jwks_uri: `${base}${jwksPath}`,
+      token_endpoint: `${base}/${tenantId}/oauth2/v2.0/token`,
       id_token_signing_alg_values_supported: ["RS256"],
     }),
   });
@@ -134,8 +139,14 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
   const user = (oid) => ({ name: "Ada Lovelace", preferred_username: `ada-${oid.slice(0, 4)}@contoso.example` });
   return {
     ...srv,
-    issuer,
+    get issuer() {
+      return issuerOf();
+    },
+    selfHosted() {
+      base = srv.origin;
+    },
     jwksPath,
+    discoveryPath,
     jwks: () => jwks,
     tenantId,
     pairwiseSub,
@@ -144,7 +155,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
       const t = now();
       const payload = {
         aud: apiClientId,
-        iss: issuer,
+        iss: issuerOf(),
         iat: t,
         nbf: t,
         exp: t + 3900,
@@ -216,29 +227,37 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
 export async function startAuth0Standin({ domain }) {
   const kp = rsa();
   const kid = b64u(randomBytes(16)).slice(0, 22);
-  const issuer = `https://${domain}/`;
+  let base = `https://${domain}`;
+  const issuerOf = () => `${base}/`;
   const jwksPath = "/.well-known/jwks.json";
+  const discoveryPath = "/.well-known/openid-configuration";
   const { x5t, x5c } = certMembers(kp, domain);
   const jwks = { keys: [{ kty: "RSA", use: "sig", alg: "RS256", kid, ...publicJwk(kp), x5c, x5t }] };
   const srv = await serve({
     [jwksPath]: () => jwks,
-    "/.well-known/openid-configuration": () => ({
-      issuer,
-      jwks_uri: `https://${domain}/.well-known/jwks.json`,
+    [discoveryPath]: () => ({
+      issuer: issuerOf(),
+      jwks_uri: `${base}${jwksPath}`,
       id_token_signing_alg_values_supported: ["HS256", "RS256", "PS256"],
     }),
   });
   return {
     ...srv,
-    issuer,
+    get issuer() {
+      return issuerOf();
+    },
+    selfHosted() {
+      base = srv.origin;
+    },
     jwksPath,
+    discoveryPath,
     jwks: () => jwks,
     // aud: the API identifier (string) or, with openid, the array Auth0 sends.
     // header: extra or overriding header members (e.g. typ "at+jwt", the RFC 9068 profile).
     token({ sub, audience, clientId, openid = true, claims = {}, header = {} }) {
       const t = now();
       const payload = {
-        iss: issuer,
+        iss: issuerOf(),
         sub,
         aud: openid ? [audience, `https://${domain}/userinfo`] : audience,
         iat: t,
@@ -250,7 +269,7 @@ export async function startAuth0Standin({ domain }) {
       return signRs256(kp, { alg: "RS256", typ: "JWT", kid, ...header }, payload);
     },
     opaqueToken() {
-      const h = b64u(JSON.stringify({ alg: "dir", enc: "A256GCM", iss: issuer }));
+      const h = b64u(JSON.stringify({ alg: "dir", enc: "A256GCM", iss: issuerOf() }));
       return `${h}..${b64u(randomBytes(12))}.${b64u(randomBytes(96))}.${b64u(randomBytes(16))}`;
     },
   };
@@ -266,8 +285,10 @@ export async function startKeycloakStandin({ host, realm }) {
   const enc = rsa();
   const sigKid = b64u(randomBytes(32));
   const encKid = b64u(randomBytes(32));
-  const issuer = `https://${host}/realms/${realm}`;
+  let base = `https://${host}`;
+  const issuerOf = () => `${base}/realms/${realm}`;
   const jwksPath = `/realms/${realm}/protocol/openid-connect/certs`;
+  const discoveryPath = `/realms/${realm}/.well-known/openid-configuration`;
   const jwks = {
     keys: [
       { kid: encKid, kty: "RSA", alg: "RSA-OAEP", use: "enc", ...publicJwk(enc), ...certMembers(enc, realm, true) },
@@ -276,20 +297,26 @@ export async function startKeycloakStandin({ host, realm }) {
   };
   const srv = await serve({
     [jwksPath]: () => jwks,
-    [`/realms/${realm}/.well-known/openid-configuration`]: () => ({
-      issuer,
-      jwks_uri: `${issuer}/protocol/openid-connect/certs`,
+    [discoveryPath]: () => ({
+      issuer: issuerOf(),
+      jwks_uri: `${base}${jwksPath}`,
       id_token_signing_alg_values_supported: ["RS256", "PS256", "ES256"],
     }),
   });
   return {
     ...srv,
-    issuer,
+    get issuer() {
+      return issuerOf();
+    },
+    selfHosted() {
+      base = srv.origin;
+    },
     jwksPath,
+    discoveryPath,
     jwks: () => jwks,
     // aud: what the realm's mappers put there ("account" alone without an Audience mapper; null:
     // no aud at all, what Keycloak sends when no mapper produces one).
-    token({ sub, clientId, aud = "account", iss = issuer, claims = {} }) {
+    token({ sub, clientId, aud = "account", iss = issuerOf(), claims = {} }) {
       const t = now();
       const payload = {
         exp: t + 300,
