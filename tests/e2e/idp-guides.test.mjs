@@ -167,6 +167,8 @@ describe("identity provider guides (docs/identity-providers.md)", { skip }, () =
         header: { nonce: "Ab3dEf" },
       });
       await assertRefused(svc, graph, "wrong issuer", "a Microsoft Graph token");
+      await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { oid: undefined } }),
+        "missing or malformed user claim", "no oid (profile not asked)");
       const now = Math.floor(Date.now() / 1000);
       await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { aud: ENTRA.appIdUri } }),
         "wrong audience", "aud the api:// URI");
