@@ -90,7 +90,7 @@ async function assertRefused(svc, token, reason, what) {
   const r = await svc.pub("GET", "/api/token", { token, headers: { "x-request-id": rid } });
   assertUnauthorized(r, what);
   const want = `bearer token rejected: ${reason}`;
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 400; i++) {
     const line = svc.logs().stderr.split("\n").find((l) => l.includes(rid) && l.includes("bearer token rejected"));
     if (line) {
       assert.ok(line.includes(want), `${what}: the log says "${want}": ${line}`);
