@@ -6,14 +6,15 @@
 import { createHash, createHmac, generateKeyPairSync, sign as cryptoSign, constants } from "node:crypto";
 import { createServer } from "node:http";
 
-const b64u = (buf) => Buffer.from(buf).toString("base64url");
+export const b64u = (buf) => Buffer.from(buf).toString("base64url");
 
 function jwkOf(publicKey, extra) {
   return { ...publicKey.export({ format: "jwk" }), use: "sig", ...extra };
 }
 
-// Signs signingInput with the key of the given kind; alg names the JWS algorithm.
-function signWith(key, alg, signingInput, opts = {}) {
+// Signs signingInput with the key of the given kind; alg names the JWS algorithm. Exported for
+// lib/idp-standins.mjs, whose provider-shaped issuers sign the same way.
+export function signWith(key, alg, signingInput, opts = {}) {
   const data = Buffer.from(signingInput);
   switch (alg) {
     case "RS256":
