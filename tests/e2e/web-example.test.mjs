@@ -209,7 +209,8 @@ describe("examples/web in headless Chromium", { skip }, () => {
     try {
       await signIn(page);
       const first = await shownToken(page);
-      const cookieOf = async () => (await context.cookies(svc.publicUrl)).find((c) => c.name === "tv_refresh");
+      // Path=/api/session: asked for by that URL (HttpOnly cookies are visible to the test, not the page).
+      const cookieOf = async () => (await context.cookies(`${svc.publicUrl}/api/session/refresh`)).find((c) => c.name === "tv_refresh");
       const c1 = await cookieOf();
       assert.ok(c1, "the login left a tv_refresh cookie");
       assert.equal(c1.httpOnly, true);
