@@ -17,6 +17,13 @@ function timeOf(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+// A time of day, with the day when it is not today.
+function whenOf(ms) {
+  const d = new Date(ms);
+  if (d.toDateString() === new Date().toDateString()) return timeOf(ms);
+  return d.toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" });
+}
+
 function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s} s`;
@@ -115,7 +122,7 @@ function renderSession() {
     text = "your identity provider's token" + (s.expiresAt ? `, valid until ${timeOf(s.expiresAt)}` : "");
   } else if (s.renewable) {
     text = `local account; session token until ${timeOf(s.expiresAt)}, renewed automatically ` +
-      `(refresh cookie valid until ${timeOf(s.renewExpiresAt)} if unused)`;
+      `(the refresh cookie lasts until ${whenOf(s.renewExpiresAt)} if unused)`;
   } else {
     text = `local account; session token until ${timeOf(s.expiresAt)}; renewal not available: sign in again then`;
   }

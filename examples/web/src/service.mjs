@@ -255,7 +255,7 @@ export class Tokenvend {
       await this.renew("page opened: the refresh cookie from the last sign-in");
       return true;
     } catch (err) {
-      rememberRenewable(false);
+      // A service that cannot be reached now may still honour the cookie later.
       if (err instanceof SessionEnded) return false;
       throw err;
     }
