@@ -2,7 +2,7 @@
 // tokenvend serve and acs-emulator, as a person would use it: a wrong password says so; sign in,
 // a token appears and is valid at the emulator; with 16-second emulator tokens the SDK's
 // credential refreshes on its own (every ~8 s: half the life of a short token) and the page's log
-// shows it; "Sign out everywhere" makes the shown token invalid at the emulator and a new one
+// shows it; an OIDC app's own bearer token works the same way; "Sign out everywhere" makes the shown token invalid at the emulator and a new one
 // appears; "Delete my identity" removes the mapping; the page served from an origin not in
 // cors_origins is refused by the browser and says why. Session renewal and logout (the refresh
 // cookie) run in their own test, skipped only while the service answers 404 to
@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { startEmulator } from "./lib/emulator.mjs";
+import { startJwksServer } from "./lib/jwks-server.mjs";
 import { freePorts, httpRequest, serveSkipReason, startService } from "./lib/service.mjs";
 import { show } from "./lib/service-checks.mjs";
 import { ensureBundle, launchChromium, requireChromium, startExampleServer } from "./lib/web.mjs";
@@ -26,6 +27,7 @@ const WAIT_MS = 45_000;
 
 describe("examples/web in headless Chromium", { skip }, () => {
   let emu;
+  let jwks;
   let svc;
   let page0; // the example on its allowed origin
   let stranger; // the same page on an origin not in cors_origins
@@ -37,10 +39,12 @@ describe("examples/web in headless Chromium", { skip }, () => {
     requireChromium();
     ensureBundle();
     emu = await startEmulator(["--token-ttl-seconds", String(TOKEN_TTL_S)]);
+    jwks = await startJwksServer();
     // The page's origin goes into cors_origins, so its port is chosen first.
     const [port] = await freePorts(1);
     svc = await startService({
       emu,
+      jwks,
       localAccounts: true,
       env: { TOKENVEND_CORS_ORIGINS: `http://127.0.0.1:${port}` },
     });
@@ -58,6 +62,7 @@ describe("examples/web in headless Chromium", { skip }, () => {
     await stranger?.stop();
     await svc?.cleanup();
     await emu?.stop();
+    await jwks?.close();
   });
 
   // A fresh browser context (no cookies, no storage) on the page at url, with the page's console
@@ -194,6 +199,25 @@ describe("examples/web in headless Chromium", { skip }, () => {
       assert.ok(preflights.length > 0 && preflights.every((r) => r.status === 403),
         `login preflights answered 403: ${JSON.stringify(seen)}`);
       assert.equal(seen.filter((r) => r.method !== "OPTIONS").length, 0, `no login was sent: ${JSON.stringify(seen)}`);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("an OIDC app's own bearer token, pasted: a token for that subject", async () => {
+    const { context, page } = await openPage(page0.url);
+    try {
+      await page.click("#oidc summary");
+      assert.match(await page.textContent("#oidc pre"), /Authorization: `Bearer \$\{bearer\}`/);
+      await page.fill("#bearer", jwks.token("web-oidc-user"));
+      await page.click("#use-bearer");
+      const token = await shownToken(page);
+      const v = await emu.validate(token);
+      assert.equal(v.valid, true, JSON.stringify(v));
+      const m = await svc.int("GET", "/internal/users/web-oidc-user", { key: apiKey });
+      assert.equal(m.status, 200, show(m));
+      assert.equal(m.json.acsUserIdentity, v.identity, "the token is the OIDC subject's identity");
+      assert.equal(await page.textContent("#user"), "web-oidc-user");
     } finally {
       await context.close();
     }
