@@ -286,8 +286,31 @@ check_second() {
     stop_run
 }
 
+# npm failing (a stand-in that exits 1 first on PATH): the run says so, names its log, and goes
+# on without the page: tokenvend serves, with no CORS origin set for it.
+check_no_npm() {
+    local r h
+    mkdir -p "$tmp/nonpm"
+    printf '#!/bin/sh\necho "npm stand-in: failing on purpose" >&2\nexit 1\n' >"$tmp/nonpm/npm"
+    chmod +x "$tmp/nonpm/npm"
+    PATH=$tmp/nonpm:$PATH start_run nonpm ""
+    check "npm failing: the run still starts" $? "$(tail -n 20 "$out")"
+    check "npm failing: says the example is not available and names its log" \
+        $(grep -Fq "== the browser example is not available: npm failed (log: $tmp/nonpm/example-build.log)" "$out" &&
+            grep -q 'failing on purpose' "$tmp/nonpm/example-build.log"; echo $?) "$(head -n 5 "$out")"
+    check "npm failing: no example address printed" $(! grep -q '== the browser example: open' "$out"; echo $?) \
+        "$(grep 'browser example' "$out")"
+    r=$(http POST "http://127.0.0.1:$int_port/internal/users/alice/token" '{}' "$(cat "$tmp/nonpm/demo-api-key")")
+    check "npm failing: tokenvend serves tokens all the same" $([[ $r == 200\ *'"token":"'* ]]; echo $?) "$r"
+    h=$(headers "http://127.0.0.1:$pub_port/healthz" "http://127.0.0.1:$web_port")
+    check "npm failing: no CORS origin set for a page that is not there" \
+        $([ -z "$(sed -n 2p <<<"$h")" ]; echo $?) "$h"
+    stop_run
+}
+
 check_repeat
 check_second
+check_no_npm
 check_run access-key "" '^== mode: access key' ""
 check_run client-secret 1 '^== mode: keyless, Microsoft Entra ID \(client-secret\)' token
 check_run managed-identity managed-identity '^== mode: keyless, Microsoft Entra ID \(managed-identity\)' msi
