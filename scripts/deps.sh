@@ -16,7 +16,9 @@ build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev li
 # haproxy: tests/e2e/compose-lb.test.mjs runs compose.replicas.yaml's balancer configuration.
 # sqlite3: tests/e2e/backup.test.mjs checks a restored backup with PRAGMA integrity_check;
 #   tests/reliability/crash.mjs reads the emulator's database and checks tokenvend's.
-test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3)
+# chromium: tests/e2e/web-example.test.mjs drives the browser example (examples/web) in Debian's
+#   headless Chromium through playwright-core, which downloads no browser of its own.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3 chromium)
 bench_pkgs=(wrk)
 
 case "$what" in

@@ -12,6 +12,11 @@
 #   KEYLESS=managed-identity     IDENTITY_ENDPOINT + IDENTITY_HEADER (as Container Apps sets them)
 # Unset, empty or 0: the access key (connection string), as before.
 #
+# The browser example (examples/web) is built with npm (its output in data/example-build.log; when
+# npm fails the run says so and goes on without it) and served by examples/web/serve.mjs on
+# 127.0.0.1:EXAMPLE_PORT (default 8082); tokenvend then runs with TOKENVEND_CORS_ORIGINS set to
+# that origin, so the page may call it.
+#
 # RUN_BUILD=1 (as `make run` sets it) first builds the two binaries with make, its output kept in
 # data/build.log and shown only when the build fails, so the screen shows the demo, not the
 # compiler. A lock on data/run.lock, held by this script and the programs it starts, keeps a
@@ -25,6 +30,7 @@ emu_port=${ACS_EMULATOR_PORT:-8090}
 entra_port=${ENTRA_PORT:-8091}
 public=${TOKENVEND_PUBLIC_ADDR:-127.0.0.1:8080}
 internal=${TOKENVEND_INTERNAL_ADDR:-127.0.0.1:8081}
+example_port=${EXAMPLE_PORT:-8082}
 data=${RUN_DATA:-data}
 demo_user=demo
 demo_password=${DEMO_PASSWORD:-demo-password}
@@ -55,7 +61,7 @@ if ! flock -n 9; then
     other=$(head -c 32 "$data/run.lock" | tr -cd '0-9')
     echo "make run: another run (pid ${other:-unknown}) is using $data; stop it first (Ctrl-C in its" >&2
     echo "terminal, or kill ${other:-its pid}), or start this one with another RUN_DATA and other ports" >&2
-    echo "(ACS_EMULATOR_PORT, ENTRA_PORT, TOKENVEND_PUBLIC_ADDR, TOKENVEND_INTERNAL_ADDR). Nothing was changed." >&2
+    echo "(ACS_EMULATOR_PORT, ENTRA_PORT, TOKENVEND_PUBLIC_ADDR, TOKENVEND_INTERNAL_ADDR, EXAMPLE_PORT). Nothing was changed." >&2
     exit 1
 fi
 printf '%s\n' "$$" >"$data/run.lock"
@@ -69,6 +75,19 @@ if [ "${RUN_BUILD:-}" = 1 ]; then
         exit 1
     fi
     echo "== built $BUILD/bin/tokenvend and $BUILD/bin/acs-emulator (log: $data/build.log)"
+fi
+
+# The example page's bundle: npm ci only when the lock is newer than the installed tree (as
+# scripts/run-tests.sh does for tests/e2e), then esbuild. Quiet, like the build above.
+example=
+if ! command -v npm >/dev/null 2>&1; then
+    echo "== the browser example is not available: npm is not installed" >&2
+elif (cd examples/web &&
+    { { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; } ||
+        npm ci --no-audit --no-fund --loglevel=error; } && npm run build) >"$data/example-build.log" 2>&1; then
+    example=built
+else
+    echo "== the browser example is not available: npm failed (log: $data/example-build.log); going on without it" >&2
 fi
 
 pids=()
@@ -144,6 +163,22 @@ managed-identity)
     ;;
 esac
 export TOKENVEND_DB=$data/tokenvend.db TOKENVEND_LOCAL_ACCOUNTS=on
+
+# The example page on its own loopback port; it learns the service's address from --api (a
+# wildcard listen address is reached through loopback).
+example_origin=http://127.0.0.1:$example_port
+if [ -n "$example" ]; then
+    : >"$data/example.out"
+    node examples/web/serve.mjs --api "http://${public/#0.0.0.0:/127.0.0.1:}" --port "$example_port" \
+        >"$data/example.out" 2>"$data/example.log" &
+    pids+=($!)
+    if wait_for "$data/example.out" $!; then
+        export TOKENVEND_CORS_ORIGINS=${TOKENVEND_CORS_ORIGINS:+$TOKENVEND_CORS_ORIGINS,}$example_origin
+    else
+        echo "== the browser example is not available: serve.mjs failed to start (log: $data/example.log)" >&2
+        example=
+    fi
+fi
 export TOKENVEND_PUBLIC_ADDR=$public TOKENVEND_INTERNAL_ADDR=$internal
 
 echo "== acs-emulator listens on 127.0.0.1:$emu_port (log: $data/emulator.log)"
@@ -199,6 +234,14 @@ key_id=$(sed -n 's/^tvk_\([0-9a-f]*\)_.*/\1/p' "$key_file")
 cat <<EOT
 == tokenvend serves the public API on http://$public and the internal API on http://$internal
    (log: $data/tokenvend.log, database: $data/tokenvend.db)
+EOT
+if [ -n "$example" ]; then
+    cat <<EOT
+== the browser example: open $example_origin/ and sign in as $demo_user / $demo_password
+   (examples/web; TOKENVEND_CORS_ORIGINS=$TOKENVEND_CORS_ORIGINS; log: $data/example.log)
+EOT
+fi
+cat <<EOT
 == demo API key $key_id ($key_state; kept in $key_file, reused by the next run)
 
 Fetch an ACS token as the demo user ($demo_user / $demo_password), then ask the emulator whether

@@ -6,7 +6,9 @@
 # the internal API with the API key it kept, and stop everything on SIGTERM. `make run` twice on
 # one data directory: quiet (no compiler lines, no whole JWT), the same demo API key, and every
 # command it prints works as printed; a second run while the first serves is refused and leaves
-# the first one's files alone. Ends with
+# the first one's files alone. The browser example: its address printed with the demo account,
+# the page served by serve.mjs on EXAMPLE_PORT, tokenvend's CORS answer naming its origin, and
+# serve.mjs stopped with the rest. Ends with
 # "N passed, N failed"; exits non-zero on any failure.
 set -u
 
@@ -31,13 +33,13 @@ stop_run() {
 }
 trap 'stop_run; cleanup' EXIT
 
-# Four distinct free loopback ports (bound together, then released).
+# Five distinct free loopback ports (bound together, then released).
 free_ports() {
     node -e '
         const net = require("net");
         const servers = [];
         (async () => {
-            for (let i = 0; i < 4; i++) {
+            for (let i = 0; i < 5; i++) {
                 const s = net.createServer();
                 await new Promise((res) => s.listen(0, "127.0.0.1", res));
                 servers.push(s);
@@ -63,11 +65,11 @@ http() {
 # start_run NAME KEYLESS : starts scripts/run.sh in the background; waits for its last line.
 start_run() {
     local name=$1 keyless=$2
-    read -r emu_port entra_port pub_port int_port <<<"$(free_ports)"
+    read -r emu_port entra_port pub_port int_port web_port <<<"$(free_ports)"
     out=$tmp/$name.out
     KEYLESS=$keyless RUN_DATA=$tmp/$name ACS_EMULATOR_PORT=$emu_port ENTRA_PORT=$entra_port \
         TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub_port TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port \
-        BUILD=$BUILD scripts/run.sh >"$out" 2>&1 &
+        EXAMPLE_PORT=$web_port BUILD=$BUILD scripts/run.sh >"$out" 2>&1 &
     run_pid=$!
     for _ in $(seq 1 240); do
         grep -q '^Press Ctrl-C' "$out" && return 0
@@ -109,6 +111,7 @@ check_run() {
         check "$name: the emulator refuses the access key (--entra-only)" \
             $(grep -q acs_denied "$tmp/$name.hmac"; echo $?) "$(cat "$tmp/$name.hmac")"
     fi
+    check_example "$name"
     check "$name: the data directory is the user's alone (0700)" \
         $([ "$(stat -c %a "$tmp/$name")" = 700 ]; echo $?) "$(stat -c %a "$tmp/$name")"
     stop_run
@@ -120,6 +123,43 @@ check_run() {
         r=$(http GET "http://127.0.0.1:$entra_port/entra/requests")
         check "$name: SIGTERM stops the stand-in" $([[ $r == 000\ * ]]; echo $?) "$r"
     fi
+    r=$(http GET "http://127.0.0.1:$web_port/")
+    check "$name: SIGTERM stops the example's server" $([[ $r == 000\ * ]]; echo $?) "$r"
+}
+
+# headers URL ORIGIN : prints "STATUS" then the answer's Access-Control-Allow-Origin and
+# Content-Security-Policy (empty lines when absent), for a GET sent with that Origin.
+headers() {
+    node -e '
+        const [url, origin] = process.argv.slice(1);
+        fetch(url, {headers: origin ? {origin} : {}})
+            .then(r => process.stdout.write([r.status, r.headers.get("access-control-allow-origin") || "",
+                r.headers.get("content-security-policy") || ""].join("\n")))
+            .catch(e => { process.stdout.write("000 " + String(e)); });
+    ' "$1" "${2:-}"
+}
+
+# check_example NAME : the run printed the example's address with the demo account, serve.mjs
+# serves the page and its bundle on it, and tokenvend answers that origin with CORS (and no
+# other).
+check_example() {
+    local name=$1 origin="http://127.0.0.1:$web_port" r h
+    check "$name: prints the browser example's address and the demo account" \
+        $(grep -Fq "== the browser example: open $origin/ and sign in as demo / " "$out"; echo $?) \
+        "$(grep -A1 'browser example' "$out")"
+    r=$(http GET "$origin/")
+    check "$name: the example page is served" \
+        $([[ $r == 200\ *'<script type="module" src="dist/app.js">'* ]]; echo $?) "${r:0:300}"
+    r=$(http GET "$origin/dist/app.js")
+    check "$name: its bundle is served" $([[ $r == 200\ *tokenRefresher* ]]; echo $?) "${r:0:200}"
+    r=$(http GET "$origin/config.json")
+    check "$name: config.json names the service" \
+        $([[ $r == "200 {\"api\":\"http://127.0.0.1:$pub_port\"}"* ]]; echo $?) "$r"
+    h=$(headers "http://127.0.0.1:$pub_port/healthz" "$origin")
+    check "$name: tokenvend answers the example's origin with CORS" \
+        $([ "$(sed -n 2p <<<"$h")" = "$origin" ]; echo $?) "$h"
+    h=$(headers "http://127.0.0.1:$pub_port/healthz" "http://127.0.0.1:1")
+    check "$name: and no other origin" $([ -z "$(sed -n 2p <<<"$h")" ]; echo $?) "$h"
 }
 
 # run_cmds OUT LOG : runs every command the run printed in OUT (the indented jwt=, token= and
@@ -151,7 +191,8 @@ make_run() {
     rm -f "$tmp/b/obj/src/main.o"
     env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS RUN_DATA=$rundata ACS_EMULATOR_PORT=$emu_port \
         ENTRA_PORT=$entra_port TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub_port \
-        TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port setsid make --no-print-directory run BUILD="$tmp/b" \
+        TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port EXAMPLE_PORT=$web_port \
+        setsid make --no-print-directory run BUILD="$tmp/b" \
         >"$out" 2>&1 &
     run_pid=$!
     run_group=1
@@ -169,7 +210,7 @@ check_repeat() {
     local i ids=() jwt_re='[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}'
     # The same ports both times, as `make run` has by default: the mappings of the first run
     # belong to the emulator's address (resource), which a new port would change.
-    read -r emu_port entra_port pub_port int_port <<<"$(free_ports)"
+    read -r emu_port entra_port pub_port int_port web_port <<<"$(free_ports)"
     for i in 1 2; do
         make_run "repeat$i" "$tmp/repeat"
         check "make run #$i: starts and prints its instructions" $? "$(tail -n 20 "$out")"
@@ -209,10 +250,10 @@ check_second() {
     first_pid=$run_pid first_pub=$pub_port first_int=$int_port
     before=$(cd "$tmp/first" && ls -1; sha256sum emulator.out emulator.log \
         admin.log demo-api-key demo-api-key.header run.lock 2>&1)
-    read -r emu_port entra_port pub_port int_port <<<"$(free_ports)"
+    read -r emu_port entra_port pub_port int_port web_port <<<"$(free_ports)"
     RUN_DATA=$tmp/first ACS_EMULATOR_PORT=$emu_port ENTRA_PORT=$entra_port \
         TOKENVEND_PUBLIC_ADDR=127.0.0.1:$pub_port TOKENVEND_INTERNAL_ADDR=127.0.0.1:$int_port \
-        BUILD=$BUILD scripts/run.sh >"$tmp/second.out" 2>&1 &
+        EXAMPLE_PORT=$web_port BUILD=$BUILD scripts/run.sh >"$tmp/second.out" 2>&1 &
     second_pid=$!
     for _ in $(seq 1 240); do
         kill -0 "$second_pid" 2>/dev/null || break
@@ -245,8 +286,31 @@ check_second() {
     stop_run
 }
 
+# npm failing (a stand-in that exits 1 first on PATH): the run says so, names its log, and goes
+# on without the page: tokenvend serves, with no CORS origin set for it.
+check_no_npm() {
+    local r h
+    mkdir -p "$tmp/nonpm"
+    printf '#!/bin/sh\necho "npm stand-in: failing on purpose" >&2\nexit 1\n' >"$tmp/nonpm/npm"
+    chmod +x "$tmp/nonpm/npm"
+    PATH=$tmp/nonpm:$PATH start_run nonpm ""
+    check "npm failing: the run still starts" $? "$(tail -n 20 "$out")"
+    check "npm failing: says the example is not available and names its log" \
+        $(grep -Fq "== the browser example is not available: npm failed (log: $tmp/nonpm/example-build.log)" "$out" &&
+            grep -q 'failing on purpose' "$tmp/nonpm/example-build.log"; echo $?) "$(head -n 5 "$out")"
+    check "npm failing: no example address printed" $(! grep -q '== the browser example: open' "$out"; echo $?) \
+        "$(grep 'browser example' "$out")"
+    r=$(http POST "http://127.0.0.1:$int_port/internal/users/alice/token" '{}' "$(cat "$tmp/nonpm/demo-api-key")")
+    check "npm failing: tokenvend serves tokens all the same" $([[ $r == 200\ *'"token":"'* ]]; echo $?) "$r"
+    h=$(headers "http://127.0.0.1:$pub_port/healthz" "http://127.0.0.1:$web_port")
+    check "npm failing: no CORS origin set for a page that is not there" \
+        $([ -z "$(sed -n 2p <<<"$h")" ]; echo $?) "$h"
+    stop_run
+}
+
 check_repeat
 check_second
+check_no_npm
 check_run access-key "" '^== mode: access key' ""
 check_run client-secret 1 '^== mode: keyless, Microsoft Entra ID \(client-secret\)' token
 check_run managed-identity managed-identity '^== mode: keyless, Microsoft Entra ID \(managed-identity\)' msi
