@@ -153,7 +153,8 @@ struct MHD_Response *http_resp_build(struct http_req *req, int status, const cha
         MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
         if (req->cors_origin[0]) {
             MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
-            MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+            MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                    "X-Request-Id, Retry-After");
             /* A listed origin may send credentials (the session refresh cookie); "*" never can,
              * browsers refuse credentials with a wildcard. */
             if (strcmp(req->cors_origin, "*") != 0)
