@@ -64,16 +64,26 @@ run_shell() {
 # own servers and timers, so two share 2 cores well and the e2e pass takes about half the time
 # (CI's 30-minute budget). Every suite starts its own servers on free ports and shares nothing.
 run_node_tests() {
-    local name=$1 out=$log_dir/$1.log rc p f
+    local name=$1 rc
     shift
+    node_tests_cmd "$@" 2>&1 | tee "$log_dir/$name.log"
+    rc=${PIPESTATUS[0]}
+    node_tests_count "$name" "$rc"
+}
+
+# node_tests_cmd ENV... FILE...: the node --test run itself, in tests/e2e.
+node_tests_cmd() {
     local envs=()
     while [ $# -gt 0 ] && [[ $1 == *=* ]]; do
         envs+=("$1")
         shift
     done
-    (cd tests/e2e && env "${envs[@]}" timeout "$per_test_timeout" node --test --test-concurrency="${TV_E2E_JOBS:-2}" "$@" 2>&1) |
-        tee "$out"
-    rc=${PIPESTATUS[0]}
+    (cd tests/e2e && env "${envs[@]}" timeout "$per_test_timeout" node --test --test-concurrency="${TV_E2E_JOBS:-2}" "$@")
+}
+
+# node_tests_count NAME EXIT-STATUS: adds the counts of node's summary in NAME's log.
+node_tests_count() {
+    local name=$1 rc=$2 out=$log_dir/$1.log p f
     p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$out" | tail -n 1)
     f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$out" | tail -n 1)
     p=${p:-0}
@@ -131,6 +141,20 @@ run_e2e() {
     # file, tests/e2e/lib/service.mjs), except those about HTTP framing alone. TV_E2E_PG=0 skips
     # this pass (make asan: the PostgreSQL store code runs under the sanitizers in the store
     # suites).
+    # The short versions of the reliability runs (tests/reliability; the long ones: make
+    # reliability): one file of four tests in a row, so it runs beside the PostgreSQL pass instead
+    # of after it (it starts its own servers on free ports, as every suite does); its output
+    # follows that pass's.
+    local rel_pid="" rel_rc
+    if [ "${TV_E2E_SANITIZED:-0}" = 1 ]; then
+        echo "== skipped under the sanitizers: ../reliability/reliability.test.mjs ($(sanitized_skip_reason ../reliability/reliability.test.mjs))"
+    elif [ "${TV_E2E_PG:-1}" != 0 ]; then
+        node_tests_cmd ../reliability/reliability.test.mjs >"$log_dir/reliability.log" 2>&1 &
+        rel_pid=$!
+    else
+        echo "== tests/reliability (short versions)"
+        run_node_tests reliability ../reliability/reliability.test.mjs
+    fi
     if [ "${TV_E2E_PG:-1}" != 0 ]; then
         echo "== tests/e2e service suites on PostgreSQL (TV_TEST_STORE=pg)"
         local files=()
@@ -142,12 +166,12 @@ run_e2e() {
         done
         run_node_tests e2e-pg TV_TEST_STORE=pg "${files[@]}"
     fi
-    # The short versions of the reliability runs (tests/reliability; the long ones: make reliability).
-    if [ "${TV_E2E_SANITIZED:-0}" = 1 ]; then
-        echo "== skipped under the sanitizers: ../reliability/reliability.test.mjs ($(sanitized_skip_reason ../reliability/reliability.test.mjs))"
-    else
-        echo "== tests/reliability (short versions)"
-        run_node_tests reliability ../reliability/reliability.test.mjs
+    if [ -n "$rel_pid" ]; then
+        wait "$rel_pid"
+        rel_rc=$?
+        echo "== tests/reliability (short versions, run beside the PostgreSQL pass)"
+        cat "$log_dir/reliability.log"
+        node_tests_count reliability "$rel_rc"
     fi
 }
 
