@@ -89,6 +89,9 @@ TSAN_SUITES := integration/test_http_server integration/test_http_wipe integrati
                integration/test_upstream_budget unit/test_store_budget integration/test_credcheck
 TSAN_BIN := $(TSAN_SUITES:%=$(BUILD)/tests/%)
 TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
+# make lint runs clang-tidy and cppcheck on every core (scripts/tidy.sh keeps the report in file
+# order, as one serial run would print it).
+LINT_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Every public header and every module-internal one must compile on its own, and have an include
 # guard (it is included twice in a row, and the guard is looked for).
@@ -137,8 +140,9 @@ check-hardening: $(BINS)
 lint: $(BINS) check-src
 	@scripts/service-graph.sh $(BUILD) >$(BUILD)/service-graph.txt || \
 	    { cat $(BUILD)/service-graph.txt; exit 1; }; tail -n 1 $(BUILD)/service-graph.txt
-	clang-tidy --quiet $(LIB_SRC) $(EMU_SRC) src/main.c src/emulator/main.c -- $(CFLAGS) 2>/dev/null
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	@scripts/tidy.sh $(LINT_JOBS) $(LIB_SRC) $(EMU_SRC) src/main.c src/emulator/main.c -- $(CFLAGS)
+	@echo "clang-tidy: $(words $(LIB_SRC) $(EMU_SRC) src/main.c src/emulator/main.c) files, $(LINT_JOBS) at a time"
+	cppcheck -j $(LINT_JOBS) --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -Iinclude src
 endif
 
@@ -146,7 +150,7 @@ help:
 	@echo "make            build $(BINS)"
 	@echo "make test       build and run every test (unit, integration, cli, e2e)"
 	@echo "make run        start acs-emulator and tokenvend on loopback with a demo account"
-	@echo "make asan       the whole suite under AddressSanitizer + UBSan"
+	@echo "make asan       the suite under AddressSanitizer + UBSan (less the waiting-bound e2e suites named in scripts/run-tests.sh)"
 	@echo "make tsan       the threaded suites under ThreadSanitizer (build-tsan/)"
 	@echo "make hdr-check  every header compiles on its own"
 	@echo "make check-src  the banned-call check (scripts/check-src.sh; also part of lint)"
@@ -234,7 +238,8 @@ $(BUILD)/tests/unit/test_emulator_%: $(BUILD)/obj/tests/unit/test_emulator_%.o $
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 asan:
-	@TV_E2E_PG=0 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" SANITIZE=address,undefined test
+	@TV_E2E_PG=0 TV_E2E_SANITIZED=1 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	    SANITIZE=address,undefined test
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SANITIZE=thread tsan-run
 

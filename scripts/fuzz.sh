@@ -5,6 +5,7 @@
 # Env: BUILD (outputs in $BUILD-fuzz), FUZZ_SECONDS, FUZZ_MAX_LEN (8192), FUZZ_ONLY (one name),
 #      FUZZ_TOTAL_SECONDS: a budget for the whole run instead, split evenly among the harnesses
 #      (at least 1 s each), so adding a harness does not lengthen CI's fuzz step.
+#      FUZZ_JOBS: harnesses built and run at a time (default: one per core).
 #      FUZZ_MERGE=1: afterwards, minimize (-merge=1) the run's corpus together with the committed
 #      one into tests/fuzz/corpus/<harness>/ (how the committed corpora are refreshed).
 # Corpora: each harness starts from the seeds below, the committed corpus in
@@ -100,11 +101,10 @@ seed() {
     esac
 }
 
-status=0
-mkdir -p "$out"
-for src in tests/fuzz/fuzz_*.c; do
-    name=$(basename "$src" .c)
-    [ -z "$only" ] || [ "$only" = "$name" ] || continue
+# build_one NAME: compiles tests/fuzz/NAME.c with its sources into $out/NAME; its compiler output
+# goes to $out/NAME.build.log.
+build_one() {
+    local name=$1 src=tests/fuzz/$1.c deps c
     deps=$(sed -n 's/.*fuzz-sources:[[:space:]]*\(.*\)$/\1/p' "$src" | head -n1)
     deps=${deps%%\*/}
     [ -n "$deps" ] || deps="$(ls src/acs/*.c)"
@@ -113,27 +113,25 @@ for src in tests/fuzz/fuzz_*.c; do
     for c in src/core/*.c; do
         case " $deps " in *" $c "*) ;; *) deps="$deps $c" ;; esac
     done
-    echo "== build $out/$name"
     # shellcheck disable=SC2086
-    if ! "$CLANG" $cflags -o "$out/$name" "$src" $deps $libs; then
-        echo "fuzz: $name: build failed" >&2
-        status=1
-        continue
-    fi
-    corpus=$out/corpus/$name
-    mkdir -p "$corpus" "$out/artifacts"
+    "$CLANG" $cflags -o "$out/$name" "$src" $deps $libs >"$out/$name.build.log" 2>&1
+}
+
+# run_one NAME: seeds and runs one built harness; its report goes to $out/NAME.report, printed by
+# the caller in harness order.
+run_one() {
+    local name=$1 corpus=$out/corpus/$1 committed=tests/fuzz/corpus/$1 merged
+    exec >"$out/$name.report" 2>&1
+    mkdir -p "$corpus" "$committed"
     seed "$name" "$corpus"
-    committed=tests/fuzz/corpus/$name
-    mkdir -p "$committed"
     echo "== run $name for ${seconds}s ($(find "$committed" -type f | wc -l) committed corpus entries)"
     # stdin is /dev/null: a harness that reads a file the input names (fuzz_config) must never
     # wait on a terminal or a pipe.
     if ! "$out/$name" -max_len="$max_len" -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$out/artifacts/$name-" "$corpus" "$committed" >"$out/$name.log" 2>&1 </dev/null; then
-        echo "fuzz: $name FAILED; reproducer in $out/artifacts/, log $out/$name.log:" >&2
-        tail -n 40 "$out/$name.log" >&2
-        status=1
-        continue
+        echo "fuzz: $name FAILED; reproducer in $out/artifacts/, log $out/$name.log:"
+        tail -n 40 "$out/$name.log"
+        return 1
     fi
     grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb|^Done [0-9]+ runs' "$out/$name.log" |
         sed "s/^/   $name /"
@@ -145,5 +143,60 @@ for src in tests/fuzz/fuzz_*.c; do
         echo "   $name: merged into $committed: $(find "$committed" -type f | wc -l) entries"
     fi
     echo "   $name: ${seconds}s, $(find "$corpus" -type f | wc -l) corpus entries, no crash"
+}
+
+# each_parallel FUNCTION NAME...: FUNCTION NAME for every NAME, $jobs at a time; prints the names
+# whose run failed.
+each_parallel() {
+    local fn=$1 name i=0 running=0
+    shift
+    local names=("$@") pids=()
+    for name in "${names[@]}"; do
+        if [ "$running" -ge "$jobs" ]; then
+            wait -n || true # bash keeps each status for the wait on its pid below
+            running=$((running - 1))
+        fi
+        "$fn" "$name" &
+        pids[i++]=$!
+        running=$((running + 1))
+    done
+    for i in "${!names[@]}"; do
+        wait "${pids[$i]}" || echo "${names[$i]}"
+    done
+}
+
+# The harnesses build, then run, $jobs at a time (FUZZ_JOBS, default one per core): each run is a
+# single process with its own time budget, so running two at once on two cores gives each the
+# same seconds of fuzzing as running them one after another did, in half the wall time.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+status=0
+mkdir -p "$out" "$out/artifacts"
+names=()
+for src in tests/fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
+    [ -z "$only" ] || [ "$only" = "$name" ] || continue
+    names+=("$name")
+done
+echo "== build ${names[*]} ($jobs at a time, in $out/)"
+broken=$(each_parallel build_one "${names[@]}")
+built=()
+for name in "${names[@]}"; do
+    if grep -qx "$name" <<<"$broken"; then
+        cat "$out/$name.build.log" >&2
+        echo "fuzz: $name: build failed" >&2
+        status=1
+    else
+        built+=("$name")
+    fi
+done
+[ ${#built[@]} -gt 0 ] || exit 1
+failed_runs=$(each_parallel run_one "${built[@]}")
+for name in "${built[@]}"; do
+    if grep -qx "$name" <<<"$failed_runs"; then
+        cat "$out/$name.report" >&2
+        status=1
+    else
+        cat "$out/$name.report"
+    fi
 done
 exit $status

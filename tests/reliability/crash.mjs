@@ -323,7 +323,7 @@ function newMode() {
 }
 
 // Runs `rounds` rounds of load + SIGKILL + restart + checks on one service of its own.
-async function runMode(emu, emuDb, res, { customOn, rounds, mutate, log }) {
+async function runMode(emu, emuDb, res, { customOn, rounds, mutate, log, acsDeadlineMs }) {
   const book = newBook();
   const hostPort = new URL(emu.endpoint).host;
   const before = new Set(emulatorIdentities(emuDb).keys());
@@ -338,6 +338,13 @@ async function runMode(emu, emuDb, res, { customOn, rounds, mutate, log }) {
         TOKENVEND_OUTBOX_INTERVAL_MS: "200",
         TOKENVEND_OUTBOX_BACKOFF_MAX_MS: "1000",
         TOKENVEND_ACS_MAX_RETRIES: "0",
+        // The ACS deadline sets how long a killed process's leases (its in-flight deletes) and
+        // create claims hold others off: the short runs set it lower to wait less, same checks.
+        // (an attempt's timeout may not exceed the deadline: both are set).
+        ...(acsDeadlineMs ? {
+          TOKENVEND_ACS_DEADLINE_MS: String(acsDeadlineMs),
+          TOKENVEND_ACS_ATTEMPT_TIMEOUT_MS: String(acsDeadlineMs),
+        } : {}),
       },
     });
     const { key } = await svc.createApiKey("crash");
@@ -375,7 +382,8 @@ async function runMode(emu, emuDb, res, { customOn, rounds, mutate, log }) {
 }
 
 // Runs rounds of load + SIGKILL + restart + checks. Resolves to the figures and a markdown section.
-export async function run({ store = "sqlite", rounds = 3, log = () => {}, mutate = "" } = {}) {
+// acsDeadlineMs: TOKENVEND_ACS_DEADLINE_MS for the service (default: the service's own, 30 s).
+export async function run({ store = "sqlite", rounds = 3, log = () => {}, mutate = "", acsDeadlineMs = 0 } = {}) {
   const started = nowUtc();
   if (store === "pg") process.env.TV_TEST_STORE = "pg";
   else delete process.env.TV_TEST_STORE;
@@ -389,8 +397,8 @@ export async function run({ store = "sqlite", rounds = 3, log = () => {}, mutate
   // A quarter of the rounds (at least one when there are two or more) with acs_custom_id off.
   const offRounds = rounds >= 2 ? Math.max(1, Math.floor(rounds / 4)) : 0;
   try {
-    await runMode(emu, emuDb, res, { customOn: true, rounds: rounds - offRounds, mutate, log });
-    if (offRounds > 0) await runMode(emu, emuDb, res, { customOn: false, rounds: offRounds, mutate, log });
+    await runMode(emu, emuDb, res, { customOn: true, rounds: rounds - offRounds, mutate, log, acsDeadlineMs });
+    if (offRounds > 0) await runMode(emu, emuDb, res, { customOn: false, rounds: offRounds, mutate, log, acsDeadlineMs });
   } finally {
     await emu.stop();
     rmSync(dir, { recursive: true, force: true });
