@@ -18,7 +18,9 @@ build_pkgs=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev li
 #   tests/reliability/crash.mjs reads the emulator's database and checks tokenvend's.
 # chromium: tests/e2e/web-example.test.mjs drives the browser example (examples/web) in Debian's
 #   headless Chromium through playwright-core, which downloads no browser of its own.
-test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3 chromium)
+# valgrind: the short reliability run in make test (tests/reliability/reliability.test.mjs) runs
+#   500 requests under memcheck; without it a fresh machine would skip that case.
+test_pkgs=(libcmocka-dev curl openssl postgresql-15 haproxy sqlite3 chromium valgrind)
 bench_pkgs=(wrk)
 
 case "$what" in
@@ -27,7 +29,7 @@ test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
 fuzz) want=("${build_pkgs[@]}" clang libclang-rt-14-dev) ;;
 # make valgrind / make reliability: memcheck over tokenvend serve (tests/reliability/valgrind.mjs).
-valgrind) want=("${build_pkgs[@]}" "${test_pkgs[@]}" valgrind) ;;
+valgrind) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 *)
     echo "usage: $0 build|test|bench|fuzz|valgrind [--quiet]" >&2
     exit 2
