@@ -89,6 +89,53 @@ describe("review12a: session refresh defects", { skip }, () => {
     }
   });
 
+  // Defect: POST /api/login now sets the tv_refresh cookie but, unlike the session routes,
+  // checks neither Content-Type nor Origin. A page on a same-site other origin (another port of
+  // the host, a sibling subdomain: SameSite=Strict does not apply) can post a simple request
+  // (text/plain, no preflight) with the attacker's own credentials; the browser stores the
+  // answer's cookie, and the victim's page then refreshes into the attacker's session (login
+  // CSRF, session fixation). The refresh routes' own CSRF rules are thereby sidestepped.
+  test("a simple cross-origin login request does not plant a tv_refresh cookie", async () => {
+    const svc = await startService({ emu, localAccounts: true, env: { ...BASE, TOKENVEND_CORS_ORIGINS: ORIGIN } });
+    try {
+      const name = uid("csrf");
+      const password = pw();
+      await svc.addAccount(name, password);
+      const r = await svc.pub("POST", "/api/login", {
+        headers: { "content-type": "text/plain;charset=UTF-8", origin: "http://127.0.0.1:1" },
+        body: JSON.stringify({ username: name, password }),
+      });
+      assert.equal(refreshValue(r) || "", "", `cookie set for a text/plain login from a foreign origin: ${show(r)}`);
+      assert.ok(r.status === 403 || r.status === 415, `refused like the session routes: ${show(r)}`);
+    } finally {
+      await svc.cleanup();
+    }
+  });
+
+  // Defect (documentation or audit): include/service/refresh.h says a rotation "Audits ... a
+  // refusal for an ended account", but rotate_run ends the family with no audit row (action
+  // NULL), so a refresh refused after `account logout` (or passwd/remove) leaves no trace.
+  test("a refresh refused because the account's sessions were ended is audited", async () => {
+    const svc = await startService({ emu, localAccounts: true, env: BASE });
+    try {
+      const name = uid("ended");
+      const password = pw();
+      await svc.addAccount(name, password);
+      const l = await svc.pub("POST", "/api/login", { body: { username: name, password } });
+      assert.equal(l.status, 200, show(l));
+      const cookie = refreshValue(l);
+      const lo = await svc.cli(["account", "logout", name]);
+      assert.equal(lo.code, 0, lo.stderr);
+      const count = async () => Number((await storeSql(svc, "SELECT count(*) FROM audit")).trim());
+      const before = await count();
+      const r = await call(svc, "/api/session/refresh", cookie);
+      assert.equal(r.status, 401, show(r));
+      assert.equal(await count(), before + 1, "one audit row for the refused refresh");
+    } finally {
+      await svc.cleanup();
+    }
+  });
+
   // Defect: http_req_origin_listed (src/http/server.c) looks at the reflected Allow-Origin
   // value, which is "*" whenever the list has a "*" entry, so an origin that IS named in
   // cors_origins next to "*" is refused (403) by the session routes, contrary to the contract
