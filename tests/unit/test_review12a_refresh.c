@@ -98,6 +98,8 @@ static void test_revoke_family_during_rotation(void **state)
     assert_int_equal(PQstatus(watch), CONNECTION_OK);
     /* Replica B rotates t1 into t2: pgstore_refresh_rotate's transaction, not committed yet. */
     assert_true(exec_ok(other, "BEGIN"));
+    /* fix12a: the rotation first takes its family's advisory lock (pg_refresh.c SQL_LOCK). */
+    assert_true(exec_ok(other, "SELECT pg_advisory_xact_lock(hashtextextended('fam-x', 5120))"));
     assert_true(exec_ok(other, "UPDATE session_refresh SET used_ms = 2000 WHERE id = 't1'"
                                " AND used_ms IS NULL AND expires_ms > 2000"
                                " AND family_expires_ms > 2000"));
@@ -111,7 +113,7 @@ static void test_revoke_family_during_rotation(void **state)
         usleep(1000);
         waited++;
     }
-    assert_true(lock_waiters(watch) >= 1); /* the DELETE is blocked on t1's row lock */
+    assert_true(lock_waiters(watch) >= 1); /* the revocation waits (family lock or t1's row) */
     assert_true(exec_ok(other, "COMMIT"));
     pthread_join(th, NULL);
     PQfinish(other);
