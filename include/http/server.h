@@ -121,6 +121,9 @@ size_t http_req_header_all(const struct http_req *req, const char *name, const c
 const char *http_req_query(const struct http_req *req, const char *name); /* decoded, or NULL */
 const char *http_req_id(const struct http_req *req);     /* X-Request-Id, in and out */
 const char *http_req_remote(const struct http_req *req); /* client IP as text */
+/* 1 when the request's Origin header is allowed by the listener's cors_origins (listed, or a
+ * "*" entry), else 0. */
+int http_req_origin_allowed(const struct http_req *req);
 /* 1 when the request's Origin header names an origin of the listener's cors_origins list
  * itself (a "*" entry does not count), else 0. */
 int http_req_origin_listed(const struct http_req *req);

@@ -52,18 +52,24 @@ typedef void (*service_refresh_done_fn)(void *arg, int rc, const char *token, co
  * service_refresh_value_ok; copied, and the copy wiped) was presented. 0: done runs exactly
  * once on a service thread; else TV_ERR_UNAVAILABLE (queue full), TV_ERR_SHUTDOWN,
  * TV_ERR_INVALID or TV_ERR_NOMEM, and done is never called. Audits a reuse
- * ("login_refresh_reuse", which revokes the family) and a refusal for an ended account. */
+ * ("login_refresh_reuse", which revokes the family) and a refusal for an ended account
+ * ("login_refresh_ended": a token whose account is gone or whose epoch changed; its family is
+ * revoked); when the store could not revoke the family the row says so (rc TV_ERR_UNAVAILABLE)
+ * and the refresh is still refused. A token the store no longer has (`account logout` deletes
+ * them) is refused without a row: its account is not known. */
 int service_refresh_rotate(struct service *s, const struct service_call *c,
                            const struct service_refresh_cfg *cfg, const char *value,
                            service_refresh_done_fn done, void *arg);
 
-/* The outcome of a logout: rc 0 (the family is gone, or there was none to end) or a store
- * error. Runs on a service thread. */
+/* The outcome of a logout: rc 0 (the family is gone, or there was none to end) or
+ * TV_ERR_UNAVAILABLE (the store could not look the token up or revoke its family: nothing
+ * ended). Runs on a service thread. */
 typedef void (*service_logout_done_fn)(void *arg, int rc);
 
 /* Queues the revocation of the family of the token whose value was presented (value NULL: no
  * token, done still runs, with 0). The secret must match for the family to end. Audits
- * "logout" when a family ended. Returns as service_refresh_rotate. */
+ * "logout" for a matching token: rc 0 when its family ended, TV_ERR_UNAVAILABLE when the store
+ * could not revoke it. Returns as service_refresh_rotate. */
 int service_refresh_logout(struct service *s, const struct service_call *c, const char *value,
                            service_logout_done_fn done, void *arg);
 

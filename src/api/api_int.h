@@ -90,8 +90,15 @@ void api_session_logout(struct http_req *req, void *ctx);
  * headers) for max_age_s seconds, or clears it (Max-Age=0). */
 void api_session_cookie_set(struct http_req *req, const char *value, int64_t max_age_s);
 void api_session_cookie_clear(struct http_req *req);
+/* Whether the request may act on the tv_refresh cookie, or receive one: no Origin header, this
+ * listener's own origin, or an origin named in cors_origins (a "*" entry does not count). */
+int api_session_origin_ok(struct http_req *req);
+/* 1 when ct is "application/json", optionally with parameters ("; charset=utf-8"). */
+int api_json_type_ok(const char *ct);
 /* Finds the cookie called name in the Cookie header lines[0..n): *value and *len name its value
- * (borrowed from lines; spaces around it removed). Other cookies, of any shape, are skipped.
+ * (borrowed from lines, up to the next ';' or the line's end, trailing spaces and tabs left
+ * out; leading ones are part of it, so such a value is not a valid token). Spaces before a
+ * cookie's name are skipped. Other cookies, of any shape, are skipped.
  * 0, TV_ERR_NOT_FOUND, TV_ERR_CONFLICT (name came more than once) or TV_ERR_INVALID (more than
  * 8 lines, or a line over 8 KiB). */
 int api_cookie_find(const char *const *lines, size_t n, const char *name, const char **value,

@@ -345,6 +345,16 @@ static int login_limit_check(struct http_req *req, struct api_ctx *ctx, const ch
     return TV_ERR_RATE_LIMITED;
 }
 
+/* Whether a login may set the tv_refresh cookie. Only a request a page on another origin
+ * could not have sent without a CORS preflight: Content-Type application/json (a plain form or
+ * text/plain post is a "simple" request any site can make, which would log the victim's
+ * browser into the poster's account), from no Origin, our own or a listed one. Other logins
+ * (curl -d sends application/x-www-form-urlencoded) still get their session token. */
+static int login_cookie_ok(struct http_req *req)
+{
+    return api_json_type_ok(http_req_header(req, "Content-Type")) && api_session_origin_ok(req);
+}
+
 /* Hands an admitted login to the service; replies itself when the service cannot take it. */
 static void login_submit(struct http_req *req, struct api_ctx *ctx, struct login *l, const char *pw)
 {
@@ -354,7 +364,7 @@ static void login_submit(struct http_req *req, struct api_ctx *ctx, struct login
                                   .limit = &ctx->login->limit,
                                   .session = ctx->session,
                                   .session_s = (int64_t)ctx->session_minutes * 60,
-                                  .refresh = ctx->refresh};
+                                  .refresh = login_cookie_ok(req) ? ctx->refresh : NULL};
     struct api_caller who = {.kind = "user"};
     struct service_call call;
     char app_user[IDENT_LOCAL_ID_CAP];
@@ -395,6 +405,13 @@ void api_login(struct http_req *req, void *vctx)
     /* The per-address limit of the public API covers logins too, before any parsing. */
     if (api_limit_ip(req, ctx) != 0)
         return;
+    /* A browser posting from another origin that is not ours nor listed (a "*" entry allows
+     * that origin the CORS answer, not the cookie) is refused outright unless "*" allows it;
+     * such a login then gets no cookie (login_submit). */
+    if (!api_session_origin_ok(req) && !http_req_origin_allowed(req)) {
+        http_reply_error(req, TV_ERR_FORBIDDEN, "origin not allowed");
+        return;
+    }
     if (jsonx_parse(body, len, LOGIN_BODY_MAX, &root) != 0 ||
         !json_object_is_type(root, json_type_object)) {
         http_reply_error(req, TV_ERR_PARSE, "the body must be a JSON object");

@@ -87,11 +87,11 @@ int api_cookie_find(const char *const *lines, size_t n, const char *name, const 
     return found ? 0 : TV_ERR_NOT_FOUND;
 }
 
-/* Whether the request may act on the cookie: no Origin (not a browser's cross-origin call),
- * this listener's own origin (scheme and Host), or an origin named in cors_origins. A
- * wildcard "*" does not count: a refresh or logout from any site is what SameSite and this
- * check exist to stop. */
-static int origin_ok(struct http_req *req)
+/* Whether the request may act on (or, for a login, receive) the cookie: no Origin (not a browser's
+ * cross-origin call), this listener's own origin (scheme and Host), or an origin named in
+ * cors_origins. A wildcard "*" does not count: a refresh or logout from any site is what SameSite
+ * and this check exist to stop. */
+int api_session_origin_ok(struct http_req *req)
 {
     const char *origin = http_req_header(req, "Origin"), *host = http_req_header(req, "Host");
     char own[ORIGIN_MAX];
@@ -107,8 +107,7 @@ static int origin_ok(struct http_req *req)
     return strcmp(origin, own) == 0;
 }
 
-/* "application/json", optionally with parameters ("; charset=utf-8"). */
-static int json_type_ok(const char *ct)
+int api_json_type_ok(const char *ct)
 {
     size_t n = strlen("application/json");
 
@@ -140,11 +139,11 @@ static int session_req(struct http_req *req, struct api_ctx *ctx, const char **v
     }
     if (api_limit_ip(req, ctx) != 0)
         return TV_ERR_RATE_LIMITED;
-    if (!origin_ok(req)) {
+    if (!api_session_origin_ok(req)) {
         http_reply_error(req, TV_ERR_FORBIDDEN, "origin not allowed");
         return TV_ERR_FORBIDDEN;
     }
-    if (!json_type_ok(http_req_header(req, "Content-Type"))) {
+    if (!api_json_type_ok(http_req_header(req, "Content-Type"))) {
         http_reply_error(req, TV_ERR_MEDIA_TYPE, "Content-Type must be application/json");
         return TV_ERR_MEDIA_TYPE;
     }
@@ -189,6 +188,14 @@ static void value_copy(char out[REFRESH_VALUE_LEN + 1], const char *v)
     out[REFRESH_VALUE_LEN] = '\0';
 }
 
+/* Replies for a job that failed in the store: 503 with Retry-After, or rc's own status. */
+static void store_failed(struct http_req *req, int rc)
+{
+    if (rc == TV_ERR_UNAVAILABLE)
+        http_reply_header(req, "Retry-After", "1");
+    http_reply_error(req, rc, NULL);
+}
+
 static void refresh_done(void *arg, int rc, const char *token, const char *value,
                          int64_t expires_in_s)
 {
@@ -199,7 +206,7 @@ static void refresh_done(void *arg, int rc, const char *token, const char *value
         api_session_cookie_clear(sc->req);
         api_reply_error(sc->req, rc, "no valid session refresh token");
     } else if (rc != 0) {
-        http_reply_error(sc->req, rc, NULL);
+        store_failed(sc->req, rc);
     } else {
         api_session_cookie_set(sc->req, value, expires_in_s);
         o = json_object_new_object();
@@ -220,7 +227,8 @@ static void logout_done(void *arg, int rc)
     struct session_call *sc = arg;
 
     if (rc != 0) {
-        http_reply_error(sc->req, rc, NULL);
+        /* Nothing was revoked: the cookie stays, so the page can log out again. */
+        store_failed(sc->req, rc);
     } else {
         api_session_cookie_clear(sc->req);
         http_reply_header(sc->req, "Cache-Control", "no-store");

@@ -195,6 +195,8 @@ void http_uuid_new(char out[37]);
 int http_cors_parse(struct http_listener *l, const char *list);
 /* True when origin is allowed on l. */
 int http_cors_allowed(const struct http_listener *l, const char *origin);
+/* 1 when origin is one of l's exact origins (a "*" entry does not count), else 0. */
+int http_cors_listed(const struct http_listener *l, const char *origin);
 
 /* reply.c */
 /* Builds the response for req with the common headers; body (malloc'd, may be NULL) is taken.

@@ -190,17 +190,22 @@ int http_cors_parse(struct http_listener *l, const char *list)
     return 0;
 }
 
-int http_cors_allowed(const struct http_listener *l, const char *origin)
+int http_cors_listed(const struct http_listener *l, const char *origin)
 {
     size_t i;
 
     if (!origin || !*origin || strlen(origin) >= HTTP_ORIGIN_MAX)
         return 0;
-    if (l->any_origin)
-        return 1;
     /* Exact, case-sensitive comparison: browsers send the serialised origin verbatim. */
     for (i = 0; i < l->norigins; i++)
         if (strcmp(l->origins[i], origin) == 0)
             return 1;
     return 0;
+}
+
+int http_cors_allowed(const struct http_listener *l, const char *origin)
+{
+    if (!origin || !*origin || strlen(origin) >= HTTP_ORIGIN_MAX)
+        return 0;
+    return l->any_origin || http_cors_listed(l, origin);
 }

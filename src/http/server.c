@@ -843,9 +843,21 @@ const char *http_req_remote(const struct http_req *req)
     return req->remote;
 }
 
+int http_req_origin_allowed(const struct http_req *req)
+{
+    return req->cors_origin[0] != '\0';
+}
+
 int http_req_origin_listed(const struct http_req *req)
 {
-    return req->cors_origin[0] != '\0' && strcmp(req->cors_origin, "*") != 0;
+    const char *origin;
+
+    /* Against the list itself: the reflected value is "*" for every origin when the list also
+     * has a "*" entry, which would hide an origin named next to it. */
+    if (req->conn == NULL || req->l == NULL)
+        return 0;
+    origin = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
+    return http_cors_listed(req->l, origin);
 }
 
 const char *http_req_body(const struct http_req *req, size_t *len)

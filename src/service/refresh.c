@@ -156,22 +156,28 @@ static int token_find(struct refresh_job *j, struct store_refresh *out)
     return rc;
 }
 
-/* Ends t's family, with an audit row naming why (action). */
-static void family_end(struct refresh_job *j, const struct store_refresh *t, const char *action,
-                       int rc, const char *detail)
+/* Ends t's family, with an audit row naming why (action; NULL: none), rc and detail; when the
+ * store could not revoke it, the row says so (failed_detail) and carries TV_ERR_UNAVAILABLE
+ * instead. Returns 0 or TV_ERR_UNAVAILABLE. */
+static int family_end(struct refresh_job *j, const struct store_refresh *t, const char *action,
+                      int rc, const char *detail, const char *failed_detail)
 {
     char app_user[IDENT_LOCAL_ID_CAP];
     int64_t n = 0;
     int src = store_refresh_revoke_family(j->s->store, t->family, &n);
 
-    if (src != 0)
+    if (src != 0) {
         log_msg(LOGL_ERROR, j->call.request_id, "session refresh: cannot revoke a family: %s",
                 err_name(src));
+        src = TV_ERR_UNAVAILABLE;
+    }
     if (action != NULL) {
         if (ident_local_user(t->account, app_user, sizeof app_user) != 0)
             app_user[0] = '\0';
-        service_audit(j->s, &j->call, action, app_user, "", rc, detail);
+        service_audit(j->s, &j->call, action, app_user, "", src != 0 ? src : rc,
+                      src != 0 ? failed_detail : detail);
     }
+    return src;
 }
 
 /* The account behind t still exists and has not ended its sessions since t's family began:
@@ -208,12 +214,17 @@ static void rotate_run(void *arg)
     if (rc == 0 && cur.used_ms != 0) {
         /* A rotated token presented again: one of the two holders is not the user. */
         family_end(j, &cur, "login_refresh_reuse", TV_ERR_UNAUTHORIZED,
-                   "a used refresh token was presented again; its family is revoked");
+                   "a used refresh token was presented again; its family is revoked",
+                   "a used refresh token was presented again; revoking its family failed");
         rc = TV_ERR_UNAUTHORIZED;
     } else if (rc == 0 && (cur.expires_ms <= now || cur.family_expires_ms <= now)) {
         rc = TV_ERR_UNAUTHORIZED;
     } else if (rc == 0 && (rc = account_check(j, &cur)) == TV_ERR_UNAUTHORIZED) {
-        family_end(j, &cur, NULL, rc, NULL); /* account removed or logged out: audited there */
+        /* The account was removed or its sessions ended since this family began. */
+        family_end(j, &cur, "login_refresh_ended", rc,
+                   "refresh refused: the account is gone or its sessions were ended",
+                   "refresh refused: the account is gone or its sessions were ended;"
+                   " revoking the family failed");
     }
     if (rc == 0) {
         next = cur;
@@ -224,7 +235,8 @@ static void rotate_run(void *arg)
         if (rc == TV_ERR_CONFLICT) {
             /* Another request rotated it first (or it expired or was revoked meanwhile). */
             family_end(j, &cur, "login_refresh_reuse", TV_ERR_UNAUTHORIZED,
-                       "a refresh token was rotated twice at once; its family is revoked");
+                       "a refresh token was rotated twice at once; its family is revoked",
+                       "a refresh token was rotated twice at once; revoking its family failed");
             rc = TV_ERR_UNAUTHORIZED;
         } else if (rc != 0) {
             log_msg(LOGL_ERROR, j->call.request_id, "session refresh: rotation failed: %s",
@@ -259,7 +271,8 @@ static void logout_run(void *arg)
     if (j->value[0] != '\0') {
         rc = token_find(j, &cur);
         if (rc == 0)
-            family_end(j, &cur, "logout", 0, "refresh token family revoked");
+            rc = family_end(j, &cur, "logout", 0, "refresh token family revoked",
+                            "logout failed: the refresh token family could not be revoked");
         if (rc == TV_ERR_UNAUTHORIZED)
             rc = 0; /* nothing of ours to end */
     }

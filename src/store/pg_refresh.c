@@ -2,7 +2,15 @@
  * there check their arguments and call these). Rotation is one transaction: the conditional
  * UPDATE takes the row's lock, so of two replicas rotating the same token the second waits,
  * then finds used_ms set (READ COMMITTED re-checks the WHERE on the new row) and changes
- * nothing. */
+ * nothing.
+ *
+ * A row lock is not enough between a rotation and the revocation of its family: a DELETE that
+ * waited for the used token's row re-checks only the rows of its own snapshot, so the successor
+ * the rotation inserted would survive. Both therefore first take a transaction-scoped advisory
+ * lock on the family (SQL_LOCK): a revocation that waited for a rotation starts its DELETE
+ * after the rotation committed and sees the successor; a rotation that waited for a revocation
+ * finds its token gone (TV_ERR_CONFLICT). SQLite needs no such lock: it has one writer at a
+ * time, and each of these is one write transaction there. */
 #include <string.h>
 
 #include "core/err.h"
@@ -14,6 +22,9 @@
     "id, family, account, session_epoch, hash, created_ms, expires_ms, family_expires_ms,"         \
     " coalesce(used_ms, 0)"
 
+/* The family's lock: a 64-bit hash of the family id in a namespace of its own (the seed), so
+ * it does not meet the migrations' lock or login_failures'. */
+static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtextextended($1, 5120))";
 static const char SQL_INSERT[] =
     "INSERT INTO session_refresh (id, family, account, session_epoch, hash, created_ms,"
     " expires_ms, family_expires_ms, used_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)";
@@ -89,10 +100,13 @@ static int rotate_tx(struct pgpool_tx *tx, void *arg)
 {
     struct rotate_arg *a = arg;
     struct store_param use[] = {STORE_TEXT(a->old_id), STORE_INT64(a->now_ms), STORE_END};
+    struct store_param lock[] = {STORE_TEXT(a->next->family), STORE_END};
     struct store_param ins[9];
     PGresult *r = NULL;
-    int rc = pgs_tx_exec(tx, SQL_USE, use, &r);
+    int rc = pgs_tx_exec(tx, SQL_LOCK, lock, NULL);
 
+    if (rc == 0)
+        rc = pgs_tx_exec(tx, SQL_USE, use, &r);
     if (rc == 0 && pgs_changes(r) != 1)
         rc = TV_ERR_CONFLICT;
     PQclear(r);
@@ -123,9 +137,33 @@ static int delete_by(struct store *s, const char *sql, const char *key, int64_t 
     return rc;
 }
 
+struct revoke_arg {
+    const char *family;
+    int64_t removed;
+};
+
+static int revoke_family_tx(struct pgpool_tx *tx, void *arg)
+{
+    struct revoke_arg *a = arg;
+    struct store_param p[] = {STORE_TEXT(a->family), STORE_END};
+    PGresult *r = NULL;
+    int rc = pgs_tx_exec(tx, SQL_LOCK, p, NULL);
+
+    if (rc == 0)
+        rc = pgs_tx_exec(tx, SQL_REVOKE_FAMILY, p, &r);
+    a->removed = rc == 0 ? pgs_changes(r) : 0;
+    PQclear(r);
+    return rc;
+}
+
 int pgstore_refresh_revoke_family(struct store *s, const char *family, int64_t *removed)
 {
-    return delete_by(s, SQL_REVOKE_FAMILY, family, removed);
+    struct revoke_arg a = {.family = family, .removed = 0};
+    int rc = pgpool_tx_run(s->pg, revoke_family_tx, &a);
+
+    if (rc == 0 && removed != NULL)
+        *removed = a.removed;
+    return rc;
 }
 
 int pgstore_refresh_revoke_account(struct store *s, const char *account, int64_t *removed)

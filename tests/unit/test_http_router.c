@@ -170,9 +170,24 @@ static void test_cors(void **state)
     assert_int_equal(http_cors_parse(&l, "*"), 0);
     assert_true(l.any_origin);
     assert_true(http_cors_allowed(&l, "https://anything.example"));
+    assert_false(http_cors_listed(&l, "https://anything.example"));
+    assert_false(http_cors_listed(&l, "*"));
+
+    /* An origin named next to "*" is listed (the session routes and the login cookie rely on
+     * it); any other is only allowed. */
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(http_cors_parse(&l, "*, https://a.example"), 0);
+    assert_true(http_cors_listed(&l, "https://a.example"));
+    assert_false(http_cors_listed(&l, "https://b.example"));
+    assert_true(http_cors_allowed(&l, "https://b.example"));
+    assert_false(http_cors_listed(&l, NULL));
+    for (size_t i = 0; i < l.norigins; i++)
+        free(l.origins[i]);
+    free(l.origins);
 
     memset(&l, 0, sizeof(l));
     assert_int_equal(http_cors_parse(&l, NULL), 0);
+    assert_false(http_cors_listed(&l, "https://a.example"));
     assert_false(http_cors_allowed(&l, "https://a.example"));
 }
 
