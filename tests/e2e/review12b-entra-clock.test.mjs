@@ -73,4 +73,14 @@ describe("review12b: Entra's backdated nbf against the guide's clock pitfall", {
       `the guide's row says a host 60 s behind is refused, but the token above (120 s behind) was accepted: ${row}`);
     assert.doesNotMatch(row, /nbf. to the issue time/, `Entra backdates nbf by 5 minutes: ${row}`);
   });
+
+  test("the Entra stand-in mints that shape itself: iat and nbf 5 minutes back, exp - iat 3900 s", () => {
+    const before = Math.floor(Date.now() / 1000);
+    const token = entra.token({ oid: randomUUID(), clientAppId: ENTRA.webClientId });
+    const after = Math.floor(Date.now() / 1000);
+    const claims = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8"));
+    assert.ok(claims.iat >= before - 300 && claims.iat <= after - 300, `iat is 300 s before now: ${JSON.stringify(claims)}`);
+    assert.equal(claims.nbf, claims.iat, "nbf equals iat");
+    assert.equal(claims.exp - claims.iat, 3900, "a one-hour token from its real issue time");
+  });
 });
