@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { decodeJwt, makeTeamsAadToken, REPO_ROOT, startEmulator } from "./lib/emulator.mjs";
-import { hostSwap, startAuth0Standin, startEntraStandin, startKeycloakStandin } from "./lib/idp-standins.mjs";
+import { ENTRA_BACKDATE_S, hostSwap, startAuth0Standin, startEntraStandin, startKeycloakStandin } from "./lib/idp-standins.mjs";
 import { serveSkipReason, startService } from "./lib/service.mjs";
 import { assertError, assertTokenResponse, assertUnauthorized, show } from "./lib/service-checks.mjs";
 
@@ -172,8 +172,10 @@ describe("identity provider guides (docs/identity-providers.md)", { skip }, () =
       const now = Math.floor(Date.now() / 1000);
       await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { aud: ENTRA.appIdUri } }),
         "wrong audience", "aud the api:// URI");
-      await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { iat: now + 120, nbf: now + 120 } }),
-        "not yet valid", "issued 120 s ahead of this host's clock");
+      // Entra's iat and nbf are 5 minutes before it issues: a host 420 s behind Entra is refused.
+      const behind = now + 420 - ENTRA_BACKDATE_S;
+      await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { iat: behind, nbf: behind, exp: behind + 3900 } }),
+        "not yet valid", "issued by an Entra whose clock is 420 s ahead of this host's");
       await assertRefused(svc, entra.token({ oid, clientAppId: ENTRA.webClientId, claims: { exp: now - 120 } }),
         "expired", "expired 120 s ago");
       // Refused before verification (src/api/common.c), so without a "bearer token rejected" line.

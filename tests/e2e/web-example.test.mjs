@@ -5,8 +5,8 @@
 // shows it; an OIDC app's own bearer token works the same way; "Sign out everywhere" makes the shown token invalid at the emulator and a new one
 // appears; "Delete my identity" removes the mapping; the page served from an origin not in
 // cors_origins is refused by the browser and says why. Session renewal and logout (the refresh
-// cookie) run in their own test, skipped only while the service answers 404 to
-// POST /api/session/refresh.
+// cookie) run in their own test, which fails when the service answers 404 to
+// POST /api/session/refresh (the routes are part of the service now).
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -223,12 +223,10 @@ describe("examples/web in headless Chromium", { skip }, () => {
     }
   });
 
-  // Until the service has the routes of issue 12 (CONTRACT-session.md) they answer 404.
-  test("session renewal with the refresh cookie, then log out", async (t) => {
-    if (renewalAnswer.status === 404) {
-      t.skip("this service answers 404 to POST /api/session/refresh (no session renewal yet)");
-      return;
-    }
+  // The routes of issue 12 (CONTRACT-session.md): a service without them fails here, never skips.
+  test("session renewal with the refresh cookie, then log out", async () => {
+    // Without a cookie the route answers 401 (CONTRACT-session.md); 404 means the service lost it.
+    assert.equal(renewalAnswer.status, 401, `POST /api/session/refresh without a cookie: ${show(renewalAnswer)}`);
     const { context, page } = await openPage(page0.url);
     try {
       await signIn(page);

@@ -20,6 +20,11 @@ import { join } from "node:path";
 import { b64u, signWith } from "./jwks-server.mjs";
 
 const now = () => Math.floor(Date.now() / 1000);
+// Entra backdates iat and nbf by five minutes to absorb clock skew, so its one-hour tokens carry
+// exp - iat = 3900 s (Microsoft's claims reference leaves this out; it shows in Entra's tokens,
+// and Microsoft staff have described it, e.g. psignoret/aad-sso-wordpress#34).
+export const ENTRA_BACKDATE_S = 300;
+const entraIssued = () => now() - ENTRA_BACKDATE_S;
 const rsa = () => generateKeyPairSync("rsa", { modulusLength: 2048 });
 
 // Replaces the scheme and host of url with origin, keeping the path: the substitution the tests
@@ -152,7 +157,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     pairwiseSub,
     // v2.0 access token for the tokenvend API, asked for by client app clientAppId for user oid.
     token({ oid, clientAppId, claims = {}, header = {} }) {
-      const t = now();
+      const t = entraIssued();
       const payload = {
         aud: apiClientId,
         iss: issuerOf(),
@@ -177,7 +182,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     },
     // The v1.0 shape of the same token (the API registration left at the default version).
     token1({ oid, clientAppId }) {
-      const t = now();
+      const t = entraIssued();
       return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
         aud: appIdUri,
         iss: `https://sts.windows.net/${tenantId}/`,
@@ -199,7 +204,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     // The Entra token for the ACS Teams scopes (what MSAL returns for them), for the Teams
     // exchange: v1.0 shape, appid the client app, oid the user.
     teamsToken({ oid, clientAppId, claims = {} }) {
-      const t = now();
+      const t = entraIssued();
       return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
         aud: "https://auth.msft.communication.azure.com",
         iss: `https://sts.windows.net/${tenantId}/`,

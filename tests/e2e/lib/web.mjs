@@ -1,8 +1,8 @@
-// Helpers for the browser tests of examples/web: build the page's bundle when it is missing,
+// Helpers for the browser tests of examples/web: build the page's bundle from its current sources,
 // start examples/web/serve.mjs, and launch Debian's chromium headless through playwright-core.
 
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./emulator.mjs";
 
@@ -20,19 +20,75 @@ export function requireChromium() {
   }
 }
 
-// dist/app.js from src/ (npm ci, then npm run build) unless it is there already.
-export function ensureBundle() {
-  if (existsSync(join(WEB_DIR, "dist", "app.js"))) return;
-  const steps = [];
-  if (!existsSync(join(WEB_DIR, "node_modules", ".package-lock.json"))) {
-    steps.push(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
-  }
-  steps.push(["run", "build", "--silent"]);
-  for (const args of steps) {
-    const r = spawnSync("npm", args, { cwd: WEB_DIR, encoding: "utf8", timeout: 300_000 });
-    if (r.status !== 0) {
-      throw new Error(`npm ${args.join(" ")} in examples/web failed (exit ${r.status}):\n${r.stdout}${r.stderr}`);
+// The bundle is rebuilt on every call (esbuild takes well under a second), so a browser test never
+// drives a page older than src/; dist/ is ignored by git, so its presence says nothing. npm ci
+// runs when node_modules is missing or package-lock.json is newer than the installed tree's
+// node_modules/.package-lock.json, as scripts/run.sh does. Test files may run at the same time:
+// a lock directory serialises the npm steps, and the bundle is written beside dist/ and renamed
+// into it, so a page being served while another file rebuilds reads the old file or the new one.
+const LOCK_DEADLINE_MS = 600_000;
+const LOCK_POLL_MS = 200;
+
+function lockWeb() {
+  const lock = join(WEB_DIR, ".ensure-bundle.lock");
+  const deadline = Date.now() + LOCK_DEADLINE_MS;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, "pid"), String(process.pid));
+      return () => rmSync(lock, { recursive: true, force: true });
+    } catch (e) {
+      if (e.code !== "EEXIST") throw e;
     }
+    // A holder that died (killed test run) leaves the lock behind: take it over.
+    let holder = 0;
+    try {
+      holder = Number(readFileSync(join(lock, "pid"), "utf8"));
+    } catch {
+      // Created but the pid not written yet: wait for it like for a live holder.
+    }
+    if (holder > 0 && !alive(holder)) {
+      rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`${lock} held by pid ${holder} for ${LOCK_DEADLINE_MS} ms`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, LOCK_POLL_MS);
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === "EPERM";
+  }
+}
+
+function npm(args) {
+  const r = spawnSync("npm", args, { cwd: WEB_DIR, encoding: "utf8", timeout: 300_000 });
+  if (r.status !== 0) {
+    throw new Error(`npm ${args.join(" ")} in examples/web failed (exit ${r.status}):\n${r.stdout}${r.stderr}${r.error ?? ""}`);
+  }
+}
+
+export function ensureBundle() {
+  const unlock = lockWeb();
+  const staging = join(WEB_DIR, `.dist-build-${process.pid}`);
+  try {
+    const installed = join(WEB_DIR, "node_modules", ".package-lock.json");
+    if (!existsSync(installed) || statSync(join(WEB_DIR, "package-lock.json")).mtimeMs > statSync(installed).mtimeMs) {
+      npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+    }
+    // package.json's build script with the output moved (esbuild takes the last --outfile); the
+    // staging directory is beside dist/, so the source map's relative paths are the same.
+    rmSync(staging, { recursive: true, force: true });
+    npm(["run", "build", "--silent", "--", `--outfile=${join(staging, "app.js")}`]);
+    mkdirSync(join(WEB_DIR, "dist"), { recursive: true });
+    for (const f of readdirSync(staging)) renameSync(join(staging, f), join(WEB_DIR, "dist", f));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+    unlock();
   }
 }
 
