@@ -108,6 +108,9 @@ sanitized_skip_reason() {
     reliability-upstream.test.mjs) echo "reliability short run, waits out deadlines per fault; the same faults run under asan in upstream-blackhole and service-acs-errors" ;;
     ../reliability/reliability.test.mjs) echo "reliability short runs: SIGKILL rounds, hostile clients, valgrind (which skips a sanitizer build); hostile input runs under asan in service-hostile and service-slowloris" ;;
     web-example.test.mjs) echo "a headless browser driving the example page; the routes it calls run under asan in service-routes, service-login and service-refresh" ;;
+    review12b-web-renewal-skip.test.mjs) echo "a headless browser on a copy of web-example; the session routes run under asan in service-session and review12a-session" ;;
+    review12b-retry-after.test.mjs) echo "a headless browser through a login lockout; the exposed Retry-After runs under asan in test_http_server" ;;
+    review12b-stale-bundle.test.mjs) echo "npm and esbuild on the example page; no C code" ;;
     *) return 1 ;;
     esac
 }
@@ -158,7 +161,8 @@ run_e2e() {
     if [ "${TV_E2E_PG:-1}" != 0 ]; then
         echo "== tests/e2e service suites on PostgreSQL (TV_TEST_STORE=pg)"
         local files=()
-        for t in tests/e2e/service-*.test.mjs; do
+        # review12a-session: the session routes' store failures and origins, on PostgreSQL too.
+        for t in tests/e2e/service-*.test.mjs tests/e2e/review12a-session.test.mjs; do
             case $t in
             */service-slowloris.test.mjs | */service-hostile.test.mjs) ;;
             *) files+=("${t#tests/e2e/}") ;;
@@ -214,7 +218,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     # their fixture (tests/lib/store_fx.c) start one throw-away cluster per binary.
     for t in "$BUILD"/tests/unit/test_store "$BUILD"/tests/unit/test_store_tables \
         "$BUILD"/tests/unit/test_store_claims "$BUILD"/tests/unit/test_store_tokens \
-        "$BUILD"/tests/unit/test_store_budget "$BUILD"/tests/unit/test_store_admin; do
+        "$BUILD"/tests/unit/test_store_budget "$BUILD"/tests/unit/test_store_admin \
+        "$BUILD"/tests/unit/test_store_refresh "$BUILD"/tests/unit/test_review12a_refresh; do
         [ -x "$t" ] && TV_TEST_STORE=pg run_cmocka "$t" pg
     done
 fi

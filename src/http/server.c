@@ -282,8 +282,11 @@ static enum MHD_Result http_begin(struct http_req *r, struct MHD_Connection *con
     r->path_len = q ? (size_t)(q - r->target) : strlen(r->target);
     r->target[r->path_len] = '\0'; /* the query is read through libmicrohttpd, decoded */
     origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    /* An origin the list names gets itself back, so that a credentialed answer (the session
+     * cookie) is usable by it; "*" stands only for the origins the list does not name. */
     if (origin && http_cors_allowed(l, origin))
-        snprintf(r->cors_origin, sizeof(r->cors_origin), "%s", l->any_origin ? "*" : origin);
+        snprintf(r->cors_origin, sizeof(r->cors_origin), "%s",
+                 l->any_origin && !http_cors_listed(l, origin) ? "*" : origin);
     /* Framing a proxy in front may read differently is refused before anything else, and the
      * connection closed, so bytes smuggled into the body never become a request here. */
     bad = http_frame_check(conn, &head);

@@ -150,6 +150,10 @@ describe("review12a: session refresh defects", { skip }, () => {
       const cookie = await loginOn(svc);
       const r = await call(svc, "/api/session/refresh", cookie, { origin: ORIGIN });
       assert.equal(r.status, 200, `refresh from the listed origin ${ORIGIN}: ${show(r)}`);
+      // A browser uses a credentialed answer only with its own origin in Allow-Origin (never
+      // "*") and Allow-Credentials: true; otherwise the page cannot read the new session token.
+      assert.equal(r.headers["access-control-allow-origin"], ORIGIN, show(r));
+      assert.equal(r.headers["access-control-allow-credentials"], "true", show(r));
     } finally {
       await svc.cleanup();
     }
