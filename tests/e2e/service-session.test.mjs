@@ -164,12 +164,35 @@ describe("tokenvend serve: session refresh cookie and logout", { skip }, () => {
   });
 
   test("no, unknown or malformed cookie: 401 unauthorized with a clearing cookie", async () => {
-    for (const c of [undefined, "", "garbage", `${"A".repeat(22)}.${"B".repeat(43)}`, `"${"A".repeat(22)}.${"B".repeat(43)}"`]) {
+    const name = uid("hostile");
+    const { cookie } = await login(name, await account(name));
+    const shaped = (ch) => `${ch}${cookie.slice(1)}`; // the real cookie's shape, one byte changed
+    for (const c of [undefined, "", "garbage", `${"A".repeat(22)}.${"B".repeat(43)}`, `"${"A".repeat(22)}.${"B".repeat(43)}"`,
+      shaped("\xff"), // a byte that is not UTF-8, sent as is (latin1)
+      shaped("%"), shaped("+"), `${cookie.slice(0, 22)}${cookie.slice(23)}x`, // no dot
+      cookie.slice(0, -1), `${cookie}A`, "A".repeat(4000)]) {
       const r = await refresh(c);
       assert.equal(r.status, 401, `cookie ${JSON.stringify(c)}: ${show(r)}`);
       assert.equal(r.json.error.code, "unauthorized");
       assertCookieAttrs(refreshCookie(r).line, { cleared: true });
     }
+    // A control byte in the value (node refuses to send one): read off the wire.
+    const u = new URL(svc.publicUrl);
+    const raw = await new Promise((res, rej) => {
+      const s = connect(Number(u.port), u.hostname, () => s.end(
+        `POST /api/session/refresh HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: 2\r\nCookie: tv_refresh=\x01${cookie.slice(1)}\r\nConnection: close\r\n\r\n{}`));
+      let d = "";
+      s.setEncoding("latin1");
+      s.on("data", (c) => (d += c));
+      s.on("error", rej);
+      s.on("close", () => res(d));
+    });
+    assert.match(raw, /^HTTP\/1\.1 (400|401) /, `a control byte in the cookie: ${raw.slice(0, 300)}`);
+    assert.ok(!raw.includes(cookie.slice(23)), "the answer does not echo the cookie's secret");
+    // None of them used up or ended the real cookie: it still rotates.
+    const ok = await refresh(cookie);
+    assert.equal(ok.status, 200, `the real cookie after the hostile ones: ${show(ok)}`);
   });
 
   test("account passwd and account logout end the family (and account logout the session token)", async () => {
