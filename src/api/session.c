@@ -188,12 +188,13 @@ static void value_copy(char out[REFRESH_VALUE_LEN + 1], const char *v)
     out[REFRESH_VALUE_LEN] = '\0';
 }
 
-/* Replies for a job that failed in the store: 503 with Retry-After, or rc's own status. */
-static void store_failed(struct http_req *req, int rc)
+/* Replies for a job the service could not take (busy: the message for its 503) or that failed
+ * in the store (busy NULL): 503 with Retry-After, or rc's own status. */
+static void reply_failed(struct http_req *req, int rc, const char *busy)
 {
     if (rc == TV_ERR_UNAVAILABLE)
         http_reply_header(req, "Retry-After", "1");
-    http_reply_error(req, rc, NULL);
+    http_reply_error(req, rc, rc == TV_ERR_UNAVAILABLE ? busy : NULL);
 }
 
 static void refresh_done(void *arg, int rc, const char *token, const char *value,
@@ -206,7 +207,7 @@ static void refresh_done(void *arg, int rc, const char *token, const char *value
         api_session_cookie_clear(sc->req);
         api_reply_error(sc->req, rc, "no valid session refresh token");
     } else if (rc != 0) {
-        store_failed(sc->req, rc);
+        reply_failed(sc->req, rc, NULL);
     } else {
         api_session_cookie_set(sc->req, value, expires_in_s);
         o = json_object_new_object();
@@ -228,7 +229,7 @@ static void logout_done(void *arg, int rc)
 
     if (rc != 0) {
         /* Nothing was revoked: the cookie stays, so the page can log out again. */
-        store_failed(sc->req, rc);
+        reply_failed(sc->req, rc, NULL);
     } else {
         api_session_cookie_clear(sc->req);
         http_reply_header(sc->req, "Cache-Control", "no-store");
@@ -237,21 +238,32 @@ static void logout_done(void *arg, int rc)
     free(sc);
 }
 
-/* A caller for the audit rows: the client's address (no account is known before the job). */
-static void session_call_init(struct service_call *call, struct http_req *req)
+/* The job's context, and its caller for the audit rows: the client's address (no account is
+ * known before the job). NULL after replying when out of memory. */
+static struct session_call *session_call_new(struct http_req *req, struct api_ctx *ctx,
+                                             struct service_call *call)
 {
     struct api_caller who = {.kind = "session"};
+    struct session_call *sc = calloc(1, sizeof *sc);
 
+    if (sc == NULL) {
+        http_reply_error(req, TV_ERR_NOMEM, NULL);
+        return NULL;
+    }
+    sc->req = req;
+    sc->ctx = ctx;
     snprintf(who.name, sizeof who.name, "%s", http_req_remote(req));
     api_call_init(call, req, &who);
+    return sc;
 }
 
-/* Replies for a job the service could not take (rc from service_refresh_*). */
-static void submit_failed(struct http_req *req, int rc)
+/* After handing sc to the service: when it could not take the job, sc back and the reply. */
+static void session_call_submitted(struct http_req *req, struct session_call *sc, int rc)
 {
-    if (rc == TV_ERR_UNAVAILABLE)
-        http_reply_header(req, "Retry-After", "1");
-    http_reply_error(req, rc, rc == TV_ERR_UNAVAILABLE ? "too busy; try again shortly" : NULL);
+    if (rc != 0) {
+        free(sc);
+        reply_failed(req, rc, "too busy; try again shortly");
+    }
 }
 
 void api_session_refresh(struct http_req *req, void *vctx)
@@ -270,20 +282,12 @@ void api_session_refresh(struct http_req *req, void *vctx)
         api_reply_error(req, TV_ERR_UNAUTHORIZED, "no valid session refresh token");
         return;
     }
-    if ((sc = calloc(1, sizeof *sc)) == NULL) {
-        http_reply_error(req, TV_ERR_NOMEM, NULL);
+    if ((sc = session_call_new(req, ctx, &call)) == NULL)
         return;
-    }
-    sc->req = req;
-    sc->ctx = ctx;
-    session_call_init(&call, req);
     value_copy(value, v);
     rc = service_refresh_rotate(ctx->svc, &call, ctx->refresh, value, refresh_done, sc);
     OPENSSL_cleanse(value, sizeof value);
-    if (rc != 0) {
-        free(sc);
-        submit_failed(req, rc);
-    }
+    session_call_submitted(req, sc, rc);
 }
 
 void api_session_logout(struct http_req *req, void *vctx)
@@ -297,19 +301,11 @@ void api_session_logout(struct http_req *req, void *vctx)
 
     if (session_req(req, ctx, &v) != 0)
         return;
-    if ((sc = calloc(1, sizeof *sc)) == NULL) {
-        http_reply_error(req, TV_ERR_NOMEM, NULL);
+    if ((sc = session_call_new(req, ctx, &call)) == NULL)
         return;
-    }
-    sc->req = req;
-    sc->ctx = ctx;
-    session_call_init(&call, req);
     if (v != NULL)
         value_copy(value, v);
     rc = service_refresh_logout(ctx->svc, &call, v != NULL ? value : NULL, logout_done, sc);
     OPENSSL_cleanse(value, sizeof value);
-    if (rc != 0) {
-        free(sc);
-        submit_failed(req, rc);
-    }
+    session_call_submitted(req, sc, rc);
 }
