@@ -108,14 +108,45 @@ function certMembers(kp, cn, s256 = false) {
 // (https://auth.msft.communication.azure.com/Teams.ManageCalls, Teams.ManageChats), which
 // tokenvend forwards to ACS and never verifies. Keys: three published, like Entra's rolling set;
 // tokens are signed with the second to show a key other than the first is found by kid.
+// One provider's host: its key set and discovery document on the provider's own paths, the
+// issuer `${base}${issuerPath}`, where base is the provider's real origin until selfHosted()
+// points it (and the discovery document's URLs) at this server. discoveryExtra(base) adds
+// members after jwks_uri. Resolves to serve()'s members plus issuer (a live getter), selfHosted,
+// jwksPath, discoveryPath and jwks(); a stand-in adds its token makers with Object.assign (its
+// sources hold no getters, so the issuer getter stays live; a spread of this object would read
+// it once).
+async function startProvider({ origin, issuerPath, jwksPath, discoveryPath, jwks, algs, discoveryExtra = () => ({}) }) {
+  let base = origin;
+  const issuerOf = () => `${base}${issuerPath}`;
+  const srv = await serve({
+    [jwksPath]: () => jwks,
+    [discoveryPath]: () => ({
+      issuer: issuerOf(),
+      jwks_uri: `${base}${jwksPath}`,
+      ...discoveryExtra(base),
+      id_token_signing_alg_values_supported: algs,
+    }),
+  });
+  return {
+    ...srv,
+    get issuer() {
+      return issuerOf();
+    },
+    selfHosted() {
+      base = srv.origin;
+    },
+    jwksPath,
+    discoveryPath,
+    jwks: () => jwks,
+  };
+}
+
 export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
   const keys = [rsa(), rsa(), rsa()].map((kp) => {
     const cert = certMembers(kp, "accounts.accesscontrol.windows.net");
     return { kp, kid: cert.x5t, cert };
   });
-  let base = "https://login.microsoftonline.com";
-  const issuerOf = () => `${base}/${tenantId}/v2.0`;
-  const issuer = issuerOf();
+  const issuer = `https://login.microsoftonline.com/${tenantId}/v2.0`;
   const jwksPath = `/${tenantId}/discovery/v2.0/keys`;
   const discoveryPath = `/${tenantId}/v2.0/.well-known/openid-configuration`;
   const jwks = {
@@ -129,30 +160,20 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
       issuer,
     })),
   };
-  const srv = await serve({
-    [jwksPath]: () => jwks,
-    [discoveryPath]: () => ({
-      issuer: issuerOf(),
-      jwks_uri: `${base}${jwksPath}`,
-      token_endpoint: `${base}/${tenantId}/oauth2/v2.0/token`,
-      id_token_signing_alg_values_supported: ["RS256"],
-    }),
+  const p = await startProvider({
+    origin: "https://login.microsoftonline.com",
+    issuerPath: `/${tenantId}/v2.0`,
+    jwksPath,
+    discoveryPath,
+    jwks,
+    algs: ["RS256"],
+    discoveryExtra: (base) => ({ token_endpoint: `${base}/${tenantId}/oauth2/v2.0/token` }),
   });
   const signer = keys[1];
   // A pairwise subject: the same user gets another sub in another application.
   const pairwiseSub = (oid, appId) => createHash("sha256").update(`${oid}/${appId}/${tenantId}`).digest("base64url").slice(0, 43);
   const user = (oid) => ({ name: "Ada Lovelace", preferred_username: `ada-${oid.slice(0, 4)}@contoso.example` });
-  return {
-    ...srv,
-    get issuer() {
-      return issuerOf();
-    },
-    selfHosted() {
-      base = srv.origin;
-    },
-    jwksPath,
-    discoveryPath,
-    jwks: () => jwks,
+  return Object.assign(p, {
     tenantId,
     pairwiseSub,
     // v2.0 access token for the tokenvend API, asked for by client app clientAppId for user oid.
@@ -160,7 +181,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
       const t = entraIssued();
       const payload = {
         aud: apiClientId,
-        iss: issuerOf(),
+        iss: p.issuer,
         iat: t,
         nbf: t,
         exp: t + 3900,
@@ -221,7 +242,7 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
         ...claims,
       });
     },
-  };
+  });
 }
 
 // Auth0 tenant at domain. Access tokens for an API whose Identifier is apiIdentifier: iss
@@ -232,37 +253,25 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
 export async function startAuth0Standin({ domain }) {
   const kp = rsa();
   const kid = b64u(randomBytes(16)).slice(0, 22);
-  let base = `https://${domain}`;
-  const issuerOf = () => `${base}/`;
   const jwksPath = "/.well-known/jwks.json";
   const discoveryPath = "/.well-known/openid-configuration";
   const { x5t, x5c } = certMembers(kp, domain);
   const jwks = { keys: [{ kty: "RSA", use: "sig", alg: "RS256", kid, ...publicJwk(kp), x5c, x5t }] };
-  const srv = await serve({
-    [jwksPath]: () => jwks,
-    [discoveryPath]: () => ({
-      issuer: issuerOf(),
-      jwks_uri: `${base}${jwksPath}`,
-      id_token_signing_alg_values_supported: ["HS256", "RS256", "PS256"],
-    }),
-  });
-  return {
-    ...srv,
-    get issuer() {
-      return issuerOf();
-    },
-    selfHosted() {
-      base = srv.origin;
-    },
+  const p = await startProvider({
+    origin: `https://${domain}`,
+    issuerPath: "/",
     jwksPath,
     discoveryPath,
-    jwks: () => jwks,
+    jwks,
+    algs: ["HS256", "RS256", "PS256"],
+  });
+  return Object.assign(p, {
     // aud: the API identifier (string) or, with openid, the array Auth0 sends.
     // header: extra or overriding header members (e.g. typ "at+jwt", the RFC 9068 profile).
     token({ sub, audience, clientId, openid = true, claims = {}, header = {} }) {
       const t = now();
       const payload = {
-        iss: issuerOf(),
+        iss: p.issuer,
         sub,
         aud: openid ? [audience, `https://${domain}/userinfo`] : audience,
         iat: t,
@@ -274,10 +283,10 @@ export async function startAuth0Standin({ domain }) {
       return signRs256(kp, { alg: "RS256", typ: "JWT", kid, ...header }, payload);
     },
     opaqueToken() {
-      const h = b64u(JSON.stringify({ alg: "dir", enc: "A256GCM", iss: issuerOf() }));
+      const h = b64u(JSON.stringify({ alg: "dir", enc: "A256GCM", iss: p.issuer }));
       return `${h}..${b64u(randomBytes(12))}.${b64u(randomBytes(96))}.${b64u(randomBytes(16))}`;
     },
-  };
+  });
 }
 
 // Keycloak realm at https://{host}/realms/{realm} (Keycloak 17 and later; before, /auth/realms).
@@ -290,8 +299,6 @@ export async function startKeycloakStandin({ host, realm }) {
   const enc = rsa();
   const sigKid = b64u(randomBytes(32));
   const encKid = b64u(randomBytes(32));
-  let base = `https://${host}`;
-  const issuerOf = () => `${base}/realms/${realm}`;
   const jwksPath = `/realms/${realm}/protocol/openid-connect/certs`;
   const discoveryPath = `/realms/${realm}/.well-known/openid-configuration`;
   const jwks = {
@@ -300,28 +307,18 @@ export async function startKeycloakStandin({ host, realm }) {
       { kid: sigKid, kty: "RSA", alg: "RS256", use: "sig", ...publicJwk(sig), ...certMembers(sig, realm, true) },
     ],
   };
-  const srv = await serve({
-    [jwksPath]: () => jwks,
-    [discoveryPath]: () => ({
-      issuer: issuerOf(),
-      jwks_uri: `${base}${jwksPath}`,
-      id_token_signing_alg_values_supported: ["RS256", "PS256", "ES256"],
-    }),
-  });
-  return {
-    ...srv,
-    get issuer() {
-      return issuerOf();
-    },
-    selfHosted() {
-      base = srv.origin;
-    },
+  const p = await startProvider({
+    origin: `https://${host}`,
+    issuerPath: `/realms/${realm}`,
     jwksPath,
     discoveryPath,
-    jwks: () => jwks,
+    jwks,
+    algs: ["RS256", "PS256", "ES256"],
+  });
+  return Object.assign(p, {
     // aud: what the realm's mappers put there ("account" alone without an Audience mapper; null:
     // no aud at all, what Keycloak sends when no mapper produces one).
-    token({ sub, clientId, aud = "account", iss = issuerOf(), claims = {} }) {
+    token({ sub, clientId, aud = "account", iss = p.issuer, claims = {} }) {
       const t = now();
       const payload = {
         exp: t + 300,
@@ -349,5 +346,5 @@ export async function startKeycloakStandin({ host, realm }) {
       };
       return signRs256(sig, { alg: "RS256", typ: "JWT", kid: sigKid }, payload);
     },
-  };
+  });
 }
