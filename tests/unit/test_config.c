@@ -395,6 +395,8 @@ static void test_bad_values(void **state)
         {"session_refresh_ttl", "367d", "0s..31622400s"},
         {"session_refresh_ttl", "99999999999d", "N followed by s, m, h or d"},
         {"session_refresh_max", "0", "1s..31622400s"},
+        {"session_refresh_max", "1\x01h", "N followed by s, m, h or d"},     /* a control byte */
+        {"session_refresh_max", "1\xff\xfeh", "N followed by s, m, h or d"}, /* not UTF-8 */
         {"audit_retention_days", "36501", "0..36500"},
         {"audit_prune_interval_ms", "99", "100..86400000"},
         /* A choice setting lists its own choices, not another setting's. */
