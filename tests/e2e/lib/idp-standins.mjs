@@ -173,6 +173,26 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
   // A pairwise subject: the same user gets another sub in another application.
   const pairwiseSub = (oid, appId) => createHash("sha256").update(`${oid}/${appId}/${tenantId}`).digest("base64url").slice(0, 43);
   const user = (oid) => ({ name: "Ada Lovelace", preferred_username: `ada-${oid.slice(0, 4)}@contoso.example` });
+  // A v1.0 token (issuer sts.windows.net, appid): profile goes between appidacr and oid, rest
+  // after tid, in the order Entra writes them.
+  const tokenV1 = ({ aud, oid, clientAppId, scp, sub, profile = {}, rest = {} }) => {
+    const t = entraIssued();
+    return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
+      aud,
+      iss: `https://sts.windows.net/${tenantId}/`,
+      iat: t,
+      nbf: t,
+      exp: t + 3900,
+      appid: clientAppId,
+      appidacr: "0",
+      ...profile,
+      oid,
+      scp,
+      sub,
+      tid: tenantId,
+      ...rest,
+    });
+  };
   return Object.assign(p, {
     tenantId,
     pairwiseSub,
@@ -203,43 +223,26 @@ export async function startEntraStandin({ tenantId, apiClientId, appIdUri }) {
     },
     // The v1.0 shape of the same token (the API registration left at the default version).
     token1({ oid, clientAppId }) {
-      const t = entraIssued();
-      return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
+      return tokenV1({
         aud: appIdUri,
-        iss: `https://sts.windows.net/${tenantId}/`,
-        iat: t,
-        nbf: t,
-        exp: t + 3900,
-        appid: clientAppId,
-        appidacr: "0",
-        ...user(oid),
         oid,
+        clientAppId,
         scp: "access_as_user",
         sub: pairwiseSub(oid, clientAppId),
-        tid: tenantId,
-        unique_name: user(oid).preferred_username,
-        upn: user(oid).preferred_username,
-        ver: "1.0",
+        profile: user(oid),
+        rest: { unique_name: user(oid).preferred_username, upn: user(oid).preferred_username, ver: "1.0" },
       });
     },
     // The Entra token for the ACS Teams scopes (what MSAL returns for them), for the Teams
     // exchange: v1.0 shape, appid the client app, oid the user.
     teamsToken({ oid, clientAppId, claims = {} }) {
-      const t = entraIssued();
-      return signRs256(signer.kp, { typ: "JWT", alg: "RS256", x5t: signer.kid, kid: signer.kid }, {
+      return tokenV1({
         aud: "https://auth.msft.communication.azure.com",
-        iss: `https://sts.windows.net/${tenantId}/`,
-        iat: t,
-        nbf: t,
-        exp: t + 3900,
-        appid: clientAppId,
-        appidacr: "0",
         oid,
+        clientAppId,
         scp: "Teams.ManageCalls Teams.ManageChats",
         sub: pairwiseSub(oid, "acs"),
-        tid: tenantId,
-        ver: "1.0",
-        ...claims,
+        rest: { ver: "1.0", ...claims },
       });
     },
   });
